@@ -1,0 +1,50 @@
+namespace DiskSnapshotEngine.Errors;
+
+/// <summary>
+/// The one exception type of the engine: a <see cref="ErrorKind"/> plus the context a user needs to act
+/// (which file, which on-disk structure, which file offset). <see cref="Exception.Message"/> is a single line.
+/// </summary>
+public sealed class DiskImageException : Exception
+{
+    public DiskImageException(ErrorKind kind, string message, string? path = null, string? structure = null,
+        long? fileOffset = null, Exception? inner = null)
+        : base(Compose(message, path, structure, fileOffset), inner)
+    {
+        Kind = kind;
+        Path = path;
+        Structure = structure;
+        FileOffset = fileOffset;
+        Detail = message;
+    }
+
+    /// <summary>What kind of failure this is.</summary>
+    public ErrorKind Kind { get; }
+
+    /// <summary>The file the error is about, when there is one.</summary>
+    public string? Path { get; }
+
+    /// <summary>The on-disk structure (as the format specification names it), when there is one.</summary>
+    public string? Structure { get; }
+
+    /// <summary>The byte offset in <see cref="Path"/> of the offending structure or field, when known.</summary>
+    public long? FileOffset { get; }
+
+    /// <summary>The message without the file/structure/offset prefix.</summary>
+    public string Detail { get; }
+
+    private static string Compose(string message, string? path, string? structure, long? fileOffset)
+    {
+        var prefix = new System.Text.StringBuilder();
+        if (path is not null) prefix.Append(path);
+        if (structure is not null)
+        {
+            if (prefix.Length > 0) prefix.Append(": ");
+            prefix.Append(structure);
+        }
+        if (fileOffset is long off)
+        {
+            prefix.Append(prefix.Length > 0 ? " " : "").Append("at offset ").Append(off).Append(" (0x").Append(off.ToString("x")).Append(')');
+        }
+        return prefix.Length == 0 ? message : $"{prefix}: {message}";
+    }
+}

@@ -1,0 +1,47 @@
+using DiskSnapshotEngine.Block;
+using DiskSnapshotEngine.IO;
+
+namespace DiskSnapshotEngine.Formats;
+
+/// <summary>Parameters of a new image.</summary>
+/// <param name="VirtualSize">Size of the virtual disk in bytes (a multiple of the logical sector size). For a child, the parent's.</param>
+/// <param name="Type">Dynamic, fixed or differencing.</param>
+/// <param name="BlockSize">Allocation unit, or null for the format's default.</param>
+/// <param name="LogicalSectorSize">512 or 4096.</param>
+/// <param name="PhysicalSectorSize">Advertised physical sector size, or null for the format's default.</param>
+public sealed record ImageCreateOptions(long VirtualSize, ImageType Type = ImageType.Dynamic, int? BlockSize = null,
+    int LogicalSectorSize = 512, int? PhysicalSectorSize = null);
+
+/// <summary>
+/// One on-disk format: probe, open, create. Drivers are listed explicitly in <see cref="ImageFormats"/>; no reflection.
+/// </summary>
+public interface IImageFormatDriver
+{
+    /// <summary>The format this driver handles.</summary>
+    ImageFormat Format { get; }
+
+    /// <summary>Lower-case name used on the command line ("vhdx").</summary>
+    string Name { get; }
+
+    /// <summary>File extensions (with the dot, lower case) that select this format when creating.</summary>
+    IReadOnlyList<string> Extensions { get; }
+
+    /// <summary>True when the first bytes of a file (at least 4 KiB when the file has them) carry this format's signature.</summary>
+    bool Probe(ReadOnlySpan<byte> head);
+
+    /// <summary>
+    /// Opens an image. Must be cheap (headers and metadata; maps are read lazily) so that parents can be probed and
+    /// linked clones made in constant time. Takes ownership of <paramref name="file"/> on success only.
+    /// A failed open never writes to the file.
+    /// </summary>
+    /// <exception cref="Errors.DiskImageException">InvalidFormat, CorruptImage, Unsupported, Io.</exception>
+    IDiskLayer Open(IImageFile file, bool writable);
+
+    /// <summary>
+    /// Writes a new image into the empty <paramref name="file"/> and returns it opened for writing.
+    /// For <see cref="ImageType.Differencing"/>, <paramref name="parent"/> describes the parent. Takes ownership of
+    /// <paramref name="file"/> on success only.
+    /// </summary>
+    /// <exception cref="Errors.DiskImageException">InvalidArgument, Unsupported, DiskFull, Io.</exception>
+    IDiskLayer Create(IImageFile file, ImageCreateOptions options, ParentDescriptor? parent);
+}

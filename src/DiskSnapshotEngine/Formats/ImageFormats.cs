@@ -1,0 +1,52 @@
+using DiskSnapshotEngine.Block;
+using DiskSnapshotEngine.Errors;
+using DiskSnapshotEngine.Formats.Raw;
+using DiskSnapshotEngine.IO;
+
+namespace DiskSnapshotEngine.Formats;
+
+/// <summary>The explicit list of format drivers, and format selection by extension or signature.</summary>
+public static class ImageFormats
+{
+    // Raw is last: it has no signature and is chosen only by extension.
+    private static readonly IImageFormatDriver[] s_drivers = { new Vhdx.VhdxDriver(), new Vdi.VdiDriver(), new RawDriver() };
+
+    /// <summary>Every driver, in probing order.</summary>
+    public static IReadOnlyList<IImageFormatDriver> All => s_drivers;
+
+    /// <summary>The driver for a format.</summary>
+    public static IImageFormatDriver Get(ImageFormat format) =>
+        s_drivers.FirstOrDefault(d => d.Format == format)
+        ?? throw new DiskImageException(ErrorKind.Unsupported, $"no driver for format {format}");
+
+    /// <summary>The driver for a name given on the command line (vhdx, vdi, raw).</summary>
+    public static IImageFormatDriver ByName(string name) =>
+        s_drivers.FirstOrDefault(d => string.Equals(d.Name, name, StringComparison.OrdinalIgnoreCase))
+        ?? throw new DiskImageException(ErrorKind.InvalidArgument,
+            $"unknown format '{name}' (known: {string.Join(", ", s_drivers.Select(d => d.Name))})");
+
+    /// <summary>Chooses the format of a file to be created from its extension.</summary>
+    /// <exception cref="DiskImageException">InvalidArgument when the extension names no format.</exception>
+    public static IImageFormatDriver ForNewFile(string path)
+    {
+        string ext = System.IO.Path.GetExtension(path).ToLowerInvariant();
+        return s_drivers.FirstOrDefault(d => d.Extensions.Contains(ext))
+            ?? throw new DiskImageException(ErrorKind.InvalidArgument,
+                $"cannot tell the format from the extension '{ext}' (use one of {string.Join(", ", s_drivers.SelectMany(d => d.Extensions))})", path);
+    }
+
+    /// <summary>Identifies an existing file by its signature; a file without one is raw only when its extension says so.</summary>
+    /// <exception cref="DiskImageException">InvalidFormat when no signature matches and the extension is not a raw one.</exception>
+    public static IImageFormatDriver Detect(IImageFile file)
+    {
+        Span<byte> head = stackalloc byte[4096];
+        head = head[..file.Read(head, 0)];
+        foreach (var d in s_drivers)
+            if (d.Format != ImageFormat.Raw && d.Probe(head)) return d;
+        string ext = System.IO.Path.GetExtension(file.Path).ToLowerInvariant();
+        var raw = Get(ImageFormat.Raw);
+        if (raw.Extensions.Contains(ext)) return raw;
+        throw new DiskImageException(ErrorKind.InvalidFormat,
+            "no VHDX or VDI signature found (name raw images .img or .raw)", file.Path, "file signature", 0);
+    }
+}

@@ -1,0 +1,161 @@
+using DiskSnapshotEngine.Block;
+using DiskSnapshotEngine.Errors;
+using DiskSnapshotEngine.IO;
+
+namespace DiskSnapshotEngine.Formats;
+
+/// <summary>
+/// Finds and verifies the parent of a differencing layer. Paths the child names are tried first, in the order
+/// its format gives them; a parent named only by identity (VDI) is then searched in the child's folder, the
+/// caller's search paths and any extra location sources. A candidate is accepted when its identity matches and
+/// its content version is the one the child recorded.
+/// </summary>
+internal static class ParentResolver
+{
+    private static readonly string[] s_imageExtensions = { ".vdi", ".vhdx", ".avhdx", ".img", ".raw" };
+
+    /// <summary>Opens the verified parent of <paramref name="child"/> read-only.</summary>
+    /// <param name="child">The differencing layer.</param>
+    /// <param name="options">Search paths, overrides, file opener.</param>
+    /// <param name="chainNodes">Files already in the chain, to refuse cycles.</param>
+    /// <exception cref="DiskImageException">ParentNotFound (with every place looked), ParentMismatch, ChainInvalid, FileNotFound for a named path that is not a regular file.</exception>
+    public static (IDiskLayer Layer, FileNode Node) Open(IDiskLayer child, OpenOptions options, IReadOnlyList<FileNode> chainNodes)
+    {
+        var link = child.ParentLink ?? throw new InvalidOperationException("layer has no parent");
+        var looked = new List<string>();
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+
+        foreach (var path in link.CandidatePaths)
+        {
+            if (!seen.Add(path)) continue;
+            looked.Add(path);
+            if (!File.Exists(path) && !Directory.Exists(path) && !IsSymlink(path)) continue;
+            // A path the image itself names must be a usable file: a FIFO, device, directory or loop is an error, not a miss.
+            var node = FileNode.Of(path, "parent image");
+            RefuseCycle(child, node, chainNodes);
+            var layer = OpenCandidate(path, options, strict: true)!;
+            if (link.ParentId is Guid id && layer.Identity.Id != id)
+            {
+                layer.Dispose();
+                continue;
+            }
+            return (Verify(child, link, layer, options), node);
+        }
+
+        if (link.ParentId is Guid wanted)
+        {
+            foreach (var (path, where) in SearchLocations(child, options, wanted))
+            {
+                looked.Add(where);
+                if (!seen.Add(path)) continue;
+                if (!FileNode.IsRegularFile(path)) continue;
+                var node = FileNode.Of(path);
+                if (chainNodes.Any(n => n.SameFileAs(node))) continue;
+                var layer = OpenCandidate(path, options, strict: false);
+                if (layer is null) continue;
+                if (layer.Identity.Id != wanted)
+                {
+                    layer.Dispose();
+                    continue;
+                }
+                return (Verify(child, link, layer, options), node);
+            }
+        }
+
+        string what = link.ParentId is Guid pid ? $"parent {{{pid}}}" : "parent";
+        throw new DiskImageException(ErrorKind.ParentNotFound,
+            $"{what} not found; looked in: {(looked.Count == 0 ? "(nowhere: the image names no location)" : string.Join("; ", looked.Distinct()))}",
+            child.Path, "parent link");
+    }
+
+    // File.Exists is false for a symlink loop or a dangling link; FileNode must still examine those and say why.
+    private static bool IsSymlink(string path)
+    {
+        try { return new FileInfo(path).LinkTarget is not null; }
+        catch (IOException) { return true; }
+    }
+
+    private static void RefuseCycle(IDiskLayer child, FileNode node, IReadOnlyList<FileNode> chainNodes)
+    {
+        // chainNodes runs from the top image down to the child whose parent is being resolved.
+        if (!chainNodes.Any(n => n.SameFileAs(node))) return;
+        throw new DiskImageException(ErrorKind.ChainInvalid,
+            node.SameFileAs(chainNodes[^1])
+                ? $"the parent link names the image itself ({node.FullPath})"
+                : $"the parent chain loops: {node.FullPath} is already in the chain",
+            child.Path, "parent link");
+    }
+
+    private static IDiskLayer? OpenCandidate(string path, OpenOptions options, bool strict)
+    {
+        IImageFile? file = null;
+        try
+        {
+            file = options.FileOpener(path, false);
+            var layer = ImageFormats.Detect(file).Open(file, writable: false);
+            file = null;
+            return layer;
+        }
+        catch (DiskImageException) when (!strict)
+        {
+            return null;
+        }
+        finally
+        {
+            file?.Dispose();
+        }
+    }
+
+    private static IDiskLayer Verify(IDiskLayer child, ParentLink link, IDiskLayer parent, OpenOptions options)
+    {
+        try
+        {
+            var version = parent.Identity.Version;
+            bool matches = version == link.ParentVersion || (link.AlternateParentVersion is Guid alt && version == alt);
+            if (!matches && !options.IgnoreParentMismatch)
+                throw new DiskImageException(ErrorKind.ParentMismatch,
+                    $"{link.VersionName} {{{link.ParentVersion}}} does not match the parent {parent.Path}, whose version is {{{version}}}: " +
+                    "the parent changed after this child was made (override with --ignore-parent-mismatch only if you know the content is the same)",
+                    child.Path, "parent link");
+            ChainRules.CheckCompatible(child, parent);
+            return parent;
+        }
+        catch
+        {
+            parent.Dispose();
+            throw;
+        }
+    }
+
+    // Yields (candidate file, where it was found); the folders are yielded even when empty so the error lists them.
+    private static IEnumerable<(string Path, string Where)> SearchLocations(IDiskLayer child, OpenOptions options, Guid id)
+    {
+        var folders = new List<string>();
+        if (System.IO.Path.GetDirectoryName(child.Path) is string dir) folders.Add(dir);
+        folders.AddRange(options.SearchPaths.Select(p => System.IO.Path.GetFullPath(p)));
+        foreach (var folder in folders)
+        {
+            if (!Directory.Exists(folder))
+            {
+                // A search path may name a file directly.
+                yield return (folder, folder);
+                continue;
+            }
+            yield return (folder, folder);
+            foreach (var f in ImagesIn(folder)) yield return (f, folder);
+        }
+        foreach (var src in options.LocationSources)
+            foreach (var f in src.FindCandidates(id))
+                yield return (System.IO.Path.GetFullPath(f), $"{src.Description}: {f}");
+    }
+
+    private static IEnumerable<string> ImagesIn(string dir)
+    {
+        IEnumerable<string> files;
+        try { files = Directory.EnumerateFiles(dir).ToList(); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { yield break; }
+        foreach (var f in files.Order(StringComparer.Ordinal))
+            if (s_imageExtensions.Contains(System.IO.Path.GetExtension(f).ToLowerInvariant()))
+                yield return f;
+    }
+}

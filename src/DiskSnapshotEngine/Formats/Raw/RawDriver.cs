@@ -1,0 +1,27 @@
+using DiskSnapshotEngine.Block;
+using DiskSnapshotEngine.Errors;
+using DiskSnapshotEngine.IO;
+
+namespace DiskSnapshotEngine.Formats.Raw;
+
+/// <summary>Raw images: the file is the virtual disk. Chosen by extension only (no signature).</summary>
+public sealed class RawDriver : IImageFormatDriver
+{
+    public ImageFormat Format => ImageFormat.Raw;
+    public string Name => "raw";
+    public IReadOnlyList<string> Extensions { get; } = new[] { ".img", ".raw", ".bin" };
+    public bool Probe(ReadOnlySpan<byte> head) => false;
+
+    public IDiskLayer Open(IImageFile file, bool writable) => new RawLayer(file, writable);
+
+    public IDiskLayer Create(IImageFile file, ImageCreateOptions options, ParentDescriptor? parent)
+    {
+        if (options.Type == ImageType.Differencing)
+            throw new DiskImageException(ErrorKind.Unsupported, "a raw image cannot be a differencing child", file.Path);
+        // Dynamic raw is a sparse file; fixed raw writes its zeros so that the space is really taken.
+        file.SetLength(options.VirtualSize);
+        if (options.Type == ImageType.Fixed) RawLayer.FillZeros(file, 0, options.VirtualSize);
+        file.Flush();
+        return new RawLayer(file, writable: true, options.LogicalSectorSize);
+    }
+}

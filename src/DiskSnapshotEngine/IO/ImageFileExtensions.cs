@@ -1,0 +1,39 @@
+using DiskSnapshotEngine.Errors;
+
+namespace DiskSnapshotEngine.IO;
+
+/// <summary>Helpers over <see cref="IImageFile"/> shared by every driver.</summary>
+public static class ImageFileExtensions
+{
+    /// <summary>
+    /// Reads exactly <paramref name="buffer"/>.Length bytes; a short read means the structure lies past the end
+    /// of the file, which is reported as corruption of <paramref name="structure"/>.
+    /// </summary>
+    public static void ReadExactly(this IImageFile file, Span<byte> buffer, long fileOffset, string structure)
+    {
+        if (fileOffset < 0)
+            ThrowHelper.Corrupt(file.Path, structure, fileOffset, "negative file offset");
+        int done = 0;
+        while (done < buffer.Length)
+        {
+            int n = file.Read(buffer[done..], fileOffset + done);
+            if (n <= 0)
+                ThrowHelper.Corrupt(file.Path, structure, fileOffset,
+                    $"needs {buffer.Length} bytes but the file ends at {file.Length}");
+            done += n;
+        }
+    }
+
+    /// <summary>Reads what the file holds at the offset and zero-fills any part past its end (sparse tails, preallocated images).</summary>
+    public static void ReadOrZero(this IImageFile file, Span<byte> buffer, long fileOffset)
+    {
+        int done = 0;
+        while (done < buffer.Length)
+        {
+            int n = file.Read(buffer[done..], fileOffset + done);
+            if (n <= 0) break;
+            done += n;
+        }
+        buffer[done..].Clear();
+    }
+}

@@ -1,0 +1,38 @@
+using DiskSnapshotEngine.IO;
+
+namespace DiskSnapshotEngine;
+
+/// <summary>A place to look for a parent by its identity, such as a VirtualBox media registry (supplied from outside the core).</summary>
+public interface IParentLocationSource
+{
+    /// <summary>Human-readable name for error messages ("VirtualBox registry /x/VirtualBox.xml").</summary>
+    string Description { get; }
+
+    /// <summary>Paths the source associates with the image identity <paramref name="parentId"/>.</summary>
+    IEnumerable<string> FindCandidates(Guid parentId);
+}
+
+/// <summary>How to open an image and its parents.</summary>
+public sealed record OpenOptions
+{
+    /// <summary>Open the top image for writing (parents are always read-only, shared-locked).</summary>
+    public bool Writable { get; init; }
+
+    /// <summary>Extra folders (or files) to search for parents that are found by identity (VDI).</summary>
+    public IReadOnlyList<string> SearchPaths { get; init; } = Array.Empty<string>();
+
+    /// <summary>Extra sources of parent locations (a VirtualBox media registry).</summary>
+    public IReadOnlyList<IParentLocationSource> LocationSources { get; init; } = Array.Empty<IParentLocationSource>();
+
+    /// <summary>Expert override: accept a parent whose content version differs from what the child recorded.</summary>
+    public bool IgnoreParentMismatch { get; init; }
+
+    /// <summary>Opens files; tests replace it to inject faults. Arguments: path, writable.</summary>
+    public Func<string, bool, IImageFile> FileOpener { get; init; } = (path, writable) => ImageFile.Open(path, writable);
+
+    /// <summary>Read-only defaults.</summary>
+    public static OpenOptions ReadOnly { get; } = new();
+
+    /// <summary>Writable defaults.</summary>
+    public static OpenOptions ReadWrite { get; } = new() { Writable = true };
+}

@@ -41,7 +41,7 @@ internal static class VhdxLogReader
 /// <summary>
 /// Appends log entries for metadata updates and applies them (MS-VHDX 2.3.3 "Log Entry", 2.3.3 ordering):
 /// write the entry, flush, write the sectors in place, flush. The caller must have set the header's LogGuid to
-/// <paramref name="logGuid"/> (and flushed) before the first Commit; after a clean close it may clear it.
+/// the writer's logGuid (and flushed) before the first Commit; after a clean close it may clear it.
 /// </summary>
 internal sealed class VhdxLogWriter
 {

@@ -98,6 +98,40 @@ public sealed class ImageFile : IImageFile
         _length = length;
     }
 
+    /// <summary>
+    /// Grows the file to <paramref name="length"/> with the space really reserved (fallocate), so a fixed image
+    /// cannot hit a full disk later. Falls back to a sparse SetLength where fallocate is not available.
+    /// </summary>
+    public void Reserve(long length)
+    {
+        if (!CanWrite) ThrowHelper.ReadOnly(Path, "resize");
+        if (length <= _length) return;
+        if (OperatingSystem.IsLinux())
+        {
+            bool added = false;
+            try
+            {
+                _handle.DangerousAddRef(ref added);
+                int rc = posix_fallocate((int)_handle.DangerousGetHandle(), 0, length);
+                if (rc == 28 || rc == 122)
+                    throw new DiskImageException(ErrorKind.DiskFull, $"cannot reserve {length} bytes: no space left on the device", Path);
+                if (rc == 0)
+                {
+                    _length = length;
+                    return;
+                }
+            }
+            finally
+            {
+                if (added) _handle.DangerousRelease();
+            }
+        }
+        SetLength(length);
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc")]
+    private static extern int posix_fallocate(int fd, long offset, long len);
+
     /// <inheritdoc />
     public void Flush()
     {

@@ -24,6 +24,13 @@ public static class ImageFileExtensions
         }
     }
 
+    /// <summary>Grows the file with its space reserved when the file supports it (a real file), otherwise sparsely.</summary>
+    public static void Reserve(this IImageFile file, long length)
+    {
+        if (file is ImageFile real) real.Reserve(length);
+        else if (length > file.Length) file.SetLength(length);
+    }
+
     /// <summary>Reads what the file holds at the offset and zero-fills any part past its end (sparse tails, preallocated images).</summary>
     public static void ReadOrZero(this IImageFile file, Span<byte> buffer, long fileOffset)
     {

@@ -40,6 +40,14 @@ public interface IDiskLayer : IDisposable
     /// <summary>How to find and verify the parent; null for a base image.</summary>
     ParentLink? ParentLink { get; }
 
+    /// <summary>
+    /// When true, content changes made from now on do not give the layer a new <see cref="ImageIdentity.Version"/>
+    /// (VHDX DataWriteGuid, VDI uuidModify). Only operations that keep every reader's view unchanged set it: a merge into a
+    /// parent whose only child is the merged image, a rebase or pull that copies into a layer the same bytes its parent showed.
+    /// Default false: the first content change of a session gives a new version, so children detect a modified parent.
+    /// </summary>
+    bool PreserveVersionOnWrite { get; set; }
+
     /// <summary>The file data extents are read from (for VHDX read-only opens of a dirty log, the in-memory replay).</summary>
     IImageFile File { get; }
 

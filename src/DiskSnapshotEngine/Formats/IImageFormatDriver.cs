@@ -9,8 +9,12 @@ namespace DiskSnapshotEngine.Formats;
 /// <param name="BlockSize">Allocation unit, or null for the format's default.</param>
 /// <param name="LogicalSectorSize">512 or 4096.</param>
 /// <param name="PhysicalSectorSize">Advertised physical sector size, or null for the format's default.</param>
+/// <param name="Identity">
+/// Identity to give the new image, or null for fresh random ids (the normal case: a clone must be distinguishable from its source).
+/// Set only when an image is rewritten in place under its old name (compact), so that its children still link to it.
+/// </param>
 public sealed record ImageCreateOptions(long VirtualSize, ImageType Type = ImageType.Dynamic, int? BlockSize = null,
-    int LogicalSectorSize = 512, int? PhysicalSectorSize = null);
+    int LogicalSectorSize = 512, int? PhysicalSectorSize = null, ImageIdentity? Identity = null);
 
 /// <summary>
 /// One on-disk format: probe, open, create. Drivers are listed explicitly in <see cref="ImageFormats"/>; no reflection.

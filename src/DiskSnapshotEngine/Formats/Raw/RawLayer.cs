@@ -33,6 +33,7 @@ public sealed class RawLayer : IDiskLayer
     public ImageIdentity Identity => default;
     public ParentLink? ParentLink => null;
     public IImageFile File { get; }
+    public bool PreserveVersionOnWrite { get; set; }
 
     public IReadOnlyList<KeyValuePair<string, string>> Details =>
         new[] { KeyValuePair.Create("file size", File.Length.ToString()) };

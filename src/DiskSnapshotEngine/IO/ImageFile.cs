@@ -155,8 +155,12 @@ public sealed class ImageFile : IImageFile
             return new DiskImageException(ErrorKind.DiskFull, $"cannot {operation}: no space left on the device", path, inner: e);
         // ERROR_SHARING_VIOLATION (32) / ERROR_LOCK_VIOLATION (33) is what .NET reports for a failed flock.
         if (code is 32 or 33 || e.Message.Contains("being used by another process", StringComparison.OrdinalIgnoreCase))
-            return new DiskImageException(ErrorKind.Locked,
-                $"cannot {operation}: another process has the file open ({(operation.Contains("writ") ? "reading or writing it" : "writing it")})", path, inner: e);
+        {
+            string holders = LockHolders.Describe(path);
+            string who = holders.Length > 0 ? holders
+                : operation.Contains("writ") ? "another process is reading or writing it" : "another process is writing it";
+            return new DiskImageException(ErrorKind.Locked, $"cannot {operation}: the file is locked, {who}", path, inner: e);
+        }
         if (e is FileNotFoundException or DirectoryNotFoundException)
             return new DiskImageException(ErrorKind.FileNotFound, $"cannot {operation}: the file does not exist", path, inner: e);
         if (e is UnauthorizedAccessException)

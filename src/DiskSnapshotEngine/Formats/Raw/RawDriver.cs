@@ -18,9 +18,9 @@ public sealed class RawDriver : IImageFormatDriver
     {
         if (options.Type == ImageType.Differencing)
             throw new DiskImageException(ErrorKind.Unsupported, "a raw image cannot be a differencing child", file.Path);
-        // Dynamic raw is a sparse file; fixed raw writes its zeros so that the space is really taken.
-        file.SetLength(options.VirtualSize);
-        if (options.Type == ImageType.Fixed) RawLayer.FillZeros(file, 0, options.VirtualSize);
+        // Dynamic raw is a sparse file; fixed raw has its space reserved (fallocate) so it cannot run out later.
+        if (options.Type == ImageType.Fixed) file.Reserve(options.VirtualSize);
+        else file.SetLength(options.VirtualSize);
         file.Flush();
         return new RawLayer(file, writable: true, options.LogicalSectorSize);
     }

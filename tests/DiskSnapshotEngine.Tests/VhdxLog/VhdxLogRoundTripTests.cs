@@ -143,4 +143,32 @@ public class VhdxLogRoundTripTests
         Assert.Equal(253, seq.Writes.Count);
         Assert.Equal(Update(253).Select(w => w.Data), seq.Writes.Select(w => w.Data));
     }
+
+    [Fact]
+    public void An_entry_that_wraps_from_the_end_of_the_ring_to_its_start_is_read()
+    {
+        // Writers such as qemu let an entry run past the end of the log and continue at its start. Ours never does,
+        // so the entry is made by our writer and moved: its sectors placed from the last log sector onwards,
+        // its Tail (itself) and checksum rewritten.
+        var scratch = new CrashSimulationFile("scratch.vhdx", new byte[LogTestFile.FileLength]);
+        var writes = Enumerable.Range(0, 3).Select(i => new VhdxLogWrite(LogTestFile.TargetBase + i * 4096L, LogTestFile.Sector(50 + i), 4096)).ToList();
+        new VhdxLogWriter(scratch, LogTestFile.LogOffset, LogTestFile.LogLength, Guid1, 9).Commit(writes, scratch.Length, scratch.Length);
+        var entry = LogTestFile.Read(scratch, LogTestFile.LogOffset, 4 * 4096);
+        uint start = LogTestFile.LogLength - 4096;
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(entry.AsSpan(12), start);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(entry.AsSpan(4), 0);
+        uint crc = Formats.Vhdx.Log.VhdxLogLayout.CrcFinish(Formats.Vhdx.Log.VhdxLogLayout.CrcUpdate(Formats.Vhdx.Log.VhdxLogLayout.CrcSeed, entry));
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(entry.AsSpan(4), crc);
+
+        var f = new CrashSimulationFile("wrapped.vhdx", new byte[LogTestFile.FileLength]);
+        for (int i = 0; i < 4; i++)
+            f.Write(entry.AsSpan(i * 4096, 4096), LogTestFile.LogOffset + (start + i * 4096L) % LogTestFile.LogLength);
+
+        var seq = VhdxLogReader.FindActiveSequence(f, LogTestFile.LogOffset, LogTestFile.LogLength, Guid1);
+        Assert.NotNull(seq);
+        Assert.Equal(9UL, seq.LastSequenceNumber);
+        Assert.Equal(3u * 4096, seq.HeadOffset);
+        Assert.Equal(writes.Select(w => w.Data), seq.Writes.Select(w => w.Data));
+        Assert.Equal(writes.Select(w => w.FileOffset), seq.Writes.Select(w => w.FileOffset));
+    }
 }

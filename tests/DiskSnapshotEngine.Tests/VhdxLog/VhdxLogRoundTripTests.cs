@@ -171,4 +171,64 @@ public class VhdxLogRoundTripTests
         Assert.Equal(writes.Select(w => w.Data), seq.Writes.Select(w => w.Data));
         Assert.Equal(writes.Select(w => w.FileOffset), seq.Writes.Select(w => w.FileOffset));
     }
+
+    [Fact]
+    public void Replay_on_a_real_file_restores_LastFileOffset_and_an_overlay_only_in_memory()
+    {
+        using var dir = new TempDirectory("vhdxlog");
+        string path = dir.File("grow.bin");
+        long grown = LogTestFile.FileLength + (1 << 20);
+        var sector = LogTestFile.Sector(7);
+        byte[] entryState;
+        {
+            // The commit is cut after its entry is durable; the file had been extended to `grown` before the crash
+            // took the extension away (LastFileOffset remembers it).
+            var crash = new CrashSimulationFile("grow.bin", new byte[LogTestFile.FileLength]) { FailAtWrite = 1 };
+            var writer = new VhdxLogWriter(crash, LogTestFile.LogOffset, LogTestFile.LogLength, Guid1, 1);
+            Assert.Throws<DiskImageException>(() => writer.Commit([new VhdxLogWrite(LogTestFile.TargetBase, sector, 4096)], crash.Length, grown));
+            entryState = crash.AfterPowerLoss([]);
+        }
+        File.WriteAllBytes(path, entryState);
+
+        using (var ro = new MemoryOverlayFile(ImageFile.Open(path, writable: false)))
+        {
+            var seq = VhdxLogReader.FindActiveSequence(ro, LogTestFile.LogOffset, LogTestFile.LogLength, Guid1)!;
+            VhdxLogReader.Apply(seq, (IImageFile)ro); // dispatches to the overlay replay
+            Assert.Equal(grown, ro.Length);
+            Assert.Equal(sector, LogTestFile.Read(ro, LogTestFile.TargetBase, 4096));
+        }
+        Assert.Equal(entryState, File.ReadAllBytes(path)); // the read-only replay never touched the file
+
+        using (var rw = ImageFile.Open(path, writable: true))
+        {
+            var seq = VhdxLogReader.FindActiveSequence(rw, LogTestFile.LogOffset, LogTestFile.LogLength, Guid1)!;
+            Assert.Equal(grown, seq.LastFileOffset);
+            VhdxLogReader.Apply(seq, rw);
+            rw.Flush();
+        }
+        Assert.Equal(grown, new FileInfo(path).Length);
+        using var check = ImageFile.Open(path, writable: false);
+        Assert.Equal(sector, LogTestFile.Read(check, LogTestFile.TargetBase, 4096));
+    }
+
+    [Fact]
+    public void Writer_refuses_malformed_writes()
+    {
+        var f = new CrashSimulationFile("bad.vhdx", new byte[LogTestFile.FileLength]);
+        var writer = new VhdxLogWriter(f, LogTestFile.LogOffset, LogTestFile.LogLength, Guid1, 1);
+        void Refused(VhdxLogWrite w, long flushed = LogTestFile.FileLength)
+        {
+            var e = Assert.Throws<DiskImageException>(() => writer.Commit([w], flushed, Math.Max(flushed, LogTestFile.FileLength)));
+            Assert.Equal(ErrorKind.InvalidArgument, e.Kind);
+        }
+        Refused(new VhdxLogWrite(LogTestFile.TargetBase + 512, LogTestFile.Sector(1), 4096));
+        Refused(new VhdxLogWrite(LogTestFile.TargetBase, new byte[512], 4096));
+        Refused(new VhdxLogWrite(LogTestFile.TargetBase, null, 1000));
+        Refused(new VhdxLogWrite(LogTestFile.TargetBase, null, 0));
+        Refused(new VhdxLogWrite(-4096, LogTestFile.Sector(1), 4096));
+        Refused(new VhdxLogWrite(LogTestFile.TargetBase, LogTestFile.Sector(1), 4096), LogTestFile.FileLength + 4096);
+        Assert.Equal(0, f.WriteCount);
+        Assert.Throws<DiskImageException>(() => new VhdxLogWriter(f, LogTestFile.LogOffset, LogTestFile.LogLength, Guid.Empty, 1));
+        Assert.Throws<DiskImageException>(() => new VhdxLogWriter(f, LogTestFile.LogOffset, LogTestFile.LogLength, Guid1, 1, 100));
+    }
 }

@@ -79,6 +79,12 @@ internal static class VhdxLogReader
     {
         ArgumentNullException.ThrowIfNull(sequence);
         ArgumentNullException.ThrowIfNull(target);
+        // An overlay passed as IImageFile still gets the in-memory replay (its Write refuses by design).
+        if (target is MemoryOverlayFile overlay)
+        {
+            Apply(sequence, overlay);
+            return;
+        }
         byte[]? zeros = null;
         foreach (var w in sequence.Writes)
         {
@@ -131,7 +137,7 @@ internal static class VhdxLogReader
         if (logLength == 0 || logLength % MiB != 0 || logOffset < MiB || logOffset % MiB != 0)
             ThrowHelper.Corrupt(file.Path, "Log", logOffset,
                 $"log region (LogOffset {logOffset}, LogLength {logLength}) is not a non-empty 1 MiB-aligned region after the header section");
-        if (logOffset + logLength > file.Length)
+        if (logOffset > file.Length - logLength)
             ThrowHelper.Corrupt(file.Path, "Log", logOffset,
                 $"log region of {logLength} bytes at {logOffset} extends past the end of the file ({file.Length} bytes)");
     }
@@ -415,6 +421,9 @@ internal sealed class VhdxLogWriter
         if (writes.Count == 0) return;
         if (flushedFileOffset < 0 || lastFileOffset < flushedFileOffset || lastFileOffset > VhdxLogLayout.MaxFileOffset)
             ThrowHelper.InvalidArgument($"FlushedFileOffset {flushedFileOffset} / LastFileOffset {lastFileOffset} are inconsistent", _file.Path);
+        // Readers treat FlushedFileOffset past the end of the file as lost data (CorruptImage), so it must be true now.
+        if (flushedFileOffset > _file.Length)
+            ThrowHelper.InvalidArgument($"FlushedFileOffset {flushedFileOffset} is past the end of the file ({_file.Length} bytes)", _file.Path);
 
         long dataCount = 0;
         foreach (var w in writes)

@@ -333,13 +333,15 @@ public sealed class VhdxLayer : IDiskLayer
         bool readsZero = e.State != VhdxBatEntry.NotPresent || !IsDifferencing;
         if (SpanHelpers.IsAllZero(data))
         {
-            if (readsZero) return; // already reads as zeros: nothing to record, nothing to allocate
             if (wholeBlock)
             {
+                // A whole block of zeros is recorded as ZERO without allocating (and hides the parent in a differencing file).
+                if (e.State == VhdxBatEntry.Zero) return;
                 BeginChange(content: true);
                 WriteBatEntry(PayloadBatIndex(block), VhdxBatEntry.Make(VhdxBatEntry.Zero, 0));
                 return;
             }
+            if (readsZero) return; // part of a block that already reads as zeros: nothing to record, nothing to allocate
         }
 
         BeginChange(content: true);

@@ -1,0 +1,8 @@
+using System.CommandLine;
+
+namespace DiskSnapshotEngine.Cli.Commands;
+
+internal static class CheckCommand
+{
+    public static Command Build() => new("check", "(not written yet)");
+}

@@ -24,18 +24,19 @@ public static class RawExport
 
     /// <summary>
     /// Exports into a new raw file at <paramref name="outputPath"/>. Ranges that read as zeros are left as holes
-    /// (the file is sparse where the file system supports it) and the file ends at the virtual size. The file is
-    /// made durable (fsync) before returning; on any failure or cancellation it is deleted.
+    /// (the file is sparse where the file system supports it) and the file ends at the virtual size. With
+    /// <paramref name="durable"/> the file is fsynced before returning; on any failure or cancellation it is deleted.
     /// </summary>
     /// <param name="chain">The opened image (read-only is enough).</param>
     /// <param name="outputPath">The raw file to create.</param>
     /// <param name="overwrite">Replace an existing regular file (never one of the chain's own files).</param>
     /// <param name="progress">Receives bytes of the virtual disk done so far.</param>
     /// <param name="cancellationToken">Stops the export; the partial output is deleted.</param>
+    /// <param name="durable">fsync the output before returning (cp and qemu-img leave that to the page cache; so does the CLI unless --sync).</param>
     /// <exception cref="DiskImageException">AlreadyExists, InvalidArgument (the output is an image of the chain), FileNotFound (the output is not a regular file), DiskFull, Io, CorruptImage (while reading a layer).</exception>
     /// <exception cref="OperationCanceledException">When <paramref name="cancellationToken"/> is cancelled.</exception>
     public static async Task ExportToFileAsync(DiskChain chain, string outputPath, bool overwrite = false,
-        IProgress<OperationProgress>? progress = null, CancellationToken cancellationToken = default)
+        IProgress<OperationProgress>? progress = null, CancellationToken cancellationToken = default, bool durable = true)
     {
         ArgumentNullException.ThrowIfNull(chain);
         string full = Path.GetFullPath(outputPath);
@@ -61,7 +62,7 @@ public static class RawExport
                 static (_, _) => { },
                 progress, cancellationToken).ConfigureAwait(false);
             output.SetLength(chain.VirtualSize);
-            output.Flush();
+            if (durable) output.Flush();
             done = true;
         }
         finally

@@ -20,7 +20,12 @@ public readonly record struct FileNode(ulong Device, ulong Inode, string FullPat
     /// <exception cref="DiskImageException">Kind FileNotFound for a missing path, a FIFO, a device, a socket, a directory or a symlink loop.</exception>
     public static FileNode Of(string path, string role = "image")
     {
-        string full = System.IO.Path.GetFullPath(path);
+        string full;
+        try { full = System.IO.Path.GetFullPath(path); }
+        catch (ArgumentException)
+        {
+            throw new DiskImageException(ErrorKind.FileNotFound, $"the {role} path is not a valid path", path.Replace('\0', '?'));
+        }
         if (!OperatingSystem.IsLinux())
         {
             if (Directory.Exists(full))

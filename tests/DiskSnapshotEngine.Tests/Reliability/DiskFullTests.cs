@@ -9,8 +9,7 @@ namespace DiskSnapshotEngine.Tests.Reliability;
 /// <summary>Running out of space on a real small file system: a typed error, nothing half-made, old content intact.</summary>
 public class DiskFullTests
 {
-    // Raw only until the VHDX and VDI drivers land in main; then all three.
-    private static readonly string[] Extensions = { ".img" };
+    private static readonly string[] Extensions = { ".img", ".vhdx", ".vdi" };
 
     [RequiresMountFact]
     public void Creating_a_fixed_image_larger_than_the_disk_fails_cleanly()

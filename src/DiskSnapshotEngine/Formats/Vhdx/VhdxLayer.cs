@@ -615,18 +615,26 @@ public sealed class VhdxLayer : IDiskLayer
         // MS-VHDX 2.6.2.6.1: try relative_path, then volume_path, then absolute_win32_path.
         if (locator["relative_path"] is { Length: > 0 } rel)
         {
-            string local = OperatingSystem.IsWindows() ? rel : rel.Replace('\\', '/');
+            string local = LocalPath("relative_path", rel);
             candidates.Add(System.IO.Path.GetFullPath(System.IO.Path.Combine(childDir, local)));
         }
         foreach (var key in new[] { "volume_path", "absolute_win32_path" })
         {
             if (locator[key] is not { Length: > 0 } p) continue;
-            string local = OperatingSystem.IsWindows() ? p : p.Replace('\\', '/');
+            string local = LocalPath(key, p);
             // A Windows drive or volume path names nothing on another OS; only a path rooted here is a candidate.
             if (System.IO.Path.IsPathRooted(local) && (OperatingSystem.IsWindows() || local.StartsWith('/')))
                 candidates.Add(System.IO.Path.GetFullPath(local));
         }
         return new ParentLink(candidates, null, ParseLinkage(locator, "parent_linkage")!.Value, ParseLinkage(locator, "parent_linkage2"), "parent_linkage");
+    }
+
+    // A locator path is text from the file: one the OS cannot name (a NUL) is corruption, not a missing parent.
+    private string LocalPath(string key, string value)
+    {
+        if (value.AsSpan().IndexOfAny(System.IO.Path.GetInvalidPathChars()) >= 0)
+            ThrowHelper.Corrupt(Path, "parent locator", null, $"{key} contains a character no path can hold");
+        return OperatingSystem.IsWindows() ? value : value.Replace('\\', '/');
     }
 
     private Guid? ParseLinkage(VhdxParentLocator locator, string key)

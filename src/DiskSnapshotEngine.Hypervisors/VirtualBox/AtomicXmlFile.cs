@@ -57,10 +57,20 @@ public static class AtomicXmlFile
                 IndentChars = "  ",
                 Encoding = EncodingOf(doc),
                 NewLineHandling = NewLineHandling.Entitize,
+                // The declaration is written as the file had it (XmlWriter would always add its own encoding spelling).
+                OmitXmlDeclaration = true,
             };
             using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None))
             {
-                using (var w = XmlWriter.Create(fs, settings)) doc.Save(w);
+                var decl = doc.Declaration ?? new XDeclaration("1.0", null, null);
+                var declText = "<?xml version=\"" + (decl.Version ?? "1.0") + "\""
+                    + (decl.Encoding is null ? "" : " encoding=\"" + decl.Encoding + "\"")
+                    + (decl.Standalone is null ? "" : " standalone=\"" + decl.Standalone + "\"") + "?>\n";
+                fs.Write(Encoding.ASCII.GetBytes(declText)); // an XmlWriter would drop or respell it
+                using (var w = XmlWriter.Create(fs, settings))
+                {
+                    foreach (var node in doc.Nodes()) node.WriteTo(w);
+                }
                 fs.Flush(flushToDisk: true);
             }
             if (File.Exists(path))

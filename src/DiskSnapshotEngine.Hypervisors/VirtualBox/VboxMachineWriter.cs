@@ -63,16 +63,17 @@ public static class VboxMachineWriter
     }
 
     /// <summary>
-    /// Refuses what VirtualBox itself cannot open. Its VHDX backend (Storage/VHDX.cpp) advertises only file access:
-    /// no differencing images (so no VHDX children) and no UUID of its own. VirtualBox also keeps a single root snapshot.
+    /// Refuses what VirtualBox itself cannot open. Its VHDX backend (Storage/VHDX.cpp) advertises only file access
+    /// (VD_CAP_FILE | VD_CAP_VFS): no differencing images, so no VHDX children, and no UUID of its own; RAW is the same.
+    /// VDI and VMDK (read back from existing files) do chain. VirtualBox also keeps a single root snapshot.
     /// </summary>
     internal static void CheckVirtualBoxCanOpen(VmDiskState state)
     {
         foreach (var m in state.AllMedia)
         {
-            if (m.Children.Count > 0 && m.Format != MediumFormats.Vdi)
+            if (m.Children.Count > 0 && (m.Format == MediumFormats.Vhdx || m.Format == MediumFormats.Raw))
                 throw new DiskImageException(ErrorKind.Unsupported,
-                    $"VirtualBox cannot open {m.Format} differencing images (only VDI chains); flatten it first: dse clone {m.Children[0].Path} flat.vdi",
+                    $"VirtualBox cannot open {m.Format} differencing images (only VDI and VMDK chain); flatten it first: dse clone {m.Children[0].Path} flat.vdi",
                     m.Path);
         }
         if (state.Snapshots.Count > 1)

@@ -47,7 +47,7 @@ public static class HyperVScript
         var disk = state.CurrentMedium;
         if (disk.Format != MediumFormats.Vhdx)
             throw new DiskImageException(ErrorKind.Unsupported,
-                $"Hyper-V opens only VHD and VHDX disks, not {disk.Format}; convert it first: dse clone {disk.Path} {System.IO.Path.ChangeExtension(disk.Path, ".vhdx")}",
+                $"Hyper-V opens only VHD and VHDX disks, not {disk.Format}; convert it first: dse clone {ExternalCommand.ShellQuote(disk.Path)} {ExternalCommand.ShellQuote(System.IO.Path.ChangeExtension(disk.Path, ".vhdx"))}",
                 disk.Path);
         var name = PowerShellLiteral.Quote(spec.Name);
         var path = PowerShellLiteral.Quote(disk.Path);

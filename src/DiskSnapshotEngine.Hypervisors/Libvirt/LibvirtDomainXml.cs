@@ -1,6 +1,7 @@
 using System.Xml.Linq;
 using DiskSnapshotEngine.Errors;
 using DiskSnapshotEngine.Hypervisors.Model;
+using DiskSnapshotEngine.Hypervisors.Processes;
 
 namespace DiskSnapshotEngine.Hypervisors.Libvirt;
 
@@ -50,7 +51,7 @@ public static class LibvirtDomainXml
         var disk = state.CurrentMedium;
         if (disk.Id != state.Root.Id)
             throw new DiskImageException(ErrorKind.Unsupported,
-                $"QEMU cannot follow {disk.Format} parent links (its vhdx and vdi drivers read only base images), so libvirt cannot run this differencing image; flatten it first: dse clone {disk.Path} {FlatName(disk.Path)}",
+                $"QEMU cannot follow {disk.Format} parent links (its vhdx and vdi drivers read only base images), so libvirt cannot run this differencing image; flatten it first: dse clone {ExternalCommand.ShellQuote(disk.Path)} {ExternalCommand.ShellQuote(FlatName(disk.Path))}",
                 disk.Path);
         return new XDocument(
             new XElement("domain", new XAttribute("type", "kvm"),

@@ -58,7 +58,7 @@ public sealed class LibvirtRegistrar
                 // libvirt before it learnt the vhdx format rejects the driver type outright; say so instead of a raw parser error.
                 if (why.Contains("unknown driver format value", StringComparison.Ordinal))
                     throw new DiskImageException(ErrorKind.Unsupported,
-                        $"this libvirt does not accept the disk's format ({why}); convert the disk to raw or qcow2 (qemu-img convert -O qcow2 {state.CurrentMedium.Path} disk.qcow2) and register that",
+                        $"this libvirt does not accept the disk's format ({why}); convert the disk to raw or qcow2 (qemu-img convert -O qcow2 {ExternalCommand.ShellQuote(state.CurrentMedium.Path)} disk.qcow2) and register that",
                         state.CurrentMedium.Path);
                 throw new DiskImageException(ErrorKind.ExternalTool, $"virsh define exited with {r.ExitCode}: {why} (command: {command})");
             }

@@ -73,7 +73,7 @@ public static class VboxMachineWriter
         {
             if (m.Children.Count > 0 && (m.Format == MediumFormats.Vhdx || m.Format == MediumFormats.Raw))
                 throw new DiskImageException(ErrorKind.Unsupported,
-                    $"VirtualBox cannot open {m.Format} differencing images (only VDI and VMDK chain); flatten it first: dse clone {m.Children[0].Path} flat.vdi",
+                    $"VirtualBox cannot open {m.Format} differencing images (only VDI and VMDK chain); flatten it first: dse clone {Processes.ExternalCommand.ShellQuote(m.Children[0].Path)} flat.vdi",
                     m.Path);
         }
         if (state.Snapshots.Count > 1)

@@ -13,6 +13,11 @@ public static class VmDiskStateBuilder
     /// <summary>
     /// The chain as a straight line of media, base at the root and the chain's top as the current medium.
     /// Ids are the images' own: VDI uuidCreate and the VHDX page 83 virtual disk id (both are <see cref="ImageIdentity.Id"/>).
+    /// For VDI this is the UUID VirtualBox itself reads from the header, and a registry entry must match it. VirtualBox's
+    /// VHDX backend (src/VBox/Storage/VHDX.cpp) reads no UUID at all: its capabilities are VD_CAP_FILE | VD_CAP_VFS
+    /// (no VD_CAP_UUID) and its get-UUID callback is the "not supported" stub, so the media registry entry is the only
+    /// id VirtualBox has for a VHDX. We give it the page 83 virtual disk id so the id is stable across registrations and
+    /// is the one Hyper-V and other tools show for the same file.
     /// A raw file has no identity, so it gets a stable name-based id derived from its absolute path.
     /// </summary>
     public static VmDiskState FromChain(DiskChain chain)

@@ -91,6 +91,12 @@ public static class VboxSnapshotSync
         }
         var top = existing.AncestorsAndSelf(ns + "HardDisk").Last();
         foreach (var d in top.DescendantsAndSelf(ns + "HardDisk")) diskIds.Add(IdOf(d, path));
+        // The schema does not catch a UUID registered twice, but VirtualBox refuses to load such a file.
+        foreach (var other in hardDisks.Descendants(ns + "HardDisk").Where(d => d.AncestorsAndSelf(ns + "HardDisk").Last() != top))
+            if (diskIds.Contains(IdOf(other, path)))
+                throw new DiskImageException(ErrorKind.InvalidArgument,
+                    $"image {(string?)other.Attribute("uuid")} belongs to another disk of this machine ({(string?)other.Attribute("location")})",
+                    path, "MediaRegistry/HardDisks");
         if (IdOf(top, path) != state.Root.Id)
             throw new DiskImageException(ErrorKind.InvalidArgument,
                 $"the file's image tree for this disk starts at {(string?)top.Attribute("uuid")}, but the disk's base image is {VboxXml.Uuid(state.Root.Id)}",

@@ -129,6 +129,23 @@ public class VirtualBoxSnapshotSyncTests
         Assert.Equal("/GOAD", (string?)updated.Descendants(ns + "Group").Single().Attribute("name"));
     }
 
+    [RequiresVboxSchemaFact(needsXmllint: false)]
+    public void An_image_id_of_another_disk_is_refused_and_the_file_is_not_touched()
+    {
+        using var dir = new TempDirectory("vboxsync");
+        var (path, original, _, root) = Copy(dir, "2disks-1snap.vbox");
+        var bytes = File.ReadAllBytes(path);
+        var state = VboxSnapshotSync.ReadDiskState(original, root, path);
+        var disk2 = Guid.Parse("f113fdf8-9750-4557-a8be-87fd02319071");
+        state = state with { Root = AddChild(state.Root, state.CurrentMediumId, new MediumInfo(disk2, dir.File("dup.vdi"), MediumFormats.Vdi, 0, Array.Empty<MediumInfo>())) };
+
+        var e = Assert.Throws<DiskSnapshotEngine.Errors.DiskImageException>(() => VboxSnapshotSync.SyncFile(path, state));
+        Assert.Equal(DiskSnapshotEngine.Errors.ErrorKind.InvalidArgument, e.Kind);
+        Assert.Contains("belongs to another disk", e.Message);
+        Assert.Equal(bytes, File.ReadAllBytes(path));
+        Assert.False(File.Exists(path + AtomicXmlFile.BackupSuffix));
+    }
+
     private static IEnumerable<XElement> Scopes(XElement machine, XNamespace ns) =>
         new[] { machine.Element(ns + "Hardware"), machine.Element(ns + "StorageControllers") }.OfType<XElement>();
 
@@ -146,5 +163,55 @@ public sealed class RequiresVboxSchemaTheoryAttribute : TheoryAttribute
     {
         if (SharedFixtures.SharedDirectory is null || !Directory.Exists(System.IO.Path.Combine(SharedFixtures.SharedDirectory, "vbox", "samples")))
             Skip = "../shared/vbox is not beside the checkout (set DSE_SHARED_DIR to point at shared/)";
+    }
+}
+
+public class AtomicXmlFileTests
+{
+    [Fact]
+    public void A_write_that_fails_midway_leaves_the_old_file_and_no_temporary_file()
+    {
+        using var dir = new TempDirectory("atomic");
+        var path = dir.File("m.vbox");
+        File.WriteAllText(path, "<VirtualBox xmlns=\"http://www.virtualbox.org/\" version=\"1.19-linux\"/>");
+        var before = File.ReadAllBytes(path);
+        // A control character cannot be written in XML 1.0: the writer fails after it has started the temporary file.
+        var doc = new XDocument(new XElement("VirtualBox", new XAttribute("version", "1.19"), new XElement("a", new string('x', 100_000)), new XElement("b", "bad\u0001")));
+
+        Assert.ThrowsAny<Exception>(() => AtomicXmlFile.Save(doc, path));
+
+        Assert.Equal(before, File.ReadAllBytes(path));
+        Assert.Equal(new[] { "m.vbox" }, Directory.GetFiles(dir.Path).Select(System.IO.Path.GetFileName));
+    }
+
+    [Fact]
+    public void Replacing_keeps_the_previous_version_as_prev_and_a_new_machine_never_overwrites()
+    {
+        using var dir = new TempDirectory("atomic");
+        var path = dir.File("m.vbox");
+        AtomicXmlFile.Save(new XDocument(new XElement("one")), path, mustNotExist: true);
+        var first = File.ReadAllBytes(path);
+        AtomicXmlFile.Save(new XDocument(new XElement("two")), path);
+        Assert.Equal(first, File.ReadAllBytes(path + AtomicXmlFile.BackupSuffix));
+        Assert.Equal("two", XDocument.Load(path).Root!.Name.LocalName);
+        var e = Assert.Throws<DiskSnapshotEngine.Errors.DiskImageException>(() => AtomicXmlFile.Save(new XDocument(new XElement("three")), path, mustNotExist: true));
+        Assert.Equal(DiskSnapshotEngine.Errors.ErrorKind.AlreadyExists, e.Kind);
+        Assert.Equal("two", XDocument.Load(path).Root!.Name.LocalName);
+    }
+
+    [Fact]
+    public void Garbage_and_non_machine_files_are_typed_errors()
+    {
+        using var dir = new TempDirectory("atomic");
+        var path = dir.File("bad.vbox");
+        File.WriteAllText(path, "<VirtualBox><Machine");
+        Assert.Equal(DiskSnapshotEngine.Errors.ErrorKind.InvalidFormat, Assert.Throws<DiskSnapshotEngine.Errors.DiskImageException>(() => AtomicXmlFile.Load(path)).Kind);
+        File.WriteAllText(path, "<VirtualBox xmlns=\"http://www.virtualbox.org/\" version=\"1.19\"><Global/></VirtualBox>");
+        var state = HypervisorTestData.ThreeDeepTwoSnapshotsAndBranch(dir.Path);
+        var e = Assert.Throws<DiskSnapshotEngine.Errors.DiskImageException>(() => VboxSnapshotSync.SyncFile(path, state));
+        Assert.Equal(DiskSnapshotEngine.Errors.ErrorKind.InvalidFormat, e.Kind);
+        Assert.Contains("no Machine element", e.Message);
+        Assert.Equal(DiskSnapshotEngine.Errors.ErrorKind.FileNotFound,
+            Assert.Throws<DiskSnapshotEngine.Errors.DiskImageException>(() => AtomicXmlFile.Load(dir.File("none.vbox"))).Kind);
     }
 }

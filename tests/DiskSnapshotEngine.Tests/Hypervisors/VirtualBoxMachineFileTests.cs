@@ -24,7 +24,7 @@ public class VirtualBoxMachineFileTests
         using (var chain = DiskImage.Open(disk)) state = VmDiskStateBuilder.FromChain(chain);
 
         var registration = new VirtualBoxRegistrar(new FakeCommandRunner(Array.Empty<string>()))
-            .Register(new VboxMachineSpec("raw vm", MemoryMiB: 512, Cpus: 2), state, dir.Path, dryRun: false, Now);
+            .Register(new VboxMachineSpec("Zoë's raw vm", MemoryMiB: 512, Cpus: 2), state, dir.Path, dryRun: false, Now);
 
         AssertValidatesAgainstVirtualBoxSchema(registration.VboxPath);
         var doc = XDocument.Load(registration.VboxPath);

@@ -24,6 +24,7 @@ internal static class CommandCatalog
         ExportCommand.Build,
         CheckCommand.Build,
         DemoCommand.Build,
+        VmCommand.Build,
     };
 
     public static RootCommand BuildRoot()

@@ -1,0 +1,164 @@
+using System.CommandLine;
+using System.Globalization;
+using DiskSnapshotEngine.Hypervisors.HyperV;
+using DiskSnapshotEngine.Hypervisors.Libvirt;
+using DiskSnapshotEngine.Hypervisors.Model;
+using DiskSnapshotEngine.Hypervisors.VirtualBox;
+
+namespace DiskSnapshotEngine.Cli.Commands;
+
+/// <summary>
+/// <c>dse vm register virtualbox|hyperv|libvirt ...</c> and <c>dse vm checkpoint hyperv ...</c>: hand a disk to a hypervisor.
+/// All hypervisor knowledge lives in DiskSnapshotEngine.Hypervisors; this file only parses and prints.
+/// </summary>
+internal static class VmCommand
+{
+    public static Command Build()
+    {
+        var register = new Command("register", "Create a VM for a disk in VirtualBox, Hyper-V or libvirt.")
+        {
+            RegisterVirtualBox(), RegisterHyperV(), RegisterLibvirt(),
+        };
+        var checkpoint = new Command("checkpoint", "Take a hypervisor checkpoint of a registered VM.") { CheckpointHyperV() };
+        return new Command("vm", "Register disks with hypervisors (VirtualBox, Hyper-V, libvirt) and take checkpoints.") { register, checkpoint };
+    }
+
+    private static Option<string> Name(string what) => new("--name") { Description = $"Name of the {what}.", Required = true, HelpName = "VM" };
+
+    private static Option<string> Disk() => new("--disk")
+    {
+        Description = "The disk image; a differencing image brings its whole parent chain.",
+        Required = true,
+        HelpName = "DISK",
+    };
+
+    private static Option<int> Memory(int defaultMiB) => new("--memory") { Description = "Memory in MiB.", DefaultValueFactory = _ => defaultMiB, HelpName = "MiB" };
+
+    private static Option<bool> DryRun(string what) => new("--dry-run") { Description = what };
+
+    /// <summary>
+    /// The adapter boundary: today the disk's state comes from its opened chain (no snapshots). When the snapshot
+    /// catalog lands, build the <see cref="VmDiskState"/> from it here; nothing below changes.
+    /// </summary>
+    private static VmDiskState LoadDiskState(CliContext context, Option<string> disk, ChainOptions chain)
+    {
+        using var opened = DiskImage.Open(Path.GetFullPath(context.Get(disk)!), chain.ToOpenOptions(context.Parse, writable: false));
+        return VmDiskStateBuilder.FromChain(opened);
+    }
+
+    private static Command RegisterVirtualBox()
+    {
+        var name = Name("VirtualBox machine");
+        var disk = Disk();
+        var osType = new Option<string>("--os-type") { Description = "VirtualBox guest OS type (VBoxManage list ostypes).", DefaultValueFactory = _ => "Other_64", HelpName = "T" };
+        var memory = Memory(1024);
+        var cpus = new Option<int>("--cpus") { Description = "Virtual CPUs.", DefaultValueFactory = _ => 1, HelpName = "N" };
+        var folder = new Option<string>("--folder") { Description = "Base folder for the machine folder (default: ~/VirtualBox VMs).", HelpName = "DIR" };
+        var dryRun = DryRun("Write nothing; print the VBoxManage commands that would build the same machine.");
+        var command = new Command("virtualbox", "Write a .vbox machine file holding the disk's chain and snapshots, then VBoxManage registervm.")
+        {
+            name, disk, osType, memory, cpus, folder, dryRun,
+        };
+        var chain = ChainOptions.AddTo(command);
+        VerbAction.Set(command, context =>
+        {
+            var state = LoadDiskState(context, disk, chain);
+            var spec = new VboxMachineSpec(context.Get(name)!, context.Get(osType)!, context.Get(memory), context.Get(cpus));
+            var r = new VirtualBoxRegistrar().Register(spec, state, context.Get(folder), context.Get(dryRun));
+            if (context.Get(dryRun))
+            {
+                foreach (var c in r.Commands) context.Out.WriteLine(c.ToString());
+                if (state.AllSnapshots.Any())
+                    context.Note("VBoxManage cannot adopt existing snapshot images; without --dry-run the .vbox file carries the snapshot tree");
+                return ExitCodes.Ok;
+            }
+            context.Out.WriteLine($"wrote {r.VboxPath}");
+            if (r.Registered) context.Out.WriteLine($"registered '{spec.Name}' with VirtualBox");
+            else if (r.Notice is not null) context.Note(r.Notice);
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    private static Command RegisterHyperV()
+    {
+        var name = Name("Hyper-V VM");
+        var disk = Disk();
+        var generation = new Option<int>("--generation") { Description = "1 (BIOS) or 2 (UEFI).", DefaultValueFactory = _ => 2, HelpName = "1|2" };
+        generation.AcceptOnlyFromAmong("1", "2");
+        var memory = Memory(1024);
+        var dryRun = DryRun("Print the PowerShell script without running it.");
+        var command = new Command("hyperv", "Create a Hyper-V VM with New-VM and attach the disk (on Windows; elsewhere print the script).")
+        {
+            name, disk, generation, memory, dryRun,
+        };
+        var chain = ChainOptions.AddTo(command);
+        VerbAction.Set(command, context =>
+        {
+            var state = LoadDiskState(context, disk, chain);
+            var r = new HyperVRegistrar().Register(new HyperVVmSpec(context.Get(name)!, context.Get(generation), context.Get(memory)), state, context.Get(dryRun));
+            return Report(context, r, $"created Hyper-V VM '{context.Get(name)}'");
+        });
+        return command;
+    }
+
+    private static Command CheckpointHyperV()
+    {
+        var name = Name("Hyper-V VM");
+        var snapshot = new Option<string>("--snapshot-name") { Description = "Name of the checkpoint (Hyper-V's default when omitted).", HelpName = "N" };
+        var via = new Option<string>("--via")
+        {
+            Description = "wmi (Msvm_VirtualSystemSnapshotService, Windows) or powershell (Checkpoint-VM).",
+            DefaultValueFactory = _ => "wmi",
+        };
+        via.AcceptOnlyFromAmong("wmi", "powershell");
+        var dryRun = DryRun("Print the PowerShell script without running it.");
+        var command = new Command("hyperv", "Take a Hyper-V checkpoint (a full snapshot) of a VM.") { name, snapshot, via, dryRun };
+        VerbAction.Set(command, context =>
+        {
+            var r = new HyperVRegistrar().Checkpoint(context.Get(name)!, context.Get(snapshot), context.Get(dryRun), viaWmi: context.Get(via) == "wmi");
+            return Report(context, r, $"checkpoint of '{context.Get(name)}' taken");
+        });
+        return command;
+    }
+
+    private static int Report(CliContext context, HyperVResult r, string done)
+    {
+        if (r.Ran)
+        {
+            context.Out.WriteLine(done);
+            return ExitCodes.Ok;
+        }
+        context.Out.Write(r.Script);
+        if (r.Notice is not null) context.Note(r.Notice);
+        return ExitCodes.Ok;
+    }
+
+    private static Command RegisterLibvirt()
+    {
+        var name = Name("libvirt domain");
+        var disk = Disk();
+        var memory = Memory(1024);
+        var connect = new Option<string>("--connect") { Description = "libvirt connection URI (virsh -c), e.g. qemu:///system.", HelpName = "URI" };
+        var dryRun = DryRun("Print the domain XML and the virsh command without defining anything.");
+        var command = new Command("libvirt", "Define a libvirt (QEMU/KVM) domain booting from the disk with virsh define.")
+        {
+            name, disk, memory, connect, dryRun,
+        };
+        var chain = ChainOptions.AddTo(command);
+        VerbAction.Set(command, context =>
+        {
+            var state = LoadDiskState(context, disk, chain);
+            var r = new LibvirtRegistrar().Register(new LibvirtDomainSpec(context.Get(name)!, context.Get(memory)), state, context.Get(connect), context.Get(dryRun));
+            if (r.Defined)
+            {
+                context.Out.WriteLine($"defined libvirt domain '{context.Get(name)}'");
+                return ExitCodes.Ok;
+            }
+            context.Out.WriteLine(r.DomainXml);
+            context.Note(string.Create(CultureInfo.InvariantCulture, $"save this XML as {context.Get(name)}.xml and run: {r.Command}"));
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+}

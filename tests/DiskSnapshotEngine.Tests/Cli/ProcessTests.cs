@@ -67,4 +67,23 @@ public class ProcessTests
         Assert.True(rest < (4L << 30) - (1 << 20), "the export ran to completion");
         Assert.Contains("terminated", await stderr);
     }
+
+    [Fact]
+    public async Task Sigint_stops_a_write_waiting_on_stdin_with_exit_130()
+    {
+        using var dir = new TempDirectory("cli");
+        string image = dir.File("d.img");
+        Assert.Equal(0, (await CliRunner.RunProcessAsync(null, "create", image, "--size", "16M")).ExitCode);
+        using var p = CliRunner.Start("write", image, "--offset", "0", "--input", "-");
+        var stderr = p.StandardError.ReadToEndAsync();
+        // Some bytes, then stdin stays open: the write blocks on a read that only the signal can end.
+        await p.StandardInput.BaseStream.WriteAsync(new byte[1000]);
+        await p.StandardInput.BaseStream.FlushAsync();
+        await Task.Delay(TimeSpan.FromSeconds(2));
+        ExternalTool.RunChecked("kill", "-INT", p.Id.ToString());
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        await p.WaitForExitAsync(timeout.Token);
+        Assert.Equal(ExitCodes.Interrupted, p.ExitCode);
+        Assert.Contains("interrupted", await stderr);
+    }
 }

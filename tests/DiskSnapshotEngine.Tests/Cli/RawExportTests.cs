@@ -52,6 +52,30 @@ public class RawExportTests
     }
 
     [Fact]
+    public async Task All_zero_pieces_of_data_extents_stay_holes()
+    {
+        using var dir = new TempDirectory("export");
+        string image = dir.File("d.img");
+        // 8 MiB written as data (allocated in the raw file) of which only 4 KiB, unaligned, is not zero.
+        var written = new byte[8 << 20];
+        new Random(24).NextBytes(written.AsSpan(3_000_001, 4096));
+        using (var layer = DiskImage.Create(image, new ImageCreateOptions(32L << 20)))
+        using (var c = new DiskChain(new[] { layer }))
+        {
+            c.Write(1 << 20, written);
+            c.Flush();
+        }
+        using var chain = DiskImage.Open(image);
+        Assert.Contains(chain.GetExtents(0, chain.VirtualSize), e => e.Kind == ExtentKind.Data && e.Length >= 8 << 20);
+
+        await RawExport.ExportToFileAsync(chain, dir.File("out.raw"));
+        var model = new byte[32 << 20];
+        written.CopyTo(model, 1 << 20);
+        Assert.Equal(SHA256.HashData(model), SHA256.HashData(File.ReadAllBytes(dir.File("out.raw"))));
+        Assert.InRange(VerbScenarios.AllocatedBytes(dir.File("out.raw")), 4096, 64 << 10);
+    }
+
+    [Fact]
     public async Task Cancellation_deletes_the_partial_output()
     {
         using var dir = new TempDirectory("export");

@@ -158,6 +158,20 @@ public sealed class VdiHostileInputTests
     }
 
     [Fact]
+    public void Header_oddities_that_still_read_are_warnings_in_check()
+    {
+        var b = ValidImage();
+        Set32(b, 348 + 12, 4096);              // LegacyGeometry.cbSector
+        Guid.NewGuid().TryWriteBytes(b.AsSpan(424)); // uuidLinkage on a base image
+        using var layer = new VdiDriver().Open(new CrashSimulationFile("/sim/odd.vdi", b), false);
+        var report = layer.Check();
+        Assert.False(report.HasErrors);
+        Assert.Contains(report.Problems, p => p.Severity == CheckSeverity.Warning && p.Message.Contains("cbSector"));
+        Assert.Contains(report.Problems, p => p.Severity == CheckSeverity.Warning && p.Message.Contains("uuidLinkage"));
+        Assert.Null(layer.ParentLink);
+    }
+
+    [Fact]
     public void Random_damage_never_escapes_as_anything_but_a_DiskImageException()
     {
         var valid = ValidImage();

@@ -17,8 +17,11 @@ namespace DiskSnapshotEngine.Formats.Vdi;
 /// </summary>
 public sealed class VdiLayer : IDiskLayer
 {
-    /// <summary>Largest cbBlock (and cbBlockExtra) accepted: the chain's copy-on-write buffer is one block.</summary>
+    /// <summary>Largest cbBlock accepted: the chain's copy-on-write buffer is one block.</summary>
     public const int MaxBlockSize = 256 << 20;
+
+    /// <summary>Largest cbBlockExtra accepted (VirtualBox and qemu write 0).</summary>
+    public const int MaxBlockExtra = 1 << 20;
 
     private readonly VdiHeader _header;
     private readonly VdiBlockMap _map;

@@ -61,6 +61,8 @@ public sealed class VdiHostileInputTests
         { "truncated in the header", ErrorKind.CorruptImage, "VDIHEADER1", 72 },
         { "truncated in the pre-header", ErrorKind.InvalidFormat, "VDIPREHEADER", 64 },
         { "cbDisk zero", ErrorKind.CorruptImage, "VDIHEADER1", 368 },
+        { "huge cbBlockExtra", ErrorKind.Unsupported, "VDIHEADER1", 380 },
+        { "odd cbBlockExtra", ErrorKind.CorruptImage, "VDIHEADER1", 380 },
     };
 
     private static byte[] Damage(string what)
@@ -88,6 +90,8 @@ public sealed class VdiHostileInputTests
             case "differencing without uuidLinkage": Set32(b, 76, 4); break;
             case "truncated in the header": b = b[..200]; break;
             case "truncated in the pre-header": b = b[..50]; break;
+            case "huge cbBlockExtra": Set32(b, 380, 0x40000000); break;
+            case "odd cbBlockExtra": Set32(b, 380, 100); break;
             case "cbDisk zero": BinaryPrimitives.WriteUInt64LittleEndian(b.AsSpan(368), 0); break;
         }
         return b;
@@ -117,6 +121,39 @@ public sealed class VdiHostileInputTests
         var e2 = Assert.Throws<DiskImageException>(() => DiskImage.Open(path, OpenOptions.ReadWrite).Dispose());
         Assert.Equal(kind, e2.Kind);
         Assert.Equal(bytes, File.ReadAllBytes(path));
+    }
+
+    [Fact]
+    public void Blocks_with_a_cbBlockExtra_area_read_and_allocate_past_it()
+    {
+        const int extra = 512;
+        var valid = ValidImage();
+        var b = new byte[1024 + 6 * (Block + extra)];
+        valid.AsSpan(0, 1024).CopyTo(b);
+        Set32(b, 380, extra);
+        for (int i = 0; i < 6; i++)
+        {
+            b.AsSpan(1024 + i * (Block + extra), extra).Fill(0xEE); // the extra area is not disk content
+            valid.AsSpan(1024 + i * Block, Block).CopyTo(b.AsSpan(1024 + i * (Block + extra) + extra));
+        }
+        var file = new CrashSimulationFile("/sim/extra.vdi", b);
+        using (var layer = new VdiDriver().Open(file, true))
+        using (var chain = new DiskChain(new[] { layer }))
+        {
+            var r = new byte[Block];
+            chain.Read(3 * Block, r);
+            Assert.Equal(VdiTestKit.Pattern(Block, 4), r);
+            Assert.Equal(ExtentKind.Data, layer.GetStatus(0, 2 * Block).Kind);
+            Assert.Equal(Block, layer.GetStatus(0, 2 * Block).Length); // blocks are not contiguous in the file
+            chain.Write(9 * Block + 10, VdiTestKit.Pattern(100, 50));
+        }
+        using var reopened = new VdiDriver().Open(new CrashSimulationFile("/sim/extra.vdi", file.CurrentContent()), false);
+        using var c2 = new DiskChain(new[] { reopened });
+        var back = new byte[100];
+        c2.Read(9 * Block + 10, back);
+        Assert.Equal(VdiTestKit.Pattern(100, 50), back);
+        Assert.Equal(1024 + 6 * (Block + extra) + extra, reopened.GetStatus(9 * Block, Block).FileOffset);
+        Assert.True(c2.Check().IsClean, string.Join("; ", c2.Check().Problems));
     }
 
     [Fact]
@@ -155,6 +192,20 @@ public sealed class VdiHostileInputTests
         using var layer = new VdiDriver().Open(new CrashSimulationFile("/sim/bad.vdi", b), false);
         var report = layer.Check();
         Assert.Contains(report.Problems, p => p.Severity == CheckSeverity.Error && p.FileOffset == 516 && p.Message.Contains("already uses"));
+    }
+
+    [Fact]
+    public void Header_oddities_that_still_read_are_warnings_in_check()
+    {
+        var b = ValidImage();
+        Set32(b, 348 + 12, 4096);              // LegacyGeometry.cbSector
+        Guid.NewGuid().TryWriteBytes(b.AsSpan(424)); // uuidLinkage on a base image
+        using var layer = new VdiDriver().Open(new CrashSimulationFile("/sim/odd.vdi", b), false);
+        var report = layer.Check();
+        Assert.False(report.HasErrors);
+        Assert.Contains(report.Problems, p => p.Severity == CheckSeverity.Warning && p.Message.Contains("cbSector"));
+        Assert.Contains(report.Problems, p => p.Severity == CheckSeverity.Warning && p.Message.Contains("uuidLinkage"));
+        Assert.Null(layer.ParentLink);
     }
 
     [Fact]

@@ -62,6 +62,65 @@ public sealed class VdiLayerTests
     }
 
     [Fact]
+    public void Opening_a_2TiB_image_reads_no_map_and_allocates_almost_nothing()
+    {
+        using var dir = new TempDirectory("vdi");
+        const long size = 2L << 40; // 2 Mi blocks: an 8 MiB map
+        string path = dir.File("big.vdi");
+        using (var l = VdiTestKit.CreateVdi(path, size)) l.Write(size - MiB, VdiTestKit.Pattern(MiB, 5));
+        using var file = new CountingFile(DiskSnapshotEngine.IO.ImageFile.Open(path, false));
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        using var layer = new VdiDriver().Open(file, false);
+        long openAllocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.True(file.BytesRead <= 4096, $"open read {file.BytesRead} bytes");
+        Assert.True(openAllocated < 64 * 1024, $"open allocated {openAllocated} bytes");
+        // One lookup pages in one 4 KiB page of the map, not the map.
+        var ext = layer.GetStatus(size - MiB, MiB);
+        Assert.Equal(ExtentKind.Data, ext.Kind);
+        Assert.True(file.BytesRead <= 4096 + 4096, $"a lookup read {file.BytesRead} bytes in all");
+    }
+
+    /// <summary>Counts what is read through it.</summary>
+    private sealed class CountingFile(IImageFile inner) : IImageFile
+    {
+        public long BytesRead { get; private set; }
+        public string Path => inner.Path;
+        public bool CanWrite => inner.CanWrite;
+        public long Length => inner.Length;
+        public int Read(Span<byte> buffer, long fileOffset)
+        {
+            int n = inner.Read(buffer, fileOffset);
+            BytesRead += n;
+            return n;
+        }
+        public void Write(ReadOnlySpan<byte> buffer, long fileOffset) => inner.Write(buffer, fileOffset);
+        public void SetLength(long length) => inner.SetLength(length);
+        public void Flush() => inner.Flush();
+        public void Dispose() => inner.Dispose();
+    }
+
+    [Fact]
+    public void An_undo_image_type_3_reads_like_a_differencing_image()
+    {
+        using var dir = new TempDirectory("vdi");
+        string p = dir.File("p.vdi"), c = dir.File("c.vdi");
+        using (var l = VdiTestKit.CreateVdi(p, 4 * MiB)) l.Write(0, VdiTestKit.Pattern(4 * MiB, 6));
+        using (DiskImage.CreateDifferencing(c, p)) { }
+        using (var chain = DiskImage.Open(c, OpenOptions.ReadWrite)) chain.Write(MiB + 5, VdiTestKit.Pattern(100, 7));
+        var bytes = File.ReadAllBytes(c);
+        BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(76), 3);
+        File.WriteAllBytes(c, bytes);
+        using var undo = DiskImage.Open(c);
+        Assert.Equal(ImageType.Differencing, undo.Top.Type);
+        Assert.StartsWith("3 ", VdiTestKit.DetailsOf(undo.Top)["u32Type"]);
+        var expected = VdiTestKit.Pattern(4 * MiB, 6);
+        VdiTestKit.Pattern(100, 7).CopyTo(expected, MiB + 5);
+        var actual = new byte[4 * MiB];
+        undo.Read(0, actual);
+        Assert.Equal(expected, actual);
+    }
+
+    [Fact]
     public void Free_block_reads_as_zero_in_a_base_and_as_not_present_in_a_child()
     {
         using var dir = new TempDirectory("vdi");

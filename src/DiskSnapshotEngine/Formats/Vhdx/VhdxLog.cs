@@ -266,7 +266,10 @@ internal static class VhdxLogReader
                     {
                         _sector.AsSpan(LogEntryHeader.ChecksumOffset, 4).Clear();
                     }
-                    if (i == descriptorSectors - 1 && descriptorSectors + dataSectors > sectors) return false;
+                    // An entry is exactly its descriptor sectors plus one data sector per data descriptor (as qemu
+                    // also requires). Refusing slack here also bounds the scan: a forged header can make the reader
+                    // walk only up to the next sector that is not a valid data sector, not the whole ring.
+                    if (i == descriptorSectors - 1 && descriptorSectors + dataSectors != sectors) return false;
                 }
                 else if (i - descriptorSectors < dataSectors && !DataSector.IsValid(_sector, header.SequenceNumber))
                 {

@@ -29,9 +29,8 @@ public class VhdxLogHostileTests
     private static void Mutate(CrashSimulationFile f, uint entryOffset, Action<byte[]> change, bool fixChecksum)
     {
         long at = LogTestFile.LogOffset + entryOffset;
-        var header = LogTestFile.Read(f, at, 4096);
-        uint length = BinaryPrimitives.ReadUInt32LittleEndian(header.AsSpan(8));
-        var entry = LogTestFile.Read(f, at, (int)Math.Min(length, LogTestFile.LogLength - entryOffset));
+        // Eight sectors cover the test entries and any length a mutation gives them (sectors past an entry are zero).
+        var entry = LogTestFile.Read(f, at, (int)Math.Min(8 * 4096, LogTestFile.LogLength - entryOffset));
         change(entry);
         if (fixChecksum)
         {
@@ -63,6 +62,7 @@ public class VhdxLogHostileTests
         { "descriptor count huge", true },
         { "entry length not a multiple of 4 KiB", true },
         { "entry length beyond the log", true },
+        { "entry length with slack sectors", true },
         { "descriptor FileOffset misaligned", true },
         { "zero length misaligned", true },
         { "descriptor sequence number", true },
@@ -92,6 +92,7 @@ public class VhdxLogHostileTests
                 case "descriptor count overflows the entry": BinaryPrimitives.WriteUInt32LittleEndian(e.AsSpan(24), 200); break;
                 case "descriptor count huge": BinaryPrimitives.WriteUInt32LittleEndian(e.AsSpan(24), uint.MaxValue); break;
                 case "entry length not a multiple of 4 KiB": BinaryPrimitives.WriteUInt32LittleEndian(e.AsSpan(8), 8192 + 512); break;
+                case "entry length with slack sectors": BinaryPrimitives.WriteUInt32LittleEndian(e.AsSpan(8), 4 * 4096); break;
                 case "entry length beyond the log": BinaryPrimitives.WriteUInt32LittleEndian(e.AsSpan(8), LogTestFile.LogLength + 4096); break;
                 case "descriptor FileOffset misaligned": e[desc0 + 16] |= 1; break;
                 case "zero length misaligned": e[desc0 + 32 + 8] = 0x10; break;
@@ -186,5 +187,43 @@ public class VhdxLogHostileTests
             }
         }
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(60), $"took {clock.Elapsed}");
+    }
+
+    /// <summary>Counts the bytes read through it (the scan must stay linear in the log size).</summary>
+    private sealed class CountingFile(IO.IImageFile inner) : IO.IImageFile
+    {
+        public long BytesRead;
+        public string Path => inner.Path;
+        public bool CanWrite => false;
+        public long Length => inner.Length;
+        public int Read(Span<byte> buffer, long fileOffset) { int n = inner.Read(buffer, fileOffset); BytesRead += n; return n; }
+        public void Write(ReadOnlySpan<byte> buffer, long fileOffset) => throw new InvalidOperationException("the reader must not write");
+        public void SetLength(long length) => throw new InvalidOperationException("the reader must not resize");
+        public void Flush() { }
+        public void Dispose() { }
+    }
+
+    [Fact]
+    public void A_ring_of_forged_headers_claiming_the_whole_log_is_scanned_in_linear_time()
+    {
+        // Every sector is a "loge" header with the right LogGuid claiming EntryLength = LogLength; each candidate
+        // must die after its first sectors, not after reading the whole ring.
+        var f = new CrashSimulationFile("forged.vhdx", new byte[LogTestFile.FileLength]);
+        var sector = new byte[4096];
+        for (uint off = 0; off < LogTestFile.LogLength; off += 4096)
+        {
+            Array.Clear(sector);
+            // Odd sectors: no descriptors at all (the rest of the claimed length would be unchecked slack);
+            // even sectors: 126 data descriptors whose first data sector is the next header.
+            uint count = off / 4096 % 2 == 0 ? 126u : 0u;
+            new LogEntryHeader(0, LogTestFile.LogLength, off, 5, count, LogGuid, 0, 0).WriteTo(sector);
+            for (int k = 0; k < count; k++)
+                new DataDescriptor(0, 0, (ulong)LogTestFile.TargetBase, 5).WriteTo(sector.AsSpan(64 + 32 * k, 32));
+            f.Write(sector, LogTestFile.LogOffset + off);
+        }
+        f.Flush();
+        var counting = new CountingFile(f);
+        Assert.Null(VhdxLogReader.FindActiveSequence(counting, LogTestFile.LogOffset, LogTestFile.LogLength, LogGuid));
+        Assert.True(counting.BytesRead <= 3L * LogTestFile.LogLength, $"read {counting.BytesRead} bytes for a {LogTestFile.LogLength}-byte log");
     }
 }

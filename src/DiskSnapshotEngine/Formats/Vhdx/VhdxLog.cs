@@ -7,10 +7,10 @@ namespace DiskSnapshotEngine.Formats.Vhdx;
 // The seam between the VHDX driver and its log (MS-VHDX 2.3.3). The driver never writes BAT, sector-bitmap or
 // metadata-region sectors in place itself: it hands whole 4 KiB sectors to VhdxLogWriter.Commit.
 //
-// Log region (MS-VHDX 2.3.3): a circular buffer of 4 KiB sectors holding entries
+// Log region (MS-VHDX 2.3): a circular buffer of 4 KiB sectors holding entries
 //   | header+descriptors (1..n sectors) | data sector | data sector | ... |   <- one entry, EntryLength bytes
 // An entry may wrap from the end of the region to its start (the reader accepts that; the writer never needs it).
-// Sequence rule used here: the head is a valid entry; its Tail names the oldest entry still needed; every entry from
+// Sequence rule used here (2.3.2 log sequence, 2.3.3 replay): the head is a valid entry; its Tail names the oldest entry still needed; every entry from
 // that one to the head is valid, carries the LogGuid and a SequenceNumber one greater than the entry before it, and
 // the entries follow each other without gaps. The active sequence is the valid one whose head has the highest
 // SequenceNumber; replay applies its entries oldest first.
@@ -266,7 +266,10 @@ internal static class VhdxLogReader
                     {
                         _sector.AsSpan(LogEntryHeader.ChecksumOffset, 4).Clear();
                     }
-                    if (i == descriptorSectors - 1 && descriptorSectors + dataSectors > sectors) return false;
+                    // An entry is exactly its descriptor sectors plus one data sector per data descriptor (as qemu
+                    // also requires). Refusing slack here also bounds the scan: a forged header can make the reader
+                    // walk only up to the next sector that is not a valid data sector, not the whole ring.
+                    if (i == descriptorSectors - 1 && descriptorSectors + dataSectors != sectors) return false;
                 }
                 else if (i - descriptorSectors < dataSectors && !DataSector.IsValid(_sector, header.SequenceNumber))
                 {
@@ -348,7 +351,7 @@ internal static class VhdxLogReader
 }
 
 /// <summary>
-/// Appends log entries for metadata updates and applies them (MS-VHDX 2.3.3 "Log Entry", 2.3.3 ordering):
+/// Appends log entries for metadata updates and applies them (MS-VHDX 2.3.1 log entry; ordering per 2.3):
 /// write the entry, flush, write the sectors in place, flush. The caller must have set the header's LogGuid to
 /// the writer's logGuid (and flushed) before the first Commit; after a clean close it may clear it.
 /// </summary>

@@ -40,7 +40,7 @@ internal sealed class ChainOptions
     public static ChainOptions AddTo(Command command) => new(command);
 
     /// <summary>The open options the command line asks for.</summary>
-    /// <exception cref="DiskImageException">FileNotFound for a registry that does not exist; Unsupported while registries are not wired.</exception>
+    /// <exception cref="DiskImageException">FileNotFound for a registry that does not exist; InvalidFormat for one that cannot be read.</exception>
     public OpenOptions ToOpenOptions(ParseResult parse, bool writable)
     {
         var registries = parse.GetValue(VboxRegistries) ?? Array.Empty<string>();
@@ -50,11 +50,7 @@ internal sealed class ChainOptions
             var full = Path.GetFullPath(registry);
             if (!File.Exists(full))
                 throw new DiskImageException(ErrorKind.FileNotFound, "the VirtualBox registry does not exist", full);
-            // ===== VIRTUALBOX REGISTRY HOOK =====
-            // Wire the VirtualBoxMediaRegistry class (DiskSnapshotEngine.Hypervisors) here:
-            //     sources.Add(new VirtualBoxMediaRegistry(full));
-            // Until it lands, refuse rather than silently ignore the option.
-            throw new DiskImageException(ErrorKind.Unsupported, "--vbox-registry is not available in this build yet", full);
+            sources.Add(new DiskSnapshotEngine.Hypervisors.VirtualBox.VirtualBoxMediaRegistry(full));
         }
         return new OpenOptions
         {

@@ -303,8 +303,9 @@ public sealed class VhdxLayer : IDiskLayer
                 WriteInBlock(offset, data[..n]);
                 offset += n;
                 data = data[n..];
+                // Bounded pending metadata: each log entry stays far below the smallest (1 MiB) log.
+                if (_sectors.DirtyCount >= CommitThreshold) CommitPending();
             }
-            if (_sectors.DirtyCount >= CommitThreshold) CommitPending();
         }
     }
 
@@ -655,6 +656,7 @@ public sealed class VhdxLayer : IDiskLayer
     internal long ChunkRatio => _chunkRatio;
     internal long PayloadBlocks => _payloadBlocks;
     internal bool HasParent => IsDifferencing;
+    internal bool InWriteSession => _sessionStarted;
 
     public IReadOnlyList<KeyValuePair<string, string>> Details
     {

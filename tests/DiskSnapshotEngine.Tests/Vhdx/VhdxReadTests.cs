@@ -7,11 +7,11 @@ namespace DiskSnapshotEngine.Tests.Vhdx;
 public class VhdxReadTests
 {
     [SharedFixtureTheory]
-    [InlineData("iotest-dynamic-1G.vhdx.bz2", "d3d112d8dab7fd360609f7d5a7b769904b7a2a7d7b6b8c535f65a23293c05478", 32 << 20)]
-    [InlineData("test-disk2vhd.vhdx.bz2", "96d964042be9b58dda1725567abfb0cf9fd8380e2118754afa979c2ad445938a", 2 << 20)]
-    [InlineData("fixed.vhdx.gz", "bc0be4623b15aa84216fb31ba24e3b621ec7f1c72d198c990ac0eced222d9f62", 2 << 20)]
-    [InlineData("dynamic.vhdx.gz", "8e2b5e9265d694b42b81819e3bff29770eff4ed0f4f9f311693ff3dbdc93efac", 32 << 20)]
-    public void Fixture_reads_with_its_documented_content_hash(string name, string sha256, int blockSize)
+    [InlineData("iotest-dynamic-1G.vhdx.bz2", "d3d112d8dab7fd360609f7d5a7b769904b7a2a7d7b6b8c535f65a23293c05478", 32 << 20, ImageType.Dynamic)]
+    [InlineData("test-disk2vhd.vhdx.bz2", "96d964042be9b58dda1725567abfb0cf9fd8380e2118754afa979c2ad445938a", 2 << 20, ImageType.Dynamic)]
+    [InlineData("fixed.vhdx.gz", "bc0be4623b15aa84216fb31ba24e3b621ec7f1c72d198c990ac0eced222d9f62", 2 << 20, ImageType.Fixed)]
+    [InlineData("dynamic.vhdx.gz", "8e2b5e9265d694b42b81819e3bff29770eff4ed0f4f9f311693ff3dbdc93efac", 32 << 20, ImageType.Dynamic)]
+    public void Fixture_reads_with_its_documented_content_hash(string name, string sha256, int blockSize, ImageType type)
     {
         using var dir = new TempDirectory("vhdx");
         var path = SharedFixtures.Extract(name, dir.Path);
@@ -20,6 +20,7 @@ public class VhdxReadTests
         {
             Assert.Equal(ImageFormat.Vhdx, chain.Top.Format);
             Assert.Equal(blockSize, chain.Top.BlockSize);
+            Assert.Equal(type, chain.Top.Type);
             Assert.Equal(sha256, VhdxTestUtil.ContentSha256(chain));
             Assert.False(chain.Check().HasErrors, string.Join("\n", chain.Check().Problems));
         }

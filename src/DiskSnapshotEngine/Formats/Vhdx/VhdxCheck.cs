@@ -44,10 +44,17 @@ internal static class VhdxCheck
         long ratio = layer.ChunkRatio;
         long blockSize = layer.BlockSize;
         long fileLength = file.Length;
+        byte[] sector = Array.Empty<byte>();
+        long sectorAt = -1;
         for (long index = 0; index < entries; index++)
         {
             long at = bat.FileOffset + index * 8;
-            var e = new VhdxBatEntry(BinaryPrimitives.ReadUInt64LittleEndian(layer.RawSector(SpanHelpers.AlignDown(at, 4096), "BAT").AsSpan((int)(at % 4096))));
+            if (SpanHelpers.AlignDown(at, 4096) != sectorAt)
+            {
+                sectorAt = SpanHelpers.AlignDown(at, 4096);
+                sector = layer.RawSector(sectorAt, "BAT"); // one copy per 512 entries
+            }
+            var e = new VhdxBatEntry(BinaryPrimitives.ReadUInt64LittleEndian(sector.AsSpan((int)(at - sectorAt))));
             bool isBitmap = index % (ratio + 1) == ratio;
             long length;
             string what;

@@ -92,6 +92,41 @@ public class VhdxReadTests
             Assert.True(buf[i] == (i >= (1 << 20) && i < (4 << 20) ? 0xab : 0), $"byte {i} is {buf[i]}");
     }
 
+    [Theory]
+    [InlineData(0, 0x77)] // PAYLOAD_BLOCK_NOT_PRESENT: the parent's content
+    [InlineData(1, 0)]    // PAYLOAD_BLOCK_UNDEFINED: zeros, never the parent
+    [InlineData(2, 0)]    // PAYLOAD_BLOCK_ZERO
+    [InlineData(3, 0)]    // PAYLOAD_BLOCK_UNMAPPED
+    public void Each_block_state_of_a_differencing_file_reads_as_specified(int state, int expected)
+    {
+        using var dir = new TempDirectory("vhdx");
+        var basePath = dir.File("base.vhdx");
+        using (var b = DiskImage.Create(basePath, new ImageCreateOptions(4L << 20, BlockSize: 1 << 20)))
+            b.Write(0, Enumerable.Repeat((byte)0x77, 4 << 20).ToArray());
+        var childPath = dir.File("child.vhdx");
+        DiskImage.CreateDifferencing(childPath, basePath).Dispose();
+        // The child's BAT is at 3 MiB in our layout; its block 0 gets the state under test.
+        using (var f = new FileStream(childPath, FileMode.Open, FileAccess.ReadWrite))
+        {
+            f.Position = 3L << 20;
+            f.Write(BitConverter.GetBytes((ulong)state));
+        }
+        using var chain = DiskImage.Open(childPath);
+        var buf = new byte[2 << 20];
+        chain.Read(0, buf);
+        Assert.All(buf, x => Assert.Equal(expected, x));
+        Assert.Equal(state == 0 ? ExtentKind.NotPresent : ExtentKind.Zero, chain.Top.GetStatus(0, 1 << 20).Kind);
+        // A base image reads every unallocated state as zeros.
+        using (var f = new FileStream(basePath, FileMode.Open, FileAccess.ReadWrite))
+        {
+            f.Position = 3L << 20;
+            f.Write(BitConverter.GetBytes((ulong)state));
+        }
+        using var baseChain = DiskImage.Open(basePath);
+        baseChain.Read(0, buf);
+        Assert.All(buf.AsSpan(0, 1 << 20).ToArray(), x => Assert.Equal(0, x));
+    }
+
     internal static void MakeRawPattern(string path, long size)
     {
         using var f = File.Create(path);

@@ -30,4 +30,45 @@ public class VhdxInteropTests
         Assert.Equal(childVersion, Guid.Parse(Field("Parent identifier")));
         Assert.NotEqual(childDiskId, childVersion);
     }
+
+    [RequiresToolFact("qemu-img")]
+    public void Writing_into_images_made_by_windows_and_qemu_keeps_them_valid_for_qemu()
+    {
+        using var dir = new TempDirectory("vhdx");
+        var images = new List<string>();
+        if (SharedFixtures.FixturesDirectory is not null && Directory.Exists(SharedFixtures.FixturesDirectory))
+        {
+            images.Add(SharedFixtures.Extract("dynamic.vhdx.gz", dir.Path));
+            images.Add(SharedFixtures.Extract("fixed.vhdx.gz", dir.Path));
+        }
+        var q = dir.File("q.vhdx");
+        ExternalTool.RunChecked("qemu-img", "create", "-f", "vhdx", "-o", "log_size=4M,block_size=8M", q, "40M");
+        images.Add(q);
+        var rng = new Random(11);
+        foreach (var vhdx in images)
+        {
+            var raw = vhdx + ".raw";
+            ExternalTool.RunChecked("qemu-img", "convert", "-f", "vhdx", "-O", "raw", vhdx, raw);
+            using (var chain = DiskImage.Open(vhdx, OpenOptions.ReadWrite))
+            using (var rawFile = new FileStream(raw, FileMode.Open, FileAccess.ReadWrite))
+            {
+                foreach (long off in new long[] { 0, 1_234_567, chain.VirtualSize / 2 + 333, chain.VirtualSize - 70_000 })
+                {
+                    var data = new byte[rng.Next(1, 65_536)];
+                    rng.NextBytes(data);
+                    chain.Write(off, data);
+                    rawFile.Position = off;
+                    rawFile.Write(data);
+                }
+                chain.WriteZeroes(0, Math.Min(chain.VirtualSize, 64L << 20) / 2);
+                rawFile.Position = 0;
+                rawFile.Write(new byte[Math.Min(chain.VirtualSize, 64L << 20) / 2]);
+            }
+            ExternalTool.RunChecked("qemu-img", "check", "-f", "vhdx", vhdx);
+            Assert.Contains("identical", ExternalTool.RunChecked("qemu-img", "compare", "-f", "vhdx", "-F", "raw", vhdx, raw));
+            using var reopened = DiskImage.Open(vhdx);
+            VhdxTestUtil.AssertSameAsRaw(reopened, raw);
+            Assert.False(reopened.Check().HasErrors, string.Join("\n", reopened.Check().Problems));
+        }
+    }
 }

@@ -10,12 +10,12 @@ namespace DiskSnapshotEngine.Tests.Vhdx;
 
 /// <summary>
 /// Model-based property: random writes, zero-writes and snapshots over chains of up to 8 VHDX layers with mixed
-/// block sizes read back equal to a flat in-memory disk, before and after closing and reopening every file.
+/// block sizes and 512 or 4096-byte logical sectors read back equal to a flat in-memory disk, before and after closing and reopening every file.
 /// </summary>
 public class VhdxModelTests
 {
     // Not a multiple of any block size, so the last block is partial.
-    private const int Size = (10 << 20) + 3 * 512;
+    private const int Size = (10 << 20) + 3 * 4096; // a multiple of both logical sector sizes
     private static readonly int[] s_blockSizes = { 1 << 20, 2 << 20, 4 << 20 };
 
     /// <param name="Kind">0: snapshot (new child on top), 1: write zeros, otherwise a data write.</param>
@@ -41,18 +41,19 @@ public class VhdxModelTests
             from bsi in Gen.Choose(0, 2)
             select new Step(kind, offset, Math.Min(len, Size - offset), seed, bsi);
         var scenario = from bsi in Gen.Choose(0, 2)
+                       from sector in Gen.Elements(512, 512, 4096)
                        from steps in Gen.Choose(1, 25).SelectMany(n => Gen.ArrayOf(step, n))
-                       select (bsi, steps);
-        Prop.ForAll(Arb.From(scenario), s => Run(s.bsi, s.steps))
+                       select (bsi, sector, steps);
+        Prop.ForAll(Arb.From(scenario), s => Run(s.bsi, s.sector, s.steps))
             .Check(Config.QuickThrowOnFailure.WithMaxTest(40).WithStartSize(25));
     }
 
-    private static bool Run(int baseBlockSizeIndex, Step[] steps)
+    private static bool Run(int baseBlockSizeIndex, int logicalSectorSize, Step[] steps)
     {
         using var dir = new TempDirectory("vhdx-model");
         var model = new byte[Size];
         var paths = new List<string> { dir.File("l0.vhdx") };
-        DiskImage.Create(paths[0], new ImageCreateOptions(Size, BlockSize: s_blockSizes[baseBlockSizeIndex])).Dispose();
+        DiskImage.Create(paths[0], new ImageCreateOptions(Size, BlockSize: s_blockSizes[baseBlockSizeIndex], LogicalSectorSize: logicalSectorSize)).Dispose();
         var chain = DiskImage.Open(paths[^1], OpenOptions.ReadWrite);
         try
         {
@@ -65,7 +66,7 @@ public class VhdxModelTests
                     var child = dir.File($"l{paths.Count}.vhdx");
                     using (var parent = DiskImage.OpenLayer(paths[^1], false))
                         new VhdxDriver().Create(ImageFile.Create(child),
-                            new ImageCreateOptions(Size, ImageType.Differencing, s_blockSizes[st.BlockSizeIndex]), ParentDescriptor.Of(parent)).Dispose();
+                            new ImageCreateOptions(Size, ImageType.Differencing, s_blockSizes[st.BlockSizeIndex], logicalSectorSize), ParentDescriptor.Of(parent)).Dispose();
                     paths.Add(child);
                     chain = DiskImage.Open(child, OpenOptions.ReadWrite);
                     Assert.Equal(paths.Count, chain.Layers.Count);

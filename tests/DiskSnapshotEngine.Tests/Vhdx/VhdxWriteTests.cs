@@ -223,4 +223,33 @@ public class VhdxWriteTests
         Assert.All(buf, x => Assert.Equal(0x5a, x));
         Assert.Contains(chain.Top.Details, d => d.Key == "parent locator relative_path" && d.Value == ".\\moved\\deeper\\renamed-base.vhdx");
     }
+
+    [Fact]
+    public void Stale_sector_bitmap_bits_of_a_not_present_block_never_hide_the_parent()
+    {
+        using var dir = new TempDirectory("vhdx");
+        var basePath = dir.File("base.vhdx");
+        using (var b = DiskImage.Create(basePath, new ImageCreateOptions(4L << 20, BlockSize: 1 << 20)))
+            b.Write(0, Enumerable.Repeat((byte)0x77, 1 << 20).ToArray());
+        var childPath = dir.File("child.vhdx");
+        using (var c = DiskImage.CreateDifferencing(childPath, basePath)) c.Write(0, Enumerable.Repeat((byte)1, 512).ToArray());
+        // Another writer dropped block 0 back to NOT_PRESENT (BAT at 3 MiB in our layout) but left its bitmap bits.
+        using (var f = new FileStream(childPath, FileMode.Open, FileAccess.ReadWrite))
+        {
+            f.Position = 3L << 20;
+            f.Write(new byte[8]);
+        }
+        using (var chain = DiskImage.Open(childPath, OpenOptions.ReadWrite))
+        {
+            var buf = new byte[512];
+            chain.Read(0, buf);
+            Assert.All(buf, x => Assert.Equal(0x77, x));
+            chain.Write(4096, Enumerable.Repeat((byte)2, 512).ToArray());
+        }
+        using var reopened = DiskImage.Open(childPath);
+        var back = new byte[8192];
+        reopened.Read(0, back);
+        Assert.All(back.AsSpan(0, 4096).ToArray(), x => Assert.Equal(0x77, x));
+        Assert.All(back.AsSpan(4096, 512).ToArray(), x => Assert.Equal(2, x));
+    }
 }

@@ -81,12 +81,21 @@ public sealed class DiskChain : IDisposable
     /// <paramref name="layerCount"/> layers (all by default), adjacent runs of one kind and layer merged.
     /// This is the one question clone, merge, map and compare ask.
     /// </summary>
-    public IEnumerable<ChainExtent> GetExtents(long offset, long length, int layerCount = int.MaxValue)
+    /// <param name="offset">Virtual offset where the question starts.</param>
+    /// <param name="length">Length of the range asked about.</param>
+    /// <param name="layerCount">How many layers, from the top, to consider.</param>
+    /// <param name="skipFileHoles">
+    /// Split data extents where the layer's file has a hole (SEEK_HOLE) and report those parts as <see cref="ExtentKind.Zero"/>
+    /// of the same layer: a hole reads as zeros, so copying operations need not read it. Metadata views (map) leave it off.
+    /// </param>
+    public IEnumerable<ChainExtent> GetExtents(long offset, long length, int layerCount = int.MaxValue, bool skipFileHoles = false)
     {
         CheckRange(offset, length);
         int depth = Math.Min(layerCount, _layers.Length);
         ChainExtent? pending = null;
-        foreach (var e in Resolve(0, depth, offset, length))
+        var resolved = Resolve(0, depth, offset, length);
+        if (skipFileHoles) resolved = resolved.SelectMany(SplitFileHoles);
+        foreach (var e in resolved)
         {
             if (pending is { } p && p.End == e.Offset && p.Kind == e.Kind && p.LayerIndex == e.LayerIndex
                 && (e.Kind != ExtentKind.Data || p.FileOffset + p.Length == e.FileOffset))
@@ -120,6 +129,33 @@ public sealed class DiskChain : IDisposable
                 yield return new ChainExtent(offset, ext.Length, ext.Kind, layer, ext.FileOffset);
             }
             offset += ext.Length;
+        }
+    }
+
+    // Large VHDX blocks (32 MiB by default) are often mostly holes in the file: the bytes never written there read as
+    // zeros, and SEEK_DATA/SEEK_HOLE finds them without reading.
+    private IEnumerable<ChainExtent> SplitFileHoles(ChainExtent e)
+    {
+        if (e.Kind != ExtentKind.Data)
+        {
+            yield return e;
+            yield break;
+        }
+        var file = _layers[e.LayerIndex].File;
+        long fileEnd = e.FileOffset + e.Length;
+        long at = e.FileOffset;
+        while (at < fileEnd)
+        {
+            long data = Formats.Raw.SparseProbe.TryNextData(file, at, out long d) ? Math.Min(d, fileEnd) : fileEnd;
+            if (data > at)
+            {
+                yield return new ChainExtent(e.Offset + (at - e.FileOffset), data - at, ExtentKind.Zero, e.LayerIndex);
+                at = data;
+                if (at >= fileEnd) break;
+            }
+            long hole = Math.Min(fileEnd, Math.Max(at + 1, Formats.Raw.SparseProbe.NextHole(file, at)));
+            yield return new ChainExtent(e.Offset + (at - e.FileOffset), hole - at, ExtentKind.Data, e.LayerIndex, at);
+            at = hole;
         }
     }
 

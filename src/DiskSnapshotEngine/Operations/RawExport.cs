@@ -214,7 +214,7 @@ public static class RawExport
         int filled = 0;
         try
         {
-            foreach (var extent in chain.GetExtents(0, chain.VirtualSize))
+            foreach (var extent in chain.GetExtents(0, chain.VirtualSize, skipFileHoles: true))
             {
                 token.ThrowIfCancellationRequested();
                 if (extent.Kind != ExtentKind.Data)

@@ -39,8 +39,16 @@ public static class Merge
     /// <summary>Commits <paramref name="image"/> (and every layer between) into <paramref name="ancestor"/> (default: the parent).</summary>
     /// <exception cref="DiskImageException">InvalidArgument (no parent, ancestor not in the chain), ReadOnly (a layer has other dependents, listed),
     /// DiskFull (with the space needed), Cancelled, and any open or I/O error.</exception>
-    public static async Task<MergeResult> CommitAsync(string image, string? ancestor = null, MergeOptions? options = null,
-        Action<long, long>? progress = null, CancellationToken cancel = default)
+    public static Task<MergeResult> CommitAsync(string image, string? ancestor = null, MergeOptions? options = null,
+        Action<long, long>? progress = null, CancellationToken cancel = default) =>
+        CommitAsync(image, ancestor, options, progress, cancel, replaceImage: false);
+
+    /// <summary>
+    /// Commit; with <paramref name="replaceImage"/> the target is finally renamed over the image instead of the image
+    /// being deleted, so the image's path never goes missing (snapshot delete of a base layer under the current state).
+    /// </summary>
+    internal static async Task<MergeResult> CommitAsync(string image, string? ancestor, MergeOptions? options,
+        Action<long, long>? progress, CancellationToken cancel, bool replaceImage)
     {
         options ??= new MergeOptions();
         image = Path.GetFullPath(image);
@@ -48,7 +56,7 @@ public static class Merge
         bool resumed = journal is not null;
         if (journal is not null && journal.Operation != "commit")
             ThrowHelper.InvalidArgument($"an interrupted '{journal.Operation}' is recorded in {OperationJournal.PathFor(image)}; finish it with the same command first", image);
-        journal ??= Plan(image, ancestor, options);
+        journal ??= Plan(image, ancestor, options, replaceImage);
 
         var stats = new CopyStats(0, 0);
         if (journal.Phase == "copy")
@@ -77,7 +85,13 @@ public static class Merge
             journal.Save();
         }
         var removed = new List<string>();
-        foreach (var layer in journal.Merged)
+        if (journal.ReplaceImage && File.Exists(journal.Target!))
+        {
+            // One atomic rename replaces the image by the merged target: the image's path always names a complete disk.
+            DurableFiles.Rename(journal.Target!, image, overwrite: true);
+            removed.Add(journal.Target!);
+        }
+        foreach (var layer in journal.ReplaceImage ? journal.Merged.Skip(1) : journal.Merged)
         {
             if (!File.Exists(layer)) continue;
             DurableFiles.Delete(layer);
@@ -87,7 +101,7 @@ public static class Merge
         return new MergeResult(stats, journal.Target!, relinked, removed, resumed);
     }
 
-    private static OperationJournal Plan(string image, string? ancestor, MergeOptions options)
+    private static OperationJournal Plan(string image, string? ancestor, MergeOptions options, bool replaceImage)
     {
         using var chain = DiskImage.Open(image, options.Open with { Writable = false });
         if (chain.Layers.Count < 2)
@@ -115,6 +129,8 @@ public static class Merge
                 $"cannot merge: other images depend on layers that would change or disappear: {string.Join("; ", blockers)}", image);
 
         var children = Dependents.ChildrenOf(layers[0], folders, options.Open.FileOpener, chainPaths);
+        if (replaceImage && children.Count > 0)
+            throw new DiskImageException(ErrorKind.ReadOnly, $"cannot merge: images depend on it: {string.Join("; ", children)}", image);
         long needed = 0;
         foreach (var e in chain.GetExtents(0, chain.VirtualSize, a))
             if (e.Kind == ExtentKind.Data) needed += e.Length;
@@ -129,6 +145,7 @@ public static class Merge
             Merged = layers.Take(a).Select(l => l.Path).ToArray(),
             Children = children.ToArray(),
             Phase = "copy",
+            ReplaceImage = replaceImage,
         };
         journal.Save();
         return journal;

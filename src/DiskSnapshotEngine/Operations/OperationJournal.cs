@@ -26,6 +26,8 @@ internal sealed record OperationJournal
     public string[] Merged { get; init; } = Array.Empty<string>();
     /// <summary>Commit: children of the image to relink to the target.</summary>
     public string[] Children { get; init; } = Array.Empty<string>();
+    /// <summary>Commit: rename the target over the image at the end instead of deleting the image.</summary>
+    public bool ReplaceImage { get; init; }
     /// <summary>"copy", "relink", "remove".</summary>
     public required string Phase { get; init; }
 

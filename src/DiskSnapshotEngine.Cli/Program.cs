@@ -1,1 +1,38 @@
-return 0;
+using System.Runtime.InteropServices;
+
+namespace DiskSnapshotEngine.Cli;
+
+internal static class Program
+{
+    private static async Task<int> Main(string[] args)
+    {
+        var signal = new CancellationSignal();
+        // First SIGINT/SIGTERM: cancel the running operation so it stops cleanly (partial outputs removed,
+        // metadata committed). A second one is left to the default handler, which ends the process at once.
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => c.Cancel = signal.Raise(ExitCodes.Interrupted));
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => c.Cancel = signal.Raise(ExitCodes.Terminated));
+        return await CliApp.RunAsync(args, CliHost.Console, signal).ConfigureAwait(false);
+    }
+}
+
+/// <summary>Cancellation requested by a signal, remembering which one for the exit code.</summary>
+internal sealed class CancellationSignal : IDisposable
+{
+    private readonly CancellationTokenSource _cts = new();
+    private int _exitCode;
+
+    public CancellationToken Token => _cts.Token;
+
+    /// <summary>The exit code of the signal that cancelled, or null.</summary>
+    public int? ExitCode => _exitCode == 0 ? null : _exitCode;
+
+    /// <summary>Records the signal and cancels; returns false when a signal was already raised (let the default handler kill).</summary>
+    public bool Raise(int exitCode)
+    {
+        if (Interlocked.CompareExchange(ref _exitCode, exitCode, 0) != 0) return false;
+        _cts.Cancel();
+        return true;
+    }
+
+    public void Dispose() => _cts.Dispose();
+}

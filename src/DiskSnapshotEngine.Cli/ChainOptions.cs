@@ -1,0 +1,76 @@
+using System.CommandLine;
+using DiskSnapshotEngine.Errors;
+
+namespace DiskSnapshotEngine.Cli;
+
+/// <summary>
+/// How a verb finds the parents of the image it opens: the options every such verb shares, and the one function
+/// that turns them into <see cref="OpenOptions"/>.
+/// </summary>
+internal sealed class ChainOptions
+{
+    private ChainOptions(Command command)
+    {
+        SearchPaths = new Option<string[]>("--search-path")
+        {
+            Description = "A folder (or file) to search for parents that are found by identity (VDI children); repeatable.",
+            HelpName = "DIR",
+            Arity = ArgumentArity.OneOrMore,
+        };
+        VboxRegistries = new Option<string[]>("--vbox-registry")
+        {
+            Description = "A VirtualBox media registry (VirtualBox.xml or a .vbox file) whose media list tells where parents are; repeatable.",
+            HelpName = "FILE",
+            Arity = ArgumentArity.OneOrMore,
+        };
+        IgnoreParentMismatch = new Option<bool>("--ignore-parent-mismatch")
+        {
+            Description = "Expert: open the chain even when a parent changed since its child was linked (the child may read wrong data).",
+        };
+        command.Options.Add(SearchPaths);
+        command.Options.Add(VboxRegistries);
+        command.Options.Add(IgnoreParentMismatch);
+    }
+
+    public Option<string[]> SearchPaths { get; }
+    public Option<string[]> VboxRegistries { get; }
+    public Option<bool> IgnoreParentMismatch { get; }
+
+    /// <summary>Adds the chain options to a verb that opens an existing image.</summary>
+    public static ChainOptions AddTo(Command command) => new(command);
+
+    /// <summary>The open options the command line asks for.</summary>
+    /// <exception cref="DiskImageException">FileNotFound for a registry that does not exist; Unsupported while registries are not wired.</exception>
+    public OpenOptions ToOpenOptions(ParseResult parse, bool writable)
+    {
+        var registries = parse.GetValue(VboxRegistries) ?? Array.Empty<string>();
+        var sources = new List<IParentLocationSource>();
+        foreach (var registry in registries)
+        {
+            var full = Path.GetFullPath(registry);
+            if (!File.Exists(full))
+                throw new DiskImageException(ErrorKind.FileNotFound, "the VirtualBox registry does not exist", full);
+            // ===== VIRTUALBOX REGISTRY HOOK =====
+            // Wire the VirtualBoxMediaRegistry class (DiskSnapshotEngine.Hypervisors) here:
+            //     sources.Add(new VirtualBoxMediaRegistry(full));
+            // Until it lands, refuse rather than silently ignore the option.
+            throw new DiskImageException(ErrorKind.Unsupported, "--vbox-registry is not available in this build yet", full);
+        }
+        return new OpenOptions
+        {
+            Writable = writable,
+            SearchPaths = (parse.GetValue(SearchPaths) ?? Array.Empty<string>()).Select(Path.GetFullPath).ToArray(),
+            LocationSources = sources,
+            IgnoreParentMismatch = parse.GetValue(IgnoreParentMismatch),
+        };
+    }
+}
+
+/// <summary>Small options several verbs share (a fresh instance per verb).</summary>
+internal static class CommonOptions
+{
+    public static Option<bool> Json() => new("--json") { Description = "Print the result as JSON (camelCase fields) instead of text." };
+
+    public static Argument<string> Image(string description = "The image file (.vhdx, .avhdx, .vdi, .img, .raw).") =>
+        new("IMAGE") { Description = description };
+}

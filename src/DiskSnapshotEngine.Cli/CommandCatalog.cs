@@ -1,0 +1,38 @@
+using System.CommandLine;
+using DiskSnapshotEngine.Cli.Commands;
+
+namespace DiskSnapshotEngine.Cli;
+
+/// <summary>
+/// The one list of verbs (explicit: no reflection). To add a verb, write <c>Commands/XxxCommand.cs</c> with
+/// <c>public static Command Build()</c> and add it to <see cref="Verbs"/>.
+/// </summary>
+internal static class CommandCatalog
+{
+    /// <summary>--verbose, on every verb: full stack traces for unexpected errors (also DSE_DEBUG=1).</summary>
+    public static Option<bool> Verbose { get; } = new("--verbose", "-v")
+    {
+        Description = "On an unexpected error, print the full exception (same as DSE_DEBUG=1).",
+        Recursive = true,
+    };
+
+    private static IEnumerable<Func<Command>> Verbs => new Func<Command>[]
+    {
+        CreateCommand.Build,
+        InfoCommand.Build,
+        WriteCommand.Build,
+        ExportCommand.Build,
+        CheckCommand.Build,
+        DemoCommand.Build,
+    };
+
+    public static RootCommand BuildRoot()
+    {
+        var root = new RootCommand(
+            "dse: work on virtual-disk images (VHDX, VDI, raw) offline: create, inspect, write, export, check.\n" +
+            "Exit codes: 0 ok, 1 problems found, 2 usage error, 3-17 one per error kind, 70 internal error, 130/143 interrupted (see README).");
+        root.Options.Add(Verbose);
+        foreach (var build in Verbs) root.Subcommands.Add(build());
+        return root;
+    }
+}

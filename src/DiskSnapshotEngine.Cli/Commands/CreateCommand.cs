@@ -1,0 +1,82 @@
+using System.CommandLine;
+using DiskSnapshotEngine.Block;
+using DiskSnapshotEngine.Cli.Output;
+using DiskSnapshotEngine.Formats;
+
+namespace DiskSnapshotEngine.Cli.Commands;
+
+/// <summary><c>dse create IMAGE --size SIZE</c> (a base image) or <c>dse create IMAGE --parent PARENT</c> (a differencing child).</summary>
+internal static class CreateCommand
+{
+    public static Command Build()
+    {
+        var image = CommonOptions.Image("The image to create; the extension chooses the format (.vhdx, .avhdx, .vdi, .img, .raw). Never overwrites.");
+        var size = SizeParser.Option("--size", "Virtual disk size: bytes or with a K, M, G, T suffix (1G = 1024^3). Required unless --parent.");
+        var type = new Option<string>("--type")
+        {
+            Description = "dynamic (blocks allocated on first write; sparse raw) or fixed (all space allocated now).",
+            DefaultValueFactory = _ => "dynamic",
+        };
+        type.AcceptOnlyFromAmong("dynamic", "fixed");
+        var blockSize = SizeParser.Option("--block-size", "Allocation unit (VHDX payload block, VDI block); the format's default when omitted.");
+        var sector = new Option<int?>("--logical-sector-size") { Description = "Logical sector size of the virtual disk: 512 (default) or 4096." };
+        sector.AcceptOnlyFromAmong("512", "4096");
+        var parent = new Option<string>("--parent")
+        {
+            Description = "Create a differencing child (linked clone) of this image instead; size and sector size come from it, and the parent is not modified.",
+            HelpName = "PARENT",
+        };
+        var json = CommonOptions.Json();
+
+        var command = new Command("create", "Create a new image: a base image of a given size, or a differencing child of a parent.")
+        {
+            image, size, type, blockSize, sector, parent, json,
+        };
+        command.Validators.Add(result =>
+        {
+            bool hasParent = result.GetResult(parent) is not null;
+            if (hasParent)
+            {
+                foreach (var (option, name) in new (Option, string)[] { (size, "--size"), (type, "--type"), (blockSize, "--block-size"), (sector, "--logical-sector-size") })
+                    if (result.GetResult(option) is { Implicit: false })
+                        result.AddError($"{name} cannot be combined with --parent (a child takes its parent's geometry)");
+            }
+            else if (result.GetResult(size) is null)
+            {
+                result.AddError("--size is required (or --parent to create a differencing child)");
+            }
+        });
+
+        VerbAction.Set(command, context =>
+        {
+            string path = context.Get(image)!;
+            IDiskLayer layer;
+            if (context.Get(parent) is { } parentPath)
+            {
+                layer = DiskImage.CreateDifferencing(path, parentPath);
+            }
+            else
+            {
+                var options = new ImageCreateOptions(
+                    context.Get(size)!.Value,
+                    context.Get(type) == "fixed" ? ImageType.Fixed : ImageType.Dynamic,
+                    context.Get(blockSize) is long bs ? checked((int)Math.Min(bs, int.MaxValue)) : null,
+                    context.Get(sector) ?? 512);
+                layer = DiskImage.Create(path, options);
+            }
+            using (layer)
+            {
+                layer.Flush();
+                var view = LayerView.Of(layer);
+                if (context.Get(json)) context.WriteJson(view);
+                else
+                {
+                    context.Out.WriteLine($"created {view.Path}");
+                    view.WriteText(context.Out, "  ");
+                }
+            }
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+}

@@ -1,0 +1,48 @@
+using DiskSnapshotEngine.Operations;
+using Spectre.Console;
+
+namespace DiskSnapshotEngine.Cli.Output;
+
+/// <summary>
+/// Shows a progress bar for a long operation when stdout is a terminal, and nothing otherwise (pipes, files, CI
+/// logs and <c>--json</c> stay clean). The operation reports through the <see cref="IProgress{T}"/> it is given.
+/// </summary>
+internal static class ProgressDisplay
+{
+    /// <summary>Runs <paramref name="work"/> with a progress sink; <paramref name="show"/> = false forces silence (stdout carries data or JSON).</summary>
+    public static async Task<T> RunAsync<T>(CliContext context, string title, bool show,
+        Func<IProgress<OperationProgress>?, Task<T>> work)
+    {
+        if (!show || !context.Host.OutputIsTerminal)
+            return await work(null).ConfigureAwait(false);
+
+        return await AnsiConsole.Progress()
+            .AutoClear(false)
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(),
+                new TransferSpeedColumn(), new RemainingTimeColumn())
+            .StartAsync(async progressContext =>
+            {
+                var task = progressContext.AddTask(title, maxValue: 1);
+                var sink = new Sink(report =>
+                {
+                    task.MaxValue = Math.Max(1, report.Total);
+                    task.Value = Math.Min(report.Done, task.MaxValue);
+                    task.Description = $"{title}: {report.Phase}";
+                });
+                var result = await work(sink).ConfigureAwait(false);
+                task.Value = task.MaxValue;
+                task.StopTask();
+                return result;
+            }).ConfigureAwait(false);
+    }
+
+    /// <summary>Runs a report without a result.</summary>
+    public static Task RunAsync(CliContext context, string title, bool show, Func<IProgress<OperationProgress>?, Task> work) =>
+        RunAsync<bool>(context, title, show, async p => { await work(p).ConfigureAwait(false); return true; });
+
+    // Progress<T> would post to the thread pool and reorder reports; the bar only needs the latest value, now.
+    private sealed class Sink(Action<OperationProgress> onReport) : IProgress<OperationProgress>
+    {
+        public void Report(OperationProgress value) => onReport(value);
+    }
+}

@@ -1,0 +1,251 @@
+using System.Threading.Channels;
+using DiskSnapshotEngine.Block;
+using DiskSnapshotEngine.Errors;
+using DiskSnapshotEngine.IO;
+
+namespace DiskSnapshotEngine.Operations;
+
+/// <summary>
+/// Writes the whole virtual disk of a chain as a raw image. Only data extents are read (zero and absent ranges are
+/// known from the layers' maps, never read to find zeros), in large aligned chunks. One task reads while another
+/// writes, through a small bounded queue, so the disk never waits for the reader and memory stays at a few chunks
+/// whatever the image size.
+/// </summary>
+public static class RawExport
+{
+    /// <summary>Largest read or write the export issues: big enough to stream at disk speed, small enough to pool.</summary>
+    public const int ChunkSize = 8 << 20;
+
+    // Chunks read but not yet written. With the one being read and the one being written this bounds the
+    // memory in flight to QueueDepth + 2 chunks.
+    private const int QueueDepth = 2;
+
+    private const string Phase = "exporting";
+
+    /// <summary>
+    /// Exports into a new raw file at <paramref name="outputPath"/>. Ranges that read as zeros are left as holes
+    /// (the file is sparse where the file system supports it) and the file ends at the virtual size. The file is
+    /// made durable (fsync) before returning; on any failure or cancellation it is deleted.
+    /// </summary>
+    /// <param name="chain">The opened image (read-only is enough).</param>
+    /// <param name="outputPath">The raw file to create.</param>
+    /// <param name="overwrite">Replace an existing regular file (never one of the chain's own files).</param>
+    /// <param name="progress">Receives bytes of the virtual disk done so far.</param>
+    /// <param name="cancellationToken">Stops the export; the partial output is deleted.</param>
+    /// <exception cref="DiskImageException">AlreadyExists, InvalidArgument (the output is an image of the chain), FileNotFound (the output is not a regular file), DiskFull, Io, CorruptImage (while reading a layer).</exception>
+    /// <exception cref="OperationCanceledException">When <paramref name="cancellationToken"/> is cancelled.</exception>
+    public static async Task ExportToFileAsync(DiskChain chain, string outputPath, bool overwrite = false,
+        IProgress<OperationProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(chain);
+        string full = Path.GetFullPath(outputPath);
+        if (File.Exists(full) || Directory.Exists(full))
+        {
+            var node = FileNode.Of(full, "output");
+            foreach (var layer in chain.Layers)
+                if (FileNode.Of(layer.Path).SameFileAs(node))
+                    ThrowHelper.InvalidArgument("the output is one of the images being exported", full);
+            if (!overwrite)
+                throw new DiskImageException(ErrorKind.AlreadyExists, "the output file already exists; refusing to overwrite it", full);
+            try { File.Delete(full); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw ImageFile.Translate(e, full, "replace"); }
+        }
+
+        var output = ImageFile.Create(full);
+        bool done = false;
+        try
+        {
+            // Holes are skipped: a new file reads as zeros wherever nothing was written.
+            await PumpAsync(chain, writeHoles: false,
+                (offset, data) => output.Write(data, offset),
+                static (_, _) => { },
+                progress, cancellationToken).ConfigureAwait(false);
+            output.SetLength(chain.VirtualSize);
+            output.Flush();
+            done = true;
+        }
+        finally
+        {
+            output.Dispose();
+            if (!done)
+            {
+                // A partial export looks like a whole disk with zeros at the end: never leave one behind.
+                try { File.Delete(full); }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Writes the whole virtual disk to a sequential stream (a pipe, stdout): holes are written as zeros, in bounded
+    /// chunks. The stream is flushed but not closed.
+    /// </summary>
+    /// <exception cref="DiskImageException">Io (the stream failed), CorruptImage (while reading a layer).</exception>
+    /// <exception cref="OperationCanceledException">When <paramref name="cancellationToken"/> is cancelled.</exception>
+    public static async Task ExportToStreamAsync(DiskChain chain, Stream output,
+        IProgress<OperationProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(chain);
+        ArgumentNullException.ThrowIfNull(output);
+        using var zeros = AlignedBufferPool.Rent(ChunkSize);
+        zeros.Span.Clear();
+        try
+        {
+            await PumpAsync(chain, writeHoles: true,
+                (_, data) => output.Write(data),
+                (_, length) =>
+                {
+                    while (length > 0)
+                    {
+                        int n = (int)Math.Min(length, zeros.Capacity);
+                        output.Write(zeros.Span[..n]);
+                        length -= n;
+                    }
+                },
+                progress, cancellationToken).ConfigureAwait(false);
+            output.Flush();
+        }
+        catch (IOException e)
+        {
+            throw new DiskImageException(ErrorKind.Io, $"cannot write the exported disk: {e.Message}", inner: e);
+        }
+    }
+
+    // MemoryManager implements Dispose explicitly; disposing returns the buffer to the pool.
+    private static void Release(AlignedBuffer? buffer) => ((IDisposable?)buffer)?.Dispose();
+
+    private delegate void DataSink(long offset, ReadOnlySpan<byte> data);
+
+    /// <summary>A run of the virtual disk in flight from the reader to the writer; no buffer means it reads as zeros.</summary>
+    private readonly record struct Chunk(long Offset, long Length, AlignedBuffer? Buffer);
+
+    private static async Task PumpAsync(DiskChain chain, bool writeHoles, DataSink writeData, Action<long, long> writeHole,
+        IProgress<OperationProgress>? progress, CancellationToken cancellationToken)
+    {
+        long total = chain.VirtualSize;
+        progress?.Report(new OperationProgress(Phase, 0, total));
+        var queue = Channel.CreateBounded<Chunk>(new BoundedChannelOptions(QueueDepth)
+        {
+            SingleReader = true,
+            SingleWriter = true,
+            FullMode = BoundedChannelFullMode.Wait,
+        });
+        // Either side failing stops the other at once; the first real error is the one reported.
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var reader = Task.Run(() => ReadAsync(chain, queue.Writer, writeHoles, stop.Token), stop.Token);
+        var writer = Task.Run(async () =>
+        {
+            await foreach (var chunk in queue.Reader.ReadAllAsync(stop.Token).ConfigureAwait(false))
+            {
+                try
+                {
+                    if (chunk.Buffer is { } b) writeData(chunk.Offset, b.Span[..(int)chunk.Length]);
+                    else writeHole(chunk.Offset, chunk.Length);
+                }
+                finally
+                {
+                    Release(chunk.Buffer);
+                }
+                progress?.Report(new OperationProgress(Phase, chunk.Offset + chunk.Length, total));
+            }
+        }, stop.Token);
+
+        try
+        {
+            await ObserveAsync(reader, writer, stop).ConfigureAwait(false);
+        }
+        finally
+        {
+            // Buffers still queued after a failure go back to the pool.
+            while (queue.Reader.TryRead(out var left)) Release(left.Buffer);
+        }
+        cancellationToken.ThrowIfCancellationRequested();
+    }
+
+    private static async Task ObserveAsync(Task reader, Task writer, CancellationTokenSource stop)
+    {
+        var first = await Task.WhenAny(reader, writer).ConfigureAwait(false);
+        if (first.IsFaulted || first.IsCanceled) stop.Cancel();
+        try
+        {
+            await Task.WhenAll(reader, writer).ConfigureAwait(false);
+        }
+        catch
+        {
+            // Prefer the failure that caused the stop over the cancellation it caused on the other side.
+            foreach (var t in new[] { reader, writer })
+                if (t.IsFaulted && t.Exception!.InnerException is { } e and not OperationCanceledException)
+                    System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e).Throw();
+            throw;
+        }
+    }
+
+    private static async Task ReadAsync(DiskChain chain, ChannelWriter<Chunk> queue, bool writeHoles, CancellationToken token)
+    {
+        AlignedBuffer? buffer = null;
+        long bufferOffset = 0;
+        int filled = 0;
+        try
+        {
+            foreach (var extent in chain.GetExtents(0, chain.VirtualSize))
+            {
+                token.ThrowIfCancellationRequested();
+                if (extent.Kind != ExtentKind.Data)
+                {
+                    if (buffer is not null)
+                    {
+                        await queue.WriteAsync(new Chunk(bufferOffset, filled, buffer), token).ConfigureAwait(false);
+                        buffer = null;
+                    }
+                    long holeEnd = extent.End;
+                    for (long at = extent.Offset; at < holeEnd;)
+                    {
+                        // Sequential output needs the zeros in bounded pieces; a file needs only the progress.
+                        long n = writeHoles ? Math.Min(ChunkSize, holeEnd - at) : holeEnd - at;
+                        await queue.WriteAsync(new Chunk(at, n, null), token).ConfigureAwait(false);
+                        at += n;
+                    }
+                    continue;
+                }
+
+                var file = chain.Layers[extent.LayerIndex].File;
+                for (long at = extent.Offset; at < extent.End;)
+                {
+                    // Adjacent data runs (even from different layers) share one chunk, so small runs still make large writes.
+                    if (buffer is not null && bufferOffset + filled != at)
+                    {
+                        await queue.WriteAsync(new Chunk(bufferOffset, filled, buffer), token).ConfigureAwait(false);
+                        buffer = null;
+                    }
+                    if (buffer is null)
+                    {
+                        buffer = AlignedBufferPool.Rent(ChunkSize);
+                        bufferOffset = at;
+                        filled = 0;
+                    }
+                    int n = (int)Math.Min(ChunkSize - filled, extent.End - at);
+                    file.ReadExactly(buffer.Span.Slice(filled, n), extent.FileOffset + (at - extent.Offset), "payload block");
+                    filled += n;
+                    at += n;
+                    if (filled == ChunkSize)
+                    {
+                        await queue.WriteAsync(new Chunk(bufferOffset, filled, buffer), token).ConfigureAwait(false);
+                        buffer = null;
+                    }
+                }
+            }
+            if (buffer is not null)
+            {
+                await queue.WriteAsync(new Chunk(bufferOffset, filled, buffer), token).ConfigureAwait(false);
+                buffer = null;
+            }
+            queue.Complete();
+        }
+        catch (Exception e)
+        {
+            Release(buffer);
+            queue.TryComplete(e);
+            throw;
+        }
+    }
+}

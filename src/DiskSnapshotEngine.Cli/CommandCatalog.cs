@@ -24,6 +24,14 @@ internal static class CommandCatalog
         ExportCommand.Build,
         CheckCommand.Build,
         DemoCommand.Build,
+        CloneCommand.Build,
+        MergeCommand.Build,
+        RebaseCommand.Build,
+        SnapshotCommand.Build,
+        RollbackCommand.Build,
+        CompactCommand.Build,
+        CompareCommand.Build,
+        MapCommand.Build,
     };
 
     public static RootCommand BuildRoot()

@@ -26,7 +26,7 @@ public static class Compact
     /// <summary>Compacts <paramref name="image"/> in place.</summary>
     /// <exception cref="DiskImageException">Unsupported (raw or fixed images), DiskFull, Cancelled, Locked, open and I/O errors.</exception>
     public static async Task<CompactResult> RunAsync(string image, OpenOptions? options = null,
-        Action<long, long>? progress = null, CancellationToken cancel = default)
+        IProgress<OperationProgress>? progress = null, CancellationToken cancel = default)
     {
         options ??= OpenOptions.ReadOnly;
         image = Path.GetFullPath(image);
@@ -79,7 +79,7 @@ public static class Compact
                     output.Write(off, data);
                     written += len;
                 },
-                done => progress?.Invoke(done, total), cancel).ConfigureAwait(false);
+                done => progress?.Report(new OperationProgress("compacting", done, total)), cancel).ConfigureAwait(false);
             target.Flush();
             if (target.Identity != src.Identity)
                 throw new DiskImageException(ErrorKind.Unsupported,

@@ -30,7 +30,7 @@ public static class FullClone
     /// <summary>Clones <paramref name="source"/> (and its parents) into a new image at <paramref name="destination"/>.</summary>
     /// <exception cref="DiskImageException">AlreadyExists, InvalidArgument, DiskFull, Cancelled, and any open or I/O error of the source.</exception>
     public static async Task<CopyStats> RunAsync(string source, string destination, CloneOptions? options = null,
-        Action<long, long>? progress = null, CancellationToken cancel = default)
+        IProgress<OperationProgress>? progress = null, CancellationToken cancel = default)
     {
         options ??= new CloneOptions();
         if (options.Type == ImageType.Differencing)
@@ -66,7 +66,7 @@ public static class FullClone
                     output.Write(off, data);
                     written += len;
                 },
-                done => progress?.Invoke(done, dataBytes), cancel).ConfigureAwait(false);
+                done => progress?.Report(new OperationProgress("cloning", done, dataBytes)), cancel).ConfigureAwait(false);
             target.Flush();
             target.Dispose();
             target = null;

@@ -21,7 +21,7 @@ public static class ImageCompare
 
     /// <summary>Compares the images at two paths.</summary>
     /// <exception cref="DiskImageException">Any open or read error; Cancelled.</exception>
-    public static CompareResult Run(string a, string b, OpenOptions? options = null, Action<long, long>? progress = null,
+    public static CompareResult Run(string a, string b, OpenOptions? options = null, IProgress<OperationProgress>? progress = null,
         CancellationToken cancel = default)
     {
         options = (options ?? OpenOptions.ReadOnly) with { Writable = false };
@@ -31,7 +31,7 @@ public static class ImageCompare
     }
 
     /// <summary>Compares two opened chains.</summary>
-    public static CompareResult Run(DiskChain a, DiskChain b, Action<long, long>? progress = null, CancellationToken cancel = default)
+    public static CompareResult Run(DiskChain a, DiskChain b, IProgress<OperationProgress>? progress = null, CancellationToken cancel = default)
     {
         long common = Math.Min(a.VirtualSize, b.VirtualSize);
         var result = CompareRange(a, b, common, progress, cancel);
@@ -41,7 +41,7 @@ public static class ImageCompare
         return new CompareResult(true, null, null);
     }
 
-    private static CompareResult? CompareRange(DiskChain a, DiskChain b, long length, Action<long, long>? progress, CancellationToken cancel)
+    private static CompareResult? CompareRange(DiskChain a, DiskChain b, long length, IProgress<OperationProgress>? progress, CancellationToken cancel)
     {
         if (length == 0) return null;
         using var ea = a.GetExtents(0, length).GetEnumerator();
@@ -72,11 +72,11 @@ public static class ImageCompare
                     int same = sa.CommonPrefixLength(sb);
                     if (same < n)
                         return new CompareResult(false, off + same, $"content differs at offset {off + same} (0x{off + same:x})");
-                    progress?.Invoke(off + n, length);
+                    progress?.Report(new OperationProgress("comparing", off + n, length));
                 }
             }
             pos = end;
-            progress?.Invoke(pos, length);
+            progress?.Report(new OperationProgress("comparing", pos, length));
         }
         return null;
     }

@@ -40,7 +40,7 @@ public static class Merge
     /// <exception cref="DiskImageException">InvalidArgument (no parent, ancestor not in the chain), ReadOnly (a layer has other dependents, listed),
     /// DiskFull (with the space needed), Cancelled, and any open or I/O error.</exception>
     public static Task<MergeResult> CommitAsync(string image, string? ancestor = null, MergeOptions? options = null,
-        Action<long, long>? progress = null, CancellationToken cancel = default) =>
+        IProgress<OperationProgress>? progress = null, CancellationToken cancel = default) =>
         CommitAsync(image, ancestor, options, progress, cancel, replaceImage: false);
 
     /// <summary>
@@ -48,7 +48,7 @@ public static class Merge
     /// being deleted, so the image's path never goes missing (snapshot delete of a base layer under the current state).
     /// </summary>
     internal static async Task<MergeResult> CommitAsync(string image, string? ancestor, MergeOptions? options,
-        Action<long, long>? progress, CancellationToken cancel, bool replaceImage)
+        IProgress<OperationProgress>? progress, CancellationToken cancel, bool replaceImage)
     {
         options ??= new MergeOptions();
         image = Path.GetFullPath(image);
@@ -152,7 +152,7 @@ public static class Merge
     }
 
     private static async Task<CopyStats> CopyIntoAncestorAsync(OperationJournal journal, MergeOptions options,
-        Action<long, long>? progress, CancellationToken cancel)
+        IProgress<OperationProgress>? progress, CancellationToken cancel)
     {
         // The journal lists the merged layers top first; the target is the next one down.
         int a = journal.Merged.Length;
@@ -180,7 +180,7 @@ public static class Merge
                 if (isZero) { below.WriteZeroes(off, len); zero += len; }
                 else { below.Write(off, data); written += len; }
             },
-            done => progress?.Invoke(done, total), cancel).ConfigureAwait(false);
+            done => progress?.Report(new OperationProgress("merging", done, total)), cancel).ConfigureAwait(false);
         target.Flush();
         return new CopyStats(written, zero);
     }
@@ -191,7 +191,7 @@ public static class Merge
     /// </summary>
     /// <exception cref="DiskImageException">Unsupported (the parent is a base image), DiskFull, Cancelled, any open or I/O error.</exception>
     public static async Task<MergeResult> PullAsync(string image, MergeOptions? options = null,
-        Action<long, long>? progress = null, CancellationToken cancel = default)
+        IProgress<OperationProgress>? progress = null, CancellationToken cancel = default)
     {
         options ??= new MergeOptions();
         image = Path.GetFullPath(image);
@@ -235,7 +235,7 @@ public static class Merge
                 if (isZero) { chain.WriteZeroes(off, len); zero += len; }
                 else { chain.Write(off, data); written += len; }
             },
-            done => progress?.Invoke(done, needed), cancel).ConfigureAwait(false);
+            done => progress?.Report(new OperationProgress("pulling", done, needed)), cancel).ConfigureAwait(false);
         // Data first, durable; only then the new link, so a crash never leaves a link to a parent missing bytes.
         top.Flush();
         top.SetParent(ParentDescriptor.Of(grandparent));

@@ -26,7 +26,7 @@ public static class Rebase
     /// <exception cref="DiskImageException">InvalidArgument (no parent), ChainInvalid (the new parent descends from the image, sizes differ),
     /// ParentMismatch (unsafe mode: the new parent differs; the moved case: it is another image), Cancelled, open and I/O errors.</exception>
     public static async Task<RebaseResult> RunAsync(string image, string newParent, bool unsafeMode = false,
-        OpenOptions? options = null, Action<long, long>? progress = null, CancellationToken cancel = default)
+        OpenOptions? options = null, IProgress<OperationProgress>? progress = null, CancellationToken cancel = default)
     {
         options ??= OpenOptions.ReadOnly;
         image = Path.GetFullPath(image);
@@ -102,7 +102,7 @@ public static class Rebase
                         written += len;
                     }
                 },
-                done => progress?.Invoke(done, total), cancel).ConfigureAwait(false);
+                done => progress?.Report(new OperationProgress("rebasing", done, total)), cancel).ConfigureAwait(false);
             // Copied data must be durable before the link changes, or a crash could expose the new parent's bytes.
             top.Flush();
             Relink(top, newTop);

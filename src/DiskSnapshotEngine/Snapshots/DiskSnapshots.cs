@@ -154,7 +154,7 @@ public static class DiskSnapshots
     /// </summary>
     /// <exception cref="DiskImageException">InvalidArgument (unknown name), ReadOnly (images outside the snapshot tree depend on the layer, or a base layer has several children), DiskFull, open and I/O errors.</exception>
     public static async Task DeleteAsync(string disk, string name, OpenOptions? options = null,
-        Action<long, long>? progress = null, CancellationToken cancel = default)
+        IProgress<OperationProgress>? progress = null, CancellationToken cancel = default)
     {
         options ??= OpenOptions.ReadOnly;
         disk = Path.GetFullPath(disk);
@@ -185,7 +185,7 @@ public static class DiskSnapshots
     }
 
     private static async Task FinishDeleteAsync(string disk, SnapshotCatalog catalog, OpenOptions options,
-        Action<long, long>? progress, CancellationToken cancel)
+        IProgress<OperationProgress>? progress, CancellationToken cancel)
     {
         var pending = catalog.Pending!;
         var entry = pending.Snapshot;
@@ -327,7 +327,7 @@ public static class DiskSnapshots
         return FinishSimple(disk, catalog, options);
     }
 
-    private static async Task<SnapshotCatalog> FinishPendingAsync(string disk, OpenOptions options, Action<long, long>? progress, CancellationToken cancel)
+    private static async Task<SnapshotCatalog> FinishPendingAsync(string disk, OpenOptions options, IProgress<OperationProgress>? progress, CancellationToken cancel)
     {
         var catalog = SnapshotCatalog.Load(disk);
         if (catalog.Pending is null) return catalog;

@@ -96,6 +96,8 @@ internal static class ExtentPump
                 done += piece.Length;
                 progress?.Invoke(done);
             }
+            // A cancellation that arrives with the last piece still cancels: the caller has not committed anything yet.
+            cancel.ThrowIfCancellationRequested();
         }
         catch (OperationCanceledException e)
         {

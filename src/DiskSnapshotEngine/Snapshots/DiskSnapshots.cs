@@ -158,7 +158,11 @@ public static class DiskSnapshots
     {
         options ??= OpenOptions.ReadOnly;
         disk = Path.GetFullPath(disk);
+        var stored = SnapshotCatalog.Load(disk);
+        bool rerun = stored.Pending is { Operation: "delete" } p && p.Snapshot.Name == name;
         var catalog = await FinishPendingAsync(disk, options, progress, cancel).ConfigureAwait(false);
+        // Running the same delete again after an interruption finishes it: that is all there is to do.
+        if (rerun) return;
         var entry = catalog.Find(name, disk);
         string layerPath = PathOf(disk, entry);
         string plan;

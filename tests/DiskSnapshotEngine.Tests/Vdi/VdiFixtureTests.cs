@@ -68,4 +68,42 @@ public sealed class VdiFixtureTests
         Assert.Equal("uuidParentModify", link.VersionName);
         Assert.Equal("384", VdiTestKit.DetailsOf(parent)["cbHeader"]);
     }
+
+    [SharedFixtureFact]
+    public void VirtualBox_child_opened_for_writing_without_changes_is_left_byte_identical()
+    {
+        using var dir = new TempDirectory("vdi-fx");
+        var child = SharedFixtures.Extract("virtualbox-diff-child.vdi.gz", dir.Path);
+        SharedFixtures.Extract("virtualbox-parent.vdi.gz", dir.Path);
+        string before = VdiTestKit.Sha256OfFile(child);
+        using (var chain = DiskImage.Open(child, OpenOptions.ReadWrite))
+        {
+            var b = new byte[4096];
+            chain.Read(123 * 4096, b);
+            chain.Flush();
+        }
+        Assert.Equal(before, VdiTestKit.Sha256OfFile(child));
+    }
+
+    [SharedFixtureFact]
+    public void Writing_into_the_VirtualBox_child_keeps_its_header_layout_and_reads_back()
+    {
+        using var dir = new TempDirectory("vdi-fx");
+        var child = SharedFixtures.Extract("virtualbox-diff-child.vdi.gz", dir.Path);
+        SharedFixtures.Extract("virtualbox-parent.vdi.gz", dir.Path);
+        var headBefore = File.ReadAllBytes(child).AsSpan(0, 512).ToArray();
+        var data = VdiTestKit.Pattern(70000, 11);
+        using (var chain = DiskImage.Open(child, OpenOptions.ReadWrite)) chain.Write(500L << 20, data);
+        var headAfter = File.ReadAllBytes(child).AsSpan(0, 512).ToArray();
+        // Only cBlocksAllocated (388..391) and uuidModify (408..423) change; the text, cbHeader 400, LCHS geometry stay.
+        for (int i = 0; i < 512; i++)
+            if (i is not (>= 388 and < 392) and not (>= 408 and < 424))
+                Assert.True(headBefore[i] == headAfter[i], $"header byte {i} changed");
+        Assert.Equal(1u, BitConverter.ToUInt32(headAfter, 388));
+        using var reopened = DiskImage.Open(child);
+        var back = new byte[data.Length];
+        reopened.Read(500L << 20, back);
+        Assert.Equal(data, back);
+        Assert.True(reopened.Check().IsClean, string.Join("\n", reopened.Check().Problems));
+    }
 }

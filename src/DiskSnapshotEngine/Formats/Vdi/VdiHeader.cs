@@ -162,8 +162,11 @@ internal sealed class VdiHeader
         if (cbBlock > VdiLayer.MaxBlockSize)
             ThrowHelper.Unsupported(path, s, CbBlockOff, $"cbBlock {cbBlock} is larger than the {VdiLayer.MaxBlockSize} bytes this engine handles");
         uint extra = CbBlockExtra;
-        if (extra % 512 != 0 || extra > VdiLayer.MaxBlockSize)
-            ThrowHelper.Corrupt(path, s, 380, $"cbBlockExtra {extra} is not a multiple of 512 up to {VdiLayer.MaxBlockSize}");
+        if (extra % 512 != 0)
+            ThrowHelper.Corrupt(path, s, 380, $"cbBlockExtra {extra} is not a multiple of 512");
+        // VirtualBox and qemu always write 0; a small extra area is honoured, a large one is not worth a large buffer.
+        if (extra > VdiLayer.MaxBlockExtra)
+            ThrowHelper.Unsupported(path, s, 380, $"cbBlockExtra {extra} is larger than the {VdiLayer.MaxBlockExtra} bytes this engine handles");
 
         ulong cbDisk = CbDisk;
         if (cbDisk == 0)

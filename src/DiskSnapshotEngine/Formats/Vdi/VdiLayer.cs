@@ -17,8 +17,11 @@ namespace DiskSnapshotEngine.Formats.Vdi;
 /// </summary>
 public sealed class VdiLayer : IDiskLayer
 {
-    /// <summary>Largest cbBlock (and cbBlockExtra) accepted: the chain's copy-on-write buffer is one block.</summary>
+    /// <summary>Largest cbBlock accepted: the chain's copy-on-write buffer is one block.</summary>
     public const int MaxBlockSize = 256 << 20;
+
+    /// <summary>Largest cbBlockExtra accepted (VirtualBox and qemu write 0).</summary>
+    public const int MaxBlockExtra = 1 << 20;
 
     private readonly VdiHeader _header;
     private readonly VdiBlockMap _map;
@@ -318,6 +321,7 @@ public sealed class VdiLayer : IDiskLayer
     {
         var report = new CheckReport();
         var h = _header;
+        CheckHeader(report);
         uint cBlocks = h.CBlocks;
         var used = new System.Collections.BitArray((int)Math.Min(cBlocks, (uint)int.MaxValue));
         long referenced = 0, free = 0;
@@ -371,6 +375,25 @@ public sealed class VdiLayer : IDiskLayer
             report.Add(CheckSeverity.Leak, Path, "data blocks", h.OffData,
                 $"{unreferencedInFile} blocks in the file are not used by any map entry (reclaimed by compact)");
         return report;
+    }
+
+    /// <summary>Header facts that open tolerates (the image reads correctly) but other readers may not.</summary>
+    private void CheckHeader(CheckReport report)
+    {
+        var h = _header;
+        string s = h.IsVersion0 ? "VDIHEADER0" : "VDIHEADER1";
+        if (h.CbDisk % 512 != 0)
+            report.Add(CheckSeverity.Warning, Path, s, null, $"cbDisk {h.CbDisk} is not a whole number of 512-byte sectors");
+        if (h.LegacyGeometry.SectorSize is not (0 or 512))
+            report.Add(CheckSeverity.Warning, Path, s, null, $"LegacyGeometry.cbSector is {h.LegacyGeometry.SectorSize}; VirtualBox and qemu expect 512");
+        if ((_cbBlock & (_cbBlock - 1)) != 0)
+            report.Add(CheckSeverity.Warning, Path, s, null, $"cbBlock {_cbBlock} is not a power of two (VirtualBox expects one)");
+        if (IsDiffLike && !h.IsVersion0 && h.UuidParentModify == Guid.Empty)
+            report.Add(CheckSeverity.Warning, Path, s, 440, "uuidParentModify is empty: a change of the parent cannot be detected");
+        if (!IsDiffLike && h.UuidLinkage != Guid.Empty)
+            report.Add(CheckSeverity.Warning, Path, s, null, $"a base image carries a uuidLinkage {{{h.UuidLinkage}}} (ignored)");
+        if (h.UuidCreate == Guid.Empty)
+            report.Add(CheckSeverity.Warning, Path, s, null, "uuidCreate is empty: children cannot link to this image");
     }
 
     // ---- helpers ------------------------------------------------------------------------------------------------

@@ -7,11 +7,11 @@ namespace DiskSnapshotEngine.Tests.Vhdx;
 public class VhdxReadTests
 {
     [SharedFixtureTheory]
-    [InlineData("iotest-dynamic-1G.vhdx.bz2", "d3d112d8dab7fd360609f7d5a7b769904b7a2a7d7b6b8c535f65a23293c05478", 32 << 20)]
-    [InlineData("test-disk2vhd.vhdx.bz2", "96d964042be9b58dda1725567abfb0cf9fd8380e2118754afa979c2ad445938a", 2 << 20)]
-    [InlineData("fixed.vhdx.gz", "bc0be4623b15aa84216fb31ba24e3b621ec7f1c72d198c990ac0eced222d9f62", 2 << 20)]
-    [InlineData("dynamic.vhdx.gz", "8e2b5e9265d694b42b81819e3bff29770eff4ed0f4f9f311693ff3dbdc93efac", 32 << 20)]
-    public void Fixture_reads_with_its_documented_content_hash(string name, string sha256, int blockSize)
+    [InlineData("iotest-dynamic-1G.vhdx.bz2", "d3d112d8dab7fd360609f7d5a7b769904b7a2a7d7b6b8c535f65a23293c05478", 32 << 20, ImageType.Dynamic)]
+    [InlineData("test-disk2vhd.vhdx.bz2", "96d964042be9b58dda1725567abfb0cf9fd8380e2118754afa979c2ad445938a", 2 << 20, ImageType.Dynamic)]
+    [InlineData("fixed.vhdx.gz", "bc0be4623b15aa84216fb31ba24e3b621ec7f1c72d198c990ac0eced222d9f62", 2 << 20, ImageType.Fixed)]
+    [InlineData("dynamic.vhdx.gz", "8e2b5e9265d694b42b81819e3bff29770eff4ed0f4f9f311693ff3dbdc93efac", 32 << 20, ImageType.Dynamic)]
+    public void Fixture_reads_with_its_documented_content_hash(string name, string sha256, int blockSize, ImageType type)
     {
         using var dir = new TempDirectory("vhdx");
         var path = SharedFixtures.Extract(name, dir.Path);
@@ -20,6 +20,7 @@ public class VhdxReadTests
         {
             Assert.Equal(ImageFormat.Vhdx, chain.Top.Format);
             Assert.Equal(blockSize, chain.Top.BlockSize);
+            Assert.Equal(type, chain.Top.Type);
             Assert.Equal(sha256, VhdxTestUtil.ContentSha256(chain));
             Assert.False(chain.Check().HasErrors, string.Join("\n", chain.Check().Problems));
         }
@@ -89,6 +90,41 @@ public class VhdxReadTests
         chain.Read(0, buf);
         for (int i = 0; i < buf.Length; i++)
             Assert.True(buf[i] == (i >= (1 << 20) && i < (4 << 20) ? 0xab : 0), $"byte {i} is {buf[i]}");
+    }
+
+    [Theory]
+    [InlineData(0, 0x77)] // PAYLOAD_BLOCK_NOT_PRESENT: the parent's content
+    [InlineData(1, 0)]    // PAYLOAD_BLOCK_UNDEFINED: zeros, never the parent
+    [InlineData(2, 0)]    // PAYLOAD_BLOCK_ZERO
+    [InlineData(3, 0)]    // PAYLOAD_BLOCK_UNMAPPED
+    public void Each_block_state_of_a_differencing_file_reads_as_specified(int state, int expected)
+    {
+        using var dir = new TempDirectory("vhdx");
+        var basePath = dir.File("base.vhdx");
+        using (var b = DiskImage.Create(basePath, new ImageCreateOptions(4L << 20, BlockSize: 1 << 20)))
+            b.Write(0, Enumerable.Repeat((byte)0x77, 4 << 20).ToArray());
+        var childPath = dir.File("child.vhdx");
+        DiskImage.CreateDifferencing(childPath, basePath).Dispose();
+        // The child's BAT is at 3 MiB in our layout; its block 0 gets the state under test.
+        using (var f = new FileStream(childPath, FileMode.Open, FileAccess.ReadWrite))
+        {
+            f.Position = 3L << 20;
+            f.Write(BitConverter.GetBytes((ulong)state));
+        }
+        using var chain = DiskImage.Open(childPath);
+        var buf = new byte[2 << 20];
+        chain.Read(0, buf);
+        Assert.All(buf, x => Assert.Equal(expected, x));
+        Assert.Equal(state == 0 ? ExtentKind.NotPresent : ExtentKind.Zero, chain.Top.GetStatus(0, 1 << 20).Kind);
+        // A base image reads every unallocated state as zeros.
+        using (var f = new FileStream(basePath, FileMode.Open, FileAccess.ReadWrite))
+        {
+            f.Position = 3L << 20;
+            f.Write(BitConverter.GetBytes((ulong)state));
+        }
+        using var baseChain = DiskImage.Open(basePath);
+        baseChain.Read(0, buf);
+        Assert.All(buf.AsSpan(0, 1 << 20).ToArray(), x => Assert.Equal(0, x));
     }
 
     internal static void MakeRawPattern(string path, long size)

@@ -65,6 +65,14 @@ public class VhdxLogFixtureTests
             var onDisk = new byte[4096];
             file.ReadExactly(onDisk, bat, "BAT");
             Assert.NotEqual(onDisk, w.Data); // the entry really changes the BAT sector
+            // Fixture README: 17 MiB of 0xa5 without replay, 18 MiB after (1 MiB blocks). So BAT entries 0..16 are
+            // PAYLOAD_BLOCK_FULLY_PRESENT (state 6, MS-VHDX 2.5.1) on disk, entry 17 only in the log. Entry 0 lives in
+            // the bytes a data sector carries in its descriptor's LeadingBytes, so this also checks the reassembly.
+            ulong State(byte[] sector, int i) => BinaryPrimitives.ReadUInt64LittleEndian(sector.AsSpan(i * 8)) & 7;
+            Assert.All(Enumerable.Range(0, 17), i => Assert.Equal(6UL, State(onDisk, i)));
+            Assert.NotEqual(6UL, State(onDisk, 17));
+            Assert.All(Enumerable.Range(0, 18), i => Assert.Equal(6UL, State(w.Data, i)));
+            Assert.Equal(onDisk.AsSpan(0, 17 * 8).ToArray(), w.Data.AsSpan(0, 17 * 8).ToArray());
             Assert.True(seq.FlushedFileOffset <= file.Length);
             Assert.True(seq.HeadOffset < logLength && seq.HeadOffset % 4096 == 0);
 

@@ -143,4 +143,92 @@ public class VhdxLogRoundTripTests
         Assert.Equal(253, seq.Writes.Count);
         Assert.Equal(Update(253).Select(w => w.Data), seq.Writes.Select(w => w.Data));
     }
+
+    [Fact]
+    public void An_entry_that_wraps_from_the_end_of_the_ring_to_its_start_is_read()
+    {
+        // Writers such as qemu let an entry run past the end of the log and continue at its start. Ours never does,
+        // so the entry is made by our writer and moved: its sectors placed from the last log sector onwards,
+        // its Tail (itself) and checksum rewritten.
+        var scratch = new CrashSimulationFile("scratch.vhdx", new byte[LogTestFile.FileLength]);
+        var writes = Enumerable.Range(0, 3).Select(i => new VhdxLogWrite(LogTestFile.TargetBase + i * 4096L, LogTestFile.Sector(50 + i), 4096)).ToList();
+        new VhdxLogWriter(scratch, LogTestFile.LogOffset, LogTestFile.LogLength, Guid1, 9).Commit(writes, scratch.Length, scratch.Length);
+        var entry = LogTestFile.Read(scratch, LogTestFile.LogOffset, 4 * 4096);
+        uint start = LogTestFile.LogLength - 4096;
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(entry.AsSpan(12), start);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(entry.AsSpan(4), 0);
+        uint crc = Formats.Vhdx.Log.VhdxLogLayout.CrcFinish(Formats.Vhdx.Log.VhdxLogLayout.CrcUpdate(Formats.Vhdx.Log.VhdxLogLayout.CrcSeed, entry));
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(entry.AsSpan(4), crc);
+
+        var f = new CrashSimulationFile("wrapped.vhdx", new byte[LogTestFile.FileLength]);
+        for (int i = 0; i < 4; i++)
+            f.Write(entry.AsSpan(i * 4096, 4096), LogTestFile.LogOffset + (start + i * 4096L) % LogTestFile.LogLength);
+
+        var seq = VhdxLogReader.FindActiveSequence(f, LogTestFile.LogOffset, LogTestFile.LogLength, Guid1);
+        Assert.NotNull(seq);
+        Assert.Equal(9UL, seq.LastSequenceNumber);
+        Assert.Equal(3u * 4096, seq.HeadOffset);
+        Assert.Equal(writes.Select(w => w.Data), seq.Writes.Select(w => w.Data));
+        Assert.Equal(writes.Select(w => w.FileOffset), seq.Writes.Select(w => w.FileOffset));
+    }
+
+    [Fact]
+    public void Replay_on_a_real_file_restores_LastFileOffset_and_an_overlay_only_in_memory()
+    {
+        using var dir = new TempDirectory("vhdxlog");
+        string path = dir.File("grow.bin");
+        long grown = LogTestFile.FileLength + (1 << 20);
+        var sector = LogTestFile.Sector(7);
+        byte[] entryState;
+        {
+            // The commit is cut after its entry is durable; the file had been extended to `grown` before the crash
+            // took the extension away (LastFileOffset remembers it).
+            var crash = new CrashSimulationFile("grow.bin", new byte[LogTestFile.FileLength]) { FailAtWrite = 1 };
+            var writer = new VhdxLogWriter(crash, LogTestFile.LogOffset, LogTestFile.LogLength, Guid1, 1);
+            Assert.Throws<DiskImageException>(() => writer.Commit([new VhdxLogWrite(LogTestFile.TargetBase, sector, 4096)], crash.Length, grown));
+            entryState = crash.AfterPowerLoss([]);
+        }
+        File.WriteAllBytes(path, entryState);
+
+        using (var ro = new MemoryOverlayFile(ImageFile.Open(path, writable: false)))
+        {
+            var seq = VhdxLogReader.FindActiveSequence(ro, LogTestFile.LogOffset, LogTestFile.LogLength, Guid1)!;
+            VhdxLogReader.Apply(seq, (IImageFile)ro); // dispatches to the overlay replay
+            Assert.Equal(grown, ro.Length);
+            Assert.Equal(sector, LogTestFile.Read(ro, LogTestFile.TargetBase, 4096));
+        }
+        Assert.Equal(entryState, File.ReadAllBytes(path)); // the read-only replay never touched the file
+
+        using (var rw = ImageFile.Open(path, writable: true))
+        {
+            var seq = VhdxLogReader.FindActiveSequence(rw, LogTestFile.LogOffset, LogTestFile.LogLength, Guid1)!;
+            Assert.Equal(grown, seq.LastFileOffset);
+            VhdxLogReader.Apply(seq, rw);
+            rw.Flush();
+        }
+        Assert.Equal(grown, new FileInfo(path).Length);
+        using var check = ImageFile.Open(path, writable: false);
+        Assert.Equal(sector, LogTestFile.Read(check, LogTestFile.TargetBase, 4096));
+    }
+
+    [Fact]
+    public void Writer_refuses_malformed_writes()
+    {
+        var f = new CrashSimulationFile("bad.vhdx", new byte[LogTestFile.FileLength]);
+        var writer = new VhdxLogWriter(f, LogTestFile.LogOffset, LogTestFile.LogLength, Guid1, 1);
+        void Refused(VhdxLogWrite w, long flushed = LogTestFile.FileLength)
+        {
+            var e = Assert.Throws<DiskImageException>(() => writer.Commit([w], flushed, Math.Max(flushed, LogTestFile.FileLength)));
+            Assert.Equal(ErrorKind.InvalidArgument, e.Kind);
+        }
+        Refused(new VhdxLogWrite(LogTestFile.TargetBase + 512, LogTestFile.Sector(1), 4096));
+        Refused(new VhdxLogWrite(LogTestFile.TargetBase, new byte[512], 4096));
+        Refused(new VhdxLogWrite(LogTestFile.TargetBase, null, 1000));
+        Refused(new VhdxLogWrite(LogTestFile.TargetBase, null, 0));
+        Refused(new VhdxLogWrite(-4096, LogTestFile.Sector(1), 4096));
+        Refused(new VhdxLogWrite(LogTestFile.TargetBase, LogTestFile.Sector(1), 4096), LogTestFile.FileLength + 4096);
+        Assert.Equal(0, f.WriteCount);
+        Assert.Throws<DiskImageException>(() => new VhdxLogWriter(f, LogTestFile.LogOffset, LogTestFile.LogLength, Guid.Empty, 1));
+        Assert.Throws<DiskImageException>(() => new VhdxLogWriter(f, LogTestFile.LogOffset, LogTestFile.LogLength, Guid1, 1, 100));
+    }
 }

@@ -34,7 +34,7 @@ internal static class VhdxCheck
             catch (DiskImageException) { }
             if (t is null) report.Add(CheckSeverity.Warning, path, name, off, "invalid signature or CRC-32C checksum");
         }
-        if (layer.Header.LogGuid != Guid.Empty)
+        if (layer.Header.LogGuid != Guid.Empty && !layer.InWriteSession) // our own open session sets it until close
             report.Add(CheckSeverity.Warning, path, "header", Header1Offset, $"LogGuid {{{layer.Header.LogGuid}}} is set: the image was not closed cleanly");
 
         // Every allocated block: inside the file, outside the header area and regions, not shared.
@@ -44,10 +44,17 @@ internal static class VhdxCheck
         long ratio = layer.ChunkRatio;
         long blockSize = layer.BlockSize;
         long fileLength = file.Length;
+        byte[] sector = Array.Empty<byte>();
+        long sectorAt = -1;
         for (long index = 0; index < entries; index++)
         {
             long at = bat.FileOffset + index * 8;
-            var e = new VhdxBatEntry(BinaryPrimitives.ReadUInt64LittleEndian(layer.RawSector(SpanHelpers.AlignDown(at, 4096), "BAT").AsSpan((int)(at % 4096))));
+            if (SpanHelpers.AlignDown(at, 4096) != sectorAt)
+            {
+                sectorAt = SpanHelpers.AlignDown(at, 4096);
+                sector = layer.RawSector(sectorAt, "BAT"); // one copy per 512 entries
+            }
+            var e = new VhdxBatEntry(BinaryPrimitives.ReadUInt64LittleEndian(sector.AsSpan((int)(at - sectorAt))));
             bool isBitmap = index % (ratio + 1) == ratio;
             long length;
             string what;
@@ -102,7 +109,9 @@ internal static class VhdxCheck
             foreach (var (rname, r) in new[] { ("BAT region", layer.BatRegion), ("metadata region", layer.MetadataRegion), ("log", layer.LogRegion) })
                 if (off < r.FileOffset + r.Length && r.FileOffset < off + length)
                     report.Add(CheckSeverity.Error, path, "BAT entry", at, $"{what} at file offset {off} overlaps the {rname}");
-            for (long unit = off / MiB; unit < SpanHelpers.AlignUp(off + length, MiB) / MiB; unit++)
+            // Writers allocate whole blocks even for the partial last block: the whole allocation is in use.
+            long allocated = Math.Max(length, Math.Min(isBitmap ? SectorBitmapBlockSize : blockSize, fileLength - off));
+            for (long unit = off / MiB; unit < SpanHelpers.AlignUp(off + allocated, MiB) / MiB; unit++)
             {
                 if (used.TryGetValue(unit, out long other))
                 {

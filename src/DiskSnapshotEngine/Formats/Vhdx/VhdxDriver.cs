@@ -277,7 +277,12 @@ public sealed class VhdxDriver : IImageFormatDriver
 
         if (fixedImage) file.Reserve(fileLength);
         else file.SetLength(fileLength); // sparse: the BAT reads as zeros = PAYLOAD_BLOCK_NOT_PRESENT, in constant time
-        file.Write(head, 0);
+        // Only the structures are written; the rest of the header area stays a hole.
+        file.Write(head[..4096], 0);
+        file.Write(head.Slice((int)Header1Offset, HeaderSize), Header1Offset);
+        file.Write(head.Slice((int)Header2Offset, HeaderSize), Header2Offset);
+        file.Write(head.Slice((int)RegionTable1Offset, RegionTableSize), RegionTable1Offset);
+        file.Write(head.Slice((int)RegionTable2Offset, RegionTableSize), RegionTable2Offset);
         file.Write(meta.AsSpan(0, (int)at), metaOffset);
         if (fixedImage) WriteFixedBat(file, batOffset, payloadBlocks, chunkRatio, blockSize, payloadStart);
         file.Flush();

@@ -303,8 +303,9 @@ public sealed class VhdxLayer : IDiskLayer
                 WriteInBlock(offset, data[..n]);
                 offset += n;
                 data = data[n..];
+                // Bounded pending metadata: each log entry stays far below the smallest (1 MiB) log.
+                if (_sectors.DirtyCount >= CommitThreshold) CommitPending();
             }
-            if (_sectors.DirtyCount >= CommitThreshold) CommitPending();
         }
     }
 
@@ -333,13 +334,15 @@ public sealed class VhdxLayer : IDiskLayer
         bool readsZero = e.State != VhdxBatEntry.NotPresent || !IsDifferencing;
         if (SpanHelpers.IsAllZero(data))
         {
-            if (readsZero) return; // already reads as zeros: nothing to record, nothing to allocate
             if (wholeBlock)
             {
+                // A whole block of zeros is recorded as ZERO without allocating (and hides the parent in a differencing file).
+                if (e.State == VhdxBatEntry.Zero) return;
                 BeginChange(content: true);
                 WriteBatEntry(PayloadBatIndex(block), VhdxBatEntry.Make(VhdxBatEntry.Zero, 0));
                 return;
             }
+            if (readsZero) return; // part of a block that already reads as zeros: nothing to record, nothing to allocate
         }
 
         BeginChange(content: true);
@@ -357,6 +360,7 @@ public sealed class VhdxLayer : IDiskLayer
         {
             CheckSectorAligned(offset, data.Length);
             EnsureBitmapBlock(block * bs / _logicalSectorSize / SectorsPerBitmapBlock);
+            ClearBlockBits(block);
             WriteBatEntry(PayloadBatIndex(block), VhdxBatEntry.Make(VhdxBatEntry.PartiallyPresent, fileOffset));
             SetSectorBits(offset, data.Length);
         }
@@ -384,6 +388,26 @@ public sealed class VhdxLayer : IDiskLayer
         // A new sector bitmap block is fresh zeroed space; only the sectors we set bits in are written, through the log.
         long off = Allocate(SectorBitmapBlockSize);
         WriteBatEntry(BitmapBatIndex(chunk), VhdxBatEntry.Make(VhdxBatEntry.SbPresent, off));
+    }
+
+    /// <summary>
+    /// A block becoming PARTIALLY_PRESENT must start with no sector present: bits another writer left behind for a
+    /// NOT_PRESENT block would otherwise expose the fresh (zero) payload instead of the parent's data.
+    /// </summary>
+    private void ClearBlockBits(long block)
+    {
+        long ls = _logicalSectorSize;
+        long first = block * _parameters.BlockSize / ls;
+        long count = BlockExtent(block) / ls;
+        var sb = BitmapEntry(first / SectorsPerBitmapBlock);
+        // Blocks hold a multiple of 8 sectors and start on a byte of the bitmap (block size >= 1 MiB).
+        long byteStart = first % SectorsPerBitmapBlock / 8, byteEnd = byteStart + SpanHelpers.AlignUp(count, 8) / 8;
+        for (long page = SpanHelpers.AlignDown(byteStart, 4096); page < byteEnd; page += 4096)
+        {
+            int s = (int)(Math.Max(byteStart, page) - page), e = (int)(Math.Min(byteEnd, page + 4096) - page);
+            if (_sectors.Get(sb.FileOffset + page, "sector bitmap").AsSpan(s, e - s).IndexOfAnyExcept((byte)0) < 0) continue;
+            _sectors.GetForWrite(sb.FileOffset + page, "sector bitmap").AsSpan(s, e - s).Clear();
+        }
     }
 
     private void SetSectorBits(long offset, long length)
@@ -653,6 +677,7 @@ public sealed class VhdxLayer : IDiskLayer
     internal long ChunkRatio => _chunkRatio;
     internal long PayloadBlocks => _payloadBlocks;
     internal bool HasParent => IsDifferencing;
+    internal bool InWriteSession => _sessionStarted;
 
     public IReadOnlyList<KeyValuePair<string, string>> Details
     {

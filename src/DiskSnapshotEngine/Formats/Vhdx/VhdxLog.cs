@@ -7,10 +7,10 @@ namespace DiskSnapshotEngine.Formats.Vhdx;
 // The seam between the VHDX driver and its log (MS-VHDX 2.3.3). The driver never writes BAT, sector-bitmap or
 // metadata-region sectors in place itself: it hands whole 4 KiB sectors to VhdxLogWriter.Commit.
 //
-// Log region (MS-VHDX 2.3.3): a circular buffer of 4 KiB sectors holding entries
+// Log region (MS-VHDX 2.3): a circular buffer of 4 KiB sectors holding entries
 //   | header+descriptors (1..n sectors) | data sector | data sector | ... |   <- one entry, EntryLength bytes
 // An entry may wrap from the end of the region to its start (the reader accepts that; the writer never needs it).
-// Sequence rule used here: the head is a valid entry; its Tail names the oldest entry still needed; every entry from
+// Sequence rule used here (2.3.2 log sequence, 2.3.3 replay): the head is a valid entry; its Tail names the oldest entry still needed; every entry from
 // that one to the head is valid, carries the LogGuid and a SequenceNumber one greater than the entry before it, and
 // the entries follow each other without gaps. The active sequence is the valid one whose head has the highest
 // SequenceNumber; replay applies its entries oldest first.
@@ -52,8 +52,12 @@ internal static class VhdxLogReader
         for (uint off = 0; off < logLength; off += Sector)
             if (scanner.TryValidate(off, out var header)) valid[off] = header;
 
+        var index = new SequenceIndex(valid, logLength);
         foreach (var (headOffset, head) in valid.OrderByDescending(kv => kv.Value.SequenceNumber))
         {
+            // The index answers "is this head's sequence valid" in O(1), so a hostile log full of near-miss
+            // sequences costs O(n log n), not a walk per head; the walk below then runs once.
+            if (!index.IsValidHead(headOffset, head)) continue;
             var entries = TryBuildSequence(headOffset, head, valid, logLength);
             if (entries is null) continue;
             long headFileOffset = logOffset + headOffset;
@@ -75,6 +79,12 @@ internal static class VhdxLogReader
     {
         ArgumentNullException.ThrowIfNull(sequence);
         ArgumentNullException.ThrowIfNull(target);
+        // An overlay passed as IImageFile still gets the in-memory replay (its Write refuses by design).
+        if (target is MemoryOverlayFile overlay)
+        {
+            Apply(sequence, overlay);
+            return;
+        }
         byte[]? zeros = null;
         foreach (var w in sequence.Writes)
         {
@@ -127,7 +137,7 @@ internal static class VhdxLogReader
         if (logLength == 0 || logLength % MiB != 0 || logOffset < MiB || logOffset % MiB != 0)
             ThrowHelper.Corrupt(file.Path, "Log", logOffset,
                 $"log region (LogOffset {logOffset}, LogLength {logLength}) is not a non-empty 1 MiB-aligned region after the header section");
-        if (logOffset + logLength > file.Length)
+        if (logOffset > file.Length - logLength)
             ThrowHelper.Corrupt(file.Path, "Log", logOffset,
                 $"log region of {logLength} bytes at {logOffset} extends past the end of the file ({file.Length} bytes)");
     }
@@ -145,7 +155,8 @@ internal static class VhdxLogReader
         while (offset != headOffset)
         {
             uint next = (uint)((offset + (ulong)current.EntryLength) % logLength);
-            if (!valid.TryGetValue(next, out var entry) || entry.SequenceNumber != current.SequenceNumber + 1) return null;
+            if (current.SequenceNumber == ulong.MaxValue || !valid.TryGetValue(next, out var entry)
+                || entry.SequenceNumber != current.SequenceNumber + 1) return null;
             total += entry.EntryLength;
             if (total > logLength) return null;
             result.Add(next);
@@ -153,6 +164,67 @@ internal static class VhdxLogReader
             current = entry;
         }
         return current.SequenceNumber == head.SequenceNumber ? result : null;
+    }
+
+    /// <summary>
+    /// Every valid entry has at most one successor (the valid entry starting where it ends, with the next sequence
+    /// number), so the entries form a forest whose edges point to successors. A head's sequence is valid when the
+    /// entry at its Tail reaches the head by successors, i.e. the head is an ancestor of (or is) that entry, and the
+    /// entries in between fit in the ring once. Ancestry is an interval test on a depth-first numbering.
+    /// </summary>
+    private sealed class SequenceIndex
+    {
+        private readonly Dictionary<uint, int> _indexOf = new();
+        private readonly int[] _enter, _leave;
+        private readonly long[] _lengthToRoot; // sum of EntryLength from an entry to the end of its successor chain
+        private readonly uint _logLength;
+
+        public SequenceIndex(Dictionary<uint, LogEntryHeader> valid, uint logLength)
+        {
+            _logLength = logLength;
+            var offsets = valid.Keys.ToArray();
+            int n = offsets.Length;
+            for (int i = 0; i < n; i++) _indexOf[offsets[i]] = i;
+            var successor = new int[n];
+            var children = new List<int>?[n];
+            for (int i = 0; i < n; i++)
+            {
+                var e = valid[offsets[i]];
+                uint next = (uint)((offsets[i] + (ulong)e.EntryLength) % logLength);
+                successor[i] = e.SequenceNumber < ulong.MaxValue && _indexOf.TryGetValue(next, out int j)
+                    && valid[next].SequenceNumber == e.SequenceNumber + 1 ? j : -1;
+                if (successor[i] >= 0) (children[successor[i]] ??= new List<int>()).Add(i);
+            }
+            // Successors have higher sequence numbers, so descending order computes a successor's sum first.
+            _lengthToRoot = new long[n];
+            foreach (int i in Enumerable.Range(0, n).OrderByDescending(i => valid[offsets[i]].SequenceNumber))
+                _lengthToRoot[i] = valid[offsets[i]].EntryLength + (successor[i] >= 0 ? _lengthToRoot[successor[i]] : 0);
+            _enter = new int[n];
+            _leave = new int[n];
+            int clock = 0;
+            var stack = new Stack<(int Node, bool Done)>();
+            for (int root = 0; root < n; root++)
+            {
+                if (successor[root] >= 0) continue;
+                stack.Push((root, false));
+                while (stack.Count > 0)
+                {
+                    var (node, done) = stack.Pop();
+                    if (done) { _leave[node] = clock++; continue; }
+                    _enter[node] = clock++;
+                    stack.Push((node, true));
+                    if (children[node] is { } kids) foreach (int k in kids) stack.Push((k, false));
+                }
+            }
+        }
+
+        public bool IsValidHead(uint headOffset, in LogEntryHeader head)
+        {
+            if (!_indexOf.TryGetValue(head.Tail, out int t)) return false;
+            int h = _indexOf[headOffset];
+            bool reaches = _enter[h] <= _enter[t] && _leave[t] <= _leave[h];
+            return reaches && _lengthToRoot[t] - _lengthToRoot[h] + head.EntryLength <= _logLength;
+        }
     }
 
     /// <summary>Reads and validates entries sector by sector (memory: one sector, whatever an entry claims).</summary>
@@ -194,7 +266,10 @@ internal static class VhdxLogReader
                     {
                         _sector.AsSpan(LogEntryHeader.ChecksumOffset, 4).Clear();
                     }
-                    if (i == descriptorSectors - 1 && descriptorSectors + dataSectors > sectors) return false;
+                    // An entry is exactly its descriptor sectors plus one data sector per data descriptor (as qemu
+                    // also requires). Refusing slack here also bounds the scan: a forged header can make the reader
+                    // walk only up to the next sector that is not a valid data sector, not the whole ring.
+                    if (i == descriptorSectors - 1 && descriptorSectors + dataSectors != sectors) return false;
                 }
                 else if (i - descriptorSectors < dataSectors && !DataSector.IsValid(_sector, header.SequenceNumber))
                 {
@@ -276,7 +351,7 @@ internal static class VhdxLogReader
 }
 
 /// <summary>
-/// Appends log entries for metadata updates and applies them (MS-VHDX 2.3.3 "Log Entry", 2.3.3 ordering):
+/// Appends log entries for metadata updates and applies them (MS-VHDX 2.3.1 log entry; ordering per 2.3):
 /// write the entry, flush, write the sectors in place, flush. The caller must have set the header's LogGuid to
 /// the writer's logGuid (and flushed) before the first Commit; after a clean close it may clear it.
 /// </summary>
@@ -349,6 +424,9 @@ internal sealed class VhdxLogWriter
         if (writes.Count == 0) return;
         if (flushedFileOffset < 0 || lastFileOffset < flushedFileOffset || lastFileOffset > VhdxLogLayout.MaxFileOffset)
             ThrowHelper.InvalidArgument($"FlushedFileOffset {flushedFileOffset} / LastFileOffset {lastFileOffset} are inconsistent", _file.Path);
+        // Readers treat FlushedFileOffset past the end of the file as lost data (CorruptImage), so it must be true now.
+        if (flushedFileOffset > _file.Length)
+            ThrowHelper.InvalidArgument($"FlushedFileOffset {flushedFileOffset} is past the end of the file ({_file.Length} bytes)", _file.Path);
 
         long dataCount = 0;
         foreach (var w in writes)

@@ -44,7 +44,7 @@ internal static class CliApp
         }
         catch (Exception e)
         {
-            return Report(e, host, parse.GetValue(CommandCatalog.Verbose), signal?.ExitCode);
+            return Report(e, host, parse.GetValue<bool>(CommandCatalog.VerboseOption), signal?.ExitCode);
         }
         finally
         {

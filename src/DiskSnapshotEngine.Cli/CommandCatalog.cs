@@ -9,12 +9,8 @@ namespace DiskSnapshotEngine.Cli;
 /// </summary>
 internal static class CommandCatalog
 {
-    /// <summary>--verbose, on every verb: full stack traces for unexpected errors (also DSE_DEBUG=1).</summary>
-    public static Option<bool> Verbose { get; } = new("--verbose", "-v")
-    {
-        Description = "On an unexpected error, print the full exception (same as DSE_DEBUG=1).",
-        Recursive = true,
-    };
+    /// <summary>Name of the option, on every verb, that prints full stack traces for unexpected errors (also DSE_DEBUG=1).</summary>
+    public const string VerboseOption = "--verbose";
 
     private static IEnumerable<Func<Command>> Verbs => new Func<Command>[]
     {
@@ -39,7 +35,12 @@ internal static class CommandCatalog
         var root = new RootCommand(
             "dse: work on virtual-disk images (VHDX, VDI, raw) offline: create, inspect, write, export, check.\n" +
             "Exit codes: 0 ok, 1 problems found, 2 usage error, 3-17 one per error kind, 70 internal error, 130/143 interrupted (see README).");
-        root.Options.Add(Verbose);
+        // A fresh option per root: symbols record their parents, and tests build roots in parallel.
+        root.Options.Add(new Option<bool>(VerboseOption, "-v")
+        {
+            Description = "On an unexpected error, print the full exception (same as DSE_DEBUG=1).",
+            Recursive = true,
+        });
         foreach (var build in Verbs) root.Subcommands.Add(build());
         return root;
     }

@@ -12,9 +12,10 @@ internal static class ExportCommand
         var image = CommonOptions.Image("The image to export (with its parents).");
         var output = new Argument<string>("OUTPUT") { Description = "The raw file to create (holes left sparse), or - for stdout (holes written as zeros)." };
         var force = new Option<bool>("--force") { Description = "Replace OUTPUT when it exists (never one of the chain's own files)." };
+        var sync = new Option<bool>("--sync") { Description = "fsync OUTPUT before exiting (by default, like cp and qemu-img, the page cache writes it back)." };
         var command = new Command("export", "Export the whole virtual disk (following the parent chain) as a raw image.")
         {
-            image, output, force,
+            image, output, force, sync,
         };
         var chainOptions = ChainOptions.AddTo(command);
 
@@ -30,7 +31,7 @@ internal static class ExportCommand
                 return ExitCodes.Ok;
             }
             await ProgressDisplay.RunAsync(context, "export", show: true, progress =>
-                RawExport.ExportToFileAsync(chain, target, context.Get(force), progress, context.CancellationToken)).ConfigureAwait(false);
+                RawExport.ExportToFileAsync(chain, target, context.Get(force), progress, context.CancellationToken, context.Get(sync))).ConfigureAwait(false);
             context.Out.WriteLine($"exported {SizeParser.Describe(chain.VirtualSize)} to {Path.GetFullPath(target)}");
             return ExitCodes.Ok;
         });

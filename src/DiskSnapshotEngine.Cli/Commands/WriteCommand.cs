@@ -28,7 +28,7 @@ internal static class WriteCommand
         };
         var chainOptions = ChainOptions.AddTo(command);
 
-        VerbAction.Set(command, context =>
+        VerbAction.Set(command, async context =>
         {
             string path = context.Get(image)!;
             long at = context.Get(offset)!.Value;
@@ -41,19 +41,19 @@ internal static class WriteCommand
                 throw new DiskImageException(ErrorKind.OutOfBounds,
                     $"writing {source.Length} bytes at offset {at} goes past the end of the virtual disk ({chain.VirtualSize} bytes)", chain.Top.Path);
 
+            // A managed buffer, not a pooled native one: a read from a pipe or terminal cannot be interrupted, so on
+            // Ctrl-C it is abandoned (WaitAsync) and may still complete into this buffer later.
+            var buffer = new byte[ChunkSize];
             long written = 0;
-            using (var buffer = AlignedBufferPool.Rent(ChunkSize))
+            while (true)
             {
-                var span = buffer.Span[..ChunkSize];
-                while (true)
-                {
-                    context.CancellationToken.ThrowIfCancellationRequested();
-                    int n = source.ReadAtLeast(span, span.Length, throwOnEndOfStream: false);
-                    if (n == 0) break;
-                    chain.Write(at + written, span[..n]);
-                    written += n;
-                    if (n < span.Length) break;
-                }
+                int n = await Task.Run(() => source.ReadAtLeast(buffer, buffer.Length, throwOnEndOfStream: false))
+                    .WaitAsync(context.CancellationToken).ConfigureAwait(false);
+                if (n == 0) break;
+                context.CancellationToken.ThrowIfCancellationRequested();
+                chain.Write(at + written, buffer.AsSpan(0, n));
+                written += n;
+                if (n < buffer.Length) break;
             }
             chain.Flush();
             if (context.Get(json))

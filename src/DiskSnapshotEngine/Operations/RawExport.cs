@@ -23,19 +23,20 @@ public static class RawExport
     private const string Phase = "exporting";
 
     /// <summary>
-    /// Exports into a new raw file at <paramref name="outputPath"/>. Ranges that read as zeros are left as holes
-    /// (the file is sparse where the file system supports it) and the file ends at the virtual size. The file is
-    /// made durable (fsync) before returning; on any failure or cancellation it is deleted.
+    /// Exports into a new raw file at <paramref name="outputPath"/>. Ranges that read as zeros (holes, and all-zero
+    /// 4 KiB pieces of data blocks) are left as holes (the file is sparse where the file system supports it) and the file ends at the virtual size. With
+    /// <paramref name="durable"/> the file is fsynced before returning; on any failure or cancellation it is deleted.
     /// </summary>
     /// <param name="chain">The opened image (read-only is enough).</param>
     /// <param name="outputPath">The raw file to create.</param>
     /// <param name="overwrite">Replace an existing regular file (never one of the chain's own files).</param>
     /// <param name="progress">Receives bytes of the virtual disk done so far.</param>
     /// <param name="cancellationToken">Stops the export; the partial output is deleted.</param>
+    /// <param name="durable">fsync the output before returning (cp and qemu-img leave that to the page cache; so does the CLI unless --sync).</param>
     /// <exception cref="DiskImageException">AlreadyExists, InvalidArgument (the output is an image of the chain), FileNotFound (the output is not a regular file), DiskFull, Io, CorruptImage (while reading a layer).</exception>
     /// <exception cref="OperationCanceledException">When <paramref name="cancellationToken"/> is cancelled.</exception>
     public static async Task ExportToFileAsync(DiskChain chain, string outputPath, bool overwrite = false,
-        IProgress<OperationProgress>? progress = null, CancellationToken cancellationToken = default)
+        IProgress<OperationProgress>? progress = null, CancellationToken cancellationToken = default, bool durable = true)
     {
         ArgumentNullException.ThrowIfNull(chain);
         string full = Path.GetFullPath(outputPath);
@@ -57,11 +58,11 @@ public static class RawExport
         {
             // Holes are skipped: a new file reads as zeros wherever nothing was written.
             await PumpAsync(chain, writeHoles: false,
-                (offset, data) => output.Write(data, offset),
+                (offset, data) => WriteSkippingZeros(output, offset, data),
                 static (_, _) => { },
                 progress, cancellationToken).ConfigureAwait(false);
             output.SetLength(chain.VirtualSize);
-            output.Flush();
+            if (durable) output.Flush();
             done = true;
         }
         finally
@@ -75,6 +76,32 @@ public static class RawExport
             }
         }
     }
+
+    // Granularity of the zero scan: the common file-system block, and what qemu-img convert uses by default (-S 4k).
+    private const int ZeroScanGranule = 4096;
+
+    /// <summary>
+    /// Writes a data run, leaving all-zero 4 KiB pieces unwritten so they stay holes. Layers report whole
+    /// allocated blocks as data (a VHDX payload block is 32 MiB however little of it was written), so without
+    /// this a sparse image would export dense. The scan stops at the first non-zero byte of each piece, so
+    /// dense data costs almost nothing.
+    /// </summary>
+    private static void WriteSkippingZeros(IImageFile output, long offset, ReadOnlySpan<byte> data)
+    {
+        int at = 0;
+        while (at < data.Length)
+        {
+            while (at < data.Length && SpanHelpers.IsAllZero(Granule(data, at))) at += ZeroScanGranule;
+            if (at >= data.Length) return;
+            int start = at;
+            while (at < data.Length && !SpanHelpers.IsAllZero(Granule(data, at))) at += ZeroScanGranule;
+            int end = Math.Min(at, data.Length);
+            output.Write(data[start..end], offset + start);
+        }
+    }
+
+    private static ReadOnlySpan<byte> Granule(ReadOnlySpan<byte> data, int at) =>
+        data.Slice(at, Math.Min(ZeroScanGranule, data.Length - at));
 
     /// <summary>
     /// Writes the whole virtual disk to a sequential stream (a pipe, stdout): holes are written as zeros, in bounded

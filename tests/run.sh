@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Runs every test of the solution. First installs, only when missing, the Debian tools the tests drive
+# (apt-get update only when something is missing; sudo only when not root). Works with no stdin (CI).
+# Ends with one line "N passed, N failed, N skipped"; exits non-zero when anything failed or did not build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# tool on PATH -> Debian package that provides it
+declare -A package_of=(
+  [qemu-img]=qemu-utils
+  [qemu-io]=qemu-utils
+  [vhdiinfo]=libvhdi-utils
+  [xmllint]=libxml2-utils
+  [virsh]=libvirt-clients
+  [bzip2]=bzip2
+)
+missing=()
+for tool in "${!package_of[@]}"; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("${package_of[$tool]}")
+done
+if ((${#missing[@]} > 0)); then
+  mapfile -t packages < <(printf '%s\n' "${missing[@]}" | sort -u)
+  sudo=()
+  if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
+  echo "installing missing test tools: ${packages[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo[@]}" apt-get update </dev/null
+  "${sudo[@]}" apt-get install -y --no-install-recommends "${packages[@]}" </dev/null
+fi
+
+results="$(mktemp -d)"
+trap 'rm -rf "$results"' EXIT
+set +e
+dotnet test DiskSnapshotEngine.sln -c Release --logger trx --results-directory "$results" \
+  --blame-hang-timeout 15m "$@" </dev/null
+status=$?
+set -e
+
+# Sum the counters of every test project's TRX file. Skipped tests are counted in "total" but not in "executed".
+count() {
+  local total=0 n
+  for f in "$results"/*.trx; do
+    [ -e "$f" ] || continue
+    n="$(grep -o "<Counters [^>]*" "$f" | grep -o " $1=\"[0-9]*\"" | grep -o '[0-9]*' || true)"
+    total=$((total + ${n:-0}))
+  done
+  echo "$total"
+}
+passed="$(count passed)"
+failed=$(( $(count failed) + $(count error) + $(count timeout) + $(count aborted) ))
+skipped=$(( $(count total) - $(count executed) ))
+echo "$passed passed, $failed failed, $skipped skipped"
+if [ "$status" -ne 0 ] || [ "$failed" -ne 0 ]; then
+  exit 1
+fi
+if [ "$passed" -eq 0 ]; then
+  echo "no test ran" >&2
+  exit 1
+fi

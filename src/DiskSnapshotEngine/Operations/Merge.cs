@@ -41,14 +41,14 @@ public static class Merge
     /// DiskFull (with the space needed), Cancelled, and any open or I/O error.</exception>
     public static Task<MergeResult> CommitAsync(string image, string? ancestor = null, MergeOptions? options = null,
         IProgress<OperationProgress>? progress = null, CancellationToken cancel = default) =>
-        CommitAsync(image, ancestor, options, progress, cancel, replaceImage: false);
+        CommitAsync(image, ancestor, options, progress, cancel, replaceImage: false, snapshotDelete: false);
 
     /// <summary>
     /// Commit; with <paramref name="replaceImage"/> the target is finally renamed over the image instead of the image
     /// being deleted, so the image's path never goes missing (snapshot delete of a base layer under the current state).
     /// </summary>
     internal static async Task<MergeResult> CommitAsync(string image, string? ancestor, MergeOptions? options,
-        IProgress<OperationProgress>? progress, CancellationToken cancel, bool replaceImage)
+        IProgress<OperationProgress>? progress, CancellationToken cancel, bool replaceImage, bool snapshotDelete)
     {
         options ??= new MergeOptions();
         image = Path.GetFullPath(image);
@@ -56,7 +56,7 @@ public static class Merge
         bool resumed = journal is not null;
         if (journal is not null && journal.Operation != "commit")
             ThrowHelper.InvalidArgument($"an interrupted '{journal.Operation}' is recorded in {OperationJournal.PathFor(image)}; finish it with the same command first", image);
-        journal ??= Plan(image, ancestor, options, replaceImage);
+        journal ??= Plan(image, ancestor, options, replaceImage, snapshotDelete);
 
         var stats = new CopyStats(0, 0);
         if (journal.Phase == "copy")
@@ -101,7 +101,7 @@ public static class Merge
         return new MergeResult(stats, journal.Target!, relinked, removed, resumed);
     }
 
-    private static OperationJournal Plan(string image, string? ancestor, MergeOptions options, bool replaceImage)
+    private static OperationJournal Plan(string image, string? ancestor, MergeOptions options, bool replaceImage, bool snapshotDelete)
     {
         using var chain = DiskImage.Open(image, options.Open with { Writable = false });
         if (chain.Layers.Count < 2)
@@ -128,6 +128,16 @@ public static class Merge
             throw new DiskImageException(ErrorKind.ReadOnly,
                 $"cannot merge: other images depend on layers that would change or disappear: {string.Join("; ", blockers)}", image);
 
+        // A snapshot's layer changes content (target) or disappears (merged): only snapshot delete may do that,
+        // since it also updates the catalog.
+        if (!snapshotDelete)
+        {
+            var named = SnapshotLayers(folders);
+            var hit = layers.Take(a + 1).Where(l => named.ContainsKey(l.Path)).Select(l => $"{l.Path} is snapshot '{named[l.Path]}'").ToList();
+            if (hit.Count > 0)
+                throw new DiskImageException(ErrorKind.ReadOnly,
+                    $"cannot merge: {string.Join("; ", hit)}; use 'dse snapshot delete' so that the catalog stays right", image);
+        }
         var children = Dependents.ChildrenOf(layers[0], folders, options.Open.FileOpener, chainPaths);
         if (replaceImage && children.Count > 0)
             throw new DiskImageException(ErrorKind.ReadOnly, $"cannot merge: images depend on it: {string.Join("; ", children)}", image);
@@ -149,6 +159,29 @@ public static class Merge
         };
         journal.Save();
         return journal;
+    }
+
+    // Layer file -> snapshot name, from every snapshot catalog in the folders.
+    private static Dictionary<string, string> SnapshotLayers(IEnumerable<string> folders)
+    {
+        var map = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var folder in folders.Distinct())
+        {
+            IEnumerable<string> catalogs;
+            try { catalogs = Directory.EnumerateFiles(folder, "*" + Snapshots.SnapshotCatalog.Suffix).ToList(); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { continue; }
+            foreach (var file in catalogs)
+            {
+                string disk = file[..^Snapshots.SnapshotCatalog.Suffix.Length];
+                try
+                {
+                    foreach (var s in Snapshots.SnapshotCatalog.Load(disk).Snapshots)
+                        map[Path.Combine(folder, s.File)] = s.Name;
+                }
+                catch (DiskImageException) { }
+            }
+        }
+        return map;
     }
 
     private static async Task<CopyStats> CopyIntoAncestorAsync(OperationJournal journal, MergeOptions options,

@@ -218,7 +218,7 @@ public static class DiskSnapshots
                 if (File.Exists(OperationJournal.PathFor(commitChild)) || File.Exists(layerPath))
                 {
                     bool isDisk = string.Equals(Path.GetFullPath(commitChild), disk, StringComparison.Ordinal);
-                    await Merge.CommitAsync(commitChild, layerPath, mergeOptions, progress, cancel, replaceImage: isDisk).ConfigureAwait(false);
+                    await Merge.CommitAsync(commitChild, layerPath, mergeOptions, progress, cancel, replaceImage: isDisk, snapshotDelete: true).ConfigureAwait(false);
                 }
                 break;
             default:

@@ -30,6 +30,7 @@ public class KillTests
         Assert.True(File.Exists(dse), $"{dse} is missing");
         var rng = new Random(seed);
         int interrupted = 0;
+        TimeSpan? runTime = null;
         for (int k = 0; k < kills; k++)
         {
             using var dir = new TempDirectory("kill");
@@ -44,21 +45,36 @@ public class KillTests
             OpsKit.RandomWrites(leaf, rng, 4, model);
             var leafHash = SHA256.HashData(model);
 
+            if (runTime is null)
+            {
+                // Calibration: how long a whole run takes here, so kills land inside it whatever the machine's speed.
+                string probe = Path.Combine(dir.Path, "probe");
+                OpsKit.CopyFolder(dir.Path, probe);
+                var sw = Stopwatch.StartNew();
+                var (pc, po, pe) = ExternalTool.Run("dotnet", dse, "merge", Path.Combine(probe, "top.vdi"));
+                runTime = sw.Elapsed;
+                Assert.True(pc == 0, $"calibration run exited {pc}: {po} {pe}");
+                Directory.Delete(probe, true);
+            }
             var psi = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
             foreach (var a in new[] { dse, "merge", top }) psi.ArgumentList.Add(a);
             using (var p = Process.Start(psi)!)
             {
                 var drainOut = p.StandardOutput.ReadToEndAsync();
                 var drainErr = p.StandardError.ReadToEndAsync();
-                await Task.Delay(rng.Next(150, 1200));
+                await Task.Delay(TimeSpan.FromMilliseconds(runTime.Value.TotalMilliseconds * (0.1 + 0.85 * rng.NextDouble())));
+                bool killed = false;
                 if (!p.HasExited)
                 {
+                    killed = true;
                     // SIGKILL: no handler runs, nothing is flushed by the process.
                     p.Kill();
                     interrupted++;
                 }
                 await p.WaitForExitAsync();
                 await Task.WhenAll(drainOut, drainErr);
+                if (!killed)
+                    Assert.True(p.ExitCode == 0, $"an uninterrupted merge exited {p.ExitCode}: {drainErr.Result}");
             }
 
             Assert.Equal(leafHash, SHA256.HashData(OpsKit.ReadAll(leaf)));

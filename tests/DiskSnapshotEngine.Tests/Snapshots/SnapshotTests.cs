@@ -103,6 +103,21 @@ public class SnapshotTests
     }
 
     [Fact]
+    public async Task Plain_merge_of_a_snapshot_layer_is_refused_in_favour_of_snapshot_delete()
+    {
+        using var dir = new TempDirectory("snap-merge");
+        string disk = dir.File("vm.vdi");
+        var cur = new byte[Size];
+        OpsKit.CreateBase(disk, Size);
+        OpsKit.RandomWrites(disk, new Random(35), 3, cur);
+        DiskSnapshots.Create(disk, "s");
+        var ex = await Assert.ThrowsAsync<DiskImageException>(() => DiskSnapshotEngine.Operations.Merge.CommitAsync(disk));
+        Assert.Equal(ErrorKind.ReadOnly, ex.Kind);
+        Assert.Contains("snapshot 's'", ex.Message);
+        OpsKit.AssertContent(cur, disk, "after the refused merge");
+    }
+
+    [Fact]
     public void Names_are_unique_and_unknown_names_are_listed()
     {
         using var dir = new TempDirectory("snap-names");

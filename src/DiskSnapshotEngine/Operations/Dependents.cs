@@ -48,6 +48,12 @@ internal static class Dependents
                 layer = DiskImage.OpenLayer(file, writable: false, opener);
                 if (LinksTo(layer, parent)) found.Add(node.FullPath);
             }
+            catch (DiskImageException e) when (e.Kind == ErrorKind.Locked)
+            {
+                // A file another process is writing may well be a child in use: not knowing is not "no".
+                throw new DiskImageException(ErrorKind.Locked,
+                    $"cannot tell whether {node.FullPath} depends on {parent.Path}: another process has it open for writing", parent.Path, inner: e);
+            }
             catch (DiskImageException) { }
             finally { layer?.Dispose(); }
         }

@@ -73,6 +73,21 @@ public class MergeTests
         _ = top;
     }
 
+    [Fact]
+    public async Task Commit_refuses_when_a_possible_dependent_is_locked_by_a_writer()
+    {
+        using var dir = new TempDirectory("merge-locked");
+        var (_, mid, _, _) = Build(dir.Path, ".vdi", 7);
+        OpsKit.CreateChild(dir.File("busy.vdi"), dir.File("mid.vdi"));
+        using (var busy = DiskImage.OpenLayer(dir.File("busy.vdi"), writable: true))
+        {
+            var ex = await Assert.ThrowsAsync<DiskImageException>(() => Merge.CommitAsync(dir.File("top.vdi")));
+            Assert.Equal(ErrorKind.Locked, ex.Kind);
+            Assert.Contains("busy.vdi", ex.Message);
+        }
+        OpsKit.AssertContent(mid, dir.File("busy.vdi"), "the busy child");
+    }
+
     [Theory]
     [InlineData(".vdi")]
     [InlineData(".vhdx")]

@@ -54,12 +54,14 @@ public static class Compact
         var createOptions = new ImageCreateOptions(size, differencing ? ImageType.Differencing : ImageType.Dynamic,
             src.BlockSize, src.LogicalSectorSize, src.PhysicalSectorSize, src.Identity);
         IDiskLayer? target = null;
+        TempImageFile? tempFile = null;
         try
         {
             var driver = ImageFormats.Get(src.Format);
-            var file = IO.ImageFile.Create(temp);
+            var file = TempImageFile.Create(temp);
             try { target = driver.Create(file, createOptions, differencing ? ParentDescriptor.Of(chain.Layers[1]) : null); }
             catch { file.Dispose(); throw; }
+            tempFile = file;
             // The new layer sits on the same parents, so a partial block is filled from what the chain shows (copy-on-write).
             var output = new DiskChain(new[] { target }.Concat(chain.Layers.Skip(1)).ToArray());
             // Same content as the original: keep its version so children stay linked.
@@ -81,6 +83,7 @@ public static class Compact
                 },
                 done => progress?.Report(new OperationProgress("compacting", done, total)), cancel).ConfigureAwait(false);
             target.Flush();
+            tempFile.MakeDurable();
             if (target.Identity != src.Identity)
                 throw new DiskImageException(ErrorKind.Unsupported,
                     $"the {src.Format} driver did not keep the identity; the original is left untouched", image);

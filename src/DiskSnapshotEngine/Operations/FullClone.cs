@@ -1,6 +1,7 @@
 using DiskSnapshotEngine.Block;
 using DiskSnapshotEngine.Errors;
 using DiskSnapshotEngine.Formats;
+using DiskSnapshotEngine.IO;
 
 namespace DiskSnapshotEngine.Operations;
 
@@ -51,10 +52,15 @@ public static class FullClone
         string temp = dest + ".dse-partial";
         DurableFiles.TryDelete(temp);
         IDiskLayer? target = null;
+        IImageFile? file = null;
         try
         {
-            target = DiskImage.Create(temp, new ImageCreateOptions(size, options.Type, options.BlockSize,
-                top.LogicalSectorSize, top.PhysicalSectorSize), driver.Format);
+            var createOptions = new ImageCreateOptions(size, options.Type, options.BlockSize, top.LogicalSectorSize, top.PhysicalSectorSize);
+            if (createOptions.BlockSize is int bs && bs <= 0)
+                ThrowHelper.InvalidArgument($"block size must be positive (got {bs})", dest);
+            // A fixed clone must really reserve its space (fallocate), which only the plain file does.
+            file = options.Type == ImageType.Fixed ? ImageFile.Create(temp) : TempImageFile.Create(temp);
+            target = driver.Create(file, createOptions, null);
             var output = new DiskChain(new[] { target });
             long written = 0, zero = 0;
             await ExtentPump.RunAsync(plan, ExtentPump.ChunkFor(target.BlockSize),
@@ -68,6 +74,7 @@ public static class FullClone
                 },
                 done => progress?.Report(new OperationProgress("cloning", done, dataBytes)), cancel).ConfigureAwait(false);
             target.Flush();
+            if (file is TempImageFile deferred) deferred.MakeDurable();
             target.Dispose();
             target = null;
             DurableFiles.Rename(temp, dest, overwrite: false);
@@ -75,7 +82,8 @@ public static class FullClone
         }
         catch
         {
-            target?.Dispose();
+            if (target is not null) target.Dispose();
+            else file?.Dispose();
             DurableFiles.TryDelete(temp);
             throw;
         }

@@ -56,6 +56,21 @@ public class CloneCompareMapTests
         }
     }
 
+    [Theory]
+    [InlineData(".vdi")]
+    [InlineData(".vhdx")]
+    public async Task Fixed_clone_allocates_the_whole_disk_and_reads_the_same(string ext)
+    {
+        using var dir = new TempDirectory("clone-fixed");
+        var (top, model) = BuildChain(dir, ".vdi", 9);
+        string dst = dir.File("fixed" + ext);
+        await FullClone.RunAsync(top, dst, new CloneOptions(Type: ImageType.Fixed));
+        OpsKit.AssertContent(model, dst, "the fixed clone");
+        using var l = DiskImage.OpenLayer(dst, false);
+        Assert.Equal(ImageType.Fixed, l.Type);
+        Assert.True(new FileInfo(dst).Length >= Size);
+    }
+
     [RequiresToolFact("qemu-img")]
     public async Task Flat_clones_are_identical_and_clean_for_qemu_img()
     {

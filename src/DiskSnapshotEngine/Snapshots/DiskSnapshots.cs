@@ -47,6 +47,14 @@ public static class DiskSnapshots
         {
             if (layer.Format == ImageFormat.Raw)
                 throw new DiskImageException(ErrorKind.Unsupported, "a raw disk cannot have differencing children; convert it to VHDX or VDI first (dse clone)", disk);
+            // A child that names the disk by path (VHDX) would find the new empty current state there instead of the
+            // content it was made from; a child that names it by identity (VDI) follows the file to its snapshot name.
+            var pathLinked = Dependents.ChildrenOf(layer, new[] { Dependents.FolderOf(disk) }, options.FileOpener)
+                .Where(c => { using var l = DiskImage.OpenLayer(c, false, options.FileOpener); return l.ParentLink?.ParentId is null; })
+                .ToList();
+            if (pathLinked.Count > 0)
+                throw new DiskImageException(ErrorKind.ReadOnly,
+                    $"cannot take a snapshot: images link to the disk by its path and would lose their parent: {string.Join("; ", pathLinked)}", disk);
         }
         var id = Guid.NewGuid();
         var entry = new SnapshotEntry

@@ -118,6 +118,26 @@ public class SnapshotTests
     }
 
     [Fact]
+    public void A_vhdx_linked_clone_of_the_disk_blocks_create_and_a_vdi_one_follows_the_snapshot()
+    {
+        using var dir = new TempDirectory("snap-clones");
+        string vhdx = dir.File("vm.vhdx");
+        OpsKit.CreateBase(vhdx, Size);
+        OpsKit.CreateChild(dir.File("clone.vhdx"), vhdx);
+        var ex = Assert.Throws<DiskImageException>(() => DiskSnapshots.Create(vhdx, "s"));
+        Assert.Equal(ErrorKind.ReadOnly, ex.Kind);
+        Assert.Contains("clone.vhdx", ex.Message);
+
+        string vdi = dir.File("vm.vdi");
+        var cur = new byte[Size];
+        OpsKit.CreateBase(vdi, Size);
+        OpsKit.RandomWrites(vdi, new Random(36), 3, cur);
+        OpsKit.CreateChild(dir.File("clone.vdi"), vdi);
+        DiskSnapshots.Create(vdi, "s");
+        OpsKit.AssertContent(cur, dir.File("clone.vdi"), "the VDI linked clone after the snapshot");
+    }
+
+    [Fact]
     public void Names_are_unique_and_unknown_names_are_listed()
     {
         using var dir = new TempDirectory("snap-names");

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Side-by-side timing of dse against the usual tools, on the same generated data.
+#   clone: dse clone  vs  qemu-img convert  vs  cp --sparse=always   (dynamic VHDX and VDI sources)
+#   merge: dse merge  vs  qemu-img commit (the same data in a qcow2 overlay)
+# Prints wall time, peak RSS and the ratios against the targets:
+#   clone <= 0.8x qemu-img convert and <= 1.0x cp; merge <= 0.8x qemu-img commit; peak RSS < 150 MiB.
+#
+# Sizes in MiB (defaults are the target scenario: 2 GiB of data in an 8 GiB disk, 1 GiB merged):
+#   VIRT_MIB=8192 DATA_MIB=2048 MERGE_MIB=1024 benchmarks/side-by-side.sh
+# A quick smoke run:  VIRT_MIB=256 DATA_MIB=64 MERGE_MIB=32 benchmarks/side-by-side.sh
+# The page cache is not dropped (that needs root and disturbs other work): every input is read once before timing,
+# so all tools run warm, alike.
+set -euo pipefail
+
+VIRT_MIB=${VIRT_MIB:-8192}
+DATA_MIB=${DATA_MIB:-2048}
+MERGE_MIB=${MERGE_MIB:-1024}
+CHUNK_MIB=16
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+WORK=${WORK:-$(mktemp -d "${TMPDIR:-/tmp}/dse-bench.XXXXXX")}
+KEEP=${KEEP:-0}
+trap '[ "$KEEP" = 1 ] || rm -rf "$WORK"' EXIT
+
+for tool in qemu-img dotnet /usr/bin/time; do
+  command -v "$tool" >/dev/null || { echo "side-by-side: $tool is required" >&2; exit 2; }
+done
+(( DATA_MIB <= VIRT_MIB && MERGE_MIB <= VIRT_MIB )) || { echo "side-by-side: DATA_MIB and MERGE_MIB must fit in VIRT_MIB" >&2; exit 2; }
+
+echo "building dse (Release)..."
+dotnet build -c Release -v q -nologo "$ROOT/src/DiskSnapshotEngine.Cli" >/dev/null
+DSE=(dotnet "$ROOT/src/DiskSnapshotEngine.Cli/bin/Release/net10.0/dse.dll")
+
+cd "$WORK"
+echo "work folder: $WORK (virtual ${VIRT_MIB} MiB, data ${DATA_MIB} MiB, merge ${MERGE_MIB} MiB)"
+
+# --- data: DATA_MIB of random data in CHUNK_MIB pieces spread evenly over the disk, holes between ---
+head -c $((CHUNK_MIB << 20)) /dev/urandom > chunk.bin
+truncate -s "${VIRT_MIB}M" data.raw
+pieces=$(( DATA_MIB / CHUNK_MIB )); (( pieces > 0 )) || pieces=1
+stride=$(( VIRT_MIB / pieces / CHUNK_MIB * CHUNK_MIB )); (( stride >= CHUNK_MIB )) || stride=$CHUNK_MIB
+for ((i = 0; i < pieces; i++)); do
+  dd if=chunk.bin of=data.raw bs=1M seek=$(( i * stride )) conv=notrunc status=none
+  # Each piece differs, so no tool can profit from repeated content.
+  printf '%08d' "$i" | dd of=data.raw bs=1 seek=$(( (i * stride) << 20 )) conv=notrunc status=none
+done
+qemu-img convert -O vhdx -o subformat=dynamic data.raw src.vhdx
+qemu-img convert -O vdi data.raw src.vdi
+
+# run NAME CMD...: times a command, records "seconds maxrss_kib"
+declare -A SECS RSS
+run() {
+  local name=$1; shift
+  /usr/bin/time -f "%e %M" -o time.out "$@" >/dev/null 2>run.err || { echo "$name failed:"; cat run.err; exit 1; }
+  local secs rss
+  read -r secs rss < <(tail -n 1 time.out)
+  SECS["$name"]=$secs
+  RSS["$name"]=$rss
+  printf '  %-28s %8.2f s  %7d KiB peak RSS\n' "$name" "$secs" "$rss"
+}
+warm() { cat "$@" > /dev/null; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b <= 0) b = 0.01; printf "%.2f", a / b }'; }
+
+echo "clone:"
+for fmt in vhdx vdi; do
+  warm "src.$fmt"
+  run "dse clone $fmt->$fmt"        "${DSE[@]}" clone "src.$fmt" "dse-clone.$fmt"
+  run "qemu-img convert $fmt->$fmt" qemu-img convert -O "$fmt" "src.$fmt" "qemu-clone.$fmt"
+  run "cp --sparse=always $fmt"     cp --sparse=always "src.$fmt" "cp-clone.$fmt"
+  "${DSE[@]}" compare "src.$fmt" "dse-clone.$fmt" >/dev/null || { echo "dse clone of $fmt differs from its source"; exit 1; }
+  rm -f "dse-clone.$fmt" "qemu-clone.$fmt" "cp-clone.$fmt"
+done
+
+echo "merge:"
+head -c $((CHUNK_MIB << 20)) /dev/urandom > chunk2.bin
+truncate -s "${VIRT_MIB}M" merge.raw
+mpieces=$(( MERGE_MIB / CHUNK_MIB )); (( mpieces > 0 )) || mpieces=1
+mstride=$(( VIRT_MIB / mpieces / CHUNK_MIB * CHUNK_MIB )); (( mstride >= CHUNK_MIB )) || mstride=$CHUNK_MIB
+"${DSE[@]}" clone src.vdi base.vdi >/dev/null
+"${DSE[@]}" clone --linked base.vdi top.vdi >/dev/null
+for ((i = 0; i < mpieces; i++)); do
+  off=$(( (i * mstride + mstride / 2) / CHUNK_MIB * CHUNK_MIB ))
+  dd if=chunk2.bin of=merge.raw bs=1M seek="$off" conv=notrunc status=none
+  printf '%08d' "$i" | dd of=merge.raw bs=1 seek=$(( off << 20 )) conv=notrunc status=none
+  dd if=merge.raw bs=1M skip="$off" count=$CHUNK_MIB status=none > piece.bin
+  "${DSE[@]}" write top.vdi --offset "${off}M" --input piece.bin >/dev/null
+done
+qemu-img convert -O qcow2 data.raw base.qcow2
+# The overlay holds exactly the merge data: convert the merged view with the base as backing file (-B).
+cp --sparse=always data.raw merged-view.raw
+for ((i = 0; i < mpieces; i++)); do
+  off=$(( (i * mstride + mstride / 2) / CHUNK_MIB * CHUNK_MIB ))
+  dd if=merge.raw of=merged-view.raw bs=1M skip="$off" seek="$off" count=$CHUNK_MIB conv=notrunc status=none
+done
+qemu-img convert -O qcow2 -B base.qcow2 -F qcow2 merged-view.raw top.qcow2
+warm base.vdi top.vdi base.qcow2 top.qcow2
+"${DSE[@]}" clone top.vdi expected.vdi >/dev/null
+run "dse merge (vdi)"   "${DSE[@]}" merge top.vdi
+run "qemu-img commit"   qemu-img commit top.qcow2
+"${DSE[@]}" compare base.vdi expected.vdi >/dev/null || { echo "dse merge result differs"; exit 1; }
+qemu-img compare -f qcow2 -F raw base.qcow2 merged-view.raw >/dev/null || { echo "qemu-img commit result differs"; exit 1; }
+
+echo "ratios (target):"
+for fmt in vhdx vdi; do
+  echo "  clone $fmt / qemu-img convert: $(ratio "${SECS[dse clone $fmt->$fmt]}" "${SECS[qemu-img convert $fmt->$fmt]}")  (<= 0.80)"
+  echo "  clone $fmt / cp --sparse:      $(ratio "${SECS[dse clone $fmt->$fmt]}" "${SECS[cp --sparse=always $fmt]}")  (<= 1.00)"
+done
+echo "  merge / qemu-img commit:       $(ratio "${SECS[dse merge (vdi)]}" "${SECS[qemu-img commit]}")  (<= 0.80)"
+peak=0
+for k in "${!RSS[@]}"; do
+  [[ $k == dse* ]] && (( RSS[$k] > peak )) && peak=${RSS[$k]}
+done
+echo "  dse peak RSS:                  $(( peak / 1024 )) MiB  (< 150)"

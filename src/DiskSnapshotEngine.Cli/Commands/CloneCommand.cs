@@ -1,0 +1,56 @@
+using System.CommandLine;
+using DiskSnapshotEngine.Block;
+using DiskSnapshotEngine.Cli.Output;
+using DiskSnapshotEngine.Formats;
+using DiskSnapshotEngine.Operations;
+
+namespace DiskSnapshotEngine.Cli.Commands;
+
+/// <summary><c>dse clone SRC DST [--format F] [--type T] [--block-size S]</c> (full clone) or <c>dse clone --linked PARENT IMAGE</c>.</summary>
+internal static class CloneCommand
+{
+    public static Command Build()
+    {
+        var src = new Argument<string>("SRC") { Description = "The image to clone (its whole chain is flattened); with --linked, the parent." };
+        var dst = new Argument<string>("DST") { Description = "The new image; never overwritten. Its extension chooses the format unless --format." };
+        var format = new Option<string>("--format") { Description = "Format of the clone: vhdx, vdi or raw." };
+        format.AcceptOnlyFromAmong("vhdx", "vdi", "raw");
+        var type = new Option<string>("--type") { Description = "dynamic (only data allocated) or fixed.", DefaultValueFactory = _ => "dynamic" };
+        type.AcceptOnlyFromAmong("dynamic", "fixed");
+        var blockSize = SizeParser.Option("--block-size", "Allocation unit of the clone (the format's default when omitted).");
+        var linked = new Option<bool>("--linked") { Description = "Make a linked clone: an empty differencing child of SRC (constant time)." };
+        var json = CommonOptions.Json();
+        var command = new Command("clone", "Full clone (flatten a chain into one independent image, any format to any format) or linked clone (--linked).")
+        {
+            src, dst, format, type, blockSize, linked, json,
+        };
+        var chainOptions = ChainOptions.AddTo(command);
+        command.Validators.Add(r =>
+        {
+            if (r.GetResult(linked) is { Implicit: false } && (r.GetResult(type) is { Implicit: false } || r.GetResult(blockSize) is not null))
+                r.AddError("--type and --block-size do not apply to a linked clone (it takes its parent's geometry)");
+        });
+
+        VerbAction.Set(command, async context =>
+        {
+            string source = context.Get(src)!, destination = context.Get(dst)!;
+            ImageFormat? fmt = context.Get(format) is { } f ? ImageFormats.ByName(f).Format : null;
+            if (context.Get(linked))
+            {
+                FullClone.Linked(source, destination, fmt);
+                if (context.Get(json)) context.WriteJson(new { linked = true, parent = Path.GetFullPath(source), image = Path.GetFullPath(destination) });
+                else context.Out.WriteLine($"created linked clone {Path.GetFullPath(destination)} of {Path.GetFullPath(source)}");
+                return ExitCodes.Ok;
+            }
+            var options = new CloneOptions(fmt, context.Get(type) == "fixed" ? ImageType.Fixed : ImageType.Dynamic,
+                context.Get(blockSize) is long bs ? checked((int)bs) : null)
+            { Open = chainOptions.ToOpenOptions(context.Parse, writable: false) };
+            var stats = await ProgressDisplay.RunAsync(context, "clone", show: !context.Get(json), p =>
+                FullClone.RunAsync(source, destination, options, p, context.CancellationToken)).ConfigureAwait(false);
+            if (context.Get(json)) context.WriteJson(new { image = Path.GetFullPath(destination), stats.BytesWritten, stats.BytesZero });
+            else context.Out.WriteLine($"cloned to {Path.GetFullPath(destination)}: {SizeParser.Describe(stats.BytesWritten)} written, {SizeParser.Describe(stats.BytesZero)} of zero data skipped");
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+}

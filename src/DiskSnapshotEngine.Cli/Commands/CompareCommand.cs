@@ -1,0 +1,29 @@
+using System.CommandLine;
+using DiskSnapshotEngine.Operations;
+
+namespace DiskSnapshotEngine.Cli.Commands;
+
+/// <summary><c>dse compare A B</c>: exit 0 when both read the same, 1 with the first differing offset.</summary>
+internal static class CompareCommand
+{
+    public static Command Build()
+    {
+        var a = new Argument<string>("A") { Description = "First image (any format, read through its chain)." };
+        var b = new Argument<string>("B") { Description = "Second image." };
+        var json = CommonOptions.Json();
+        var command = new Command("compare", "Compare the content of two images; exit 0 when identical, 1 when they differ (with the first differing offset).")
+        {
+            a, b, json,
+        };
+        var chainOptions = ChainOptions.AddTo(command);
+        VerbAction.Set(command, context =>
+        {
+            var open = chainOptions.ToOpenOptions(context.Parse, writable: false);
+            var result = ImageCompare.Run(context.Get(a)!, context.Get(b)!, open, null, context.CancellationToken);
+            if (context.Get(json)) context.WriteJson(result);
+            else context.Out.WriteLine(result.Identical ? "images are identical" : $"images differ: {result.Reason}");
+            return result.Identical ? ExitCodes.Ok : ExitCodes.ProblemsFound;
+        });
+        return command;
+    }
+}

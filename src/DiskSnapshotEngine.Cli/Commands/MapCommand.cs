@@ -1,0 +1,50 @@
+using System.CommandLine;
+using DiskSnapshotEngine.Block;
+using DiskSnapshotEngine.Operations;
+
+namespace DiskSnapshotEngine.Cli.Commands;
+
+/// <summary><c>dse map IMAGE [--json]</c>: the extents of the virtual disk and which layer holds them.</summary>
+internal static class MapCommand
+{
+    private static readonly System.Text.Json.JsonSerializerOptions s_compact = new(Output.Json.Options) { WriteIndented = false };
+
+    public static Command Build()
+    {
+        var image = CommonOptions.Image("The image to map (through its chain).");
+        var json = CommonOptions.Json();
+        var command = new Command("map", "List the extents of the virtual disk: data, zero or absent, and which layer's file holds each.")
+        {
+            image, json,
+        };
+        var chainOptions = ChainOptions.AddTo(command);
+        VerbAction.Set(command, context =>
+        {
+            using var chain = DiskImage.Open(context.Get(image)!, chainOptions.ToOpenOptions(context.Parse, writable: false));
+            if (context.Get(json))
+            {
+                // Streamed, one entry per line of the array, so memory stays flat on huge maps.
+                context.Out.WriteLine("[");
+                bool first = true;
+                foreach (var e in ImageMap.Enumerate(chain))
+                {
+                    if (!first) context.Out.WriteLine(",");
+                    first = false;
+                    context.Out.Write("  " + System.Text.Json.JsonSerializer.Serialize(e, s_compact));
+                }
+                context.Out.WriteLine();
+                context.Out.WriteLine("]");
+                return ExitCodes.Ok;
+            }
+            context.Out.WriteLine($"{"offset",18} {"length",18}  {"kind",-10} layer  file offset / file");
+            foreach (var e in ImageMap.Enumerate(chain))
+            {
+                string kind = e.Kind switch { ExtentKind.Data => "data", ExtentKind.Zero => "zero", _ => "absent" };
+                string where = e.File is null ? "(reads as zeros)" : e.Kind == ExtentKind.Data ? $"{e.FileOffset} {e.File}" : e.File;
+                context.Out.WriteLine($"{e.Offset,18} {e.Length,18}  {kind,-10} {(e.LayerIndex < 0 ? "-" : e.LayerIndex.ToString()),5}  {where}");
+            }
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+}

@@ -1,0 +1,50 @@
+using System.CommandLine;
+using DiskSnapshotEngine.Cli.Output;
+using DiskSnapshotEngine.Operations;
+
+namespace DiskSnapshotEngine.Cli.Commands;
+
+/// <summary><c>dse merge IMAGE [--into ANCESTOR]</c> (commit) and <c>dse merge --pull IMAGE</c>. Rerunning finishes an interrupted merge.</summary>
+internal static class MergeCommand
+{
+    public static Command Build()
+    {
+        var image = CommonOptions.Image("The differencing image to merge.");
+        var into = new Option<string>("--into") { Description = "The ancestor receiving the data (default: the parent).", HelpName = "ANCESTOR" };
+        var pull = new Option<bool>("--pull") { Description = "Instead: copy the parent's data into IMAGE and link IMAGE to its grandparent." };
+        var json = CommonOptions.Json();
+        var command = new Command("merge",
+            "Commit IMAGE (and the layers between) into an ancestor, relink IMAGE's children and remove the merged files; or --pull. " +
+            "Crash-safe: run the same command again to finish an interrupted merge.")
+        {
+            image, into, pull, json,
+        };
+        var chainOptions = ChainOptions.AddTo(command);
+        command.Validators.Add(r =>
+        {
+            if (r.GetResult(pull) is { Implicit: false } && r.GetResult(into) is not null) r.AddError("--into cannot be combined with --pull");
+        });
+
+        VerbAction.Set(command, async context =>
+        {
+            var options = new MergeOptions { Open = chainOptions.ToOpenOptions(context.Parse, writable: false) };
+            string path = context.Get(image)!;
+            bool isPull = context.Get(pull);
+            var result = await ProgressDisplay.RunAsync(context, isPull ? "pull" : "merge", show: !context.Get(json), p => isPull
+                ? Merge.PullAsync(path, options, p, context.CancellationToken)
+                : Merge.CommitAsync(path, context.Get(into), options, p, context.CancellationToken)).ConfigureAwait(false);
+            if (context.Get(json)) context.WriteJson(result);
+            else
+            {
+                if (result.Resumed) context.Note("an interrupted run was found and finished");
+                context.Out.WriteLine(isPull
+                    ? $"pulled {SizeParser.Describe(result.Stats.BytesWritten + result.Stats.BytesZero)} into {Path.GetFullPath(path)}; its parent is now {result.Target}"
+                    : $"merged into {result.Target}: {SizeParser.Describe(result.Stats.BytesWritten)} of data, {SizeParser.Describe(result.Stats.BytesZero)} of zeros");
+                foreach (var c in result.Relinked) context.Out.WriteLine($"  relinked {c}");
+                foreach (var r in result.Removed) context.Out.WriteLine($"  removed {r}");
+            }
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+}

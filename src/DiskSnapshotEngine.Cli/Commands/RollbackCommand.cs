@@ -1,0 +1,22 @@
+using System.CommandLine;
+using DiskSnapshotEngine.Snapshots;
+
+namespace DiskSnapshotEngine.Cli.Commands;
+
+/// <summary><c>dse rollback DISK</c>: revert to the newest snapshot the current state descends from.</summary>
+internal static class RollbackCommand
+{
+    public static Command Build()
+    {
+        var disk = SnapshotCommand.Disk();
+        var command = new Command("rollback", "Discard the current state and go back to the newest snapshot it descends from.") { disk };
+        var chainOptions = ChainOptions.AddTo(command);
+        VerbAction.Set(command, context =>
+        {
+            var entry = DiskSnapshots.Rollback(context.Get(disk)!, chainOptions.ToOpenOptions(context.Parse, false));
+            context.Out.WriteLine($"rolled back to '{entry.Name}'");
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+}

@@ -1,0 +1,103 @@
+using DiskSnapshotEngine.Block;
+using DiskSnapshotEngine.Errors;
+using DiskSnapshotEngine.Formats;
+
+namespace DiskSnapshotEngine.Operations;
+
+/// <summary>What a compact did.</summary>
+/// <param name="SizeBefore">File size before.</param>
+/// <param name="SizeAfter">File size after.</param>
+/// <param name="Stats">Data bytes kept, and data bytes dropped because they were zeros.</param>
+public sealed record CompactResult(long SizeBefore, long SizeAfter, CopyStats Stats);
+
+/// <summary>
+/// Compact: gives back the blocks of a dynamic or differencing VHDX or VDI that read as all zeros, and the space no
+/// block uses. The image is rewritten into a temporary file of the same format, block size and sector sizes, with
+/// the same identity and parent link, holding only its non-zero data; that file is made durable and then renamed
+/// over the original in one atomic step. A crash before the rename leaves the original untouched (the stale temporary
+/// file is removed by the next run); after it, the compacted image is complete. Children stay linked because the
+/// identity and version are unchanged, and the path is the same.
+/// </summary>
+public static class Compact
+{
+    /// <summary>Temporary file suffix.</summary>
+    public const string TempSuffix = ".dse-compact";
+
+    /// <summary>Compacts <paramref name="image"/> in place.</summary>
+    /// <exception cref="DiskImageException">Unsupported (raw or fixed images), DiskFull, Cancelled, Locked, open and I/O errors.</exception>
+    public static async Task<CompactResult> RunAsync(string image, OpenOptions? options = null,
+        IProgress<OperationProgress>? progress = null, CancellationToken cancel = default)
+    {
+        options ??= OpenOptions.ReadOnly;
+        image = Path.GetFullPath(image);
+        string temp = image + TempSuffix;
+        DurableFiles.TryDelete(temp);
+
+        // The read-only open takes a shared lock: no writer can change the image while it is rewritten.
+        using var chain = DiskImage.Open(image, options with { Writable = false });
+        var src = chain.Top;
+        if (src.Format == ImageFormat.Raw)
+            throw new DiskImageException(ErrorKind.Unsupported, "a raw image has no block map to compact (use a sparse copy)", image);
+        if (src.Type == ImageType.Fixed)
+            throw new DiskImageException(ErrorKind.Unsupported, "a fixed image has every block allocated by design; convert it with a dynamic full clone instead", image);
+        bool differencing = src.ParentLink is not null;
+        long sizeBefore = src.File.Length;
+        long size = chain.VirtualSize;
+
+        // Only the image's own layer is rewritten: its Data and Zero runs (a Zero run in a child hides parent data).
+        var plan = chain.GetExtents(0, size, 1)
+            .Where(e => e.Kind == ExtentKind.Data || (differencing && e.Kind == ExtentKind.Zero))
+            .Select(e => new CopyRange(e.Offset, e.Length)).ToList();
+        long total = plan.Sum(r => r.Length);
+        DurableFiles.RequireFreeSpace(image, total, "the compact");
+
+        var createOptions = new ImageCreateOptions(size, differencing ? ImageType.Differencing : ImageType.Dynamic,
+            src.BlockSize, src.LogicalSectorSize, src.PhysicalSectorSize, src.Identity);
+        IDiskLayer? target = null;
+        TempImageFile? tempFile = null;
+        try
+        {
+            var driver = ImageFormats.Get(src.Format);
+            var file = TempImageFile.Create(temp);
+            try { target = driver.Create(file, createOptions, differencing ? ParentDescriptor.Of(chain.Layers[1]) : null); }
+            catch { file.Dispose(); throw; }
+            tempFile = file;
+            // The new layer sits on the same parents, so a partial block is filled from what the chain shows (copy-on-write).
+            var output = new DiskChain(new[] { target }.Concat(chain.Layers.Skip(1)).ToArray());
+            // Same content as the original: keep its version so children stay linked.
+            target.PreserveVersionOnWrite = true;
+            long written = 0, zero = 0;
+            await ExtentPump.RunAsync(plan, ExtentPump.ChunkFor(target.BlockSize),
+                (off, buf) => chain.Read(off, buf),
+                (off, data, len, isZero) =>
+                {
+                    if (isZero)
+                    {
+                        // A base image reads zeros where it holds nothing; a child must say zero to hide its parent.
+                        if (differencing) output.WriteZeroes(off, len);
+                        zero += len;
+                        return;
+                    }
+                    output.Write(off, data);
+                    written += len;
+                },
+                done => progress?.Report(new OperationProgress("compacting", done, total)), cancel).ConfigureAwait(false);
+            target.Flush();
+            tempFile.MakeDurable();
+            if (target.Identity != src.Identity)
+                throw new DiskImageException(ErrorKind.Unsupported,
+                    $"the {src.Format} driver did not keep the identity; the original is left untouched", image);
+            target.Dispose();
+            target = null;
+            // Durable temp file, then one atomic rename: the original is replaced whole or not at all.
+            DurableFiles.Rename(temp, image, overwrite: true);
+            return new CompactResult(sizeBefore, new FileInfo(image).Length, new CopyStats(written, zero));
+        }
+        catch
+        {
+            target?.Dispose();
+            DurableFiles.TryDelete(temp);
+            throw;
+        }
+    }
+}

@@ -1,0 +1,80 @@
+using DiskSnapshotEngine.Block;
+using DiskSnapshotEngine.Errors;
+using DiskSnapshotEngine.IO;
+
+namespace DiskSnapshotEngine.Operations;
+
+/// <summary>
+/// Finds the images that depend on a layer (its differencing children). Images do not know their children, so
+/// the only way is to look at the candidates' parent links: the folders beside the layer (where linked clones and
+/// snapshot layers live) plus any folder the caller adds.
+/// </summary>
+internal static class Dependents
+{
+    private static readonly string[] s_childExtensions = { ".vdi", ".vhdx", ".avhdx" };
+
+    /// <summary>True when <paramref name="child"/>'s parent link names <paramref name="parent"/>, resolved the way the chain resolves it.</summary>
+    public static bool LinksTo(IDiskLayer child, IDiskLayer parent)
+    {
+        if (child.ParentLink is not { } link) return false;
+        if (link.ParentId is Guid id) return id == parent.Identity.Id;
+        // Path-linked formats (VHDX): the first candidate that exists is the one the chain opens.
+        var target = FileNode.Of(parent.Path);
+        foreach (var p in link.CandidatePaths)
+        {
+            if (!FileNode.IsRegularFile(p)) continue;
+            return FileNode.Of(p).SameFileAs(target);
+        }
+        return false;
+    }
+
+    /// <summary>
+    /// Paths of every image in <paramref name="folders"/> whose parent link names <paramref name="parent"/>,
+    /// except the files in <paramref name="exclude"/>. Files that are not readable images are ignored.
+    /// </summary>
+    public static List<string> ChildrenOf(IDiskLayer parent, IEnumerable<string> folders, Func<string, bool, IImageFile>? opener,
+        IEnumerable<string>? exclude = null)
+    {
+        var excluded = (exclude ?? Array.Empty<string>()).Where(FileNode.IsRegularFile).Select(p => FileNode.Of(p)).ToList();
+        var self = FileNode.Of(parent.Path);
+        var found = new List<string>();
+        foreach (var file in ImagesIn(folders))
+        {
+            var node = FileNode.Of(file);
+            if (node.SameFileAs(self) || excluded.Any(e => e.SameFileAs(node))) continue;
+            IDiskLayer? layer = null;
+            try
+            {
+                layer = DiskImage.OpenLayer(file, writable: false, opener);
+                if (LinksTo(layer, parent)) found.Add(node.FullPath);
+            }
+            catch (DiskImageException e) when (e.Kind == ErrorKind.Locked)
+            {
+                // A file another process is writing may well be a child in use: not knowing is not "no".
+                throw new DiskImageException(ErrorKind.Locked,
+                    $"cannot tell whether {node.FullPath} depends on {parent.Path}: another process has it open for writing", parent.Path, inner: e);
+            }
+            catch (DiskImageException) { }
+            finally { layer?.Dispose(); }
+        }
+        return found;
+    }
+
+    /// <summary>Candidate child images in the folders, each once, in a stable order.</summary>
+    public static IEnumerable<string> ImagesIn(IEnumerable<string> folders)
+    {
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var folder in folders.Select(Path.GetFullPath).Distinct())
+        {
+            List<string> files;
+            try { files = Directory.EnumerateFiles(folder).Order(StringComparer.Ordinal).ToList(); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { continue; }
+            foreach (var f in files)
+                if (s_childExtensions.Contains(Path.GetExtension(f).ToLowerInvariant()) && FileNode.IsRegularFile(f) && seen.Add(f))
+                    yield return f;
+        }
+    }
+
+    /// <summary>The folder of a file.</summary>
+    public static string FolderOf(string path) => Path.GetDirectoryName(Path.GetFullPath(path)) ?? "/";
+}

@@ -1,0 +1,121 @@
+using System.Threading.Channels;
+using DiskSnapshotEngine.Errors;
+using DiskSnapshotEngine.IO;
+
+namespace DiskSnapshotEngine.Operations;
+
+/// <summary>A range of the virtual disk to move, as the operation planned it.</summary>
+/// <param name="Offset">Virtual offset.</param>
+/// <param name="Length">Bytes.</param>
+internal readonly record struct CopyRange(long Offset, long Length);
+
+/// <summary>
+/// The copy loop every data-moving operation shares (clone, merge, pull, rebase, compact): a producer reads
+/// chunk-aligned pieces of the planned ranges into pooled buffers, a consumer writes them, and a bounded channel
+/// between them overlaps reads with writes while capping memory at <see cref="Depth"/> chunks whatever the image
+/// size. Pieces that read as all zeros travel without a buffer, flagged, so the writer can skip or zero them.
+/// </summary>
+internal static class ExtentPump
+{
+    /// <summary>Chunks in flight between reader and writer.</summary>
+    public const int Depth = 6;
+
+    /// <summary>Default chunk size: large enough for sequential throughput, small enough to bound memory.</summary>
+    public const int DefaultChunk = 1 << 20;
+
+    private readonly record struct Piece(long Offset, int Length, AlignedBuffer? Buffer);
+
+    /// <summary>The chunk size to use for a target allocation unit: whole blocks when they are small, capped at 4 MiB.</summary>
+    public static int ChunkFor(int targetBlockSize) => Math.Clamp(targetBlockSize, 256 << 10, 4 << 20);
+
+    /// <summary>
+    /// Moves every byte of <paramref name="ranges"/>: <paramref name="read"/> fills a buffer from the source,
+    /// <paramref name="write"/> stores it (data empty and isZero true for an all-zero piece).
+    /// <paramref name="progress"/> receives bytes done after each piece.
+    /// </summary>
+    /// <exception cref="DiskImageException">Cancelled when <paramref name="cancel"/> fires; whatever read or write throw.</exception>
+    public static async Task RunAsync(IEnumerable<CopyRange> ranges, int chunkSize,
+        Action<long, Span<byte>> read, WriteAction write, Action<long>? progress, CancellationToken cancel)
+    {
+        var channel = Channel.CreateBounded<Piece>(new BoundedChannelOptions(Depth)
+        {
+            SingleReader = true,
+            SingleWriter = true,
+            FullMode = BoundedChannelFullMode.Wait,
+        });
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancel);
+        var producer = Task.Run(async () =>
+        {
+            try
+            {
+                foreach (var r in ranges)
+                {
+                    long off = r.Offset, end = r.Offset + r.Length;
+                    while (off < end)
+                    {
+                        stop.Token.ThrowIfCancellationRequested();
+                        // Pieces end on chunk boundaries so that writes line up with the target's blocks.
+                        long boundary = (off / chunkSize + 1) * chunkSize;
+                        int n = (int)(Math.Min(end, boundary) - off);
+                        var buffer = AlignedBufferPool.Rent(n);
+                        try
+                        {
+                            read(off, buffer.Span[..n]);
+                            if (SpanHelpers.IsAllZero(buffer.Span[..n]))
+                            {
+                                ((IDisposable)buffer).Dispose();
+                                buffer = null;
+                            }
+                            await channel.Writer.WriteAsync(new Piece(off, n, buffer), stop.Token).ConfigureAwait(false);
+                            buffer = null;
+                        }
+                        finally
+                        {
+                            ((IDisposable?)buffer)?.Dispose();
+                        }
+                        off += n;
+                    }
+                }
+                channel.Writer.TryComplete();
+            }
+            catch (Exception e)
+            {
+                channel.Writer.TryComplete(e);
+            }
+        });
+
+        long done = 0;
+        try
+        {
+            await foreach (var piece in channel.Reader.ReadAllAsync(CancellationToken.None).ConfigureAwait(false))
+            {
+                using var owned = piece.Buffer;
+                cancel.ThrowIfCancellationRequested();
+                if (piece.Buffer is null) write(piece.Offset, ReadOnlySpan<byte>.Empty, piece.Length, true);
+                else write(piece.Offset, piece.Buffer.Span[..piece.Length], piece.Length, false);
+                done += piece.Length;
+                progress?.Invoke(done);
+            }
+            // A cancellation that arrives with the last piece still cancels: the caller has not committed anything yet.
+            cancel.ThrowIfCancellationRequested();
+        }
+        catch (OperationCanceledException e)
+        {
+            throw Cancelled(e);
+        }
+        finally
+        {
+            stop.Cancel();
+            // Return every buffer still queued so nothing leaks when the writer failed.
+            try { await producer.ConfigureAwait(false); } catch (Exception) { }
+            while (channel.Reader.TryRead(out var left)) ((IDisposable?)left.Buffer)?.Dispose();
+        }
+    }
+
+    /// <summary>The error every operation reports when it is cancelled.</summary>
+    public static DiskImageException Cancelled(Exception? inner = null) =>
+        new(ErrorKind.Cancelled, "the operation was cancelled", inner: inner);
+}
+
+/// <summary>Stores one piece: <paramref name="data"/> is empty when <paramref name="isZero"/> is true.</summary>
+internal delegate void WriteAction(long offset, ReadOnlySpan<byte> data, int length, bool isZero);

@@ -1,0 +1,102 @@
+using DiskSnapshotEngine.Block;
+using DiskSnapshotEngine.Errors;
+using DiskSnapshotEngine.Formats;
+using DiskSnapshotEngine.IO;
+
+namespace DiskSnapshotEngine.Operations;
+
+/// <summary>Parameters of a full clone.</summary>
+/// <param name="Format">Format of the clone, or null to choose it from the destination's extension.</param>
+/// <param name="Type">Dynamic (only data blocks allocated) or fixed.</param>
+/// <param name="BlockSize">Allocation unit of the clone, or null for the format's default.</param>
+public sealed record CloneOptions(ImageFormat? Format = null, ImageType Type = ImageType.Dynamic, int? BlockSize = null)
+{
+    /// <summary>How to open the source chain (search paths for parents, fault injection in tests).</summary>
+    public OpenOptions Open { get; init; } = OpenOptions.ReadOnly;
+}
+
+/// <summary>What a data-moving operation did.</summary>
+/// <param name="BytesWritten">Bytes of data written to the target.</param>
+/// <param name="BytesZero">Bytes the source held as data but that were all zeros, so were skipped or recorded as zero.</param>
+public sealed record CopyStats(long BytesWritten, long BytesZero);
+
+/// <summary>
+/// Full clone: flattens a whole chain into one independent image of any format. Only ranges some layer holds as
+/// data are read; ranges that read as zeros (ZERO state, holes, never written) are not written, nor are data
+/// blocks that turn out to be all zeros. The clone is written under a temporary name and renamed into place when
+/// complete, so a failed or cancelled clone leaves nothing behind. The clone gets new identities.
+/// </summary>
+public static class FullClone
+{
+    /// <summary>Clones <paramref name="source"/> (and its parents) into a new image at <paramref name="destination"/>.</summary>
+    /// <exception cref="DiskImageException">AlreadyExists, InvalidArgument, DiskFull, Cancelled, and any open or I/O error of the source.</exception>
+    public static async Task<CopyStats> RunAsync(string source, string destination, CloneOptions? options = null,
+        IProgress<OperationProgress>? progress = null, CancellationToken cancel = default)
+    {
+        options ??= new CloneOptions();
+        if (options.Type == ImageType.Differencing)
+            ThrowHelper.InvalidArgument("a full clone is independent; use a linked clone for a differencing child", destination);
+        string dest = Path.GetFullPath(destination);
+        if (File.Exists(dest) || Directory.Exists(dest))
+            throw new DiskImageException(ErrorKind.AlreadyExists, "the file already exists; refusing to overwrite it", dest);
+        var driver = options.Format is ImageFormat f ? ImageFormats.Get(f) : ImageFormats.ForNewFile(dest);
+
+        using var src = DiskImage.Open(source, options.Open with { Writable = false });
+        long size = src.VirtualSize;
+        var top = src.Top;
+        var plan = src.GetExtents(0, size, skipFileHoles: true).Where(e => e.Kind == ExtentKind.Data).Select(e => new CopyRange(e.Offset, e.Length));
+        long dataBytes = 0;
+        foreach (var r in plan) dataBytes += r.Length;
+        DurableFiles.RequireFreeSpace(dest, options.Type == ImageType.Fixed ? size : dataBytes, "the clone");
+
+        string temp = dest + ".dse-partial";
+        DurableFiles.TryDelete(temp);
+        IDiskLayer? target = null;
+        IImageFile? file = null;
+        try
+        {
+            var createOptions = new ImageCreateOptions(size, options.Type, options.BlockSize, top.LogicalSectorSize, top.PhysicalSectorSize);
+            if (createOptions.BlockSize is int bs && bs <= 0)
+                ThrowHelper.InvalidArgument($"block size must be positive (got {bs})", dest);
+            // A fixed clone must really reserve its space (fallocate), which only the plain file does.
+            file = options.Type == ImageType.Fixed ? ImageFile.Create(temp) : TempImageFile.Create(temp);
+            target = driver.Create(file, createOptions, null);
+            var output = new DiskChain(new[] { target });
+            long written = 0, zero = 0;
+            await ExtentPump.RunAsync(plan, ExtentPump.ChunkFor(target.BlockSize),
+                (off, buf) => src.Read(off, buf),
+                (off, data, len, isZero) =>
+                {
+                    // A new image reads as zeros everywhere, so an all-zero piece needs no write at all.
+                    if (isZero) { zero += len; return; }
+                    output.Write(off, data);
+                    written += len;
+                },
+                done => progress?.Report(new OperationProgress("cloning", done, dataBytes)), cancel).ConfigureAwait(false);
+            target.Flush();
+            if (file is TempImageFile deferred) deferred.MakeDurable();
+            target.Dispose();
+            target = null;
+            DurableFiles.Rename(temp, dest, overwrite: false);
+            return new CopyStats(written, zero);
+        }
+        catch
+        {
+            if (target is not null) target.Dispose();
+            else file?.Dispose();
+            DurableFiles.TryDelete(temp);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Linked clone: a new empty differencing child of <paramref name="parent"/>. Constant time: only the parent's
+    /// headers are read and nothing is written to it.
+    /// </summary>
+    /// <exception cref="DiskImageException">AlreadyExists, FileNotFound, Unsupported, DiskFull, Io.</exception>
+    public static void Linked(string parent, string image, ImageFormat? format = null)
+    {
+        using var child = DiskImage.CreateDifferencing(image, parent, format);
+        child.Flush();
+    }
+}

@@ -1,0 +1,57 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using DiskSnapshotEngine.Errors;
+
+namespace DiskSnapshotEngine.Operations;
+
+/// <summary>
+/// The plan of a multi-step operation (merge, pull), kept beside the image while it runs. It is replaced atomically
+/// at each phase change, so after a crash it names exactly which phase was reached; running the same command again
+/// reads it and finishes the work. Each phase is idempotent, so redoing a phase that had partly run is safe.
+/// </summary>
+internal sealed record OperationJournal
+{
+    /// <summary>Journal file name suffix (beside the image the command names).</summary>
+    public const string Suffix = ".dse-journal.json";
+
+    /// <summary>"commit" or "pull".</summary>
+    public required string Operation { get; init; }
+    /// <summary>The image the command named.</summary>
+    public required string Image { get; init; }
+    /// <summary>Commit: the layer receiving the data. Pull: the new parent (the grandparent).</summary>
+    public string? Target { get; init; }
+    /// <summary>Identity (id) of <see cref="Target"/>, to recognise it again.</summary>
+    public Guid TargetId { get; init; }
+    /// <summary>Commit: layers whose data goes into the target, top first (removed at the end).</summary>
+    public string[] Merged { get; init; } = Array.Empty<string>();
+    /// <summary>Commit: children of the image to relink to the target.</summary>
+    public string[] Children { get; init; } = Array.Empty<string>();
+    /// <summary>Commit: rename the target over the image at the end instead of deleting the image.</summary>
+    public bool ReplaceImage { get; init; }
+    /// <summary>"copy", "relink", "remove".</summary>
+    public required string Phase { get; init; }
+
+    private static readonly JsonSerializerOptions s_json = new() { WriteIndented = true, DefaultIgnoreCondition = JsonIgnoreCondition.Never };
+
+    public static string PathFor(string image) => Path.GetFullPath(image) + Suffix;
+
+    public void Save() => DurableFiles.WriteAllTextAtomic(PathFor(Image), JsonSerializer.Serialize(this, s_json));
+
+    public static OperationJournal? Load(string image)
+    {
+        string path = PathFor(image);
+        if (!File.Exists(path)) return null;
+        try
+        {
+            return JsonSerializer.Deserialize<OperationJournal>(File.ReadAllText(path), s_json)
+                ?? throw new JsonException("empty journal");
+        }
+        catch (JsonException e)
+        {
+            throw new DiskImageException(ErrorKind.CorruptImage,
+                $"the operation journal cannot be read ({e.Message}); inspect it and remove it to start over", path, "journal", inner: e);
+        }
+    }
+
+    public void Delete() => DurableFiles.Delete(PathFor(Image));
+}

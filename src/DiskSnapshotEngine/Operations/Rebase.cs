@@ -1,0 +1,133 @@
+using DiskSnapshotEngine.Block;
+using DiskSnapshotEngine.Errors;
+using DiskSnapshotEngine.IO;
+
+namespace DiskSnapshotEngine.Operations;
+
+/// <summary>What a rebase did.</summary>
+/// <param name="Stats">Bytes copied into the image to keep its content.</param>
+/// <param name="NewParent">The parent the image now links to.</param>
+/// <param name="Mode">"safe" (differences copied), "identity" (the new parent is the same image, moved or copied), or "content" (unsafe: the new parent was verified equal).</param>
+public sealed record RebaseResult(CopyStats Stats, string NewParent, string Mode);
+
+/// <summary>
+/// Rebase: gives an image a new parent. Safe mode keeps the image's content identical: wherever the image holds
+/// nothing and the old and new parents differ, the old content is copied into the image first; only then is the
+/// link rewritten. The image keeps its version, so its own children stay linked. Unsafe mode copies nothing and
+/// rewrites the link only after checking that the new parent is the same image (identity and version) or reads
+/// the same as the old one. When the old parent cannot be found (it was moved), a new parent with the identity
+/// and version the image recorded is accepted in either mode: that is the "parent was moved" case.
+/// </summary>
+public static class Rebase
+{
+    private const int Chunk = 1 << 20;
+
+    /// <summary>Rebases <paramref name="image"/> onto <paramref name="newParent"/>.</summary>
+    /// <exception cref="DiskImageException">InvalidArgument (no parent), ChainInvalid (the new parent descends from the image, sizes differ),
+    /// ParentMismatch (unsafe mode: the new parent differs; the moved case: it is another image), Cancelled, open and I/O errors.</exception>
+    public static async Task<RebaseResult> RunAsync(string image, string newParent, bool unsafeMode = false,
+        OpenOptions? options = null, IProgress<OperationProgress>? progress = null, CancellationToken cancel = default)
+    {
+        options ??= OpenOptions.ReadOnly;
+        image = Path.GetFullPath(image);
+        newParent = Path.GetFullPath(newParent);
+        using var fresh = DiskImage.Open(newParent, options with { Writable = false });
+        if (ChainOpener.IndexOf(fresh, image) >= 0)
+            throw new DiskImageException(ErrorKind.ChainInvalid, $"{newParent} is the image itself or one of its descendants", image, "parent link");
+        var newTop = fresh.Top;
+
+        DiskChain chain;
+        try
+        {
+            chain = ChainOpener.Open(image, options, 0);
+        }
+        catch (DiskImageException e) when (e.Kind == ErrorKind.ParentNotFound)
+        {
+            return RelinkMoved(image, newTop, options, e);
+        }
+        using (chain)
+        {
+            var top = chain.Top;
+            if (chain.Layers.Count < 2)
+                ThrowHelper.InvalidArgument("the image has no parent; a base image cannot be given one", image);
+            ChainRules.CheckCompatible(top, newTop);
+            var old = new DiskChain(chain.Layers.Skip(1).ToArray());
+            var oldTop = old.Top;
+            if (unsafeMode)
+            {
+                string mode = "identity";
+                if (oldTop.Identity != newTop.Identity || oldTop.Identity == default)
+                {
+                    var cmp = ImageCompare.Run(old, fresh, null, cancel);
+                    if (!cmp.Identical)
+                        throw new DiskImageException(ErrorKind.ParentMismatch,
+                            $"{newParent} is not the same image as the current parent {oldTop.Path} and its content differs ({cmp.Reason}); rebase without --unsafe to keep the image's content", image, "parent link");
+                    mode = "content";
+                }
+                Relink(top, newTop);
+                return new RebaseResult(new CopyStats(0, 0), newParent, mode);
+            }
+
+            // Where the image holds nothing and either parent holds data, the two may differ: those are the only
+            // ranges read. Everything else reads as zeros under both parents.
+            long size = chain.VirtualSize;
+            var parents = ExtentOverlay.Walk(old.GetExtents(0, size), fresh.GetExtents(0, size))
+                .Select(p => new ChainExtent(p.Offset, p.Length, p.A == ExtentKind.Data || p.B == ExtentKind.Data ? ExtentKind.Data : ExtentKind.Zero, -1));
+            var plan = ExtentOverlay.Coalesce(ExtentOverlay.Walk(chain.GetExtents(0, size, 1), parents)
+                .Where(p => p.A == ExtentKind.NotPresent && p.B == ExtentKind.Data)
+                .Select(p => (p.Offset, (long)p.Length)));
+            var planned = plan.ToList();
+            long total = planned.Sum(r => r.Length);
+            DurableFiles.RequireFreeSpace(image, total, "the rebase");
+
+            // The image receives only bytes it already shows: its version stays, its children stay linked.
+            top.PreserveVersionOnWrite = true;
+            long written = 0, zero = 0;
+            using var other = AlignedBufferPool.Rent(ExtentPump.ChunkFor(top.BlockSize));
+            await ExtentPump.RunAsync(planned, ExtentPump.ChunkFor(top.BlockSize),
+                (off, buf) => old.Read(off, buf),
+                (off, data, len, isZero) =>
+                {
+                    var theirs = other.Span[..len];
+                    fresh.Read(off, theirs);
+                    if (isZero)
+                    {
+                        if (SpanHelpers.IsAllZero(theirs)) return;
+                        chain.WriteZeroes(off, len);
+                        zero += len;
+                    }
+                    else if (!data.SequenceEqual(theirs))
+                    {
+                        chain.Write(off, data);
+                        written += len;
+                    }
+                },
+                done => progress?.Report(new OperationProgress("rebasing", done, total)), cancel).ConfigureAwait(false);
+            // Copied data must be durable before the link changes, or a crash could expose the new parent's bytes.
+            top.Flush();
+            Relink(top, newTop);
+            return new RebaseResult(new CopyStats(written, zero), newParent, "safe");
+        }
+    }
+
+    private static void Relink(IDiskLayer top, IDiskLayer newParent)
+    {
+        top.SetParent(ParentDescriptor.Of(newParent));
+        top.Flush();
+    }
+
+    private static RebaseResult RelinkMoved(string image, IDiskLayer newTop, OpenOptions options, DiskImageException notFound)
+    {
+        using var top = DiskImage.OpenLayer(image, writable: true, options.FileOpener);
+        var link = top.ParentLink!;
+        bool sameId = link.ParentId is not Guid id || id == newTop.Identity.Id;
+        bool sameVersion = newTop.Identity.Version == link.ParentVersion || link.AlternateParentVersion == newTop.Identity.Version;
+        if (!sameId || !sameVersion)
+            throw new DiskImageException(ErrorKind.ParentMismatch,
+                $"the current parent cannot be found ({notFound.Detail}) and {newTop.Path} is not the image it recorded " +
+                $"({link.VersionName} {{{link.ParentVersion}}}, found {{{newTop.Identity.Version}}}), so the content cannot be kept", image, "parent link");
+        ChainRules.CheckCompatible(top, newTop);
+        Relink(top, newTop);
+        return new RebaseResult(new CopyStats(0, 0), newTop.Path, "identity");
+    }
+}

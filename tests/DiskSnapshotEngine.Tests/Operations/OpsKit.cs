@@ -1,0 +1,138 @@
+using DiskSnapshotEngine.Block;
+using DiskSnapshotEngine.Errors;
+using DiskSnapshotEngine.Formats;
+using DiskSnapshotEngine.IO;
+
+namespace DiskSnapshotEngine.Tests.Operations;
+
+/// <summary>Shared helpers of the operation tests: building chains with known content, reading whole disks, fault injection.</summary>
+internal static class OpsKit
+{
+    /// <summary>Reads a whole (small) disk through its chain.</summary>
+    public static byte[] ReadAll(string path, OpenOptions? options = null)
+    {
+        using var chain = DiskImage.Open(path, options);
+        var data = new byte[chain.VirtualSize];
+        chain.Read(0, data);
+        return data;
+    }
+
+    /// <summary>Creates a base image of <paramref name="size"/> bytes.</summary>
+    public static void CreateBase(string path, long size, int? blockSize = null)
+    {
+        using var l = DiskImage.Create(path, new ImageCreateOptions(size, ImageType.Dynamic, blockSize));
+        l.Flush();
+    }
+
+    /// <summary>Creates a differencing child.</summary>
+    public static void CreateChild(string path, string parent)
+    {
+        using var l = DiskImage.CreateDifferencing(path, parent);
+        l.Flush();
+    }
+
+    /// <summary>
+    /// Makes <paramref name="count"/> random writes into the image (data of random length at random offsets, some
+    /// all-zero data, some zero ranges through WriteZeroes) and applies them to <paramref name="model"/>.
+    /// </summary>
+    public static void RandomWrites(string path, Random rng, int count, byte[] model)
+    {
+        using var chain = DiskImage.Open(path, OpenOptions.ReadWrite);
+        for (int i = 0; i < count; i++)
+            RandomWrite(chain, rng, model);
+        chain.Flush();
+    }
+
+    /// <summary>One random write into an open chain, mirrored in the model.</summary>
+    public static void RandomWrite(DiskChain chain, Random rng, byte[] model)
+    {
+        long size = chain.VirtualSize;
+        int len = rng.Next(4) switch { 0 => rng.Next(1, 700), 1 => 4096 * rng.Next(1, 64), 2 => rng.Next(1, 300_000), _ => 1 << 20 };
+        len = (int)Math.Min(len, size);
+        long off = rng.Next(3) == 0 ? SpanHelpers.AlignDown(rng.NextInt64(0, size - len + 1), 1 << 20) : rng.NextInt64(0, size - len + 1);
+        off = Math.Min(off, size - len);
+        switch (rng.Next(6))
+        {
+            case 0:
+                chain.WriteZeroes(off, len);
+                Array.Clear(model, (int)off, len);
+                break;
+            case 1:
+                var zeros = new byte[len];
+                chain.Write(off, zeros);
+                Array.Clear(model, (int)off, len);
+                break;
+            default:
+                var data = new byte[len];
+                rng.NextBytes(data);
+                chain.Write(off, data);
+                data.CopyTo(model, off);
+                break;
+        }
+    }
+
+    /// <summary>Copies every file of a folder into another (fresh) folder.</summary>
+    public static void CopyFolder(string from, string to)
+    {
+        Directory.CreateDirectory(to);
+        foreach (var f in Directory.EnumerateFiles(from))
+            File.Copy(f, Path.Combine(to, Path.GetFileName(f)), overwrite: true);
+    }
+
+    /// <summary>First differing index of two arrays, or -1.</summary>
+    public static long FirstDifference(byte[] a, byte[] b)
+    {
+        if (a.Length != b.Length) return Math.Min(a.Length, b.Length);
+        int n = a.AsSpan().CommonPrefixLength(b);
+        return n == a.Length ? -1 : n;
+    }
+
+    /// <summary>Asserts that the image reads exactly <paramref name="expected"/>.</summary>
+    public static void AssertContent(byte[] expected, string path, string because)
+    {
+        var actual = ReadAll(path);
+        long diff = FirstDifference(expected, actual);
+        Assert.True(diff < 0, $"{because}: {Path.GetFileName(path)} differs from the expected content at offset {diff}");
+    }
+}
+
+/// <summary>
+/// A real file that stops writing at a chosen write, as if the process was killed there: the write numbered
+/// <see cref="CrashPlan.CrashAtWrite"/> (counted across every file the plan opened) and every later write or flush
+/// throw, and what was written before stays in the file (the page cache survives a kill -9).
+/// </summary>
+internal sealed class CrashPlan
+{
+    public int CrashAtWrite { get; init; } = -1;
+    public int Writes { get; private set; }
+    public bool Crashed { get; private set; }
+
+    public Func<string, bool, IImageFile> Opener => (path, writable) => new CrashingFile(ImageFile.Open(path, writable), this);
+
+    internal void BeforeWrite(string path)
+    {
+        if (Crashed) throw new DiskImageException(ErrorKind.Io, "simulated kill: the process is gone", path);
+        if (Writes++ == CrashAtWrite)
+        {
+            Crashed = true;
+            throw new DiskImageException(ErrorKind.Io, $"simulated kill at write {CrashAtWrite}", path);
+        }
+    }
+
+    internal void BeforeFlush(string path)
+    {
+        if (Crashed) throw new DiskImageException(ErrorKind.Io, "simulated kill: the process is gone", path);
+    }
+
+    private sealed class CrashingFile(IImageFile inner, CrashPlan plan) : IImageFile
+    {
+        public string Path => inner.Path;
+        public bool CanWrite => inner.CanWrite;
+        public long Length => inner.Length;
+        public int Read(Span<byte> buffer, long fileOffset) => inner.Read(buffer, fileOffset);
+        public void Write(ReadOnlySpan<byte> buffer, long fileOffset) { plan.BeforeWrite(Path); inner.Write(buffer, fileOffset); }
+        public void SetLength(long length) { plan.BeforeWrite(Path); inner.SetLength(length); }
+        public void Flush() { plan.BeforeFlush(Path); inner.Flush(); }
+        public void Dispose() => inner.Dispose();
+    }
+}

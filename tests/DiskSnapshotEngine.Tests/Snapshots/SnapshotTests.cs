@@ -1,0 +1,260 @@
+using System.Diagnostics;
+using DiskSnapshotEngine.Block;
+using DiskSnapshotEngine.Errors;
+using DiskSnapshotEngine.Formats;
+using DiskSnapshotEngine.Snapshots;
+using DiskSnapshotEngine.Tests.Infrastructure;
+using DiskSnapshotEngine.Tests.Operations;
+
+namespace DiskSnapshotEngine.Tests.Snapshots;
+
+public class SnapshotTests
+{
+    private const long Size = 6L << 20;
+
+    private static void AssertSnapshots(string disk, Dictionary<string, byte[]> expected, byte[] current, string when)
+    {
+        OpsKit.AssertContent(current, disk, $"{when}: the current state");
+        var list = DiskSnapshots.List(disk);
+        Assert.Equal(expected.Keys.Order(), list.Select(s => s.Entry.Name).Order());
+        foreach (var s in list) OpsKit.AssertContent(expected[s.Entry.Name], s.Path, $"{when}: snapshot '{s.Entry.Name}'");
+    }
+
+    [Theory]
+    [InlineData(".vdi")]
+    [InlineData(".vhdx")]
+    public async Task Create_revert_branch_rollback_and_delete_keep_every_state(string ext)
+    {
+        using var dir = new TempDirectory("snap");
+        string disk = dir.File("vm" + ext);
+        var rng = new Random(31);
+        var cur = new byte[Size];
+        var snaps = new Dictionary<string, byte[]>();
+        OpsKit.CreateBase(disk, Size);
+        OpsKit.RandomWrites(disk, rng, 5, cur);
+
+        DiskSnapshots.Create(disk, "a", "first");
+        snaps["a"] = (byte[])cur.Clone();
+        OpsKit.RandomWrites(disk, rng, 5, cur);
+        DiskSnapshots.Create(disk, "b");
+        snaps["b"] = (byte[])cur.Clone();
+        OpsKit.RandomWrites(disk, rng, 5, cur);
+        AssertSnapshots(disk, snaps, cur, "after two snapshots");
+        Assert.Equal("b", DiskSnapshots.List(disk).Single(s => s.IsCurrent).Entry.Name);
+        Assert.Equal(1, DiskSnapshots.List(disk).Single(s => s.Entry.Name == "b").Depth);
+
+        // Revert to a: the tree branches; b is kept.
+        DiskSnapshots.Revert(disk, "a");
+        cur = (byte[])snaps["a"].Clone();
+        AssertSnapshots(disk, snaps, cur, "after revert to a");
+        OpsKit.RandomWrites(disk, rng, 5, cur);
+        DiskSnapshots.Create(disk, "c");
+        snaps["c"] = (byte[])cur.Clone();
+        OpsKit.RandomWrites(disk, rng, 3, cur);
+
+        // Rollback goes to the newest snapshot the current state descends from: c.
+        Assert.Equal("c", DiskSnapshots.Rollback(disk).Name);
+        cur = (byte[])snaps["c"].Clone();
+        AssertSnapshots(disk, snaps, cur, "after rollback");
+        OpsKit.RandomWrites(disk, rng, 3, cur);
+
+        // a is the base with two branches (b and c): refused with the branches named.
+        var ex = await Assert.ThrowsAsync<DiskImageException>(() => DiskSnapshots.DeleteAsync(disk, "a"));
+        Assert.Equal(ErrorKind.ReadOnly, ex.Kind);
+        Assert.Contains("2 branches", ex.Message);
+
+        // c has a parent and one child (the current state): pulled into it.
+        await DiskSnapshots.DeleteAsync(disk, "c");
+        snaps.Remove("c");
+        AssertSnapshots(disk, snaps, cur, "after deleting c");
+        // b: a leaf snapshot, removed.
+        await DiskSnapshots.DeleteAsync(disk, "b");
+        snaps.Remove("b");
+        AssertSnapshots(disk, snaps, cur, "after deleting b");
+        // a: the base with one child (the current state): committed, and the disk's path keeps naming the disk.
+        await DiskSnapshots.DeleteAsync(disk, "a");
+        snaps.Remove("a");
+        AssertSnapshots(disk, snaps, cur, "after deleting a");
+        Assert.Single(Directory.EnumerateFiles(dir.Path, "*" + ext));
+        using var chain = DiskImage.Open(disk);
+        Assert.Single(chain.Layers);
+    }
+
+    [Fact]
+    public void Create_and_revert_take_constant_time_on_a_huge_disk()
+    {
+        using var dir = new TempDirectory("snap-huge");
+        string disk = dir.File("big.vhdx");
+        using (var l = DiskImage.Create(disk, new ImageCreateOptions(2L << 40))) { }
+        using (var chain = DiskImage.Open(disk, OpenOptions.ReadWrite)) { chain.Write(1L << 40, new byte[] { 7 }); chain.Flush(); }
+        var before = File.ReadAllBytes(disk);
+        var sw = Stopwatch.StartNew();
+        var entry = DiskSnapshots.Create(disk, "s");
+        DiskSnapshots.Revert(disk, "s");
+        sw.Stop();
+        // Nothing was copied: the snapshot layer is the disk's old file, byte for byte.
+        Assert.Equal(before, File.ReadAllBytes(DiskSnapshots.PathOf(disk, entry)));
+        Assert.True(new FileInfo(disk).Length < 64L << 20);
+        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(10), $"took {sw.Elapsed}");
+        var b = new byte[1];
+        using var opened = DiskImage.Open(disk);
+        opened.Read(1L << 40, b);
+        Assert.Equal(7, b[0]);
+    }
+
+    [Fact]
+    public async Task Plain_merge_of_a_snapshot_layer_is_refused_in_favour_of_snapshot_delete()
+    {
+        using var dir = new TempDirectory("snap-merge");
+        string disk = dir.File("vm.vdi");
+        var cur = new byte[Size];
+        OpsKit.CreateBase(disk, Size);
+        OpsKit.RandomWrites(disk, new Random(35), 3, cur);
+        DiskSnapshots.Create(disk, "s");
+        var ex = await Assert.ThrowsAsync<DiskImageException>(() => DiskSnapshotEngine.Operations.Merge.CommitAsync(disk));
+        Assert.Equal(ErrorKind.ReadOnly, ex.Kind);
+        Assert.Contains("snapshot 's'", ex.Message);
+        OpsKit.AssertContent(cur, disk, "after the refused merge");
+    }
+
+    [Fact]
+    public void A_vhdx_linked_clone_of_the_disk_blocks_create_and_a_vdi_one_follows_the_snapshot()
+    {
+        using var dir = new TempDirectory("snap-clones");
+        string vhdx = dir.File("vm.vhdx");
+        OpsKit.CreateBase(vhdx, Size);
+        OpsKit.CreateChild(dir.File("clone.vhdx"), vhdx);
+        var ex = Assert.Throws<DiskImageException>(() => DiskSnapshots.Create(vhdx, "s"));
+        Assert.Equal(ErrorKind.ReadOnly, ex.Kind);
+        Assert.Contains("clone.vhdx", ex.Message);
+
+        string vdi = dir.File("vm.vdi");
+        var cur = new byte[Size];
+        OpsKit.CreateBase(vdi, Size);
+        OpsKit.RandomWrites(vdi, new Random(36), 3, cur);
+        OpsKit.CreateChild(dir.File("clone.vdi"), vdi);
+        DiskSnapshots.Create(vdi, "s");
+        OpsKit.AssertContent(cur, dir.File("clone.vdi"), "the VDI linked clone after the snapshot");
+    }
+
+    [Fact]
+    public void Names_are_unique_and_unknown_names_are_listed()
+    {
+        using var dir = new TempDirectory("snap-names");
+        string disk = dir.File("vm.vdi");
+        OpsKit.CreateBase(disk, Size);
+        DiskSnapshots.Create(disk, "one");
+        Assert.Equal(ErrorKind.AlreadyExists, Assert.Throws<DiskImageException>(() => DiskSnapshots.Create(disk, "one")).Kind);
+        var ex = Assert.Throws<DiskImageException>(() => DiskSnapshots.Revert(disk, "two"));
+        Assert.Equal(ErrorKind.InvalidArgument, ex.Kind);
+        Assert.Contains("one", ex.Message);
+    }
+
+    [Fact]
+    public void Raw_disks_are_refused_with_a_clear_message()
+    {
+        using var dir = new TempDirectory("snap-raw");
+        string disk = dir.File("vm.img");
+        OpsKit.CreateBase(disk, Size);
+        var ex = Assert.Throws<DiskImageException>(() => DiskSnapshots.Create(disk, "x"));
+        Assert.Equal(ErrorKind.Unsupported, ex.Kind);
+        Assert.False(File.Exists(SnapshotCatalog.PathFor(disk)) && DiskSnapshots.List(disk).Count > 0);
+    }
+
+    [Fact]
+    public void Repair_rebuilds_a_lost_catalog_from_the_images()
+    {
+        using var dir = new TempDirectory("snap-repair");
+        string disk = dir.File("vm.vdi");
+        var rng = new Random(33);
+        var cur = new byte[Size];
+        OpsKit.CreateBase(disk, Size);
+        OpsKit.RandomWrites(disk, rng, 3, cur);
+        var a = DiskSnapshots.Create(disk, "a");
+        OpsKit.RandomWrites(disk, rng, 3, cur);
+        var b = DiskSnapshots.Create(disk, "b");
+        File.WriteAllText(SnapshotCatalog.PathFor(disk), "{ not json");
+        Assert.Equal(ErrorKind.CorruptImage, Assert.Throws<DiskImageException>(() => DiskSnapshots.List(disk)).Kind);
+
+        var result = DiskSnapshots.Repair(disk);
+        Assert.Equal(2, result.Catalog.Snapshots.Count);
+        Assert.DoesNotContain(result.Problems, p => p.Contains("does not open"));
+        var list = DiskSnapshots.List(disk);
+        var ra = list.Single(s => s.Entry.Id == a.Id);
+        var rb = list.Single(s => s.Entry.Id == b.Id);
+        Assert.Null(ra.Entry.Parent);
+        Assert.Equal(a.Id, rb.Entry.Parent);
+        Assert.True(rb.IsCurrent);
+        // The rebuilt catalog works: rollback goes to b.
+        Assert.Equal(b.Id, DiskSnapshots.Rollback(disk).Id);
+    }
+
+    /// <summary>
+    /// Snapshot delete killed at every write (pull into the child, relink, commit): afterwards every snapshot and
+    /// the current state read as before, and running the same delete again finishes it.
+    /// </summary>
+    [Theory]
+    [InlineData(".vdi", "mid")]
+    [InlineData(".vdi", "root")]
+    [InlineData(".vhdx", "mid")]
+    public async Task Delete_killed_at_every_write_keeps_every_state_and_finishes_on_rerun(string ext, string victim)
+    {
+        using var dir = new TempDirectory("snap-crash");
+        string seed = Path.Combine(dir.Path, "seed");
+        Directory.CreateDirectory(seed);
+        string disk0 = Path.Combine(seed, "vm" + ext);
+        var rng = new Random(34);
+        var cur = new byte[Size];
+        var snaps = new Dictionary<string, byte[]>();
+        OpsKit.CreateBase(disk0, Size);
+        OpsKit.RandomWrites(disk0, rng, 4, cur);
+        DiskSnapshots.Create(disk0, "root");
+        snaps["root"] = (byte[])cur.Clone();
+        OpsKit.RandomWrites(disk0, rng, 4, cur);
+        DiskSnapshots.Create(disk0, "mid");
+        snaps["mid"] = (byte[])cur.Clone();
+        OpsKit.RandomWrites(disk0, rng, 4, cur);
+        if (victim == "mid")
+        {
+            DiskSnapshots.Create(disk0, "top");
+            snaps["top"] = (byte[])cur.Clone();
+            OpsKit.RandomWrites(disk0, rng, 2, cur);
+        }
+        else
+        {
+            // root must have a single child to be deletable: drop mid first.
+            await DiskSnapshots.DeleteAsync(disk0, "mid");
+            snaps.Remove("mid");
+        }
+        var after = snaps.Where(kv => kv.Key != victim).ToDictionary(kv => kv.Key, kv => kv.Value);
+
+        string probe = Path.Combine(dir.Path, "probe");
+        OpsKit.CopyFolder(seed, probe);
+        var counting = new CrashPlan();
+        await DiskSnapshots.DeleteAsync(Path.Combine(probe, "vm" + ext), victim, OpenOptions.ReadOnly with { FileOpener = counting.Opener });
+        int total = counting.Writes;
+        Assert.True(total > 2, $"only {total} writes");
+
+        for (int n = 0; n < total; n++)
+        {
+            string work = Path.Combine(dir.Path, $"run{n}");
+            OpsKit.CopyFolder(seed, work);
+            string disk = Path.Combine(work, "vm" + ext);
+            var plan = new CrashPlan { CrashAtWrite = n };
+            await Assert.ThrowsAnyAsync<Exception>(() => DiskSnapshots.DeleteAsync(disk, victim, OpenOptions.ReadOnly with { FileOpener = plan.Opener }));
+            OpsKit.AssertContent(cur, disk, $"kill at write {n}/{total}: the current state");
+            foreach (var s in DiskSnapshots.Catalog(disk).Snapshots)
+            {
+                string p = DiskSnapshots.PathOf(disk, s);
+                // The victim's layer is consumed once its delete starts (a base layer receives its child's data);
+                // the pending delete in the catalog keeps every other snapshot command away from it until it is finished.
+                if (s.Name == victim) continue;
+                OpsKit.AssertContent(snaps[s.Name], p, $"kill at write {n}/{total}: snapshot '{s.Name}'");
+            }
+            Assert.Equal(ErrorKind.InvalidArgument, Assert.Throws<DiskImageException>(() => DiskSnapshots.Revert(disk, victim)).Kind);
+            await DiskSnapshots.DeleteAsync(disk, victim);
+            AssertSnapshots(disk, after, cur, $"rerun after a kill at write {n}");
+            Directory.Delete(work, true);
+        }
+    }
+}

@@ -89,6 +89,7 @@ public static class DiskImage
         {
             nodes.Add(FileNode.Of(path));
             layers.Add(OpenLayer(path, options.Writable, options.FileOpener));
+            if (options.Writable && options.RefuseWriteWithChildren) RefuseIfParent(layers[0], options);
             while (layers[^1].ParentLink is not null)
             {
                 if (layers.Count >= ChainRules.MaxDepth)
@@ -105,6 +106,19 @@ public static class DiskImage
             foreach (var l in layers) l.Dispose();
             throw;
         }
+    }
+
+    // Parents stay immutable: a child records its parent's content version, so a write would break it (or, with the
+    // override, make it read different data).
+    private static void RefuseIfParent(IDiskLayer layer, OpenOptions options)
+    {
+        var folders = new List<string> { Operations.Dependents.FolderOf(layer.Path) };
+        folders.AddRange(options.SearchPaths.Where(Directory.Exists));
+        var children = Operations.Dependents.ChildrenOf(layer, folders, options.FileOpener);
+        if (children.Count > 0)
+            throw new DiskImageException(ErrorKind.ReadOnly,
+                $"the image has {children.Count} child image(s) that read through it ({string.Join(", ", children)}); writing would change what they read " +
+                "(merge or delete them first, write into a child instead, or force the write)", layer.Path);
     }
 
     private static void TryDelete(string path)

@@ -24,6 +24,13 @@ public sealed record OpenOptions
     /// <summary>Extra sources of parent locations (a VirtualBox media registry).</summary>
     public IReadOnlyList<IParentLocationSource> LocationSources { get; init; } = Array.Empty<IParentLocationSource>();
 
+    /// <summary>
+    /// Refuse a writable open of an image that has children (differencing images beside it, or in the search paths,
+    /// whose parent link names it): writing would change what they read. Off by default because merge, rebase and the
+    /// snapshot operations write such layers on purpose while keeping every reader's view; user-facing writes turn it on.
+    /// </summary>
+    public bool RefuseWriteWithChildren { get; init; }
+
     /// <summary>Expert override: accept a parent whose content version differs from what the child recorded.</summary>
     public bool IgnoreParentMismatch { get; init; }
 

@@ -22,9 +22,13 @@ internal static class WriteCommand
             Required = true,
         };
         var json = CommonOptions.Json();
+        var force = new Option<bool>("--force")
+        {
+            Description = "Write even when other images are differencing children of this one (they will no longer open without --ignore-parent-mismatch, and would read changed data).",
+        };
         var command = new Command("write", "Write the bytes of a file (or stdin) into an image's virtual disk at an offset.")
         {
-            image, offset, input, json,
+            image, offset, input, json, force,
         };
         var chainOptions = ChainOptions.AddTo(command);
 
@@ -34,7 +38,7 @@ internal static class WriteCommand
             long at = context.Get(offset)!.Value;
             string inputPath = context.Get(input)!;
             using var source = OpenInput(context, inputPath);
-            using var chain = DiskImage.Open(path, chainOptions.ToOpenOptions(context.Parse, writable: true));
+            using var chain = DiskImage.Open(path, chainOptions.ToOpenOptions(context.Parse, writable: true) with { RefuseWriteWithChildren = !context.Get(force) });
 
             // A regular file's length is known: refuse before writing anything rather than fail half-way.
             if (source.CanSeek && (at > chain.VirtualSize || source.Length > chain.VirtualSize - at))

@@ -3,6 +3,7 @@ using DiskSnapshotEngine.Errors;
 using DiskSnapshotEngine.Hypervisors.Model;
 using DiskSnapshotEngine.Hypervisors.Processes;
 using DiskSnapshotEngine.Hypervisors.VirtualBox;
+using DiskSnapshotEngine.Snapshots;
 
 namespace DiskSnapshotEngine.Cli.Commands;
 
@@ -39,6 +40,13 @@ internal sealed class VmFileOption
         try
         {
             var doc = AtomicXmlFile.Load(vbox);
+            // An interrupted operation has no consistent state to check against; the verb finishes it first, and the
+            // update afterwards still reports any problem with the file.
+            if (DiskSnapshots.Catalog(disk).Pending is not null)
+            {
+                _ = new VirtualBoxMediaRegistry(vbox);
+                return vbox;
+            }
             var state = SnapshotCatalogState.ForDisk(disk, open);
             RequireDiskInFile(vbox, disk, state);
             VboxSnapshotSync.Apply(doc, state, vbox); // in memory only: proves the file can take the disk's state

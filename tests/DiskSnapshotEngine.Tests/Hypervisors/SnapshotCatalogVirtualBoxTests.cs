@@ -249,6 +249,25 @@ public class SnapshotCatalogVirtualBoxTests
         Assert.Empty(DiskSnapshots.Catalog(vhdx).Snapshots);
     }
 
+    [RequiresVboxSchemaFact]
+    public async Task Rerunning_an_interrupted_delete_with_vm_finishes_it_and_updates_the_file()
+    {
+        using var dir = new TempDirectory("catvbox");
+        string disk = await BranchedDisk(dir);
+        string vbox = await Register(dir, disk);
+        // Interrupted right after the plan was recorded: s2's layer has no children, so the plan is to remove it.
+        var catalog = DiskSnapshots.Catalog(disk);
+        var s2 = catalog.Snapshots.Single(s => s.Name == "s2");
+        (catalog with { Pending = new PendingSnapshotOperation { Operation = "delete", Snapshot = s2, Plan = "remove" } }).Save(disk);
+        Assert.Throws<DiskImageException>(() => SnapshotCatalogState.ForDisk(disk));
+
+        await Dse("snapshot", "delete", disk, "--name", "s2", "--vm", vbox);
+        AssertValidatesAgainstVirtualBoxSchema(vbox);
+        Assert.False(File.Exists(DiskSnapshots.PathOf(disk, s2)));
+        Assert.DoesNotContain(Machine(vbox).Descendants(Vb + "Snapshot"), e => (string?)e.Attribute("name") == "s2");
+        Assert.Equal(3, Machine(vbox).Descendants(Vb + "HardDisk").Count());
+    }
+
     [Fact]
     public void A_disk_without_snapshots_gives_its_chain_and_an_unfinished_operation_is_refused()
     {

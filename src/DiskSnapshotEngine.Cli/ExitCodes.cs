@@ -28,6 +28,11 @@ internal static class ExitCodes
     public const int ReadOnly = 15;
     public const int AlreadyExists = 16;
     public const int ExternalTool = 17;
+    /// <summary>
+    /// The disk operation succeeded but the VirtualBox machine file named with <c>--vm</c> could not be updated: the
+    /// disk changed, the file still describes it as before (not an <see cref="ErrorKind"/>: it is two outcomes at once).
+    /// </summary>
+    public const int VmFileNotUpdated = 18;
     /// <summary>A bug: an exception that is not a <see cref="DiskImageException"/> (EX_SOFTWARE of sysexits.h).</summary>
     public const int Internal = 70;
     /// <summary>Stopped by SIGINT (Ctrl-C), or cancelled otherwise: 128 + 2, as shells report it.</summary>

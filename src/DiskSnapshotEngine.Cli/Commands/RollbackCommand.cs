@@ -11,11 +11,15 @@ internal static class RollbackCommand
         var disk = SnapshotCommand.Disk();
         var command = new Command("rollback", "Discard the current state and go back to the newest snapshot it descends from.") { disk };
         var chainOptions = ChainOptions.AddTo(command);
+        var vm = VmFileOption.AddTo(command);
         VerbAction.Set(command, context =>
         {
-            var entry = DiskSnapshots.Rollback(context.Get(disk)!, chainOptions.ToOpenOptions(context.Parse, false));
+            string path = Path.GetFullPath(context.Get(disk)!);
+            var open = chainOptions.ToOpenOptions(context.Parse, false);
+            string? vbox = vm.CheckBefore(context, path, open);
+            var entry = DiskSnapshots.Rollback(path, open);
             context.Out.WriteLine($"rolled back to '{entry.Name}'");
-            return ExitCodes.Ok;
+            return VmFileOption.SyncAfter(context, vbox, path, open);
         });
         return command;
     }

@@ -31,12 +31,16 @@ internal static class SnapshotCommand
         var json = CommonOptions.Json();
         var command = new Command("create", "Take a snapshot of the current state (constant time).") { disk, name, description, json };
         var chainOptions = ChainOptions.AddTo(command);
+        var vm = VmFileOption.AddTo(command);
         VerbAction.Set(command, context =>
         {
-            var entry = DiskSnapshots.Create(context.Get(disk)!, context.Get(name)!, context.Get(description), chainOptions.ToOpenOptions(context.Parse, false));
+            string path = Path.GetFullPath(context.Get(disk)!);
+            var open = chainOptions.ToOpenOptions(context.Parse, false);
+            string? vbox = vm.CheckBefore(context, path, open);
+            var entry = DiskSnapshots.Create(path, context.Get(name)!, context.Get(description), open);
             if (context.Get(json)) context.WriteJson(entry);
             else context.Out.WriteLine($"snapshot '{entry.Name}' created ({entry.File})");
-            return ExitCodes.Ok;
+            return VmFileOption.SyncAfter(context, vbox, path, open, quiet: context.Get(json));
         });
         return command;
     }
@@ -85,11 +89,15 @@ internal static class SnapshotCommand
         var name = Name("The snapshot to go back to.");
         var command = new Command("revert", "Discard the current state and start a new empty one on a snapshot (all snapshots are kept).") { disk, name };
         var chainOptions = ChainOptions.AddTo(command);
+        var vm = VmFileOption.AddTo(command);
         VerbAction.Set(command, context =>
         {
-            DiskSnapshots.Revert(context.Get(disk)!, context.Get(name)!, chainOptions.ToOpenOptions(context.Parse, false));
+            string path = Path.GetFullPath(context.Get(disk)!);
+            var open = chainOptions.ToOpenOptions(context.Parse, false);
+            string? vbox = vm.CheckBefore(context, path, open);
+            DiskSnapshots.Revert(path, context.Get(name)!, open);
             context.Out.WriteLine($"reverted to '{context.Get(name)}'");
-            return ExitCodes.Ok;
+            return VmFileOption.SyncAfter(context, vbox, path, open);
         });
         return command;
     }
@@ -100,13 +108,16 @@ internal static class SnapshotCommand
         var name = Name("The snapshot to delete (its data is merged so everything else reads the same).");
         var command = new Command("delete", "Delete a snapshot: the name goes and its layer is merged with its neighbours; rerun to finish an interrupted delete.") { disk, name };
         var chainOptions = ChainOptions.AddTo(command);
+        var vm = VmFileOption.AddTo(command);
         VerbAction.Set(command, async context =>
         {
+            string path = Path.GetFullPath(context.Get(disk)!);
             var open = chainOptions.ToOpenOptions(context.Parse, false);
+            string? vbox = vm.CheckBefore(context, path, open);
             await ProgressDisplay.RunAsync(context, "delete", show: true, p =>
-                DiskSnapshots.DeleteAsync(context.Get(disk)!, context.Get(name)!, open, p, context.CancellationToken)).ConfigureAwait(false);
+                DiskSnapshots.DeleteAsync(path, context.Get(name)!, open, p, context.CancellationToken)).ConfigureAwait(false);
             context.Out.WriteLine($"snapshot '{context.Get(name)}' deleted");
-            return ExitCodes.Ok;
+            return VmFileOption.SyncAfter(context, vbox, path, open);
         });
         return command;
     }

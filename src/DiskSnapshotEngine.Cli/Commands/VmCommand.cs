@@ -20,7 +20,8 @@ internal static class VmCommand
             RegisterVirtualBox(), RegisterHyperV(), RegisterLibvirt(),
         };
         var checkpoint = new Command("checkpoint", "Take a hypervisor checkpoint of a registered VM.") { CheckpointHyperV() };
-        return new Command("vm", "Register disks with hypervisors (VirtualBox, Hyper-V, libvirt) and take checkpoints.") { register, checkpoint };
+        var sync = new Command("sync", "Bring a hypervisor's machine file in step with the disk's snapshots.") { SyncVirtualBox() };
+        return new Command("vm", "Register disks with hypervisors (VirtualBox, Hyper-V, libvirt), keep their files in step, take checkpoints.") { register, sync, checkpoint };
     }
 
     private static Option<string> Name(string what) => new("--name") { Description = $"Name of the {what}.", Required = true, HelpName = "VM" };
@@ -37,14 +38,11 @@ internal static class VmCommand
     private static Option<bool> DryRun(string what) => new("--dry-run") { Description = what };
 
     /// <summary>
-    /// The adapter boundary: today the disk's state comes from its opened chain (no snapshots). When the snapshot
-    /// catalog lands, build the <see cref="VmDiskState"/> from it here; nothing below changes.
+    /// The adapter boundary: the disk's state comes from its snapshot catalog when it has one (every snapshot layer,
+    /// branch and the current state), otherwise from its opened chain; both go to the same writers.
     /// </summary>
-    private static VmDiskState LoadDiskState(CliContext context, Option<string> disk, ChainOptions chain)
-    {
-        using var opened = DiskImage.Open(Path.GetFullPath(context.Get(disk)!), chain.ToOpenOptions(context.Parse, writable: false));
-        return VmDiskStateBuilder.FromChain(opened);
-    }
+    private static VmDiskState LoadDiskState(CliContext context, Option<string> disk, ChainOptions chain) =>
+        SnapshotCatalogState.ForDisk(Path.GetFullPath(context.Get(disk)!), chain.ToOpenOptions(context.Parse, writable: false));
 
     private static Command RegisterVirtualBox()
     {
@@ -75,6 +73,26 @@ internal static class VmCommand
             context.Out.WriteLine($"wrote {r.VboxPath}");
             if (r.Registered) context.Out.WriteLine($"registered '{spec.Name}' with VirtualBox");
             else if (r.Notice is not null) context.Note(r.Notice);
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    private static Command SyncVirtualBox()
+    {
+        var vm = new Option<string>("--vm") { Description = "The machine file (.vbox) that uses the disk.", Required = true, HelpName = "FILE.vbox" };
+        var disk = Disk();
+        var command = new Command("virtualbox",
+            "Update a .vbox to the disk's present images and snapshots (media tree, Snapshot elements, attachments, currentSnapshot); the rest of the file is kept, the old one saved as FILE-prev.")
+        {
+            vm, disk,
+        };
+        var chain = ChainOptions.AddTo(command);
+        VerbAction.Set(command, context =>
+        {
+            string vbox = Path.GetFullPath(context.Get(vm)!);
+            VmFileOption.Sync(vbox, Path.GetFullPath(context.Get(disk)!), chain.ToOpenOptions(context.Parse, writable: false));
+            context.Out.WriteLine($"updated {vbox}");
             return ExitCodes.Ok;
         });
         return command;

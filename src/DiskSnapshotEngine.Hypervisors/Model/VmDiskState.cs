@@ -4,9 +4,9 @@ namespace DiskSnapshotEngine.Hypervisors.Model;
 
 /// <summary>
 /// Everything a hypervisor needs to know about one virtual disk: the tree of image files, which one the running
-/// state writes to, and the snapshot tree over them. Built from an opened chain today
-/// (<see cref="VmDiskStateBuilder.FromChain"/>); the snapshot catalog will build it with snapshots (the adapter boundary:
-/// whoever builds it must satisfy <see cref="Validate"/>).
+/// state writes to, and the snapshot tree over them. Built from an opened chain (<see cref="VmDiskStateBuilder.FromChain"/>)
+/// or from a disk's snapshot catalog (<see cref="SnapshotCatalogState"/>); this is the adapter boundary: whoever builds
+/// it must satisfy <see cref="Validate"/>.
 /// </summary>
 /// <param name="Root">The base image and its differencing descendants.</param>
 /// <param name="CurrentMediumId">The image the VM's current state attaches (a leaf of the tree).</param>

@@ -5,8 +5,8 @@ using DiskSnapshotEngine.Block;
 namespace DiskSnapshotEngine.Hypervisors.Model;
 
 /// <summary>
-/// Builds a <see cref="VmDiskState"/> from what the core knows today: an opened chain (top to base), no snapshots.
-/// The snapshot catalog will supply snapshots later through the same record; nothing here knows about it.
+/// Builds a <see cref="VmDiskState"/> from an opened chain (top to base), no snapshots. A disk with a snapshot catalog
+/// gets its state from <see cref="SnapshotCatalogState"/>, which uses the same ids.
 /// </summary>
 public static class VmDiskStateBuilder
 {

@@ -4,7 +4,7 @@ using DiskSnapshotEngine.Tests.Infrastructure;
 
 namespace DiskSnapshotEngine.Tests.Hypervisors;
 
-/// <summary>Hand-built disk states (the snapshot catalog is not connected yet) and the fake for tools that cannot run here.</summary>
+/// <summary>Hand-built disk states (SnapshotCatalogVirtualBoxTests builds them from real dse snapshots) and the fake for tools that cannot run here.</summary>
 internal static class HypervisorTestData
 {
     public static readonly Guid Base = Guid.Parse("6a1d1f0e-0000-4000-8000-000000000001");

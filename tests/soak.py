@@ -75,6 +75,7 @@ class Soak:
         self.refusals = {}
         self.failures = []
         self.serial = 0
+        self.history = []
         here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         bindir = os.path.join(self.dir, "bin")
         subprocess.run(["dotnet", "build", os.path.join(here, "src", "DiskSnapshotEngine.Cli"), "-c", "Release",
@@ -209,8 +210,13 @@ class Soak:
         try:
             for i in range(self.args.ops):
                 op = self.rng.choices(names, weights)[0]
+                self.history.append(f"{i}: {op} (base {self.base}, snapshots {sorted(self.snaps)})")
                 getattr(self, "op_" + op)()
                 self.counts[op] = self.counts.get(op, 0) + 1
+                if self.args.strict and self.export(self.disk) != bytes(self.current):
+                    self.failures.append(f"operation {i} ({op}) left the current state different from the model; last operations:\n  "
+                                         + "\n  ".join(self.history[-8:]))
+                    break
                 if (i + 1) % 100 == 0:
                     print(f"  {i + 1} operations, {len(self.snaps)} snapshots, {time.time() - started:.0f} s", flush=True)
         finally:
@@ -250,6 +256,7 @@ def main():
     ap.add_argument("--seed", type=int, default=int(time.time()))
     ap.add_argument("--dir")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
+    ap.add_argument("--strict", action="store_true", help="compare the current state after every operation; stop at the first difference")
     args = ap.parse_args()
     print(f"soak: seed {args.seed}, format {args.format}, {args.ops} operations")
     soak = Soak(args)

@@ -363,6 +363,10 @@ public static class DiskSnapshots
     private static Guid? CurrentParent(string disk, SnapshotCatalog catalog, OpenOptions options)
     {
         if (catalog.Snapshots.Count == 0) return null;
+        // The catalog records which snapshot the current state was started from. A pull or rebase may since have
+        // relinked the disk past that snapshot's layer (it copied the layer's data in), so the chain's direct parent
+        // is not the answer then; the link is only the fallback for a catalog without that record (after repair).
+        if (catalog.Current is Guid recorded && catalog.Snapshots.Any(s => s.Id == recorded)) return recorded;
         using var d = DiskImage.OpenLayer(disk, false, options.FileOpener);
         if (d.ParentLink is null) return null;
         foreach (var s in catalog.Snapshots)

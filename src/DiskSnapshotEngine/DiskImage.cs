@@ -83,19 +83,30 @@ public static class DiskImage
     public static DiskChain Open(string path, OpenOptions? options = null)
     {
         options ??= OpenOptions.ReadOnly;
+        return Open(path, options with { Writable = false }, options.Writable ? 0 : -1, options.Writable && options.RefuseWriteWithChildren);
+    }
+
+    /// <summary>
+    /// Opens a chain with the layer at <paramref name="writableIndex"/> (0 = top, -1 = none) open for writing: the
+    /// target of a merge sits below the top. A parent is resolved and verified read-only first, then reopened writable
+    /// (taking its exclusive lock) and checked to be the same image.
+    /// </summary>
+    internal static DiskChain Open(string path, OpenOptions options, int writableIndex, bool refuseWriteWithChildren = false)
+    {
         var layers = new List<IDiskLayer>();
         var nodes = new List<FileNode>();
         try
         {
             nodes.Add(FileNode.Of(path));
-            layers.Add(OpenLayer(path, options.Writable, options.FileOpener));
-            if (options.Writable && options.RefuseWriteWithChildren) RefuseIfParent(layers[0], options);
+            layers.Add(OpenLayer(path, writableIndex == 0, options.FileOpener));
+            if (writableIndex == 0 && refuseWriteWithChildren) RefuseIfParent(layers[0], options);
             while (layers[^1].ParentLink is not null)
             {
                 if (layers.Count >= ChainRules.MaxDepth)
                     throw new DiskImageException(ErrorKind.ChainInvalid,
                         $"the parent chain is deeper than {ChainRules.MaxDepth} images", path, "parent link");
                 var (parent, node) = ParentResolver.Open(layers[^1], options, nodes);
+                if (layers.Count == writableIndex) parent = ReopenWritable(parent, options);
                 layers.Add(parent);
                 nodes.Add(node);
             }
@@ -106,6 +117,20 @@ public static class DiskImage
             foreach (var l in layers) l.Dispose();
             throw;
         }
+    }
+
+    private static IDiskLayer ReopenWritable(IDiskLayer parent, OpenOptions options)
+    {
+        var identity = parent.Identity;
+        string parentPath = parent.Path;
+        parent.Dispose();
+        var writable = OpenLayer(parentPath, writable: true, options.FileOpener);
+        if (writable.Identity != identity)
+        {
+            writable.Dispose();
+            throw new DiskImageException(ErrorKind.ParentMismatch, "the parent changed while it was being opened", parentPath);
+        }
+        return writable;
     }
 
     // Parents stay immutable: a child records its parent's content version, so a write would break it (or, with the

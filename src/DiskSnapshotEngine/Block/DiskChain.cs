@@ -143,19 +143,14 @@ public sealed class DiskChain : IDisposable
         }
         var file = _layers[e.LayerIndex].File;
         long fileEnd = e.FileOffset + e.Length;
-        long at = e.FileOffset;
-        while (at < fileEnd)
+        for (long at = e.FileOffset; at < fileEnd;)
         {
-            long data = Formats.Raw.SparseProbe.TryNextData(file, at, out long d) ? Math.Min(d, fileEnd) : fileEnd;
-            if (data > at)
-            {
-                yield return new ChainExtent(e.Offset + (at - e.FileOffset), data - at, ExtentKind.Zero, e.LayerIndex);
-                at = data;
-                if (at >= fileEnd) break;
-            }
-            long hole = Math.Min(fileEnd, Math.Max(at + 1, Formats.Raw.SparseProbe.NextHole(file, at)));
-            yield return new ChainExtent(e.Offset + (at - e.FileOffset), hole - at, ExtentKind.Data, e.LayerIndex, at);
-            at = hole;
+            var (isData, run) = Formats.Raw.SparseProbe.RunAt(file, at, fileEnd);
+            long virtualOffset = e.Offset + (at - e.FileOffset);
+            yield return isData
+                ? new ChainExtent(virtualOffset, run, ExtentKind.Data, e.LayerIndex, at)
+                : new ChainExtent(virtualOffset, run, ExtentKind.Zero, e.LayerIndex);
+            at += run;
         }
     }
 

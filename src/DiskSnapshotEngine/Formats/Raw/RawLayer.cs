@@ -41,14 +41,8 @@ public sealed class RawLayer : IDiskLayer
     public LayerExtent GetStatus(long offset, long length)
     {
         if (offset < 0 || length <= 0 || offset > _size - length) ThrowHelper.OutOfBounds(Path, offset, length, _size);
-        if (SparseProbe.TryNextData(File, offset, out long data))
-        {
-            if (data > offset)
-                return new LayerExtent(offset, Math.Min(length, data - offset), ExtentKind.Zero);
-            long hole = SparseProbe.NextHole(File, offset);
-            return new LayerExtent(offset, Math.Min(length, Math.Max(hole, offset + 1) - offset), ExtentKind.Data, offset);
-        }
-        return new LayerExtent(offset, length, ExtentKind.Zero);
+        var (isData, run) = SparseProbe.RunAt(File, offset, offset + length);
+        return isData ? new LayerExtent(offset, run, ExtentKind.Data, offset) : new LayerExtent(offset, run, ExtentKind.Zero);
     }
 
     public (long Offset, long Length) GetWriteSpan(long offset, long length) => (offset, length);
@@ -66,7 +60,7 @@ public sealed class RawLayer : IDiskLayer
         FillZeros(File, offset, length);
     }
 
-    internal static void FillZeros(IImageFile file, long offset, long length)
+    private static void FillZeros(IImageFile file, long offset, long length)
     {
         using var zeros = AlignedBufferPool.Rent(1 << 20);
         zeros.Span.Clear();
@@ -93,6 +87,17 @@ public sealed class RawLayer : IDiskLayer
 internal static class SparseProbe
 {
     private const int SEEK_DATA = 3, SEEK_HOLE = 4;
+
+    /// <summary>
+    /// The run starting at <paramref name="offset"/>, capped at <paramref name="end"/>: data up to the next hole, or a hole
+    /// up to the next data (a hole reads as zeros). Always at least one byte long.
+    /// </summary>
+    public static (bool IsData, long Length) RunAt(IImageFile file, long offset, long end)
+    {
+        if (!TryNextData(file, offset, out long data) || data >= end) return (false, end - offset);
+        if (data > offset) return (false, data - offset);
+        return (true, Math.Min(end, Math.Max(offset + 1, NextHole(file, offset))) - offset);
+    }
 
     /// <summary>Finds the first data byte at or after <paramref name="offset"/>; false when only a hole remains.</summary>
     public static bool TryNextData(IImageFile file, long offset, out long data)

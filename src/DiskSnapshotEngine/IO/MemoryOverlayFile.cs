@@ -29,11 +29,8 @@ public sealed class MemoryOverlayFile : IImageFile
     /// <summary>Records bytes that reads will see in place of the file's own (the overlay's only way to change).</summary>
     public void Patch(ReadOnlySpan<byte> data, long fileOffset)
     {
-        // Split into existing-patch-free form: apply over any overlapping patches by materialising a merged copy.
+        // Patches never overlap: a new one absorbs any it touches, its own bytes on top.
         long end = fileOffset + data.Length;
-        var merged = new byte[data.Length];
-        Read(merged, fileOffset);
-        data.CopyTo(merged);
         var overlapping = _patches.Where(p => p.Key < end && p.Key + p.Value.Length > fileOffset).ToList();
         long newStart = fileOffset, newEnd = end;
         foreach (var p in overlapping)
@@ -43,7 +40,7 @@ public sealed class MemoryOverlayFile : IImageFile
         }
         var combined = new byte[newEnd - newStart];
         foreach (var p in overlapping) p.Value.CopyTo(combined, p.Key - newStart);
-        merged.CopyTo(combined, fileOffset - newStart);
+        data.CopyTo(combined.AsSpan((int)(fileOffset - newStart)));
         foreach (var p in overlapping) _patches.Remove(p.Key);
         _patches.Add(newStart, combined);
         if (newEnd > _length) _length = newEnd;

@@ -23,7 +23,7 @@ public class ContentionCliTests
 
         // The first writer holds the image while it waits for its stdin.
         using var first = CliRunner.Start("write", image, "--offset", "0", "--input", "-");
-        await WaitForLock(image);
+        LockProbe.WaitUntilHeld(image);
         var input = dir.File("in.bin");
         File.WriteAllBytes(input, new byte[4096]);
         var sw = Stopwatch.StartNew();
@@ -54,7 +54,7 @@ public class ContentionCliTests
 
         // An export to a pipe nobody reads blocks once the pipe is full, holding its shared locks.
         using var reader = CliRunner.Start("export", parent, "-");
-        await WaitForLock(parent);
+        LockProbe.WaitUntilHeld(parent);
 
         // Other readers share...
         var parallel = await Task.WhenAll(
@@ -162,17 +162,5 @@ public class ContentionCliTests
         }
         var after = (await CliRunner.RunProcessAsync(null, "export", child, "-")).StdOutBytes;
         Assert.True(before.AsSpan().SequenceEqual(after), "the source chain reads differently after the failed clones");
-    }
-
-    // Waits until a lock on the file shows up in /proc/locks (the process has opened the image).
-    private static async Task WaitForLock(string path)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(30);
-        while (DateTime.UtcNow < deadline)
-        {
-            if (ExternalTool.Run("flock", "--nonblock", "--exclusive", path, "true").ExitCode == 1) return;
-            await Task.Delay(50);
-        }
-        throw new TimeoutException($"nothing locked {path}");
     }
 }

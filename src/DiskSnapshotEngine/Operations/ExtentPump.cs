@@ -1,4 +1,3 @@
-using System.Threading.Channels;
 using DiskSnapshotEngine.Errors;
 using DiskSnapshotEngine.IO;
 
@@ -11,7 +10,7 @@ internal readonly record struct CopyRange(long Offset, long Length);
 
 /// <summary>
 /// The copy loop every data-moving operation shares (clone, merge, pull, rebase, compact): a producer reads
-/// chunk-aligned pieces of the planned ranges into pooled buffers, a consumer writes them, and a bounded channel
+/// chunk-aligned pieces of the planned ranges into pooled buffers, a consumer writes them, and a bounded handoff
 /// between them overlaps reads with writes while capping memory at <see cref="Depth"/> chunks whatever the image
 /// size. Pieces that read as all zeros travel without a buffer, flagged, so the writer can skip or zero them.
 /// </summary>
@@ -37,65 +36,26 @@ internal static class ExtentPump
     public static async Task RunAsync(IEnumerable<CopyRange> ranges, int chunkSize,
         Action<long, Span<byte>> read, WriteAction write, Action<long>? progress, CancellationToken cancel)
     {
-        var channel = Channel.CreateBounded<Piece>(new BoundedChannelOptions(Depth)
+        var handoff = new BoundedHandoff<Piece>(Depth);
+        using var wake = cancel.Register(handoff.Abort);
+        // Reader and writer each get a dedicated thread: both block in system calls most of the time, and a
+        // blocking handoff between two threads costs no spinning (see BoundedHandoff).
+        var producer = Dedicated(() => Produce(ranges, chunkSize, read, handoff));
+        var consumer = Dedicated(() =>
         {
-            SingleReader = true,
-            SingleWriter = true,
-            FullMode = BoundedChannelFullMode.Wait,
-        });
-        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancel);
-        var producer = Task.Run(async () =>
-        {
-            try
-            {
-                foreach (var r in ranges)
-                {
-                    long off = r.Offset, end = r.Offset + r.Length;
-                    while (off < end)
-                    {
-                        stop.Token.ThrowIfCancellationRequested();
-                        // Pieces end on chunk boundaries so that writes line up with the target's blocks.
-                        long boundary = (off / chunkSize + 1) * chunkSize;
-                        int n = (int)(Math.Min(end, boundary) - off);
-                        var buffer = AlignedBufferPool.Rent(n);
-                        try
-                        {
-                            read(off, buffer.Span[..n]);
-                            if (SpanHelpers.IsAllZero(buffer.Span[..n]))
-                            {
-                                ((IDisposable)buffer).Dispose();
-                                buffer = null;
-                            }
-                            await channel.Writer.WriteAsync(new Piece(off, n, buffer), stop.Token).ConfigureAwait(false);
-                            buffer = null;
-                        }
-                        finally
-                        {
-                            ((IDisposable?)buffer)?.Dispose();
-                        }
-                        off += n;
-                    }
-                }
-                channel.Writer.TryComplete();
-            }
-            catch (Exception e)
-            {
-                channel.Writer.TryComplete(e);
-            }
-        });
-
-        long done = 0;
-        try
-        {
-            await foreach (var piece in channel.Reader.ReadAllAsync(CancellationToken.None).ConfigureAwait(false))
+            long done = 0;
+            while (handoff.TryTake(out var piece))
             {
                 using var owned = piece.Buffer;
-                cancel.ThrowIfCancellationRequested();
                 if (piece.Buffer is null) write(piece.Offset, ReadOnlySpan<byte>.Empty, piece.Length, true);
                 else write(piece.Offset, piece.Buffer.Span[..piece.Length], piece.Length, false);
                 done += piece.Length;
                 progress?.Invoke(done);
             }
+        });
+        try
+        {
+            await consumer.ConfigureAwait(false);
             // A cancellation that arrives with the last piece still cancels: the caller has not committed anything yet.
             cancel.ThrowIfCancellationRequested();
         }
@@ -105,10 +65,53 @@ internal static class ExtentPump
         }
         finally
         {
-            stop.Cancel();
-            // Return every buffer still queued so nothing leaks when the writer failed.
+            handoff.Abort();
+            // Return every buffer still queued so nothing leaks when the writer failed or was cancelled.
             try { await producer.ConfigureAwait(false); } catch (Exception) { }
-            while (channel.Reader.TryRead(out var left)) ((IDisposable?)left.Buffer)?.Dispose();
+            while (handoff.TryDrain(out var left)) ((IDisposable?)left.Buffer)?.Dispose();
+        }
+    }
+
+    private static Task Dedicated(Action body) =>
+        Task.Factory.StartNew(body, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+
+    private static void Produce(IEnumerable<CopyRange> ranges, int chunkSize, Action<long, Span<byte>> read,
+        BoundedHandoff<Piece> handoff)
+    {
+        try
+        {
+            foreach (var r in ranges)
+            {
+                long off = r.Offset, end = r.Offset + r.Length;
+                while (off < end)
+                {
+                    // Pieces end on chunk boundaries so that writes line up with the target's blocks.
+                    long boundary = (off / chunkSize + 1) * chunkSize;
+                    int n = (int)(Math.Min(end, boundary) - off);
+                    var buffer = AlignedBufferPool.Rent(n);
+                    try
+                    {
+                        read(off, buffer.Span[..n]);
+                        if (SpanHelpers.IsAllZero(buffer.Span[..n]))
+                        {
+                            ((IDisposable)buffer).Dispose();
+                            buffer = null;
+                        }
+                        if (!handoff.TryAdd(new Piece(off, n, buffer))) return;
+                        buffer = null;
+                    }
+                    finally
+                    {
+                        ((IDisposable?)buffer)?.Dispose();
+                    }
+                    off += n;
+                }
+            }
+            handoff.Complete();
+        }
+        catch (Exception e)
+        {
+            handoff.Complete(e);
         }
     }
 

@@ -1,4 +1,3 @@
-using System.Threading.Channels;
 using DiskSnapshotEngine.Block;
 using DiskSnapshotEngine.Errors;
 using DiskSnapshotEngine.IO;
@@ -151,85 +150,80 @@ public static class RawExport
     {
         long total = chain.VirtualSize;
         progress?.Report(new OperationProgress(Phase, 0, total));
-        var queue = Channel.CreateBounded<Chunk>(new BoundedChannelOptions(QueueDepth)
+        var queue = new BoundedHandoff<Chunk>(QueueDepth);
+        // Cancelling stops both sides at once; a failing writer stops the reader the same way.
+        using var wake = cancellationToken.Register(queue.Abort);
+        var reader = Dedicated(() => Read(chain, queue, writeHoles));
+        var writer = Dedicated(() =>
         {
-            SingleReader = true,
-            SingleWriter = true,
-            FullMode = BoundedChannelFullMode.Wait,
-        });
-        // Either side failing stops the other at once; the first real error is the one reported.
-        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        var reader = Task.Run(() => ReadAsync(chain, queue.Writer, writeHoles, stop.Token), stop.Token);
-        var writer = Task.Run(async () =>
-        {
-            await foreach (var chunk in queue.Reader.ReadAllAsync(stop.Token).ConfigureAwait(false))
+            try
             {
-                try
+                while (queue.TryTake(out var chunk))
                 {
-                    if (chunk.Buffer is { } b) writeData(chunk.Offset, b.Span[..(int)chunk.Length]);
-                    else writeHole(chunk.Offset, chunk.Length);
+                    try
+                    {
+                        if (chunk.Buffer is { } b) writeData(chunk.Offset, b.Span[..(int)chunk.Length]);
+                        else writeHole(chunk.Offset, chunk.Length);
+                    }
+                    finally
+                    {
+                        Release(chunk.Buffer);
+                    }
+                    progress?.Report(new OperationProgress(Phase, chunk.Offset + chunk.Length, total));
                 }
-                finally
-                {
-                    Release(chunk.Buffer);
-                }
-                progress?.Report(new OperationProgress(Phase, chunk.Offset + chunk.Length, total));
             }
-        }, stop.Token);
-
+            finally
+            {
+                queue.Abort();
+            }
+        });
         try
         {
-            await ObserveAsync(reader, writer, stop).ConfigureAwait(false);
+            await writer.ConfigureAwait(false);
         }
         finally
         {
+            await reader.ConfigureAwait(false);
             // Buffers still queued after a failure go back to the pool.
-            while (queue.Reader.TryRead(out var left)) Release(left.Buffer);
+            while (queue.TryDrain(out var left)) Release(left.Buffer);
         }
         cancellationToken.ThrowIfCancellationRequested();
     }
 
-    private static async Task ObserveAsync(Task reader, Task writer, CancellationTokenSource stop)
-    {
-        var first = await Task.WhenAny(reader, writer).ConfigureAwait(false);
-        if (first.IsFaulted || first.IsCanceled) stop.Cancel();
-        try
-        {
-            await Task.WhenAll(reader, writer).ConfigureAwait(false);
-        }
-        catch
-        {
-            // Prefer the failure that caused the stop over the cancellation it caused on the other side.
-            foreach (var t in new[] { reader, writer })
-                if (t.IsFaulted && t.Exception!.InnerException is { } e and not OperationCanceledException)
-                    System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e).Throw();
-            throw;
-        }
-    }
+    // Reader and writer block in system calls; dedicated threads and a blocking handoff cost no spinning.
+    private static Task Dedicated(Action body) =>
+        Task.Factory.StartNew(body, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
 
-    private static async Task ReadAsync(DiskChain chain, ChannelWriter<Chunk> queue, bool writeHoles, CancellationToken token)
+    private static void Read(DiskChain chain, BoundedHandoff<Chunk> queue, bool writeHoles)
     {
         AlignedBuffer? buffer = null;
         long bufferOffset = 0;
         int filled = 0;
+        // Hands a chunk to the writer; false when the writer has stopped (failure or cancellation).
+        bool Send(Chunk chunk)
+        {
+            if (queue.TryAdd(chunk)) return true;
+            Release(chunk.Buffer);
+            return false;
+        }
         try
         {
             foreach (var extent in chain.GetExtents(0, chain.VirtualSize, skipFileHoles: true))
             {
-                token.ThrowIfCancellationRequested();
                 if (extent.Kind != ExtentKind.Data)
                 {
                     if (buffer is not null)
                     {
-                        await queue.WriteAsync(new Chunk(bufferOffset, filled, buffer), token).ConfigureAwait(false);
+                        var full = new Chunk(bufferOffset, filled, buffer);
                         buffer = null;
+                        if (!Send(full)) return;
                     }
                     long holeEnd = extent.End;
                     for (long at = extent.Offset; at < holeEnd;)
                     {
                         // Sequential output needs the zeros in bounded pieces; a file needs only the progress.
                         long n = writeHoles ? Math.Min(ChunkSize, holeEnd - at) : holeEnd - at;
-                        await queue.WriteAsync(new Chunk(at, n, null), token).ConfigureAwait(false);
+                        if (!Send(new Chunk(at, n, null))) return;
                         at += n;
                     }
                     continue;
@@ -241,8 +235,9 @@ public static class RawExport
                     // Adjacent data runs (even from different layers) share one chunk, so small runs still make large writes.
                     if (buffer is not null && bufferOffset + filled != at)
                     {
-                        await queue.WriteAsync(new Chunk(bufferOffset, filled, buffer), token).ConfigureAwait(false);
+                        var full = new Chunk(bufferOffset, filled, buffer);
                         buffer = null;
+                        if (!Send(full)) return;
                     }
                     if (buffer is null)
                     {
@@ -256,23 +251,24 @@ public static class RawExport
                     at += n;
                     if (filled == ChunkSize)
                     {
-                        await queue.WriteAsync(new Chunk(bufferOffset, filled, buffer), token).ConfigureAwait(false);
+                        var full = new Chunk(bufferOffset, filled, buffer);
                         buffer = null;
+                        if (!Send(full)) return;
                     }
                 }
             }
             if (buffer is not null)
             {
-                await queue.WriteAsync(new Chunk(bufferOffset, filled, buffer), token).ConfigureAwait(false);
+                var last = new Chunk(bufferOffset, filled, buffer);
                 buffer = null;
+                if (!Send(last)) return;
             }
             queue.Complete();
         }
         catch (Exception e)
         {
             Release(buffer);
-            queue.TryComplete(e);
-            throw;
+            queue.Complete(e);
         }
     }
 }

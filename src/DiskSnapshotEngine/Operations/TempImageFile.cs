@@ -15,7 +15,13 @@ internal sealed class TempImageFile : IImageFile
     private TempImageFile(ImageFile inner) => _inner = inner;
 
     /// <summary>Creates the temporary file (never overwrites).</summary>
-    public static TempImageFile Create(string path) => new(ImageFile.Create(path));
+    public static TempImageFile Create(string path)
+    {
+        var file = ImageFile.Create(path);
+        // Nobody reads the file before the final fsync, so bulk data can bypass the page cache (see UseDirectWrites).
+        file.UseDirectWrites();
+        return new TempImageFile(file);
+    }
 
     public string Path => _inner.Path;
     public bool CanWrite => _inner.CanWrite;

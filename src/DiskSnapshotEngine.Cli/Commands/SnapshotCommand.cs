@@ -135,9 +135,10 @@ internal static class SnapshotCommand
             else
             {
                 context.Out.WriteLine($"catalog rebuilt: {result.Catalog.Snapshots.Count} snapshot(s)");
-                foreach (var p in result.Problems) context.Out.WriteLine($"problem: {p}");
+                foreach (var p in result.Problems) context.Out.WriteLine(p.ToString());
             }
-            return result.Problems.Any(p => p.Contains("does not open") || p.Contains("cannot be opened")) ? ExitCodes.ProblemsFound : ExitCodes.Ok;
+            // Warnings (a lost catalog, a dropped interrupted step) are repaired; errors (an image that does not open) are not.
+            return result.HasErrors ? ExitCodes.ProblemsFound : ExitCodes.Ok;
         });
         return command;
     }

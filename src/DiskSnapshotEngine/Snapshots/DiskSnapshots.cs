@@ -16,7 +16,11 @@ public sealed record SnapshotInfo(SnapshotEntry Entry, string Path, long FileSiz
 /// <summary>Result of a repair.</summary>
 /// <param name="Catalog">The rebuilt catalog (already saved).</param>
 /// <param name="Problems">What was found wrong and not fixable here (an image whose parent cannot be opened).</param>
-public sealed record RepairResult(SnapshotCatalog Catalog, IReadOnlyList<string> Problems);
+public sealed record RepairResult(SnapshotCatalog Catalog, IReadOnlyList<CheckProblem> Problems)
+{
+    /// <summary>True when some image or chain does not open: the catalog was rebuilt, but not everything is readable.</summary>
+    public bool HasErrors => Problems.Any(p => p.Severity == CheckSeverity.Error);
+}
 
 /// <summary>
 /// The snapshots of one disk. The disk's path always names the current state: a differencing child of the snapshot
@@ -256,10 +260,13 @@ public static class DiskSnapshots
         options ??= OpenOptions.ReadOnly;
         disk = Path.GetFullPath(disk);
         SnapshotCatalog? old = null;
-        var problems = new List<string>();
+        var problems = new CheckReport();
+        string catalogPath = SnapshotCatalog.PathFor(disk);
         try { old = SnapshotCatalog.Load(disk); }
-        catch (DiskImageException e) { problems.Add($"old catalog unreadable, names are lost: {e.Detail}"); }
-        if (old?.Pending is { } p) problems.Add($"an interrupted '{p.Operation}' of '{p.Snapshot.Name}' was dropped; the images are consistent at every step of it");
+        catch (DiskImageException e) { problems.Add(CheckSeverity.Warning, catalogPath, "catalog", null, $"unreadable, names are lost: {e.Detail}"); }
+        if (old?.Pending is { } p)
+            problems.Add(CheckSeverity.Warning, catalogPath, "pending operation", null,
+                $"an interrupted '{p.Operation}' of '{p.Snapshot.Name}' was dropped; the images are consistent at every step of it");
         DurableFiles.TryDelete(disk + NewSuffix);
 
         string folder = Dependents.FolderOf(disk);
@@ -274,7 +281,7 @@ public static class DiskSnapshots
             foreach (var f in files)
             {
                 try { layers[f] = DiskImage.OpenLayer(f, false, options.FileOpener); }
-                catch (DiskImageException e) { problems.Add($"{f}: cannot be opened: {e.Detail}"); }
+                catch (DiskImageException e) { problems.Add(CheckSeverity.Error, f, "image", null, $"cannot be opened: {e.Detail}"); }
             }
             var entries = new List<SnapshotEntry>();
             foreach (var (f, layer) in layers)
@@ -306,11 +313,11 @@ public static class DiskSnapshots
             foreach (var f in layers.Keys.Append(disk))
             {
                 try { using var chain = DiskImage.Open(f, options with { Writable = false }); }
-                catch (DiskImageException e) { problems.Add($"{f}: its chain does not open: {e.Message}"); }
+                catch (DiskImageException e) { problems.Add(CheckSeverity.Error, f, "chain", null, $"does not open: {e.Message}"); }
             }
             var catalog = new SnapshotCatalog { Disk = Path.GetFileName(disk), Snapshots = entries.OrderBy(e => e.Created).ToList(), Current = current };
             catalog.Save(disk);
-            return new RepairResult(catalog, problems);
+            return new RepairResult(catalog, problems.Problems);
         }
         finally
         {

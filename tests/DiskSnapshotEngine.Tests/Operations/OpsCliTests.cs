@@ -110,4 +110,31 @@ public class OpsCliTests
         Assert.Equal(0, (await CliRunner.RunAsync("compact", disk)).ExitCode);
         OpsKit.AssertContent(saved, disk, "after compact");
     }
+
+    [Fact]
+    public async Task Snapshot_repair_exits_0_for_a_lost_catalog_and_1_when_a_snapshot_image_does_not_open()
+    {
+        using var dir = new TempDirectory("ops-cli-repair");
+        string disk = dir.File("vm.vdi");
+        OpsKit.CreateBase(disk, Size);
+        OpsKit.RandomWrites(disk, new Random(61), 2, new byte[Size]);
+        Assert.Equal(0, (await CliRunner.RunAsync("snapshot", "create", disk, "--name", "a")).ExitCode);
+        File.WriteAllText(dir.File("vm.vdi.snapshots.json"), "{ not json");
+
+        var lost = await CliRunner.RunAsync("snapshot", "repair", disk, "--json");
+        Assert.True(lost.ExitCode == 0, lost.ToString());
+        using (var doc = JsonDocument.Parse(lost.StdOut))
+        {
+            var problem = doc.RootElement.GetProperty("problems").EnumerateArray().Single();
+            Assert.Equal("warning", problem.GetProperty("severity").GetString());
+            Assert.Equal("catalog", problem.GetProperty("structure").GetString());
+        }
+
+        // Damage the snapshot layer's header: repair still rebuilds what it can, but reports an error and exits 1.
+        string layer = Directory.GetFiles(dir.Path, "vm.snap-*.vdi").Single();
+        using (var f = File.OpenWrite(layer)) f.Write(new byte[512]);
+        var broken = await CliRunner.RunAsync("snapshot", "repair", disk);
+        Assert.True(broken.ExitCode == 1, broken.ToString());
+        Assert.Contains($"error: {layer}: image: cannot be opened", broken.StdOut);
+    }
 }

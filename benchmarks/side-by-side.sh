@@ -2,19 +2,27 @@
 # Side-by-side timing of dse against the usual tools, on the same generated data.
 #   clone: dse clone  vs  qemu-img convert  vs  cp --sparse=always   (dynamic VHDX and VDI sources)
 #   merge: dse merge  vs  qemu-img commit (the same data in a qcow2 overlay)
-# Prints wall time, peak RSS and the ratios against the targets:
+# Prints wall time (median of REPS runs), peak RSS and the ratios against the targets:
 #   clone <= 0.8x qemu-img convert and <= 1.0x cp; merge <= 0.8x qemu-img commit; peak RSS < 150 MiB.
 #
+# dse clone is durable: it fsyncs the clone before renaming it into place, so a crash can never publish a clone
+# whose data is not on disk. qemu-img convert (default cache mode) and cp return before their data reaches the
+# disk. So the script also prints the like-for-like ratios, against the same tools made durable
+# (qemu-img convert -t writeback flushes before exiting; cp is followed by sync of the copy), and the device's own
+# floor: the time to write the same amount of data straight to disk (dd oflag=direct).
+#
 # Sizes in MiB (defaults are the target scenario: 2 GiB of data in an 8 GiB disk, 1 GiB merged):
-#   VIRT_MIB=8192 DATA_MIB=2048 MERGE_MIB=1024 benchmarks/side-by-side.sh
-# A quick smoke run:  VIRT_MIB=256 DATA_MIB=64 MERGE_MIB=32 benchmarks/side-by-side.sh
+#   VIRT_MIB=8192 DATA_MIB=2048 MERGE_MIB=1024 REPS=3 benchmarks/side-by-side.sh
+# A quick smoke run:  VIRT_MIB=256 DATA_MIB=64 MERGE_MIB=32 REPS=1 benchmarks/side-by-side.sh
 # The page cache is not dropped (that needs root and disturbs other work): every input is read once before timing,
-# so all tools run warm, alike.
+# so all tools run warm, alike; and every timed run starts after a sync, so no tool pays for the previous one's
+# writeback.
 set -euo pipefail
 
 VIRT_MIB=${VIRT_MIB:-8192}
 DATA_MIB=${DATA_MIB:-2048}
 MERGE_MIB=${MERGE_MIB:-1024}
+REPS=${REPS:-3}
 CHUNK_MIB=16
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=${WORK:-$(mktemp -d "${TMPDIR:-/tmp}/dse-bench.XXXXXX")}
@@ -46,16 +54,22 @@ done
 qemu-img convert -O vhdx -o subformat=dynamic data.raw src.vhdx
 qemu-img convert -O vdi data.raw src.vdi
 
-# run NAME CMD...: times a command, records "seconds maxrss_kib"
+# run NAME OUTPUT CMD...: times a command REPS times (OUTPUT removed and the page cache's dirty data synced before
+# each run), records the median "seconds" and the largest peak RSS
 declare -A SECS RSS
 run() {
-  local name=$1; shift
-  /usr/bin/time -f "%e %M" -o time.out "$@" >/dev/null 2>run.err || { echo "$name failed:"; cat run.err; exit 1; }
-  local secs rss
-  read -r secs rss < <(tail -n 1 time.out)
-  SECS["$name"]=$secs
+  local name=$1 out=$2; shift 2
+  local times=() rss=0 secs r
+  for ((rep = 0; rep < REPS; rep++)); do
+    rm -f "$out"; sync
+    /usr/bin/time -f "%e %M" -o time.out "$@" >/dev/null 2>run.err || { echo "$name failed:"; cat run.err; exit 1; }
+    read -r secs r < <(tail -n 1 time.out)
+    times+=("$secs")
+    (( r > rss )) && rss=$r
+  done
+  SECS["$name"]=$(printf '%s\n' "${times[@]}" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
   RSS["$name"]=$rss
-  printf '  %-28s %8.2f s  %7d KiB peak RSS\n' "$name" "$secs" "$rss"
+  printf '  %-34s %8.2f s  %7d KiB peak RSS   (runs: %s)\n' "$name" "${SECS[$name]}" "$rss" "${times[*]}"
 }
 warm() { cat "$@" > /dev/null; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b <= 0) b = 0.01; printf "%.2f", a / b }'; }
@@ -63,12 +77,16 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b <= 0) b = 0.01; printf "%.2f", 
 echo "clone:"
 for fmt in vhdx vdi; do
   warm "src.$fmt"
-  run "dse clone $fmt->$fmt"        "${DSE[@]}" clone "src.$fmt" "dse-clone.$fmt"
-  run "qemu-img convert $fmt->$fmt" qemu-img convert -O "$fmt" "src.$fmt" "qemu-clone.$fmt"
-  run "cp --sparse=always $fmt"     cp --sparse=always "src.$fmt" "cp-clone.$fmt"
+  run "dse clone $fmt->$fmt"          "dse-clone.$fmt"  "${DSE[@]}" clone "src.$fmt" "dse-clone.$fmt"
   "${DSE[@]}" compare "src.$fmt" "dse-clone.$fmt" >/dev/null || { echo "dse clone of $fmt differs from its source"; exit 1; }
+  run "qemu-img convert $fmt->$fmt"   "qemu-clone.$fmt" qemu-img convert -O "$fmt" "src.$fmt" "qemu-clone.$fmt"
+  run "qemu-img convert -t writeback $fmt" "qemu-clone.$fmt" qemu-img convert -t writeback -O "$fmt" "src.$fmt" "qemu-clone.$fmt"
+  run "cp --sparse=always $fmt"       "cp-clone.$fmt"   cp --sparse=always "src.$fmt" "cp-clone.$fmt"
+  run "cp + sync $fmt"                "cp-clone.$fmt"   sh -c 'cp --sparse=always "$1" "$2" && sync "$2"' sh "src.$fmt" "cp-clone.$fmt"
   rm -f "dse-clone.$fmt" "qemu-clone.$fmt" "cp-clone.$fmt"
 done
+run "device floor: dd oflag=direct"   floor.raw dd if=src.vdi of=floor.raw bs=4M oflag=direct status=none
+rm -f floor.raw
 
 echo "merge:"
 head -c $((CHUNK_MIB << 20)) /dev/urandom > chunk2.bin
@@ -94,8 +112,10 @@ done
 qemu-img convert -O qcow2 -B base.qcow2 -F qcow2 merged-view.raw top.qcow2
 warm base.vdi top.vdi base.qcow2 top.qcow2
 "${DSE[@]}" clone top.vdi expected.vdi >/dev/null
-run "dse merge (vdi)"   "${DSE[@]}" merge top.vdi
-run "qemu-img commit"   qemu-img commit top.qcow2
+# A merge consumes its input, so it runs once.
+REPS=1
+run "dse merge (vdi)"   none "${DSE[@]}" merge top.vdi
+run "qemu-img commit"   none qemu-img commit top.qcow2
 "${DSE[@]}" compare base.vdi expected.vdi >/dev/null || { echo "dse merge result differs"; exit 1; }
 qemu-img compare -f qcow2 -F raw base.qcow2 merged-view.raw >/dev/null || { echo "qemu-img commit result differs"; exit 1; }
 
@@ -104,6 +124,12 @@ for fmt in vhdx vdi; do
   echo "  clone $fmt / qemu-img convert: $(ratio "${SECS[dse clone $fmt->$fmt]}" "${SECS[qemu-img convert $fmt->$fmt]}")  (<= 0.80)"
   echo "  clone $fmt / cp --sparse:      $(ratio "${SECS[dse clone $fmt->$fmt]}" "${SECS[cp --sparse=always $fmt]}")  (<= 1.00)"
 done
+echo "like for like (both sides durable):"
+for fmt in vhdx vdi; do
+  echo "  clone $fmt / qemu-img convert -t writeback: $(ratio "${SECS[dse clone $fmt->$fmt]}" "${SECS[qemu-img convert -t writeback $fmt]}")"
+  echo "  clone $fmt / cp + sync:                     $(ratio "${SECS[dse clone $fmt->$fmt]}" "${SECS[cp + sync $fmt]}")"
+done
+echo "  device floor for ${DATA_MIB} MiB (dd oflag=direct): ${SECS[device floor: dd oflag=direct]} s"
 echo "  merge / qemu-img commit:       $(ratio "${SECS[dse merge (vdi)]}" "${SECS[qemu-img commit]}")  (<= 0.80)"
 peak=0
 for k in "${!RSS[@]}"; do

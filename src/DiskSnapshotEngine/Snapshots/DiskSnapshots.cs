@@ -47,19 +47,21 @@ public static class DiskSnapshots
         if (string.IsNullOrWhiteSpace(name)) ThrowHelper.InvalidArgument("a snapshot needs a name", disk);
         if (catalog.Snapshots.Any(s => s.Name == name))
             throw new DiskImageException(ErrorKind.AlreadyExists, $"a snapshot named '{name}' already exists", disk);
+        string[] pathLinked;
         using (var layer = DiskImage.OpenLayer(disk, writable: false, options.FileOpener))
         {
             if (layer.Format == ImageFormat.Raw)
                 throw new DiskImageException(ErrorKind.Unsupported, "a raw disk cannot have differencing children; convert it to VHDX or VDI first (dse clone)", disk);
             // A child that names the disk by path (VHDX) would find the new empty current state there instead of the
-            // content it was made from; a child that names it by identity (VDI) follows the file to its snapshot name.
-            var pathLinked = Dependents.ChildrenOf(layer, new[] { Dependents.FolderOf(disk) }, options.FileOpener)
+            // content it was made from, so it is relinked to the snapshot layer (the same file under its new name).
+            // A child that names the disk by identity (VDI) follows the file to its snapshot name by itself.
+            pathLinked = Dependents.ChildrenOf(layer, new[] { Dependents.FolderOf(disk) }, options.FileOpener)
                 .Where(c => { using var l = DiskImage.OpenLayer(c, false, options.FileOpener); return l.ParentLink?.ParentId is null; })
-                .ToList();
-            if (pathLinked.Count > 0)
-                throw new DiskImageException(ErrorKind.ReadOnly,
-                    $"cannot take a snapshot: images link to the disk by its path and would lose their parent: {string.Join("; ", pathLinked)}", disk);
+                .ToArray();
         }
+        // Each of them will be rewritten: find out now, before anything changes, whether one is in use.
+        foreach (var child in pathLinked)
+            using (DiskImage.OpenLayer(child, writable: true, options.FileOpener)) { }
         var id = Guid.NewGuid();
         var entry = new SnapshotEntry
         {
@@ -70,7 +72,7 @@ public static class DiskSnapshots
             File = LayerFileName(disk, id),
             Parent = CurrentParent(disk, catalog, options),
         };
-        catalog = catalog with { Pending = new PendingSnapshotOperation { Operation = "create", Snapshot = entry } };
+        catalog = catalog with { Pending = new PendingSnapshotOperation { Operation = "create", Snapshot = entry, Children = pathLinked } };
         catalog.Save(disk);
         return FinishCreate(disk, catalog, entry, options);
     }
@@ -85,6 +87,20 @@ public static class DiskSnapshots
             // The disk's file gets a second name: the disk's path stays valid, the identity is unchanged.
             DurableFiles.LinkOrRename(disk, layerPath);
             diskIsLayer = true;
+        }
+        if (diskIsLayer || !File.Exists(disk))
+        {
+            // Path-linked children move to the layer's name first: until the disk's path is replaced both names are
+            // the same file, so a crash anywhere here leaves every child opening its own content. Rewriting the
+            // locator is idempotent, so a resumed create simply does it again.
+            using var layer = DiskImage.OpenLayer(layerPath, writable: false, options.FileOpener);
+            foreach (var child in catalog.Pending?.Children ?? Array.Empty<string>())
+            {
+                if (!File.Exists(child)) continue;
+                using var c = DiskImage.OpenLayer(child, writable: true, options.FileOpener);
+                c.SetParent(ParentDescriptor.Of(layer));
+                c.Flush();
+            }
         }
         if (diskIsLayer || !File.Exists(disk))
             ReplaceWithChildOf(disk, layerPath, options);

@@ -31,7 +31,10 @@ public sealed record PendingSnapshotOperation
     public required SnapshotEntry Snapshot { get; init; }
     /// <summary>Delete: how the layer is removed ("remove", "pull", "commit").</summary>
     public string? Plan { get; init; }
-    /// <summary>Delete: the layer's children (file paths) at planning time.</summary>
+    /// <summary>
+    /// Delete: the layer's children (file paths) at planning time. Create: the disk's children that name it by
+    /// path (VHDX linked clones), relinked to the snapshot layer before the disk's path gets the new current state.
+    /// </summary>
     public string[] Children { get; init; } = Array.Empty<string>();
 }
 

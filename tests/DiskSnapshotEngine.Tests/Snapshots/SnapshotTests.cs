@@ -118,15 +118,22 @@ public class SnapshotTests
     }
 
     [Fact]
-    public void A_vhdx_linked_clone_of_the_disk_blocks_create_and_a_vdi_one_follows_the_snapshot()
+    public void A_vhdx_linked_clone_in_use_blocks_create_untouched_and_a_vdi_one_follows_the_snapshot()
     {
         using var dir = new TempDirectory("snap-clones");
         string vhdx = dir.File("vm.vhdx");
         OpsKit.CreateBase(vhdx, Size);
         OpsKit.CreateChild(dir.File("clone.vhdx"), vhdx);
-        var ex = Assert.Throws<DiskImageException>(() => DiskSnapshots.Create(vhdx, "s"));
-        Assert.Equal(ErrorKind.ReadOnly, ex.Kind);
-        Assert.Contains("clone.vhdx", ex.Message);
+        var before = Directory.GetFiles(dir.Path).ToDictionary(f => f, File.ReadAllBytes);
+        // The clone would need relinking, but someone is writing it: refuse before anything changes.
+        using (DiskImage.OpenLayer(dir.File("clone.vhdx"), writable: true))
+        {
+            var ex = Assert.Throws<DiskImageException>(() => DiskSnapshots.Create(vhdx, "s"));
+            Assert.Equal(ErrorKind.Locked, ex.Kind);
+            Assert.Contains("clone.vhdx", ex.Message);
+        }
+        foreach (var (file, bytes) in before) Assert.Equal(bytes, File.ReadAllBytes(file));
+        Assert.Equal(before.Keys.Order(), Directory.GetFiles(dir.Path).Order());
 
         string vdi = dir.File("vm.vdi");
         var cur = new byte[Size];
@@ -257,6 +264,59 @@ public class SnapshotTests
             Assert.Equal(ErrorKind.InvalidArgument, Assert.Throws<DiskImageException>(() => DiskSnapshots.Revert(disk, victim)).Kind);
             await DiskSnapshots.DeleteAsync(disk, victim);
             AssertSnapshots(disk, after, cur, $"rerun after a kill at write {n}");
+            Directory.Delete(work, true);
+        }
+    }
+
+    /// <summary>
+    /// A VHDX linked clone names its parent by path. Taking a snapshot of that parent relinks the clone to the
+    /// snapshot layer (the same file under its new name), so the clone keeps reading what it was made from while
+    /// the disk's path moves on; killed at every write, the clone and the disk always read their own content and
+    /// the next snapshot command finishes the create.
+    /// </summary>
+    [Fact]
+    public void Snapshot_of_a_vhdx_with_a_path_linked_clone_relinks_the_clone_and_survives_a_kill_at_every_write()
+    {
+        using var dir = new TempDirectory("snap-pathlinked");
+        string seed = Path.Combine(dir.Path, "seed");
+        Directory.CreateDirectory(seed);
+        var rng = new Random(71);
+        var cur = new byte[Size];
+        OpsKit.CreateBase(Path.Combine(seed, "vm.vhdx"), Size);
+        OpsKit.RandomWrites(Path.Combine(seed, "vm.vhdx"), rng, 4, cur);
+        var cloneContent = (byte[])cur.Clone();
+        OpsKit.CreateChild(Path.Combine(seed, "clone.vhdx"), Path.Combine(seed, "vm.vhdx"));
+        OpsKit.RandomWrites(Path.Combine(seed, "clone.vhdx"), rng, 2, cloneContent);
+
+        string probe = Path.Combine(dir.Path, "probe");
+        OpsKit.CopyFolder(seed, probe);
+        var counting = new CrashPlan();
+        var taken = DiskSnapshots.Create(Path.Combine(probe, "vm.vhdx"), "s1", options: OpenOptions.ReadOnly with { FileOpener = counting.Opener });
+        int total = counting.Writes;
+        Assert.True(total > 2, $"only {total} writes");
+        using (var relinked = DiskImage.OpenLayer(Path.Combine(probe, "clone.vhdx"), false))
+            Assert.Equal(DiskSnapshots.PathOf(Path.Combine(probe, "vm.vhdx"), taken), relinked.ParentLink!.CandidatePaths.First());
+        OpsKit.AssertContent(cloneContent, Path.Combine(probe, "clone.vhdx"), "the clone after the snapshot");
+        // The disk moves on; the clone does not.
+        var later = (byte[])cur.Clone();
+        OpsKit.RandomWrites(Path.Combine(probe, "vm.vhdx"), rng, 3, later);
+        OpsKit.AssertContent(cloneContent, Path.Combine(probe, "clone.vhdx"), "the clone after writes to the disk");
+        OpsKit.AssertContent(cur, DiskSnapshots.PathOf(Path.Combine(probe, "vm.vhdx"), taken), "snapshot s1");
+
+        for (int n = 0; n < total; n++)
+        {
+            string work = Path.Combine(dir.Path, $"run{n}");
+            OpsKit.CopyFolder(seed, work);
+            string disk = Path.Combine(work, "vm.vhdx"), clone = Path.Combine(work, "clone.vhdx");
+            var plan = new CrashPlan { CrashAtWrite = n };
+            Assert.ThrowsAny<Exception>(() => DiskSnapshots.Create(disk, "s1", options: OpenOptions.ReadOnly with { FileOpener = plan.Opener }));
+            OpsKit.AssertContent(cur, disk, $"kill at write {n}/{total}: the disk");
+            OpsKit.AssertContent(cloneContent, clone, $"kill at write {n}/{total}: the clone");
+            // The next snapshot command finishes the interrupted create first.
+            DiskSnapshots.Create(disk, "s2");
+            Assert.Equal(new[] { "s1", "s2" }, DiskSnapshots.Catalog(disk).Snapshots.Select(x => x.Name));
+            OpsKit.AssertContent(cloneContent, clone, $"rerun after a kill at write {n}: the clone");
+            OpsKit.AssertContent(cur, disk, $"rerun after a kill at write {n}: the disk");
             Directory.Delete(work, true);
         }
     }

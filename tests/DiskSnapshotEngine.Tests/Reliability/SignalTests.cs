@@ -64,6 +64,73 @@ public class SignalTests
         Assert.Equal(before, await ExportHash(parent));
     }
 
+    [Fact]
+    public async Task Sigint_during_a_compact_exits_130_leaves_no_temporary_file_and_the_image_reads_as_before()
+    {
+        using var dir = new TempDirectory();
+        var image = await MakeImage(dir, "disk.vhdx", 160);
+        var before = await ExportHash(image);
+        byte[] file = await File.ReadAllBytesAsync(image);
+
+        using var p = CliRunner.Start("compact", image);
+        p.StandardInput.Close();
+        var stderr = p.StandardError.ReadToEndAsync();
+        string temp = image + DiskSnapshotEngine.Operations.Compact.TempSuffix;
+        Assert.True(await WaitFor(() => File.Exists(temp) || p.HasExited));
+        if (!p.HasExited) ExternalTool.RunChecked("kill", "-INT", p.Id.ToString());
+        await p.WaitForExitAsync();
+
+        Assert.True(p.ExitCode == ExitCodes.Interrupted, $"exit {p.ExitCode}: {await stderr} (the compact may have finished before the signal)");
+        Assert.False(File.Exists(temp), "the temporary compacted image was left");
+        // Compact replaces the image only by its final rename: the file is untouched byte for byte.
+        Assert.Equal(file, await File.ReadAllBytesAsync(image));
+        Assert.Equal(before, await ExportHash(image));
+    }
+
+    [Fact]
+    public async Task Sigterm_during_a_snapshot_delete_exits_143_keeps_every_state_and_a_rerun_finishes()
+    {
+        using var dir = new TempDirectory();
+        var disk = await MakeImage(dir, "vm.vdi", 16);
+        Assert.Equal(0, (await CliRunner.RunAsync("snapshot", "create", disk, "--name", "a")).ExitCode);
+        var data = dir.File("data.bin");
+        File.WriteAllBytes(data, RandomNumberGenerator.GetBytes(160 << 20));
+        Assert.Equal(0, (await CliRunner.RunAsync("write", disk, "--offset", "32M", "--input", data)).ExitCode);
+        Assert.Equal(0, (await CliRunner.RunAsync("snapshot", "create", disk, "--name", "b")).ExitCode);
+        File.WriteAllBytes(data, RandomNumberGenerator.GetBytes(1 << 20));
+        Assert.Equal(0, (await CliRunner.RunAsync("write", disk, "--offset", "40M", "--input", data)).ExitCode);
+        string layerA = Directory.GetFiles(dir.Path, "vm.snap-*.vdi").OrderBy(File.GetLastWriteTimeUtc).First();
+        var current = await ExportHash(disk);
+        var snapshotA = await ExportHash(layerA);
+
+        // Deleting b pulls its 160 MiB into the current state.
+        using var p = CliRunner.Start("snapshot", "delete", disk, "--name", "b");
+        p.StandardInput.Close();
+        var stderr = p.StandardError.ReadToEndAsync();
+        string catalog = disk + ".snapshots.json";
+        Assert.True(await WaitFor(() => p.HasExited || ReadShared(catalog).Contains("\"pending\"", StringComparison.Ordinal)));
+        if (!p.HasExited) ExternalTool.RunChecked("kill", "-TERM", p.Id.ToString());
+        await p.WaitForExitAsync();
+        Assert.True(p.ExitCode == ExitCodes.Terminated, $"exit {p.ExitCode}: {await stderr} (the delete may have finished before the signal)");
+
+        Assert.Equal(current, await ExportHash(disk));
+        Assert.Equal(snapshotA, await ExportHash(layerA));
+        var rerun = await CliRunner.RunProcessAsync(null, "snapshot", "delete", disk, "--name", "b");
+        Assert.True(rerun.ExitCode == 0, rerun.ToString());
+        var list = await CliRunner.RunProcessAsync(null, "snapshot", "list", disk, "--json");
+        using (var doc = System.Text.Json.JsonDocument.Parse(list.StdOut))
+            Assert.Equal(new[] { "a" }, doc.RootElement.GetProperty("snapshots").EnumerateArray().Select(x => x.GetProperty("name").GetString()));
+        Assert.Equal(current, await ExportHash(disk));
+        Assert.Equal(snapshotA, await ExportHash(layerA));
+    }
+
+    // The catalog is replaced by rename while we poll: read whatever version is there, or nothing.
+    private static string ReadShared(string path)
+    {
+        try { return File.ReadAllText(path); }
+        catch (IOException) { return ""; }
+    }
+
     private static async Task<string> MakeImage(TempDirectory dir, string name, int dataMiB)
     {
         var path = dir.File(name);

@@ -627,6 +627,14 @@ public sealed class VhdxLayer : IDiskLayer
         {
             entries.Add(KeyValuePair.Create("absolute_win32_path", parent.Path));
         }
+        else if (System.IO.Path.GetFullPath(parent.Path) is var full && !full.Contains('\\'))
+        {
+            // MS-VHDX 2.6.2.6.3 paths use "\" as the separator; a POSIX absolute path written that way is a Win32 path
+            // from the root of the current drive, and our reader maps it back (LocalPath). Readers such as libvhdi
+            // (vhdimount) find the parent only through absolute_win32_path or volume_path, never relative_path.
+            // A name that holds a "\" itself cannot be written this way without changing its meaning, so it is left out.
+            entries.Add(KeyValuePair.Create("absolute_win32_path", full.Replace('/', '\\')));
+        }
         return new VhdxParentLocator(VhdxParentLocatorType, entries);
     }
 

@@ -59,7 +59,14 @@ public static class FullClone
             if (createOptions.BlockSize is int bs && bs <= 0)
                 ThrowHelper.InvalidArgument($"block size must be positive (got {bs})", dest);
             // A fixed clone must really reserve its space (fallocate), which only the plain file does.
-            file = options.Type == ImageType.Fixed ? ImageFile.Create(temp) : TempImageFile.Create(temp);
+            if (options.Type == ImageType.Fixed)
+            {
+                var plain = ImageFile.Create(temp);
+                // Nobody reads the clone before its final fsync either: bulk data can bypass the page cache.
+                plain.UseDirectWrites();
+                file = plain;
+            }
+            else file = TempImageFile.Create(temp);
             target = driver.Create(file, createOptions, null);
             var output = new DiskChain(new[] { target });
             long written = 0, zero = 0;

@@ -44,21 +44,31 @@ internal static class ParentResolver
 
         if (link.ParentId is Guid wanted)
         {
-            foreach (var (path, where) in SearchLocations(child, options, wanted))
+            // A folder is listed, then its files are opened one by one: a parent renamed in between (another process
+            // deleting a snapshot renames a merged layer into place) is missed although it is there. When the search
+            // fails and the folders changed meanwhile, it runs again on the new listing; a parent that is really
+            // missing fails after one pass, since nothing changed.
+            for (int pass = 0; pass < MaxSearchPasses; pass++)
             {
-                looked.Add(where);
-                if (!seen.Add(path)) continue;
-                if (!FileNode.IsRegularFile(path)) continue;
-                var node = FileNode.Of(path);
-                if (chainNodes.Any(n => n.SameFileAs(node))) continue;
-                var layer = OpenCandidate(path, options, strict: false);
-                if (layer is null) continue;
-                if (layer.Identity.Id != wanted)
+                string before = Listing(child, options);
+                foreach (var (path, where) in SearchLocations(child, options, wanted))
                 {
-                    layer.Dispose();
-                    continue;
+                    looked.Add(where);
+                    if (!seen.Add(path)) continue;
+                    if (!FileNode.IsRegularFile(path)) continue;
+                    var node = FileNode.Of(path);
+                    if (chainNodes.Any(n => n.SameFileAs(node))) continue;
+                    var layer = OpenCandidate(path, options, strict: false);
+                    if (layer is null) continue;
+                    if (layer.Identity.Id != wanted)
+                    {
+                        layer.Dispose();
+                        continue;
+                    }
+                    return (Verify(child, link, layer, options), node);
                 }
-                return (Verify(child, link, layer, options), node);
+                if (Listing(child, options) == before) break;
+                seen.Clear();
             }
         }
 
@@ -127,13 +137,24 @@ internal static class ParentResolver
         }
     }
 
-    // Yields (candidate file, where it was found); the folders are yielded even when empty so the error lists them.
-    private static IEnumerable<(string Path, string Where)> SearchLocations(IDiskLayer child, OpenOptions options, Guid id)
+    private const int MaxSearchPasses = 5;
+
+    // The names in every searched folder: a rename or removal changes it.
+    private static string Listing(IDiskLayer child, OpenOptions options) =>
+        string.Join("\n", SearchFolders(child, options).Select(f => string.Join("\n", ImagesIn(f))));
+
+    private static List<string> SearchFolders(IDiskLayer child, OpenOptions options)
     {
         var folders = new List<string>();
         if (System.IO.Path.GetDirectoryName(child.Path) is string dir) folders.Add(dir);
         folders.AddRange(options.SearchPaths.Select(p => System.IO.Path.GetFullPath(p)));
-        foreach (var folder in folders)
+        return folders;
+    }
+
+    // Yields (candidate file, where it was found); the folders are yielded even when empty so the error lists them.
+    private static IEnumerable<(string Path, string Where)> SearchLocations(IDiskLayer child, OpenOptions options, Guid id)
+    {
+        foreach (var folder in SearchFolders(child, options))
         {
             if (!Directory.Exists(folder))
             {

@@ -161,4 +161,47 @@ public sealed class VdiChainTests
         var registry = new VirtualBoxMediaRegistry(vbox);
         AssertContent(moved, f.Grand, new OpenOptions { LocationSources = new IParentLocationSource[] { registry } });
     }
+
+    /// <summary>
+    /// The parent is renamed by another process after the child's folder was listed and before the search reached
+    /// it (what a snapshot delete does when it renames a merged layer into place). The search notices that the
+    /// folder changed and looks again, instead of reporting a parent that is there as missing.
+    /// </summary>
+    [Fact]
+    public void A_parent_renamed_during_the_identity_search_is_still_found()
+    {
+        using var dir = new TempDirectory("vdi-rename-race");
+        string parent = dir.File("z-parent.vdi"), child = dir.File("child.vdi"), other = dir.File("b-other.vdi");
+        var model = new byte[Size];
+        Operations.OpsKit.CreateBase(parent, Size);
+        Operations.OpsKit.RandomWrites(parent, new Random(81), 3, model);
+        Operations.OpsKit.CreateChild(child, parent);
+        Operations.OpsKit.CreateBase(other, Size);
+
+        bool renamed = false;
+        IO.IImageFile Opener(string path, bool writable)
+        {
+            // b-other.vdi is opened after the folder was listed and before z-parent.vdi is tried.
+            if (!renamed && path == other)
+            {
+                File.Move(parent, dir.File("m-parent.vdi"));
+                renamed = true;
+            }
+            return IO.ImageFile.Open(path, writable);
+        }
+        using (var chain = DiskImage.Open(child, OpenOptions.ReadOnly with { FileOpener = Opener }))
+        {
+            Assert.True(renamed, "the rename did not happen during the search");
+            Assert.Equal(dir.File("m-parent.vdi"), chain.Layers[1].Path);
+            var read = new byte[Size];
+            chain.Read(0, read);
+            Assert.True(read.AsSpan().SequenceEqual(model), "the chain reads other content than the parent's");
+        }
+
+        // A parent that is really gone is reported after one pass, naming where it looked.
+        File.Delete(dir.File("m-parent.vdi"));
+        var e = Assert.Throws<DiskImageException>(() => DiskImage.Open(child, OpenOptions.ReadOnly));
+        Assert.Equal(ErrorKind.ParentNotFound, e.Kind);
+        Assert.Contains(dir.Path, e.Message);
+    }
 }

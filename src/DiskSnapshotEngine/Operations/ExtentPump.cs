@@ -22,6 +22,13 @@ internal static class ExtentPump
     /// <summary>Default chunk size: large enough for sequential throughput, small enough to bound memory.</summary>
     public const int DefaultChunk = 1 << 20;
 
+    /// <summary>
+    /// A failpoint for the real-process signal tests: with DSE_TEST_PIECE_DELAY_MS set, the writer waits that long
+    /// after each piece, so an operation is surely still under way when the test interrupts it. Unset, it costs nothing.
+    /// </summary>
+    private static readonly int s_testPieceDelayMs =
+        int.TryParse(Environment.GetEnvironmentVariable("DSE_TEST_PIECE_DELAY_MS"), out int ms) ? Math.Clamp(ms, 0, 1000) : 0;
+
     private readonly record struct Piece(long Offset, int Length, AlignedBuffer? Buffer);
 
     /// <summary>The chunk size to use for a target allocation unit: whole blocks when they are small, capped at 4 MiB.</summary>
@@ -51,6 +58,7 @@ internal static class ExtentPump
                 else write(piece.Offset, piece.Buffer.Span[..piece.Length], piece.Length, false);
                 done += piece.Length;
                 progress?.Invoke(done);
+                if (s_testPieceDelayMs > 0) Thread.Sleep(s_testPieceDelayMs);
             }
         });
         try

@@ -39,7 +39,16 @@ public static class CliRunner
     public static string DsePath => Path.Combine(AppContext.BaseDirectory, "dse.dll");
 
     /// <summary>Starts <c>dotnet dse.dll args</c> with redirected streams.</summary>
-    public static Process Start(params string[] args)
+    public static Process Start(params string[] args) => StartWith(null, args);
+
+    /// <summary>
+    /// Starts dse with its copy loop slowed by the DSE_TEST_PIECE_DELAY_MS failpoint, so that a test can be sure the
+    /// operation is still running when it sends a signal.
+    /// </summary>
+    public static Process StartSlowed(int pieceDelayMs, params string[] args) =>
+        StartWith(new Dictionary<string, string> { ["DSE_TEST_PIECE_DELAY_MS"] = pieceDelayMs.ToString(System.Globalization.CultureInfo.InvariantCulture) }, args);
+
+    private static Process StartWith(IReadOnlyDictionary<string, string>? environment, string[] args)
     {
         var psi = new ProcessStartInfo("dotnet")
         {
@@ -51,6 +60,8 @@ public static class CliRunner
         psi.ArgumentList.Add(DsePath);
         foreach (var a in args) psi.ArgumentList.Add(a);
         psi.Environment.Remove("DSE_DEBUG");
+        psi.Environment.Remove("DSE_TEST_PIECE_DELAY_MS");
+        foreach (var (key, value) in environment ?? new Dictionary<string, string>()) psi.Environment[key] = value;
         return Process.Start(psi)!;
     }
 

@@ -12,15 +12,18 @@ namespace DiskSnapshotEngine.Tests.Reliability;
 /// </summary>
 public class SignalTests
 {
+    // Each piece of the copy loop then takes at least this long, so every operation below runs for seconds.
+    private const int PieceDelayMs = 40;
+
     [Fact]
     public async Task Sigint_during_a_clone_exits_130_and_leaves_no_partial_clone()
     {
         using var dir = new TempDirectory();
-        var src = await MakeImage(dir, "src.vdi", 160);
+        var src = await MakeImage(dir, "src.vdi", 64);
         var before = await ExportHash(src);
         var dst = dir.File("dst.vhdx");
 
-        using var p = CliRunner.Start("clone", src, dst);
+        using var p = CliRunner.StartSlowed(PieceDelayMs, "clone", src, dst);
         p.StandardInput.Close();
         var stderr = p.StandardError.ReadToEndAsync();
         bool started = await WaitFor(() => File.Exists(dst + ".dse-partial") || p.HasExited);
@@ -28,7 +31,7 @@ public class SignalTests
         if (!p.HasExited) ExternalTool.RunChecked("kill", "-INT", p.Id.ToString());
         await p.WaitForExitAsync();
 
-        Assert.True(p.ExitCode == ExitCodes.Interrupted, $"exit {p.ExitCode}: {await stderr} (the clone may have finished before the signal: make the source larger)");
+        Assert.True(p.ExitCode == ExitCodes.Interrupted, $"exit {p.ExitCode}: {await stderr}");
         Assert.False(File.Exists(dst), "a clone was left");
         Assert.False(File.Exists(dst + ".dse-partial"), "a partial clone was left");
         Assert.Equal(before, await ExportHash(src));
@@ -42,11 +45,11 @@ public class SignalTests
         var child = dir.File("child.vhdx");
         Assert.Equal(0, (await CliRunner.RunAsync("create", child, "--parent", parent)).ExitCode);
         var data = dir.File("data.bin");
-        File.WriteAllBytes(data, RandomNumberGenerator.GetBytes(160 << 20));
+        File.WriteAllBytes(data, RandomNumberGenerator.GetBytes(64 << 20));
         Assert.Equal(0, (await CliRunner.RunAsync("write", child, "--offset", "16M", "--input", data)).ExitCode);
         var before = await ExportHash(child);
 
-        using var p = CliRunner.Start("merge", child);
+        using var p = CliRunner.StartSlowed(PieceDelayMs, "merge", child);
         p.StandardInput.Close();
         var stderr = p.StandardError.ReadToEndAsync();
         Assert.True(await WaitFor(() => File.Exists(child + ".dse-journal.json") || p.HasExited));
@@ -68,11 +71,11 @@ public class SignalTests
     public async Task Sigint_during_a_compact_exits_130_leaves_no_temporary_file_and_the_image_reads_as_before()
     {
         using var dir = new TempDirectory();
-        var image = await MakeImage(dir, "disk.vhdx", 160);
+        var image = await MakeImage(dir, "disk.vhdx", 64);
         var before = await ExportHash(image);
         byte[] file = await File.ReadAllBytesAsync(image);
 
-        using var p = CliRunner.Start("compact", image);
+        using var p = CliRunner.StartSlowed(PieceDelayMs, "compact", image);
         p.StandardInput.Close();
         var stderr = p.StandardError.ReadToEndAsync();
         string temp = image + DiskSnapshotEngine.Operations.Compact.TempSuffix;
@@ -80,7 +83,7 @@ public class SignalTests
         if (!p.HasExited) ExternalTool.RunChecked("kill", "-INT", p.Id.ToString());
         await p.WaitForExitAsync();
 
-        Assert.True(p.ExitCode == ExitCodes.Interrupted, $"exit {p.ExitCode}: {await stderr} (the compact may have finished before the signal)");
+        Assert.True(p.ExitCode == ExitCodes.Interrupted, $"exit {p.ExitCode}: {await stderr}");
         Assert.False(File.Exists(temp), "the temporary compacted image was left");
         // Compact replaces the image only by its final rename: the file is untouched byte for byte.
         Assert.Equal(file, await File.ReadAllBytesAsync(image));
@@ -94,7 +97,7 @@ public class SignalTests
         var disk = await MakeImage(dir, "vm.vdi", 16);
         Assert.Equal(0, (await CliRunner.RunAsync("snapshot", "create", disk, "--name", "a")).ExitCode);
         var data = dir.File("data.bin");
-        File.WriteAllBytes(data, RandomNumberGenerator.GetBytes(160 << 20));
+        File.WriteAllBytes(data, RandomNumberGenerator.GetBytes(64 << 20));
         Assert.Equal(0, (await CliRunner.RunAsync("write", disk, "--offset", "32M", "--input", data)).ExitCode);
         Assert.Equal(0, (await CliRunner.RunAsync("snapshot", "create", disk, "--name", "b")).ExitCode);
         File.WriteAllBytes(data, RandomNumberGenerator.GetBytes(1 << 20));
@@ -103,15 +106,15 @@ public class SignalTests
         var current = await ExportHash(disk);
         var snapshotA = await ExportHash(layerA);
 
-        // Deleting b pulls its 160 MiB into the current state.
-        using var p = CliRunner.Start("snapshot", "delete", disk, "--name", "b");
+        // Deleting b pulls its 64 MiB into the current state.
+        using var p = CliRunner.StartSlowed(PieceDelayMs, "snapshot", "delete", disk, "--name", "b");
         p.StandardInput.Close();
         var stderr = p.StandardError.ReadToEndAsync();
         string catalog = disk + ".snapshots.json";
         Assert.True(await WaitFor(() => p.HasExited || ReadShared(catalog).Contains("\"pending\"", StringComparison.Ordinal)));
         if (!p.HasExited) ExternalTool.RunChecked("kill", "-TERM", p.Id.ToString());
         await p.WaitForExitAsync();
-        Assert.True(p.ExitCode == ExitCodes.Terminated, $"exit {p.ExitCode}: {await stderr} (the delete may have finished before the signal)");
+        Assert.True(p.ExitCode == ExitCodes.Terminated, $"exit {p.ExitCode}: {await stderr}");
 
         Assert.Equal(current, await ExportHash(disk));
         Assert.Equal(snapshotA, await ExportHash(layerA));

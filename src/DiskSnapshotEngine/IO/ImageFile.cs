@@ -116,7 +116,19 @@ public sealed class ImageFile : IImageFile
             _ => 0,
         };
         if (!OperatingSystem.IsLinux() || direct == 0 || _direct is not null) return;
-        int fd = open(Path, O_WRONLY | direct | O_CLOEXEC);
+        // Reopen the very file we hold (not whatever the name means now) through /proc; the name is the fallback.
+        bool added = false;
+        int fd = -1;
+        try
+        {
+            _handle.DangerousAddRef(ref added);
+            fd = open($"/proc/self/fd/{_handle.DangerousGetHandle()}", O_WRONLY | direct | O_CLOEXEC);
+        }
+        finally
+        {
+            if (added) _handle.DangerousRelease();
+        }
+        if (fd < 0) fd = open(Path, O_WRONLY | direct | O_CLOEXEC);
         if (fd >= 0) _direct = new SafeFileHandle(fd, ownsHandle: true);
     }
 

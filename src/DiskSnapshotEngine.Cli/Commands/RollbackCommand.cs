@@ -12,15 +12,12 @@ internal static class RollbackCommand
         var command = new Command("rollback", "Discard the current state and go back to the newest snapshot it descends from.") { disk };
         var chainOptions = ChainOptions.AddTo(command);
         var vm = VmFileOption.AddTo(command);
-        VerbAction.Set(command, context =>
+        VerbAction.Set(command, context => vm.AroundChangeAsync(context, context.Get(disk)!, chainOptions, (path, open) =>
         {
-            string path = Path.GetFullPath(context.Get(disk)!);
-            var open = chainOptions.ToOpenOptions(context.Parse, false);
-            string? vbox = vm.CheckBefore(context, path, open);
             var entry = DiskSnapshots.Rollback(path, open);
             context.Out.WriteLine($"rolled back to '{entry.Name}'");
-            return VmFileOption.SyncAfter(context, vbox, path, open);
-        });
+            return Task.CompletedTask;
+        }));
         return command;
     }
 }

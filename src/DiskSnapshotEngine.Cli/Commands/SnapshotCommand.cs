@@ -32,16 +32,13 @@ internal static class SnapshotCommand
         var command = new Command("create", "Take a snapshot of the current state (constant time).") { disk, name, description, json };
         var chainOptions = ChainOptions.AddTo(command);
         var vm = VmFileOption.AddTo(command);
-        VerbAction.Set(command, context =>
+        VerbAction.Set(command, context => vm.AroundChangeAsync(context, context.Get(disk)!, chainOptions, (path, open) =>
         {
-            string path = Path.GetFullPath(context.Get(disk)!);
-            var open = chainOptions.ToOpenOptions(context.Parse, false);
-            string? vbox = vm.CheckBefore(context, path, open);
             var entry = DiskSnapshots.Create(path, context.Get(name)!, context.Get(description), open);
             if (context.Get(json)) context.WriteJson(entry);
             else context.Out.WriteLine($"snapshot '{entry.Name}' created ({entry.File})");
-            return VmFileOption.SyncAfter(context, vbox, path, open, quiet: context.Get(json));
-        });
+            return Task.CompletedTask;
+        }, quiet: context.Get(json)));
         return command;
     }
 
@@ -90,15 +87,12 @@ internal static class SnapshotCommand
         var command = new Command("revert", "Discard the current state and start a new empty one on a snapshot (all snapshots are kept).") { disk, name };
         var chainOptions = ChainOptions.AddTo(command);
         var vm = VmFileOption.AddTo(command);
-        VerbAction.Set(command, context =>
+        VerbAction.Set(command, context => vm.AroundChangeAsync(context, context.Get(disk)!, chainOptions, (path, open) =>
         {
-            string path = Path.GetFullPath(context.Get(disk)!);
-            var open = chainOptions.ToOpenOptions(context.Parse, false);
-            string? vbox = vm.CheckBefore(context, path, open);
             DiskSnapshots.Revert(path, context.Get(name)!, open);
             context.Out.WriteLine($"reverted to '{context.Get(name)}'");
-            return VmFileOption.SyncAfter(context, vbox, path, open);
-        });
+            return Task.CompletedTask;
+        }));
         return command;
     }
 
@@ -109,16 +103,12 @@ internal static class SnapshotCommand
         var command = new Command("delete", "Delete a snapshot: the name goes and its layer is merged with its neighbours; rerun to finish an interrupted delete.") { disk, name };
         var chainOptions = ChainOptions.AddTo(command);
         var vm = VmFileOption.AddTo(command);
-        VerbAction.Set(command, async context =>
+        VerbAction.Set(command, context => vm.AroundChangeAsync(context, context.Get(disk)!, chainOptions, async (path, open) =>
         {
-            string path = Path.GetFullPath(context.Get(disk)!);
-            var open = chainOptions.ToOpenOptions(context.Parse, false);
-            string? vbox = vm.CheckBefore(context, path, open);
             await ProgressDisplay.RunAsync(context, "delete", show: true, p =>
                 DiskSnapshots.DeleteAsync(path, context.Get(name)!, open, p, context.CancellationToken)).ConfigureAwait(false);
             context.Out.WriteLine($"snapshot '{context.Get(name)}' deleted");
-            return VmFileOption.SyncAfter(context, vbox, path, open);
-        });
+        }));
         return command;
     }
 

@@ -29,11 +29,26 @@ internal sealed class VmFileOption
     public static VmFileOption AddTo(Command command) => new(command);
 
     /// <summary>
+    /// The frame of every verb that changes a disk's snapshots: the disk's full path and open options, the machine
+    /// file checked before <paramref name="change"/> and brought in step after it (<paramref name="quiet"/> keeps
+    /// stdout for JSON).
+    /// </summary>
+    public async Task<int> AroundChangeAsync(CliContext context, string diskArgument, ChainOptions chain,
+        Func<string, OpenOptions, Task> change, bool quiet = false)
+    {
+        string disk = Path.GetFullPath(diskArgument);
+        var open = chain.ToOpenOptions(context.Parse, false);
+        string? vbox = CheckBefore(context, disk, open);
+        await change(disk, open).ConfigureAwait(false);
+        return SyncAfter(context, vbox, disk, open, quiet);
+    }
+
+    /// <summary>
     /// Checks the file before the operation: it must be a machine file that already registers an image of the disk,
     /// and the disk's present state must apply to it. Returns the full path, or null without <c>--vm</c>.
     /// </summary>
     /// <exception cref="DiskImageException">The reason, with "nothing was changed".</exception>
-    public string? CheckBefore(CliContext context, string disk, OpenOptions open)
+    private string? CheckBefore(CliContext context, string disk, OpenOptions open)
     {
         if (context.Get(_option) is not string given) return null;
         string vbox = Path.GetFullPath(given);
@@ -85,7 +100,7 @@ internal sealed class VmFileOption
     /// After the disk operation succeeded: brings the machine file in step. On failure, says that the disk operation
     /// succeeded and the file was not updated, and returns <see cref="ExitCodes.VmFileNotUpdated"/>.
     /// </summary>
-    public static int SyncAfter(CliContext context, string? vbox, string disk, OpenOptions open, bool quiet = false)
+    private static int SyncAfter(CliContext context, string? vbox, string disk, OpenOptions open, bool quiet = false)
     {
         if (vbox is null) return ExitCodes.Ok;
         try

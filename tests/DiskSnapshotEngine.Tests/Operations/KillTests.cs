@@ -51,14 +51,17 @@ public class KillTests
                 string probe = Path.Combine(dir.Path, "probe");
                 OpsKit.CopyFolder(dir.Path, probe);
                 var sw = Stopwatch.StartNew();
-                var (pc, po, pe) = ExternalTool.Run("dotnet", dse, "merge", Path.Combine(probe, "top.vdi"));
-                runTime = sw.Elapsed;
-                Assert.True(pc == 0, $"calibration run exited {pc}: {po} {pe}");
+                using (var c = StartMerge(dse, Path.Combine(probe, "top.vdi")))
+                {
+                    var cErr = c.StandardError.ReadToEndAsync();
+                    _ = c.StandardOutput.ReadToEndAsync();
+                    await c.WaitForExitAsync();
+                    runTime = sw.Elapsed;
+                    Assert.True(c.ExitCode == 0, $"calibration run exited {c.ExitCode}: {await cErr}");
+                }
                 Directory.Delete(probe, true);
             }
-            var psi = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-            foreach (var a in new[] { dse, "merge", top }) psi.ArgumentList.Add(a);
-            using (var p = Process.Start(psi)!)
+            using (var p = StartMerge(dse, top))
             {
                 var drainOut = p.StandardOutput.ReadToEndAsync();
                 var drainErr = p.StandardError.ReadToEndAsync();
@@ -91,6 +94,18 @@ public class KillTests
             Assert.Equal(topHash, SHA256.HashData(OpsKit.ReadAll(b)));
         }
         Assert.True(interrupted > 0 || kills < 3, "no run was interrupted: the merge finished before every kill");
+    }
+
+    // The copy loop is slowed by its failpoint (DSE_TEST_PIECE_DELAY_MS) so that the merge itself, not the process
+    // start-up, fills most of the run: a kill at a random moment then lands inside the copy, relink or removal.
+    private const int PieceDelayMs = 15;
+
+    private static Process StartMerge(string dse, string image)
+    {
+        var psi = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in new[] { dse, "merge", image }) psi.ArgumentList.Add(a);
+        psi.Environment["DSE_TEST_PIECE_DELAY_MS"] = PieceDelayMs.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        return Process.Start(psi)!;
     }
 
     private static void FillRandom(string path, Random rng, byte[] model, long offset, long length)

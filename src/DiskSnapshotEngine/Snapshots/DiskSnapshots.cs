@@ -48,36 +48,57 @@ public static class DiskSnapshots
         if (catalog.Snapshots.Any(s => s.Name == name))
             throw new DiskImageException(ErrorKind.AlreadyExists, $"a snapshot named '{name}' already exists", disk);
         string[] pathLinked;
-        using (var layer = DiskImage.OpenLayer(disk, writable: false, options.FileOpener))
+        var held = new Dictionary<string, IDiskLayer>(StringComparer.Ordinal);
+        try
         {
-            if (layer.Format == ImageFormat.Raw)
-                throw new DiskImageException(ErrorKind.Unsupported, "a raw disk cannot have differencing children; convert it to VHDX or VDI first (dse clone)", disk);
-            // A child that names the disk by path (VHDX) would find the new empty current state there instead of the
-            // content it was made from, so it is relinked to the snapshot layer (the same file under its new name).
-            // A child that names the disk by identity (VDI) follows the file to its snapshot name by itself.
-            pathLinked = Dependents.ChildrenOf(layer, new[] { Dependents.FolderOf(disk) }, options.FileOpener)
-                .Where(c => { using var l = DiskImage.OpenLayer(c, false, options.FileOpener); return l.ParentLink?.ParentId is null; })
-                .ToArray();
+            using (var layer = DiskImage.OpenLayer(disk, writable: false, options.FileOpener))
+            {
+                if (layer.Format == ImageFormat.Raw)
+                    throw new DiskImageException(ErrorKind.Unsupported, "a raw disk cannot have differencing children; convert it to VHDX or VDI first (dse clone)", disk);
+                // A child that names the disk by path (VHDX) would find the new empty current state there instead of the
+                // content it was made from, so it is relinked to the snapshot layer (the same file under its new name).
+                // A child that names the disk by identity (VDI) follows the file to its snapshot name by itself.
+                pathLinked = Dependents.ChildrenOf(layer, new[] { Dependents.FolderOf(disk) }, options.FileOpener)
+                    .Where(c => { using var l = DiskImage.OpenLayer(c, false, options.FileOpener); return IsIntactPathLinkedChild(l, layer, disk); })
+                    .ToArray();
+            }
+            // Each of them will be rewritten: take them now, before anything changes, and keep them until they are
+            // relinked, so that a VM starting on one meanwhile cannot leave the create half done.
+            foreach (var child in pathLinked)
+                held[child] = DiskImage.OpenLayer(child, writable: true, options.FileOpener);
+            var id = Guid.NewGuid();
+            var entry = new SnapshotEntry
+            {
+                Id = id,
+                Name = name,
+                Description = description,
+                Created = DateTimeOffset.UtcNow,
+                File = LayerFileName(disk, id),
+                Parent = CurrentParent(disk, catalog, options),
+            };
+            catalog = catalog with { Pending = new PendingSnapshotOperation { Operation = "create", Snapshot = entry, Children = pathLinked } };
+            catalog.Save(disk);
+            return FinishCreate(disk, catalog, entry, options, held);
         }
-        // Each of them will be rewritten: find out now, before anything changes, whether one is in use.
-        foreach (var child in pathLinked)
-            using (DiskImage.OpenLayer(child, writable: true, options.FileOpener)) { }
-        var id = Guid.NewGuid();
-        var entry = new SnapshotEntry
+        finally
         {
-            Id = id,
-            Name = name,
-            Description = description,
-            Created = DateTimeOffset.UtcNow,
-            File = LayerFileName(disk, id),
-            Parent = CurrentParent(disk, catalog, options),
-        };
-        catalog = catalog with { Pending = new PendingSnapshotOperation { Operation = "create", Snapshot = entry, Children = pathLinked } };
-        catalog.Save(disk);
-        return FinishCreate(disk, catalog, entry, options);
+            foreach (var c in held.Values) c.Dispose();
+        }
     }
 
-    private static SnapshotEntry FinishCreate(string disk, SnapshotCatalog catalog, SnapshotEntry entry, OpenOptions options)
+    /// <summary>
+    /// A child that names <paramref name="layer"/> by path (VHDX) and still reads the content it was made on: its
+    /// recorded parent version is the layer's present one. A child whose parent changed since already fails its
+    /// parent check; relinking it would make the new content look right to it, so it is left alone.
+    /// <paramref name="disk"/> is the disk's path, which a child may still name while the layer has taken its place.
+    /// </summary>
+    private static bool IsIntactPathLinkedChild(IDiskLayer child, IDiskLayer layer, string disk) =>
+        child.ParentLink is { ParentId: null } link
+        && (link.ParentVersion == layer.Identity.Version || link.AlternateParentVersion == layer.Identity.Version)
+        && (Dependents.LinksTo(child, layer) || (link.CandidatePaths.Count > 0 && link.CandidatePaths[0] == disk));
+
+    private static SnapshotEntry FinishCreate(string disk, SnapshotCatalog catalog, SnapshotEntry entry, OpenOptions options,
+        IReadOnlyDictionary<string, IDiskLayer>? held = null)
     {
         string layerPath = PathOf(disk, entry);
         bool haveLayer = File.Exists(layerPath);
@@ -95,12 +116,7 @@ public static class DiskSnapshots
             // locator is idempotent, so a resumed create simply does it again.
             using var layer = DiskImage.OpenLayer(layerPath, writable: false, options.FileOpener);
             foreach (var child in catalog.Pending?.Children ?? Array.Empty<string>())
-            {
-                if (!File.Exists(child)) continue;
-                using var c = DiskImage.OpenLayer(child, writable: true, options.FileOpener);
-                c.SetParent(ParentDescriptor.Of(layer));
-                c.Flush();
-            }
+                RelinkToLayer(child, layer, disk, options, held?.GetValueOrDefault(child));
         }
         if (diskIsLayer || !File.Exists(disk))
             ReplaceWithChildOf(disk, layerPath, options);
@@ -112,6 +128,36 @@ public static class DiskSnapshots
         };
         done.Save(disk);
         return entry;
+    }
+
+    // A resumed create trusts nothing recorded: the file may have been removed, replaced or relinked meanwhile, and
+    // only a child that still names the disk (or the layer) with the layer's version is rewritten.
+    private static void RelinkToLayer(string child, IDiskLayer layer, string disk, OpenOptions options, IDiskLayer? held)
+    {
+        IDiskLayer? opened = null;
+        try
+        {
+            var c = held;
+            if (c is null)
+            {
+                if (!File.Exists(child)) return;
+                try { c = opened = DiskImage.OpenLayer(child, writable: true, options.FileOpener); }
+                catch (DiskImageException e) when (e.Kind == ErrorKind.Locked)
+                {
+                    throw new DiskImageException(ErrorKind.Locked,
+                        $"a snapshot create is pending and must relink {child}, which another process has open; close it and run the snapshot command again",
+                        disk, inner: e);
+                }
+                catch (DiskImageException) { return; }
+            }
+            if (!IsIntactPathLinkedChild(c, layer, disk)) return;
+            c.SetParent(ParentDescriptor.Of(layer));
+            c.Flush();
+        }
+        finally
+        {
+            opened?.Dispose();
+        }
     }
 
     /// <summary>Lists the snapshots as a tree (depth-first, oldest first).</summary>

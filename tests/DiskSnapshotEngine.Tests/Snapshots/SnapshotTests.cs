@@ -320,4 +320,62 @@ public class SnapshotTests
             Directory.Delete(work, true);
         }
     }
+
+    /// <summary>
+    /// A clone whose parent was written after it was made already fails its parent check (the disk's version
+    /// changed). A snapshot of the disk must not relink it to the new version: the clone would silently read the
+    /// new content. It is left as it was, still refused.
+    /// </summary>
+    [Fact]
+    public void Snapshot_create_does_not_relink_a_clone_whose_parent_changed_after_it_was_made()
+    {
+        using var dir = new TempDirectory("snap-stale-clone");
+        string disk = dir.File("vm.vhdx"), clone = dir.File("clone.vhdx");
+        var cur = new byte[Size];
+        OpsKit.CreateBase(disk, Size);
+        OpsKit.RandomWrites(disk, new Random(91), 2, cur);
+        OpsKit.CreateChild(clone, disk);
+        OpsKit.RandomWrites(disk, new Random(92), 2, cur);
+        Assert.Equal(ErrorKind.ParentMismatch, Assert.Throws<DiskImageException>(() => DiskImage.Open(clone, OpenOptions.ReadOnly)).Kind);
+        byte[] cloneFile = File.ReadAllBytes(clone);
+
+        DiskSnapshots.Create(disk, "s1");
+        Assert.Equal(cloneFile, File.ReadAllBytes(clone));
+        Assert.Equal(ErrorKind.ParentMismatch, Assert.Throws<DiskImageException>(() => DiskImage.Open(clone, OpenOptions.ReadOnly)).Kind);
+        OpsKit.AssertContent(cur, disk, "the disk after the snapshot");
+    }
+
+    /// <summary>
+    /// A pending create is finished by the next snapshot command from what its step recorded. The files named there
+    /// may have changed meanwhile: a clone of another disk, a base image, a file that is not an image. None of them is
+    /// rewritten, and the create still finishes.
+    /// </summary>
+    [Fact]
+    public void A_resumed_create_rewrites_only_children_that_still_link_to_the_disk()
+    {
+        using var dir = new TempDirectory("snap-resume-children");
+        string disk = dir.File("vm.vhdx"), other = dir.File("other.vhdx");
+        var cur = new byte[Size];
+        OpsKit.CreateBase(disk, Size);
+        OpsKit.RandomWrites(disk, new Random(93), 2, cur);
+        OpsKit.CreateBase(other, Size);
+        OpsKit.CreateChild(dir.File("foreign.vhdx"), other);
+        OpsKit.CreateBase(dir.File("plain.vhdx"), Size);
+        File.WriteAllText(dir.File("junk.vhdx"), "not an image");
+        var untouched = new[] { "foreign.vhdx", "plain.vhdx", "junk.vhdx" }.ToDictionary(f => f, f => File.ReadAllBytes(dir.File(f)));
+
+        // The step as an interrupted create would have left it, naming files that changed since.
+        var entry = new SnapshotEntry { Id = Guid.NewGuid(), Name = "s1", Created = DateTimeOffset.UtcNow, File = "vm.snap-" + Guid.NewGuid().ToString("N") + ".vhdx" };
+        new SnapshotCatalog
+        {
+            Disk = "vm.vhdx",
+            Pending = new PendingSnapshotOperation { Operation = "create", Snapshot = entry, Children = untouched.Keys.Select(dir.File).Append(dir.File("gone.vhdx")).ToArray() },
+        }.Save(disk);
+
+        DiskSnapshots.Create(disk, "s2");
+        Assert.Equal(new[] { "s1", "s2" }, DiskSnapshots.Catalog(disk).Snapshots.Select(x => x.Name));
+        foreach (var (file, bytes) in untouched) Assert.Equal(bytes, File.ReadAllBytes(dir.File(file)));
+        OpsKit.AssertContent(cur, disk, "the disk after the resumed create");
+        OpsKit.AssertContent(new byte[Size], dir.File("foreign.vhdx"), "the clone of the other disk");
+    }
 }

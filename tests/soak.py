@@ -83,6 +83,7 @@ class Soak:
         self.dse = Dse(os.path.join(bindir, "dse.dll"), self.dir)
         self.reader_runs = 0
         self.reader_codes = {}
+        self.reader_samples = {}
         self.stop = threading.Event()
 
     # ---- helpers -------------------------------------------------------------------------------------------
@@ -194,6 +195,9 @@ class Soak:
             self.reader_codes[code] = self.reader_codes.get(code, 0) + 1
             if code not in READER_OK:
                 self.failures.append(f"reader: export exited {code}: {err.strip()}")
+            elif code not in (0, EXIT_LOCKED) and len(self.reader_samples.setdefault(code, [])) < 3:
+                # Typed refusals other than a held lock are allowed, but say which: the report shows a few.
+                self.reader_samples[code].append(f"after {self.history[-1] if self.history else 'start'}: {err.strip()}")
 
     # ---- main ------------------------------------------------------------------------------------------------
     def run(self):
@@ -241,6 +245,9 @@ class Soak:
               + ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items())))
         print("refused (clear errors, model unchanged): " + (", ".join(f"{k} {v}" for k, v in sorted(self.refusals.items())) or "none"))
         print(f"reader: {self.reader_runs} exports, exit codes " + ", ".join(f"{k}: {v}" for k, v in sorted(self.reader_codes.items())))
+        for code, samples in sorted(self.reader_samples.items()):
+            for sample in samples:
+                print(f"  reader exit {code} {sample}")
         print(f"snapshots checked: {len(self.snaps)} + current state; dse processes: {self.dse.calls}; peak memory {self.dse.peak_kib / 1024:.0f} MiB")
         for f in self.failures[:20]:
             print("FAIL: " + f)

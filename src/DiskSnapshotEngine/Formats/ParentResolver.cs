@@ -139,9 +139,17 @@ internal static class ParentResolver
 
     private const int MaxSearchPasses = 5;
 
-    // The names in every searched folder: a rename or removal changes it.
+    // The names in every searched folder with the file each names: a rename, a removal or a rename over an
+    // existing name changes it.
     private static string Listing(IDiskLayer child, OpenOptions options) =>
-        string.Join("\n", SearchFolders(child, options).Select(f => string.Join("\n", ImagesIn(f))));
+        string.Join("\n", SearchFolders(child, options).SelectMany(ImagesIn).Select(f => $"{f} {InodeOf(f)}"));
+
+    private static string InodeOf(string path)
+    {
+        // The file may vanish between listing and stat: that is a change too, not an error.
+        try { return FileNode.Of(path).Inode.ToString(System.Globalization.CultureInfo.InvariantCulture); }
+        catch (DiskImageException) { return "gone"; }
+    }
 
     private static List<string> SearchFolders(IDiskLayer child, OpenOptions options)
     {

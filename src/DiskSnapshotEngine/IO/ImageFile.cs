@@ -116,20 +116,27 @@ public sealed class ImageFile : IImageFile
             _ => 0,
         };
         if (!OperatingSystem.IsLinux() || direct == 0 || _direct is not null) return;
-        // Reopen the very file we hold (not whatever the name means now) through /proc; the name is the fallback.
-        bool added = false;
-        int fd = -1;
         try
         {
-            _handle.DangerousAddRef(ref added);
-            fd = open($"/proc/self/fd/{_handle.DangerousGetHandle()}", O_WRONLY | direct | O_CLOEXEC);
+            // Reopen the very file we hold (not whatever the name means now) through /proc; the name is the fallback.
+            int fd = -1;
+            bool added = false;
+            try
+            {
+                _handle.DangerousAddRef(ref added);
+                fd = open($"/proc/self/fd/{_handle.DangerousGetHandle()}", O_WRONLY | direct | O_CLOEXEC);
+            }
+            finally
+            {
+                if (added) _handle.DangerousRelease();
+            }
+            if (fd < 0) fd = open(Path, O_WRONLY | direct | O_CLOEXEC);
+            if (fd >= 0) _direct = new SafeFileHandle(fd, ownsHandle: true);
         }
-        finally
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
         {
-            if (added) _handle.DangerousRelease();
+            // No libc open to call: buffered writes work everywhere.
         }
-        if (fd < 0) fd = open(Path, O_WRONLY | direct | O_CLOEXEC);
-        if (fd >= 0) _direct = new SafeFileHandle(fd, ownsHandle: true);
     }
 
     /// <summary>Writes that went through the O_DIRECT handle (tests check that the fast path is really taken).</summary>
@@ -151,18 +158,21 @@ public sealed class ImageFile : IImageFile
             DirectWrites++;
             return true;
         }
-        catch (IOException e)
+        catch (IOException e) when ((e.HResult & 0xFFFF) is EINVAL or EOPNOTSUPP)
         {
-            var error = Translate(e, Path, "write");
-            if (error.Kind == ErrorKind.DiskFull) throw error;
             // Some file systems refuse direct I/O for certain ranges or alignments: stay buffered from now on.
             _direct.Dispose();
             _direct = null;
             return false;
         }
+        catch (IOException e)
+        {
+            // A real failure (full disk, I/O error) is reported as such, not retried through the page cache.
+            throw Translate(e, Path, "write");
+        }
     }
 
-    private const int O_WRONLY = 0x1, O_CLOEXEC = 0x80000;
+    private const int O_WRONLY = 0x1, O_CLOEXEC = 0x80000, EINVAL = 22, EOPNOTSUPP = 95;
 
     [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
     private static extern int open([System.Runtime.InteropServices.MarshalAs(System.Runtime.InteropServices.UnmanagedType.LPUTF8Str)] string path, int flags);

@@ -82,3 +82,10 @@ internal sealed class BoundedHandoff<T>
         lock (_gate) return _items.TryDequeue(out item!);
     }
 }
+
+/// <summary>Runs the two sides of a <see cref="BoundedHandoff{T}"/>: each gets its own thread, since both block in system calls.</summary>
+internal static class DedicatedThread
+{
+    public static Task Run(Action body) =>
+        Task.Factory.StartNew(body, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+}

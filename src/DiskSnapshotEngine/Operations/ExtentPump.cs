@@ -47,22 +47,11 @@ internal static class ExtentPump
         using var wake = cancel.Register(handoff.Abort);
         // Reader and writer each get a dedicated thread: both block in system calls most of the time, and a
         // blocking handoff between two threads costs no spinning (see BoundedHandoff).
-        var producer = Dedicated(() => Produce(ranges, chunkSize, read, handoff));
-        var consumer = Dedicated(() =>
-        {
-            long done = 0;
-            while (handoff.TryTake(out var piece))
-            {
-                using var owned = piece.Buffer;
-                if (piece.Buffer is null) write(piece.Offset, ReadOnlySpan<byte>.Empty, piece.Length, true);
-                else write(piece.Offset, piece.Buffer.Span[..piece.Length], piece.Length, false);
-                done += piece.Length;
-                progress?.Invoke(done);
-                if (s_testPieceDelayMs > 0) Thread.Sleep(s_testPieceDelayMs);
-            }
-        });
+        Task? producer = null;
         try
         {
+            producer = DedicatedThread.Run(() => Produce(ranges, chunkSize, read, handoff));
+            var consumer = DedicatedThread.Run(() => Consume(handoff, write, progress));
             await consumer.ConfigureAwait(false);
             // A cancellation that arrives with the last piece still cancels: the caller has not committed anything yet.
             cancel.ThrowIfCancellationRequested();
@@ -75,13 +64,26 @@ internal static class ExtentPump
         {
             handoff.Abort();
             // Return every buffer still queued so nothing leaks when the writer failed or was cancelled.
-            try { await producer.ConfigureAwait(false); } catch (Exception) { }
+            if (producer is not null)
+                try { await producer.ConfigureAwait(false); } catch (Exception) { }
             while (handoff.TryDrain(out var left)) ((IDisposable?)left.Buffer)?.Dispose();
         }
     }
 
-    private static Task Dedicated(Action body) =>
-        Task.Factory.StartNew(body, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+    private static void Consume(BoundedHandoff<Piece> handoff, WriteAction write, Action<long>? progress)
+    {
+        long done = 0;
+        while (handoff.TryTake(out var piece))
+        {
+            using var owned = piece.Buffer;
+            if (piece.Buffer is null) write(piece.Offset, ReadOnlySpan<byte>.Empty, piece.Length, true);
+            else write(piece.Offset, piece.Buffer.Span[..piece.Length], piece.Length, false);
+            done += piece.Length;
+            progress?.Invoke(done);
+            if (s_testPieceDelayMs > 0) Thread.Sleep(s_testPieceDelayMs);
+        }
+    }
+
 
     private static void Produce(IEnumerable<CopyRange> ranges, int chunkSize, Action<long, Span<byte>> read,
         BoundedHandoff<Piece> handoff)

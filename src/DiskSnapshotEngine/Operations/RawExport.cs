@@ -153,46 +153,41 @@ public static class RawExport
         var queue = new BoundedHandoff<Chunk>(QueueDepth);
         // Cancelling stops both sides at once; a failing writer stops the reader the same way.
         using var wake = cancellationToken.Register(queue.Abort);
-        var reader = Dedicated(() => Read(chain, queue, writeHoles));
-        var writer = Dedicated(() =>
-        {
-            try
-            {
-                while (queue.TryTake(out var chunk))
-                {
-                    try
-                    {
-                        if (chunk.Buffer is { } b) writeData(chunk.Offset, b.Span[..(int)chunk.Length]);
-                        else writeHole(chunk.Offset, chunk.Length);
-                    }
-                    finally
-                    {
-                        Release(chunk.Buffer);
-                    }
-                    progress?.Report(new OperationProgress(Phase, chunk.Offset + chunk.Length, total));
-                }
-            }
-            finally
-            {
-                queue.Abort();
-            }
-        });
+        Task? reader = null;
         try
         {
+            reader = DedicatedThread.Run(() => Read(chain, queue, writeHoles));
+            var writer = DedicatedThread.Run(() => Write(queue, writeData, writeHole, progress, total));
             await writer.ConfigureAwait(false);
         }
         finally
         {
-            await reader.ConfigureAwait(false);
+            queue.Abort();
+            if (reader is not null) await reader.ConfigureAwait(false);
             // Buffers still queued after a failure go back to the pool.
             while (queue.TryDrain(out var left)) Release(left.Buffer);
         }
         cancellationToken.ThrowIfCancellationRequested();
     }
 
-    // Reader and writer block in system calls; dedicated threads and a blocking handoff cost no spinning.
-    private static Task Dedicated(Action body) =>
-        Task.Factory.StartNew(body, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+    private static void Write(BoundedHandoff<Chunk> queue, DataSink writeData, Action<long, long> writeHole,
+        IProgress<OperationProgress>? progress, long total)
+    {
+        while (queue.TryTake(out var chunk))
+        {
+            try
+            {
+                if (chunk.Buffer is { } b) writeData(chunk.Offset, b.Span[..(int)chunk.Length]);
+                else writeHole(chunk.Offset, chunk.Length);
+            }
+            finally
+            {
+                Release(chunk.Buffer);
+            }
+            progress?.Report(new OperationProgress(Phase, chunk.Offset + chunk.Length, total));
+        }
+    }
+
 
     private static void Read(DiskChain chain, BoundedHandoff<Chunk> queue, bool writeHoles)
     {

@@ -12,8 +12,9 @@ namespace DiskSnapshotEngine.Tests.Reliability;
 /// </summary>
 public class SignalTests
 {
-    // Each piece of the copy loop then takes at least this long, so every operation below runs for seconds.
-    private const int PieceDelayMs = 40;
+    // Each piece of the copy loop then takes at least this long: every operation below copies 16 pieces or more, so
+    // it is still copying, well before its commit point, when the signal lands.
+    private const int PieceDelayMs = 100;
 
     [Fact]
     public async Task Sigint_during_a_clone_exits_130_and_leaves_no_partial_clone()
@@ -97,7 +98,7 @@ public class SignalTests
         var disk = await MakeImage(dir, "vm.vdi", 16);
         Assert.Equal(0, (await CliRunner.RunAsync("snapshot", "create", disk, "--name", "a")).ExitCode);
         var data = dir.File("data.bin");
-        File.WriteAllBytes(data, RandomNumberGenerator.GetBytes(64 << 20));
+        File.WriteAllBytes(data, RandomNumberGenerator.GetBytes(16 << 20));
         Assert.Equal(0, (await CliRunner.RunAsync("write", disk, "--offset", "32M", "--input", data)).ExitCode);
         Assert.Equal(0, (await CliRunner.RunAsync("snapshot", "create", disk, "--name", "b")).ExitCode);
         File.WriteAllBytes(data, RandomNumberGenerator.GetBytes(1 << 20));
@@ -106,7 +107,7 @@ public class SignalTests
         var current = await ExportHash(disk);
         var snapshotA = await ExportHash(layerA);
 
-        // Deleting b pulls its 64 MiB into the current state.
+        // Deleting b pulls its 16 MiB (16 pieces) into the current state.
         using var p = CliRunner.StartSlowed(PieceDelayMs, "snapshot", "delete", disk, "--name", "b");
         p.StandardInput.Close();
         var stderr = p.StandardError.ReadToEndAsync();

@@ -327,8 +327,27 @@ public static class DiskSnapshots
         try { old = SnapshotCatalog.Load(disk); }
         catch (DiskImageException e) { problems.Add(CheckSeverity.Warning, catalogPath, "catalog", null, $"unreadable, names are lost: {e.Detail}"); }
         if (old?.Pending is { } p)
-            problems.Add(CheckSeverity.Warning, catalogPath, "pending operation", null,
-                $"an interrupted '{p.Operation}' of '{p.Snapshot.Name}' was dropped; the images are consistent at every step of it");
+        {
+            // A create or revert is finished rather than dropped: a create stopped after the disk got its snapshot name
+            // would otherwise leave that "snapshot" being the live disk itself. A delete moves data, so it is left to
+            // 'dse snapshot delete'.
+            string what = $"an interrupted '{p.Operation}' of '{p.Snapshot.Name}'";
+            if (p.Operation is "create" or "revert")
+            {
+                try
+                {
+                    old = FinishSimple(disk, old, options);
+                    problems.Add(CheckSeverity.Warning, catalogPath, "pending operation", null, $"{what} was finished");
+                }
+                catch (DiskImageException e)
+                {
+                    problems.Add(CheckSeverity.Warning, catalogPath, "pending operation", null, $"{what} could not be finished ({e.Detail}) and was dropped");
+                }
+            }
+            else
+                problems.Add(CheckSeverity.Warning, catalogPath, "pending operation", null,
+                    $"{what} was dropped; the images are consistent at every step of it");
+        }
         DurableFiles.TryDelete(disk + NewSuffix);
 
         string folder = Dependents.FolderOf(disk);
@@ -337,6 +356,17 @@ public static class DiskSnapshots
         var files = Directory.EnumerateFiles(folder)
             .Where(f => Path.GetFileName(f).StartsWith(prefix, StringComparison.Ordinal) && Path.GetExtension(f) == ext)
             .Order(StringComparer.Ordinal).ToList();
+        if (File.Exists(disk))
+        {
+            var diskNode = FileNode.Of(disk);
+            foreach (var f in files.Where(f => FileNode.IsRegularFile(f) && FileNode.Of(f).SameFileAs(diskNode)).ToList())
+            {
+                // A snapshot must be frozen; a second name of the live disk is not one (a create stopped half-way).
+                problems.Add(CheckSeverity.Error, f, "snapshot layer", null,
+                    $"is the disk itself ({disk}), not a frozen snapshot; take the snapshot again with 'dse snapshot create'");
+                files.Remove(f);
+            }
+        }
         var layers = new Dictionary<string, IDiskLayer>(StringComparer.Ordinal);
         try
         {

@@ -378,4 +378,32 @@ public class SnapshotTests
         OpsKit.AssertContent(cur, disk, "the disk after the resumed create");
         OpsKit.AssertContent(new byte[Size], dir.File("foreign.vhdx"), "the clone of the other disk");
     }
+
+    /// <summary>
+    /// A create stopped after the disk got its snapshot name and before the disk's path got the new current state:
+    /// that "snapshot" is still the live disk. Repair finishes the create (so the snapshot is frozen) instead of
+    /// dropping it and listing the live disk as a snapshot.
+    /// </summary>
+    [Fact]
+    public void Repair_finishes_a_create_interrupted_after_the_disk_got_its_snapshot_name()
+    {
+        using var dir = new TempDirectory("snap-repair-half-create");
+        string disk = dir.File("vm.vdi");
+        var cur = new byte[Size];
+        OpsKit.CreateBase(disk, Size);
+        OpsKit.RandomWrites(disk, new Random(95), 3, cur);
+        var entry = new SnapshotEntry { Id = Guid.NewGuid(), Name = "s1", Created = DateTimeOffset.UtcNow, File = "vm.snap-" + Guid.NewGuid().ToString("N") + ".vdi" };
+        new SnapshotCatalog { Disk = "vm.vdi", Pending = new PendingSnapshotOperation { Operation = "create", Snapshot = entry } }.Save(disk);
+        DiskSnapshotEngine.Operations.DurableFiles.LinkOrRename(disk, dir.File(entry.File));
+
+        var result = DiskSnapshots.Repair(disk);
+        Assert.False(result.HasErrors, string.Join("\n", result.Problems));
+        Assert.Contains(result.Problems, p => p.Structure == "pending operation" && p.Message.Contains("was finished"));
+        Assert.Equal("s1", Assert.Single(result.Catalog.Snapshots).Name);
+        // The snapshot is frozen now: the disk moves on, the snapshot does not.
+        var later = (byte[])cur.Clone();
+        OpsKit.RandomWrites(disk, new Random(96), 3, later);
+        OpsKit.AssertContent(cur, dir.File(entry.File), "snapshot s1 after writes to the disk");
+        OpsKit.AssertContent(later, disk, "the disk");
+    }
 }

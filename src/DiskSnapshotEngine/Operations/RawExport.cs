@@ -52,6 +52,9 @@ public static class RawExport
         }
 
         var output = ImageFile.Create(full);
+        // A durable export ends with an fsync of everything anyway: its data can go straight to the disk
+        // (see ImageFile.UseDirectWrites). A plain export stays in the page cache, as cp would.
+        if (durable) output.UseDirectWrites();
         bool done = false;
         try
         {

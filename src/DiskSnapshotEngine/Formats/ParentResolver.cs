@@ -45,12 +45,12 @@ internal static class ParentResolver
         if (link.ParentId is Guid wanted)
         {
             // A folder is listed, then its files are opened one by one: a parent renamed in between (another process
-            // deleting a snapshot renames a merged layer into place) is missed although it is there. When the search
-            // fails and the folders changed meanwhile, it runs again on the new listing; a parent that is really
-            // missing fails after one pass, since nothing changed.
+            // deleting a snapshot renames a merged layer into place) is missed although it is there. So a failed
+            // search runs again, until a pass fails on the same folders as the one before it (at most 5 passes).
+            // A successful search costs nothing extra; a parent that is really missing costs one more pass.
+            string? previous = null;
             for (int pass = 0; pass < MaxSearchPasses; pass++)
             {
-                string before = Listing(child, options);
                 foreach (var (path, where) in SearchLocations(child, options, wanted))
                 {
                     looked.Add(where);
@@ -67,7 +67,9 @@ internal static class ParentResolver
                     }
                     return (Verify(child, link, layer, options), node);
                 }
-                if (Listing(child, options) == before) break;
+                string now = Listing(child, options);
+                if (now == previous) break;
+                previous = now;
                 seen.Clear();
             }
         }

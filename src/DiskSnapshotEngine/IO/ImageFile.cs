@@ -124,13 +124,13 @@ public sealed class ImageFile : IImageFile
             try
             {
                 _handle.DangerousAddRef(ref added);
-                fd = open($"/proc/self/fd/{_handle.DangerousGetHandle()}", O_WRONLY | direct | O_CLOEXEC);
+                fd = Libc.Open($"/proc/self/fd/{_handle.DangerousGetHandle()}", Libc.O_WRONLY | direct | Libc.O_CLOEXEC);
             }
             finally
             {
                 if (added) _handle.DangerousRelease();
             }
-            if (fd < 0) fd = open(Path, O_WRONLY | direct | O_CLOEXEC);
+            if (fd < 0) fd = Libc.Open(Path, Libc.O_WRONLY | direct | Libc.O_CLOEXEC);
             if (fd >= 0) _direct = new SafeFileHandle(fd, ownsHandle: true);
         }
         catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
@@ -172,10 +172,8 @@ public sealed class ImageFile : IImageFile
         }
     }
 
-    private const int O_WRONLY = 0x1, O_CLOEXEC = 0x80000, EINVAL = 22, EOPNOTSUPP = 95;
+    private const int EINVAL = 22, EOPNOTSUPP = 95;
 
-    [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
-    private static extern int open([System.Runtime.InteropServices.MarshalAs(System.Runtime.InteropServices.UnmanagedType.LPUTF8Str)] string path, int flags);
 
     /// <inheritdoc />
     public void SetLength(long length)

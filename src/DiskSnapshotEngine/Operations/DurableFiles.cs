@@ -96,7 +96,7 @@ internal static class DurableFiles
     {
         if (OperatingSystem.IsWindows()) return;
         string dir = Path.GetDirectoryName(Path.GetFullPath(path)) ?? "/";
-        int fd = open(dir, 0 /* O_RDONLY */);
+        int fd = Libc.Open(dir, Libc.O_RDONLY);
         if (fd < 0) return;
         try { fsync(fd); }
         finally { close(fd); }
@@ -140,9 +140,6 @@ internal static class DurableFiles
 
     [DllImport("libc", SetLastError = true)]
     private static extern int link([MarshalAs(UnmanagedType.LPUTF8Str)] string oldpath, [MarshalAs(UnmanagedType.LPUTF8Str)] string newpath);
-
-    [DllImport("libc", SetLastError = true)]
-    private static extern int open([MarshalAs(UnmanagedType.LPUTF8Str)] string path, int flags);
 
     [DllImport("libc", SetLastError = true)]
     private static extern int fsync(int fd);

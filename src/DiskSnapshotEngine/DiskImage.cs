@@ -2,6 +2,7 @@ using DiskSnapshotEngine.Block;
 using DiskSnapshotEngine.Errors;
 using DiskSnapshotEngine.Formats;
 using DiskSnapshotEngine.IO;
+using DiskSnapshotEngine.Operations;
 
 namespace DiskSnapshotEngine;
 
@@ -57,7 +58,7 @@ public static class DiskImage
         {
             // A half-written new image is useless and must not be mistaken for a good one.
             file.Dispose();
-            TryDelete(file.Path);
+            DurableFiles.TryDelete(file.Path);
             throw;
         }
     }
@@ -144,11 +145,5 @@ public static class DiskImage
             throw new DiskImageException(ErrorKind.ReadOnly,
                 $"the image has {children.Count} child image(s) that read through it ({string.Join(", ", children)}); writing would change what they read " +
                 "(merge or delete them first, write into a child instead, or force the write)", layer.Path);
-    }
-
-    private static void TryDelete(string path)
-    {
-        try { File.Delete(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
     }
 }

@@ -1,8 +1,8 @@
-using System.Runtime.InteropServices;
 using System.Text;
 using System.Xml;
 using System.Xml.Linq;
 using DiskSnapshotEngine.Errors;
+using DiskSnapshotEngine.Operations;
 
 namespace DiskSnapshotEngine.Hypervisors.VirtualBox;
 
@@ -81,23 +81,24 @@ public static class AtomicXmlFile
                 using (var b = new FileStream(backup, FileMode.Open, FileAccess.ReadWrite)) b.Flush(flushToDisk: true);
             }
             File.Move(tmp, path, overwrite: !mustNotExist);
-            FsyncDirectory(dir);
+            // POSIX makes the rename durable only once the folder is fsynced.
+            DurableFiles.SyncDirectoryOf(path);
         }
         catch (IOException e)
         {
-            TryDelete(tmp);
+            DurableFiles.TryDelete(tmp);
             const int ENOSPC = 28;
             var kind = (e.HResult & 0xFFFF) == ENOSPC ? ErrorKind.DiskFull : ErrorKind.Io;
             throw new DiskImageException(kind, $"could not write the settings file: {e.Message}", path, inner: e);
         }
         catch (UnauthorizedAccessException e)
         {
-            TryDelete(tmp);
+            DurableFiles.TryDelete(tmp);
             throw new DiskImageException(ErrorKind.Io, $"could not write the settings file: {e.Message}", path, inner: e);
         }
         catch
         {
-            TryDelete(tmp);
+            DurableFiles.TryDelete(tmp);
             throw;
         }
     }
@@ -110,29 +111,4 @@ public static class AtomicXmlFile
             return Encoding.Latin1;
         return new UTF8Encoding(encoderShouldEmitUTF8Identifier: false);
     }
-
-    private static void TryDelete(string path)
-    {
-        try { File.Delete(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
-    }
-
-    /// <summary>Makes a rename durable: POSIX only guarantees it after an fsync of the containing folder.</summary>
-    private static void FsyncDirectory(string dir)
-    {
-        if (OperatingSystem.IsWindows()) return; // NTFS journals the rename itself; directories cannot be opened for fsync there.
-        int fd = open(dir, 0 /* O_RDONLY */);
-        if (fd < 0) return; // best effort: the data file itself is already durable
-        try { _ = fsync(fd); }
-        finally { _ = close(fd); }
-    }
-
-    [DllImport("libc", SetLastError = true)]
-    private static extern int open([MarshalAs(UnmanagedType.LPUTF8Str)] string path, int flags);
-
-    [DllImport("libc", SetLastError = true)]
-    private static extern int fsync(int fd);
-
-    [DllImport("libc")]
-    private static extern int close(int fd);
 }

@@ -1,6 +1,7 @@
 using DiskSnapshotEngine.Errors;
 using DiskSnapshotEngine.Hypervisors.Model;
 using DiskSnapshotEngine.Hypervisors.Processes;
+using DiskSnapshotEngine.Operations;
 
 namespace DiskSnapshotEngine.Hypervisors.VirtualBox;
 
@@ -63,17 +64,11 @@ public sealed class VirtualBoxRegistrar
         catch (DiskImageException e)
         {
             // Roll back: VirtualBox did not take the machine, so the file must not linger as if it had.
-            TryDelete(vboxPath);
+            DurableFiles.TryDelete(vboxPath);
             if (createdFolder) TryDeleteEmptyFolder(machineFolder);
             throw new DiskImageException(ErrorKind.ExternalTool, $"{e.Detail}; the machine file was removed again, nothing is registered", vboxPath, inner: e);
         }
         return new VirtualBoxRegistration(vboxPath, true, new[] { register }, null);
-    }
-
-    private static void TryDelete(string path)
-    {
-        try { File.Delete(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
     }
 
     private static void TryDeleteEmptyFolder(string path)

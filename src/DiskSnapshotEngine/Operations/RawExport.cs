@@ -73,8 +73,7 @@ public static class RawExport
             if (!done)
             {
                 // A partial export looks like a whole disk with zeros at the end: never leave one behind.
-                try { File.Delete(full); }
-                catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+                DurableFiles.TryDelete(full);
             }
         }
     }

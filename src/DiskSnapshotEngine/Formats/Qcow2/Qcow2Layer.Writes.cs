@@ -84,12 +84,12 @@ public sealed partial class Qcow2Layer
         lock (_sync)
         {
             e = _tables.Get(cluster);
-            // With subclusters, a host cluster of our own takes any write whose first and last subclusters it
-            // already holds; others must come as whole subclusters (the chain filled them, copy-on-write).
+            // With subclusters, a host cluster of our own takes any write whose partly covered subclusters it already
+            // holds; the others must come whole (the chain filled them, copy-on-write).
             bool inPlace = _g.ExtendedL2
-                ? InPlace(clusterStart + inCluster) && InPlace(clusterStart + inCluster + piece.Length - 1)
+                ? !e.IsCompressed && EdgeInPlace(clusterStart, inCluster) && EdgeInPlace(clusterStart, inCluster + piece.Length, clusterLength)
                 : InPlace(clusterStart);
-            bool ownHost = inPlace || (_g.ExtendedL2 && !e.IsCompressed && e.HostOffset != 0 && Owned(cluster, e));
+            bool ownHost = _g.ExtendedL2 ? !e.IsCompressed && e.HostOffset != 0 && Owned(cluster, e) : inPlace;
             if (!inPlace) RequireSpan(cluster, inCluster, piece.Length, clusterLength, e);
             if (!inPlace && !_g.ExtendedL2 && SpanHelpers.IsAllZero(piece) && (!HasBacking || _header.Version >= 3))
             {
@@ -117,6 +117,12 @@ public sealed partial class Qcow2Layer
         lock (_sync)
             if (_allocatedSinceCommit >= CommitEvery || _tables.CacheNearlyFullOfDirty || Refcounts.NearlyFullOfDirty) Commit();
     }
+
+    private bool EdgeInPlace(long clusterStart, long inCluster) =>
+        (inCluster & (_g.SubclusterSize - 1)) == 0 || InPlace(clusterStart + inCluster);
+
+    private bool EdgeInPlace(long clusterStart, long end, long clusterLength) =>
+        (end & (_g.SubclusterSize - 1)) == 0 || end == clusterLength || InPlace(clusterStart + end - 1);
 
     private ulong SubclusterMask(long inCluster, int length)
     {

@@ -70,6 +70,19 @@ internal static class Qcow2TestKit
         Assert.True(code == 0, $"qemu-img check {image} exited {code}: {output}");
     }
 
+    /// <summary>qemu-img compare of the image against a flat model of its content.</summary>
+    public static void AssertQemuReadsModel(string image, byte[] model)
+    {
+        string raw = image + ".model.raw";
+        File.WriteAllBytes(raw, model);
+        try
+        {
+            var (code, o, e) = ExternalTool.Run("qemu-img", "compare", "-F", "raw", image, raw);
+            Assert.True(code == 0, $"qemu-img compare {image}: {o}{e}");
+        }
+        finally { File.Delete(raw); }
+    }
+
     public static byte[] Pattern(int length, int seed)
     {
         var b = new byte[length];

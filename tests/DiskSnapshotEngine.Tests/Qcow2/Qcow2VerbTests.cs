@@ -209,15 +209,4 @@ public sealed class Qcow2VerbTests
         f.Write(b);
     }
 
-    private static void AssertQemuReadsModel(string image, byte[] model)
-    {
-        string raw = image + ".model.raw";
-        File.WriteAllBytes(raw, model);
-        try
-        {
-            var (code, o, e) = ExternalTool.Run("qemu-img", "compare", "-F", "raw", image, raw);
-            Assert.True(code == 0, $"qemu-img compare {image}: {o}{e}");
-        }
-        finally { File.Delete(raw); }
-    }
 }

@@ -33,7 +33,7 @@ public sealed class Qcow2Driver : IImageFormatDriver
         file.ReadOrZero(cluster, 0);
         header = Qcow2Header.Parse(cluster, path);
         var extensions = Qcow2HeaderExtensions.Parse(cluster, header.HeaderLength, path);
-        CheckFeatures(path, header, extensions, writable);
+        CheckFeatures(path, header, extensions);
 
         var g = new Qcow2Geometry(path, header.ClusterBits, header.HasExtendedL2, header.RefcountOrder, (long)header.Size);
         g.Reserved.Add((0, g.ClusterSize, "header cluster"));
@@ -62,7 +62,12 @@ public sealed class Qcow2Driver : IImageFormatDriver
         }
         string? backing = null;
         if (header.BackingFileOffset != 0 && header.BackingFileSize > 0)
+        {
             backing = System.Text.Encoding.UTF8.GetString(cluster, (int)header.BackingFileOffset, (int)header.BackingFileSize);
+            if (backing.Contains('\0'))
+                ThrowHelper.Corrupt(path, "header", (long)header.BackingFileOffset, "the backing file name contains a NUL character");
+        }
+        if (writable) CheckWritable(path, header);
         if (writable && !file.CanWrite) ThrowHelper.ReadOnly(path, "open for writing");
         var l1 = Qcow2Tables.ReadL1(file, l1Offset, header.L1Size);
         var tables = new Qcow2Tables(file, g, l1, l1Offset);
@@ -77,7 +82,7 @@ public sealed class Qcow2Driver : IImageFormatDriver
             ThrowHelper.Corrupt(g.Path, "header", fieldAt, $"the {name} at {offset} (+{length}) reaches past the end of the file at {file.Length}");
     }
 
-    private static void CheckFeatures(string path, Qcow2Header h, Qcow2HeaderExtensions ext, bool writable)
+    private static void CheckFeatures(string path, Qcow2Header h, Qcow2HeaderExtensions ext)
     {
         var names = ext.FeatureNames();
         if (h.CryptMethod != 0 || ext.Find(Qcow2HeaderExtensions.FullDiskEncryption) is not null)
@@ -87,7 +92,11 @@ public sealed class Qcow2Driver : IImageFormatDriver
             ThrowHelper.Unsupported(path, "header", 72, $"incompatible feature(s) this engine does not know: {Qcow2Header.FeatureNames(unknown, 0, names)}");
         if ((h.IncompatibleFeatures & Qcow2Header.ExternalDataFileBit) != 0 || ext.Find(Qcow2HeaderExtensions.ExternalDataFile) is not null)
             ThrowHelper.Unsupported(path, "header", 72, "images with an external data file are not supported");
-        if (!writable) return;
+    }
+
+    // What a valid image may have that still keeps us from writing it.
+    private static void CheckWritable(string path, Qcow2Header h)
+    {
         if ((h.IncompatibleFeatures & Qcow2Header.CorruptBit) != 0)
             ThrowHelper.Corrupt(path, "header", 72, "the corrupt bit is set: the image opens read-only only (repair it with 'qemu-img check -r all')");
         if ((h.IncompatibleFeatures & Qcow2Header.DirtyBit) != 0)

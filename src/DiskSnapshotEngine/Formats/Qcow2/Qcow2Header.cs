@@ -111,7 +111,7 @@ internal sealed class Qcow2Header
             ThrowHelper.Unsupported(path, "header", 20, $"cluster_bits {bits} ({1L << Math.Min(bits, 62)}-byte clusters) is above the 2 MiB this engine and qemu handle");
         if (HeaderLength > ClusterSize)
             ThrowHelper.Corrupt(path, "header", 100, $"header_length {HeaderLength} is larger than a cluster ({ClusterSize})");
-        if (RefcountOrder > 6)
+        if (RefcountOrder is < 0 or > 6)
             ThrowHelper.Corrupt(path, "header", 96, $"refcount_order {RefcountOrder} is above 6 (64-bit refcounts)");
         if (Version >= 3 && (IncompatibleFeatures & CompressionTypeBit) != 0)
         {

@@ -18,6 +18,8 @@ public sealed partial class Qcow2Layer
     private int _allocatedSinceCommit;
     private bool _started;
     private int _headerAreaEnd;
+    private Qcow2PendingRun? _pendingRun;
+    private Qcow2PendingRun _pending => _pendingRun ??= new Qcow2PendingRun(_g.ClusterSize);
 
     public (long Offset, long Length) GetWriteSpan(long offset, long length)
     {
@@ -26,6 +28,7 @@ public sealed partial class Qcow2Layer
         long end = offset + length;
         lock (_sync)
         {
+            DrainIfPending(offset >> _g.ClusterBits, (end - 1) >> _g.ClusterBits);
             long start = InPlace(offset) ? offset : GranuleStart(offset);
             long stop = InPlace(end - 1) ? end : GranuleEnd(end - 1);
             return (start, stop - start);
@@ -79,11 +82,10 @@ public sealed partial class Qcow2Layer
     {
         long clusterStart = cluster << _g.ClusterBits;
         long clusterLength = Math.Min(_g.ClusterSize, _g.VirtualSize - clusterStart);
-        Qcow2L2Entry e;
-        long host;
         lock (_sync)
         {
-            e = _tables.Get(cluster);
+            DrainIfPending(cluster, cluster);
+            var e = _tables.Get(cluster);
             // With subclusters, a host cluster of our own takes any write whose partly covered subclusters it already
             // holds; the others must come whole (the chain filled them, copy-on-write).
             bool inPlace = _g.ExtendedL2
@@ -97,26 +99,49 @@ public sealed partial class Qcow2Layer
                 SetEntry(cluster, e, new Qcow2L2Entry(HasBacking ? Qcow2L2Entry.ZeroFlag : 0, 0));
                 return;
             }
-            host = ownHost ? e.HostOffset : Refcounts.Allocate();
-            if (!ownHost) _allocatedSinceCommit++;
-        }
-        _g.CheckDataCluster(host, "L2 table", _tables.EntryOffset(cluster));
-        File.Write(piece, host + inCluster);
-        if (!_g.ExtendedL2)
-        {
-            if (host != e.HostOffset || e.HasZeroFlag) lock (_sync) SetEntry(cluster, e, new Qcow2L2Entry(Qcow2L2Entry.Data(host), 0));
-        }
-        else
-        {
-            // The subclusters written become allocated (and stop reading as zeros); the others keep their state, or
-            // lose it with a replaced compressed cluster, which was written whole.
-            ulong bits = SubclusterMask(inCluster, piece.Length);
-            ulong bitmap = e.IsCompressed ? bits : (e.Bitmap | bits) & ~(bits << 32);
-            if (host != e.HostOffset || bitmap != e.Bitmap) lock (_sync) SetEntry(cluster, e, new Qcow2L2Entry(Qcow2L2Entry.Data(host), bitmap));
-        }
-        lock (_sync)
+            long host = ownHost ? e.HostOffset : Refcounts.Allocate();
+            _g.CheckDataCluster(host, "L2 table", _tables.EntryOffset(cluster));
+            var now = NewEntry(e, host, inCluster, piece.Length);
+            if (!ownHost)
+            {
+                _allocatedSinceCommit++;
+                if (!_pending.TryAppend(cluster, host, piece, e, now))
+                {
+                    DrainPending();
+                    if (!_pending.TryAppend(cluster, host, piece, e, now))
+                    {
+                        File.Write(piece, host + inCluster);
+                        SetEntry(cluster, e, now);
+                    }
+                }
+            }
+            else
+            {
+                File.Write(piece, host + inCluster);
+                if (now != e) SetEntry(cluster, e, now);
+            }
             if (_allocatedSinceCommit >= CommitEvery || _tables.CacheNearlyFullOfDirty || Refcounts.NearlyFullOfDirty) Commit();
+        }
     }
+
+    // The entry after data lands at host + inCluster: data at host (refcount 1); with subclusters, the ones written
+    // become allocated and stop reading as zeros, the others keep their state (or lose it with a replaced
+    // compressed cluster, which was written whole).
+    private Qcow2L2Entry NewEntry(Qcow2L2Entry e, long host, long inCluster, int length)
+    {
+        if (!_g.ExtendedL2) return new Qcow2L2Entry(Qcow2L2Entry.Data(host), 0);
+        ulong bits = SubclusterMask(inCluster, length);
+        ulong bitmap = e.IsCompressed ? bits : (e.Bitmap | bits) & ~(bits << 32);
+        return new Qcow2L2Entry(Qcow2L2Entry.Data(host), bitmap);
+    }
+
+    /// <summary>Publishes gathered new clusters before anything looks at guest clusters [<paramref name="first"/>, <paramref name="last"/>].</summary>
+    private void DrainIfPending(long first, long last)
+    {
+        if (_pending.Overlaps(first, last)) DrainPending();
+    }
+
+    private void DrainPending() => _pending.Drain(File, SetEntry);
 
     private bool EdgeInPlace(long clusterStart, long inCluster) =>
         (inCluster & (_g.SubclusterSize - 1)) == 0 || InPlace(clusterStart + inCluster);
@@ -178,6 +203,7 @@ public sealed partial class Qcow2Layer
             : _g.ExtendedL2 ? new Qcow2L2Entry(0, Qcow2L2Entry.AllZeroBits) : new Qcow2L2Entry(Qcow2L2Entry.ZeroFlag, 0);
         lock (_sync)
         {
+            DrainPending();
             for (long c = offset >> _g.ClusterBits; c << _g.ClusterBits < end; c++)
             {
                 var e = _tables.Get(c);
@@ -217,6 +243,7 @@ public sealed partial class Qcow2Layer
     /// <summary>Publishes the batched metadata in crash-safe order (see the type's remarks).</summary>
     private void Commit()
     {
+        DrainPending();
         var r = _refcounts;
         bool refcountsDirty = r is not null && (r.HasDirtyBlocks || r.HasDirtyTable || r.HasPendingFrees);
         if (!refcountsDirty && _tables.DirtyTables == 0 && !_tables.HasDirtyL1)

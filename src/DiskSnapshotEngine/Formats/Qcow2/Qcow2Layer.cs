@@ -97,6 +97,7 @@ public sealed partial class Qcow2Layer : IDiskLayer, IEncodedDataLayer
         long end = offset + length;
         lock (_sync)
         {
+            if (_pendingRun is { IsEmpty: false } p && p.Overlaps(offset >> _g.ClusterBits, (end - 1) >> _g.ClusterBits)) DrainPending();
             var (kind, fileAt, granuleEnd) = Classify(offset);
             long runEnd = Math.Min(end, granuleEnd);
             while (runEnd < end)
@@ -162,6 +163,7 @@ public sealed partial class Qcow2Layer : IDiskLayer, IEncodedDataLayer
             var part = buffer[..n];
             lock (_sync)
             {
+                DrainIfPending(cluster, cluster);
                 var e = _tables.Get(cluster);
                 if (e.IsCompressed) _compression.Decode(e, _tables.EntryOffset(cluster)).Slice((int)(offset - clusterStart), n).CopyTo(part);
                 else ReadPlain(offset, part);
@@ -220,6 +222,7 @@ public sealed partial class Qcow2Layer : IDiskLayer, IEncodedDataLayer
         }
         finally
         {
+            _pendingRun?.Dispose();
             File.Dispose();
         }
     }

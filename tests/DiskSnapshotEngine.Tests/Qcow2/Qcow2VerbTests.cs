@@ -191,6 +191,27 @@ public sealed class Qcow2VerbTests
         Assert.Equal(2, QemuCheck(corrupt).Code);
     }
 
+    [RequiresToolFact("qemu-img")]
+    public async Task Vhdx_and_vdi_children_of_a_qcow2_and_larger_overlays_are_refused_clearly()
+    {
+        using var dir = new TempDirectory("qcow2-verbs");
+        string q = dir.File("base.qcow2");
+        await Dse("create", q, "--size", "8M");
+        var vhdx = await CliRunner.RunAsync("create", dir.File("child.vhdx"), "--parent", q);
+        Assert.Equal(5, vhdx.ExitCode);
+        Assert.Contains("must be a VHDX", vhdx.StdErr);
+        var vdi = await CliRunner.RunAsync("create", dir.File("child.vdi"), "--parent", q);
+        Assert.Equal(5, vdi.ExitCode);
+        Assert.Contains("no identity", vdi.StdErr);
+        Assert.False(File.Exists(dir.File("child.vhdx")) || File.Exists(dir.File("child.vdi")));
+        // qemu lets an overlay be larger than its backing file; this engine keeps sizes equal and says so.
+        string big = dir.File("big.qcow2");
+        QemuImg("create", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", big, "16M");
+        var info = await CliRunner.RunAsync("info", big, "--chain");
+        Assert.Equal(11, info.ExitCode);
+        Assert.Contains("differs from the parent", info.StdErr);
+    }
+
     private static long ReadBigEndian(string path, long at)
     {
         using var f = File.OpenRead(path);

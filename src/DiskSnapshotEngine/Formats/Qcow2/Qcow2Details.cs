@@ -20,6 +20,14 @@ internal static class Qcow2Details
         Add("size", N((long)h.Size));
         Add("cluster_size", $"{g.ClusterSize} (cluster_bits {h.ClusterBits})");
         Add("refcount_bits", N(g.RefcountBits));
+        try
+        {
+            Add("allocated", layer.AllocatedBytes() is long used ? $"{N(used)} bytes ({N(used / g.ClusterSize)} clusters in use)" : "not counted (a large image)");
+        }
+        catch (DiskImageException e)
+        {
+            Add("allocated", $"unknown: {e.Detail}");
+        }
         Add("compression_type", h.CompressionType == 0 ? "zlib" : "zstd");
         Add("extended_l2", g.ExtendedL2 ? $"yes ({g.SubclusterSize}-byte subclusters)" : "no");
         Add("incompatible_features", Qcow2Header.FeatureNames(h.IncompatibleFeatures, 0, names));

@@ -84,6 +84,12 @@ public sealed partial class Qcow2Layer : IDiskLayer, IEncodedDataLayer
 
     public IReadOnlyList<KeyValuePair<string, string>> Details => Qcow2Details.Of(this, _header, _extensions, _g, () => InternalSnapshots());
 
+    /// <summary>Bytes of the clusters the refcounts mark in use, or null for an image too large to count cheaply.</summary>
+    internal long? AllocatedBytes()
+    {
+        lock (_sync) return Refcounts.CountAllocated(maxBlocks: 1024) * _g.ClusterSize;
+    }
+
     internal IReadOnlyList<Qcow2Snapshot> InternalSnapshots() =>
         _header.NbSnapshots == 0 ? Array.Empty<Qcow2Snapshot>()
             : Qcow2Snapshot.ReadTable(File, Path, (long)_header.SnapshotsOffset, _header.NbSnapshots);

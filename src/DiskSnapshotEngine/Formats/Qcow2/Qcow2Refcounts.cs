@@ -308,6 +308,18 @@ internal sealed class Qcow2Refcounts
         }
     }
 
-    /// <summary>Refcount of every cluster a block holds, for check (reads the block without caching it).</summary>
-    public ulong ReadEntry(byte[] block, long i) => Read(block, i);
+    /// <summary>Clusters with a refcount above 0 (what the image allocates), or null when that would mean reading more than <paramref name="maxBlocks"/> blocks.</summary>
+    public long? CountAllocated(int maxBlocks)
+    {
+        long used = 0;
+        int blocks = 0;
+        for (long i = 0; i < _table.Length; i++)
+        {
+            if ((_table[i] & Qcow2L2Entry.OffsetMask) == 0) continue;
+            if (++blocks > maxBlocks) return null;
+            for (long c = i * _g.RefcountsPerBlock; c < (i + 1) * _g.RefcountsPerBlock; c++)
+                if (Get(c) != 0) used++;
+        }
+        return used;
+    }
 }

@@ -129,8 +129,13 @@ public sealed class Qcow2VerbTests
         var model = new byte[Size];
         OpsKit.CreateBase(disk, Size);
         OpsKit.RandomWrites(disk, rng, 6, model);
+        // A linked clone names the disk by path: taking a snapshot relinks it to the snapshot layer, so it keeps its content.
+        await Dse("clone", "--linked", disk, dir.File("linked.qcow2"));
         await Dse("snapshot", "create", disk, "--name", "a");
         var atA = (byte[])model.Clone();
+        OpsKit.AssertContent(atA, dir.File("linked.qcow2"), "the linked clone after the snapshot");
+        using (var info = JsonDocument.Parse(QemuImg("info", "--output=json", dir.File("linked.qcow2"))))
+            Assert.StartsWith("disk.snap-", info.RootElement.GetProperty("backing-filename").GetString());
         OpsKit.RandomWrites(disk, rng, 6, model);
         await Dse("snapshot", "create", disk, "--name", "b");
         OpsKit.RandomWrites(disk, rng, 6, model);

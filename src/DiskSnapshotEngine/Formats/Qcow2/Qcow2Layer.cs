@@ -126,8 +126,11 @@ public sealed partial class Qcow2Layer : IDiskLayer, IEncodedDataLayer
         long cluster = offset >> _g.ClusterBits;
         long clusterStart = cluster << _g.ClusterBits;
         long clusterEnd = Math.Min(_g.VirtualSize, clusterStart + _g.ClusterSize);
-        var e = _tables.Get(cluster);
         var absent = HasBacking ? ExtentKind.NotPresent : ExtentKind.Zero;
+        // No L2 table: every cluster it would map is unallocated, so a sparse disk is answered in L2-sized steps.
+        if (!_tables.HasL2(cluster))
+            return (absent, -1, Math.Min(_g.VirtualSize, (cluster / _g.L2Entries + 1) * _g.L2Entries << _g.ClusterBits));
+        var e = _tables.Get(cluster);
         if (e.IsCompressed) return (ExtentKind.Data, -1, clusterEnd);
         long host = e.HostOffset;
         if (host != 0) _g.CheckDataCluster(host, "L2 table", _tables.EntryOffset(cluster));

@@ -56,6 +56,9 @@ internal sealed class Qcow2Tables
     public bool CacheNearlyFullOfDirty => _dirtyTables >= _capacity / 2;
     public IReadOnlyList<ulong> L1 => _l1;
 
+    /// <summary>True when an L2 table covers guest cluster <paramref name="cluster"/> (else its whole L2 range is unallocated).</summary>
+    public bool HasL2(long cluster) => (_l1[cluster / _g.L2Entries] & Qcow2L2Entry.OffsetMask) != 0;
+
     /// <summary>The entry of virtual cluster <paramref name="cluster"/> (all zeros when no L2 table maps it).</summary>
     public Qcow2L2Entry Get(long cluster)
     {

@@ -51,6 +51,20 @@ public sealed class Qcow2QemuReadTests
         }
     }
 
+    [RequiresToolFact("qemu-img")]
+    public async Task Export_and_map_of_a_compressed_image_decode_through_the_layer()
+    {
+        using var dir = new TempDirectory("qcow2");
+        string raw = MakeRaw(dir.File("src.raw"), Size, 8);
+        string q = dir.File("c.qcow2");
+        QemuImg("convert", "-c", "-O", "qcow2", "-o", "compression_type=zstd", raw, q);
+        var export = await Cli.CliRunner.RunAsync("export", q, dir.File("out.raw"));
+        Assert.True(export.ExitCode == 0, export.ToString());
+        Assert.True(File.ReadAllBytes(raw).AsSpan().SequenceEqual(File.ReadAllBytes(dir.File("out.raw"))), "the export differs from the source");
+        var map = await Cli.CliRunner.RunAsync("map", q);
+        Assert.Contains("(compressed)", map.StdOut);
+    }
+
     [RequiresToolFact("qemu-img", "qemu-io")]
     public void Extended_l2_subclusters_read_like_qemu()
     {

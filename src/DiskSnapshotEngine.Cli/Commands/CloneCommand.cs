@@ -13,8 +13,9 @@ internal static class CloneCommand
     {
         var src = new Argument<string>("SRC") { Description = "The image to clone (its whole chain is flattened); with --linked, the parent." };
         var dst = new Argument<string>("DST") { Description = "The new image; never overwritten. Its extension chooses the format unless --format." };
-        var format = new Option<string>("--format") { Description = "Format of the clone: vhdx, vdi or raw." };
-        format.AcceptOnlyFromAmong("vhdx", "vdi", "raw");
+        var names = ImageFormats.All.Select(d => d.Name).ToArray();
+        var format = new Option<string>("--format") { Description = $"Format of the clone: {string.Join(", ", names)}." };
+        format.AcceptOnlyFromAmong(names);
         var type = new Option<string>("--type") { Description = "dynamic (only data allocated) or fixed.", DefaultValueFactory = _ => "dynamic" };
         type.AcceptOnlyFromAmong("dynamic", "fixed");
         var blockSize = SizeParser.Option("--block-size", "Allocation unit of the clone (the format's default when omitted).");

@@ -10,7 +10,7 @@ internal static class CreateCommand
 {
     public static Command Build()
     {
-        var image = CommonOptions.Image("The image to create; the extension chooses the format (.vhdx, .avhdx, .vdi, .img, .raw). Never overwrites.");
+        var image = CommonOptions.Image("The image to create; the extension chooses the format (.vhdx, .avhdx, .vdi, .qcow2, .img, .raw). Never overwrites.");
         var size = SizeParser.Option("--size", "Virtual disk size: bytes or with a K, M, G, T suffix (1G = 1024^3). Required unless --parent.");
         var type = new Option<string>("--type")
         {
@@ -18,7 +18,7 @@ internal static class CreateCommand
             DefaultValueFactory = _ => "dynamic",
         };
         type.AcceptOnlyFromAmong("dynamic", "fixed");
-        var blockSize = SizeParser.Option("--block-size", "Allocation unit (VHDX payload block, VDI block); the format's default when omitted.");
+        var blockSize = SizeParser.Option("--block-size", "Allocation unit (VHDX payload block, VDI block, qcow2 cluster); the format's default when omitted.");
         var sector = new Option<int?>("--logical-sector-size") { Description = "Logical sector size of the virtual disk: 512 (default) or 4096." };
         sector.AcceptOnlyFromAmong("512", "4096");
         var parent = new Option<string>("--parent")

@@ -40,7 +40,7 @@ internal static class MapCommand
             foreach (var e in ImageMap.Enumerate(chain))
             {
                 string kind = e.Kind switch { ExtentKind.Data => "data", ExtentKind.Zero => "zero", _ => "absent" };
-                string where = e.File is null ? "(reads as zeros)" : e.Kind == ExtentKind.Data ? $"{e.FileOffset} {e.File}" : e.File;
+                string where = e.File is null ? "(reads as zeros)" : e.Kind == ExtentKind.Data ? $"{(e.FileOffset < 0 ? "(compressed)" : e.FileOffset)} {e.File}" : e.File;
                 context.Out.WriteLine($"{e.Offset,18} {e.Length,18}  {kind,-10} {(e.LayerIndex < 0 ? "-" : e.LayerIndex.ToString()),5}  {where}");
             }
             return ExitCodes.Ok;

@@ -9,6 +9,8 @@ public enum ImageFormat
     Vhdx,
     /// <summary>VirtualBox VDI.</summary>
     Vdi,
+    /// <summary>QEMU qcow2 (versions 2 and 3).</summary>
+    Qcow2,
 }
 
 /// <summary>How an image stores its blocks.</summary>

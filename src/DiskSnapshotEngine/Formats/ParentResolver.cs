@@ -12,7 +12,7 @@ namespace DiskSnapshotEngine.Formats;
 /// </summary>
 internal static class ParentResolver
 {
-    private static readonly string[] s_imageExtensions = { ".vdi", ".vhdx", ".avhdx", ".img", ".raw" };
+    private static readonly string[] s_imageExtensions = { ".vdi", ".vhdx", ".avhdx", ".qcow2", ".img", ".raw" };
 
     /// <summary>Opens the verified parent of <paramref name="child"/> read-only.</summary>
     /// <param name="child">The differencing layer.</param>
@@ -33,7 +33,7 @@ internal static class ParentResolver
             // A path the image itself names must be a usable file: a FIFO, device, directory or loop is an error, not a miss.
             var node = FileNode.Of(path, "parent image");
             RefuseCycle(child, node, chainNodes);
-            var layer = OpenCandidate(path, options, strict: true)!;
+            var layer = OpenCandidate(path, options, strict: true, link.ParentFormat)!;
             if (link.ParentId is Guid id && layer.Identity.Id != id)
             {
                 layer.Dispose();
@@ -98,13 +98,15 @@ internal static class ParentResolver
             child.Path, "parent link");
     }
 
-    private static IDiskLayer? OpenCandidate(string path, OpenOptions options, bool strict)
+    private static IDiskLayer? OpenCandidate(string path, OpenOptions options, bool strict, ImageFormat? format = null)
     {
         IImageFile? file = null;
         try
         {
             file = options.FileOpener(path, false);
-            var layer = ImageFormats.Detect(file).Open(file, writable: false);
+            // A format the child records is used as is: a raw parent whose content looks like an image must not be probed.
+            var driver = format is ImageFormat f ? ImageFormats.Get(f) : ImageFormats.Detect(file);
+            var layer = driver.Open(file, writable: false);
             file = null;
             return layer;
         }
@@ -123,7 +125,8 @@ internal static class ParentResolver
         try
         {
             var version = parent.Identity.Version;
-            bool matches = version == link.ParentVersion || (link.AlternateParentVersion is Guid alt && version == alt);
+            // A format that records no parent version (qcow2) cannot detect a changed parent: nothing to compare.
+            bool matches = link.ParentVersion is not Guid recorded || version == recorded || (link.AlternateParentVersion is Guid alt && version == alt);
             if (!matches && !options.IgnoreParentMismatch)
                 throw new DiskImageException(ErrorKind.ParentMismatch,
                     $"{link.VersionName} {{{link.ParentVersion}}} does not match the parent {parent.Path}, whose version is {{{version}}}: " +

@@ -94,7 +94,7 @@ public static class DiskSnapshots
     /// </summary>
     private static bool IsIntactPathLinkedChild(IDiskLayer child, IDiskLayer layer, string disk) =>
         child.ParentLink is { ParentId: null } link
-        && (link.ParentVersion == layer.Identity.Version || link.AlternateParentVersion == layer.Identity.Version)
+        && (link.ParentVersion is null || link.ParentVersion == layer.Identity.Version || link.AlternateParentVersion == layer.Identity.Version)
         && (Dependents.LinksTo(child, layer) || (link.CandidatePaths.Count > 0 && link.CandidatePaths[0] == disk));
 
     private static SnapshotEntry FinishCreate(string disk, SnapshotCatalog catalog, SnapshotEntry entry, OpenOptions options,

@@ -32,9 +32,9 @@ public class RawVerbTests
         var r = await CliRunner.RunAsync("create", dir.File("x.img"), "--size", "1M");
         Assert.Equal(ExitCodes.AlreadyExists, r.ExitCode);
         Assert.Equal("keep me", File.ReadAllText(dir.File("x.img")));
-        var ext = await CliRunner.RunAsync("create", dir.File("x.qcow2"), "--size", "1M");
+        var ext = await CliRunner.RunAsync("create", dir.File("x.vmdk"), "--size", "1M");
         Assert.Equal(ExitCodes.InvalidArgument, ext.ExitCode);
-        Assert.False(File.Exists(dir.File("x.qcow2")));
+        Assert.False(File.Exists(dir.File("x.vmdk")));
     }
 
     [Fact]

@@ -100,9 +100,13 @@ public sealed class CrashSimulationFile : IImageFile
         if (_durable.TryGetValue(lastPage, out var page)) Array.Clear(page, (int)(length - lastPage), Page - (int)(length - lastPage));
     }
 
+    /// <summary>Called just before every flush takes effect: the moment a power loss tells whether a barrier was missing.</summary>
+    public Action? BeforeFlush { get; set; }
+
     public void Flush()
     {
         ThrowIfCrashed();
+        BeforeFlush?.Invoke();
         FlushCount++;
         foreach (var (off, data) in _pending)
         {

@@ -11,8 +11,8 @@ using Xunit.Abstractions;
 namespace DiskSnapshotEngine.Tests.Reliability;
 
 /// <summary>
-/// Mutation fuzzer: valid VHDX and VDI images (ours and the real ones in ../shared/fixtures) get FsCheck-generated edits
-/// in their headers, region tables, metadata, BAT, block map, sector bitmaps and log, then are opened, read, checked and
+/// Mutation fuzzer: valid VHDX, VDI and qcow2 images (ours, qemu's, and the real ones in ../shared/fixtures) get FsCheck-generated
+/// edits in their headers, region tables, metadata, BAT, block map, sector bitmaps, log, L1/L2/refcount and snapshot tables, then are opened, read, checked and
 /// exported. Only typed errors (DiskImageException) are acceptable; no hang (per-case timeout), no allocation beyond a
 /// fixed bound, and a failed open never changes the file. A short run is part of the suite; `tests/fuzz.sh --minutes N`
 /// runs it longer (DSE_FUZZ_SECONDS) and saves each failing input (DSE_FUZZ_FAILURES).
@@ -243,7 +243,7 @@ public class MutationFuzzTests
         var seeds = new List<Seed>();
         string dir = Path.Combine(work.Path, "seeds");
         Directory.CreateDirectory(dir);
-        foreach (var ext in new[] { ".vhdx", ".vdi" })
+        foreach (var ext in new[] { ".vhdx", ".vdi", ".qcow2" })
         {
             foreach (var type in new[] { ImageType.Dynamic, ImageType.Fixed })
             {
@@ -268,6 +268,24 @@ public class MutationFuzzTests
                 chain.Write(3 << 20, new byte[70000]);
             }))
                 seeds.Add(Make(childPath, parentPath));
+        }
+        if (Infrastructure.ExternalTool.Has("qemu-img") && File.Exists(Path.Combine(dir, "dynamic.qcow2")))
+        {
+            // qemu's own variants: compressed (zlib, zstd), extended L2 entries, 1-bit refcounts, an internal snapshot.
+            string source = Path.Combine(dir, "dynamic.qcow2");
+            foreach (var (name, options, compress) in new[] { ("zlib", "cluster_size=4k", true), ("zstd", "compression_type=zstd", true),
+                ("extl2", "extended_l2=on", false), ("rc1", "refcount_bits=1,cluster_size=4k", false) })
+            {
+                string q = Path.Combine(dir, $"qemu-{name}.qcow2");
+                var args = new List<string> { "convert", "-O", "qcow2", "-o", options };
+                if (compress) args.Insert(1, "-c");
+                Infrastructure.ExternalTool.RunChecked("qemu-img", args.Concat(new[] { source, q }).ToArray());
+                seeds.Add(Make(q));
+            }
+            string snap = Path.Combine(dir, "qemu-snapshot.qcow2");
+            File.Copy(source, snap);
+            Infrastructure.ExternalTool.RunChecked("qemu-img", "snapshot", "-c", "s1", snap);
+            seeds.Add(Make(snap));
         }
         if (SharedFixtures.FixturesDirectory is not null && Directory.Exists(SharedFixtures.FixturesDirectory))
         {

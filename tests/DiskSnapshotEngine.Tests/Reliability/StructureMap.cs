@@ -5,7 +5,8 @@ namespace DiskSnapshotEngine.Tests.Reliability;
 /// <summary>
 /// Where the interesting bytes of an image are, found by a deliberately small parser independent of the drivers
 /// (so a driver bug cannot hide a region from the fuzzer): VHDX file identifier, headers, region tables, metadata,
-/// BAT (with its sector-bitmap entries) and log; VDI header and block map. Unknown files: the whole file.
+/// BAT (with its sector-bitmap entries) and log; VDI header and block map; qcow2 header, extensions, L1, L2 and
+/// refcount tables and snapshot table. Unknown files: the whole file.
 /// </summary>
 internal static class StructureMap
 {
@@ -21,6 +22,8 @@ internal static class StructureMap
             Vhdx(image, regions);
         else if (image.Length >= 72 && BinaryPrimitives.ReadUInt32LittleEndian(image.AsSpan(64)) == 0xBEDA107F)
             Vdi(image, regions);
+        else if (image.Length >= 104 && BinaryPrimitives.ReadUInt32BigEndian(image) == 0x514649FB)
+            Qcow2(image, regions);
         regions.RemoveAll(r => r.Offset < 0 || r.Length <= 0 || r.Offset >= image.Length);
         if (regions.Count == 0) regions.Add(new Region("file", 0, image.Length));
         return regions.Select(r => r with { Length = Math.Min(r.Length, image.Length - r.Offset) }).ToList();
@@ -81,6 +84,25 @@ internal static class StructureMap
                 if ((entry & 7) is 6 or 7 && fileOffset > 0) regions.Add(new Region($"block of BAT entry {i}", fileOffset, 4096));
             }
         }
+    }
+
+    // qcow2 (big-endian): header cluster, L1 table and the first L2 tables it names, refcount table and first block, snapshot table.
+    private static void Qcow2(byte[] b, List<Region> regions)
+    {
+        ulong U64(long at) => at >= 0 && at + 8 <= b.Length ? BinaryPrimitives.ReadUInt64BigEndian(b.AsSpan((int)at)) : 0;
+        uint U32(long at) => at >= 0 && at + 4 <= b.Length ? BinaryPrimitives.ReadUInt32BigEndian(b.AsSpan((int)at)) : 0;
+        const ulong Mask = 0x00FFFFFFFFFFFE00UL;
+        regions.Add(new Region("header", 0, 112));
+        regions.Add(new Region("header extensions and backing file name", 112, 4096 - 112));
+        long l1 = (long)Math.Min(U64(40), int.MaxValue);
+        long l1Size = U32(36);
+        regions.Add(new Region("L1 table", l1, Math.Min(l1Size * 8, 64 << 10)));
+        for (int i = 0; i < Math.Min(l1Size, 8); i++)
+            if ((long)(U64(l1 + 8 * i) & Mask) is var l2 and > 0 and < int.MaxValue) regions.Add(new Region($"L2 table {i}", l2, 4096));
+        long table = (long)Math.Min(U64(48), int.MaxValue);
+        regions.Add(new Region("refcount table", table, Math.Min(U32(56) * 4096L, 64 << 10)));
+        if ((long)(U64(table) & Mask) is var block and > 0 and < int.MaxValue) regions.Add(new Region("refcount block 0", block, 4096));
+        if (U32(60) > 0) regions.Add(new Region("snapshot table", (long)Math.Min(U64(64), int.MaxValue), 4096));
     }
 
     private static void Vdi(byte[] b, List<Region> regions)

@@ -99,7 +99,7 @@ public sealed class VdiChainTests
         using var f = new Fixture();
         Guid before, recorded;
         using (var b = DiskImage.OpenLayer(f.BasePath, false)) before = b.Identity.Version;
-        using (var c = DiskImage.OpenLayer(f.ChildPath, false)) recorded = c.ParentLink!.ParentVersion;
+        using (var c = DiskImage.OpenLayer(f.ChildPath, false)) recorded = c.ParentLink!.ParentVersion!.Value;
         Assert.Equal(before, recorded);
 
         using (var chain = DiskImage.Open(f.BasePath, OpenOptions.ReadWrite)) chain.Write(4096, new byte[] { 42 });

@@ -9,6 +9,8 @@ public enum ImageFormat
     Vhdx,
     /// <summary>VirtualBox VDI.</summary>
     Vdi,
+    /// <summary>Microsoft VHD (Virtual Hard Disk Image Format Specification): Hyper-V, Virtual PC, Azure.</summary>
+    Vhd,
 }
 
 /// <summary>How an image stores its blocks.</summary>

@@ -153,6 +153,9 @@ public sealed class VhdLayer : IDiskLayer
 
     private int BlockSectors(uint block) => (int)((BlockLength(block) + 511) / 512);
 
+    // Every bit of a block, past the end of the disk too, as qemu writes a whole block's bitmap.
+    private int AllSectors => _blockSize / 512;
+
     /// <summary>File offset of a block's sector bitmap, validated: inside the file before the footer, clear of all metadata.</summary>
     internal long BlockOffset(uint block, uint entry)
     {
@@ -248,7 +251,7 @@ public sealed class VhdLayer : IDiskLayer
         if (inBlock != 0 || piece.Length != BlockLength(block)) MustAsk($"a write into unallocated block {block} must cover the whole block");
         // An unallocated block of a dynamic disk already reads as zeros.
         if (SpanHelpers.IsAllZero(piece)) return;
-        Allocate(block, 0, piece, 0, BlockSectors(block));
+        Allocate(block, 0, piece, 0, AllSectors);
     }
 
     private void MustAsk(string message) =>
@@ -303,14 +306,14 @@ public sealed class VhdLayer : IDiskLayer
             if (entry == VhdBat.Unused)
             {
                 // A child must hide its parent: a block with every bit set over a data area that is still a hole.
-                if (IsDifferencing) Allocate(block, 0, ReadOnlySpan<byte>.Empty, 0, BlockSectors(block));
+                if (IsDifferencing) Allocate(block, 0, ReadOnlySpan<byte>.Empty, 0, AllSectors);
                 continue;
             }
             long at = BlockOffset(block, entry);
             FillZeros(at + _bitmapBytes, BlockLength(block));
             if (VhdSectorBitmaps.AllSet(_bitmaps!.Get(at), 0, BlockSectors(block))) continue;
             File.Flush();
-            _bitmaps!.SetRange(at, 0, Units(0, BlockSectors(block)).End);
+            _bitmaps!.SetRange(at, 0, AllSectors);
         }
     }
 

@@ -7,8 +7,8 @@ namespace DiskSnapshotEngine.Tests.Vhd;
 
 /// <summary>
 /// The footer's variants: found at the end of the file (512 bytes, or 511 for images made before Virtual PC 2004),
-/// recovered from its copy at offset 0 when the end of the file is damaged (read-only: the file stays as it is; a
-/// writable open writes it back), and the disk size taken from Current Size, never from the geometry.
+/// recovered from its copy at offset 0 when the end of the file is damaged (opens never write; the first change writes it
+/// back), and the disk size taken from Current Size, never from the geometry.
 /// </summary>
 public sealed class VhdFooterTests : IDisposable
 {
@@ -30,7 +30,7 @@ public sealed class VhdFooterTests : IDisposable
     }
 
     [Fact]
-    public void A_damaged_footer_is_read_from_the_copy_without_writing_and_a_writable_open_writes_it_back()
+    public void A_damaged_footer_is_read_from_the_copy_without_writing_and_the_first_change_writes_it_back()
     {
         string path = MakeDynamic(out var content);
         long length = new FileInfo(path).Length;
@@ -49,6 +49,12 @@ public sealed class VhdFooterTests : IDisposable
 
         using (var chain = DiskImage.Open(path, OpenOptions.ReadWrite))
             Assert.Equal(content, VhdTestKit.Content(chain));
+        Assert.Equal(damaged, VhdTestKit.Sha256OfFile(path)); // a writable open that only read
+        using (var chain = DiskImage.Open(path, OpenOptions.ReadWrite))
+        {
+            chain.Write(100, VhdTestKit.Pattern(10, 3));
+            VhdTestKit.Pattern(10, 3).CopyTo(content, 100);
+        }
         Assert.Equal(VhdFooterBytes(path, 0), VhdTestKit.ReadAt(path, new FileInfo(path).Length - 512, 512));
         using (var chain = DiskImage.Open(path))
         {
@@ -71,7 +77,8 @@ public sealed class VhdFooterTests : IDisposable
         using (var chain = DiskImage.Open(path))
             Assert.Equal(content, VhdTestKit.Content(chain));
         using (var chain = DiskImage.Open(path, OpenOptions.ReadWrite))
-            Assert.Equal(content, VhdTestKit.Content(chain));
+            chain.WriteZeroes(0, 2 * MiB);
+        Array.Clear(content, 0, 2 * MiB);
         Assert.Equal(0, new FileInfo(path).Length % 512);
         using var again = DiskImage.Open(path);
         Assert.True(again.Check().IsClean, string.Join("\n", again.Check().Problems));

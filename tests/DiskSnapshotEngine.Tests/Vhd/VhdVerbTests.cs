@@ -115,7 +115,12 @@ public sealed class VhdVerbTests : IDisposable
         var model = new byte[Size];
         OpsKit.RandomWrites(disk, rng, 4, model);
         var first = (byte[])model.Clone();
+        // A linked clone names the disk by path: the snapshot relinks it to the layer that keeps this content.
+        string clone = _dir.File("clone.vhd");
+        await Ok("clone", "--linked", disk, clone);
         await Ok("snapshot", "create", disk, "--name", "one");
+        OpsKit.AssertContent(first, clone, "the linked clone after the snapshot");
+        using (var c = DiskImage.Open(clone)) Assert.NotEqual(Path.GetFullPath(disk), c.Layers[1].Path);
         OpsKit.RandomWrites(disk, rng, 4, model);
         await Ok("snapshot", "create", disk, "--name", "two");
         OpsKit.RandomWrites(disk, rng, 4, model);
@@ -126,6 +131,7 @@ public sealed class VhdVerbTests : IDisposable
         OpsKit.AssertContent(first, disk, "after reverting to one");
         await Ok("snapshot", "delete", disk, "--name", "two");
         OpsKit.AssertContent(first, disk, "after deleting two");
+        OpsKit.AssertContent(first, clone, "the linked clone at the end");
         using var chain = DiskImage.Open(disk);
         Assert.All(chain.Layers, l => Assert.Equal(ImageFormat.Vhd, l.Format));
         Assert.False(chain.Check().HasErrors, string.Join("\n", chain.Check().Problems));

@@ -25,7 +25,7 @@ internal static class VhdCheck
         long footerAt = layer.FooterRecovered ? 0 : layer.FooterOffset;
         const string Footer = "hard disk footer";
         if (layer.FooterRecovered)
-            report.Add(CheckSeverity.Warning, path, Footer, layer.File.Length, "the end of the file holds no valid footer; its copy at offset 0 was used (a writable open writes it back)");
+            report.Add(CheckSeverity.Warning, path, Footer, layer.File.Length, "the end of the file holds no valid footer; its copy at offset 0 was used (the next write puts it back)");
         else if (layer.FooterCopyDiffers)
             report.Add(CheckSeverity.Warning, path, Footer, 0, "the footer copy at offset 0 is missing, damaged or not the same as the footer (qemu reads the copy)");
         if (layer.FooterLength == VhdFooter.OldSize)

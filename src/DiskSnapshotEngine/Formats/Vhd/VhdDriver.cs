@@ -34,20 +34,7 @@ public sealed class VhdDriver : IImageFormatDriver
         // Nothing is written before everything is validated, so a failed open leaves the file as it was.
         var layout = VhdOpen.Read(file);
         if (writable && !file.CanWrite) ThrowHelper.ReadOnly(file.Path, "open for writing");
-        var layer = new VhdLayer(file, layout, writable);
-        if (writable && layout.FooterRecovered) layer.RepairFooter(RepairOffset(layer));
-        return layer;
-    }
-
-    /// <summary>Where a recovered footer goes back: over the last sector of the file, unless a block or locator reaches further.</summary>
-    private static long RepairOffset(VhdLayer layer)
-    {
-        long at = Math.Max(SpanHelpers.AlignUp(layer.File.Length, 512) - VhdFooter.Size, 0);
-        foreach (var r in layer.Metadata) at = Math.Max(at, SpanHelpers.AlignUp(r.End, 512));
-        foreach (var (block, entry) in layer.Bat!.Scan())
-            if (entry != VhdBat.Unused)
-                at = Math.Max(at, layer.BlockOffset(block, entry) + layer.BitmapBytes + layer.BlockLength(block));
-        return at;
+        return new VhdLayer(file, layout, writable);
     }
 
     public IDiskLayer Create(IImageFile file, ImageCreateOptions options, ParentDescriptor? parent)

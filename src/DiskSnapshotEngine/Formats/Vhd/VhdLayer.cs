@@ -15,8 +15,8 @@ namespace DiskSnapshotEngine.Formats.Vhd;
 /// The file therefore always ends with a valid footer (the old one stays in place until the block covers it), and a block
 /// becomes visible only when its data is durable; an interrupted allocation leaves unreferenced space (a leak). In a
 /// block already allocated the order is data, flush, bitmap bits. The footer's content never changes after creation,
-/// so the copy at offset 0 stays equal to it and recovers it when the end of the file is damaged (a writable open
-/// rewrites it). The identity is the footer's Unique Id, which is also the version: it is what a child records (Parent
+/// so the copy at offset 0 stays equal to it and recovers it when the end of the file is damaged (the first change
+/// writes it back). The identity is the footer's Unique Id, which is also the version: it is what a child records (Parent
 /// Unique ID) and what Hyper-V, VirtualBox and libvhdi verify; VHD keeps no content version, so writes leave it as is.
 /// </summary>
 public sealed class VhdLayer : IDiskLayer
@@ -205,6 +205,7 @@ public sealed class VhdLayer : IDiskLayer
     {
         EnsureWritable("write");
         CheckRange(offset, data.Length);
+        BeginChange();
         if (_bat is null)
         {
             File.Write(data, offset);
@@ -291,6 +292,7 @@ public sealed class VhdLayer : IDiskLayer
     {
         EnsureWritable("write zeroes");
         CheckRange(offset, length);
+        BeginChange();
         if (_bat is null)
         {
             FillZeros(offset, length);
@@ -338,6 +340,7 @@ public sealed class VhdLayer : IDiskLayer
         if (!IsDifferencing)
             throw new DiskImageException(ErrorKind.Unsupported, $"a {_type.ToString().ToLowerInvariant()} VHD has no parent link", Path, "hard disk footer");
         VhdDriver.CheckParent(Path, _size, parent);
+        BeginChange();
         // The new locators go to fresh space at the end of the file (the footer moves past them first), then one
         // header write switches to them: a crash leaves the old link or the new one, and the old data becomes a leak.
         var data = VhdParentLocators.Build(Path, parent.Path);
@@ -360,10 +363,20 @@ public sealed class VhdLayer : IDiskLayer
     private ParentLink BuildParentLink() =>
         new(VhdParentLocators.Candidates(Path, _locators, _header!.ParentUnicodeName), null, _header.ParentUniqueId, null, "Parent Unique ID");
 
-    /// <summary>Rewrites a footer recovered from the copy at offset 0 at the end of the file (a writable open of a damaged file).</summary>
-    internal void RepairFooter(long offset)
+    /// <summary>
+    /// Before the first change of a file whose footer was recovered from the copy at offset 0: writes the footer back
+    /// over the last sector, or past the furthest block or locator. Not at open, so an open that fails later (a parent
+    /// not found) or a session that only reads leaves the file as it was.
+    /// </summary>
+    private void BeginChange()
     {
-        MoveFooter(offset);
+        if (!FooterRecovered) return;
+        long at = Math.Max(SpanHelpers.AlignUp(File.Length, 512) - VhdFooter.Size, 0);
+        foreach (var r in _metadata) at = Math.Max(at, SpanHelpers.AlignUp(r.End, 512));
+        foreach (var (block, entry) in _bat!.Scan())
+            if (entry != VhdBat.Unused && BlockStart(block) < _size)
+                at = Math.Max(at, BlockOffset(block, entry) + _bitmapBytes + BlockLength(block));
+        MoveFooter(at);
         FooterRecovered = false;
     }
 

@@ -178,4 +178,40 @@ public sealed class VhdChainTests : IDisposable
         using var chain = DiskImage.Open(child);
         Assert.Equal(VhdTestKit.Sha256OfFile(raw), VhdTestKit.Sha256(chain));
     }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task A_relink_header_torn_between_its_two_sectors_reads_as_the_old_or_the_new_link(bool newSecondSector)
+    {
+        var layers = ThreeLayers(7);
+        string other = _dir.File("other.vhd");
+        await DiskSnapshotEngine.Operations.FullClone.RunAsync(layers[0], other);
+        string expected;
+        using (var chain = DiskImage.Open(layers[1])) expected = VhdTestKit.Sha256(chain);
+        var oldHeader = VhdTestKit.ReadAt(layers[1], 512, 1024);
+        using (var child = DiskImage.OpenLayer(layers[1], true))
+        using (var parent = DiskImage.OpenLayer(other, false))
+            child.SetParent(ParentDescriptor.Of(parent));
+        var newHeader = VhdTestKit.ReadAt(layers[1], 512, 1024);
+        Assert.NotEqual(oldHeader, newHeader);
+
+        // A crash tore the header write: one 512-byte sector is new, the other old (the checksum matches neither).
+        var torn = newSecondSector ? oldHeader[..512].Concat(newHeader[512..]).ToArray() : newHeader[..512].Concat(oldHeader[512..]).ToArray();
+        VhdTestKit.Patch(layers[1], 512, torn);
+        string tornHash = VhdTestKit.Sha256OfFile(layers[1]);
+        string parentOfVersion = Path.GetFullPath(newSecondSector ? other : layers[0]);
+        using (var chain = DiskImage.Open(layers[1]))
+        {
+            Assert.Equal(parentOfVersion, chain.Layers[1].Path);
+            Assert.Equal(expected, VhdTestKit.Sha256(chain));
+            Assert.Contains(chain.Check().Problems, p => p.Structure == "dynamic disk header" && p.Message.Contains("torn"));
+        }
+        Assert.Equal(tornHash, VhdTestKit.Sha256OfFile(layers[1]));
+
+        // The next change puts the whole header back.
+        using (var chain = DiskImage.Open(layers[1], OpenOptions.ReadWrite)) chain.Write(0, VhdTestKit.Pattern(4096, 8));
+        Assert.Equal(newSecondSector ? newHeader : oldHeader, VhdTestKit.ReadAt(layers[1], 512, 1024));
+        using (var chain = DiskImage.Open(layers[1])) Assert.False(chain.Check().HasErrors, string.Join("\n", chain.Check().Problems));
+    }
 }

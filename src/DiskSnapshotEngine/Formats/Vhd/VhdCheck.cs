@@ -46,6 +46,9 @@ internal static class VhdCheck
                 report.Add(CheckSeverity.Warning, path, Footer, layer.FooterOffset, $"{gap} bytes lie between the disk data and the footer (readers expect the footer right after Current Size bytes)");
             return report;
         }
+        if (layer.HeaderRecovered)
+            report.Add(CheckSeverity.Warning, path, "dynamic disk header", layer.HeaderOffset,
+                "the header was torn by an interrupted relink; its copy beside the parent locators was used (the next write puts it back)");
         if (layer.IsDifferencing && layer.ParentLink is { CandidatePaths.Count: 0 })
             report.Add(CheckSeverity.Warning, path, "parent locator", layer.HeaderOffset + VhdDynamicHeader.LocatorEntriesOffset,
                 "no parent locator or Parent Unicode Name gives a path usable here: the parent can only be given by hand");

@@ -60,6 +60,7 @@ public sealed class VhdLayer : IDiskLayer
         FooterLength = layout.FooterLength;
         FooterRecovered = layout.FooterRecovered;
         FooterCopyDiffers = layout.FooterCopyDiffers;
+        HeaderRecovered = layout.HeaderRecovered;
         if (_header is { } h)
         {
             _blockSize = (int)h.BlockSize;
@@ -104,6 +105,7 @@ public sealed class VhdLayer : IDiskLayer
     internal int FooterLength { get; private set; }
     internal bool FooterRecovered { get; private set; }
     internal bool FooterCopyDiffers { get; }
+    internal bool HeaderRecovered { get; private set; }
     internal IReadOnlyList<VhdRegion> Metadata => _metadata;
     internal IReadOnlyList<VhdParentLocators.Decoded> Locators => _locators;
     internal bool IsDifferencing => _type == VhdDiskType.Differencing;
@@ -341,16 +343,18 @@ public sealed class VhdLayer : IDiskLayer
             throw new DiskImageException(ErrorKind.Unsupported, $"a {_type.ToString().ToLowerInvariant()} VHD has no parent link", Path, "hard disk footer");
         VhdDriver.CheckParent(Path, _size, parent);
         BeginChange();
-        // The new locators go to fresh space at the end of the file (the footer moves past them first), then one
-        // header write switches to them: a crash leaves the old link or the new one, and the old data becomes a leak.
+        // The new locators, and a copy of the header naming them, go to fresh space at the end of the file (the footer
+        // moves past them first), then one header write switches to them: a crash leaves the old link or the new one (a
+        // header torn between its sectors is read from the copy its locator entries lead to), the old data becomes a leak.
         var data = VhdParentLocators.Build(Path, parent.Path);
         long at = SpanHelpers.AlignUp(_footerOffset, 512);
         var entries = VhdParentLocators.Layout(data, at, out long end);
         MoveFooter(end);
-        for (int i = 0; i < data.Count; i++) File.Write(data[i].Data, (long)entries[i].DataOffset);
-        File.Flush();
         var header = _header!.Clone();
         VhdDriver.Link(header, parent, entries);
+        for (int i = 0; i < data.Count; i++) File.Write(data[i].Data, (long)entries[i].DataOffset);
+        File.Write(header.Raw, VhdParentLocators.HeaderCopyOffset(header)!.Value);
+        File.Flush();
         File.Write(header.Raw, _headerOffset);
         File.Flush();
         _header = header;
@@ -370,6 +374,12 @@ public sealed class VhdLayer : IDiskLayer
     /// </summary>
     private void BeginChange()
     {
+        if (HeaderRecovered)
+        {
+            File.Write(_header!.Raw, _headerOffset);
+            File.Flush();
+            HeaderRecovered = false;
+        }
         if (!FooterRecovered) return;
         long at = Math.Max(SpanHelpers.AlignUp(File.Length, 512) - VhdFooter.Size, 0);
         foreach (var r in _metadata) at = Math.Max(at, SpanHelpers.AlignUp(r.End, 512));

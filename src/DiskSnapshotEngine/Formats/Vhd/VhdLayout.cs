@@ -15,6 +15,7 @@ internal readonly record struct VhdRegion(string Name, long Offset, long Length)
 /// <param name="FooterCopyDiffers">A dynamic disk's copy at offset 0 is missing, damaged or not the same as the footer.</param>
 /// <param name="Header">The dynamic disk header; null for a fixed disk.</param>
 /// <param name="HeaderOffset">File offset of <see cref="Header"/>.</param>
+/// <param name="HeaderRecovered">The header in the file was torn; <see cref="Header"/> is the copy beside its locators.</param>
 /// <param name="Locators">The parent locator entries, decoded.</param>
 /// <param name="Metadata">Footer copy, header, BAT and locator data: regions no block may overlap.</param>
 internal sealed record VhdLayout(
@@ -25,5 +26,6 @@ internal sealed record VhdLayout(
     bool FooterCopyDiffers,
     VhdDynamicHeader? Header,
     long HeaderOffset,
+    bool HeaderRecovered,
     IReadOnlyList<VhdParentLocators.Decoded> Locators,
     IReadOnlyList<VhdRegion> Metadata);

@@ -63,7 +63,7 @@ internal static class VhdOpen
         {
             if (size > endOffset)
                 throw Corrupt(path, FooterName, footerAt + 48, $"Current Size {size} is larger than the {endOffset} bytes of disk data before the footer");
-            return new VhdLayout(footer, endOffset, endLength, false, false, null, 0, [], []);
+            return new VhdLayout(footer, endOffset, endLength, false, false, null, 0, false, [], []);
         }
 
         bool copyDiffers = !recovered && (!copyUsable || !copy!.Raw.SequenceEqual(footer.Raw));
@@ -75,6 +75,9 @@ internal static class VhdOpen
         var bytes = new byte[VhdDynamicHeader.Size];
         file.ReadExactly(bytes, headerOffset, HeaderName);
         var header = VhdDynamicHeader.From(bytes);
+        bool headerRecovered = false;
+        if (header.HasCookie && !header.ChecksumValid && HeaderCopy(file, header, limit) is { } headerCopy)
+            (header, headerRecovered) = (headerCopy, true);
         ValidateHeader(path, header, headerOffset, size, limit);
         var metadata = new List<VhdRegion>
         {
@@ -91,7 +94,21 @@ internal static class VhdOpen
             foreach (var l in locators)
                 metadata.Add(new VhdRegion("parent locator data", (long)l.Entry.DataOffset, l.Entry.DataLength));
         }
-        return new VhdLayout(footer, limit, recovered ? 0 : endLength, recovered, copyDiffers, header, headerOffset, locators, metadata);
+        return new VhdLayout(footer, limit, recovered ? 0 : endLength, recovered, copyDiffers, header, headerOffset, headerRecovered, locators, metadata);
+    }
+
+    /// <summary>
+    /// The header a torn header write was writing or replacing: the copy beside the locators its second sector names (see
+    /// <see cref="VhdParentLocators.HeaderCopySize"/>), accepted only when valid and equal to that sector.
+    /// </summary>
+    private static VhdDynamicHeader? HeaderCopy(IImageFile file, VhdDynamicHeader torn, long limit)
+    {
+        if (VhdParentLocators.HeaderCopyOffset(torn) is not long at || at + VhdDynamicHeader.Size > limit) return null;
+        var bytes = new byte[VhdDynamicHeader.Size];
+        file.ReadExactly(bytes, at, "dynamic disk header copy");
+        var copy = VhdDynamicHeader.From(bytes);
+        const int Second = 512;
+        return copy.HasCookie && copy.ChecksumValid && copy.Raw[Second..].SequenceEqual(torn.Raw[Second..]) ? copy : null;
     }
 
     private static void ValidateFooter(string path, VhdFooter f, long at)

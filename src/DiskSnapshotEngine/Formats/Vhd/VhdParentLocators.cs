@@ -49,9 +49,20 @@ internal static class VhdParentLocators
     /// <summary>Space reserved for locator data of <paramref name="length"/> bytes.</summary>
     public static uint SpaceFor(int length) => (uint)Math.Max(MinSpace, SpanHelpers.AlignUp(length, 512));
 
-    /// <summary>Places locator data one region after another from <paramref name="at"/>; <paramref name="end"/> is where the last region ends.</summary>
+    /// <summary>
+    /// A copy of the dynamic header that names a set of locators sits in the 1024 bytes before their first region, written
+    /// before the header: a header write torn by a crash (it spans two sectors) is recovered from the copy whose locator
+    /// entries are the ones the torn header holds, giving the old link or the new one. Readers other than ours see unused space.
+    /// </summary>
+    public const int HeaderCopySize = VhdDynamicHeader.Size;
+
+    /// <summary>
+    /// Places a header copy at <paramref name="at"/>, then the locator data one region after another; <paramref name="end"/>
+    /// is where the last region ends.
+    /// </summary>
     public static List<VhdParentLocatorEntry> Layout(IReadOnlyList<(uint Code, byte[] Data)> data, long at, out long end)
     {
+        at += HeaderCopySize;
         var entries = new List<VhdParentLocatorEntry>();
         foreach (var (code, bytes) in data)
         {
@@ -158,5 +169,14 @@ internal static class VhdParentLocators
         if (text.AsSpan().IndexOfAny(Path.GetInvalidPathChars()) >= 0)
             ThrowHelper.Corrupt(childPath, "parent locator", null, "a parent path contains a character no path can hold");
         return text;
+    }
+
+    /// <summary>Where the copy of a header naming these locators lies, if it names any: just before its first locator region.</summary>
+    public static long? HeaderCopyOffset(VhdDynamicHeader header)
+    {
+        ulong first = ulong.MaxValue;
+        for (int i = 0; i < VhdDynamicHeader.LocatorCount; i++)
+            if (header.Locator(i) is { IsEmpty: false } e) first = Math.Min(first, e.DataOffset);
+        return first == ulong.MaxValue || first < VhdFooter.Size + HeaderCopySize || first > long.MaxValue ? null : (long)first - HeaderCopySize;
     }
 }

@@ -88,8 +88,7 @@ public sealed class VhdDriver : IImageFormatDriver
 
         WriteUnusedBat(file, entries);
         file.Write(header.Raw, VhdFooter.Size);
-        for (int i = 0; i < locators.Count; i++) file.Write(locators[i].Data, (long)locatorEntries[i].DataOffset);
-        if (VhdParentLocators.HeaderCopyOffset(header) is long copyAt) file.Write(header.Raw, copyAt);
+        if (locators.Count > 0) VhdParentLocators.Write(file, header, locators, locatorEntries);
         // The footer and its copy go last: until they land the file carries no VHD signature.
         file.Write(footer.Raw, end);
         file.Write(footer.Raw, 0);

@@ -96,6 +96,8 @@ public sealed class VhdLayer : IDiskLayer
 
     public IReadOnlyList<KeyValuePair<string, string>> Details => VhdDetails.Of(this);
 
+    public CheckReport Check() => VhdCheck.Run(this);
+
     internal VhdFooter Footer => _footer;
     internal VhdDynamicHeader? Header => _header;
     internal long HeaderOffset => _headerOffset;
@@ -352,8 +354,7 @@ public sealed class VhdLayer : IDiskLayer
         MoveFooter(end);
         var header = _header!.Clone();
         VhdDriver.Link(header, parent, entries);
-        for (int i = 0; i < data.Count; i++) File.Write(data[i].Data, (long)entries[i].DataOffset);
-        File.Write(header.Raw, VhdParentLocators.HeaderCopyOffset(header)!.Value);
+        VhdParentLocators.Write(File, header, data, entries);
         File.Flush();
         File.Write(header.Raw, _headerOffset);
         File.Flush();
@@ -368,9 +369,9 @@ public sealed class VhdLayer : IDiskLayer
         new(VhdParentLocators.Candidates(Path, _locators, _header!.ParentUnicodeName), null, _header.ParentUniqueId, null, "Parent Unique ID");
 
     /// <summary>
-    /// Before the first change of a file whose footer was recovered from the copy at offset 0: writes the footer back
-    /// over the last sector, or past the furthest block or locator. Not at open, so an open that fails later (a parent
-    /// not found) or a session that only reads leaves the file as it was.
+    /// Before the first change: writes back a header read from its copy (torn relink) and a footer read from the copy at
+    /// offset 0 (damaged end of file). Not at open, so an open that fails later (a parent not found) or a session that
+    /// only reads leaves the file as it was.
     /// </summary>
     private void BeginChange()
     {
@@ -381,18 +382,9 @@ public sealed class VhdLayer : IDiskLayer
             HeaderRecovered = false;
         }
         if (!FooterRecovered) return;
-        long at = Math.Max(SpanHelpers.AlignUp(File.Length, 512) - VhdFooter.Size, 0);
-        foreach (var r in _metadata) at = Math.Max(at, SpanHelpers.AlignUp(r.End, 512));
-        foreach (var (block, entry) in _bat!.Scan())
-            if (entry != VhdBat.Unused && BlockStart(block) < _size)
-                at = Math.Max(at, BlockOffset(block, entry) + _bitmapBytes + BlockLength(block));
-        MoveFooter(at);
+        MoveFooter(VhdOpen.FooterRepairOffset(this));
         FooterRecovered = false;
     }
-
-    // ---- check --------------------------------------------------------------------------------------------------
-
-    public CheckReport Check() => VhdCheck.Run(this);
 
     // ---- helpers ------------------------------------------------------------------------------------------------
 
@@ -410,13 +402,7 @@ public sealed class VhdLayer : IDiskLayer
     {
         if (_disposed) return;
         _disposed = true;
-        try
-        {
-            Flush();
-        }
-        finally
-        {
-            File.Dispose();
-        }
+        try { Flush(); }
+        finally { File.Dispose(); }
     }
 }

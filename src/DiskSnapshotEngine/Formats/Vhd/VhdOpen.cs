@@ -98,6 +98,20 @@ internal static class VhdOpen
     }
 
     /// <summary>
+    /// Where a footer read from the copy at offset 0 goes back: over the last sector of the file, or past the furthest
+    /// block or structure when one reaches further (so nothing referenced is overwritten).
+    /// </summary>
+    public static long FooterRepairOffset(VhdLayer layer)
+    {
+        long at = Math.Max(SpanHelpers.AlignUp(layer.File.Length, 512) - VhdFooter.Size, 0);
+        foreach (var r in layer.Metadata) at = Math.Max(at, SpanHelpers.AlignUp(r.End, 512));
+        foreach (var (block, entry) in layer.Bat!.Scan())
+            if (entry != VhdBat.Unused && layer.BlockStart(block) < layer.VirtualSize)
+                at = Math.Max(at, layer.BlockOffset(block, entry) + layer.BitmapBytes + layer.BlockLength(block));
+        return at;
+    }
+
+    /// <summary>
     /// The header a torn header write was writing or replacing: the copy beside the locators its second sector names (see
     /// <see cref="VhdParentLocators.HeaderCopySize"/>), accepted only when valid and equal to that sector.
     /// </summary>

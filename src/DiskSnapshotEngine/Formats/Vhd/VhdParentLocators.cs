@@ -171,6 +171,13 @@ internal static class VhdParentLocators
         return text;
     }
 
+    /// <summary>Writes the locator data where <paramref name="entries"/> place it, and the copy of <paramref name="header"/> (which names them) before it. Not flushed.</summary>
+    public static void Write(IImageFile file, VhdDynamicHeader header, IReadOnlyList<(uint Code, byte[] Data)> data, IReadOnlyList<VhdParentLocatorEntry> entries)
+    {
+        for (int i = 0; i < data.Count; i++) file.Write(data[i].Data, (long)entries[i].DataOffset);
+        file.Write(header.Raw, HeaderCopyOffset(header)!.Value);
+    }
+
     /// <summary>Where the copy of a header naming these locators lies, if it names any: just before its first locator region.</summary>
     public static long? HeaderCopyOffset(VhdDynamicHeader header)
     {

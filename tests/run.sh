@@ -13,6 +13,7 @@ declare -A package_of=(
   [xmllint]=libxml2-utils
   [virsh]=libvirt-clients
   [bzip2]=bzip2
+  [7zz]=7zip
 )
 missing=()
 for tool in "${!package_of[@]}"; do

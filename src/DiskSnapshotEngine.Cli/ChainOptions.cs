@@ -67,6 +67,6 @@ internal static class CommonOptions
 {
     public static Option<bool> Json() => new("--json") { Description = "Print the result as JSON (camelCase fields) instead of text." };
 
-    public static Argument<string> Image(string description = "The image file (.vhdx, .avhdx, .vdi, .qcow2, .img, .raw).") =>
+    public static Argument<string> Image(string description = "The image file (.vhdx, .avhdx, .vdi, .qcow2, .vhd, .img, .raw).") =>
         new("IMAGE") { Description = description };
 }

@@ -39,6 +39,7 @@ public static class LibvirtDomainXml
         MediumFormats.Vhdx => "vhdx",
         MediumFormats.Vdi => "vdi",
         MediumFormats.Raw => "raw",
+        MediumFormats.Vhd => "vpc",
         _ => throw new DiskImageException(ErrorKind.Unsupported, $"no QEMU driver type for {format} images"),
     };
 

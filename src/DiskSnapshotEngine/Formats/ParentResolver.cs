@@ -12,7 +12,7 @@ namespace DiskSnapshotEngine.Formats;
 /// </summary>
 internal static class ParentResolver
 {
-    private static readonly string[] s_imageExtensions = { ".vdi", ".vhdx", ".avhdx", ".qcow2", ".img", ".raw" };
+    private static readonly string[] s_imageExtensions = { ".vdi", ".vhdx", ".avhdx", ".qcow2", ".vhd", ".img", ".raw" };
 
     /// <summary>Opens the verified parent of <paramref name="child"/> read-only.</summary>
     /// <param name="child">The differencing layer.</param>

@@ -11,7 +11,7 @@ namespace DiskSnapshotEngine.Operations;
 /// </summary>
 internal static class Dependents
 {
-    private static readonly string[] s_childExtensions = { ".vdi", ".vhdx", ".avhdx", ".qcow2" };
+    private static readonly string[] s_childExtensions = { ".vdi", ".vhdx", ".avhdx", ".qcow2", ".vhd" };
 
     /// <summary>True when <paramref name="child"/>'s parent link names <paramref name="parent"/>, resolved the way the chain resolves it.</summary>
     public static bool LinksTo(IDiskLayer child, IDiskLayer parent)

@@ -110,12 +110,29 @@ internal sealed class NbdExport : IDisposable
         return count;
     }
 
-    /// <summary>Writes through the chain into the top layer.</summary>
+    /// <summary>
+    /// Writes through the chain into the top layer. A write that changes the top layer's map (a new block, sectors made
+    /// present, a ZERO block given data) is committed before it is acknowledged, so a server killed at any moment leaves
+    /// every acknowledged write whole, as <c>dse write</c> does; a write over data the top layer already holds goes in place
+    /// and costs no commit (durability then comes from FLUSH or FUA, as the protocol says).
+    /// </summary>
     public void Write(long offset, ReadOnlySpan<byte> data)
     {
         _lock.EnterWriteLock();
-        try { _chain.Write(offset, data); }
+        try
+        {
+            bool inPlace = TopHoldsData(offset, data.Length);
+            _chain.Write(offset, data);
+            if (!inPlace) _chain.Flush();
+        }
         finally { _lock.ExitWriteLock(); }
+    }
+
+    private bool TopHoldsData(long offset, long length)
+    {
+        foreach (var e in _chain.GetExtents(offset, length, layerCount: 1))
+            if (e.Kind != ExtentKind.Data) return false;
+        return true;
     }
 
     /// <summary>
@@ -140,7 +157,11 @@ internal sealed class NbdExport : IDisposable
             // Steps end on block boundaries, so splitting changes nothing in what the chain does.
             long next = Math.Min(end, SpanHelpers.AlignDown(at, _chain.Top.BlockSize) + step);
             _lock.EnterWriteLock();
-            try { _chain.WriteZeroes(at, next - at); }
+            try
+            {
+                _chain.WriteZeroes(at, next - at);
+                _chain.Flush(); // ZERO states are map changes: committed before the reply, as for writes
+            }
             finally { _lock.ExitWriteLock(); }
             at = next;
         }

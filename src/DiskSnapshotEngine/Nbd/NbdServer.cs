@@ -17,18 +17,16 @@ public sealed class NbdServer : IDisposable
     private readonly NbdExport _export;
     private readonly NbdServerOptions _options;
     private readonly Socket _listener;
-    private readonly DateTime? _socketStamp;
     private readonly ArrayPool<byte> _pool;
     private readonly Dictionary<NbdConnection, TaskCompletionSource> _connections = new();
     private int _faults;
     private bool _disposed;
 
-    private NbdServer(DiskChain chain, NbdServerOptions options, Socket listener, DateTime? socketStamp)
+    private NbdServer(DiskChain chain, NbdServerOptions options, Socket listener)
     {
         _export = new NbdExport(chain, options.ExportName);
         _options = options;
         _listener = listener;
-        _socketStamp = socketStamp;
         // One piece buffer per connection at most; the pool keeps as many as can be in use at once.
         _pool = ArrayPool<byte>.Create(NbdRequestRules.PieceSize, options.MaxConnections);
         Port = listener.LocalEndPoint is IPEndPoint ip ? ip.Port : null;
@@ -68,10 +66,9 @@ public sealed class NbdServer : IDisposable
         options.Validate();
         if (options.SocketPath is { } path)
         {
-            var (socket, stamp) = NbdUnixSocket.Bind(Path.GetFullPath(path));
-            return new NbdServer(chain, options, socket, stamp);
+            return new NbdServer(chain, options, NbdUnixSocket.Bind(Path.GetFullPath(path)));
         }
-        return new NbdServer(chain, options, BindTcp(options), null);
+        return new NbdServer(chain, options, BindTcp(options));
     }
 
     /// <summary>
@@ -153,7 +150,7 @@ public sealed class NbdServer : IDisposable
         }
     }
 
-    /// <summary>Closes the listener and removes the unix socket file. Call after <see cref="RunAsync"/> has returned.</summary>
+    /// <summary>Closes the listener (which removes the unix socket file) and cuts any connection left. Call after <see cref="RunAsync"/> has returned.</summary>
     public void Dispose()
     {
         if (_disposed) return;
@@ -161,7 +158,6 @@ public sealed class NbdServer : IDisposable
         _listener.Dispose();
         lock (_connections)
             foreach (var c in _connections.Keys) c.Abort();
-        if (SocketPath is { } path && _socketStamp is { } stamp) NbdUnixSocket.RemoveIfOurs(path, stamp);
     }
 
     private static Socket BindTcp(NbdServerOptions options)

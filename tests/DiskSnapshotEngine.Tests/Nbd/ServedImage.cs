@@ -10,7 +10,7 @@ public sealed class ServedImage : IDisposable
     private readonly Task _run;
     private readonly List<string> _log = new();
 
-    public ServedImage(string image, string socketPath, bool writable, Func<NbdServerOptions, NbdServerOptions>? configure = null)
+    public ServedImage(string image, string? socketPath, bool writable, Func<NbdServerOptions, NbdServerOptions>? configure = null)
     {
         Chain = DiskImage.Open(image, writable ? OpenOptions.ReadWrite : OpenOptions.ReadOnly);
         var options = new NbdServerOptions
@@ -32,7 +32,7 @@ public sealed class ServedImage : IDisposable
 
     public DiskChain Chain { get; }
     public NbdServer Server { get; }
-    public string SocketPath => Server.SocketPath!;
+    public string? SocketPath => Server.SocketPath;
 
     /// <summary>What the server logged (internal errors, refused connections).</summary>
     public IReadOnlyList<string> Log
@@ -40,7 +40,7 @@ public sealed class ServedImage : IDisposable
         get { lock (_log) return _log.ToArray(); }
     }
 
-    public NbdTestClient Connect() => NbdTestClient.Unix(SocketPath);
+    public NbdTestClient Connect() => SocketPath is { } p ? NbdTestClient.Unix(p) : NbdTestClient.Tcp(Server.Port!.Value);
 
     /// <summary>Stops the server (letting connections finish their request) and waits for it.</summary>
     public void Stop()

@@ -13,6 +13,9 @@ declare -A package_of=(
   [xmllint]=libxml2-utils
   [virsh]=libvirt-clients
   [bzip2]=bzip2
+  [nbdinfo]=libnbd-bin
+  [nbdcopy]=libnbd-bin
+  [systemd-analyze]=systemd
 )
 missing=()
 for tool in "${!package_of[@]}"; do

@@ -29,6 +29,7 @@ internal static class CommandCatalog
         CompareCommand.Build,
         MapCommand.Build,
         ServeCommand.Build,
+        MountCommand.Build,
         VmCommand.Build,
     };
 

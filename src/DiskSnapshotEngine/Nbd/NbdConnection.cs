@@ -22,7 +22,9 @@ internal sealed class NbdConnection
     private readonly TimeSpan _handshakeTimeout;
     private readonly Action<string> _fault;
     private readonly NbdReceiver _in;
-    private int _state; // 0 handshake, 1 transmission, 2 stopping
+    // Handshake, then Idle (waiting for a request) and Busy (serving one) in turn, until Stopping.
+    private const int Handshaking = 0, Idle = 1, Stopping = 2, Busy = 3;
+    private int _state = Handshaking;
 
     /// <param name="socket">The accepted socket (owned: closed when the connection ends).</param>
     /// <param name="export">The export.</param>
@@ -50,7 +52,7 @@ internal sealed class NbdConnection
                 if (Handshake() is not { } negotiated) return;
                 session = negotiated;
                 // The timer must not cut a connection that made it: only a connection still negotiating is dropped.
-                if (Interlocked.CompareExchange(ref _state, 1, 0) != 0) return;
+                if (Interlocked.CompareExchange(ref _state, Idle, Handshaking) != Handshaking) return;
             }
             Transmission(session);
         }
@@ -69,12 +71,13 @@ internal sealed class NbdConnection
     }
 
     /// <summary>
-    /// Asks the connection to end after the request it is serving: no further request is read (proto.md: a server
-    /// that shuts down waits for in-flight requests, then disconnects).
+    /// Asks the connection to end after the request it is serving (proto.md: a server that shuts down waits for
+    /// in-flight requests, then disconnects). A connection waiting for its next request, or still negotiating, is
+    /// woken by shutting the socket's receive side; one in the middle of a request finishes it first, payload included.
     /// </summary>
     public void Stop()
     {
-        Interlocked.Exchange(ref _state, 2);
+        if (Interlocked.Exchange(ref _state, Stopping) == Busy) return;
         try { _socket.Shutdown(SocketShutdown.Receive); }
         catch (Exception e) when (e is SocketException or ObjectDisposedException) { }
     }
@@ -88,7 +91,7 @@ internal sealed class NbdConnection
 
     private void HandshakeExpired()
     {
-        if (Interlocked.CompareExchange(ref _state, 2, 0) == 0) Abort();
+        if (Interlocked.CompareExchange(ref _state, Stopping, Handshaking) == Handshaking) Abort();
     }
 
     private NbdSession? Handshake()
@@ -133,32 +136,38 @@ internal sealed class NbdConnection
     {
         var replies = new NbdReplySender(_socket, _export, _pool, session.StructuredReplies);
         Span<byte> header = stackalloc byte[NbdRequest.Size];
-        while (Volatile.Read(ref _state) == 1 && _in.ReadExact(header))
+        while (_in.ReadExact(header))
         {
-            // A wrong magic means the stream is out of step: nothing after it can be trusted (hard disconnect).
-            if (!NbdRequest.TryParse(header, out var r) || r.Command == NbdCommand.Disconnect) return;
-            var error = NbdRequestRules.Check(r, session);
-            if (error != NbdError.None)
-            {
-                if (r.HasPayload && !_in.Skip(r.Length)) return;
-                replies.Status(r.Handle, error, Describe(r, error, session.ExportSize));
-                continue;
-            }
-            switch (r.Command)
-            {
-                case NbdCommand.Read:
-                    if (!replies.Read(r)) return;
-                    break;
-                case NbdCommand.Write:
-                    if (!Write(r, replies)) return;
-                    break;
-                case NbdCommand.BlockStatus:
-                    replies.BlockStatus(r);
-                    break;
-                default: // FLUSH, TRIM, WRITE_ZEROES: the only other commands Check lets through
-                    Apply(r, replies);
-                    break;
-            }
+            if (Interlocked.CompareExchange(ref _state, Busy, Idle) != Idle) return;
+            if (!Serve(header, session, replies)) return;
+            if (Interlocked.CompareExchange(ref _state, Idle, Busy) != Busy) return; // a stop came while serving
+        }
+    }
+
+    /// <summary>Serves one request; false when the connection must end (disconnect request, broken stream).</summary>
+    private bool Serve(ReadOnlySpan<byte> header, in NbdSession session, NbdReplySender replies)
+    {
+        // A wrong magic means the stream is out of step: nothing after it can be trusted (hard disconnect).
+        if (!NbdRequest.TryParse(header, out var r) || r.Command == NbdCommand.Disconnect) return false;
+        var error = NbdRequestRules.Check(r, session);
+        if (error != NbdError.None)
+        {
+            if (r.HasPayload && !_in.Skip(r.Length)) return false;
+            replies.Status(r.Handle, error, Describe(r, error, session.ExportSize));
+            return true;
+        }
+        switch (r.Command)
+        {
+            case NbdCommand.Read:
+                return replies.Read(r);
+            case NbdCommand.Write:
+                return Write(r, replies);
+            case NbdCommand.BlockStatus:
+                replies.BlockStatus(r);
+                return true;
+            default: // FLUSH, TRIM, WRITE_ZEROES: the only other commands Check lets through
+                Apply(r, replies);
+                return true;
         }
     }
 

@@ -176,4 +176,33 @@ public class NbdServerTests
         }
         await Task.WhenAll(readers);
     }
+
+    [Fact]
+    public async Task A_stop_lets_the_request_in_flight_finish_then_closes_every_connection()
+    {
+        using var dir = new TempDirectory("nbd");
+        var paths = NbdTestImages.Chain(dir.Path, "vhdx", 2, Size, Block, seed: 7);
+        var data = NbdTestImages.Random(3 << 20, 17);
+        using (var served = new ServedImage(paths[^1], dir.File("s.sock"), writable: true))
+        {
+            using var idle = served.Connect().Negotiate();
+            using var writer = served.Connect().Negotiate();
+            // The write's header and a first part of its payload: the server is in the middle of the request.
+            writer.SendRequest(1, 42, 5 << 20, (uint)data.Length);
+            writer.Send(data[..(1 << 20)]);
+            await Task.Delay(300);
+            var stopping = Task.Run(served.Stop);
+            await Task.Delay(300);
+            Assert.False(stopping.IsCompleted, "the stop did not wait for the request in flight");
+            writer.Send(data[(1 << 20)..]);
+            Assert.Equal((0u, (string?)null), writer.ReadStatus(42));
+            Assert.True(writer.ServerClosed());
+            Assert.True(idle.ServerClosed());
+            await stopping.WaitAsync(TimeSpan.FromSeconds(30));
+        }
+        using var chain = DiskImage.Open(paths[^1]);
+        var back = new byte[data.Length];
+        chain.Read(5 << 20, back);
+        Assert.Equal(data, back);
+    }
 }

@@ -68,7 +68,8 @@ internal sealed class NbdExport : IDisposable
                 var part = data.Slice(start, length);
                 bool hole = e.Kind != ExtentKind.Data;
                 if (!hole) _chain.Layers[e.LayerIndex].File.ReadExactly(part, e.FileOffset, "payload block");
-                else if (fillHoles || length < MinHole)
+                // The last slot is kept for a data run, so a piece can never need more runs than there are.
+                else if (fillHoles || length < MinHole || count >= runs.Length - 1)
                 {
                     part.Clear();
                     hole = false;

@@ -103,12 +103,13 @@ internal static class MountCommand
             try { await exited.WaitAsync(context.CancellationToken).ConfigureAwait(false); }
             catch (OperationCanceledException)
             {
-                Unmount(Path.GetDirectoryName(file)!);
+                // Ctrl-C in a terminal (or timeout(1)) signals the whole process group: nbdfuse then unmounts by itself.
+                if (await Task.WhenAny(exited, Task.Delay(1000)).ConfigureAwait(false) != exited) TryUnmount(Path.GetDirectoryName(file)!);
                 try { await exited.WaitAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(false); }
                 catch (TimeoutException)
                 {
                     process.Kill();
-                    throw new DiskImageException(ErrorKind.ExternalTool, "nbdfuse did not end after the unmount; killed it", Path.GetDirectoryName(file));
+                    throw new DiskImageException(ErrorKind.ExternalTool, "nbdfuse did not end after the unmount (tried fusermount3 -u, fusermount -u, umount); killed it", Path.GetDirectoryName(file));
                 }
             }
             var rest = await stderr.ConfigureAwait(false);
@@ -116,7 +117,7 @@ internal static class MountCommand
         }
     }
 
-    private static void Unmount(string dir)
+    private static void TryUnmount(string dir)
     {
         foreach (var tool in new[] { "fusermount3", "fusermount", "umount" })
         {
@@ -124,7 +125,6 @@ internal static class MountCommand
             var r = ProcessCommandRunner.Instance.Run(tool == "umount" ? ExternalCommand.Of(tool, dir) : ExternalCommand.Of(tool, "-u", dir), TimeSpan.FromSeconds(30));
             if (r.ExitCode == 0) return;
         }
-        throw new DiskImageException(ErrorKind.ExternalTool, "could not unmount (tried fusermount3 -u, fusermount -u, umount)", dir);
     }
 
     private static string FirstLine(string text) =>

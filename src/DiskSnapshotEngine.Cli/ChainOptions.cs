@@ -39,6 +39,16 @@ internal sealed class ChainOptions
     /// <summary>Adds the chain options to a verb that opens an existing image.</summary>
     public static ChainOptions AddTo(Command command) => new(command);
 
+    /// <summary>The same chain options as arguments of another dse command (the <c>dse serve</c> a libvirt unit runs).</summary>
+    public IReadOnlyList<string> ServeArguments(ParseResult parse)
+    {
+        var args = new List<string>();
+        foreach (var p in parse.GetValue(SearchPaths) ?? Array.Empty<string>()) args.AddRange(["--search-path", Path.GetFullPath(p)]);
+        foreach (var r in parse.GetValue(VboxRegistries) ?? Array.Empty<string>()) args.AddRange(["--vbox-registry", Path.GetFullPath(r)]);
+        if (parse.GetValue(IgnoreParentMismatch)) args.Add("--ignore-parent-mismatch");
+        return args;
+    }
+
     /// <summary>The open options the command line asks for.</summary>
     /// <exception cref="DiskImageException">FileNotFound for a registry that does not exist; InvalidFormat for one that cannot be read.</exception>
     public OpenOptions ToOpenOptions(ParseResult parse, bool writable)

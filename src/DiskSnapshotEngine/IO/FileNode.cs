@@ -50,13 +50,10 @@ public readonly record struct FileNode(ulong Device, ulong Inode, string FullPat
             throw new DiskImageException(ErrorKind.FileNotFound, $"the {role} path {why}", full);
         }
 
-        // struct stat layout: st_dev and st_ino are the first two 8-byte fields on x86_64 and arm64;
-        // st_mode sits at 24 on x86_64 (after 8-byte st_nlink) and at 16 on arm64.
+        // struct stat layout: st_dev and st_ino are the first two 8-byte fields on x86_64 and arm64.
         ulong dev = BitConverter.ToUInt64(st[..8]);
         ulong ino = BitConverter.ToUInt64(st[8..16]);
-        int modeOffset = RuntimeInformation.ProcessArchitecture == Architecture.X64 ? 24 : 16;
-        int mode = BitConverter.ToInt32(st.Slice(modeOffset, 4));
-        int type = mode & S_IFMT;
+        int type = ModeOf(st) & S_IFMT;
         if (type != S_IFREG)
         {
             string what = type switch
@@ -79,6 +76,18 @@ public readonly record struct FileNode(ulong Device, ulong Inode, string FullPat
         try { Of(path); return true; }
         catch (DiskImageException) { return false; }
     }
+
+    /// <summary>True when the path names a unix domain socket (a server's listening socket, live or left behind).</summary>
+    public static bool IsSocket(string path)
+    {
+        if (!OperatingSystem.IsLinux()) return false;
+        Span<byte> st = stackalloc byte[256];
+        return Stat(path, st) == 0 && (ModeOf(st) & S_IFMT) == S_IFSOCK;
+    }
+
+    // st_mode sits at 24 on x86_64 (after 8-byte st_nlink) and at 16 on arm64.
+    private static int ModeOf(ReadOnlySpan<byte> st) =>
+        BitConverter.ToInt32(st.Slice(RuntimeInformation.ProcessArchitecture == Architecture.X64 ? 24 : 16, 4));
 
     /// <summary>Same file, whatever the spelling of the path.</summary>
     public bool SameFileAs(FileNode other) =>

@@ -72,7 +72,7 @@ public class MutationFuzzTests
 
         string summary = $"{cases} cases in {(DateTime.UtcNow - deadline.AddSeconds(-seconds)).TotalSeconds:F0} s, {failures.Count} failures (seed {seed})";
         _output.WriteLine(summary);
-        if (Environment.GetEnvironmentVariable("DSE_FUZZ_SUMMARY") is string summaryFile) File.WriteAllText(summaryFile, summary + "\n" + string.Join("\n", failures));
+        if (Environment.GetEnvironmentVariable("DSE_FUZZ_SUMMARY") is string summaryFile) File.AppendAllText(summaryFile, summary + "\n" + string.Join("\n", failures) + (failures.Count > 0 ? "\n" : ""));
         Assert.True(failures.Count == 0, summary + "\n" + string.Join("\n", failures.Take(10)) + $"\ninputs saved in {failureDir}");
         Assert.True(cases >= Math.Min(maxCases, 300), $"only {cases} cases ran in {seconds} s");
     }

@@ -108,13 +108,7 @@ public sealed class ImageFile : IImageFile
     /// </summary>
     internal void UseDirectWrites()
     {
-        // O_DIRECT's value differs between architectures (asm-generic uses 0x4000 for O_DIRECTORY on arm64).
-        int direct = System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture switch
-        {
-            System.Runtime.InteropServices.Architecture.X64 => 0x4000,
-            System.Runtime.InteropServices.Architecture.Arm64 => 0x10000,
-            _ => 0,
-        };
+        int direct = Libc.O_DIRECT;
         if (!OperatingSystem.IsLinux() || direct == 0 || _direct is not null) return;
         try
         {
@@ -158,7 +152,7 @@ public sealed class ImageFile : IImageFile
             DirectWrites++;
             return true;
         }
-        catch (IOException e) when ((e.HResult & 0xFFFF) is EINVAL or EOPNOTSUPP)
+        catch (IOException e) when ((e.HResult & 0xFFFF) is Libc.EINVAL or Libc.EOPNOTSUPP)
         {
             // Some file systems refuse direct I/O for certain ranges or alignments: stay buffered from now on.
             _direct.Dispose();
@@ -171,8 +165,6 @@ public sealed class ImageFile : IImageFile
             throw Translate(e, Path, "write");
         }
     }
-
-    private const int EINVAL = 22, EOPNOTSUPP = 95;
 
 
     /// <inheritdoc />
@@ -198,8 +190,8 @@ public sealed class ImageFile : IImageFile
             try
             {
                 _handle.DangerousAddRef(ref added);
-                int rc = posix_fallocate((int)_handle.DangerousGetHandle(), 0, length);
-                if (rc == 28 || rc == 122)
+                int rc = Libc.PosixFallocate((int)_handle.DangerousGetHandle(), 0, length);
+                if (rc is Libc.ENOSPC or Libc.EDQUOT)
                     throw new DiskImageException(ErrorKind.DiskFull, $"cannot reserve {length} bytes: no space left on the device", Path);
                 if (rc == 0)
                 {
@@ -214,9 +206,6 @@ public sealed class ImageFile : IImageFile
         }
         SetLength(length);
     }
-
-    [System.Runtime.InteropServices.DllImport("libc")]
-    private static extern int posix_fallocate(int fd, long offset, long len);
 
     /// <inheritdoc />
     public void Flush()
@@ -234,27 +223,5 @@ public sealed class ImageFile : IImageFile
     }
 
     /// <summary>Maps an operating-system exception to the engine's error kinds.</summary>
-    public static DiskImageException Translate(Exception e, string path, string operation)
-    {
-        if (e is DiskImageException d) return d;
-        int code = e.HResult & 0xFFFF;
-        // ENOSPC (28) / EDQUOT (122) on Unix; ERROR_HANDLE_DISK_FULL (39) / ERROR_DISK_FULL (112) on Windows.
-        bool full = OperatingSystem.IsWindows() ? code is 39 or 112 : code is 28 or 122
-                    || e.Message.Contains("No space left", StringComparison.OrdinalIgnoreCase);
-        if (full)
-            return new DiskImageException(ErrorKind.DiskFull, $"cannot {operation}: no space left on the device", path, inner: e);
-        // ERROR_SHARING_VIOLATION (32) / ERROR_LOCK_VIOLATION (33) is what .NET reports for a failed flock.
-        if (code is 32 or 33 || e.Message.Contains("being used by another process", StringComparison.OrdinalIgnoreCase))
-        {
-            string holders = LockHolders.Describe(path);
-            string who = holders.Length > 0 ? holders
-                : operation.Contains("writ") ? "another process is reading or writing it" : "another process is writing it";
-            return new DiskImageException(ErrorKind.Locked, $"cannot {operation}: the file is locked, {who}", path, inner: e);
-        }
-        if (e is FileNotFoundException or DirectoryNotFoundException)
-            return new DiskImageException(ErrorKind.FileNotFound, $"cannot {operation}: the file does not exist", path, inner: e);
-        if (e is UnauthorizedAccessException)
-            return new DiskImageException(ErrorKind.Io, $"cannot {operation}: permission denied", path, inner: e);
-        return new DiskImageException(ErrorKind.Io, $"cannot {operation}: {e.Message}", path, inner: e);
-    }
+    public static DiskImageException Translate(Exception e, string path, string operation) => OsErrors.Translate(e, path, operation);
 }

@@ -17,11 +17,11 @@ internal static class CheckCommand
         {
             image, json,
         };
-        var chainOptions = ChainOptions.AddTo(command);
+        var chainOptions = ChainOptions.AddTo(command, forceShare: true);
 
         VerbAction.Set(command, context =>
         {
-            using var chain = DiskImage.Open(context.Get(image)!, chainOptions.ToOpenOptions(context.Parse, writable: false));
+            using var chain = DiskImage.Open(context.Get(image)!, chainOptions.ToOpenOptions(context, writable: false));
             var report = chain.Check();
             int Count(CheckSeverity s) => report.Problems.Count(p => p.Severity == s);
             if (context.Get(json))

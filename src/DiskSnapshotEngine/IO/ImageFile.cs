@@ -5,9 +5,8 @@ namespace DiskSnapshotEngine.IO;
 
 /// <summary>
 /// A real image file: <see cref="RandomAccess"/> on a <see cref="SafeFileHandle"/>, no shared position.
-/// Locking: a writer opens with <see cref="FileShare.None"/> and a reader with <see cref="FileShare.Read"/>;
-/// on Unix .NET turns these into flock(LOCK_EX|LOCK_NB) and flock(LOCK_SH|LOCK_NB), so readers share,
-/// a writer excludes everyone, and a conflict fails at once instead of waiting.
+/// Locking (<see cref="FileLock"/>, taken by <see cref="LockedOpen"/>): readers share, a writer excludes everyone,
+/// dse and QEMU see each other's locks, and a conflict fails at once, naming the holder, instead of waiting.
 /// </summary>
 public sealed class ImageFile : IImageFile
 {
@@ -37,20 +36,19 @@ public sealed class ImageFile : IImageFile
 
     /// <summary>Opens an existing regular file, locked shared (read-only) or exclusive (writable).</summary>
     /// <exception cref="DiskImageException">FileNotFound (missing, FIFO, device, directory, loop), Locked, Io.</exception>
-    public static ImageFile Open(string path, bool writable)
+    public static ImageFile Open(string path, bool writable) =>
+        Open(path, writable ? FileLockMode.Exclusive : FileLockMode.Shared);
+
+    /// <summary>Opens an existing regular file with the given lock (<see cref="FileLockMode.Exclusive"/> opens it writable).</summary>
+    /// <exception cref="DiskImageException">FileNotFound (missing, FIFO, device, directory, loop), Locked, Io.</exception>
+    public static ImageFile Open(string path, FileLockMode mode)
     {
-        var node = FileNode.Of(path);
-        try
+        var handle = LockedOpen.Open(path, mode);
+        try { return new ImageFile(handle, System.IO.Path.GetFullPath(path), mode == FileLockMode.Exclusive); }
+        catch (IOException e)
         {
-            var handle = File.OpenHandle(node.FullPath, FileMode.Open,
-                writable ? FileAccess.ReadWrite : FileAccess.Read,
-                writable ? FileShare.None : FileShare.Read,
-                FileOptions.RandomAccess);
-            return new ImageFile(handle, node.FullPath, writable);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw Translate(e, node.FullPath, writable ? "open for writing" : "open for reading");
+            FileLock.ReleaseAndClose(handle);
+            throw Translate(e, path, "open");
         }
     }
 
@@ -59,16 +57,11 @@ public sealed class ImageFile : IImageFile
     public static ImageFile Create(string path, long preallocate = 0)
     {
         string full = System.IO.Path.GetFullPath(path);
-        if (File.Exists(full) || Directory.Exists(full))
-            throw new DiskImageException(ErrorKind.AlreadyExists, "the file already exists; refusing to overwrite it", full);
-        try
+        var handle = LockedOpen.Create(full, preallocate);
+        try { return new ImageFile(handle, full, true); }
+        catch (IOException e)
         {
-            var handle = File.OpenHandle(full, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None,
-                FileOptions.RandomAccess, preallocate);
-            return new ImageFile(handle, full, true);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
+            FileLock.ReleaseAndClose(handle);
             throw Translate(e, full, "create");
         }
     }
@@ -219,7 +212,7 @@ public sealed class ImageFile : IImageFile
     public void Dispose()
     {
         _direct?.Dispose();
-        _handle.Dispose();
+        FileLock.ReleaseAndClose(_handle);
     }
 
     /// <summary>Maps an operating-system exception to the engine's error kinds.</summary>

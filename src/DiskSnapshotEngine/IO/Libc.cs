@@ -45,6 +45,68 @@ internal static partial class Libc
     [LibraryImport("libc", EntryPoint = "posix_fallocate")]
     public static partial int PosixFallocate(int fd, long offset, long length);
 
+    /// <summary>posix_fadvise(2) with POSIX_FADV_RANDOM (1): 0, or the error number itself.</summary>
+    [LibraryImport("libc", EntryPoint = "posix_fadvise")]
+    public static partial int PosixFadvise(int fd, long offset, long length, int advice);
+
+    public const int POSIX_FADV_RANDOM = 1;
+
+    // ---- locks ----
+
+    public const int LOCK_SH = 1, LOCK_EX = 2, LOCK_NB = 4, LOCK_UN = 8;
+
+    /// <summary>flock(2): a whole-file lock owned by the open file description.</summary>
+    [LibraryImport("libc", EntryPoint = "flock", SetLastError = true)]
+    public static partial int Flock(int fd, int operation);
+
+    /// <summary>Open file description locks (Linux 3.15): byte-range locks owned by the open file, not the process.</summary>
+    public const int F_OFD_GETLK = 36, F_OFD_SETLK = 37;
+
+    public const short F_RDLCK = 0, F_WRLCK = 1, F_UNLCK = 2, SEEK_SET = 0;
+
+    /// <summary>
+    /// struct flock: l_type and l_whence (2 bytes each), then the 8-byte l_start and l_len (aligned, so at 8 and 16)
+    /// and the 4-byte l_pid at 24; 32 bytes, the same on x86-64 and arm64.
+    /// </summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct FLock
+    {
+        public short Type;
+        public short Whence;
+        public long Start;
+        public long Length;
+        public int Pid;
+    }
+
+    /// <summary>
+    /// fcntl(2) with a struct flock argument (F_OFD_SETLK, F_OFD_GETLK). fcntl is variadic; on the x86-64 and arm64
+    /// Linux ABIs a variadic pointer argument is passed exactly like a fixed one.
+    /// </summary>
+    [LibraryImport("libc", EntryPoint = "fcntl", SetLastError = true)]
+    public static partial int Fcntl(int fd, int command, ref FLock lockInfo);
+
+    // ---- ownership and extended attributes ----
+
+    /// <summary>chown(2).</summary>
+    [LibraryImport("libc", EntryPoint = "chown", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int Chown(string path, uint uid, uint gid);
+
+    /// <summary>llistxattr(2): the NUL-separated names, their total length, or -1.</summary>
+    [LibraryImport("libc", EntryPoint = "llistxattr", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial nint ListXattr(string path, ref byte list, nuint size);
+
+    /// <summary>lgetxattr(2): the value's length, or -1.</summary>
+    [LibraryImport("libc", EntryPoint = "lgetxattr", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial nint GetXattr(string path, string name, ref byte value, nuint size);
+
+    /// <summary>lsetxattr(2) with flags 0 (create or replace).</summary>
+    [LibraryImport("libc", EntryPoint = "lsetxattr", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int SetXattr(string path, string name, ref byte value, nuint size, int flags);
+
+    /// <summary>lremovexattr(2).</summary>
+    [LibraryImport("libc", EntryPoint = "lremovexattr", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int RemoveXattr(string path, string name);
+
     // ---- stat ----
 
     /// <summary>The fields of struct stat the library reads.</summary>

@@ -1,4 +1,5 @@
 using DiskSnapshotEngine.Errors;
+using DiskSnapshotEngine.IO;
 using DiskSnapshotEngine.Operations;
 
 namespace DiskSnapshotEngine.Snapshots;
@@ -18,6 +19,7 @@ public static partial class DiskSnapshots
     {
         options ??= OpenOptions.ReadOnly;
         disk = Path.GetFullPath(disk);
+        using var scope = LockDisk(disk);
         var stored = SnapshotCatalog.Load(disk);
         bool rerun = stored.Pending is { Operation: "delete" } p && p.Snapshot.Name == name;
         var catalog = await FinishPendingAsync(disk, options, progress, cancel).ConfigureAwait(false);
@@ -43,6 +45,8 @@ public static partial class DiskSnapshots
                     $"cannot delete snapshot '{name}': it is the base of the disk and {children.Count} branches start from it ({string.Join("; ", children.Select(Path.GetFileName))}); " +
                     "delete all but one branch first", disk);
         }
+        // The layer and its children change or go: hold them before the plan is recorded.
+        foreach (var file in children.Prepend(layerPath)) scope.Lock(file);
         catalog = catalog with { Pending = new PendingSnapshotOperation { Operation = "delete", Snapshot = entry, Plan = plan, Children = children.ToArray() } };
         catalog.Save(disk);
         await FinishDeleteAsync(disk, catalog, options, progress, cancel).ConfigureAwait(false);
@@ -54,6 +58,7 @@ public static partial class DiskSnapshots
         var pending = catalog.Pending!;
         var entry = pending.Snapshot;
         string layerPath = PathOf(disk, entry);
+        foreach (var file in pending.Children.Prepend(layerPath)) LockScope.Current!.LockIfExists(file);
         var mergeOptions = new MergeOptions { Open = options };
         string? commitChild = null;
         switch (pending.Plan)

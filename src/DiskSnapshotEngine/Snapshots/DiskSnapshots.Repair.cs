@@ -26,6 +26,10 @@ public static partial class DiskSnapshots
     {
         options ??= OpenOptions.ReadOnly;
         disk = Path.GetFullPath(disk);
+        // A disk whose file is missing (a create cut between its rename steps where links are unavailable) is
+        // repaired without a lock on it: there is no file to hold.
+        using var scope = LockScope.Begin();
+        scope.LockIfExists(disk);
         SnapshotCatalog? old = null;
         var problems = new CheckReport();
         string catalogPath = SnapshotCatalog.PathFor(disk);

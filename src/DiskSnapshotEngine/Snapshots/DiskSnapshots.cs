@@ -27,46 +27,59 @@ public static partial class DiskSnapshots
     {
         options ??= OpenOptions.ReadOnly;
         disk = Path.GetFullPath(disk);
+        using var scope = LockDisk(disk);
         var catalog = FinishPending(disk, options);
         if (string.IsNullOrWhiteSpace(name)) ThrowHelper.InvalidArgument("a snapshot needs a name", disk);
         if (catalog.Snapshots.Any(s => s.Name == name))
             throw new DiskImageException(ErrorKind.AlreadyExists, $"a snapshot named '{name}' already exists", disk);
         string[] pathLinked;
-        var held = new Dictionary<string, IDiskLayer>(StringComparer.Ordinal);
+        using (var layer = DiskImage.OpenLayer(disk, writable: false, options.FileOpener))
+        {
+            if (layer.Format == ImageFormat.Raw)
+                throw new DiskImageException(ErrorKind.Unsupported, "a raw disk cannot have differencing children; convert it to VHDX or VDI first (dse clone)", disk);
+            // A child that names the disk by path (VHDX) would find the new empty current state there instead of the
+            // content it was made from, so it is relinked to the snapshot layer (the same file under its new name).
+            // A child that names the disk by identity (VDI) follows the file to its snapshot name by itself.
+            pathLinked = Dependents.ChildrenOf(layer, new[] { Dependents.FolderOf(disk) }, options.FileOpener)
+                .Where(c => { using var l = DiskImage.OpenLayer(c, false, options.FileOpener); return IsIntactPathLinkedChild(l, layer, disk); })
+                .ToArray();
+        }
+        // Each of them will be rewritten: lock them now, before anything changes, and keep them until the create is
+        // done, so that a VM starting on one meanwhile cannot leave the create half done.
+        foreach (var child in pathLinked) scope.Lock(child);
+        var id = Guid.NewGuid();
+        var entry = new SnapshotEntry
+        {
+            Id = id,
+            Name = name,
+            Description = description,
+            Created = DateTimeOffset.UtcNow,
+            File = LayerFileName(disk, id),
+            Parent = CurrentParent(disk, catalog, options),
+        };
+        catalog = catalog with { Pending = new PendingSnapshotOperation { Operation = "create", Snapshot = entry, Children = pathLinked } };
+        catalog.Save(disk);
+        return FinishCreate(disk, catalog, entry, options);
+    }
+
+    /// <summary>
+    /// Begins the lock scope of a snapshot command: the disk's file is locked (exclusive for a change, shared for a
+    /// listing) before the catalog is read, and every file the command creates, renames or rewrites is added to the
+    /// scope before it changes, so that another process sees the old chain, the new one, or exit 12.
+    /// </summary>
+    private static LockScope LockDisk(string disk, bool exclusive = true)
+    {
+        var scope = LockScope.Begin();
         try
         {
-            using (var layer = DiskImage.OpenLayer(disk, writable: false, options.FileOpener))
-            {
-                if (layer.Format == ImageFormat.Raw)
-                    throw new DiskImageException(ErrorKind.Unsupported, "a raw disk cannot have differencing children; convert it to VHDX or VDI first (dse clone)", disk);
-                // A child that names the disk by path (VHDX) would find the new empty current state there instead of the
-                // content it was made from, so it is relinked to the snapshot layer (the same file under its new name).
-                // A child that names the disk by identity (VDI) follows the file to its snapshot name by itself.
-                pathLinked = Dependents.ChildrenOf(layer, new[] { Dependents.FolderOf(disk) }, options.FileOpener)
-                    .Where(c => { using var l = DiskImage.OpenLayer(c, false, options.FileOpener); return IsIntactPathLinkedChild(l, layer, disk); })
-                    .ToArray();
-            }
-            // Each of them will be rewritten: take them now, before anything changes, and keep them until they are
-            // relinked, so that a VM starting on one meanwhile cannot leave the create half done.
-            foreach (var child in pathLinked)
-                held[child] = DiskImage.OpenLayer(child, writable: true, options.FileOpener);
-            var id = Guid.NewGuid();
-            var entry = new SnapshotEntry
-            {
-                Id = id,
-                Name = name,
-                Description = description,
-                Created = DateTimeOffset.UtcNow,
-                File = LayerFileName(disk, id),
-                Parent = CurrentParent(disk, catalog, options),
-            };
-            catalog = catalog with { Pending = new PendingSnapshotOperation { Operation = "create", Snapshot = entry, Children = pathLinked } };
-            catalog.Save(disk);
-            return FinishCreate(disk, catalog, entry, options, held);
+            if (exclusive) scope.Lock(disk);
+            else scope.LockIfExists(disk, exclusive: false);
+            return scope;
         }
-        finally
+        catch
         {
-            foreach (var c in held.Values) c.Dispose();
+            scope.Dispose();
+            throw;
         }
     }
 
@@ -81,8 +94,7 @@ public static partial class DiskSnapshots
         && (link.ParentVersion == layer.Identity.Version || link.AlternateParentVersion == layer.Identity.Version)
         && (Dependents.LinksTo(child, layer) || (link.CandidatePaths.Count > 0 && link.CandidatePaths[0] == disk));
 
-    private static SnapshotEntry FinishCreate(string disk, SnapshotCatalog catalog, SnapshotEntry entry, OpenOptions options,
-        IReadOnlyDictionary<string, IDiskLayer>? held = null)
+    private static SnapshotEntry FinishCreate(string disk, SnapshotCatalog catalog, SnapshotEntry entry, OpenOptions options)
     {
         string layerPath = PathOf(disk, entry);
         bool haveLayer = File.Exists(layerPath);
@@ -100,7 +112,7 @@ public static partial class DiskSnapshots
             // locator is idempotent, so a resumed create simply does it again.
             using var layer = DiskImage.OpenLayer(layerPath, writable: false, options.FileOpener);
             foreach (var child in catalog.Pending?.Children ?? Array.Empty<string>())
-                RelinkToLayer(child, layer, disk, options, held?.GetValueOrDefault(child));
+                RelinkToLayer(child, layer, disk, options);
         }
         if (diskIsLayer || !File.Exists(disk))
             ReplaceWithChildOf(disk, layerPath, options);
@@ -116,31 +128,28 @@ public static partial class DiskSnapshots
 
     // A resumed create trusts nothing recorded: the file may have been removed, replaced or relinked meanwhile, and
     // only a child that still names the disk (or the layer) with the layer's version is rewritten.
-    private static void RelinkToLayer(string child, IDiskLayer layer, string disk, OpenOptions options, IDiskLayer? held)
+    private static void RelinkToLayer(string child, IDiskLayer layer, string disk, OpenOptions options)
     {
-        IDiskLayer? opened = null;
-        try
+        if (!File.Exists(child)) return;
+        try { LockScope.Current!.Lock(child); }
+        catch (DiskImageException e) when (e.Kind == ErrorKind.Locked)
         {
-            var c = held;
-            if (c is null)
-            {
-                if (!File.Exists(child)) return;
-                try { c = opened = DiskImage.OpenLayer(child, writable: true, options.FileOpener); }
-                catch (DiskImageException e) when (e.Kind == ErrorKind.Locked)
-                {
-                    throw new DiskImageException(ErrorKind.Locked,
-                        $"a snapshot create is pending and must relink {child}, which another process has open; close it and run the snapshot command again",
-                        disk, inner: e);
-                }
-                catch (DiskImageException) { return; }
-            }
+            throw new DiskImageException(ErrorKind.Locked,
+                $"a snapshot create is pending and must relink {child}, which another process has open; close it and run the snapshot command again",
+                disk, inner: e);
+        }
+        catch (DiskImageException e) when (e.Kind == ErrorKind.FileNotFound)
+        {
+            return;
+        }
+        IDiskLayer c;
+        try { c = DiskImage.OpenLayer(child, writable: true, options.FileOpener); }
+        catch (DiskImageException) { return; }
+        using (c)
+        {
             if (!IsIntactPathLinkedChild(c, layer, disk)) return;
             c.SetParent(ParentDescriptor.Of(layer));
             c.Flush();
-        }
-        finally
-        {
-            opened?.Dispose();
         }
     }
 
@@ -148,6 +157,7 @@ public static partial class DiskSnapshots
     public static IReadOnlyList<SnapshotInfo> List(string disk, OpenOptions? options = null)
     {
         disk = Path.GetFullPath(disk);
+        using var scope = LockDisk(disk, exclusive: false);
         var catalog = SnapshotCatalog.Load(disk);
         var result = new List<SnapshotInfo>();
         var byParent = catalog.Snapshots.ToLookup(s => s.Parent);
@@ -164,7 +174,12 @@ public static partial class DiskSnapshots
     }
 
     /// <summary>The catalog as stored (for <c>--json</c>).</summary>
-    public static SnapshotCatalog Catalog(string disk) => SnapshotCatalog.Load(Path.GetFullPath(disk));
+    public static SnapshotCatalog Catalog(string disk)
+    {
+        disk = Path.GetFullPath(disk);
+        using var scope = LockDisk(disk, exclusive: false);
+        return SnapshotCatalog.Load(disk);
+    }
 
     /// <summary>Discards the current state and starts a new empty one on snapshot <paramref name="name"/>. Every snapshot is kept.</summary>
     /// <exception cref="DiskImageException">InvalidArgument (unknown name), ReadOnly (other images depend on the current state), open and I/O errors.</exception>
@@ -172,6 +187,7 @@ public static partial class DiskSnapshots
     {
         options ??= OpenOptions.ReadOnly;
         disk = Path.GetFullPath(disk);
+        using var scope = LockDisk(disk);
         var catalog = FinishPending(disk, options);
         var entry = catalog.Find(name, disk);
         RefuseDependents(disk, catalog, options);
@@ -197,6 +213,7 @@ public static partial class DiskSnapshots
     {
         options ??= OpenOptions.ReadOnly;
         disk = Path.GetFullPath(disk);
+        using var scope = LockDisk(disk);
         var catalog = FinishPending(disk, options);
         var current = CurrentParent(disk, catalog, options) is Guid id ? catalog.Snapshots.First(s => s.Id == id) : null;
         if (current is null) ThrowHelper.InvalidArgument("the current state descends from no snapshot: nothing to roll back to", disk);

@@ -13,8 +13,10 @@ internal static class DurableFiles
     /// <summary>
     /// Replaces <paramref name="path"/> with <paramref name="content"/> atomically: a reader (or a crash) sees
     /// either the old file or the new one, never a torn mix (temp file + fsync + rename + fsync of the folder).
+    /// The new file takes the owner, mode and attributes of the one it replaces or, for a first version, of
+    /// <paramref name="like"/> (the disk a catalog describes).
     /// </summary>
-    public static void WriteAllTextAtomic(string path, string content)
+    public static void WriteAllTextAtomic(string path, string content, string? like = null)
     {
         string temp = path + ".tmp-" + Environment.ProcessId;
         try
@@ -25,6 +27,8 @@ internal static class DurableFiles
                 fs.Write(bytes);
                 fs.Flush(flushToDisk: true);
             }
+            string? template = File.Exists(path) ? path : like is not null && File.Exists(like) ? like : null;
+            if (template is not null) FileOwnership.Copy(template, temp);
             File.Move(temp, path, overwrite: true);
             SyncDirectoryOf(path);
         }
@@ -33,11 +37,21 @@ internal static class DurableFiles
             TryDelete(temp);
             throw ImageFile.Translate(e, path, "write");
         }
+        catch (DiskImageException)
+        {
+            TryDelete(temp);
+            throw;
+        }
     }
 
-    /// <summary>Atomically renames <paramref name="from"/> to <paramref name="to"/> (replacing it when asked) and syncs the folders.</summary>
+    /// <summary>
+    /// Atomically renames <paramref name="from"/> to <paramref name="to"/> (replacing it when asked) and syncs the
+    /// folders. A file that replaces another first takes its owner, group, mode, ACLs and extended attributes, so that
+    /// publishing a rewritten disk (compact, snapshot, merge) leaves it exactly as accessible as before.
+    /// </summary>
     public static void Rename(string from, string to, bool overwrite)
     {
+        if (overwrite && File.Exists(to)) FileOwnership.Copy(to, from);
         try { File.Move(from, to, overwrite); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

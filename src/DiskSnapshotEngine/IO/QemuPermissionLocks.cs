@@ -57,10 +57,11 @@ internal static class QemuPermissionLocks
     }
 
     /// <summary>
-    /// Takes the bytes of <paramref name="mode"/> on <paramref name="handle"/>, then tests for conflicts: QEMU's order
-    /// (raw_handle_perm_lock takes, then checks), so that two processes racing for the same file each see the
-    /// other's bytes and at least one of them backs off; testing first could let both through. The bytes stay taken
-    /// until the descriptor is closed; a caller that gets a conflict closes it.
+    /// Takes the bytes of <paramref name="mode"/> on <paramref name="handle"/>, then tests for conflicts with
+    /// F_OFD_GETLK: QEMU's order (raw_handle_perm_lock calls raw_apply_lock_bytes, then raw_check_lock_bytes), so that
+    /// two processes racing for the same file each see the other's bytes and at least one of them backs off; testing
+    /// before taking could let both through. The bytes stay taken until <see cref="Release"/> (FileLock releases
+    /// them on a conflict and before closing).
     /// </summary>
     /// <returns>null when the file may be used so; otherwise the first conflict found.</returns>
     public static Conflict? Apply(SafeFileHandle handle, FileLockMode mode)
@@ -82,22 +83,6 @@ internal static class QemuPermissionLocks
             foreach (var p in s_all)
                 if ((notShared & p) != 0 && IsLockedElsewhere(fd, PermissionBase + Bit(p))) return new Conflict(p, HeldByOther: true);
             return null;
-        }
-        finally
-        {
-            if (added) handle.DangerousRelease();
-        }
-    }
-
-    /// <summary>True when the process that opened <paramref name="handle"/> could not take <paramref name="p"/> (someone does not share it) or someone holds it.</summary>
-    public static bool IsHeldElsewhere(SafeFileHandle handle, Permission p)
-    {
-        if (!IsSupported) return false;
-        bool added = false;
-        try
-        {
-            handle.DangerousAddRef(ref added);
-            return IsLockedElsewhere((int)handle.DangerousGetHandle(), PermissionBase + Bit(p));
         }
         finally
         {

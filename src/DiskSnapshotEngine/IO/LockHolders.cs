@@ -4,8 +4,8 @@ namespace DiskSnapshotEngine.IO;
 /// Names the processes holding locks on a file, so that a lock conflict says who holds it ("held by pid 4242
 /// (writing: dse merge child.vhdx)", "held by QEMU pid 77 (writing: qemu-system-x86_64 ...)"). flock locks are listed
 /// in /proc/locks with the holder's pid. QEMU's OFD locks appear there too but with pid -1 (they belong to an open
-/// file, not a process), so their holders are found the way lsof does: every /proc/PID/fd entry that is the same
-/// file, whose /proc/PID/fdinfo lists the locks taken through it. Best effort: what cannot be read (another user's
+/// file, not a process), so their holders are found in /proc/PID/fdinfo, which names each descriptor's inode and
+/// lists the locks taken through it. Best effort: what cannot be read (another user's
 /// processes when not root, a process that has just exited) is left out, and off Linux the answer is empty.
 /// </summary>
 internal static class LockHolders
@@ -51,19 +51,22 @@ internal static class LockHolders
     }
 
     // Processes with an OFD lock on the file; "writing" when one of their locks covers QEMU's WRITE permission byte.
+    // Only /proc is read (fdinfo names the inode and lists the locks taken through that descriptor): following the
+    // /proc/PID/fd links would touch the files themselves, and a file on a hung mount would hang us.
     private static IEnumerable<(int Pid, bool Writing)> OfdHolders(FileNode node, string key)
     {
         long writeByte = QemuPermissionLocks.HeldByte(QemuPermissionLocks.Permission.Write);
+        string inode = $"ino:\t{node.Inode}\n";
         foreach (var dir in SafeEnumerate("/proc"))
         {
             if (!int.TryParse(Path.GetFileName(dir), out int pid)) continue;
             bool any = false, writing = false;
-            foreach (var fd in SafeEnumerate($"/proc/{pid}/fd"))
+            foreach (var fdinfo in SafeEnumerate($"/proc/{pid}/fdinfo"))
             {
-                if (Libc.Stat(fd, out var st) != 0 || st.Device != node.Device || st.Inode != node.Inode) continue;
                 string info;
-                try { info = File.ReadAllText($"/proc/{pid}/fdinfo/{Path.GetFileName(fd)}"); }
+                try { info = File.ReadAllText(fdinfo); }
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException) { continue; }
+                if (!info.Contains(inode, StringComparison.Ordinal)) continue;
                 // "lock:\t1: OFDLCK ADVISORY  READ -1 fe:00:11657807 100 101"
                 foreach (var line in info.Split('\n'))
                 {

@@ -148,7 +148,7 @@ public class NbdInteropTests
     }
 
     /// <summary>While dse serves an image read-write, QEMU's own open of the file is refused by the lock, and the NBD path works.</summary>
-    [RequiresQemuVisibleLocksFact]
+    [RequiresToolFact("qemu-img")]
     public void Qemu_img_info_of_the_served_file_is_refused_by_its_lock_while_the_nbd_path_works()
     {
         using var dir = new TempDirectory("nbd-lock");
@@ -159,28 +159,5 @@ public class NbdInteropTests
         Assert.NotEqual(0, code);
         Assert.Contains("lock", stderr);
         Assert.Contains("virtual size: 64 MiB", ExternalTool.RunChecked("qemu-img", "info", "-f", "raw", UriOf(served)));
-    }
-}
-
-/// <summary>
-/// A fact that runs once QEMU can see the engine's locks (the QEMU-compatible OFD locks of the locking issue): skipped,
-/// with the reason, while qemu-img still opens a file that dse holds open for writing.
-/// </summary>
-public sealed class RequiresQemuVisibleLocksFactAttribute : FactAttribute
-{
-    private static readonly Lazy<string?> s_reason = new(Probe);
-
-    public RequiresQemuVisibleLocksFactAttribute() => Skip = s_reason.Value;
-
-    private static string? Probe()
-    {
-        if (!ExternalTool.Has("qemu-img")) return "needs qemu-img on the PATH";
-        using var dir = new TempDirectory("lock-probe");
-        string image = dir.File("probe.img");
-        DiskImage.Create(image, new Formats.ImageCreateOptions(1 << 20)).Dispose();
-        using var chain = DiskImage.Open(image, OpenOptions.ReadWrite);
-        return ExternalTool.Run("qemu-img", "info", "-f", "raw", image).ExitCode == 0
-            ? "qemu-img does not see the engine's locks yet (they become QEMU's OFD lock bytes with the locking work)"
-            : null;
     }
 }

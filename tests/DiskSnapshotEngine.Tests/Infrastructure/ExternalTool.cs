@@ -60,3 +60,14 @@ public sealed class RequiresToolFactAttribute : FactAttribute
             Skip = $"needs {string.Join(", ", missing)} on the PATH (apt-get install qemu-utils libvhdi-utils libxml2-utils libvirt-clients)";
     }
 }
+
+/// <summary>A theory that is skipped, with the reason, when a peer tool is not installed (CI installs them all).</summary>
+public sealed class RequiresToolTheoryAttribute : TheoryAttribute
+{
+    public RequiresToolTheoryAttribute(params string[] tools)
+    {
+        var missing = tools.Where(t => !ExternalTool.Has(t)).ToList();
+        if (missing.Count > 0)
+            Skip = $"needs {string.Join(", ", missing)} on the PATH (tests/run.sh installs them)";
+    }
+}

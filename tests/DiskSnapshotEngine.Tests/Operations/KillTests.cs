@@ -7,25 +7,20 @@ namespace DiskSnapshotEngine.Tests.Operations;
 /// <summary>
 /// <c>dse merge</c> in a child process killed with SIGKILL at a random moment: every image still opens and reads
 /// what it read before, and running the same command again finishes the merge. A few kills run in the suite;
-/// set DSE_LONG_TESTS=1 for the 20-kill version.
+/// the 20-kill version is a long test (DSE_LONG_TESTS=1). Linux only: the child is killed with a real SIGKILL.
 /// </summary>
 public class KillTests
 {
     private const long Size = 48L << 20;
 
-    [Fact]
+    [LinuxFact("kills a child process with SIGKILL")]
     public Task Merge_killed_with_sigkill_a_few_times_recovers() => KillLoop(3, seed: 41);
 
-    [Fact]
-    public async Task Merge_killed_with_sigkill_twenty_times_recovers_long()
-    {
-        if (Environment.GetEnvironmentVariable("DSE_LONG_TESTS") != "1") return;
-        await KillLoop(20, seed: 42);
-    }
+    [LongFact(linuxOnly: true)]
+    public Task Merge_killed_with_sigkill_twenty_times_recovers_long() => KillLoop(20, seed: 42);
 
     private static async Task KillLoop(int kills, int seed)
     {
-        if (!OperatingSystem.IsLinux()) return;
         string dse = Path.Combine(AppContext.BaseDirectory, "dse.dll");
         Assert.True(File.Exists(dse), $"{dse} is missing");
         var rng = new Random(seed);

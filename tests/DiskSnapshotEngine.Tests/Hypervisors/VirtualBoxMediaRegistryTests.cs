@@ -18,7 +18,7 @@ public sealed class VirtualBoxMediaRegistryTests
     public void Old_namespace_machine_file_lists_nested_differencing_disks_with_absolute_locations()
     {
         string path = Sample("2disks-3snap.vbox");
-        string before = VdiTestKit.Sha256OfFile(path);
+        string before = ContentHash.OfFile(path);
         var reg = new VirtualBoxMediaRegistry(path);
         Assert.Equal(10, reg.HardDisks.Count);
         var nested = reg.HardDisks.Single(d => d.Uuid == new Guid("64c31740-9498-4c90-866b-650819686ef5"));
@@ -29,7 +29,7 @@ public sealed class VirtualBoxMediaRegistryTests
         Assert.Null(reg.HardDisks.Single(d => d.Uuid == new Guid("105122e9-f6d2-42c1-9c11-c01699c79517")).ParentUuid);
         Assert.Empty(reg.FindCandidates(Guid.NewGuid()));
         Assert.Contains(path, reg.Description);
-        Assert.Equal(before, VdiTestKit.Sha256OfFile(path));
+        Assert.Equal(before, ContentHash.OfFile(path));
     }
 
     [SharedFixtureFact]

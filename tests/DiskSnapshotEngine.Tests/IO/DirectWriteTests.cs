@@ -51,7 +51,7 @@ public sealed class DirectWriteTests
                 // Aligned writes come from an aligned pooled buffer, as the copy loops' pieces do.
                 using var buffer = AlignedBufferPool.Rent(Math.Max(1, w.Length));
                 var data = buffer.Span[..w.Length];
-                new Random(w.Seed).NextBytes(data);
+                RandomData.Fill(data, w.Seed);
                 file.Write(data, w.Offset);
                 data.CopyTo(model.AsSpan(w.Offset));
                 AssertSame(model, file, file.Length);
@@ -78,8 +78,7 @@ public sealed class DirectWriteTests
     {
         using var dir = new TempDirectory("direct-clone");
         string raw = dir.File("src.raw");
-        var data = new byte[24 << 20];
-        new Random(7).NextBytes(data);
+        var data = RandomData.Bytes(24 << 20, 7);
         // Odd-sized runs and a tail that is not a block multiple exercise the buffered fallback inside the same file.
         data.AsSpan(5 << 20, (3 << 20) + 123).Clear();
         await File.WriteAllBytesAsync(raw, data);

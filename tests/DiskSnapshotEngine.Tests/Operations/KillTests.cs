@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Security.Cryptography;
 using DiskSnapshotEngine.Tests.Infrastructure;
 
 namespace DiskSnapshotEngine.Tests.Operations;
@@ -37,10 +36,10 @@ public class KillTests
             FillRandom(b, rng, model, 0, Size / 2);
             OpsKit.CreateChild(top, b);
             FillRandom(top, rng, model, Size / 4, Size / 2);
-            var topHash = SHA256.HashData(model);
+            var topHash = ContentHash.Of(model);
             OpsKit.CreateChild(leaf, top);
             OpsKit.RandomWrites(leaf, rng, 4, model);
-            var leafHash = SHA256.HashData(model);
+            var leafHash = ContentHash.Of(model);
 
             if (runTime is null)
             {
@@ -81,8 +80,8 @@ public class KillTests
                 }
             }
 
-            Assert.Equal(leafHash, SHA256.HashData(OpsKit.ReadAll(leaf)));
-            if (File.Exists(top)) Assert.Equal(topHash, SHA256.HashData(OpsKit.ReadAll(top)));
+            Assert.Equal(leafHash, ContentHash.Of(OpsKit.ReadAll(leaf)));
+            if (File.Exists(top)) Assert.Equal(topHash, ContentHash.Of(OpsKit.ReadAll(top)));
 
             // The same command finishes an interrupted merge (a finished one has nothing left to rerun).
             if (File.Exists(top) || File.Exists(MergeTests.OperationJournal_PathFor(top)))
@@ -91,8 +90,8 @@ public class KillTests
                 Assert.True(code == 0, $"rerun exited {code}: {o} {e}");
             }
             Assert.False(File.Exists(top));
-            Assert.Equal(leafHash, SHA256.HashData(OpsKit.ReadAll(leaf)));
-            Assert.Equal(topHash, SHA256.HashData(OpsKit.ReadAll(b)));
+            Assert.Equal(leafHash, ContentHash.Of(OpsKit.ReadAll(leaf)));
+            Assert.Equal(topHash, ContentHash.Of(OpsKit.ReadAll(b)));
         }
         Assert.True(interrupted == kills, $"only {interrupted} of {attempts - 1} runs were interrupted: the merges kept finishing before their kill");
     }

@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using DiskSnapshotEngine.Block;
 using DiskSnapshotEngine.Formats;
 using DiskSnapshotEngine.Operations;
@@ -42,14 +41,14 @@ public class RawExportTests
         var reports = new List<OperationProgress>();
         var progress = new SyncProgress(r => { lock (reports) reports.Add(r); });
         await RawExport.ExportToFileAsync(chain, dir.File("out.raw"), progress: progress);
-        Assert.Equal(SHA256.HashData(model), SHA256.HashData(File.ReadAllBytes(dir.File("out.raw"))));
+        Assert.Equal(ContentHash.Of(model), ContentHash.OfFile(dir.File("out.raw")));
         Assert.Equal(size, reports[^1].Done);
         Assert.All(reports, r => Assert.Equal(size, r.Total));
         Assert.True(reports.Zip(reports.Skip(1)).All(p => p.First.Done <= p.Second.Done), "progress went backwards");
 
         var stream = new MemoryStream();
         await RawExport.ExportToStreamAsync(chain, stream);
-        Assert.Equal(SHA256.HashData(model), SHA256.HashData(stream.ToArray()));
+        Assert.Equal(ContentHash.Of(model), ContentHash.Of(stream.ToArray()));
     }
 
     [Fact]
@@ -59,7 +58,7 @@ public class RawExportTests
         string image = dir.File("d.img");
         // 8 MiB written as data (allocated in the raw file) of which only 4 KiB, unaligned, is not zero.
         var written = new byte[8 << 20];
-        new Random(24).NextBytes(written.AsSpan(3_000_001, 4096));
+        RandomData.Fill(written.AsSpan(3_000_001, 4096), 24);
         using (var layer = DiskImage.Create(image, new ImageCreateOptions(32L << 20)))
         using (var c = new DiskChain(new[] { layer }))
         {
@@ -72,7 +71,7 @@ public class RawExportTests
         await RawExport.ExportToFileAsync(chain, dir.File("out.raw"));
         var model = new byte[32 << 20];
         written.CopyTo(model, 1 << 20);
-        Assert.Equal(SHA256.HashData(model), SHA256.HashData(File.ReadAllBytes(dir.File("out.raw"))));
+        Assert.Equal(ContentHash.Of(model), ContentHash.OfFile(dir.File("out.raw")));
         Assert.InRange(VerbScenarios.AllocatedBytes(dir.File("out.raw")), 4096, 64 << 10);
     }
 

@@ -32,16 +32,16 @@ public sealed class Qcow2CrashTests
     /// <summary>One change per cluster, covering every path of the write code.</summary>
     private static void Update(DiskChain chain)
     {
-        chain.Write(3L * Cluster + 1000, Pattern(5000, 31));        // partial write into an unallocated cluster: copy-on-write + allocation
-        chain.Write(4L * Cluster, Pattern(Cluster, 32));            // whole unallocated cluster
-        chain.Write(1L * Cluster + 77, Pattern(3000, 33));          // allocated cluster: in place
+        chain.Write(3L * Cluster + 1000, RandomData.Bytes(5000, 31));        // partial write into an unallocated cluster: copy-on-write + allocation
+        chain.Write(4L * Cluster, RandomData.Bytes(Cluster, 32));            // whole unallocated cluster
+        chain.Write(1L * Cluster + 77, RandomData.Bytes(3000, 33));          // allocated cluster: in place
         chain.Write(5L * Cluster, new byte[Cluster]);               // whole cluster of zeros: zero flag, no data
         chain.WriteZeroes(6L * Cluster, Cluster);                   // zeroing an allocated cluster frees it
         chain.WriteZeroes(8L * Cluster, Cluster);                   // zeroing an unallocated one
         var tail = new byte[Cluster / 2];
-        Pattern(100, 34).CopyTo(tail, 400);
+        RandomData.Bytes(100, 34).CopyTo(tail, 400);
         chain.Write(7L * Cluster + Cluster / 2, tail);              // partial, mostly zeros: allocation
-        chain.Write(10L * Cluster - 10, Pattern(20, 35));           // crossing into the last cluster
+        chain.Write(10L * Cluster - 10, RandomData.Bytes(20, 35));           // crossing into the last cluster
     }
 
     private static Scenario Build(bool differencing)
@@ -54,7 +54,7 @@ public sealed class Qcow2CrashTests
             using (var p = s_driver.Create(pf, new ImageCreateOptions(Size), null))
             {
                 using var pc = new DiskChain(new[] { p });
-                pc.Write(0, Pattern((int)Size, 1));
+                pc.Write(0, RandomData.Bytes((int)Size, 1));
                 parentDesc = ParentDescriptor.Of(p);
             }
             parentBytes = pf.CurrentContent();
@@ -66,8 +66,8 @@ public sealed class Qcow2CrashTests
         if (parentBytes is not null) layers.Add(s_driver.Open(new CrashSimulationFile("/sim/parent.qcow2", parentBytes), false));
         using (var chain = new DiskChain(layers))
         {
-            chain.Write(1L * Cluster, Pattern(Cluster, 2));
-            chain.Write(6L * Cluster + 512, Pattern(4096, 3));
+            chain.Write(1L * Cluster, RandomData.Bytes(Cluster, 2));
+            chain.Write(6L * Cluster + 512, RandomData.Bytes(4096, 3));
         }
         var s = partial with { ChildBytes = cf.CurrentContent() };
         var old = ReadClusters(s, s.ChildBytes);
@@ -102,11 +102,11 @@ public sealed class Qcow2CrashTests
         }
         // Writing on after the crash: new clusters must not land on ones the tables still use.
         using var w = OpenChain(s, childBytes, true, out var wf);
-        w.Write(0, Pattern(Cluster, 99));
-        w.Write(2L * Cluster, Pattern(Cluster, 98));
+        w.Write(0, RandomData.Bytes(Cluster, 99));
+        w.Write(2L * Cluster, RandomData.Bytes(Cluster, 98));
         w.Flush();
         var again = ReadClusters(s, wf.CurrentContent());
-        Assert.Equal(Pattern(Cluster, 99), again[0]);
+        Assert.Equal(RandomData.Bytes(Cluster, 99), again[0]);
         for (int i = 3; i < Clusters; i++)
             Assert.True(again[i].AsSpan().SequenceEqual(clusters[i]), $"{when}: cluster {i} changed after a later allocation");
     }

@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.Security.Cryptography;
 using DiskSnapshotEngine.Errors;
 using DiskSnapshotEngine.Formats;
 using DiskSnapshotEngine.Tests.Infrastructure;
@@ -23,7 +22,7 @@ public sealed class Qcow2HostileInputTests : IDisposable
         _path = _dir.File("h.qcow2");
         using (var l = DiskImage.Create(_path, new ImageCreateOptions(Size)))
         using (var c = new DiskSnapshotEngine.Block.DiskChain(new[] { l }))
-            c.Write(100_000, Pattern(300_000, 1));
+            c.Write(100_000, RandomData.Bytes(300_000, 1));
         _l1 = (long)U64(40);
         _refcountTable = (long)U64(48);
         _l2 = (long)(U64(_l1) & 0x00FFFFFFFFFFFE00UL);
@@ -51,7 +50,7 @@ public sealed class Qcow2HostileInputTests : IDisposable
 
     private DiskImageException Expect(ErrorKind kind, string structure, string? messagePart = null)
     {
-        byte[] before = SHA256.HashData(File.ReadAllBytes(_path));
+        string before = ContentHash.OfFile(_path);
         DiskImageException? last = null;
         foreach (bool writable in new[] { false, true })
         {
@@ -70,7 +69,7 @@ public sealed class Qcow2HostileInputTests : IDisposable
             Assert.DoesNotContain('\n', e.Message);
             last = e;
         }
-        Assert.Equal(before, SHA256.HashData(File.ReadAllBytes(_path)));
+        Assert.Equal(before, ContentHash.OfFile(_path));
         return last!;
     }
 

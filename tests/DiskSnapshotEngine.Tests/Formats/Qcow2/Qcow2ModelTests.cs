@@ -70,7 +70,7 @@ public sealed class Qcow2ModelTests
                 switch (op.Kind)
                 {
                     case OpKind.Write:
-                        var data = Pattern((int)len, op.Seed);
+                        var data = RandomData.Bytes((int)len, op.Seed);
                         if (op.Seed % 5 == 0) Array.Clear(data);
                         chain.Write(op.Offset, data);
                         data.CopyTo(model, op.Offset);

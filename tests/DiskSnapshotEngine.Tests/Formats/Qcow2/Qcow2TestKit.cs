@@ -83,13 +83,6 @@ internal static class Qcow2TestKit
         finally { File.Delete(raw); }
     }
 
-    public static byte[] Pattern(int length, int seed)
-    {
-        var b = new byte[length];
-        new Random(seed).NextBytes(b);
-        return b;
-    }
-
     /// <summary>A raw file with data in a few places (and holes between), for qemu-img convert.</summary>
     public static string MakeRaw(string path, long size, int seed)
     {
@@ -99,7 +92,7 @@ internal static class Qcow2TestKit
         for (int i = 0; i < 12; i++)
         {
             long at = (long)(rng.NextDouble() * (size - 300 * KiB)) & ~511L;
-            var data = Pattern(rng.Next(1, 300 * KiB), seed + i);
+            var data = RandomData.Bytes(rng.Next(1, 300 * KiB), seed + i);
             // Half of the runs compress well (repeated text), half do not.
             if (i % 2 == 0) for (int j = 0; j < data.Length; j++) data[j] = (byte)"qcow2 compressed text "[j % 22];
             f.Position = at;

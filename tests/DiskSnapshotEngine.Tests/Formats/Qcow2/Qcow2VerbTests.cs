@@ -152,7 +152,7 @@ public sealed class Qcow2VerbTests
         // Compact gives back zeroed clusters and keeps the content.
         using (var chain = DiskImage.Open(disk, OpenOptions.ReadWrite))
         {
-            chain.Write(0, Pattern(4 * MiB, 5));
+            chain.Write(0, RandomData.Bytes(4 * MiB, 5));
             chain.WriteZeroes(0, 4 * MiB);
         }
         var compact = await Dse("compact", disk);
@@ -172,7 +172,7 @@ public sealed class Qcow2VerbTests
         string q = dir.File("c.qcow2");
         using (var l = DiskImage.Create(q, new DiskSnapshotEngine.Formats.ImageCreateOptions(Size)))
         using (var c = new DiskSnapshotEngine.Block.DiskChain(new[] { l }))
-            c.Write(0, Pattern(256 * KiB, 6));
+            c.Write(0, RandomData.Bytes(256 * KiB, 6));
         long l2Offset, dataCluster;
         using (var l = DiskImage.OpenLayer(q, false))
         {

@@ -29,7 +29,7 @@ public sealed class Qcow2WriteInteropTests
             }
             else
             {
-                var data = Pattern(n, seed * 100 + i);
+                var data = RandomData.Bytes(n, seed * 100 + i);
                 if (i % 5 == 0) Array.Clear(data);
                 chain.Write(at, data);
                 data.CopyTo(model, at);
@@ -120,7 +120,7 @@ public sealed class Qcow2WriteInteropTests
         long tableBefore;
         using (var l = DiskImage.OpenLayer(q, false)) tableBefore = long.Parse(l.Details.First(kv => kv.Key == "refcount_table_offset").Value);
         var model = new byte[8 * MiB];
-        var data = Pattern(6 * MiB, 4);
+        var data = RandomData.Bytes(6 * MiB, 4);
         using (var chain = DiskImage.Open(q, OpenOptions.ReadWrite))
         {
             chain.Write(MiB, data);

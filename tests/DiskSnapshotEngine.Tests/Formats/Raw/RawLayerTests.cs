@@ -16,8 +16,7 @@ public class RawLayerTests
         using (var layer = DiskImage.Create(path, new ImageCreateOptions(64L << 20)))
         using (var chain = new DiskChain(new[] { layer }))
         {
-            var data = new byte[5000];
-            new Random(1).NextBytes(data);
+            var data = RandomData.Bytes(5000, 1);
             chain.Write(10L << 20, data);
             chain.Flush();
             var back = new byte[5000];

@@ -89,7 +89,7 @@ public sealed class VdiChainTests
         {
             string raw = path + ".raw";
             using (var chain = DiskImage.Open(path)) VdiTestKit.ExportRaw(chain, raw);
-            Assert.Equal(Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(model)), VdiTestKit.Sha256OfFile(raw));
+            Assert.Equal(ContentHash.Of(model), ContentHash.OfFile(raw));
         }
     }
 

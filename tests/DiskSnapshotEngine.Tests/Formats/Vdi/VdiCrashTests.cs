@@ -32,13 +32,13 @@ public sealed class VdiCrashTests
     /// <summary>The update under test: one change per block, covering every path of the layer's write code.</summary>
     private static void Update(DiskChain chain)
     {
-        chain.Write(3L * MiB + 1000, VdiTestKit.Pattern(5000, 31));          // partial write into a free block: copy-on-write + allocation
-        chain.Write(4L * MiB, VdiTestKit.Pattern(MiB, 32));                  // whole free block: allocation
-        chain.Write(1L * MiB + 77, VdiTestKit.Pattern(3000, 33));            // allocated block: in place
+        chain.Write(3L * MiB + 1000, RandomData.Bytes(5000, 31));          // partial write into a free block: copy-on-write + allocation
+        chain.Write(4L * MiB, RandomData.Bytes(MiB, 32));                  // whole free block: allocation
+        chain.Write(1L * MiB + 77, RandomData.Bytes(3000, 33));            // allocated block: in place
         chain.Write(5L * MiB, new byte[MiB]);                                // whole block of zeros: ZERO entry
         chain.WriteZeroes(6L * MiB, MiB);                                    // explicit zeroing
         var tail = new byte[MiB / 2];
-        VdiTestKit.Pattern(100, 34).CopyTo(tail, 400);
+        RandomData.Bytes(100, 34).CopyTo(tail, 400);
         chain.Write(7L * MiB + MiB / 2, tail);                               // mostly zeros, partial: allocation
     }
 
@@ -52,7 +52,7 @@ public sealed class VdiCrashTests
             using (var p = s_driver.Create(pf, new ImageCreateOptions(Size, BlockSize: MiB), null))
             {
                 using var pc = new DiskChain(new[] { p });
-                pc.Write(0, VdiTestKit.Pattern((int)Size, 1));
+                pc.Write(0, RandomData.Bytes((int)Size, 1));
                 parentDesc = ParentDescriptor.Of(p);
             }
             parentBytes = pf.CurrentContent();
@@ -65,8 +65,8 @@ public sealed class VdiCrashTests
         if (parentBytes is not null) layers.Add(s_driver.Open(new CrashSimulationFile("/sim/parent.vdi", parentBytes), false));
         using (var chain = new DiskChain(layers))
         {
-            chain.Write(1L * MiB, VdiTestKit.Pattern(MiB, 2));
-            chain.Write(2L * MiB + 512, VdiTestKit.Pattern(4096, 3));
+            chain.Write(1L * MiB, RandomData.Bytes(MiB, 2));
+            chain.Write(2L * MiB + 512, RandomData.Bytes(4096, 3));
         }
         var childBytes = cf.CurrentContent();
         var s = partial with { ChildBytes = childBytes };
@@ -105,10 +105,10 @@ public sealed class VdiCrashTests
         // Writing on after the crash: a new block must not land on one the map still uses.
         using (var w = OpenChain(s, childBytes, true, out var wf))
         {
-            w.Write(0, VdiTestKit.Pattern(MiB, 99));
+            w.Write(0, RandomData.Bytes(MiB, 99));
             w.Flush();
             var again = ReadBlocks(s, wf.CurrentContent());
-            Assert.Equal(VdiTestKit.Pattern(MiB, 99), again[0]);
+            Assert.Equal(RandomData.Bytes(MiB, 99), again[0]);
             for (int i = 1; i < Blocks; i++)
                 Assert.True(again[i].AsSpan().SequenceEqual(blocks[i]), $"{when}: block {i} changed after a later allocation");
         }

@@ -16,7 +16,7 @@ public sealed class VdiFixtureTests
         Assert.Equal(ImageType.Dynamic, chain.Top.Type);
         Assert.Equal(10485760, chain.VirtualSize);
         Assert.Equal(1 << 20, chain.Top.BlockSize);
-        Assert.Equal("92d551781f9b62f3c8601ffd375cc7547efb1127e3cd2acc652f50f2d31afb8c", VdiTestKit.Sha256(chain));
+        Assert.Equal("92d551781f9b62f3c8601ffd375cc7547efb1127e3cd2acc652f50f2d31afb8c", ContentHash.Of(chain));
         Assert.True(chain.Check().IsClean, string.Join("\n", chain.Check().Problems));
     }
 
@@ -75,14 +75,14 @@ public sealed class VdiFixtureTests
         using var dir = new TempDirectory("vdi-fx");
         var child = SharedFixtures.Extract("virtualbox-diff-child.vdi.gz", dir.Path);
         SharedFixtures.Extract("virtualbox-parent.vdi.gz", dir.Path);
-        string before = VdiTestKit.Sha256OfFile(child);
+        string before = ContentHash.OfFile(child);
         using (var chain = DiskImage.Open(child, OpenOptions.ReadWrite))
         {
             var b = new byte[4096];
             chain.Read(123 * 4096, b);
             chain.Flush();
         }
-        Assert.Equal(before, VdiTestKit.Sha256OfFile(child));
+        Assert.Equal(before, ContentHash.OfFile(child));
     }
 
     [SharedFixtureFact]
@@ -92,7 +92,7 @@ public sealed class VdiFixtureTests
         var child = SharedFixtures.Extract("virtualbox-diff-child.vdi.gz", dir.Path);
         SharedFixtures.Extract("virtualbox-parent.vdi.gz", dir.Path);
         var headBefore = File.ReadAllBytes(child).AsSpan(0, 512).ToArray();
-        var data = VdiTestKit.Pattern(70000, 11);
+        var data = RandomData.Bytes(70000, 11);
         using (var chain = DiskImage.Open(child, OpenOptions.ReadWrite)) chain.Write(500L << 20, data);
         var headAfter = File.ReadAllBytes(child).AsSpan(0, 512).ToArray();
         // Only cBlocksAllocated (388..391) and uuidModify (408..423) change; the text, cbHeader 400, LCHS geometry stay.

@@ -18,7 +18,7 @@ public sealed class VdiHostileInputTests
     {
         var sim = new CrashSimulationFile("/sim/src.vdi");
         using (var l = new VdiDriver().Create(sim, new ImageCreateOptions(Blocks * Block, BlockSize: Block), null))
-            for (int i = 0; i < 6; i++) l.Write((long)i * Block, VdiTestKit.Pattern(Block, i + 1));
+            for (int i = 0; i < 6; i++) l.Write((long)i * Block, RandomData.Bytes(Block, i + 1));
         var full = sim.CurrentContent();
         var img = new byte[1024 + 6 * Block];
         full.AsSpan(0, 472).CopyTo(img);
@@ -39,7 +39,7 @@ public sealed class VdiHostileInputTests
         using var chain = new DiskChain(new[] { layer });
         var b = new byte[Block];
         chain.Read(5 * Block, b);
-        Assert.Equal(VdiTestKit.Pattern(Block, 6), b);
+        Assert.Equal(RandomData.Bytes(Block, 6), b);
         Assert.True(chain.Check().IsClean, string.Join("; ", chain.Check().Problems));
     }
 
@@ -142,16 +142,16 @@ public sealed class VdiHostileInputTests
         {
             var r = new byte[Block];
             chain.Read(3 * Block, r);
-            Assert.Equal(VdiTestKit.Pattern(Block, 4), r);
+            Assert.Equal(RandomData.Bytes(Block, 4), r);
             Assert.Equal(ExtentKind.Data, layer.GetStatus(0, 2 * Block).Kind);
             Assert.Equal(Block, layer.GetStatus(0, 2 * Block).Length); // blocks are not contiguous in the file
-            chain.Write(9 * Block + 10, VdiTestKit.Pattern(100, 50));
+            chain.Write(9 * Block + 10, RandomData.Bytes(100, 50));
         }
         using var reopened = new VdiDriver().Open(new CrashSimulationFile("/sim/extra.vdi", file.CurrentContent()), false);
         using var c2 = new DiskChain(new[] { reopened });
         var back = new byte[100];
         c2.Read(9 * Block + 10, back);
-        Assert.Equal(VdiTestKit.Pattern(100, 50), back);
+        Assert.Equal(RandomData.Bytes(100, 50), back);
         Assert.Equal(1024 + 6 * (Block + extra) + extra, reopened.GetStatus(9 * Block, Block).FileOffset);
         Assert.True(c2.Check().IsClean, string.Join("; ", c2.Check().Problems));
     }

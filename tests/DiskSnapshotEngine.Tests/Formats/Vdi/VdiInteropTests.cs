@@ -30,7 +30,7 @@ public sealed class VdiInteropTests
                 raw.Position = at;
                 raw.Write(run);
             }
-            var odd = VdiTestKit.Pattern(777, 777);
+            var odd = RandomData.Bytes(777, 777);
             long oddAt = 3 * VdiTestKit.MiB * 100 + 12345;
             chain.Write(oddAt, odd);
             raw.Position = oddAt;
@@ -87,14 +87,14 @@ public sealed class VdiInteropTests
                 f.Write(data);
             }
         }
-        string expected = VdiTestKit.Sha256OfFile(raw);
+        string expected = ContentHash.OfFile(raw);
         foreach (var (name, extra) in new[] { ("dyn.vdi", Array.Empty<string>()), ("static.vdi", new[] { "-o", "static=on" }) })
         {
             string vdi = dir.File(name);
             ExternalTool.RunChecked("qemu-img", new[] { "convert", "-f", "raw", "-O", "vdi" }.Concat(extra).Concat(new[] { raw, vdi }).ToArray());
             using var chain = DiskImage.Open(vdi);
             Assert.Equal(extra.Length == 0 ? ImageType.Dynamic : ImageType.Fixed, chain.Top.Type);
-            Assert.Equal(expected, VdiTestKit.Sha256(chain));
+            Assert.Equal(expected, ContentHash.Of(chain));
             Assert.True(chain.Check().IsClean, string.Join("\n", chain.Check().Problems));
         }
     }
@@ -112,7 +112,7 @@ public sealed class VdiInteropTests
             "-c", "write -z 2M 1M", vdi);
         ExternalTool.RunChecked("qemu-img", "convert", "-f", "vdi", "-O", "raw", vdi, raw);
         using var chain = DiskImage.Open(vdi);
-        Assert.Equal(VdiTestKit.Sha256OfFile(raw), VdiTestKit.Sha256(chain));
+        Assert.Equal(ContentHash.OfFile(raw), ContentHash.Of(chain));
         var probe = new byte[777];
         chain.Read(5000, probe);
         Assert.All(probe, b => Assert.Equal(0x11, b));

@@ -67,7 +67,7 @@ public sealed class VdiLayerTests
         using var dir = new TempDirectory("vdi");
         const long size = 2L << 40; // 2 Mi blocks: an 8 MiB map
         string path = dir.File("big.vdi");
-        using (var l = VdiTestKit.CreateVdi(path, size)) l.Write(size - MiB, VdiTestKit.Pattern(MiB, 5));
+        using (var l = VdiTestKit.CreateVdi(path, size)) l.Write(size - MiB, RandomData.Bytes(MiB, 5));
         using var file = new CountingFile(DiskSnapshotEngine.IO.ImageFile.Open(path, false));
         long before = GC.GetAllocatedBytesForCurrentThread();
         using var layer = new VdiDriver().Open(file, false);
@@ -104,17 +104,17 @@ public sealed class VdiLayerTests
     {
         using var dir = new TempDirectory("vdi");
         string p = dir.File("p.vdi"), c = dir.File("c.vdi");
-        using (var l = VdiTestKit.CreateVdi(p, 4 * MiB)) l.Write(0, VdiTestKit.Pattern(4 * MiB, 6));
+        using (var l = VdiTestKit.CreateVdi(p, 4 * MiB)) l.Write(0, RandomData.Bytes(4 * MiB, 6));
         using (DiskImage.CreateDifferencing(c, p)) { }
-        using (var chain = DiskImage.Open(c, OpenOptions.ReadWrite)) chain.Write(MiB + 5, VdiTestKit.Pattern(100, 7));
+        using (var chain = DiskImage.Open(c, OpenOptions.ReadWrite)) chain.Write(MiB + 5, RandomData.Bytes(100, 7));
         var bytes = File.ReadAllBytes(c);
         BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(76), 3);
         File.WriteAllBytes(c, bytes);
         using var undo = DiskImage.Open(c);
         Assert.Equal(ImageType.Differencing, undo.Top.Type);
         Assert.StartsWith("3 ", VdiTestKit.DetailsOf(undo.Top)["u32Type"]);
-        var expected = VdiTestKit.Pattern(4 * MiB, 6);
-        VdiTestKit.Pattern(100, 7).CopyTo(expected, MiB + 5);
+        var expected = RandomData.Bytes(4 * MiB, 6);
+        RandomData.Bytes(100, 7).CopyTo(expected, MiB + 5);
         var actual = new byte[4 * MiB];
         undo.Read(0, actual);
         Assert.Equal(expected, actual);
@@ -140,22 +140,22 @@ public sealed class VdiLayerTests
         Assert.Equal((MiB, (long)MiB), l.GetWriteSpan(MiB + 10, 100));
         Assert.Equal((3L * MiB, (long)MiB - 1024), l.GetWriteSpan(3L * MiB + 5, 10));
         Assert.Equal((0L, 2L * MiB), l.GetWriteSpan(10, MiB));
-        l.Write(MiB, VdiTestKit.Pattern(MiB, 1));
+        l.Write(MiB, RandomData.Bytes(MiB, 1));
         Assert.Equal((MiB + 10L, 100L), l.GetWriteSpan(MiB + 10, 100));
         var e = Assert.Throws<DiskImageException>(() => l.Write(2 * MiB + 10, new byte[100]));
         Assert.Equal(ErrorKind.InvalidArgument, e.Kind);
         // The short last block is stored whole on disk and reads back exactly.
-        l.Write(3L * MiB, VdiTestKit.Pattern(MiB - 1024, 2));
+        l.Write(3L * MiB, RandomData.Bytes(MiB - 1024, 2));
         var back = new byte[MiB - 1024];
         l.File.ReadExactly(back, l.GetStatus(3L * MiB, MiB - 1024).FileOffset, "test");
-        Assert.Equal(VdiTestKit.Pattern(MiB - 1024, 2), back);
+        Assert.Equal(RandomData.Bytes(MiB - 1024, 2), back);
     }
 
     [Fact]
     public void A_full_block_of_zeros_in_a_child_is_recorded_as_ZERO_without_allocating()
     {
         using var dir = new TempDirectory("vdi");
-        using (var b = VdiTestKit.CreateVdi(dir.File("b.vdi"), 4 * MiB)) b.Write(0, VdiTestKit.Pattern(4 * MiB, 3));
+        using (var b = VdiTestKit.CreateVdi(dir.File("b.vdi"), 4 * MiB)) b.Write(0, RandomData.Bytes(4 * MiB, 3));
         using (DiskImage.CreateDifferencing(dir.File("c.vdi"), dir.File("b.vdi"))) { }
         long before = new FileInfo(dir.File("c.vdi")).Length;
         using (var chain = DiskImage.Open(dir.File("c.vdi"), OpenOptions.ReadWrite))
@@ -168,7 +168,7 @@ public sealed class VdiLayerTests
         using var reopened = DiskImage.Open(dir.File("c.vdi"));
         var content = new byte[4 * MiB];
         reopened.Read(0, content);
-        Assert.Equal(VdiTestKit.Pattern(4 * MiB, 3).AsSpan(0, MiB).ToArray(), content.AsSpan(0, MiB).ToArray());
+        Assert.Equal(RandomData.Bytes(4 * MiB, 3).AsSpan(0, MiB).ToArray(), content.AsSpan(0, MiB).ToArray());
         Assert.True(SpanHelpers.IsAllZero(content.AsSpan(MiB)));
         Assert.True(reopened.Check().IsClean);
     }
@@ -180,7 +180,7 @@ public sealed class VdiLayerTests
         string path = dir.File("b.vdi");
         using (var l = VdiTestKit.CreateVdi(path, 4 * MiB))
         {
-            l.Write(0, VdiTestKit.Pattern(2 * MiB, 4));
+            l.Write(0, RandomData.Bytes(2 * MiB, 4));
             l.WriteZeroes(0, MiB);
             var buf = new byte[MiB];
             l.File.ReadExactly(buf, l.GetStatus(0, MiB).FileOffset, "test");
@@ -192,7 +192,7 @@ public sealed class VdiLayerTests
         var all = new byte[2 * MiB];
         chain.Read(0, all);
         Assert.True(SpanHelpers.IsAllZero(all.AsSpan(0, MiB)));
-        Assert.Equal(VdiTestKit.Pattern(2 * MiB, 4).AsSpan(MiB).ToArray(), all.AsSpan(MiB).ToArray());
+        Assert.Equal(RandomData.Bytes(2 * MiB, 4).AsSpan(MiB).ToArray(), all.AsSpan(MiB).ToArray());
     }
 
     [Fact]
@@ -209,16 +209,16 @@ public sealed class VdiLayerTests
             Assert.Equal(v0, l.Identity.Version);
             l.GetStatus(0, MiB);
             Assert.Equal(v0, l.Identity.Version);
-            l.Write(0, VdiTestKit.Pattern(MiB, 1));
+            l.Write(0, RandomData.Bytes(MiB, 1));
             Guid v1 = l.Identity.Version;
             Assert.NotEqual(v0, v1);
             Assert.Equal(v1, new Guid(file.AfterPowerLoss(Array.Empty<int>()).AsSpan(408, 16)));
-            l.Write(MiB, VdiTestKit.Pattern(MiB, 2));
+            l.Write(MiB, RandomData.Bytes(MiB, 2));
             Assert.Equal(v1, l.Identity.Version);
         }
-        using (var l = DiskImage.OpenLayer(path, writable: true)) l.Write(0, VdiTestKit.Pattern(MiB, 1));
+        using (var l = DiskImage.OpenLayer(path, writable: true)) l.Write(0, RandomData.Bytes(MiB, 1));
         Guid afterSession1 = ReadUuidModify(path);
-        using (var l = DiskImage.OpenLayer(path, writable: true)) l.Write(0, VdiTestKit.Pattern(MiB, 3));
+        using (var l = DiskImage.OpenLayer(path, writable: true)) l.Write(0, RandomData.Bytes(MiB, 3));
         Assert.NotEqual(afterSession1, ReadUuidModify(path));
     }
 
@@ -240,14 +240,14 @@ public sealed class VdiLayerTests
         using (var l = DiskImage.OpenLayer(p, writable: true))
         {
             l.PreserveVersionOnWrite = true;
-            l.Write(0, VdiTestKit.Pattern(MiB, 9));
+            l.Write(0, RandomData.Bytes(MiB, 9));
             l.WriteZeroes(MiB, MiB);
             Assert.Equal(v, l.Identity.Version);
         }
         Assert.Equal(v, ReadUuidModify(p));
         using (var chain = DiskImage.Open(c)) Assert.Equal(2, chain.Layers.Count);
         // Without the flag, the same kind of write breaks the link.
-        using (var l = DiskImage.OpenLayer(p, writable: true)) l.Write(0, VdiTestKit.Pattern(MiB, 10));
+        using (var l = DiskImage.OpenLayer(p, writable: true)) l.Write(0, RandomData.Bytes(MiB, 10));
         Assert.Equal(ErrorKind.ParentMismatch, Assert.Throws<DiskImageException>(() => DiskImage.Open(c).Dispose()).Kind);
     }
 
@@ -271,8 +271,8 @@ public sealed class VdiLayerTests
     {
         using var dir = new TempDirectory("vdi");
         string a = dir.File("a.vdi"), b = dir.File("b.vdi"), c = dir.File("c.vdi");
-        using (var l = VdiTestKit.CreateVdi(a, 4 * MiB)) l.Write(0, VdiTestKit.Pattern(MiB, 1));
-        using (var l = VdiTestKit.CreateVdi(b, 4 * MiB)) l.Write(0, VdiTestKit.Pattern(MiB, 2));
+        using (var l = VdiTestKit.CreateVdi(a, 4 * MiB)) l.Write(0, RandomData.Bytes(MiB, 1));
+        using (var l = VdiTestKit.CreateVdi(b, 4 * MiB)) l.Write(0, RandomData.Bytes(MiB, 2));
         using (DiskImage.CreateDifferencing(c, a)) { }
         ImageIdentity bId;
         using (var pb = DiskImage.OpenLayer(b, false))
@@ -293,7 +293,7 @@ public sealed class VdiLayerTests
             Assert.Equal(b, chain.Layers[1].Path);
             var first = new byte[MiB];
             chain.Read(0, first);
-            Assert.Equal(VdiTestKit.Pattern(MiB, 2), first);
+            Assert.Equal(RandomData.Bytes(MiB, 2), first);
         }
 
         using (var baseLayer = DiskImage.OpenLayer(a, writable: true))
@@ -310,13 +310,13 @@ public sealed class VdiLayerTests
         using var dir = new TempDirectory("vdi");
         string path = dir.File("b.vdi");
         using (VdiTestKit.CreateVdi(path, 4 * MiB)) { }
-        string before = VdiTestKit.Sha256OfFile(path);
+        string before = ContentHash.OfFile(path);
         using (var l = DiskImage.OpenLayer(path, writable: false))
         {
             Assert.Equal(ErrorKind.ReadOnly, Assert.Throws<DiskImageException>(() => l.Write(0, new byte[MiB])).Kind);
             Assert.Equal(ErrorKind.ReadOnly, Assert.Throws<DiskImageException>(() => l.WriteZeroes(0, MiB)).Kind);
         }
-        Assert.Equal(before, VdiTestKit.Sha256OfFile(path));
+        Assert.Equal(before, ContentHash.OfFile(path));
     }
 
     [Fact]
@@ -339,7 +339,7 @@ public sealed class VdiLayerTests
         using var dir = new TempDirectory("vdi");
         // 1.0: same layout as 1.1.
         string path = dir.File("v10.vdi");
-        using (var l = VdiTestKit.CreateVdi(path, 2 * MiB)) l.Write(0, VdiTestKit.Pattern(MiB, 7));
+        using (var l = VdiTestKit.CreateVdi(path, 2 * MiB)) l.Write(0, RandomData.Bytes(MiB, 7));
         var bytes = File.ReadAllBytes(path);
         BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(68), 0x00010000);
         File.WriteAllBytes(path, bytes);
@@ -347,7 +347,7 @@ public sealed class VdiLayerTests
         {
             var b = new byte[MiB];
             chain.Read(0, b);
-            Assert.Equal(VdiTestKit.Pattern(MiB, 7), b);
+            Assert.Equal(RandomData.Bytes(MiB, 7), b);
             Assert.Equal("1.0", VdiTestKit.DetailsOf(chain.Top)["version"]);
         }
 
@@ -366,14 +366,14 @@ public sealed class VdiLayerTests
         id.TryWriteBytes(v0.AsSpan(372));
         BinaryPrimitives.WriteUInt32LittleEndian(v0.AsSpan(420), 0);              // block 0 -> data block 0
         BinaryPrimitives.WriteUInt32LittleEndian(v0.AsSpan(424), 0xFFFFFFFF);     // block 1 free
-        VdiTestKit.Pattern(MiB, 8).CopyTo(v0, 428);
+        RandomData.Bytes(MiB, 8).CopyTo(v0, 428);
         string p0 = dir.File("v0.vdi");
         File.WriteAllBytes(p0, v0);
         using (var chain = DiskImage.Open(p0))
         {
             var all = new byte[2 * MiB];
             chain.Read(0, all);
-            Assert.Equal(VdiTestKit.Pattern(MiB, 8), all.AsSpan(0, MiB).ToArray());
+            Assert.Equal(RandomData.Bytes(MiB, 8), all.AsSpan(0, MiB).ToArray());
             Assert.True(SpanHelpers.IsAllZero(all.AsSpan(MiB)));
             Assert.Equal(id, chain.Top.Identity.Id);
             Assert.True(chain.Check().IsClean, string.Join("\n", chain.Check().Problems));

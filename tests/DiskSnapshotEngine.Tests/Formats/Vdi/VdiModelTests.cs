@@ -57,7 +57,7 @@ public sealed class VdiModelTests
                 switch (op.Kind)
                 {
                     case OpKind.Write:
-                        var data = VdiTestKit.Pattern((int)len, op.Seed);
+                        var data = RandomData.Bytes((int)len, op.Seed);
                         chain.Write(op.Offset, data);
                         data.CopyTo(model, op.Offset);
                         break;

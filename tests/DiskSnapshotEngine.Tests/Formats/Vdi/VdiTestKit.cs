@@ -1,8 +1,8 @@
-using System.Security.Cryptography;
 using DiskSnapshotEngine.Block;
 using DiskSnapshotEngine.Formats;
 using DiskSnapshotEngine.Formats.Vdi;
 using DiskSnapshotEngine.IO;
+using DiskSnapshotEngine.Tests.Infrastructure;
 
 namespace DiskSnapshotEngine.Tests.Formats.Vdi;
 
@@ -13,26 +13,6 @@ internal static class VdiTestKit
 
     public static IDiskLayer CreateVdi(string path, long size, ImageType type = ImageType.Dynamic, int? blockSize = null, ImageIdentity? identity = null) =>
         DiskImage.Create(path, new ImageCreateOptions(size, type, blockSize, Identity: identity));
-
-    /// <summary>Reads the whole virtual disk through the chain and hashes it, in 1 MiB pieces.</summary>
-    public static string Sha256(DiskChain chain)
-    {
-        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        var buffer = new byte[MiB];
-        for (long at = 0; at < chain.VirtualSize; at += buffer.Length)
-        {
-            int n = (int)Math.Min(buffer.Length, chain.VirtualSize - at);
-            chain.Read(at, buffer.AsSpan(0, n));
-            sha.AppendData(buffer, 0, n);
-        }
-        return Convert.ToHexStringLower(sha.GetHashAndReset());
-    }
-
-    public static string Sha256OfFile(string path)
-    {
-        using var f = File.OpenRead(path);
-        return Convert.ToHexStringLower(SHA256.HashData(f));
-    }
 
     /// <summary>Exports the chain's content to a raw file (sparse: zero runs are skipped).</summary>
     public static void ExportRaw(DiskChain chain, string rawPath)
@@ -48,13 +28,6 @@ internal static class VdiTestKit
             f.Position = at;
             f.Write(buffer, 0, n);
         }
-    }
-
-    public static byte[] Pattern(int length, int seed)
-    {
-        var b = new byte[length];
-        new Random(seed).NextBytes(b);
-        return b;
     }
 
     public static Dictionary<string, string> DetailsOf(IDiskLayer layer) => layer.Details.ToDictionary(kv => kv.Key, kv => kv.Value);

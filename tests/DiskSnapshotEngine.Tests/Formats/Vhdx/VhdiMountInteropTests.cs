@@ -82,7 +82,7 @@ public class VhdiMountInteropTests(ITestOutputHelper output)
                 using var chain = DiskImage.Open(layers[i]);
                 Assert.Equal(i + 1, chain.Layers.Count);
                 VhdxTestUtil.AssertSameAsRaw(chain, copy);
-                hashes.Add(VhdxTestUtil.FileSha256(copy));
+                hashes.Add(ContentHash.OfFile(copy));
             }
             // Each layer changed the disk, so a reader that skipped a layer (or read the wrong one) cannot pass.
             Assert.Equal(3, hashes.Distinct().Count());
@@ -103,15 +103,13 @@ public class VhdiMountInteropTests(ITestOutputHelper output)
         var child = dir.File("child.vhdx");
         const int Mb = 1 << 20;
         DiskImage.Create(basePath, new ImageCreateOptions(Size, BlockSize: Mb)).Dispose();
-        var parentData = new byte[6 * Mb];
-        new Random(5).NextBytes(parentData);
+        var parentData = RandomData.Bytes(6 * Mb, 5);
         using (var b = DiskImage.Open(basePath, OpenOptions.ReadWrite)) b.Write(0, parentData);
         Link(child, basePath, Mb, 512);
         // A partial write in block 5 allocates the chunk's sector bitmap block (all other bits stay 0). libvhdi reads a
         // differencing block's bitmap from the sector bitmap entry's offset even when that entry is SB_BLOCK_NOT_PRESENT
         // (offset 0 = the file identifier), so without one it would mix in bytes of our creator string.
-        var own = new byte[100];
-        new Random(6).NextBytes(own);
+        var own = RandomData.Bytes(100, 6);
         using (var c = DiskImage.Open(child, OpenOptions.ReadWrite)) c.Write(5L * Mb + 7, own);
         long batOffset, chunkRatio;
         using (var c = (VhdxLayer)DiskImage.OpenLayer(child, false))

@@ -58,14 +58,14 @@ public class VhdxHostileInputTests : IDisposable
     /// <summary>Opens read-only and read-write, reads the whole disk, and expects the same typed error; the file stays unchanged.</summary>
     private DiskImageException Expect(ErrorKind kind, string structure, string? messagePart = null)
     {
-        string before = VhdxTestUtil.FileSha256(_path);
+        string before = ContentHash.OfFile(_path);
         DiskImageException? last = null;
         foreach (bool writable in new[] { false, true })
         {
             var e = Assert.Throws<DiskImageException>(() =>
             {
                 using var chain = DiskImage.Open(_path, writable ? OpenOptions.ReadWrite : OpenOptions.ReadOnly);
-                VhdxTestUtil.ContentSha256(chain);
+                ContentHash.Of(chain);
             });
             Assert.Equal(kind, e.Kind);
             Assert.Equal(structure, e.Structure);
@@ -74,7 +74,7 @@ public class VhdxHostileInputTests : IDisposable
             Assert.DoesNotContain('\n', e.Message);
             last = e;
         }
-        Assert.Equal(before, VhdxTestUtil.FileSha256(_path));
+        Assert.Equal(before, ContentHash.OfFile(_path));
         return last!;
     }
 
@@ -82,14 +82,14 @@ public class VhdxHostileInputTests : IDisposable
     public void Bad_file_signature_is_invalid_format()
     {
         Patch(0, "vhdxfilX"u8);
-        string before = VhdxTestUtil.FileSha256(_path);
+        string before = ContentHash.OfFile(_path);
         using (var f = ImageFile.Open(_path, false))
         {
             var e = Assert.Throws<DiskImageException>(() => new VhdxDriver().Open(f, false));
             Assert.Equal(ErrorKind.InvalidFormat, e.Kind);
             Assert.Equal("file type identifier", e.Structure);
         }
-        Assert.Equal(before, VhdxTestUtil.FileSha256(_path));
+        Assert.Equal(before, ContentHash.OfFile(_path));
     }
 
     [Fact]
@@ -244,10 +244,10 @@ public class VhdxHostileInputTests : IDisposable
             var self = ParentDescriptor.Of(c) with { Path = Path.GetFullPath(child) };
             c.SetParent(self);
         }
-        string before = VhdxTestUtil.FileSha256(child);
+        string before = ContentHash.OfFile(child);
         var e = Assert.Throws<DiskImageException>(() => DiskImage.Open(child));
         Assert.Equal(ErrorKind.ChainInvalid, e.Kind);
-        Assert.Equal(before, VhdxTestUtil.FileSha256(child));
+        Assert.Equal(before, ContentHash.OfFile(child));
     }
 
     [Fact]
@@ -274,7 +274,7 @@ public class VhdxHostileInputTests : IDisposable
             try
             {
                 using var chain = DiskImage.Open(_path);
-                VhdxTestUtil.ContentSha256(chain);
+                ContentHash.Of(chain);
                 chain.Check();
             }
             catch (DiskImageException) { }

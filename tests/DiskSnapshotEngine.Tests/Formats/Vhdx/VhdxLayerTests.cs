@@ -52,8 +52,7 @@ public class VhdxLayerTests
         var path = dir.File("big.vhdx");
         using (var layer = DiskImage.Create(path, new ImageCreateOptions(128L << 30, BlockSize: 2 << 20)))
         {
-            var data = new byte[8 << 20];
-            new Random(1).NextBytes(data);
+            var data = RandomData.Bytes(8 << 20, 1);
             layer.Write(1L << 30, data);
         }
         using var chain = DiskImage.Open(path);

@@ -78,8 +78,7 @@ public class VhdxModelTests
                 }
                 else
                 {
-                    var data = new byte[st.Length];
-                    new Random(st.Seed).NextBytes(data);
+                    var data = RandomData.Bytes(st.Length, st.Seed);
                     chain.Write(st.Offset, data);
                     data.CopyTo(model, st.Offset);
                 }

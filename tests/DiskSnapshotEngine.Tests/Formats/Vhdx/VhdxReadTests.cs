@@ -15,16 +15,16 @@ public class VhdxReadTests
     {
         using var dir = new TempDirectory("vhdx");
         var path = SharedFixtures.Extract(name, dir.Path);
-        string before = VhdxTestUtil.FileSha256(path);
+        string before = ContentHash.OfFile(path);
         using (var chain = DiskImage.Open(path))
         {
             Assert.Equal(ImageFormat.Vhdx, chain.Top.Format);
             Assert.Equal(blockSize, chain.Top.BlockSize);
             Assert.Equal(type, chain.Top.Type);
-            Assert.Equal(sha256, VhdxTestUtil.ContentSha256(chain));
+            Assert.Equal(sha256, ContentHash.Of(chain));
             Assert.False(chain.Check().HasErrors, string.Join("\n", chain.Check().Problems));
         }
-        Assert.Equal(before, VhdxTestUtil.FileSha256(path));
+        Assert.Equal(before, ContentHash.OfFile(path));
     }
 
     [SharedFixtureFact]
@@ -32,13 +32,13 @@ public class VhdxReadTests
     {
         using var dir = new TempDirectory("vhdx");
         var path = SharedFixtures.Extract("iotest-dirtylog-10G-4M.vhdx.bz2", dir.Path);
-        string before = VhdxTestUtil.FileSha256(path);
+        string before = ContentHash.OfFile(path);
         using (var chain = DiskImage.Open(path))
         {
             Assert.IsType<DiskSnapshotEngine.IO.MemoryOverlayFile>(chain.Top.File);
-            Assert.Equal("179cefe8b0587f123393eedf2aa7aa8d25798591178e6bc3950a09762f38f96f", VhdxTestUtil.ContentSha256(chain));
+            Assert.Equal("179cefe8b0587f123393eedf2aa7aa8d25798591178e6bc3950a09762f38f96f", ContentHash.Of(chain));
         }
-        Assert.Equal(before, VhdxTestUtil.FileSha256(path));
+        Assert.Equal(before, ContentHash.OfFile(path));
     }
 
     [SharedFixtureFact]
@@ -49,7 +49,7 @@ public class VhdxReadTests
         using (var layer = DiskImage.OpenLayer(path, writable: true)) Assert.Equal(Guid.Empty, Guid.Parse(layer.Details.First(d => d.Key == "log guid").Value));
         using var chain = DiskImage.Open(path);
         Assert.IsNotType<DiskSnapshotEngine.IO.MemoryOverlayFile>(chain.Top.File);
-        Assert.Equal("179cefe8b0587f123393eedf2aa7aa8d25798591178e6bc3950a09762f38f96f", VhdxTestUtil.ContentSha256(chain));
+        Assert.Equal("179cefe8b0587f123393eedf2aa7aa8d25798591178e6bc3950a09762f38f96f", ContentHash.Of(chain));
         var (code, _, err) = ExternalTool.Run("qemu-img", "check", "-f", "vhdx", path);
         Assert.True(code == 0, err);
     }

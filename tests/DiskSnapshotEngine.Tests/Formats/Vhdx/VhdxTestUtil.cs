@@ -1,41 +1,10 @@
-using System.Security.Cryptography;
 using DiskSnapshotEngine.Block;
+using DiskSnapshotEngine.Tests.Infrastructure;
 
 namespace DiskSnapshotEngine.Tests.Formats.Vhdx;
 
 internal static class VhdxTestUtil
 {
-    private static readonly byte[] s_zeros = new byte[1 << 20];
-
-    /// <summary>sha256 of the whole virtual disk as the chain shows it (zero extents hashed without reading).</summary>
-    public static string ContentSha256(DiskChain chain)
-    {
-        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        var buf = new byte[1 << 20];
-        foreach (var e in chain.GetExtents(0, chain.VirtualSize))
-        {
-            long pos = e.Offset;
-            while (pos < e.End)
-            {
-                int n = (int)Math.Min(buf.Length, e.End - pos);
-                if (e.Kind == ExtentKind.Data)
-                {
-                    chain.Read(pos, buf.AsSpan(0, n));
-                    hash.AppendData(buf, 0, n);
-                }
-                else hash.AppendData(s_zeros, 0, n);
-                pos += n;
-            }
-        }
-        return Convert.ToHexStringLower(hash.GetHashAndReset());
-    }
-
-    public static string FileSha256(string path)
-    {
-        using var s = File.OpenRead(path);
-        return Convert.ToHexStringLower(SHA256.HashData(s));
-    }
-
     /// <summary>Compares the chain with a raw file byte for byte (from <paramref name="from"/>, a multiple of 1 MiB, to the end).</summary>
     public static void AssertSameAsRaw(DiskChain chain, string rawPath, long from = 0)
     {

@@ -113,8 +113,7 @@ public class VhdxWriteTests
         using (var b = DiskImage.Create(basePath, new ImageCreateOptions(size, BlockSize: 1 << 20)))
         using (var chain = new DiskChain(new[] { b }))
         {
-            var data = new byte[3 << 20];
-            new Random(1).NextBytes(data);
+            var data = RandomData.Bytes(3 << 20, 1);
             chain.Write(100, data);
             data.CopyTo(expected, 100);
         }
@@ -132,8 +131,7 @@ public class VhdxWriteTests
         }
         using (var chain = DiskImage.Open(childPath, OpenOptions.ReadWrite))
         {
-            var data = new byte[777];
-            new Random(2).NextBytes(data);
+            var data = RandomData.Bytes(777, 2);
             chain.Write(1_000_003, data);
             data.CopyTo(expected, 1_000_003);
             chain.Write(5_000_000, data);

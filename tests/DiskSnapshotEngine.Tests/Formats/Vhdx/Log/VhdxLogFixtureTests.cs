@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.Security.Cryptography;
 using DiskSnapshotEngine.Formats.Vhdx;
 using DiskSnapshotEngine.IO;
 using DiskSnapshotEngine.Tests.Infrastructure;
@@ -48,7 +47,7 @@ public class VhdxLogFixtureTests
     {
         using var dir = new TempDirectory("vhdxlog");
         string path = SharedFixtures.Extract("iotest-dirtylog-10G-4M.vhdx.bz2", dir.Path);
-        byte[] before = SHA256.HashData(File.ReadAllBytes(path));
+        string before = ContentHash.OfFile(path);
         using (var file = ImageFile.Open(path, writable: false))
         {
             var (logGuid, logLength, logOffset) = ReadHeader(file);
@@ -86,6 +85,6 @@ public class VhdxLogFixtureTests
             // A different LogGuid finds nothing.
             Assert.Null(VhdxLogReader.FindActiveSequence(file, logOffset, logLength, Guid.NewGuid()));
         }
-        Assert.Equal(before, SHA256.HashData(File.ReadAllBytes(path)));
+        Assert.Equal(before, ContentHash.OfFile(path));
     }
 }

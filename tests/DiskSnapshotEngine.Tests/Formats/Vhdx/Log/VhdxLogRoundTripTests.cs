@@ -13,12 +13,7 @@ internal static class LogTestFile
     public const long TargetBase = 2 << 20;
     public const long FileLength = 4 << 20;
 
-    public static byte[] Sector(int seed)
-    {
-        var b = new byte[4096];
-        new Random(seed).NextBytes(b);
-        return b;
-    }
+    public static byte[] Sector(int seed) => RandomData.Bytes(4096, seed);
 
     public static byte[] Read(IImageFile f, long offset, int length)
     {

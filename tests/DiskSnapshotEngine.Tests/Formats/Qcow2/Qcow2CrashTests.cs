@@ -167,11 +167,7 @@ public sealed class Qcow2CrashTests
         int barrier = 0;
         sim.BeforeFlush = () =>
         {
-            int n = sim.PendingWrites;
-            var subsets = n <= 5
-                ? Enumerable.Range(0, 1 << n).Select(mask => Enumerable.Range(0, n).Where(i => (mask & (1 << i)) != 0).ToList())
-                : Enumerable.Range(0, 24).Select(k => Enumerable.Range(0, n).Where(i => new Random(k * 31 + i).Next(2) == 0).ToList());
-            foreach (var subset in subsets) states.Add(($"barrier {barrier}, kept [{string.Join(",", subset)}] of {n}", sim.AfterPowerLoss(subset)));
+            foreach (var (kept, bytes) in sim.PowerLossStates(allSubsetsUpTo: 5, sampledSubsets: 24)) states.Add(($"barrier {barrier}, {kept}", bytes));
             barrier++;
         };
         var layers = new List<IDiskLayer> { s_driver.Open(sim, true) };

@@ -162,37 +162,16 @@ public sealed class VdiCrashTests
         var states = new List<(string When, byte[] Bytes)>();
         var sim = new CrashSimulationFile("/sim/child.vdi", s.ChildBytes);
         int barrier = 0;
-        var observed = new FlushObservingFile(sim, () =>
+        sim.BeforeFlush = () =>
         {
-            int n = sim.PendingWrites;
-            var subsets = n <= 4
-                ? Enumerable.Range(0, 1 << n).Select(mask => Enumerable.Range(0, n).Where(i => (mask & (1 << i)) != 0).ToList())
-                : Enumerable.Range(0, 16).Select(k => Enumerable.Range(0, n).Where(i => new Random(k * 31 + i).Next(2) == 0).ToList());
-            foreach (var subset in subsets) states.Add(($"barrier {barrier}, kept [{string.Join(",", subset)}] of {n}", sim.AfterPowerLoss(subset)));
+            foreach (var (kept, bytes) in sim.PowerLossStates(allSubsetsUpTo: 4, sampledSubsets: 16)) states.Add(($"barrier {barrier}, {kept}", bytes));
             barrier++;
-        });
-        var layers = new List<IDiskLayer> { s_driver.Open(observed, true) };
+        };
+        var layers = new List<IDiskLayer> { s_driver.Open(sim, true) };
         if (s.ParentBytes is not null) layers.Add(s_driver.Open(new CrashSimulationFile("/sim/parent.vdi", s.ParentBytes), false));
         using (var chain = new DiskChain(layers)) Update(chain);
         Assert.True(barrier >= 5, $"only {barrier} flushes");
         foreach (var (when, bytes) in states) AssertOldOrNew(s, bytes, when);
-    }
-
-    /// <summary>Delegates to a file and calls back just before every flush (the moment a power loss is most revealing).</summary>
-    private sealed class FlushObservingFile(CrashSimulationFile inner, Action beforeFlush) : DiskSnapshotEngine.IO.IImageFile
-    {
-        public string Path => inner.Path;
-        public bool CanWrite => inner.CanWrite;
-        public long Length => inner.Length;
-        public int Read(Span<byte> buffer, long fileOffset) => inner.Read(buffer, fileOffset);
-        public void Write(ReadOnlySpan<byte> buffer, long fileOffset) => inner.Write(buffer, fileOffset);
-        public void SetLength(long length) => inner.SetLength(length);
-        public void Flush()
-        {
-            beforeFlush();
-            inner.Flush();
-        }
-        public void Dispose() => inner.Dispose();
     }
 
     [Fact]

@@ -68,7 +68,7 @@ public sealed class VdiLayerTests
         const long size = 2L << 40; // 2 Mi blocks: an 8 MiB map
         string path = dir.File("big.vdi");
         using (var l = VdiTestKit.CreateVdi(path, size)) l.Write(size - MiB, RandomData.Bytes(MiB, 5));
-        using var file = new CountingFile(DiskSnapshotEngine.IO.ImageFile.Open(path, false));
+        using var file = new ReadCountingFile(DiskSnapshotEngine.IO.ImageFile.Open(path, false));
         long before = GC.GetAllocatedBytesForCurrentThread();
         using var layer = new VdiDriver().Open(file, false);
         long openAllocated = GC.GetAllocatedBytesForCurrentThread() - before;
@@ -78,25 +78,6 @@ public sealed class VdiLayerTests
         var ext = layer.GetStatus(size - MiB, MiB);
         Assert.Equal(ExtentKind.Data, ext.Kind);
         Assert.True(file.BytesRead <= 4096 + 4096, $"a lookup read {file.BytesRead} bytes in all");
-    }
-
-    /// <summary>Counts what is read through it.</summary>
-    private sealed class CountingFile(IImageFile inner) : IImageFile
-    {
-        public long BytesRead { get; private set; }
-        public string Path => inner.Path;
-        public bool CanWrite => inner.CanWrite;
-        public long Length => inner.Length;
-        public int Read(Span<byte> buffer, long fileOffset)
-        {
-            int n = inner.Read(buffer, fileOffset);
-            BytesRead += n;
-            return n;
-        }
-        public void Write(ReadOnlySpan<byte> buffer, long fileOffset) => inner.Write(buffer, fileOffset);
-        public void SetLength(long length) => inner.SetLength(length);
-        public void Flush() => inner.Flush();
-        public void Dispose() => inner.Dispose();
     }
 
     [Fact]

@@ -8,19 +8,6 @@ namespace DiskSnapshotEngine.Tests.Formats.Vhdx;
 
 public class VhdxLayerTests
 {
-    /// <summary>Counts the bytes read through every file the opener hands out.</summary>
-    private sealed class CountingFile(IImageFile inner, Action<long> onRead) : IImageFile
-    {
-        public string Path => inner.Path;
-        public bool CanWrite => inner.CanWrite;
-        public long Length => inner.Length;
-        public int Read(Span<byte> buffer, long fileOffset) { int n = inner.Read(buffer, fileOffset); onRead(n); return n; }
-        public void Write(ReadOnlySpan<byte> buffer, long fileOffset) => inner.Write(buffer, fileOffset);
-        public void SetLength(long length) => inner.SetLength(length);
-        public void Flush() => inner.Flush();
-        public void Dispose() => inner.Dispose();
-    }
-
     [Fact]
     public void Creating_a_child_of_a_64GiB_parent_reads_and_writes_as_much_as_for_a_64MiB_parent()
     {
@@ -32,12 +19,12 @@ public class VhdxLayerTests
             DiskImage.Create(parent, new ImageCreateOptions(size)).Dispose();
             long read = 0;
             var child = dir.File($"c{size}.vhdx");
-            DiskImage.CreateDifferencing(child, parent, fileOpener: (p, w) => new CountingFile(ImageFile.Open(p, w), n => read += n)).Dispose();
+            DiskImage.CreateDifferencing(child, parent, fileOpener: (p, w) => new ReadCountingFile(ImageFile.Open(p, w), n => read += n)).Dispose();
             var st = new FileInfo(child);
             costs.Add((read, st.Length));
             // Opening the whole chain reads headers and metadata only.
             read = 0;
-            using (DiskImage.Open(child, new OpenOptions { FileOpener = (p, w) => new CountingFile(ImageFile.Open(p, w), n => read += n) })) { }
+            using (DiskImage.Open(child, new OpenOptions { FileOpener = (p, w) => new ReadCountingFile(ImageFile.Open(p, w), n => read += n) })) { }
             Assert.True(read < 512 << 10, $"opening a chain of {size} bytes read {read} bytes");
         }
         Assert.Equal(costs[0].Read, costs[1].Read);

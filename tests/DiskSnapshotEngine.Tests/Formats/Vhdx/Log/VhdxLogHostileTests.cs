@@ -189,18 +189,17 @@ public class VhdxLogHostileTests
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(60), $"took {clock.Elapsed}");
     }
 
-    /// <summary>Counts the bytes read through it (the scan must stay linear in the log size).</summary>
-    private sealed class CountingFile(DiskSnapshotEngine.IO.IImageFile inner) : DiskSnapshotEngine.IO.IImageFile
+    /// <summary>
+    /// A read-only view that fails the test on any write (a scan must never write) and leaves the file open; the
+    /// bytes read go through a <see cref="ReadCountingFile"/> (the scan must stay linear in the log size).
+    /// </summary>
+    private sealed class WriteRefusingFile(DiskSnapshotEngine.IO.IImageFile inner) : DelegatingImageFile(inner)
     {
-        public long BytesRead;
-        public string Path => inner.Path;
-        public bool CanWrite => false;
-        public long Length => inner.Length;
-        public int Read(Span<byte> buffer, long fileOffset) { int n = inner.Read(buffer, fileOffset); BytesRead += n; return n; }
-        public void Write(ReadOnlySpan<byte> buffer, long fileOffset) => throw new InvalidOperationException("the reader must not write");
-        public void SetLength(long length) => throw new InvalidOperationException("the reader must not resize");
-        public void Flush() { }
-        public void Dispose() { }
+        public override bool CanWrite => false;
+        public override void Write(ReadOnlySpan<byte> buffer, long fileOffset) => throw new InvalidOperationException("the reader must not write");
+        public override void SetLength(long length) => throw new InvalidOperationException("the reader must not resize");
+        public override void Flush() { }
+        public override void Dispose() { }
     }
 
     [Fact]
@@ -222,7 +221,7 @@ public class VhdxLogHostileTests
             f.Write(sector, LogTestFile.LogOffset + off);
         }
         f.Flush();
-        var counting = new CountingFile(f);
+        var counting = new ReadCountingFile(new WriteRefusingFile(f));
         Assert.Null(VhdxLogReader.FindActiveSequence(counting, LogTestFile.LogOffset, LogTestFile.LogLength, LogGuid));
         Assert.True(counting.BytesRead <= 3L * LogTestFile.LogLength, $"read {counting.BytesRead} bytes for a {LogTestFile.LogLength}-byte log");
     }

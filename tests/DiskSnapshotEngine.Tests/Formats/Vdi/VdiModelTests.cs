@@ -1,105 +1,43 @@
 using DiskSnapshotEngine.Block;
 using DiskSnapshotEngine.Tests.Infrastructure;
-using FsCheck;
-using FsCheck.Fluent;
 
 namespace DiskSnapshotEngine.Tests.Formats.Vdi;
 
 /// <summary>
-/// Model-based property: random unaligned writes, zeroing, snapshots (new differencing child, up to 8 layers) and
-/// close/reopen over a VDI chain always read exactly like a flat in-memory disk, and every layer checks clean.
+/// The shared chain model (<see cref="ChainModel"/>) over a VDI chain: random unaligned writes, zeroing, snapshots
+/// (new differencing child, up to 8 layers) and close/reopen always read exactly like a flat in-memory disk, and
+/// every layer checks clean.
 /// </summary>
 public sealed class VdiModelTests
 {
-    private const int MiB = VdiTestKit.MiB;
-    private const long Size = 6L * MiB + 3 * 512; // a short last block too
-    private const int MaxLayers = 8;
-
-    public enum OpKind { Write, Zero, Snapshot, Reopen }
-
-    public sealed record Op(OpKind Kind, long Offset, int Length, int Seed)
-    {
-        public override string ToString() => $"{Kind}({Offset}, {Length}, seed {Seed})";
-    }
-
-    private static readonly Gen<Op> s_op =
-        Gen.Frequency(
-            (6, from off in Gen.Choose(0, (int)Size - 1)
-                from len in Gen.Frequency((3, Gen.Choose(1, 5000)), (2, Gen.Choose(1, 3 * MiB)), (1, Gen.Constant(MiB)))
-                from seed in Gen.Choose(1, int.MaxValue - 1)
-                select new Op(OpKind.Write, off, len, seed)),
-            (1, from off in Gen.Choose(0, (int)Size - 1)
-                from len in Gen.Choose(1, 3 * MiB)
-                select new Op(OpKind.Zero, off, len, 0)),
-            (2, Gen.Constant(new Op(OpKind.Snapshot, 0, 0, 0))),
-            (1, Gen.Constant(new Op(OpKind.Reopen, 0, 0, 0))));
-
     [Fact]
-    public void Random_operations_over_a_VDI_chain_read_like_a_flat_disk()
-    {
-        var ops = Gen.ListOf(s_op).Select(l => l.Take(24).ToArray());
-        Prop.ForAll(Arb.From(ops), Run).Check(Config.QuickThrowOnFailure.WithMaxTest(40));
-    }
+    public void Random_operations_over_a_VDI_chain_read_like_a_flat_disk() => ChainModel.Check(new VdiChain(), maxTests: 40);
 
-    private static void Run(Op[] ops)
+    private sealed class VdiChain : ChainModelFormat
     {
-        using var dir = new TempDirectory("vdi-model");
-        var model = new byte[Size];
-        int layers = 1;
-        string top = dir.File("l0.vdi");
-        using (VdiTestKit.CreateVdi(top, Size)) { }
-        var chain = DiskImage.Open(top, OpenOptions.ReadWrite);
-        try
-        {
-            foreach (var op in ops)
-            {
-                long len = Math.Min(op.Length, Size - op.Offset);
-                switch (op.Kind)
-                {
-                    case OpKind.Write:
-                        var data = RandomData.Bytes((int)len, op.Seed);
-                        chain.Write(op.Offset, data);
-                        data.CopyTo(model, op.Offset);
-                        break;
-                    case OpKind.Zero:
-                        chain.WriteZeroes(op.Offset, len);
-                        Array.Clear(model, (int)op.Offset, (int)len);
-                        break;
-                    case OpKind.Snapshot when layers < MaxLayers:
-                        chain.Dispose();
-                        string child = dir.File($"l{layers++}.vdi");
-                        using (DiskImage.CreateDifferencing(child, top)) { }
-                        top = child;
-                        chain = DiskImage.Open(top, OpenOptions.ReadWrite);
-                        Assert.Equal(layers, chain.Layers.Count);
-                        break;
-                    case OpKind.Reopen:
-                        chain.Dispose();
-                        chain = DiskImage.Open(top, OpenOptions.ReadWrite);
-                        AssertSame(chain, model);
-                        break;
-                }
-            }
-            AssertSame(chain, model);
-        }
-        finally
-        {
-            chain.Dispose();
-        }
-        using var reopened = DiskImage.Open(top);
-        AssertSame(reopened, model);
-        var report = reopened.Check();
-        Assert.True(report.IsClean, string.Join("; ", report.Problems));
-    }
+        public override long Size => 6L * VdiTestKit.MiB + 3 * 512; // a short last block too
+        public override int Unit => VdiTestKit.MiB;
+        public override int MaxWrite => 3 * VdiTestKit.MiB;
+        public override int MaxZero => 3 * VdiTestKit.MiB;
 
-    private static void AssertSame(DiskChain chain, byte[] model)
-    {
-        var actual = new byte[Size];
-        chain.Read(0, actual);
-        int diff = actual.AsSpan().CommonPrefixLength(model);
-        Assert.True(diff == model.Length, $"first difference at byte {diff} (block {diff / MiB}) in a chain of {chain.Layers.Count}");
-        // The extents agree with the bytes: whatever they call zero reads as zero.
-        foreach (var e in chain.GetExtents(0, Size).Where(e => e.Kind != ExtentKind.Data))
-            Assert.True(model.AsSpan((int)e.Offset, (int)e.Length).IndexOfAnyExcept((byte)0) < 0, $"extent {e} is not zero in the model");
+        public override string CreateBase(TempDirectory dir, int variant, byte[] model)
+        {
+            string path = dir.File("l0.vdi");
+            VdiTestKit.CreateVdi(path, Size).Dispose();
+            return path;
+        }
+
+        public override string CreateChild(TempDirectory dir, string parent, int index, int variant, int seed)
+        {
+            string child = dir.File($"l{index}.vdi");
+            DiskImage.CreateDifferencing(child, parent).Dispose();
+            return child;
+        }
+
+        public override void CheckReopened(DiskChain chain)
+        {
+            var report = chain.Check();
+            Assert.True(report.IsClean, string.Join("; ", report.Problems));
+        }
     }
 }

@@ -2,6 +2,7 @@ using System.CommandLine;
 using DiskSnapshotEngine.Block;
 using DiskSnapshotEngine.Cli.Output;
 using DiskSnapshotEngine.Formats;
+using DiskSnapshotEngine.Formats.Vhd;
 
 namespace DiskSnapshotEngine.Cli.Commands;
 
@@ -10,7 +11,7 @@ internal static class CreateCommand
 {
     public static Command Build()
     {
-        var image = CommonOptions.Image("The image to create; the extension chooses the format (.vhdx, .avhdx, .vdi, .qcow2, .img, .raw). Never overwrites.");
+        var image = CommonOptions.Image("The image to create; the extension chooses the format (.vhdx, .avhdx, .vdi, .qcow2, .vhd, .img, .raw). Never overwrites.");
         var size = SizeParser.Option("--size", "Virtual disk size: bytes or with a K, M, G, T suffix (1G = 1024^3). Required unless --parent.");
         var type = new Option<string>("--type")
         {
@@ -26,11 +27,12 @@ internal static class CreateCommand
             Description = "Create a differencing child (linked clone) of this image instead; size and sector size come from it, and the parent is not modified.",
             HelpName = "PARENT",
         };
+        var profile = AzureProfileOption.Create("azure: a fixed VHD as Azure takes it, the size rounded up to a whole number of MiB (said on stderr), the file that size plus its 512-byte footer.");
         var json = CommonOptions.Json();
 
         var command = new Command("create", "Create a new image: a base image of a given size, or a differencing child of a parent.")
         {
-            image, size, type, blockSize, sector, parent, json,
+            image, size, type, blockSize, sector, parent, profile, json,
         };
         command.Validators.Add(result =>
         {
@@ -45,6 +47,11 @@ internal static class CreateCommand
             {
                 result.AddError("--size is required (or --parent to create a differencing child)");
             }
+            AzureProfileOption.Validate(result, profile, image,
+                ("--parent", hasParent),
+                ("--type dynamic", result.GetResult(type) is { Implicit: false } && result.GetValue(type) != "fixed"),
+                ("--block-size", result.GetResult(blockSize) is not null),
+                ("--logical-sector-size 4096", result.GetValue(sector) == 4096));
         });
 
         VerbAction.Set(command, context =>
@@ -54,6 +61,11 @@ internal static class CreateCommand
             if (context.Get(parent) is { } parentPath)
             {
                 layer = DiskImage.CreateDifferencing(path, parentPath);
+            }
+            else if (context.Get(profile) is not null)
+            {
+                long rounded = AzureProfileOption.Round(context, context.Get(size)!.Value);
+                layer = DiskImage.Create(path, AzureVhdProfile.CreateOptions(rounded, path), ImageFormat.Vhd);
             }
             else
             {

@@ -9,7 +9,7 @@ namespace DiskSnapshotEngine.Formats;
 public static class ImageFormats
 {
     // Raw is last: it has no signature and is chosen only by extension.
-    private static readonly IImageFormatDriver[] s_drivers = { new Vhdx.VhdxDriver(), new Vdi.VdiDriver(), new Qcow2.Qcow2Driver(), new RawDriver() };
+    private static readonly IImageFormatDriver[] s_drivers = { new Vhdx.VhdxDriver(), new Vdi.VdiDriver(), new Qcow2.Qcow2Driver(), new Vhd.VhdDriver(), new RawDriver() };
 
     /// <summary>Every driver, in probing order.</summary>
     public static IReadOnlyList<IImageFormatDriver> All => s_drivers;
@@ -43,10 +43,16 @@ public static class ImageFormats
         head = head[..file.Read(head, 0)];
         foreach (var d in s_drivers)
             if (d.Format != ImageFormat.Raw && d.Probe(head)) return d;
+        // A signature at the end of the file (a fixed VHD's footer) is looked for after every head signature.
+        Span<byte> tail = stackalloc byte[512];
+        tail = tail[..file.Read(tail, Math.Max(0, file.Length - tail.Length))];
+        foreach (var d in s_drivers)
+            if (d.Format != ImageFormat.Raw && d.ProbeTail(tail)) return d;
         string ext = System.IO.Path.GetExtension(file.Path).ToLowerInvariant();
         var raw = Get(ImageFormat.Raw);
         if (raw.Extensions.Contains(ext)) return raw;
         throw new DiskImageException(ErrorKind.InvalidFormat,
-            $"no {string.Join(", ", s_drivers.Where(d => d.Format != ImageFormat.Raw).Select(d => d.Name.ToUpperInvariant()))} signature found (name raw images .img or .raw)", file.Path, "file signature", 0);
+            $"no {string.Join(", ", s_drivers.Where(d => d.Format != ImageFormat.Raw).Select(d => d.Name.ToUpperInvariant()))} signature found (name raw images .img or .raw)",
+            file.Path, "file signature", 0);
     }
 }

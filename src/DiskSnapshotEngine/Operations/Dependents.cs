@@ -11,7 +11,7 @@ namespace DiskSnapshotEngine.Operations;
 /// </summary>
 internal static class Dependents
 {
-    private static readonly string[] s_childExtensions = { ".vdi", ".vhdx", ".avhdx", ".qcow2" };
+    private static readonly string[] s_childExtensions = { ".vdi", ".vhdx", ".avhdx", ".qcow2", ".vhd" };
 
     /// <summary>True when <paramref name="child"/>'s parent link names <paramref name="parent"/>, resolved the way the chain resolves it.</summary>
     public static bool LinksTo(IDiskLayer child, IDiskLayer parent)
@@ -52,7 +52,7 @@ internal static class Dependents
             {
                 // A file another process is writing may well be a child in use: not knowing is not "no".
                 throw new DiskImageException(ErrorKind.Locked,
-                    $"cannot tell whether {node.FullPath} depends on {parent.Path}: another process has it open for writing", parent.Path, inner: e);
+                    $"cannot tell whether {node.FullPath} depends on {parent.Path}: {e.Detail}", parent.Path, inner: e);
             }
             catch (DiskImageException) { }
             finally { layer?.Dispose(); }

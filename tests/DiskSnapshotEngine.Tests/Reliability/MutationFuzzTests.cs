@@ -10,8 +10,9 @@ using Xunit.Abstractions;
 namespace DiskSnapshotEngine.Tests.Reliability;
 
 /// <summary>
-/// Mutation fuzzer: valid VHDX, VDI and qcow2 images (ours, qemu's, and the real ones in ../shared/fixtures) get FsCheck-generated
-/// edits in their headers, region tables, metadata, BAT, block map, sector bitmaps, log, L1/L2/refcount and snapshot tables, then are opened, read, checked and
+/// Mutation fuzzer: valid VHDX, VDI, qcow2 and VHD images (ours, qemu's, and the real ones in ../shared/fixtures) get FsCheck-generated
+/// edits in their headers, region tables, metadata, BAT, block map, sector bitmaps, log, L1/L2/refcount and snapshot tables,
+/// VHD footers and parent locators, then are opened, read, checked and
 /// exported. Only typed errors (DiskImageException) are acceptable; no hang (per-case timeout), no allocation beyond a
 /// fixed bound, and a failed open never changes the file. A short run is part of the suite; `tests/fuzz.sh --minutes N`
 /// runs it longer (DSE_FUZZ_SECONDS) and saves each failing input (DSE_FUZZ_FAILURES).
@@ -70,7 +71,7 @@ public class MutationFuzzTests
 
         string summary = $"{cases} cases in {(DateTime.UtcNow - deadline.AddSeconds(-seconds)).TotalSeconds:F0} s, {failures.Count} failures (seed {seed})";
         _output.WriteLine(summary);
-        if (Environment.GetEnvironmentVariable("DSE_FUZZ_SUMMARY") is string summaryFile) File.WriteAllText(summaryFile, summary + "\n" + string.Join("\n", failures));
+        if (Environment.GetEnvironmentVariable("DSE_FUZZ_SUMMARY") is string summaryFile) File.AppendAllText(summaryFile, summary + "\n" + string.Join("\n", failures) + (failures.Count > 0 ? "\n" : ""));
         Assert.True(failures.Count == 0, summary + "\n" + string.Join("\n", failures.Take(10)) + $"\ninputs saved in {failureDir}");
         Assert.True(cases >= Math.Min(maxCases, 300), $"only {cases} cases ran in {seconds} s");
     }
@@ -242,7 +243,7 @@ public class MutationFuzzTests
         var seeds = new List<Seed>();
         string dir = Path.Combine(work.Path, "seeds");
         Directory.CreateDirectory(dir);
-        foreach (var ext in new[] { ".vhdx", ".vdi", ".qcow2" })
+        foreach (var ext in new[] { ".vhdx", ".vdi", ".qcow2", ".vhd" })
         {
             foreach (var type in new[] { ImageType.Dynamic, ImageType.Fixed })
             {
@@ -284,6 +285,23 @@ public class MutationFuzzTests
             File.Copy(source, snap);
             Infrastructure.ExternalTool.RunChecked("qemu-img", "snapshot", "-c", "s1", snap);
             seeds.Add(Make(snap));
+        }
+        // VHDs as qemu writes them (its own BAT layout, a whole bitmap per block, a CHS-sized disk without force_size).
+        if (ExternalTool.Has("qemu-img"))
+        {
+            string raw = Path.Combine(dir, "qemu-source.raw");
+            using (var f = new FileStream(raw, FileMode.CreateNew, FileAccess.Write))
+            {
+                f.SetLength(6L << 20);
+                f.Position = (1L << 20) + 300;
+                f.Write(new byte[70000].Select((_, i) => (byte)(i * 7)).ToArray());
+            }
+            foreach (var (name, options) in new[] { ("qemu-dynamic.vhd", "subformat=dynamic"), ("qemu-fixed.vhd", "subformat=fixed,force_size=on") })
+            {
+                string p = Path.Combine(dir, name);
+                ExternalTool.RunChecked("qemu-img", "convert", "-f", "raw", "-O", "vpc", "-o", options, raw, p);
+                seeds.Add(Make(p));
+            }
         }
         if (SharedFixtures.FixturesDirectory is not null && Directory.Exists(SharedFixtures.FixturesDirectory))
         {

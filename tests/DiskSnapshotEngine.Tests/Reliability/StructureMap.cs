@@ -6,7 +6,8 @@ namespace DiskSnapshotEngine.Tests.Reliability;
 /// Where the interesting bytes of an image are, found by a deliberately small parser independent of the drivers
 /// (so a driver bug cannot hide a region from the fuzzer): VHDX file identifier, headers, region tables, metadata,
 /// BAT (with its sector-bitmap entries) and log; VDI header and block map; qcow2 header, extensions, L1, L2 and
-/// refcount tables and snapshot table. Unknown files: the whole file.
+/// refcount tables and snapshot table; VHD footer and its copy, dynamic disk header, BAT, parent locator data and
+/// the first blocks' sector bitmaps. Unknown files: the whole file.
 /// </summary>
 internal static class StructureMap
 {
@@ -24,6 +25,8 @@ internal static class StructureMap
             Vdi(image, regions);
         else if (image.Length >= 104 && BinaryPrimitives.ReadUInt32BigEndian(image) == 0x514649FB)
             Qcow2(image, regions);
+        else if (image.Length >= 512 && System.Text.Encoding.ASCII.GetString(image, image.Length - 512, 8) == "conectix")
+            Vhd(image, regions);
         regions.RemoveAll(r => r.Offset < 0 || r.Length <= 0 || r.Offset >= image.Length);
         if (regions.Count == 0) regions.Add(new Region("file", 0, image.Length));
         return regions.Select(r => r with { Length = Math.Min(r.Length, image.Length - r.Offset) }).ToList();
@@ -114,5 +117,33 @@ internal static class StructureMap
         regions.Add(new Region("block map", offBlocks, Math.Min((long)cBlocks * 4, 64 << 10)));
         uint offData = BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(344));
         regions.Add(new Region("first data block", offData, 4096));
+    }
+
+    private static void Vhd(byte[] b, List<Region> regions)
+    {
+        long footer = b.Length - 512;
+        regions.Add(new Region("footer", footer, 512));
+        if (System.Text.Encoding.ASCII.GetString(b, 0, 8) != "conectix") return; // fixed: the footer is all there is
+        regions.Add(new Region("footer copy", 0, 512));
+        long header = (long)BinaryPrimitives.ReadUInt64BigEndian(b.AsSpan((int)footer + 16));
+        if (header < 512 || header + 1024 > b.Length) return;
+        regions.Add(new Region("dynamic disk header", header, 1024));
+        long table = (long)BinaryPrimitives.ReadUInt64BigEndian(b.AsSpan((int)header + 16));
+        uint entries = BinaryPrimitives.ReadUInt32BigEndian(b.AsSpan((int)header + 28));
+        regions.Add(new Region("BAT", table, Math.Min(4L * entries, 64 << 10)));
+        for (int i = 0; i < 8; i++)
+        {
+            var e = b.AsSpan((int)header + 576 + 24 * i, 24);
+            if (BinaryPrimitives.ReadUInt32BigEndian(e) == 0) continue;
+            regions.Add(new Region($"parent locator {i}", (long)BinaryPrimitives.ReadUInt64BigEndian(e[16..]), Math.Min(BinaryPrimitives.ReadUInt32BigEndian(e[8..]), 4096u)));
+        }
+        // The sector bitmaps of the first few blocks the BAT points at.
+        for (long i = 0; i < Math.Min(entries, 64u); i++)
+        {
+            long at = table + 4 * i;
+            if (at + 4 > b.Length) break;
+            uint sector = BinaryPrimitives.ReadUInt32BigEndian(b.AsSpan((int)at));
+            if (sector != 0xFFFFFFFF) regions.Add(new Region($"sector bitmap of block {i}", sector * 512L, 512));
+        }
     }
 }

@@ -27,7 +27,7 @@ public class LibvirtNbdTests
         string folder = System.IO.Path.Combine(dir.Path, Awkward);
         Directory.CreateDirectory(folder);
         string parent = System.IO.Path.Combine(folder, "base disk.vhdx"), child = System.IO.Path.Combine(folder, "child disk.vhdx");
-        using (var p = DiskImage.Create(parent, new Formats.ImageCreateOptions(64 << 20)))
+        using (var p = DiskImage.Create(parent, new DiskSnapshotEngine.Formats.ImageCreateOptions(64 << 20)))
         using (var c = new DiskSnapshotEngine.Block.DiskChain([p])) c.Write(1 << 20, NbdTestImages.Random(100_000, 1));
         DiskImage.CreateDifferencing(child, parent).Dispose();
         return (parent, child);
@@ -85,8 +85,8 @@ public class LibvirtNbdTests
     {
         using var dir = new TempDirectory("libvirt-nbd");
         string vhdx = dir.File("flat.vhdx"), raw = dir.File("flat.img");
-        DiskImage.Create(vhdx, new Formats.ImageCreateOptions(8 << 20)).Dispose();
-        DiskImage.Create(raw, new Formats.ImageCreateOptions(8 << 20)).Dispose();
+        DiskImage.Create(vhdx, new DiskSnapshotEngine.Formats.ImageCreateOptions(8 << 20)).Dispose();
+        DiskImage.Create(raw, new DiskSnapshotEngine.Formats.ImageCreateOptions(8 << 20)).Dispose();
         var v = await CliRunner.RunAsync("vm", "register", "libvirt", "--name", "v", "--disk", vhdx, "--dry-run");
         Assert.Equal("network", (string?)SplitDryRun(v.StdOut).Xml.Descendants("disk").Single().Attribute("type"));
         var f = await CliRunner.RunAsync("vm", "register", "libvirt", "--name", "f", "--disk", raw, "--dry-run");

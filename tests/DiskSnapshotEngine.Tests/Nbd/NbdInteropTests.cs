@@ -20,7 +20,7 @@ public class NbdInteropTests
         for (int i = 0; i < layers; i++)
         {
             string path = Path.Combine(dir, $"disk{i}.{extension}");
-            if (i == 0) DiskImage.Create(path, new Formats.ImageCreateOptions(Size)).Dispose();
+            if (i == 0) DiskImage.Create(path, new DiskSnapshotEngine.Formats.ImageCreateOptions(Size)).Dispose();
             else DiskImage.CreateDifferencing(path, paths[^1]).Dispose();
             paths.Add(path);
             using var chain = DiskImage.Open(path, OpenOptions.ReadWrite);
@@ -157,7 +157,7 @@ public class NbdInteropTests
     {
         using var dir = new TempDirectory("nbd-lock");
         string image = dir.File("disk.qcow2");
-        DiskImage.Create(image, new Formats.ImageCreateOptions(64 << 20)).Dispose();
+        DiskImage.Create(image, new DiskSnapshotEngine.Formats.ImageCreateOptions(64 << 20)).Dispose();
         using var served = new ServedImage(image, dir.File("s.sock"), writable: true);
         var (code, _, stderr) = ExternalTool.Run("qemu-img", "info", "-f", "qcow2", image);
         Assert.NotEqual(0, code);

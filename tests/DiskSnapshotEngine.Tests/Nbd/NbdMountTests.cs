@@ -63,7 +63,7 @@ public class NbdMountTests
     {
         using var dir = new TempDirectory("nbd-mount");
         string image = dir.File("d.vdi");
-        DiskImage.Create(image, new Formats.ImageCreateOptions(8 << 20)).Dispose();
+        DiskImage.Create(image, new DiskSnapshotEngine.Formats.ImageCreateOptions(8 << 20)).Dispose();
         var psi = new ProcessStartInfo(ExternalTool.Find("dotnet") ?? "dotnet")
         {
             RedirectStandardOutput = true,

@@ -77,7 +77,7 @@ public class NbdProcessTests
     {
         using var dir = new TempDirectory("nbd-proc");
         var image = dir.File("d.vdi");
-        DiskImage.Create(image, new Formats.ImageCreateOptions(64 << 20)).Dispose();
+        DiskImage.Create(image, new DiskSnapshotEngine.Formats.ImageCreateOptions(64 << 20)).Dispose();
         using var serve = new ServeProcess(image, "--port", "0", "--read-only", "--export-name", "lab disk", "--json");
         var json = JsonDocument.Parse(serve.FirstLine).RootElement;
         int port = json.GetProperty("port").GetInt32();
@@ -98,7 +98,7 @@ public class NbdProcessTests
     {
         using var dir = new TempDirectory("nbd-proc");
         var image = dir.File("d.vhdx");
-        DiskImage.Create(image, new Formats.ImageCreateOptions(8 << 20)).Dispose();
+        DiskImage.Create(image, new DiskSnapshotEngine.Formats.ImageCreateOptions(8 << 20)).Dispose();
         var both = await CliRunner.RunAsync("serve", image, "--socket", dir.File("s"), "--port", "1");
         Assert.Equal(ExitCodes.Usage, both.ExitCode);
         Assert.Contains("--socket cannot be combined with --port or --bind", both.StdErr);

@@ -37,7 +37,7 @@ internal static class AlignedBufferPool
 }
 
 /// <summary>A native, aligned buffer from <see cref="AlignedBufferPool"/>; dispose to return it.</summary>
-public sealed unsafe class AlignedBuffer : MemoryManager<byte>
+internal sealed unsafe class AlignedBuffer : MemoryManager<byte>
 {
     private byte* _pointer;
     private int _returned;

@@ -252,26 +252,13 @@ public sealed class VdiLayer : IDiskLayer
                 // An allocated block is zeroed in place: marking it ZERO would leak its space (and qemu-img check counts that).
                 long off = DataOffset(block, entry);
                 BeginContentChange();
-                FillZeros(off, BlockLength(block));
+                File.WriteZeros(off, BlockLength(block));
             }
             else if (entry == VdiBlockMap.Free && IsDiffLike)
             {
                 BeginContentChange();
                 _map.Set(block, VdiBlockMap.Zero);
             }
-        }
-    }
-
-    private void FillZeros(long fileOffset, long length)
-    {
-        using var zeros = AlignedBufferPool.Rent((int)Math.Min(length, 1 << 20));
-        zeros.Span.Clear();
-        while (length > 0)
-        {
-            int n = (int)Math.Min(length, zeros.Capacity);
-            File.Write(zeros.Span[..n], fileOffset);
-            fileOffset += n;
-            length -= n;
         }
     }
 

@@ -170,9 +170,9 @@ public sealed class VhdxDriver : IImageFormatDriver
                 ThrowHelper.Corrupt(path, "parent locator", metaAt, "the parent_linkage entry is missing");
         }
 
-        long chunkRatio = VhdxLayer.ChunkRatioOf(logical, (int)bs);
-        long payloadBlocks = VhdxLayer.CeilDiv(virtualSize, bs);
-        long needed = VhdxLayer.BatEntriesFor(payloadBlocks, chunkRatio, parameters.HasParent) * 8;
+        long chunkRatio = VhdxBat.ChunkRatioOf(logical, (int)bs);
+        long payloadBlocks = VhdxBat.CeilDiv(virtualSize, bs);
+        long needed = VhdxBat.EntriesFor(payloadBlocks, chunkRatio, parameters.HasParent) * 8;
         if (bat.Value.Length < needed)
             ThrowHelper.Corrupt(path, "region table entry", RegionTable1Offset, $"the BAT region of {bat.Value.Length} bytes is smaller than the {needed} bytes the disk needs");
 
@@ -218,9 +218,9 @@ public sealed class VhdxDriver : IImageFormatDriver
             ThrowHelper.InvalidArgument($"VHDX virtual size must be a positive multiple of {logical} up to 64 TiB (got {size})", file.Path);
 
         bool fixedImage = options.Type == ImageType.Fixed;
-        long chunkRatio = VhdxLayer.ChunkRatioOf(logical, blockSize);
-        long payloadBlocks = VhdxLayer.CeilDiv(size, blockSize);
-        long batEntries = VhdxLayer.BatEntriesFor(payloadBlocks, chunkRatio, diff);
+        long chunkRatio = VhdxBat.ChunkRatioOf(logical, blockSize);
+        long payloadBlocks = VhdxBat.CeilDiv(size, blockSize);
+        long batEntries = VhdxBat.EntriesFor(payloadBlocks, chunkRatio, diff);
         long logOffset = HeaderAreaSize, metaOffset = logOffset + LogSize, batOffset = metaOffset + MetadataSize;
         long batLength = SpanHelpers.AlignUp(batEntries * 8, MiB);
         if (batLength > uint.MaxValue) ThrowHelper.InvalidArgument("the BAT for this size and block size exceeds 4 GiB; use a larger block size", file.Path);
@@ -269,7 +269,7 @@ public sealed class VhdxDriver : IImageFormatDriver
         {
             // The locator goes last, on its own 4 KiB sector, so SetParent rewrites it in place with room to grow.
             at = (uint)SpanHelpers.AlignUp(at, 4096);
-            var locator = VhdxLayer.BuildLocator(file.Path, parent!).ToBytes();
+            var locator = VhdxParentLocator.For(file.Path, parent!).ToBytes();
             if (locator.Length > MaxParentLocatorSize) ThrowHelper.InvalidArgument("the parent path is too long for a parent locator", file.Path);
             Add(ParentLocatorItem, locator, false);
         }

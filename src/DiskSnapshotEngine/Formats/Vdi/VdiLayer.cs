@@ -50,7 +50,7 @@ public sealed class VdiLayer : IDiskLayer
         _nextBlock = Math.Max(header.CBlocksAllocated, inFile);
     }
 
-    private bool IsDiffLike => _type is VdiImageType.Diff or VdiImageType.Undo;
+    internal bool IsDiffLike => _type is VdiImageType.Diff or VdiImageType.Undo;
 
     public string Path => File.Path;
     public ImageFormat Format => ImageFormat.Vdi;
@@ -304,84 +304,12 @@ public sealed class VdiLayer : IDiskLayer
 
     // ---- check --------------------------------------------------------------------------------------------------
 
-    public CheckReport Check()
-    {
-        var report = new CheckReport();
-        var h = _header;
-        CheckHeader(report);
-        uint cBlocks = h.CBlocks;
-        var used = new System.Collections.BitArray((int)Math.Min(cBlocks, (uint)int.MaxValue));
-        long referenced = 0, free = 0;
-        long fileLength = File.Length;
-        long slotsInFile = fileLength > h.OffData ? (fileLength - h.OffData) / _stride : 0;
-        try
-        {
-            foreach (var (index, entry) in _map.Scan())
-            {
-                if (entry == VdiBlockMap.Free || entry == VdiBlockMap.Zero)
-                {
-                    free++;
-                    continue;
-                }
-                long at = _map.EntryOffset(index);
-                if (entry >= cBlocks)
-                {
-                    report.Add(CheckSeverity.Error, Path, "blocks array", at, $"entry {index} points at block {entry}, outside the {cBlocks} blocks of the image");
-                    continue;
-                }
-                if (used[(int)entry])
-                {
-                    report.Add(CheckSeverity.Error, Path, "blocks array", at, $"entry {index} points at block {entry}, which another entry already uses");
-                    continue;
-                }
-                used[(int)entry] = true;
-                referenced++;
-                long off = h.OffData + entry * _stride;
-                if (off + _stride > fileLength)
-                    report.Add(CheckSeverity.Error, Path, "blocks array", at, $"entry {index} points at block {entry} (file offset {off}), beyond the end of the file at {fileLength}");
-            }
-        }
-        catch (DiskImageException e)
-        {
-            report.Add(CheckSeverity.Error, Path, "blocks array", e.FileOffset, e.Detail);
-            return report;
-        }
+    public CheckReport Check() => VdiCheck.Run(this);
 
-        if (_type == VdiImageType.Fixed && free > 0)
-            report.Add(CheckSeverity.Warning, Path, "blocks array", h.OffBlocks, $"a fixed image has {free} unallocated blocks");
-        if (referenced > h.CBlocksAllocated)
-            report.Add(CheckSeverity.Leak, Path, "VDIHEADER1", h.CBlocksAllocatedOffset,
-                $"cBlocksAllocated {h.CBlocksAllocated} is lower than the {referenced} blocks the map uses (an interrupted allocation; new blocks still go after the end of the file)");
-        else if (referenced < h.CBlocksAllocated)
-            report.Add(CheckSeverity.Leak, Path, "VDIHEADER1", h.CBlocksAllocatedOffset,
-                $"cBlocksAllocated {h.CBlocksAllocated} counts {h.CBlocksAllocated - referenced} blocks no map entry uses (reclaimed by compact)");
-        long unreferencedInFile = 0;
-        for (long i = 0; i < Math.Min(slotsInFile, used.Length); i++)
-            if (!used[(int)i]) unreferencedInFile++;
-        if (unreferencedInFile > 0 && _type != VdiImageType.Fixed)
-            report.Add(CheckSeverity.Leak, Path, "data blocks", h.OffData,
-                $"{unreferencedInFile} blocks in the file are not used by any map entry (reclaimed by compact)");
-        return report;
-    }
-
-    /// <summary>Header facts that open tolerates (the image reads correctly) but other readers may not.</summary>
-    private void CheckHeader(CheckReport report)
-    {
-        var h = _header;
-        string s = h.IsVersion0 ? "VDIHEADER0" : "VDIHEADER1";
-        if (h.CbDisk % 512 != 0)
-            report.Add(CheckSeverity.Warning, Path, s, null, $"cbDisk {h.CbDisk} is not a whole number of 512-byte sectors");
-        if (h.LegacyGeometry.SectorSize is not (0 or 512))
-            report.Add(CheckSeverity.Warning, Path, s, null, $"LegacyGeometry.cbSector is {h.LegacyGeometry.SectorSize}; VirtualBox and qemu expect 512");
-        if ((_cbBlock & (_cbBlock - 1)) != 0)
-            report.Add(CheckSeverity.Warning, Path, s, null, $"cbBlock {_cbBlock} is not a power of two (VirtualBox expects one)");
-        if (IsDiffLike && !h.IsVersion0 && h.UuidParentModify == Guid.Empty)
-            report.Add(CheckSeverity.Warning, Path, s, 440, "uuidParentModify is empty: a change of the parent cannot be detected");
-        if (!IsDiffLike && h.UuidLinkage != Guid.Empty)
-            report.Add(CheckSeverity.Warning, Path, s, null, $"a base image carries a uuidLinkage {{{h.UuidLinkage}}} (ignored)");
-        if (h.UuidCreate == Guid.Empty)
-            report.Add(CheckSeverity.Warning, Path, s, null, "uuidCreate is empty: children cannot link to this image");
-    }
+    internal VdiHeader Header => _header;
+    internal VdiBlockMap Map => _map;
+    internal VdiImageType VdiType => _type;
+    internal long Stride => _stride;
 
     // ---- helpers ------------------------------------------------------------------------------------------------
 

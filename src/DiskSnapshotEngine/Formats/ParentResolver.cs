@@ -12,8 +12,6 @@ namespace DiskSnapshotEngine.Formats;
 /// </summary>
 internal static class ParentResolver
 {
-    private static readonly string[] s_imageExtensions = { ".vdi", ".vhdx", ".avhdx", ".img", ".raw" };
-
     /// <summary>Opens the verified parent of <paramref name="child"/> read-only.</summary>
     /// <param name="child">The differencing layer.</param>
     /// <param name="options">Search paths, overrides, file opener.</param>
@@ -186,7 +184,7 @@ internal static class ParentResolver
         try { files = Directory.EnumerateFiles(dir).ToList(); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { yield break; }
         foreach (var f in files.Order(StringComparer.Ordinal))
-            if (s_imageExtensions.Contains(System.IO.Path.GetExtension(f).ToLowerInvariant()))
+            if (ImageFormats.HasImageExtension(f))
                 yield return f;
     }
 }

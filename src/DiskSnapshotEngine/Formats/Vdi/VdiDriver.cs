@@ -88,6 +88,7 @@ public sealed class VdiDriver : IImageFormatDriver
             header.CBlocksAllocated = cBlocks;
         }
         WriteMap(file, offBlocks, cBlocks, type == VdiImageType.Fixed);
+        if (parent is not null) VdiParentLocator.Write(file, header, parent.Path);
         // The header goes last: until it lands the file carries no signature and cannot be mistaken for an image.
         header.WriteTo(file);
         if (file.Length < offData) file.SetLength(offData);

@@ -29,6 +29,7 @@ public sealed class VdiLayer : IDiskLayer
     private readonly uint _cbBlock;
     private readonly long _stride;
     private readonly long _size;
+    private IReadOnlyList<string> _parentPaths;
     private long _nextBlock;
     private bool _versionChanged;
     private bool _headerDirty;
@@ -48,6 +49,7 @@ public sealed class VdiLayer : IDiskLayer
         // entry and the header write): that way an interrupted allocation can never be overwritten by the next one.
         long inFile = file.Length > header.OffData ? (file.Length - header.OffData + _stride - 1) / _stride : 0;
         _nextBlock = Math.Max(header.CBlocksAllocated, inFile);
+        _parentPaths = IsDiffLike ? VdiParentLocator.Read(file, header) : Array.Empty<string>();
     }
 
     internal bool IsDiffLike => _type is VdiImageType.Diff or VdiImageType.Undo;
@@ -71,7 +73,7 @@ public sealed class VdiLayer : IDiskLayer
     public ImageIdentity Identity => new(_header.UuidCreate, _header.UuidModify);
 
     public ParentLink? ParentLink => IsDiffLike
-        ? new ParentLink(Array.Empty<string>(), _header.UuidLinkage, _header.UuidParentModify, null, "uuidParentModify")
+        ? new ParentLink(_parentPaths, _header.UuidLinkage, _header.UuidParentModify, null, "uuidParentModify")
         : null;
 
     public IReadOnlyList<KeyValuePair<string, string>> Details
@@ -295,11 +297,15 @@ public sealed class VdiLayer : IDiskLayer
             throw new DiskImageException(ErrorKind.Unsupported,
                 $"the parent {parent.Path} has no identity a VDI can link to (uuidLinkage would be empty)", Path);
         ChainRules.CheckCompatible(Path, VirtualSize, LogicalSectorSize, parent.Path, parent.VirtualSize, parent.LogicalSectorSize);
+        // The locator is a hint the identity check verifies, so it may go first: a crash between the two writes leaves a
+        // hint the header's identity rejects (the parent is then searched by identity), never a wrong parent.
+        VdiParentLocator.Write(File, _header, parent.Path);
         _header.UuidLinkage = parent.Identity.Id;
         _header.UuidParentModify = parent.Identity.Version;
         _header.WriteTo(File);
         File.Flush();
         _headerDirty = false;
+        _parentPaths = VdiParentLocator.Read(File, _header);
     }
 
     // ---- check --------------------------------------------------------------------------------------------------

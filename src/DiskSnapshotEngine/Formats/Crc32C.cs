@@ -1,9 +1,9 @@
 using System.Buffers.Binary;
 using System.Numerics;
 
-namespace DiskSnapshotEngine.Formats.Vhdx;
+namespace DiskSnapshotEngine.Formats;
 
-/// <summary>CRC-32C (Castagnoli) as MS-VHDX 2.2.2 uses it: initial value ~0, final xor ~0.</summary>
+/// <summary>CRC-32C (Castagnoli) as MS-VHDX 2.2.2 uses it (initial value ~0, final xor ~0); also the checksum of dse's own VDI records.</summary>
 internal static class Crc32C
 {
     /// <summary>CRC-32C state before the first byte.</summary>

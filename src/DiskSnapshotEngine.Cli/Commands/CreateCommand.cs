@@ -23,7 +23,7 @@ internal static class CreateCommand
         sector.AcceptOnlyFromAmong("512", "4096");
         var parent = new Option<string>("--parent")
         {
-            Description = "Create a differencing child (linked clone) of this image instead; size and sector size come from it, and the parent is not modified.",
+            Description = "Create a differencing child (linked clone) of this image instead; size and sector size come from it. The parent's content is not modified: it is sealed (dse seal) so that no dse verb changes it while the child reads through it.",
             HelpName = "PARENT",
         };
         var json = CommonOptions.Json();
@@ -54,6 +54,7 @@ internal static class CreateCommand
             if (context.Get(parent) is { } parentPath)
             {
                 layer = DiskImage.CreateDifferencing(path, parentPath);
+                SealCommand.WarnIfParentUnsealed(context, parentPath);
             }
             else
             {

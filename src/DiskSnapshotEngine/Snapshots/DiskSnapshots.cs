@@ -76,6 +76,9 @@ public static class DiskSnapshots
                 File = LayerFileName(disk, id),
                 Parent = CurrentParent(disk, catalog, options),
             };
+            // The disk's file becomes the snapshot's frozen layer, sealed once it is: taken now, before anything changes
+            // (a process reading the disk makes the create fail here, exit 12, not half-way).
+            held[disk] = DiskImage.OpenLayer(disk, writable: true, options.FileOpener);
             catalog = catalog with { Pending = new PendingSnapshotOperation { Operation = "create", Snapshot = entry, Children = pathLinked } };
             catalog.Save(disk);
             return FinishCreate(disk, catalog, entry, options, held);
@@ -108,6 +111,13 @@ public static class DiskSnapshots
             // The disk's file gets a second name: the disk's path stays valid, the identity is unchanged.
             DurableFiles.LinkOrRename(disk, layerPath);
             diskIsLayer = true;
+        }
+        if (held?.GetValueOrDefault(disk) is { } frozen)
+        {
+            // The same file under the layer's name now: sealed as a snapshot layer through the handle taken at the start
+            // (a resumed create seals it when it makes the new current state, see ReplaceWithChildOf).
+            if (frozen is ISealableLayer sealable) sealable.SetSeal(sealable.Seal | SealReasons.Snapshot);
+            frozen.Dispose();
         }
         if (diskIsLayer || !File.Exists(disk))
         {
@@ -243,6 +253,7 @@ public static class DiskSnapshots
         List<string> children;
         using (var layer = DiskImage.OpenLayer(layerPath, writable: false, options.FileOpener))
         {
+            Seals.Check(layer, SealPolicy.SnapshotLayers, $"delete snapshot '{name}'");
             children = Dependents.ChildrenOf(layer, new[] { Dependents.FolderOf(disk) }, options.FileOpener);
             var known = catalog.Snapshots.Select(s => Path.GetFullPath(PathOf(disk, s))).Append(disk).ToHashSet(StringComparer.Ordinal);
             var strangers = children.Where(c => !known.Contains(c)).ToList();
@@ -268,7 +279,7 @@ public static class DiskSnapshots
         var pending = catalog.Pending!;
         var entry = pending.Snapshot;
         string layerPath = PathOf(disk, entry);
-        var mergeOptions = new MergeOptions { Open = options };
+        var mergeOptions = new MergeOptions { Open = options with { Sealed = SealPolicy.SnapshotLayers } };
         string? commitChild = null;
         switch (pending.Plan)
         {
@@ -481,6 +492,7 @@ public static class DiskSnapshots
     private static void RefuseDependents(string disk, SnapshotCatalog catalog, OpenOptions options)
     {
         using var d = DiskImage.OpenLayer(disk, false, options.FileOpener);
+        Seals.Check(d, SealPolicy.SnapshotLayers, "discard the current state");
         var children = Dependents.ChildrenOf(d, new[] { Dependents.FolderOf(disk) }, options.FileOpener);
         if (children.Count > 0)
             throw new DiskImageException(ErrorKind.ReadOnly,
@@ -494,7 +506,7 @@ public static class DiskSnapshots
         DurableFiles.TryDelete(temp);
         ImageFormat format;
         using (var l = DiskImage.OpenLayer(layerPath, false, options.FileOpener)) format = l.Format;
-        using (var child = DiskImage.CreateDifferencing(temp, layerPath, format, options.FileOpener)) child.Flush();
+        using (var child = DiskImage.CreateDifferencing(temp, layerPath, format, options.FileOpener, SealReasons.Snapshot)) child.Flush();
         DurableFiles.Rename(temp, disk, overwrite: true);
     }
 

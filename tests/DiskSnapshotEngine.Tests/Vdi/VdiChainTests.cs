@@ -102,7 +102,8 @@ public sealed class VdiChainTests
         using (var c = DiskImage.OpenLayer(f.ChildPath, false)) recorded = c.ParentLink!.ParentVersion;
         Assert.Equal(before, recorded);
 
-        using (var chain = DiskImage.Open(f.BasePath, OpenOptions.ReadWrite)) chain.Write(4096, new byte[] { 42 });
+        // The base is sealed by its child; the write is forced, as a user overriding the seal would.
+        using (var chain = DiskImage.Open(f.BasePath, OpenOptions.ReadWrite with { Sealed = SealPolicy.Override })) chain.Write(4096, new byte[] { 42 });
         Guid after;
         using (var b = DiskImage.OpenLayer(f.BasePath, false)) after = b.Identity.Version;
         Assert.NotEqual(before, after);

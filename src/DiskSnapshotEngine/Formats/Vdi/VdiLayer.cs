@@ -15,7 +15,7 @@ namespace DiskSnapshotEngine.Formats.Vdi;
 /// leaves either the old content (the map entry never landed; the block is a leak) or the new one; a header count
 /// lower than what the map references is tolerated: new blocks go after the end of the file, never over a used one.
 /// </summary>
-public sealed class VdiLayer : IDiskLayer
+public sealed class VdiLayer : IDiskLayer, ISealableLayer
 {
     /// <summary>Largest cbBlock accepted: the chain's copy-on-write buffer is one block.</summary>
     public const int MaxBlockSize = 256 << 20;
@@ -31,6 +31,7 @@ public sealed class VdiLayer : IDiskLayer
     private readonly long _size;
     private IReadOnlyList<string> _parentPaths;
     private long _nextBlock;
+    private SealReasons _seal;
     private bool _versionChanged;
     private bool _headerDirty;
     private bool _disposed;
@@ -49,6 +50,7 @@ public sealed class VdiLayer : IDiskLayer
         // entry and the header write): that way an interrupted allocation can never be overwritten by the next one.
         long inFile = file.Length > header.OffData ? (file.Length - header.OffData + _stride - 1) / _stride : 0;
         _nextBlock = Math.Max(header.CBlocksAllocated, inFile);
+        _seal = VdiSealRecord.Read(file, header);
         _parentPaths = IsDiffLike ? VdiParentLocator.Read(file, header) : Array.Empty<string>();
     }
 
@@ -69,6 +71,7 @@ public sealed class VdiLayer : IDiskLayer
     public bool IsWritable { get; }
     public IImageFile File { get; }
     public bool PreserveVersionOnWrite { get; set; }
+    public SealReasons Seal => _seal;
 
     public ImageIdentity Identity => new(_header.UuidCreate, _header.UuidModify);
 
@@ -307,6 +310,24 @@ public sealed class VdiLayer : IDiskLayer
         _headerDirty = false;
         _parentPaths = VdiParentLocator.Read(File, _header);
     }
+
+    /// <summary>
+    /// Records the seal after the header (<see cref="VdiSealRecord"/>): no header field changes, so uuidModify, which
+    /// children record as their parent's version, stays as it is.
+    /// </summary>
+    public void SetSeal(SealReasons seal)
+    {
+        EnsureWritable("change the seal");
+        if (seal == _seal) return;
+        if (!VdiSealRecord.HasRoom(_header))
+            throw new DiskImageException(ErrorKind.Unsupported,
+                "the header leaves no room for the seal record (a 0.x header, a header larger than 400 bytes, or a blocks array before byte 512)",
+                Path, "VDIHEADER1");
+        VdiSealRecord.Write(File, seal);
+        File.Flush();
+        _seal = seal;
+    }
+
 
     // ---- check --------------------------------------------------------------------------------------------------
 

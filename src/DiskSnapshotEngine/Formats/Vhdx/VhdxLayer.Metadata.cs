@@ -6,7 +6,7 @@ using static DiskSnapshotEngine.Formats.Vhdx.VhdxConstants;
 namespace DiskSnapshotEngine.Formats.Vhdx;
 
 // The session side of a VHDX layer: the first change of a session, log commits, and the metadata items it rewrites
-// (parent locator), each change one atomic log entry.
+// (parent locator, dse seal item), each change one atomic log entry.
 public sealed partial class VhdxLayer
 {
     private void BeginChange(bool content) => _session.BeginChange(content, PreserveVersionOnWrite);
@@ -56,6 +56,25 @@ public sealed partial class VhdxLayer
             _locator = locator;
             _parentLink = locator.ToParentLink(Path);
             CommitPending();
+        }
+    }
+
+    /// <summary>Records the seal in the dse seal item (a user metadata item) through the log; DataWriteGuid is untouched.</summary>
+    public void SetSeal(SealReasons seal)
+    {
+        if (!IsWritable) ThrowHelper.ReadOnly(Path, "change the seal");
+        var value = VhdxSealItem.ToBytes(seal);
+        lock (_sync)
+        {
+            if (seal == _seal) return;
+            int index = _metadata.Table.Entries.FindIndex(e => e.ItemId == DseSealItem && e.IsUser);
+            // Placed before anything changes: an item that does not fit leaves the file as it was.
+            uint offset = index >= 0 ? _metadata.PlaceReplacement(index, value.Length, "dse seal item") : _metadata.PlaceNew(value.Length, "dse seal item");
+            BeginChange(content: false);
+            if (index >= 0) _metadata.Replace(index, offset, value);
+            else _metadata.Add(new VhdxMetadataTableEntry(DseSealItem, offset, (uint)value.Length, IsUser: true, IsVirtualDisk: false, IsRequired: false), value);
+            CommitPending();
+            _seal = seal;
         }
     }
 }

@@ -11,9 +11,9 @@ namespace DiskSnapshotEngine.Formats.Vhdx;
 /// (<see cref="VhdxSectorBitmap"/>) are read in 4 KiB sectors on demand through <see cref="VhdxSectorCache"/>, so the
 /// cost of an open does not depend on the virtual size. Every BAT, sector-bitmap and metadata-region update goes
 /// through the VHDX log (<see cref="VhdxSession"/>). The write path is in VhdxLayer.Writes.cs, session commits and
-/// metadata changes in VhdxLayer.Metadata.cs.
+/// metadata changes (parent, seal) in VhdxLayer.Metadata.cs.
 /// </summary>
-public sealed partial class VhdxLayer : IDiskLayer
+public sealed partial class VhdxLayer : IDiskLayer, ISealableLayer
 {
     private const int CommitThreshold = 64; // pending metadata sectors before an early log commit
 
@@ -33,12 +33,14 @@ public sealed partial class VhdxLayer : IDiskLayer
     private readonly bool _replayedInMemory;
     private VhdxParentLocator? _locator;
     private ParentLink? _parentLink;
+    private SealReasons _seal;
     private bool _payloadUnflushed, _disposed;
     private long _allocationEnd;
 
     internal VhdxLayer(IImageFile file, IImageFile view, bool writable, VhdxFileIdentifier fileId, VhdxHeader header, int headerSlot,
         VhdxRegionTable regions, VhdxRegionTableEntry bat, VhdxRegionTableEntry metadata, VhdxMetadataTable table,
-        VhdxFileParameters parameters, long virtualSize, Guid virtualDiskId, int logical, int physical, VhdxParentLocator? locator)
+        VhdxFileParameters parameters, long virtualSize, Guid virtualDiskId, int logical, int physical, VhdxParentLocator? locator,
+        SealReasons seal)
     {
         _file = file;
         File = view;
@@ -52,6 +54,7 @@ public sealed partial class VhdxLayer : IDiskLayer
         _logicalSectorSize = logical;
         _physicalSectorSize = physical;
         _locator = locator;
+        _seal = seal;
         _sectors = new VhdxSectorCache(view);
         _session = new VhdxSession(file, header, headerSlot);
         _metadata = new VhdxMetadataRegion(file.Path, metadata, table, _sectors);
@@ -73,6 +76,7 @@ public sealed partial class VhdxLayer : IDiskLayer
     public ParentLink? ParentLink => _parentLink;
     public bool PreserveVersionOnWrite { get; set; }
     public IImageFile File { get; }
+    public SealReasons Seal => _seal;
 
     private bool IsDifferencing => _parameters.HasParent;
 

@@ -51,13 +51,39 @@ internal sealed class VhdxMetadataRegion
         return offset;
     }
 
+    /// <summary>Where a new item of <paramref name="length"/> bytes goes: after the last item. Nothing is changed.</summary>
+    /// <exception cref="DiskImageException">Unsupported when the table or the region has no room for it.</exception>
+    public uint PlaceNew(int length, string structure)
+    {
+        if (Table.Entries.Count >= VhdxMetadataTable.MaxEntries)
+            throw new DiskImageException(ErrorKind.Unsupported, $"the metadata table already holds {Table.Entries.Count} items; no room for the {structure}", _path, structure);
+        long after = Math.Max(MetadataTableSize, Table.Entries.Select(e => (long)e.Offset + e.Length).DefaultIfEmpty(0).Max());
+        long offset = SpanHelpers.AlignUp(after, 8);
+        if (offset + length > Region.Length)
+            throw new DiskImageException(ErrorKind.Unsupported, $"the new {structure} ({length} bytes) does not fit in the metadata region", _path, structure);
+        return (uint)offset;
+    }
+
     /// <summary>Records the item at <paramref name="index"/> at <paramref name="offset"/> with <paramref name="value"/>: its table entry and its bytes become pending sectors.</summary>
     public void Replace(int index, uint offset, ReadOnlySpan<byte> value)
     {
         Table.Entries[index] = Table.Entries[index] with { Offset = offset, Length = (uint)value.Length };
+        Record(index, offset, value);
+    }
+
+    /// <summary>Adds an item (its offset from <see cref="PlaceNew"/>): the table's entry count, its entry and its bytes become pending sectors.</summary>
+    public void Add(VhdxMetadataTableEntry entry, ReadOnlySpan<byte> value)
+    {
+        Table.Entries.Add(entry with { Length = (uint)value.Length });
+        Record(Table.Entries.Count - 1, entry.Offset, value);
+    }
+
+    private void Record(int index, uint offset, ReadOnlySpan<byte> value)
+    {
         var table = new byte[MetadataTableSize];
         Table.Write(table);
-        // The table entry's sector (and the table header's), and the item's sectors, as whole 4 KiB sectors through the log.
+        // The table entry's sector (and the table header's, which holds EntryCount), and the item's sectors, as whole
+        // 4 KiB sectors through the log: one commit makes all of them visible at once.
         int entrySector = (int)SpanHelpers.AlignDown(32 + 32 * index, 4096);
         Patch(entrySector, table.AsSpan(entrySector, 4096));
         if (entrySector != 0) Patch(0, table.AsSpan(0, 4096));

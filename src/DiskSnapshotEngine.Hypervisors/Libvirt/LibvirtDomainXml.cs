@@ -42,7 +42,10 @@ public static class LibvirtDomainXml
         _ => throw new DiskImageException(ErrorKind.Unsupported, $"no QEMU driver type for {format} images"),
     };
 
-    /// <summary>The domain definition.</summary>
+    /// <summary>
+    /// The domain definition. A golden (sealed) disk is attached <c>&lt;readonly/&gt;</c>: QEMU opens it read-only and
+    /// the guest cannot change it (a VM that must write gets a full or linked clone instead).
+    /// </summary>
     /// <exception cref="DiskImageException">InvalidArgument; Unsupported for a differencing image (with the flattening command to run).</exception>
     public static XDocument Build(LibvirtDomainSpec spec, VmDiskState state)
     {
@@ -66,7 +69,8 @@ public static class LibvirtDomainXml
                     new XElement("disk", new XAttribute("type", "file"), new XAttribute("device", "disk"),
                         new XElement("driver", new XAttribute("name", "qemu"), new XAttribute("type", DriverType(disk.Format))),
                         new XElement("source", new XAttribute("file", disk.Path)),
-                        new XElement("target", new XAttribute("dev", "vda"), new XAttribute("bus", "virtio"))))));
+                        new XElement("target", new XAttribute("dev", "vda"), new XAttribute("bus", "virtio")),
+                        disk.IsGolden ? new XElement("readonly") : null))));
     }
 
     private static string FlatName(string path) =>

@@ -27,6 +27,21 @@ public sealed record VmDiskState(MediumInfo Root, Guid CurrentMediumId, IReadOnl
     public MediumInfo CurrentMedium => FindMedium(CurrentMediumId)
         ?? throw new DiskImageException(ErrorKind.InvalidArgument, $"the current medium {CurrentMediumId} is not in the disk's image tree");
 
+    /// <summary>The media the current state reads through: from the base down to the current medium.</summary>
+    public IReadOnlyList<MediumInfo> CurrentChain => PathTo(Root, CurrentMediumId) ?? new List<MediumInfo> { CurrentMedium };
+
+    private static List<MediumInfo>? PathTo(MediumInfo root, Guid target)
+    {
+        if (root.Id == target) return new List<MediumInfo> { root };
+        foreach (var c in root.Children)
+            if (PathTo(c, target) is { } rest)
+            {
+                rest.Insert(0, root);
+                return rest;
+            }
+        return null;
+    }
+
     /// <summary>
     /// Checks the invariants every writer relies on: unique non-empty medium and snapshot ids, absolute paths, a current
     /// medium and snapshots that name media of the tree, a current snapshot that exists.

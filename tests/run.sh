@@ -13,6 +13,10 @@ declare -A package_of=(
   [xmllint]=libxml2-utils
   [virsh]=libvirt-clients
   [bzip2]=bzip2
+  [7zz]=7zip
+  [nbdinfo]=libnbd-bin
+  [nbdcopy]=libnbd-bin
+  [systemd-analyze]=systemd
 )
 missing=()
 for tool in "${!package_of[@]}"; do

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using DiskSnapshotEngine.Block;
+using DiskSnapshotEngine.Formats.Vhd;
 
 namespace DiskSnapshotEngine.Cli.Commands;
 
@@ -13,15 +14,17 @@ internal static class CheckCommand
     {
         var image = CommonOptions.Image("The image to check (each layer of its chain is checked; nothing is written).");
         var json = CommonOptions.Json();
+        var profile = AzureProfileOption.Create("azure: say instead whether Azure would take the file as an uploaded disk, and why not (exit 1 when not).");
         var command = new Command("check", "Check an image chain's structures; exit 0 when clean or only leaks/warnings, 1 when errors are found.")
         {
-            image, json,
+            image, profile, json,
         };
-        var chainOptions = ChainOptions.AddTo(command);
+        var chainOptions = ChainOptions.AddTo(command, forceShare: true);
 
         VerbAction.Set(command, context =>
         {
-            using var chain = DiskImage.Open(context.Get(image)!, chainOptions.ToOpenOptions(context.Parse, writable: false));
+            if (context.Get(profile) is not null) return CheckAzure(context, context.Get(image)!, context.Get(json));
+            using var chain = DiskImage.Open(context.Get(image)!, chainOptions.ToOpenOptions(context, writable: false));
             var report = chain.Check();
             int Count(CheckSeverity s) => report.Problems.Count(p => p.Severity == s);
             if (context.Get(json))
@@ -51,5 +54,27 @@ internal static class CheckCommand
             return report.HasErrors ? ExitCodes.ProblemsFound : ExitCodes.Ok;
         });
         return command;
+    }
+
+    /// <summary>The Azure verdict: exit 0 when Azure would take the file as it is, 1 with every reason when not.</summary>
+    private static int CheckAzure(CliContext context, string image, bool json)
+    {
+        string path = Path.GetFullPath(image);
+        var reasons = AzureVhdProfile.Check(path).ToList();
+        // A file that passes the footer rules must also be a sound VHD.
+        if (reasons.Count == 0)
+        {
+            using var chain = DiskImage.Open(path);
+            reasons.AddRange(chain.Check().Problems.Where(p => p.Severity == CheckSeverity.Error).Select(p => p.ToString()));
+        }
+        if (json) context.WriteJson(new { image = path, profile = AzureProfileOption.Azure, accepted = reasons.Count == 0, reasons });
+        else if (reasons.Count == 0)
+            context.Out.WriteLine($"{path}: Azure takes it: a fixed VHD of a whole number of MiB, the file that size plus its 512-byte footer");
+        else
+        {
+            context.Out.WriteLine($"{path}: Azure would refuse it:");
+            foreach (var r in reasons) context.Out.WriteLine($"  - {r}");
+        }
+        return reasons.Count == 0 ? ExitCodes.Ok : ExitCodes.ProblemsFound;
     }
 }

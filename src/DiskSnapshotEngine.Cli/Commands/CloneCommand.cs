@@ -2,6 +2,7 @@ using System.CommandLine;
 using DiskSnapshotEngine.Block;
 using DiskSnapshotEngine.Cli.Output;
 using DiskSnapshotEngine.Formats;
+using DiskSnapshotEngine.Formats.Vhd;
 using DiskSnapshotEngine.Operations;
 
 namespace DiskSnapshotEngine.Cli.Commands;
@@ -13,22 +14,29 @@ internal static class CloneCommand
     {
         var src = new Argument<string>("SRC") { Description = "The image to clone (its whole chain is flattened); with --linked, the parent." };
         var dst = new Argument<string>("DST") { Description = "The new image; never overwritten. Its extension chooses the format unless --format." };
-        var format = new Option<string>("--format") { Description = "Format of the clone: vhdx, vdi or raw." };
-        format.AcceptOnlyFromAmong("vhdx", "vdi", "raw");
+        var names = ImageFormats.All.Select(d => d.Name).ToArray();
+        var format = new Option<string>("--format") { Description = $"Format of the clone: {string.Join(", ", names)}." };
+        format.AcceptOnlyFromAmong(names);
         var type = new Option<string>("--type") { Description = "dynamic (only data allocated) or fixed.", DefaultValueFactory = _ => "dynamic" };
         type.AcceptOnlyFromAmong("dynamic", "fixed");
         var blockSize = SizeParser.Option("--block-size", "Allocation unit of the clone (the format's default when omitted).");
         var linked = new Option<bool>("--linked") { Description = "Make a linked clone: an empty differencing child of SRC (constant time)." };
+        var profile = AzureProfileOption.Create("azure: the clone as Azure takes it, a fixed VHD whose size is the source's rounded up to a whole number of MiB (said on stderr; the added tail reads as zeros).");
         var json = CommonOptions.Json();
         var command = new Command("clone", "Full clone (flatten a chain into one independent image, any format to any format) or linked clone (--linked).")
         {
-            src, dst, format, type, blockSize, linked, json,
+            src, dst, format, type, blockSize, linked, profile, json,
         };
         var chainOptions = ChainOptions.AddTo(command);
         command.Validators.Add(r =>
         {
             if (r.GetResult(linked) is { Implicit: false } && (r.GetResult(type) is { Implicit: false } || r.GetResult(blockSize) is not null))
                 r.AddError("--type and --block-size do not apply to a linked clone (it takes its parent's geometry)");
+            AzureProfileOption.Validate(r, profile, dst,
+                ("--linked", r.GetValue(linked)),
+                ("--format " + r.GetValue(format), r.GetValue(format) is { } f && f != "vhd"),
+                ("--type dynamic", r.GetResult(type) is { Implicit: false } && r.GetValue(type) != "fixed"),
+                ("--block-size", r.GetResult(blockSize) is not null));
         });
 
         VerbAction.Set(command, async context =>
@@ -43,9 +51,18 @@ internal static class CloneCommand
                 else context.Out.WriteLine($"created linked clone {Path.GetFullPath(destination)} of {Path.GetFullPath(source)}");
                 return ExitCodes.Ok;
             }
+            var open = chainOptions.ToOpenOptions(context.Parse, writable: false);
             var options = new CloneOptions(fmt, context.Get(type) == "fixed" ? ImageType.Fixed : ImageType.Dynamic,
                 context.Get(blockSize) is long bs ? checked((int)bs) : null)
-            { Open = chainOptions.ToOpenOptions(context.Parse, writable: false) };
+            { Open = open };
+            if (context.Get(profile) is not null)
+            {
+                long size;
+                using (var chain = DiskImage.Open(source, open)) size = chain.VirtualSize;
+                long rounded = AzureProfileOption.Round(context, size);
+                AzureVhdProfile.CreateOptions(rounded, Path.GetFullPath(destination));
+                options = options with { Format = ImageFormat.Vhd, Type = ImageType.Fixed, VirtualSize = rounded };
+            }
             var stats = await ProgressDisplay.RunAsync(context, "clone", show: !context.Get(json), p =>
                 FullClone.RunAsync(source, destination, options, p, context.CancellationToken)).ConfigureAwait(false);
             if (context.Get(json)) context.WriteJson(new { image = Path.GetFullPath(destination), stats.BytesWritten, stats.BytesZero });

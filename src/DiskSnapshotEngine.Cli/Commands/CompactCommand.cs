@@ -9,7 +9,7 @@ internal static class CompactCommand
 {
     public static Command Build()
     {
-        var image = CommonOptions.Image("A dynamic or differencing VHDX or VDI image.");
+        var image = CommonOptions.Image("A dynamic or differencing VHDX, VDI or VHD image.");
         var json = CommonOptions.Json();
         var command = new Command("compact",
             "Give back blocks that read as zeros and unused space: the image is rewritten beside itself (same identity and parent link) and atomically renamed over the original.")

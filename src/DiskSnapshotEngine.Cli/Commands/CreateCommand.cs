@@ -2,6 +2,7 @@ using System.CommandLine;
 using DiskSnapshotEngine.Block;
 using DiskSnapshotEngine.Cli.Output;
 using DiskSnapshotEngine.Formats;
+using DiskSnapshotEngine.Formats.Vhd;
 
 namespace DiskSnapshotEngine.Cli.Commands;
 
@@ -10,7 +11,7 @@ internal static class CreateCommand
 {
     public static Command Build()
     {
-        var image = CommonOptions.Image("The image to create; the extension chooses the format (.vhdx, .avhdx, .vdi, .img, .raw). Never overwrites.");
+        var image = CommonOptions.Image("The image to create; the extension chooses the format (.vhdx, .avhdx, .vdi, .qcow2, .vhd, .img, .raw). Never overwrites.");
         var size = SizeParser.Option("--size", "Virtual disk size: bytes or with a K, M, G, T suffix (1G = 1024^3). Required unless --parent.");
         var type = new Option<string>("--type")
         {
@@ -18,7 +19,7 @@ internal static class CreateCommand
             DefaultValueFactory = _ => "dynamic",
         };
         type.AcceptOnlyFromAmong("dynamic", "fixed");
-        var blockSize = SizeParser.Option("--block-size", "Allocation unit (VHDX payload block, VDI block); the format's default when omitted.");
+        var blockSize = SizeParser.Option("--block-size", "Allocation unit (VHDX payload block, VDI block, qcow2 cluster); the format's default when omitted.");
         var sector = new Option<int?>("--logical-sector-size") { Description = "Logical sector size of the virtual disk: 512 (default) or 4096." };
         sector.AcceptOnlyFromAmong("512", "4096");
         var parent = new Option<string>("--parent")
@@ -26,11 +27,12 @@ internal static class CreateCommand
             Description = "Create a differencing child (linked clone) of this image instead; size and sector size come from it. The parent's content is not modified: it is sealed (dse seal) so that no dse verb changes it while the child reads through it.",
             HelpName = "PARENT",
         };
+        var profile = AzureProfileOption.Create("azure: a fixed VHD as Azure takes it, the size rounded up to a whole number of MiB (said on stderr), the file that size plus its 512-byte footer.");
         var json = CommonOptions.Json();
 
         var command = new Command("create", "Create a new image: a base image of a given size, or a differencing child of a parent.")
         {
-            image, size, type, blockSize, sector, parent, json,
+            image, size, type, blockSize, sector, parent, profile, json,
         };
         command.Validators.Add(result =>
         {
@@ -45,6 +47,11 @@ internal static class CreateCommand
             {
                 result.AddError("--size is required (or --parent to create a differencing child)");
             }
+            AzureProfileOption.Validate(result, profile, image,
+                ("--parent", hasParent),
+                ("--type dynamic", result.GetResult(type) is { Implicit: false } && result.GetValue(type) != "fixed"),
+                ("--block-size", result.GetResult(blockSize) is not null),
+                ("--logical-sector-size 4096", result.GetValue(sector) == 4096));
         });
 
         VerbAction.Set(command, context =>
@@ -55,6 +62,11 @@ internal static class CreateCommand
             {
                 layer = DiskImage.CreateDifferencing(path, parentPath);
                 SealCommand.WarnIfParentUnsealed(context, parentPath);
+            }
+            else if (context.Get(profile) is not null)
+            {
+                long rounded = AzureProfileOption.Round(context, context.Get(size)!.Value);
+                layer = DiskImage.Create(path, AzureVhdProfile.CreateOptions(rounded, path), ImageFormat.Vhd);
             }
             else
             {

@@ -94,7 +94,7 @@ internal static class DemoCommand
             {
                 var l = chain.Layers[i];
                 string link = l.ParentLink is { } p
-                    ? $"parent {(p.CandidatePaths.Count > 0 ? p.CandidatePaths[0] : p.ParentId?.ToString() ?? "?")} ({p.VersionName} {p.ParentVersion})"
+                    ? $"parent {(p.CandidatePaths.Count > 0 ? p.CandidatePaths[0] : p.ParentId?.ToString() ?? "?")} ({p.VersionName} {p.ParentVersion?.ToString() ?? "none"})"
                     : "base";
                 w.WriteLine($"   {new string(' ', i * 2)}{Path.GetFileName(l.Path)}: {l.Format.ToString().ToLowerInvariant()} {l.Type.ToString().ToLowerInvariant()}, {SizeParser.Describe(l.VirtualSize)}, file {SizeParser.Describe(l.File.Length)}, {link}");
             }

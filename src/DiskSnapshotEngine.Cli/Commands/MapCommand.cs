@@ -17,10 +17,10 @@ internal static class MapCommand
         {
             image, json,
         };
-        var chainOptions = ChainOptions.AddTo(command);
+        var chainOptions = ChainOptions.AddTo(command, forceShare: true);
         VerbAction.Set(command, context =>
         {
-            using var chain = DiskImage.Open(context.Get(image)!, chainOptions.ToOpenOptions(context.Parse, writable: false));
+            using var chain = DiskImage.Open(context.Get(image)!, chainOptions.ToOpenOptions(context, writable: false));
             if (context.Get(json))
             {
                 // Streamed, one entry per line of the array, so memory stays flat on huge maps.
@@ -40,7 +40,7 @@ internal static class MapCommand
             foreach (var e in ImageMap.Enumerate(chain))
             {
                 string kind = e.Kind switch { ExtentKind.Data => "data", ExtentKind.Zero => "zero", _ => "absent" };
-                string where = e.File is null ? "(reads as zeros)" : e.Kind == ExtentKind.Data ? $"{e.FileOffset} {e.File}" : e.File;
+                string where = e.File is null ? "(reads as zeros)" : e.Kind == ExtentKind.Data ? $"{(e.FileOffset < 0 ? "(compressed)" : e.FileOffset)} {e.File}" : e.File;
                 context.Out.WriteLine($"{e.Offset,18} {e.Length,18}  {kind,-10} {(e.LayerIndex < 0 ? "-" : e.LayerIndex.ToString()),5}  {where}");
             }
             return ExitCodes.Ok;

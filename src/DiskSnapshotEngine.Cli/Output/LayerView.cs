@@ -32,7 +32,7 @@ internal sealed record LayerView(
             layer.BlockSize,
             layer.File.Length,
             layer.Identity == default ? null : new IdentityView(layer.Identity.Id, layer.Identity.Version),
-            layer.ParentLink is { } p ? new ParentLinkView(p.CandidatePaths, p.ParentId, p.ParentVersion, p.AlternateParentVersion, p.VersionName) : null,
+            layer.ParentLink is { } p ? new ParentLinkView(p.CandidatePaths, p.ParentId, p.ParentVersion, p.AlternateParentVersion, p.VersionName, p.ParentFormat?.ToString().ToLowerInvariant()) : null,
             Seals.Of(layer) != SealReasons.None,
             Commands.SealCommand.Names(Seals.Of(layer)),
             details);
@@ -58,7 +58,9 @@ internal sealed record LayerView(
         if (Parent is { } p)
         {
             if (p.ParentId is Guid pid) Line("parent id", pid.ToString());
-            Line($"parent {p.VersionName}", p.ParentVersion.ToString());
+            if (p.ParentVersion is Guid pv) Line($"parent {p.VersionName}", pv.ToString());
+            else Line("parent version", "none recorded: the format names its parent by path only, so a changed parent cannot be detected");
+            if (p.ParentFormat is string pf) Line("parent format", pf);
             if (p.AlternateParentVersion is Guid alt) Line("parent alternate", alt.ToString());
             foreach (var c in p.CandidatePaths) Line("parent path", c);
         }
@@ -77,8 +79,8 @@ internal sealed record LayerView(
 internal sealed record IdentityView(Guid Id, Guid Version);
 
 /// <summary>How a differencing image names its parent.</summary>
-internal sealed record ParentLinkView(IReadOnlyList<string> CandidatePaths, Guid? ParentId, Guid ParentVersion,
-    Guid? AlternateParentVersion, string VersionName);
+internal sealed record ParentLinkView(IReadOnlyList<string> CandidatePaths, Guid? ParentId, Guid? ParentVersion,
+    Guid? AlternateParentVersion, string VersionName, string? ParentFormat);
 
 /// <summary>A whole chain, top first.</summary>
 internal sealed record ChainView(long VirtualSize, IReadOnlyList<LayerView> Layers)

@@ -46,7 +46,12 @@ public static class HyperVScript
         spec.Validate();
         state.Validate();
         var disk = state.CurrentMedium;
-        if (disk.Format != MediumFormats.Vhdx)
+        // Generation 2 VMs boot from VHDX only; generation 1 also takes VHD.
+        if (disk.Format == MediumFormats.Vhd && spec.Generation != 1)
+            throw new DiskImageException(ErrorKind.Unsupported,
+                $"a generation {spec.Generation} Hyper-V VM needs a VHDX disk (VHD is for generation 1); convert it first: dse clone {ExternalCommand.ShellQuote(disk.Path)} {ExternalCommand.ShellQuote(System.IO.Path.ChangeExtension(disk.Path, ".vhdx"))}",
+                disk.Path);
+        if (disk.Format is not (MediumFormats.Vhdx or MediumFormats.Vhd))
             throw new DiskImageException(ErrorKind.Unsupported,
                 $"Hyper-V opens only VHD and VHDX disks, not {disk.Format}; convert it first: dse clone {ExternalCommand.ShellQuote(disk.Path)} {ExternalCommand.ShellQuote(System.IO.Path.ChangeExtension(disk.Path, ".vhdx"))}",
                 disk.Path);

@@ -61,6 +61,8 @@ public static class MediumFormats
     public const string Vhdx = "VHDX";
     /// <summary>A flat file.</summary>
     public const string Raw = "RAW";
+    /// <summary>Microsoft VHD (VirtualBox's backend name for it).</summary>
+    public const string Vhd = "VHD";
 
     /// <summary>The model name of a core format.</summary>
     public static string Of(ImageFormat format) => format switch
@@ -68,6 +70,7 @@ public static class MediumFormats
         ImageFormat.Vdi => Vdi,
         ImageFormat.Vhdx => Vhdx,
         ImageFormat.Raw => Raw,
+        ImageFormat.Vhd => Vhd,
         _ => throw new ArgumentOutOfRangeException(nameof(format), format, "unknown image format"),
     };
 }

@@ -62,7 +62,7 @@ public sealed class DiskChain : IDisposable
             switch (ext.Kind)
             {
                 case ExtentKind.Data:
-                    l.File.ReadExactly(part, ext.FileOffset, "payload block");
+                    ReadData(l, ext.FileOffset, offset, part);
                     break;
                 case ExtentKind.Zero:
                     part.Clear();
@@ -74,6 +74,28 @@ public sealed class DiskChain : IDisposable
             offset += part.Length;
             buffer = buffer[part.Length..];
         }
+    }
+
+    /// <summary>
+    /// Reads part of a data extent that <see cref="GetExtents"/> returned: a plain file read, or the layer's decoder
+    /// for encoded data (<see cref="ChainExtent.IsEncoded"/>).
+    /// </summary>
+    /// <param name="extent">A <see cref="ExtentKind.Data"/> extent of this chain.</param>
+    /// <param name="offset">Virtual offset inside the extent where the read starts.</param>
+    /// <param name="buffer">Receives the bytes; must not reach past the extent's end.</param>
+    public void ReadExtent(ChainExtent extent, long offset, Span<byte> buffer)
+    {
+        if (extent.Kind != ExtentKind.Data || offset < extent.Offset || offset + buffer.Length > extent.End)
+            throw new ArgumentOutOfRangeException(nameof(offset), $"[{offset}, +{buffer.Length}) is not inside the data extent {extent}");
+        var layer = _layers[extent.LayerIndex];
+        ReadData(layer, extent.IsEncoded ? -1 : extent.FileOffset + (offset - extent.Offset), offset, buffer);
+    }
+
+    private static void ReadData(IDiskLayer layer, long fileOffset, long offset, Span<byte> buffer)
+    {
+        if (fileOffset >= 0) layer.File.ReadExactly(buffer, fileOffset, "payload block");
+        else if (layer is IEncodedDataLayer encoded) encoded.ReadEncoded(offset, buffer);
+        else throw new InvalidOperationException($"{layer.Format} layer {layer.Path} reported data without a file offset");
     }
 
     /// <summary>
@@ -98,7 +120,7 @@ public sealed class DiskChain : IDisposable
         foreach (var e in resolved)
         {
             if (pending is { } p && p.End == e.Offset && p.Kind == e.Kind && p.LayerIndex == e.LayerIndex
-                && (e.Kind != ExtentKind.Data || p.FileOffset + p.Length == e.FileOffset))
+                && (e.Kind != ExtentKind.Data || (p.IsEncoded ? e.IsEncoded : !e.IsEncoded && p.FileOffset + p.Length == e.FileOffset)))
             {
                 pending = p with { Length = p.Length + e.Length };
                 continue;
@@ -136,7 +158,8 @@ public sealed class DiskChain : IDisposable
     // zeros, and SEEK_DATA/SEEK_HOLE finds them without reading.
     private IEnumerable<ChainExtent> SplitFileHoles(ChainExtent e)
     {
-        if (e.Kind != ExtentKind.Data)
+        // Encoded data has no file range to probe.
+        if (e.Kind != ExtentKind.Data || e.IsEncoded)
         {
             yield return e;
             yield break;

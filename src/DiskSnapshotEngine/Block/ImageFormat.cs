@@ -9,6 +9,10 @@ public enum ImageFormat
     Vhdx,
     /// <summary>VirtualBox VDI.</summary>
     Vdi,
+    /// <summary>QEMU qcow2 (versions 2 and 3).</summary>
+    Qcow2,
+    /// <summary>Microsoft VHD (Virtual Hard Disk Image Format Specification): Hyper-V, Virtual PC, Azure.</summary>
+    Vhd,
 }
 
 /// <summary>How an image stores its blocks.</summary>

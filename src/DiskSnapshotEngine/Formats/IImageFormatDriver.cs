@@ -41,6 +41,12 @@ public interface IImageFormatDriver
     bool Probe(ReadOnlySpan<byte> head);
 
     /// <summary>
+    /// True when the last bytes of a file (512, or all of a shorter file) carry this format's signature: for formats whose
+    /// signature is at the end (a fixed VHD has only its footer). Most formats have none there.
+    /// </summary>
+    bool ProbeTail(ReadOnlySpan<byte> tail) => false;
+
+    /// <summary>
     /// Opens an image. Must be cheap (headers and metadata; maps are read lazily) so that parents can be probed and
     /// linked clones made in constant time. Takes ownership of <paramref name="file"/> on success only.
     /// A failed open never writes to the file.

@@ -9,7 +9,7 @@ namespace DiskSnapshotEngine.Formats;
 public static class ImageFormats
 {
     // Raw is last: it has no signature and is chosen only by extension.
-    private static readonly IImageFormatDriver[] s_drivers = { new Vhdx.VhdxDriver(), new Vdi.VdiDriver(), new RawDriver() };
+    private static readonly IImageFormatDriver[] s_drivers = { new Vhdx.VhdxDriver(), new Vdi.VdiDriver(), new Qcow2.Qcow2Driver(), new Vhd.VhdDriver(), new RawDriver() };
 
     /// <summary>Every driver, in probing order.</summary>
     public static IReadOnlyList<IImageFormatDriver> All => s_drivers;
@@ -30,7 +30,7 @@ public static class ImageFormats
         s_drivers.FirstOrDefault(d => d.Format == format)
         ?? throw new DiskImageException(ErrorKind.Unsupported, $"no driver for format {format}");
 
-    /// <summary>The driver for a name given on the command line (vhdx, vdi, raw).</summary>
+    /// <summary>The driver for a name given on the command line (vhdx, vdi, qcow2, raw).</summary>
     public static IImageFormatDriver ByName(string name) =>
         s_drivers.FirstOrDefault(d => string.Equals(d.Name, name, StringComparison.OrdinalIgnoreCase))
         ?? throw new DiskImageException(ErrorKind.InvalidArgument,
@@ -54,10 +54,16 @@ public static class ImageFormats
         head = head[..file.Read(head, 0)];
         foreach (var d in s_drivers)
             if (d.Format != ImageFormat.Raw && d.Probe(head)) return d;
+        // A signature at the end of the file (a fixed VHD's footer) is looked for after every head signature.
+        Span<byte> tail = stackalloc byte[512];
+        tail = tail[..file.Read(tail, Math.Max(0, file.Length - tail.Length))];
+        foreach (var d in s_drivers)
+            if (d.Format != ImageFormat.Raw && d.ProbeTail(tail)) return d;
         string ext = System.IO.Path.GetExtension(file.Path).ToLowerInvariant();
         var raw = Get(ImageFormat.Raw);
         if (raw.Extensions.Contains(ext)) return raw;
         throw new DiskImageException(ErrorKind.InvalidFormat,
-            "no VHDX or VDI signature found (name raw images .img or .raw)", file.Path, "file signature", 0);
+            $"no {string.Join(", ", s_drivers.Where(d => d.Format != ImageFormat.Raw).Select(d => d.Name.ToUpperInvariant()))} signature found (name raw images .img or .raw)",
+            file.Path, "file signature", 0);
     }
 }

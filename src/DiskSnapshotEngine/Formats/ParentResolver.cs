@@ -24,6 +24,7 @@ internal static class ParentResolver
         var link = child.ParentLink ?? throw new InvalidOperationException("layer has no parent");
         var looked = new List<string>();
         var seen = new HashSet<string>(StringComparer.Ordinal);
+        DiskImageException? locked = null;
 
         foreach (var path in link.CandidatePaths)
         {
@@ -31,14 +32,14 @@ internal static class ParentResolver
             looked.Add(path);
             if (link.ParentId is Guid hinted)
             {
-                if (TryByIdentity(child, path, hinted, link, options, chainNodes) is { } found) return found;
+                if (TryByIdentity(child, path, hinted, link, options, chainNodes, ref locked) is { } found) return found;
                 continue;
             }
             if (!File.Exists(path) && !Directory.Exists(path) && !IsSymlink(path)) continue;
             // A path the image itself names must be a usable file: a FIFO, device, directory or loop is an error, not a miss.
             var node = FileNode.Of(path, "parent image");
             RefuseCycle(child, node, chainNodes);
-            var layer = OpenCandidate(path, options, strict: true)!;
+            var layer = OpenCandidate(path, options, strict: true, ref locked, link.ParentFormat)!;
             if (link.ParentId is Guid id && layer.Identity.Id != id)
             {
                 layer.Dispose();
@@ -60,7 +61,7 @@ internal static class ParentResolver
                 {
                     looked.Add(where);
                     if (!seen.Add(path)) continue;
-                    if (TryByIdentity(child, path, wanted, link, options, chainNodes) is { } found) return found;
+                    if (TryByIdentity(child, path, wanted, link, options, chainNodes, ref locked) is { } found) return found;
                 }
                 string now = Listing(child, options);
                 if (now == previous) break;
@@ -69,6 +70,9 @@ internal static class ParentResolver
             }
         }
 
+        // A candidate another process holds may well be the parent (a snapshot operation moving layers, a VM): that
+        // is a lock conflict naming the holder, not a missing parent.
+        if (locked is not null) throw locked;
         string what = link.ParentId is Guid pid ? $"parent {{{pid}}}" : "parent";
         throw new DiskImageException(ErrorKind.ParentNotFound,
             $"{what} not found; looked in: {(looked.Count == 0 ? "(nowhere: the image names no location)" : string.Join("; ", looked.Distinct()))}",
@@ -78,12 +82,12 @@ internal static class ParentResolver
     // A file that may be the parent named by identity: any failure to be it (not a regular file, already in the chain,
     // not an image, another identity) only means "not here".
     private static (IDiskLayer Layer, FileNode Node)? TryByIdentity(IDiskLayer child, string path, Guid wanted, ParentLink link,
-        OpenOptions options, IReadOnlyList<FileNode> chainNodes)
+        OpenOptions options, IReadOnlyList<FileNode> chainNodes, ref DiskImageException? locked)
     {
         if (!FileNode.IsRegularFile(path)) return null;
         var node = FileNode.Of(path);
         if (chainNodes.Any(n => n.SameFileAs(node))) return null;
-        var layer = OpenCandidate(path, options, strict: false);
+        var layer = OpenCandidate(path, options, strict: false, ref locked);
         if (layer is null) return null;
         if (layer.Identity.Id != wanted)
         {
@@ -111,18 +115,22 @@ internal static class ParentResolver
             child.Path, "parent link");
     }
 
-    private static IDiskLayer? OpenCandidate(string path, OpenOptions options, bool strict)
+    private static IDiskLayer? OpenCandidate(string path, OpenOptions options, bool strict, ref DiskImageException? locked,
+        ImageFormat? format = null)
     {
         IImageFile? file = null;
         try
         {
             file = options.FileOpener(path, false);
-            var layer = ImageFormats.Detect(file).Open(file, writable: false);
+            // A format the child records is used as is: a raw parent whose content looks like an image must not be probed.
+            var driver = format is ImageFormat f ? ImageFormats.Get(f) : ImageFormats.Detect(file);
+            var layer = driver.Open(file, writable: false);
             file = null;
             return layer;
         }
-        catch (DiskImageException) when (!strict)
+        catch (DiskImageException e) when (!strict)
         {
+            if (e.Kind == ErrorKind.Locked) locked ??= e;
             return null;
         }
         finally
@@ -136,7 +144,8 @@ internal static class ParentResolver
         try
         {
             var version = parent.Identity.Version;
-            bool matches = version == link.ParentVersion || (link.AlternateParentVersion is Guid alt && version == alt);
+            // A format that records no parent version (qcow2) cannot detect a changed parent: nothing to compare.
+            bool matches = link.ParentVersion is not Guid recorded || version == recorded || (link.AlternateParentVersion is Guid alt && version == alt);
             if (!matches && !options.IgnoreParentMismatch)
                 throw new DiskImageException(ErrorKind.ParentMismatch,
                     $"{link.VersionName} {{{link.ParentVersion}}} does not match the parent {parent.Path}, whose version is {{{version}}}: " +

@@ -1,6 +1,7 @@
 using DiskSnapshotEngine.Block;
 using DiskSnapshotEngine.Errors;
 using DiskSnapshotEngine.Formats;
+using DiskSnapshotEngine.IO;
 
 namespace DiskSnapshotEngine.Operations;
 
@@ -30,16 +31,21 @@ public static class Compact
     {
         options ??= OpenOptions.ReadOnly;
         image = Path.GetFullPath(image);
+        // The image is locked exclusively from start to end: no writer changes it while it is rewritten, no other
+        // compact shares the temporary file, and the compacted file renamed over it stays locked until the end.
+        using var scope = LockScope.Begin();
+        scope.Lock(image);
         string temp = image + TempSuffix;
         DurableFiles.TryDelete(temp);
 
-        // The read-only open takes a shared lock: no writer can change the image while it is rewritten.
         using var chain = DiskImage.Open(image, options with { Writable = false });
         var src = chain.Top;
         if (src.Format == ImageFormat.Raw)
             throw new DiskImageException(ErrorKind.Unsupported, "a raw image has no block map to compact (use a sparse copy)", image);
         if (src.Type == ImageType.Fixed)
             throw new DiskImageException(ErrorKind.Unsupported, "a fixed image has every block allocated by design; convert it with a dynamic full clone instead", image);
+        if (src is Formats.Qcow2.Qcow2Layer { RewriteWouldLose: string lost })
+            throw new DiskImageException(ErrorKind.Unsupported, $"compact rewrites the image into a new file, which would drop {lost}", image);
         bool differencing = src.ParentLink is not null;
         long sizeBefore = src.File.Length;
         long size = chain.VirtualSize;

@@ -13,6 +13,12 @@ public sealed record CloneOptions(ImageFormat? Format = null, ImageType Type = I
 {
     /// <summary>How to open the source chain (search paths for parents, fault injection in tests).</summary>
     public OpenOptions Open { get; init; } = OpenOptions.ReadOnly;
+
+    /// <summary>
+    /// The clone's virtual size when it must be larger than the source's (the added tail reads as zeros), as for a disk
+    /// Azure takes (a whole number of MiB); null for the source's size.
+    /// </summary>
+    public long? VirtualSize { get; init; }
 }
 
 /// <summary>What a data-moving operation did.</summary>
@@ -42,9 +48,11 @@ public static class FullClone
         var driver = options.Format is ImageFormat f ? ImageFormats.Get(f) : ImageFormats.ForNewFile(dest);
 
         using var src = DiskImage.Open(source, options.Open with { Writable = false });
-        long size = src.VirtualSize;
+        long size = options.VirtualSize ?? src.VirtualSize;
+        if (size < src.VirtualSize)
+            ThrowHelper.InvalidArgument($"the clone's virtual size {size} is smaller than the source's {src.VirtualSize}", dest);
         var top = src.Top;
-        var plan = src.GetExtents(0, size, skipFileHoles: true).Where(e => e.Kind == ExtentKind.Data).Select(e => new CopyRange(e.Offset, e.Length));
+        var plan = src.GetExtents(0, src.VirtualSize, skipFileHoles: true).Where(e => e.Kind == ExtentKind.Data).Select(e => new CopyRange(e.Offset, e.Length));
         long dataBytes = 0;
         foreach (var r in plan) dataBytes += r.Length;
         DurableFiles.RequireFreeSpace(dest, options.Type == ImageType.Fixed ? size : dataBytes, "the clone");

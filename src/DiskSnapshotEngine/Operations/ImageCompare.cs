@@ -88,7 +88,7 @@ public static class ImageCompare
 /// <param name="Kind">Data, Zero (a layer says zero) or NotPresent (no layer holds it: reads as zeros).</param>
 /// <param name="LayerIndex">Index of the layer that answers (0 = the image itself), or -1.</param>
 /// <param name="File">Path of that layer's file, or null.</param>
-/// <param name="FileOffset">Where the data sits in that file, or -1.</param>
+/// <param name="FileOffset">Where the data sits in that file, or -1 (also for data the layer stores encoded, such as qcow2 compressed clusters).</param>
 public sealed record MapEntry(long Offset, long Length, ExtentKind Kind, int LayerIndex, string? File, long FileOffset);
 
 /// <summary>The map of an image: which ranges are data, zero or absent, and which layer's file holds them.</summary>

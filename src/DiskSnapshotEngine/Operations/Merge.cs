@@ -52,11 +52,22 @@ public static class Merge
     {
         options ??= new MergeOptions();
         image = Path.GetFullPath(image);
+        // Every file the merge writes, relinks, renames or removes is locked from before the first change until the
+        // end, the image first (its journal is read under that lock): a reader sees the chain before or after the
+        // merge, or exit 12, never the target renamed over the image with the merged layers still linked.
+        using var scope = LockScope.Begin();
+        scope.LockIfExists(image);
         var journal = OperationJournal.Load(image);
         bool resumed = journal is not null;
         if (journal is not null && journal.Operation != "commit")
             ThrowHelper.InvalidArgument($"an interrupted '{journal.Operation}' is recorded in {OperationJournal.PathFor(image)}; finish it with the same command first", image);
-        journal ??= Plan(image, ancestor, options, replaceImage, snapshotDelete);
+        if (journal is null)
+        {
+            journal = Plan(image, ancestor, options, replaceImage, snapshotDelete);
+            Hold(scope, journal);
+            journal.Save();
+        }
+        else Hold(scope, journal);
 
         var stats = new CopyStats(0, 0);
         if (journal.Phase == "copy")
@@ -160,8 +171,14 @@ public static class Merge
             Phase = "copy",
             ReplaceImage = replaceImage,
         };
-        journal.Save();
         return journal;
+    }
+
+    // Locks the files a commit changes; the plan's chain is closed by then (its shared locks would conflict).
+    private static void Hold(LockScope scope, OperationJournal journal)
+    {
+        foreach (var file in journal.Merged.Append(journal.Target!).Concat(journal.Children))
+            scope.LockIfExists(file);
     }
 
     // Layer file -> snapshot name, from every snapshot catalog in the folders.
@@ -233,6 +250,8 @@ public static class Merge
     {
         options ??= new MergeOptions();
         image = Path.GetFullPath(image);
+        using var scope = LockScope.Begin();
+        scope.LockIfExists(image);
         var journal = OperationJournal.Load(image);
         bool resumed = journal is not null;
         if (journal is not null && journal.Operation != "pull")

@@ -226,7 +226,6 @@ public static class RawExport
                     continue;
                 }
 
-                var file = chain.Layers[extent.LayerIndex].File;
                 for (long at = extent.Offset; at < extent.End;)
                 {
                     // Adjacent data runs (even from different layers) share one chunk, so small runs still make large writes.
@@ -243,7 +242,7 @@ public static class RawExport
                         filled = 0;
                     }
                     int n = (int)Math.Min(ChunkSize - filled, extent.End - at);
-                    file.ReadExactly(buffer.Span.Slice(filled, n), extent.FileOffset + (at - extent.Offset), "payload block");
+                    chain.ReadExtent(extent, at, buffer.Span.Slice(filled, n));
                     filled += n;
                     at += n;
                     if (filled == ChunkSize)

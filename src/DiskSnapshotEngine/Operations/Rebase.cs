@@ -7,7 +7,7 @@ namespace DiskSnapshotEngine.Operations;
 /// <summary>What a rebase did.</summary>
 /// <param name="Stats">Bytes copied into the image to keep its content.</param>
 /// <param name="NewParent">The parent the image now links to.</param>
-/// <param name="Mode">"safe" (differences copied), "identity" (the new parent is the same image, moved or copied), or "content" (unsafe: the new parent was verified equal).</param>
+/// <param name="Mode">"safe" (differences copied), "identity" (the new parent is the same image, moved or copied), "content" (unsafe: the new parent was verified equal), or "unverified" (unsafe, old parent missing and the format records no parent identity: relinked as asked).</param>
 public sealed record RebaseResult(CopyStats Stats, string NewParent, string Mode);
 
 /// <summary>
@@ -43,7 +43,7 @@ public static class Rebase
         }
         catch (DiskImageException e) when (e.Kind == ErrorKind.ParentNotFound)
         {
-            return RelinkMoved(image, newTop, options, e);
+            return RelinkMoved(image, newTop, options, e, unsafeMode);
         }
         using (chain)
         {
@@ -116,10 +116,21 @@ public static class Rebase
         top.Flush();
     }
 
-    private static RebaseResult RelinkMoved(string image, IDiskLayer newTop, OpenOptions options, DiskImageException notFound)
+    private static RebaseResult RelinkMoved(string image, IDiskLayer newTop, OpenOptions options, DiskImageException notFound, bool unsafeMode)
     {
         using var top = DiskImage.OpenLayer(image, writable: true, options.FileOpener);
         var link = top.ParentLink!;
+        if (link.ParentVersion is null)
+        {
+            // The format names its parent by path only (qcow2): nothing tells whether NEW is the image that was moved.
+            if (!unsafeMode)
+                throw new DiskImageException(ErrorKind.ParentMismatch,
+                    $"the current parent cannot be found ({notFound.Detail}) and the image records no parent identity to verify {newTop.Path} against; " +
+                    "if it is the same image, moved, rebase with --unsafe", image, "parent link");
+            ChainRules.CheckCompatible(top, newTop);
+            Relink(top, newTop);
+            return new RebaseResult(new CopyStats(0, 0), newTop.Path, "unverified");
+        }
         bool sameId = link.ParentId is not Guid id || id == newTop.Identity.Id;
         bool sameVersion = newTop.Identity.Version == link.ParentVersion || link.AlternateParentVersion == newTop.Identity.Version;
         if (!sameId || !sameVersion)

@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.Security.Cryptography;
 using DiskSnapshotEngine.Block;
 using DiskSnapshotEngine.Errors;
 using DiskSnapshotEngine.Formats;
@@ -11,8 +10,9 @@ using Xunit.Abstractions;
 namespace DiskSnapshotEngine.Tests.Reliability;
 
 /// <summary>
-/// Mutation fuzzer: valid VHDX and VDI images (ours and the real ones in ../shared/fixtures) get FsCheck-generated edits
-/// in their headers, region tables, metadata, BAT, block map, sector bitmaps and log, then are opened, read, checked and
+/// Mutation fuzzer: valid VHDX, VDI, qcow2 and VHD images (ours, qemu's, and the real ones in ../shared/fixtures) get FsCheck-generated
+/// edits in their headers, region tables, metadata, BAT, block map, sector bitmaps, log, L1/L2/refcount and snapshot tables,
+/// VHD footers and parent locators, then are opened, read, checked and
 /// exported. Only typed errors (DiskImageException) are acceptable; no hang (per-case timeout), no allocation beyond a
 /// fixed bound, and a failed open never changes the file. A short run is part of the suite; `tests/fuzz.sh --minutes N`
 /// runs it longer (DSE_FUZZ_SECONDS) and saves each failing input (DSE_FUZZ_FAILURES).
@@ -71,7 +71,7 @@ public class MutationFuzzTests
 
         string summary = $"{cases} cases in {(DateTime.UtcNow - deadline.AddSeconds(-seconds)).TotalSeconds:F0} s, {failures.Count} failures (seed {seed})";
         _output.WriteLine(summary);
-        if (Environment.GetEnvironmentVariable("DSE_FUZZ_SUMMARY") is string summaryFile) File.WriteAllText(summaryFile, summary + "\n" + string.Join("\n", failures));
+        if (Environment.GetEnvironmentVariable("DSE_FUZZ_SUMMARY") is string summaryFile) File.AppendAllText(summaryFile, summary + "\n" + string.Join("\n", failures) + (failures.Count > 0 ? "\n" : ""));
         Assert.True(failures.Count == 0, summary + "\n" + string.Join("\n", failures.Take(10)) + $"\ninputs saved in {failureDir}");
         Assert.True(cases >= Math.Min(maxCases, 300), $"only {cases} cases ran in {seconds} s");
     }
@@ -135,7 +135,7 @@ public class MutationFuzzTests
         try
         {
             File.SetLastWriteTimeUtc(path, PlantedTime); // any write moves mtime off this date, however fast it follows
-            byte[]? hash = seed.Length <= SmallFile ? SHA256.HashData(File.ReadAllBytes(path)) : null;
+            string? hash = seed.Length <= SmallFile ? ContentHash.OfFile(path) : null;
             string? copy = null;
             if (seed.Length <= SmallFile || index % 8 == 0)
             {
@@ -165,9 +165,9 @@ public class MutationFuzzTests
     // Small seeds are also hashed and always get a read-write pass; mtime and length catch writes to large ones.
     private const long SmallFile = 4 << 20;
 
-    private static bool Changed(string path, long length, byte[]? hash) =>
+    private static bool Changed(string path, long length, string? hash) =>
         new FileInfo(path).Length != length || File.GetLastWriteTimeUtc(path) != PlantedTime
-        || (hash is not null && !SHA256.HashData(File.ReadAllBytes(path)).AsSpan().SequenceEqual(hash));
+        || (hash is not null && ContentHash.OfFile(path) != hash);
 
     // Runs on its own thread so that the allocation count is the engine's alone for this case.
     private static (string? Error, bool WritableOpenFailed) Exercise(string path, string? writableCopy)
@@ -243,7 +243,7 @@ public class MutationFuzzTests
         var seeds = new List<Seed>();
         string dir = Path.Combine(work.Path, "seeds");
         Directory.CreateDirectory(dir);
-        foreach (var ext in new[] { ".vhdx", ".vdi" })
+        foreach (var ext in new[] { ".vhdx", ".vdi", ".qcow2", ".vhd" })
         {
             foreach (var type in new[] { ImageType.Dynamic, ImageType.Fixed })
             {
@@ -252,8 +252,7 @@ public class MutationFuzzTests
                 {
                     using var layer = DiskImage.Create(p, new ImageCreateOptions(8L << 20, type, 1 << 20));
                     using var chain = new DiskChain(new[] { layer });
-                    var data = new byte[300000];
-                    new System.Random(7).NextBytes(data);
+                    var data = RandomData.Bytes(300000, 7);
                     chain.Write(1 << 20, data);
                     chain.WriteZeroes(4L << 20, 1 << 20);
                 }))
@@ -268,6 +267,41 @@ public class MutationFuzzTests
                 chain.Write(3 << 20, new byte[70000]);
             }))
                 seeds.Add(Make(childPath, parentPath));
+        }
+        if (Infrastructure.ExternalTool.Has("qemu-img") && File.Exists(Path.Combine(dir, "dynamic.qcow2")))
+        {
+            // qemu's own variants: compressed (zlib, zstd), extended L2 entries, 1-bit refcounts, an internal snapshot.
+            string source = Path.Combine(dir, "dynamic.qcow2");
+            foreach (var (name, options, compress) in new[] { ("zlib", "cluster_size=4k", true), ("zstd", "compression_type=zstd", true),
+                ("extl2", "extended_l2=on", false), ("rc1", "refcount_bits=1,cluster_size=4k", false) })
+            {
+                string q = Path.Combine(dir, $"qemu-{name}.qcow2");
+                var args = new List<string> { "convert", "-O", "qcow2", "-o", options };
+                if (compress) args.Insert(1, "-c");
+                Infrastructure.ExternalTool.RunChecked("qemu-img", args.Concat(new[] { source, q }).ToArray());
+                seeds.Add(Make(q));
+            }
+            string snap = Path.Combine(dir, "qemu-snapshot.qcow2");
+            File.Copy(source, snap);
+            Infrastructure.ExternalTool.RunChecked("qemu-img", "snapshot", "-c", "s1", snap);
+            seeds.Add(Make(snap));
+        }
+        // VHDs as qemu writes them (its own BAT layout, a whole bitmap per block, a CHS-sized disk without force_size).
+        if (ExternalTool.Has("qemu-img"))
+        {
+            string raw = Path.Combine(dir, "qemu-source.raw");
+            using (var f = new FileStream(raw, FileMode.CreateNew, FileAccess.Write))
+            {
+                f.SetLength(6L << 20);
+                f.Position = (1L << 20) + 300;
+                f.Write(new byte[70000].Select((_, i) => (byte)(i * 7)).ToArray());
+            }
+            foreach (var (name, options) in new[] { ("qemu-dynamic.vhd", "subformat=dynamic"), ("qemu-fixed.vhd", "subformat=fixed,force_size=on") })
+            {
+                string p = Path.Combine(dir, name);
+                ExternalTool.RunChecked("qemu-img", "convert", "-f", "raw", "-O", "vpc", "-o", options, raw, p);
+                seeds.Add(Make(p));
+            }
         }
         if (SharedFixtures.FixturesDirectory is not null && Directory.Exists(SharedFixtures.FixturesDirectory))
         {

@@ -1,0 +1,51 @@
+using System.Globalization;
+
+namespace DiskSnapshotEngine.Formats.Vhd;
+
+/// <summary>The footer and dynamic disk header fields of a VHD for <c>dse info</c>, named as the spec names them.</summary>
+internal static class VhdDetails
+{
+    public static IReadOnlyList<KeyValuePair<string, string>> Of(VhdLayer layer)
+    {
+        var f = layer.Footer;
+        var list = new List<KeyValuePair<string, string>>();
+        void Add(string k, string v) => list.Add(KeyValuePair.Create(k, v));
+        string N(ulong v) => v.ToString(CultureInfo.InvariantCulture);
+        Add("Disk Type", $"{(uint)f.DiskType} ({layer.Type.ToString().ToLowerInvariant()})");
+        Add("Current Size", N(f.CurrentSize));
+        Add("Original Size", N(f.OriginalSize));
+        var g = f.Geometry;
+        Add("Disk Geometry", $"{g} (C/H/S: {g.Sectors * 512} bytes{(g == VhdDiskGeometry.Maximum ? ", the maximum" : "")})");
+        Add("Unique Id", f.UniqueIdGuid.ToString("B"));
+        Add("Time Stamp", VhdTimeStamp.Describe(f.TimeStamp));
+        Add("Creator Application", $"\"{f.CreatorApplication}\" version 0x{f.CreatorVersion:X8}");
+        Add("Creator Host OS", HostName(f.CreatorHostOs));
+        Add("Features", $"0x{f.Features:X8}{((f.Features & VhdFooter.FeaturesTemporary) != 0 ? " (temporary)" : "")}");
+        Add("File Format Version", $"0x{f.FileFormatVersion:X8}");
+        Add("Data Offset", f.DataOffset == VhdFooter.NoDataOffset ? "none (fixed disk)" : N(f.DataOffset));
+        Add("Checksum", $"0x{f.Checksum:X8}");
+        Add("Saved State", f.SavedState ? "yes" : "no");
+        Add("footer", layer.FooterRecovered
+            ? "damaged at the end of the file; read from the copy at offset 0"
+            : $"{layer.FooterLength} bytes at {layer.FooterOffset}");
+        if (layer.Header is not { } h) return list;
+        Add("Table Offset", N(h.TableOffset));
+        Add("Max Table Entries", N(h.MaxTableEntries));
+        Add("Block Size", N(h.BlockSize));
+        if (!layer.IsDifferencing) return list;
+        Add("Parent Unique ID", h.ParentUniqueId.ToString("B"));
+        Add("Parent Time Stamp", VhdTimeStamp.Describe(h.ParentTimeStamp));
+        Add("Parent Unicode Name", h.ParentUnicodeName);
+        foreach (var l in layer.Locators)
+            Add($"Parent Locator Entry {l.Index}",
+                $"{VhdPlatformCode.Name(l.Entry.PlatformCode)}, {l.Entry.DataLength} bytes at {l.Entry.DataOffset} (space {l.Entry.DataSpace}){(l.Text is null ? "" : $": {l.Text}")}");
+        return list;
+    }
+
+    private static string HostName(uint code) => code switch
+    {
+        VhdFooter.HostWi2k => "Wi2k (Windows)",
+        0x4D616320 => "Mac (Macintosh)",
+        _ => $"0x{code:X8}",
+    };
+}

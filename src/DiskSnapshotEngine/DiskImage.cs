@@ -111,7 +111,7 @@ public static class DiskImage
     {
         using var layer = OpenLayer(path, writable: true, fileOpener);
         if (layer is not ISealableLayer sealable)
-            throw new DiskImageException(ErrorKind.Unsupported, $"a {layer.Format.ToString().ToLowerInvariant()} image carries no seal", layer.Path);
+            throw new DiskImageException(ErrorKind.Unsupported, Seals.NoMark(layer.Format), layer.Path);
         var was = sealable.Seal;
         sealable.SetSeal(change(was));
         layer.Flush();

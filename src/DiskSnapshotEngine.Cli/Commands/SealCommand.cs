@@ -12,7 +12,7 @@ internal static class SealCommand
 
     private static Command Build(bool seal)
     {
-        var image = CommonOptions.Image("A VHDX or VDI image.");
+        var image = CommonOptions.Image("A VHDX, VDI or qcow2 image (a VHD or raw image carries no seal: exit 5).");
         var json = CommonOptions.Json();
         var command = seal
             ? new Command("seal", "Seal an image as a golden image: no dse verb changes what it reads (write, merge into it, rebase, pull) until 'dse unseal'. Linked clones seal their parent by themselves.")
@@ -43,7 +43,9 @@ internal static class SealCommand
     public static void WarnIfParentUnsealed(CliContext context, string parentPath)
     {
         using var parent = DiskImage.OpenLayer(parentPath, writable: false);
-        if (parent is ISealableLayer && Seals.Of(parent) == SealReasons.None)
+        if (parent is not ISealableLayer)
+            context.Note($"{parent.Path} is not sealed: {Seals.NoMark(parent.Format)}; dse verbs will not refuse to change it");
+        else if (Seals.Of(parent) == SealReasons.None)
             context.Note($"{parent.Path} could not be sealed (this user cannot write it): its file mode keeps this user from changing it, " +
                 "but not root; run 'dse seal' on it as its owner so that no dse verb changes it");
     }

@@ -68,6 +68,18 @@ public static class Seals
     /// <summary>The seal of a layer (none for formats that carry no mark, such as raw).</summary>
     public static SealReasons Of(IDiskLayer layer) => layer is ISealableLayer s ? s.Seal : SealReasons.None;
 
+    /// <summary>
+    /// Why a format carries no seal. VHD: the footer and the dynamic header have no field for it; their reserved bytes
+    /// are specified as zeros and covered by the checksum, and what Hyper-V does with other values cannot be tested
+    /// here, so dse refuses rather than write a mark it cannot vouch for. Raw: no metadata at all.
+    /// </summary>
+    public static string NoMark(ImageFormat format) => format switch
+    {
+        ImageFormat.Vhd => "a VHD cannot carry dse's seal (its footer and dynamic header have no field for it: their reserved bytes must be zeros); " +
+            "make the golden image a VHDX, VDI or qcow2 (dse clone), or keep the file from changing with chattr +i",
+        _ => $"a {format.ToString().ToLowerInvariant()} image cannot carry dse's seal (it has no metadata); make the golden image a VHDX, VDI or qcow2 (dse clone)",
+    };
+
     /// <summary>Human form of a seal: "golden image", "snapshot layer", both, or "not sealed".</summary>
     public static string Describe(SealReasons seal) => seal switch
     {

@@ -35,6 +35,7 @@ public class SealMarkTests
     [Theory]
     [InlineData("vhdx")]
     [InlineData("vdi")]
+    [InlineData("qcow2")]
     public void Sealing_keeps_the_version_so_existing_children_stay_linked(string ext)
     {
         using var dir = new TempDirectory("seal-version");
@@ -154,7 +155,7 @@ public class SealMarkTests
     public void Real_tools_read_sealed_images_as_before()
     {
         using var dir = new TempDirectory("seal-tools");
-        foreach (var ext in new[] { "vhdx", "vdi" })
+        foreach (var ext in new[] { "vhdx", "vdi", "qcow2" })
         {
             string path = MakeBase(dir, "g." + ext);
             DiskImage.CreateDifferencing(dir.File("c." + ext), path).Dispose(); // seals it

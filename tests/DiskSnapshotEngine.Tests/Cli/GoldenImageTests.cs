@@ -104,6 +104,7 @@ public class GoldenImageTests
     [Theory]
     [InlineData("vhdx")]
     [InlineData("vdi")]
+    [InlineData("qcow2")]
     public async Task Merge_into_a_sealed_parent_is_refused_until_unsealed(string ext)
     {
         using var dir = new TempDirectory("golden-merge");
@@ -127,6 +128,61 @@ public class GoldenImageTests
         await Ok("unseal", golden);
         await Ok("merge", child);
         Assert.False(File.Exists(child));
+    }
+
+    /// <summary>
+    /// The lab with qcow2 golden images: the seal is dse's own header extension, which qemu-img check accepts and
+    /// qemu keeps when it rewrites the header (amend); QEMU reads the clone through the sealed parent as dse does.
+    /// </summary>
+    [RequiresToolFact("qemu-img")]
+    public async Task A_qcow2_golden_image_is_sealed_in_a_header_extension_that_qemu_keeps()
+    {
+        using var dir = new TempDirectory("golden-qcow2");
+        Directory.CreateDirectory(dir.File("templates"));
+        Directory.CreateDirectory(dir.File("vms/a"));
+        string golden = dir.File("templates/golden.qcow2"), clone = dir.File("vms/a/lab1.qcow2");
+        await Ok("create", golden, "--size", "16M");
+        await Ok("write", golden, "--offset", "0", "--input", await Input(dir, "g.bin", 100_000, 1));
+        await Ok("create", clone, "--parent", golden);
+        Assert.True((await Info(golden)).GetProperty("sealed").GetBoolean());
+        ExternalTool.RunChecked("qemu-img", "check", golden);
+
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(golden, UnixFileMode.UserRead | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
+        var before = await File.ReadAllBytesAsync(golden);
+        var refused = await CliRunner.RunAsync("write", golden, "--offset", "0", "--input", await Input(dir, "x.bin", 512, 2));
+        Assert.Equal(ExitReadOnly, refused.ExitCode);
+        Assert.Contains("sealed", refused.StdErr);
+        Assert.Equal(before, await File.ReadAllBytesAsync(golden));
+
+        // QEMU reads the clone through the sealed parent exactly as dse does.
+        await Ok("write", clone, "--offset", "4M", "--input", dir.File("x.bin"));
+        await Ok("export", clone, dir.File("dse.raw"));
+        ExternalTool.RunChecked("qemu-img", "compare", "-f", "qcow2", "-F", "raw", clone, dir.File("dse.raw"));
+
+        // A header rewrite by qemu keeps the extension it does not know (qcow2.txt: unknown extensions are kept).
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(golden, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        ExternalTool.RunChecked("qemu-img", "amend", "-f", "qcow2", "-o", "lazy_refcounts=on", golden);
+        Assert.True((await Info(golden)).GetProperty("sealed").GetBoolean());
+        await Ok("unseal", golden);
+        Assert.False((await Info(golden)).GetProperty("sealed").GetBoolean());
+        ExternalTool.RunChecked("qemu-img", "check", golden);
+    }
+
+    /// <summary>A VHD has no field for the mark: seal is refused (exit 5) with the reason, and a linked clone says the parent stays unprotected.</summary>
+    [Fact]
+    public async Task A_vhd_cannot_be_sealed_and_says_why()
+    {
+        using var dir = new TempDirectory("golden-vhd");
+        string golden = dir.File("g.vhd");
+        await Ok("create", golden, "--size", "8M");
+        var before = await File.ReadAllBytesAsync(golden);
+        var refused = await CliRunner.RunAsync("seal", golden);
+        Assert.Equal(5, refused.ExitCode);
+        Assert.Contains("VHD cannot carry dse's seal", refused.StdErr);
+        Assert.Equal(before, await File.ReadAllBytesAsync(golden));
+        var made = await Ok("create", dir.File("c.vhd"), "--parent", golden);
+        Assert.Contains("is not sealed", made.StdErr);
+        Assert.False((await Info(golden)).GetProperty("sealed").GetBoolean());
     }
 
     [Fact]

@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using DiskSnapshotEngine.Block;
 using DiskSnapshotEngine.IO;
 
@@ -8,8 +7,7 @@ namespace DiskSnapshotEngine.Formats.Vdi;
 /// dse's seal mark in a VDI: 16 bytes at file offset 472, right after VDIHEADER1PLUS and inside the first 512-byte sector.
 /// <code>
 /// 472  char[8]  "dse-seal"
-/// 480  uint32   Reasons   (SealReasons: 1 golden, 2 snapshot layer; 0 = unsealed)
-/// 484  uint32   Check     (~Reasons)
+/// 480  byte[8]  SealValue (reasons, ~reasons)
 /// </code>
 /// Why there (VirtualBox VDI.cpp / VDICore.h, qemu block/vdi.c): VirtualBox refuses an image whose fFlags carry any
 /// bit it does not know (vdiValidateHeader checks them against VD_VDI_IMAGE_FLAGS_MASK), so no flag can be borrowed;
@@ -38,10 +36,7 @@ internal static class VdiSealRecord
         Span<byte> b = stackalloc byte[Size];
         file.ReadOrZero(b, Offset);
         if (!b[..8].SequenceEqual(Magic)) return SealReasons.None;
-        uint reasons = BinaryPrimitives.ReadUInt32LittleEndian(b[8..]);
-        uint check = BinaryPrimitives.ReadUInt32LittleEndian(b[12..]);
-        const uint Known = (uint)(SealReasons.Golden | SealReasons.Snapshot);
-        return check != ~reasons || (reasons & ~Known) != 0 ? SealReasons.Golden : (SealReasons)reasons;
+        return SealValue.Parse(b[8..]);
     }
 
     /// <summary>Writes the record (one 16-byte write inside one sector: a power loss leaves the old or the new record).</summary>
@@ -49,8 +44,7 @@ internal static class VdiSealRecord
     {
         Span<byte> b = stackalloc byte[Size];
         Magic.CopyTo(b);
-        BinaryPrimitives.WriteUInt32LittleEndian(b[8..], (uint)seal);
-        BinaryPrimitives.WriteUInt32LittleEndian(b[12..], ~(uint)seal);
+        SealValue.ToBytes(seal).CopyTo(b[8..]);
         file.Write(b, Offset);
     }
 }

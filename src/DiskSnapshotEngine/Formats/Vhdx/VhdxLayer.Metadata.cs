@@ -63,7 +63,7 @@ public sealed partial class VhdxLayer
     public void SetSeal(SealReasons seal)
     {
         if (!IsWritable) ThrowHelper.ReadOnly(Path, "change the seal");
-        var value = VhdxSealItem.ToBytes(seal);
+        var value = SealValue.ToBytes(seal);
         lock (_sync)
         {
             if (seal == _seal) return;

@@ -57,8 +57,8 @@ internal static class VdiCheck
         if (layer.VdiType == VdiImageType.Fixed && free > 0)
             report.Add(CheckSeverity.Warning, path, "blocks array", h.OffBlocks, $"a fixed image has {free} unallocated blocks");
         if (referenced > h.CBlocksAllocated)
-            report.Add(CheckSeverity.Leak, path, "VDIHEADER1", h.CBlocksAllocatedOffset,
-                $"cBlocksAllocated {h.CBlocksAllocated} is lower than the {referenced} blocks the map uses (an interrupted allocation; new blocks still go after the end of the file)");
+            report.Add(CheckSeverity.Error, path, "VDIHEADER1", h.CBlocksAllocatedOffset,
+                $"cBlocksAllocated {h.CBlocksAllocated} is lower than the {referenced} blocks the map uses: QEMU and VirtualBox would allocate their next block over a used one (dse writes after the end of the file)");
         else if (referenced < h.CBlocksAllocated)
             report.Add(CheckSeverity.Leak, path, "VDIHEADER1", h.CBlocksAllocatedOffset,
                 $"cBlocksAllocated {h.CBlocksAllocated} counts {h.CBlocksAllocated - referenced} blocks no map entry uses (reclaimed by compact)");

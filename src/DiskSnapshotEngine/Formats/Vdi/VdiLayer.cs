@@ -11,9 +11,10 @@ namespace DiskSnapshotEngine.Formats.Vdi;
 /// <code>
 /// [pre-header + header][..][blocks array at offBlocks][..][block 0 at offData][block 1]...   block i at offData + i * (cbBlockExtra + cbBlock) + cbBlockExtra
 /// </code>
-/// Crash ordering of an allocation: block data, flush, map entry, flush, then the header's cBlocksAllocated. A crash
-/// leaves either the old content (the map entry never landed; the block is a leak) or the new one; a header count
-/// lower than what the map references is tolerated: new blocks go after the end of the file, never over a used one.
+/// Crash ordering of an allocation: block data, flush, the header's cBlocksAllocated, flush, map entry, flush. A crash
+/// leaves either the old content (the map entry never landed; the block is a leak) or the new one, and never a count
+/// below what the map uses (which makes QEMU allocate over a used block; check calls it an error). Such a count from
+/// another writer is still tolerated here: new blocks go after the end of the file, never over a used one.
 /// </summary>
 public sealed class VdiLayer : IDiskLayer, ISealableLayer
 {
@@ -33,7 +34,6 @@ public sealed class VdiLayer : IDiskLayer, ISealableLayer
     private long _nextBlock;
     private SealReasons _seal;
     private bool _versionChanged;
-    private bool _headerDirty;
     private bool _disposed;
 
     internal VdiLayer(IImageFile file, VdiHeader header, bool writable)
@@ -231,14 +231,16 @@ public sealed class VdiLayer : IDiskLayer, ISealableLayer
             data.CopyTo(span[(int)_header.CbBlockExtra..]);
             File.Write(span, blockOffset);
         }
-        // The data must be durable before a map entry points at it, and the entry before the header counts it.
-        File.Flush();
-        _map.Set(block, index);
+        // The data must be durable before anything counts or points at it, and the header must count the block before
+        // a map entry uses it: a count below what the map uses makes QEMU (and VirtualBox) allocate their next block
+        // on top of a used one. A kill between the two leaves a count one above the map's: a leak, never an overlap.
         File.Flush();
         _nextBlock = index + 1L;
         _header.CBlocksAllocated = (uint)_nextBlock;
         _header.WriteTo(File);
-        _headerDirty = true;
+        File.Flush();
+        _map.Set(block, index);
+        File.Flush();
     }
 
     public void WriteZeroes(long offset, long length)
@@ -283,11 +285,6 @@ public sealed class VdiLayer : IDiskLayer, ISealableLayer
     public void Flush()
     {
         if (!IsWritable) return;
-        if (_headerDirty)
-        {
-            _header.WriteTo(File);
-            _headerDirty = false;
-        }
         File.Flush();
     }
 
@@ -307,7 +304,6 @@ public sealed class VdiLayer : IDiskLayer, ISealableLayer
         _header.UuidParentModify = parent.Identity.Version;
         _header.WriteTo(File);
         File.Flush();
-        _headerDirty = false;
         _parentPaths = VdiParentLocator.Read(File, _header);
     }
 

@@ -28,6 +28,8 @@ internal static class CommandCatalog
         CompactCommand.Build,
         CompareCommand.Build,
         MapCommand.Build,
+        SealCommand.BuildSeal,
+        SealCommand.BuildUnseal,
         ServeCommand.Build,
         MountCommand.Build,
         VmCommand.Build,

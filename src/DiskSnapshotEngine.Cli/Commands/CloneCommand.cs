@@ -46,6 +46,7 @@ internal static class CloneCommand
             if (context.Get(linked))
             {
                 FullClone.Linked(source, destination, fmt);
+                SealCommand.WarnIfParentUnsealed(context, source);
                 if (context.Get(json)) context.WriteJson(new { linked = true, parent = Path.GetFullPath(source), image = Path.GetFullPath(destination) });
                 else context.Out.WriteLine($"created linked clone {Path.GetFullPath(destination)} of {Path.GetFullPath(source)}");
                 return ExitCodes.Ok;

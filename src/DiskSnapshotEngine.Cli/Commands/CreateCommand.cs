@@ -24,7 +24,7 @@ internal static class CreateCommand
         sector.AcceptOnlyFromAmong("512", "4096");
         var parent = new Option<string>("--parent")
         {
-            Description = "Create a differencing child (linked clone) of this image instead; size and sector size come from it, and the parent is not modified.",
+            Description = "Create a differencing child (linked clone) of this image instead; size and sector size come from it. The parent's content is not modified: it is sealed (dse seal) so that no dse verb changes it while the child reads through it.",
             HelpName = "PARENT",
         };
         var profile = AzureProfileOption.Create("azure: a fixed VHD as Azure takes it, the size rounded up to a whole number of MiB (said on stderr), the file that size plus its 512-byte footer.");
@@ -61,6 +61,7 @@ internal static class CreateCommand
             if (context.Get(parent) is { } parentPath)
             {
                 layer = DiskImage.CreateDifferencing(path, parentPath);
+                SealCommand.WarnIfParentUnsealed(context, parentPath);
             }
             else if (context.Get(profile) is not null)
             {

@@ -61,6 +61,9 @@ internal static class DemoCommand
             foreach (var (offset, length) in s_goldenRuns) chain.Write(offset, GoldenBytes(offset, length));
             chain.Flush();
         }
+        // Sealed now, as its first linked clone would seal it: from here on not one byte of the file changes.
+        DiskImage.Seal(golden);
+        w.WriteLine("   sealed (dse seal): no dse verb changes it while clones read through it");
         string goldenFileHash = FileHash(golden);
         string goldenContentHash = ContentHash(golden);
         w.WriteLine($"   sha256 of the file:    {goldenFileHash}");

@@ -24,7 +24,7 @@ internal static class WriteCommand
         var json = CommonOptions.Json();
         var force = new Option<bool>("--force")
         {
-            Description = "Write even when other images are differencing children of this one (they will no longer open without --ignore-parent-mismatch, and would read changed data).",
+            Description = "Write even when the image is sealed or other images are differencing children of it (they will no longer open without --ignore-parent-mismatch, and would read changed data).",
         };
         var command = new Command("write", "Write the bytes of a file (or stdin) into an image's virtual disk at an offset.")
         {
@@ -38,7 +38,11 @@ internal static class WriteCommand
             long at = context.Get(offset)!.Value;
             string inputPath = context.Get(input)!;
             using var source = OpenInput(context, inputPath);
-            using var chain = DiskImage.Open(path, chainOptions.ToOpenOptions(context.Parse, writable: true) with { RefuseWriteWithChildren = !context.Get(force) });
+            using var chain = DiskImage.Open(path, chainOptions.ToOpenOptions(context.Parse, writable: true) with
+            {
+                RefuseWriteWithChildren = !context.Get(force),
+                Sealed = context.Get(force) ? Block.SealPolicy.Override : Block.SealPolicy.Refuse,
+            });
 
             // A regular file's length is known: refuse before writing anything rather than fail half-way.
             if (source.CanSeek && (at > chain.VirtualSize || source.Length > chain.VirtualSize - at))

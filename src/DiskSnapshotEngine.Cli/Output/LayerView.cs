@@ -14,6 +14,8 @@ internal sealed record LayerView(
     long FileSize,
     IdentityView? Identity,
     ParentLinkView? Parent,
+    bool Sealed,
+    IReadOnlyList<string> Seal,
     IReadOnlyDictionary<string, string> Details)
 {
     public static LayerView Of(IDiskLayer layer)
@@ -31,6 +33,8 @@ internal sealed record LayerView(
             layer.File.Length,
             layer.Identity == default ? null : new IdentityView(layer.Identity.Id, layer.Identity.Version),
             layer.ParentLink is { } p ? new ParentLinkView(p.CandidatePaths, p.ParentId, p.ParentVersion, p.AlternateParentVersion, p.VersionName, p.ParentFormat?.ToString().ToLowerInvariant()) : null,
+            Seals.Of(layer) != SealReasons.None,
+            Commands.SealCommand.Names(Seals.Of(layer)),
             details);
     }
 
@@ -64,6 +68,7 @@ internal sealed record LayerView(
         {
             Line("parent", "(none: base image)");
         }
+        Line("sealed", Sealed ? $"yes: {string.Join(", ", Seal)} (no dse verb changes it until 'dse unseal')" : "no");
         // Drivers may repeat a fact already shown above (raw reports its file size); show it once.
         foreach (var (key, value) in Details)
             if (!key.Equals("file size", StringComparison.OrdinalIgnoreCase)) Line(key, value);

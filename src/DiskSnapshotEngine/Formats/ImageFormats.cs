@@ -14,6 +14,17 @@ public static class ImageFormats
     /// <summary>Every driver, in probing order.</summary>
     public static IReadOnlyList<IImageFormatDriver> All => s_drivers;
 
+    /// <summary>
+    /// True when the file name's extension is one a driver creates (lower case, with the dot): the one list that
+    /// creating, the parent search and the child search share. <paramref name="linkableOnly"/> leaves out raw, whose
+    /// images never record a parent nor carry an identity a child could name.
+    /// </summary>
+    public static bool HasImageExtension(string path, bool linkableOnly = false)
+    {
+        string ext = System.IO.Path.GetExtension(path).ToLowerInvariant();
+        return s_drivers.Any(d => (!linkableOnly || d.Format != ImageFormat.Raw) && d.Extensions.Contains(ext));
+    }
+
     /// <summary>The driver for a format.</summary>
     public static IImageFormatDriver Get(ImageFormat format) =>
         s_drivers.FirstOrDefault(d => d.Format == format)

@@ -149,6 +149,9 @@ public static class Merge
                 throw new DiskImageException(ErrorKind.ReadOnly,
                     $"cannot merge: {string.Join("; ", hit)}; use 'dse snapshot delete' so that the catalog stays right", image);
         }
+        // Beyond the dependents these folders show: a sealed layer may have children anywhere (its seal says so), so
+        // the target must not change and no layer between may disappear, whatever the folders hold.
+        for (int i = 0; i <= a; i++) Seals.Check(layers[i], options.Open.Sealed, i == a ? "merge into it" : "merge it away");
         var children = Dependents.ChildrenOf(layers[0], folders, options.Open.FileOpener, chainPaths);
         if (replaceImage && children.Count > 0)
             throw new DiskImageException(ErrorKind.ReadOnly, $"cannot merge: images depend on it: {string.Join("; ", children)}", image);
@@ -231,6 +234,8 @@ public static class Merge
                 else { below.Write(off, data); written += len; }
             },
             done => progress?.Report(new OperationProgress("merging", done, total)), cancel).ConfigureAwait(false);
+        // A target renamed over the image takes its place, seal included (a snapshot layer that becomes the live disk).
+        if (journal.ReplaceImage && target is ISealableLayer sealable) sealable.SetSeal(Seals.Of(chain.Layers[0]));
         target.Flush();
         return new CopyStats(written, zero);
     }

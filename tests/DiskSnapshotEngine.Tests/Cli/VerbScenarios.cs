@@ -171,9 +171,14 @@ internal static class VerbScenarios
         File.WriteAllBytes(dir.File("p.bin"), pdata);
         await Ok("write", parent, "--offset", "1M", "--input", dir.File("p.bin"));
         pdata.CopyTo(model, 1 << 20);
-        var parentHash = ContentHash.OfFile(parent);
+        var parentVersion = JsonDocument.Parse((await Ok("info", parent, "--json")).StdOut).RootElement.GetProperty("identity").GetProperty("version").GetString();
 
+        // Creating the child seals the parent (a mark in its metadata, not its content); from then on the file never changes.
         await Ok("create", child, "--parent", parent);
+        var parentHash = ContentHash.OfFile(parent);
+        var sealedInfo = JsonDocument.Parse((await Ok("info", parent, "--json")).StdOut).RootElement;
+        Assert.True(sealedInfo.GetProperty("sealed").GetBoolean());
+        Assert.Equal(parentVersion, sealedInfo.GetProperty("identity").GetProperty("version").GetString());
         var cdata = RandomData.Bytes(10000, 9);
         File.WriteAllBytes(dir.File("c.bin"), cdata);
         await Ok("write", child, "--offset", "1500000", "--input", dir.File("c.bin"));

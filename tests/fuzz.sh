@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Long runs of the mutation fuzzer (tests/DiskSnapshotEngine.Tests/Reliability/MutationFuzzTests.cs).
+# Long runs of the mutation fuzzers: images (tests/DiskSnapshotEngine.Tests/Reliability/MutationFuzzTests.cs) and the
+# NBD server's client sessions (tests/DiskSnapshotEngine.Tests/Nbd/NbdMutationFuzzTests.cs); each gets the time given.
 # Usage: tests/fuzz.sh [--minutes N] [--seed S] [--failures DIR]
-# Prints the number of cases run and of failures; each failing input is saved in DIR (default ./fuzz-failures)
+# Prints, per fuzzer, the number of cases run and of failures; each failing input is saved in DIR (default ./fuzz-failures)
 # with a .txt beside it naming the failure and the edits.
 set -euo pipefail
 minutes=5 seed="" failures="$PWD/fuzz-failures"
@@ -23,8 +24,7 @@ DSE_FUZZ_FAILURES=$failures DSE_FUZZ_SUMMARY=$summary \
   dotnet test "$here/tests/DiskSnapshotEngine.Tests" -c Release --filter "FullyQualifiedName~MutationFuzzTests" \
   --logger "console;verbosity=minimal" >/dev/null || status=$?
 if [ -s "$summary" ]; then
-  head -1 "$summary"
-  tail -n +2 "$summary"
+  cat "$summary"
 else
   echo "fuzz.sh: the fuzz test did not report (build or runner failure; rerun dotnet test to see why)" >&2
   exit 2

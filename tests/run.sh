@@ -14,6 +14,9 @@ declare -A package_of=(
   [virsh]=libvirt-clients
   [bzip2]=bzip2
   [7zz]=7zip
+  [nbdinfo]=libnbd-bin
+  [nbdcopy]=libnbd-bin
+  [systemd-analyze]=systemd
 )
 missing=()
 for tool in "${!package_of[@]}"; do

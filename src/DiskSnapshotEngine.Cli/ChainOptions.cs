@@ -9,7 +9,7 @@ namespace DiskSnapshotEngine.Cli;
 /// </summary>
 internal sealed class ChainOptions
 {
-    private ChainOptions(Command command)
+    private ChainOptions(Command command, bool forceShare)
     {
         SearchPaths = new Option<string[]>("--search-path")
         {
@@ -30,14 +30,47 @@ internal sealed class ChainOptions
         command.Options.Add(SearchPaths);
         command.Options.Add(VboxRegistries);
         command.Options.Add(IgnoreParentMismatch);
+        if (forceShare)
+        {
+            ForceShare = new Option<bool>("--force-share", "-U")
+            {
+                Description = "Read even while another process (dse, QEMU) writes the image, without taking its locks, like qemu-img -U; " +
+                              "the content read may then be inconsistent.",
+            };
+            command.Options.Add(ForceShare);
+        }
     }
 
     public Option<string[]> SearchPaths { get; }
     public Option<string[]> VboxRegistries { get; }
     public Option<bool> IgnoreParentMismatch { get; }
 
-    /// <summary>Adds the chain options to a verb that opens an existing image.</summary>
-    public static ChainOptions AddTo(Command command) => new(command);
+    /// <summary>-U/--force-share, on the verbs that only read (info, map, export, compare, check); null elsewhere.</summary>
+    public Option<bool>? ForceShare { get; }
+
+    /// <summary>Adds the chain options to a verb that opens an existing image; <paramref name="forceShare"/> adds -U (read verbs only).</summary>
+    public static ChainOptions AddTo(Command command, bool forceShare = false) => new(command, forceShare);
+
+    /// <summary>
+    /// The open options, and with -U the one-line warning that the images are read without locks.
+    /// </summary>
+    public OpenOptions ToOpenOptions(CliContext context, bool writable)
+    {
+        var options = ToOpenOptions(context.Parse, writable);
+        if (options.ForceShare)
+            context.Warn("--force-share: the images are read without locks; if another process is writing them, the content read may be inconsistent");
+        return options;
+    }
+
+    /// <summary>The same chain options as arguments of another dse command (the <c>dse serve</c> a libvirt unit runs).</summary>
+    public IReadOnlyList<string> ServeArguments(ParseResult parse)
+    {
+        var args = new List<string>();
+        foreach (var p in parse.GetValue(SearchPaths) ?? Array.Empty<string>()) args.AddRange(["--search-path", Path.GetFullPath(p)]);
+        foreach (var r in parse.GetValue(VboxRegistries) ?? Array.Empty<string>()) args.AddRange(["--vbox-registry", Path.GetFullPath(r)]);
+        if (parse.GetValue(IgnoreParentMismatch)) args.Add("--ignore-parent-mismatch");
+        return args;
+    }
 
     /// <summary>The open options the command line asks for.</summary>
     /// <exception cref="DiskImageException">FileNotFound for a registry that does not exist; InvalidFormat for one that cannot be read.</exception>
@@ -58,6 +91,7 @@ internal sealed class ChainOptions
             SearchPaths = (parse.GetValue(SearchPaths) ?? Array.Empty<string>()).Select(Path.GetFullPath).ToArray(),
             LocationSources = sources,
             IgnoreParentMismatch = parse.GetValue(IgnoreParentMismatch),
+            ForceShare = !writable && ForceShare is not null && parse.GetValue(ForceShare),
         };
     }
 }

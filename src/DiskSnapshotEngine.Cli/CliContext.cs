@@ -22,6 +22,9 @@ internal sealed class CliContext(ParseResult parse, CliHost host, CancellationTo
 
     /// <summary>A remark that is not the command's output (stderr), so stdout stays parseable.</summary>
     public void Note(string message) => Error.WriteLine($"dse: note: {message}");
+
+    /// <summary>A warning about the command's result (stderr).</summary>
+    public void Warn(string message) => Error.WriteLine($"dse: warning: {message}");
 }
 
 /// <summary>Attaches verb bodies to commands, giving them a <see cref="CliContext"/>.</summary>

@@ -28,13 +28,15 @@ internal static class CommandCatalog
         CompactCommand.Build,
         CompareCommand.Build,
         MapCommand.Build,
+        ServeCommand.Build,
+        MountCommand.Build,
         VmCommand.Build,
     };
 
     public static RootCommand BuildRoot()
     {
         var root = new RootCommand(
-            "dse: work on virtual-disk images (VHDX, VDI, raw) offline: create, clone, snapshot, merge, inspect, export, check, register.\n" +
+            "dse: work on virtual-disk images (VHDX, VDI, raw) offline: create, clone, snapshot, merge, inspect, export, check, serve over NBD, register.\n" +
             "Exit codes: 0 ok, 1 problems found, 2 usage error, 3-17 one per error kind, 18 disk changed but its .vbox not updated, 70 internal error, 130/143 interrupted (see README).");
         // A fresh option per root: symbols record their parents, and tests build roots in parallel.
         root.Options.Add(new Option<bool>(VerboseOption, "-v")

@@ -98,8 +98,10 @@ public static class DiskImage
         var nodes = new List<FileNode>();
         try
         {
-            nodes.Add(FileNode.Of(path));
             layers.Add(OpenLayer(path, writableIndex == 0, options.FileOpener));
+            // Named after the open: a snapshot command may rename a new file over the path until the open's lock is
+            // taken, and the chain must know the file it opened (a stale one would make its parent look like a loop).
+            nodes.Add(FileNode.Of(path));
             if (writableIndex == 0 && refuseWriteWithChildren) RefuseIfParent(layers[0], options);
             while (layers[^1].ParentLink is not null)
             {

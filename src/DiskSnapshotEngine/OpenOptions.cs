@@ -34,8 +34,23 @@ public sealed record OpenOptions
     /// <summary>Expert override: accept a parent whose content version differs from what the child recorded.</summary>
     public bool IgnoreParentMismatch { get; init; }
 
-    /// <summary>Opens files; tests replace it to inject faults. Arguments: path, writable.</summary>
-    public Func<string, bool, IImageFile> FileOpener { get; init; } = (path, writable) => ImageFile.Open(path, writable);
+    /// <summary>
+    /// Read without locks, like qemu-img's -U (force share): the images are read even while another process (dse,
+    /// QEMU) writes them, and that content may be inconsistent. Only for read-only opens; a writable open ignores it.
+    /// </summary>
+    public bool ForceShare { get; init; }
+
+    private readonly Func<string, bool, IImageFile>? _fileOpener;
+
+    /// <summary>Opens files; tests replace it to inject faults. Arguments: path, writable. The default honours <see cref="ForceShare"/>.</summary>
+    public Func<string, bool, IImageFile> FileOpener
+    {
+        get => _fileOpener ?? OpenFile;
+        init => _fileOpener = value;
+    }
+
+    private IImageFile OpenFile(string path, bool writable) =>
+        ImageFile.Open(path, writable ? FileLockMode.Exclusive : ForceShare ? FileLockMode.ForceShare : FileLockMode.Shared);
 
     /// <summary>Read-only defaults.</summary>
     public static OpenOptions ReadOnly { get; } = new();

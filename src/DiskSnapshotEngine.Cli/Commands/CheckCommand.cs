@@ -19,12 +19,12 @@ internal static class CheckCommand
         {
             image, profile, json,
         };
-        var chainOptions = ChainOptions.AddTo(command);
+        var chainOptions = ChainOptions.AddTo(command, forceShare: true);
 
         VerbAction.Set(command, context =>
         {
             if (context.Get(profile) is not null) return CheckAzure(context, context.Get(image)!, context.Get(json));
-            using var chain = DiskImage.Open(context.Get(image)!, chainOptions.ToOpenOptions(context.Parse, writable: false));
+            using var chain = DiskImage.Open(context.Get(image)!, chainOptions.ToOpenOptions(context, writable: false));
             var report = chain.Check();
             int Count(CheckSeverity s) => report.Problems.Count(p => p.Severity == s);
             if (context.Get(json))

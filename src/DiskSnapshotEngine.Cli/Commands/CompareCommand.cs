@@ -15,10 +15,10 @@ internal static class CompareCommand
         {
             a, b, json,
         };
-        var chainOptions = ChainOptions.AddTo(command);
+        var chainOptions = ChainOptions.AddTo(command, forceShare: true);
         VerbAction.Set(command, context =>
         {
-            var open = chainOptions.ToOpenOptions(context.Parse, writable: false);
+            var open = chainOptions.ToOpenOptions(context, writable: false);
             var result = ImageCompare.Run(context.Get(a)!, context.Get(b)!, open, null, context.CancellationToken);
             if (context.Get(json)) context.WriteJson(result);
             else context.Out.WriteLine(result.Identical ? "images are identical" : $"images differ: {result.Reason}");

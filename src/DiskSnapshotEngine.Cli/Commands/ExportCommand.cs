@@ -17,12 +17,12 @@ internal static class ExportCommand
         {
             image, output, force, sync,
         };
-        var chainOptions = ChainOptions.AddTo(command);
+        var chainOptions = ChainOptions.AddTo(command, forceShare: true);
 
         VerbAction.Set(command, async context =>
         {
             string target = context.Get(output)!;
-            using var chain = DiskImage.Open(context.Get(image)!, chainOptions.ToOpenOptions(context.Parse, writable: false));
+            using var chain = DiskImage.Open(context.Get(image)!, chainOptions.ToOpenOptions(context, writable: false));
             if (target == "-")
             {
                 context.Out.Flush();

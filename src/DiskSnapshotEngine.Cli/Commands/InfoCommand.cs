@@ -15,22 +15,23 @@ internal static class InfoCommand
         {
             image, chain, json,
         };
-        var chainOptions = ChainOptions.AddTo(command);
+        var chainOptions = ChainOptions.AddTo(command, forceShare: true);
 
         VerbAction.Set(command, context =>
         {
             string path = context.Get(image)!;
+            var open = chainOptions.ToOpenOptions(context, writable: false);
             if (context.Get(chain))
             {
                 // The whole chain must open (parents found and verified) for --chain; without it only this file is read.
-                using var opened = DiskImage.Open(path, chainOptions.ToOpenOptions(context.Parse, writable: false));
+                using var opened = DiskImage.Open(path, open);
                 var view = ChainView.Of(opened);
                 if (context.Get(json)) context.WriteJson(view);
                 else view.WriteText(context.Out);
             }
             else
             {
-                using var layer = DiskImage.OpenLayer(path, writable: false);
+                using var layer = DiskImage.OpenLayer(path, writable: false, open.FileOpener);
                 var view = LayerView.Of(layer);
                 if (context.Get(json)) context.WriteJson(view);
                 else view.WriteText(context.Out);

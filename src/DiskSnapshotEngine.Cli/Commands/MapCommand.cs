@@ -17,10 +17,10 @@ internal static class MapCommand
         {
             image, json,
         };
-        var chainOptions = ChainOptions.AddTo(command);
+        var chainOptions = ChainOptions.AddTo(command, forceShare: true);
         VerbAction.Set(command, context =>
         {
-            using var chain = DiskImage.Open(context.Get(image)!, chainOptions.ToOpenOptions(context.Parse, writable: false));
+            using var chain = DiskImage.Open(context.Get(image)!, chainOptions.ToOpenOptions(context, writable: false));
             if (context.Get(json))
             {
                 // Streamed, one entry per line of the array, so memory stays flat on huge maps.

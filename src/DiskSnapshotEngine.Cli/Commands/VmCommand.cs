@@ -158,25 +158,64 @@ internal static class VmCommand
         var disk = Disk();
         var memory = Memory(1024);
         var connect = new Option<string>("--connect") { Description = "libvirt connection URI (virsh -c), e.g. qemu:///system.", HelpName = "URI" };
-        var dryRun = DryRun("Print the domain XML and the virsh command without defining anything.");
-        var command = new Command("libvirt", "Define a libvirt (QEMU/KVM) domain booting from the disk with virsh define.")
+        var unitDir = new Option<string>("--unit-dir")
         {
-            name, disk, memory, connect, dryRun,
+            Description = "For a disk served over NBD (differencing or VHDX): write the systemd unit running 'dse serve' into DIR (e.g. /etc/systemd/system) instead of printing it.",
+            HelpName = "DIR",
+        };
+        var socketGroup = new Option<string>("--socket-group")
+        {
+            Description = "For a disk served over NBD: the group QEMU runs in (e.g. libvirt-qemu or kvm), given access to the socket; without it only root may connect.",
+            HelpName = "GROUP",
+        };
+        var dryRun = DryRun("Print the domain XML, the systemd unit when the disk is served over NBD, and the commands, without defining or writing anything.");
+        var command = new Command("libvirt",
+            "Define a libvirt (QEMU/KVM) domain booting from the disk with virsh define. A differencing chain or a VHDX (which QEMU cannot open) becomes an NBD disk on a unix socket that a systemd unit serves with 'dse serve'.")
+        {
+            name, disk, memory, connect, unitDir, socketGroup, dryRun,
         };
         var chain = ChainOptions.AddTo(command);
         VerbAction.Set(command, context =>
         {
             var state = LoadDiskState(context, disk, chain);
-            var r = new LibvirtRegistrar().Register(new LibvirtDomainSpec(context.Get(name)!, context.Get(memory)), state, context.Get(connect), context.Get(dryRun));
+            var nbd = new LibvirtNbdOptions(SelfCommand(), chain.ServeArguments(context.Parse), context.Get(unitDir), context.Get(socketGroup));
+            var r = new LibvirtRegistrar().Register(new LibvirtDomainSpec(context.Get(name)!, context.Get(memory)), state, context.Get(connect), context.Get(dryRun), nbd);
             if (r.Defined)
             {
                 context.Out.WriteLine($"defined libvirt domain '{context.Get(name)}'");
+                if (r.Service is { } service)
+                {
+                    if (r.UnitPath is { } unit) context.Out.WriteLine($"wrote {unit}");
+                    else context.Out.Write(service.UnitText);
+                    context.Note($"the disk is an NBD source on {service.SocketPath}: " + (r.UnitPath is null ? $"save the unit above as /etc/systemd/system/{service.UnitName}, then run " : "run ") +
+                        $"{service.EnableCommand()} before starting the domain");
+                }
                 return ExitCodes.Ok;
             }
             context.Out.WriteLine(r.DomainXml);
+            if (r.Service is { } planned)
+            {
+                context.Out.Write(planned.UnitText);
+                context.Note($"save the unit as /etc/systemd/system/{planned.UnitName} and run: {planned.EnableCommand()}");
+            }
             context.Note(string.Create(CultureInfo.InvariantCulture, $"save this XML as {context.Get(name)}.xml and run: {r.Command}"));
             return ExitCodes.Ok;
         });
         return command;
+    }
+
+    /// <summary>
+    /// How systemd runs this very dse: the apphost itself, or the dotnet host with dse.dll (also when dse runs inside
+    /// another host, as in the tests).
+    /// </summary>
+    private static IReadOnlyList<string> SelfCommand()
+    {
+        string dll = typeof(VmCommand).Assembly.Location;
+        string? host = Environment.ProcessPath;
+        if (host is not null && Path.GetFileNameWithoutExtension(host) == "dse") return [host];
+        if (host is not null && Path.GetFileNameWithoutExtension(host) == "dotnet") return [host, dll];
+        string dotnet = (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator)
+            .Select(d => Path.Combine(d, "dotnet")).FirstOrDefault(File.Exists) ?? "/usr/bin/dotnet";
+        return [dotnet, dll];
     }
 }

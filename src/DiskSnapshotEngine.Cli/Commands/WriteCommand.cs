@@ -8,7 +8,7 @@ namespace DiskSnapshotEngine.Cli.Commands;
 internal static class WriteCommand
 {
     // Bounded whatever the input size; large enough that the chain writes whole blocks at a time.
-    private const int ChunkSize = 4 << 20;
+    internal const int ChunkSize = 4 << 20;
 
     public static Command Build()
     {

@@ -32,7 +32,7 @@ public static class LibvirtDomainXml
 {
     /// <summary>
     /// QEMU's format driver name for a medium format. QEMU's vhdx and vdi drivers read single images only (no
-    /// parent links), which is why <see cref="Build"/> refuses differencing images.
+    /// parent links), which is why differencing images go over NBD (<see cref="LibvirtNbdService"/>).
     /// </summary>
     public static string DriverType(string format) => format switch
     {
@@ -43,16 +43,19 @@ public static class LibvirtDomainXml
         _ => throw new DiskImageException(ErrorKind.Unsupported, $"no QEMU driver type for {format} images"),
     };
 
-    /// <summary>The domain definition.</summary>
-    /// <exception cref="DiskImageException">InvalidArgument; Unsupported for a differencing image (with the flattening command to run).</exception>
-    public static XDocument Build(LibvirtDomainSpec spec, VmDiskState state)
+    /// <summary>
+    /// The domain definition. With <paramref name="nbdSocket"/> the disk is an NBD network source on that unix socket
+    /// (raw: <c>dse serve</c> presents the whole chain as plain bytes); without it, the image file itself.
+    /// </summary>
+    /// <exception cref="DiskImageException">InvalidArgument; Unsupported for a differencing image without an NBD socket (with the command that would serve it).</exception>
+    public static XDocument Build(LibvirtDomainSpec spec, VmDiskState state, string? nbdSocket = null)
     {
         spec.Validate();
         state.Validate();
         var disk = state.CurrentMedium;
-        if (disk.Id != state.Root.Id)
+        if (nbdSocket is null && disk.Id != state.Root.Id)
             throw new DiskImageException(ErrorKind.Unsupported,
-                $"QEMU cannot follow {disk.Format} parent links (its vhdx and vdi drivers read only base images), so libvirt cannot run this differencing image; flatten it first: dse clone {ExternalCommand.ShellQuote(disk.Path)} {ExternalCommand.ShellQuote(FlatName(disk.Path))}",
+                $"QEMU cannot follow {disk.Format} parent links (its vhdx and vdi drivers read only base images); serve the chain over NBD (dse vm register libvirt does, or: dse serve {ExternalCommand.ShellQuote(disk.Path)} --socket PATH) or flatten it: dse clone {ExternalCommand.ShellQuote(disk.Path)} {ExternalCommand.ShellQuote(FlatName(disk.Path))}",
                 disk.Path);
         return new XDocument(
             new XElement("domain", new XAttribute("type", "kvm"),
@@ -63,12 +66,24 @@ public static class LibvirtDomainXml
                 new XElement("os",
                     new XElement("type", new XAttribute("arch", "x86_64"), "hvm"),
                     new XElement("boot", new XAttribute("dev", "hd"))),
-                new XElement("devices",
-                    new XElement("disk", new XAttribute("type", "file"), new XAttribute("device", "disk"),
-                        new XElement("driver", new XAttribute("name", "qemu"), new XAttribute("type", DriverType(disk.Format))),
-                        new XElement("source", new XAttribute("file", disk.Path)),
-                        new XElement("target", new XAttribute("dev", "vda"), new XAttribute("bus", "virtio"))))));
+                new XElement("devices", nbdSocket is null ? FileDisk(disk) : NbdDisk(nbdSocket))));
     }
+
+    private static XElement FileDisk(MediumInfo disk) =>
+        new("disk", new XAttribute("type", "file"), new XAttribute("device", "disk"),
+            new XElement("driver", new XAttribute("name", "qemu"), new XAttribute("type", DriverType(disk.Format))),
+            new XElement("source", new XAttribute("file", disk.Path)),
+            Target());
+
+    // libvirt formatdomain "Hard drives": a network disk with protocol nbd and a unix transport host; the default export.
+    private static XElement NbdDisk(string socket) =>
+        new("disk", new XAttribute("type", "network"), new XAttribute("device", "disk"),
+            new XElement("driver", new XAttribute("name", "qemu"), new XAttribute("type", "raw")),
+            new XElement("source", new XAttribute("protocol", "nbd"),
+                new XElement("host", new XAttribute("transport", "unix"), new XAttribute("socket", socket))),
+            Target());
+
+    private static XElement Target() => new("target", new XAttribute("dev", "vda"), new XAttribute("bus", "virtio"));
 
     private static string FlatName(string path) =>
         System.IO.Path.Combine(System.IO.Path.GetDirectoryName(path) ?? "",

@@ -9,9 +9,14 @@ namespace DiskSnapshotEngine.Hypervisors.Libvirt;
 /// <param name="DomainXml">The domain definition.</param>
 /// <param name="Command">The virsh command (run, or to run after saving the XML).</param>
 /// <param name="Defined">True when virsh define succeeded.</param>
-public sealed record LibvirtRegistration(string DomainXml, ExternalCommand Command, bool Defined);
+/// <param name="Service">The NBD service the domain's disk needs (differencing or VHDX disks), or null for a file disk.</param>
+/// <param name="UnitPath">Where the service's unit file was written, or null when it was not.</param>
+public sealed record LibvirtRegistration(string DomainXml, ExternalCommand Command, bool Defined, LibvirtNbdService? Service = null, string? UnitPath = null);
 
-/// <summary>Defines a libvirt domain for a disk with <c>virsh define</c>.</summary>
+/// <summary>
+/// Defines a libvirt domain for a disk with <c>virsh define</c>. A disk QEMU can open (a raw or VDI base image) is a
+/// file source; any other (a differencing chain, a VHDX) is an NBD source served by <c>dse serve</c> under systemd.
+/// </summary>
 public sealed class LibvirtRegistrar
 {
     /// <summary>Program name on the PATH.</summary>
@@ -33,19 +38,52 @@ public sealed class LibvirtRegistrar
     }
 
     /// <summary>
-    /// Builds the domain XML and, unless <paramref name="dryRun"/>, defines it. define is a single libvirt step: it
-    /// either creates the domain or leaves nothing, so there is nothing to roll back.
+    /// Builds the domain XML (and, for a disk that needs it, the NBD service) and, unless <paramref name="dryRun"/>,
+    /// writes the unit file (with <see cref="LibvirtNbdOptions.UnitDirectory"/>) and defines the domain. define is a
+    /// single libvirt step: it either creates the domain or leaves nothing; a unit written for it is removed again when
+    /// it fails.
     /// </summary>
-    /// <exception cref="DiskImageException">InvalidArgument; Unsupported (differencing image, or a libvirt that does not know the vhdx format); ExternalTool (virsh missing or failed).</exception>
-    public LibvirtRegistration Register(LibvirtDomainSpec spec, VmDiskState state, string? connectUri, bool dryRun)
+    /// <param name="spec">The domain.</param>
+    /// <param name="state">The disk.</param>
+    /// <param name="connectUri">libvirt connection URI, or null for virsh's default.</param>
+    /// <param name="dryRun">Build everything, write and define nothing.</param>
+    /// <param name="nbd">How to run dse serve; without it a differencing disk is refused (Unsupported).</param>
+    /// <exception cref="DiskImageException">InvalidArgument; Unsupported (differencing image without <paramref name="nbd"/>, or a libvirt that does not know the disk's format); AlreadyExists (the unit file exists); ExternalTool (virsh missing or failed); Io.</exception>
+    public LibvirtRegistration Register(LibvirtDomainSpec spec, VmDiskState state, string? connectUri, bool dryRun, LibvirtNbdOptions? nbd = null)
     {
-        var xml = LibvirtDomainXml.Build(spec, state).ToString(SaveOptions.None);
+        var service = nbd is not null && LibvirtNbdService.IsNeeded(state) ? LibvirtNbdService.For(spec, state.CurrentMedium, nbd) : null;
+        var xml = LibvirtDomainXml.Build(spec, state, service?.SocketPath).ToString(SaveOptions.None);
         var display = DefineCommand(spec.Name + ".xml", connectUri);
-        if (dryRun) return new LibvirtRegistration(xml, display, false);
+        if (dryRun) return new LibvirtRegistration(xml, display, false, service);
         if (!_runner.IsAvailable(Program))
             throw new DiskImageException(ErrorKind.ExternalTool,
                 $"virsh is not on the PATH (apt-get install libvirt-clients); save the XML with --dry-run and run: {display}");
 
+        string? unitPath = service is not null && nbd!.UnitDirectory is { } dir ? WriteUnit(dir, service) : null;
+        try
+        {
+            return Define(xml, state, connectUri) with { Service = service, UnitPath = unitPath };
+        }
+        catch
+        {
+            if (unitPath is not null) Operations.DurableFiles.TryDelete(unitPath);
+            throw;
+        }
+    }
+
+    private static string WriteUnit(string directory, LibvirtNbdService service)
+    {
+        string path = System.IO.Path.Combine(System.IO.Path.GetFullPath(directory), service.UnitName);
+        if (!Directory.Exists(directory))
+            throw new DiskImageException(ErrorKind.FileNotFound, "the unit directory does not exist", System.IO.Path.GetFullPath(directory));
+        if (File.Exists(path))
+            throw new DiskImageException(ErrorKind.AlreadyExists, "the unit file exists; refusing to replace it (remove it, or register under another name)", path);
+        Operations.DurableFiles.WriteAllTextAtomic(path, service.UnitText);
+        return path;
+    }
+
+    private LibvirtRegistration Define(string xml, VmDiskState state, string? connectUri)
+    {
         var file = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"dse-domain-{Guid.NewGuid():N}.xml");
         try
         {

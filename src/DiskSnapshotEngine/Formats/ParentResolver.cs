@@ -24,6 +24,7 @@ internal static class ParentResolver
         var link = child.ParentLink ?? throw new InvalidOperationException("layer has no parent");
         var looked = new List<string>();
         var seen = new HashSet<string>(StringComparer.Ordinal);
+        DiskImageException? locked = null;
 
         foreach (var path in link.CandidatePaths)
         {
@@ -33,7 +34,7 @@ internal static class ParentResolver
             // A path the image itself names must be a usable file: a FIFO, device, directory or loop is an error, not a miss.
             var node = FileNode.Of(path, "parent image");
             RefuseCycle(child, node, chainNodes);
-            var layer = OpenCandidate(path, options, strict: true, link.ParentFormat)!;
+            var layer = OpenCandidate(path, options, strict: true, ref locked, link.ParentFormat)!;
             if (link.ParentId is Guid id && layer.Identity.Id != id)
             {
                 layer.Dispose();
@@ -58,7 +59,7 @@ internal static class ParentResolver
                     if (!FileNode.IsRegularFile(path)) continue;
                     var node = FileNode.Of(path);
                     if (chainNodes.Any(n => n.SameFileAs(node))) continue;
-                    var layer = OpenCandidate(path, options, strict: false);
+                    var layer = OpenCandidate(path, options, strict: false, ref locked);
                     if (layer is null) continue;
                     if (layer.Identity.Id != wanted)
                     {
@@ -74,6 +75,9 @@ internal static class ParentResolver
             }
         }
 
+        // A candidate another process holds may well be the parent (a snapshot operation moving layers, a VM): that
+        // is a lock conflict naming the holder, not a missing parent.
+        if (locked is not null) throw locked;
         string what = link.ParentId is Guid pid ? $"parent {{{pid}}}" : "parent";
         throw new DiskImageException(ErrorKind.ParentNotFound,
             $"{what} not found; looked in: {(looked.Count == 0 ? "(nowhere: the image names no location)" : string.Join("; ", looked.Distinct()))}",
@@ -98,7 +102,8 @@ internal static class ParentResolver
             child.Path, "parent link");
     }
 
-    private static IDiskLayer? OpenCandidate(string path, OpenOptions options, bool strict, ImageFormat? format = null)
+    private static IDiskLayer? OpenCandidate(string path, OpenOptions options, bool strict, ref DiskImageException? locked,
+        ImageFormat? format = null)
     {
         IImageFile? file = null;
         try
@@ -110,8 +115,9 @@ internal static class ParentResolver
             file = null;
             return layer;
         }
-        catch (DiskImageException) when (!strict)
+        catch (DiskImageException e) when (!strict)
         {
+            if (e.Kind == ErrorKind.Locked) locked ??= e;
             return null;
         }
         finally

@@ -12,7 +12,6 @@ namespace DiskSnapshotEngine.IO;
 public readonly record struct FileNode(ulong Device, ulong Inode, string FullPath)
 {
     private const int S_IFMT = 0xF000, S_IFREG = 0x8000, S_IFDIR = 0x4000, S_IFIFO = 0x1000, S_IFCHR = 0x2000, S_IFBLK = 0x6000, S_IFSOCK = 0xC000;
-    private const int ENOENT = 2, ENOTDIR = 20, ELOOP = 40, EACCES = 13;
 
     /// <summary>Stats <paramref name="path"/> and returns its identity; throws when it is missing or not a regular file.</summary>
     /// <param name="path">The path to check.</param>
@@ -35,27 +34,19 @@ public readonly record struct FileNode(ulong Device, ulong Inode, string FullPat
             return new FileNode(0, (ulong)StringComparer.OrdinalIgnoreCase.GetHashCode(full), full);
         }
 
-        Span<byte> st = stackalloc byte[256];
-        int rc = Stat(full, st);
-        if (rc != 0)
+        if (Libc.Stat(full, out var st) != 0)
         {
             int errno = Marshal.GetLastPInvokeError();
             string why = errno switch
             {
-                ENOENT or ENOTDIR => "does not exist",
-                ELOOP => "is a symbolic-link loop",
-                EACCES => "is not accessible (permission denied)",
+                Libc.ENOENT or Libc.ENOTDIR => "does not exist",
+                Libc.ELOOP => "is a symbolic-link loop",
+                Libc.EACCES => "is not accessible (permission denied)",
                 _ => $"cannot be examined (errno {errno})",
             };
             throw new DiskImageException(ErrorKind.FileNotFound, $"the {role} path {why}", full);
         }
-
-        // struct stat layout: st_dev and st_ino are the first two 8-byte fields on x86_64 and arm64;
-        // st_mode sits at 24 on x86_64 (after 8-byte st_nlink) and at 16 on arm64.
-        ulong dev = BitConverter.ToUInt64(st[..8]);
-        ulong ino = BitConverter.ToUInt64(st[8..16]);
-        int modeOffset = RuntimeInformation.ProcessArchitecture == Architecture.X64 ? 24 : 16;
-        int mode = BitConverter.ToInt32(st.Slice(modeOffset, 4));
+        int mode = (int)st.Mode;
         int type = mode & S_IFMT;
         if (type != S_IFREG)
         {
@@ -70,7 +61,7 @@ public readonly record struct FileNode(ulong Device, ulong Inode, string FullPat
             };
             throw new DiskImageException(ErrorKind.FileNotFound, $"the {role} path is {what}, not a regular file", full);
         }
-        return new FileNode(dev, ino, full);
+        return new FileNode(st.Device, st.Inode, full);
     }
 
     /// <summary>True when the path exists and is a regular file (no exception).</summary>
@@ -80,21 +71,15 @@ public readonly record struct FileNode(ulong Device, ulong Inode, string FullPat
         catch (DiskImageException) { return false; }
     }
 
+    /// <summary>True when the path names a unix domain socket (a server's listening socket, live or left behind).</summary>
+    public static bool IsSocket(string path)
+    {
+        if (!OperatingSystem.IsLinux()) return false;
+        return Libc.Stat(path, out var st) == 0 && ((int)st.Mode & S_IFMT) == S_IFSOCK;
+    }
+
     /// <summary>Same file, whatever the spelling of the path.</summary>
     public bool SameFileAs(FileNode other) =>
         OperatingSystem.IsLinux() ? Device == other.Device && Inode == other.Inode
                                   : string.Equals(FullPath, other.FullPath, StringComparison.OrdinalIgnoreCase);
-
-    private static int Stat(string path, Span<byte> buffer)
-    {
-        try { return NativeStat(path, ref MemoryMarshal.GetReference(buffer)); }
-        catch (EntryPointNotFoundException) { return NativeXStat(1, path, ref MemoryMarshal.GetReference(buffer)); }
-    }
-
-    [DllImport("libc", EntryPoint = "stat", SetLastError = true)]
-    private static extern int NativeStat([MarshalAs(UnmanagedType.LPUTF8Str)] string path, ref byte buf);
-
-    // glibc before 2.33 exports stat only through __xstat (version 1 on x86_64).
-    [DllImport("libc", EntryPoint = "__xstat", SetLastError = true)]
-    private static extern int NativeXStat(int ver, [MarshalAs(UnmanagedType.LPUTF8Str)] string path, ref byte buf);
 }

@@ -5,9 +5,8 @@ namespace DiskSnapshotEngine.IO;
 
 /// <summary>
 /// A real image file: <see cref="RandomAccess"/> on a <see cref="SafeFileHandle"/>, no shared position.
-/// Locking: a writer opens with <see cref="FileShare.None"/> and a reader with <see cref="FileShare.Read"/>;
-/// on Unix .NET turns these into flock(LOCK_EX|LOCK_NB) and flock(LOCK_SH|LOCK_NB), so readers share,
-/// a writer excludes everyone, and a conflict fails at once instead of waiting.
+/// Locking (<see cref="FileLock"/>, taken by <see cref="LockedOpen"/>): readers share, a writer excludes everyone,
+/// dse and QEMU see each other's locks, and a conflict fails at once, naming the holder, instead of waiting.
 /// </summary>
 public sealed class ImageFile : IImageFile
 {
@@ -37,20 +36,19 @@ public sealed class ImageFile : IImageFile
 
     /// <summary>Opens an existing regular file, locked shared (read-only) or exclusive (writable).</summary>
     /// <exception cref="DiskImageException">FileNotFound (missing, FIFO, device, directory, loop), Locked, Io.</exception>
-    public static ImageFile Open(string path, bool writable)
+    public static ImageFile Open(string path, bool writable) =>
+        Open(path, writable ? FileLockMode.Exclusive : FileLockMode.Shared);
+
+    /// <summary>Opens an existing regular file with the given lock (<see cref="FileLockMode.Exclusive"/> opens it writable).</summary>
+    /// <exception cref="DiskImageException">FileNotFound (missing, FIFO, device, directory, loop), Locked, Io.</exception>
+    public static ImageFile Open(string path, FileLockMode mode)
     {
-        var node = FileNode.Of(path);
-        try
+        var handle = LockedOpen.Open(path, mode);
+        try { return new ImageFile(handle, System.IO.Path.GetFullPath(path), mode == FileLockMode.Exclusive); }
+        catch (IOException e)
         {
-            var handle = File.OpenHandle(node.FullPath, FileMode.Open,
-                writable ? FileAccess.ReadWrite : FileAccess.Read,
-                writable ? FileShare.None : FileShare.Read,
-                FileOptions.RandomAccess);
-            return new ImageFile(handle, node.FullPath, writable);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw Translate(e, node.FullPath, writable ? "open for writing" : "open for reading");
+            FileLock.ReleaseAndClose(handle);
+            throw Translate(e, path, "open");
         }
     }
 
@@ -59,16 +57,11 @@ public sealed class ImageFile : IImageFile
     public static ImageFile Create(string path, long preallocate = 0)
     {
         string full = System.IO.Path.GetFullPath(path);
-        if (File.Exists(full) || Directory.Exists(full))
-            throw new DiskImageException(ErrorKind.AlreadyExists, "the file already exists; refusing to overwrite it", full);
-        try
+        var handle = LockedOpen.Create(full, preallocate);
+        try { return new ImageFile(handle, full, true); }
+        catch (IOException e)
         {
-            var handle = File.OpenHandle(full, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None,
-                FileOptions.RandomAccess, preallocate);
-            return new ImageFile(handle, full, true);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
+            FileLock.ReleaseAndClose(handle);
             throw Translate(e, full, "create");
         }
     }
@@ -88,6 +81,7 @@ public sealed class ImageFile : IImageFile
         {
             try { RandomAccess.Write(_handle, buffer, fileOffset); }
             catch (IOException e) { throw Translate(e, Path, "write"); }
+            catch (ArgumentOutOfRangeException e) { throw TooLarge(e, Path, fileOffset + buffer.Length); }
         }
         long end = fileOffset + buffer.Length;
         if (end > _length) _length = end;
@@ -108,13 +102,7 @@ public sealed class ImageFile : IImageFile
     /// </summary>
     internal void UseDirectWrites()
     {
-        // O_DIRECT's value differs between architectures (asm-generic uses 0x4000 for O_DIRECTORY on arm64).
-        int direct = System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture switch
-        {
-            System.Runtime.InteropServices.Architecture.X64 => 0x4000,
-            System.Runtime.InteropServices.Architecture.Arm64 => 0x10000,
-            _ => 0,
-        };
+        int direct = Libc.O_DIRECT;
         if (!OperatingSystem.IsLinux() || direct == 0 || _direct is not null) return;
         try
         {
@@ -158,7 +146,7 @@ public sealed class ImageFile : IImageFile
             DirectWrites++;
             return true;
         }
-        catch (IOException e) when ((e.HResult & 0xFFFF) is EINVAL or EOPNOTSUPP)
+        catch (IOException e) when ((e.HResult & 0xFFFF) is Libc.EINVAL or Libc.EOPNOTSUPP)
         {
             // Some file systems refuse direct I/O for certain ranges or alignments: stay buffered from now on.
             _direct.Dispose();
@@ -172,8 +160,6 @@ public sealed class ImageFile : IImageFile
         }
     }
 
-    private const int EINVAL = 22, EOPNOTSUPP = 95;
-
 
     /// <inheritdoc />
     public void SetLength(long length)
@@ -181,6 +167,7 @@ public sealed class ImageFile : IImageFile
         if (!CanWrite) ThrowHelper.ReadOnly(Path, "resize");
         try { RandomAccess.SetLength(_handle, length); }
         catch (IOException e) { throw Translate(e, Path, "resize"); }
+        catch (ArgumentOutOfRangeException e) { throw TooLarge(e, Path, length); }
         _length = length;
     }
 
@@ -198,8 +185,8 @@ public sealed class ImageFile : IImageFile
             try
             {
                 _handle.DangerousAddRef(ref added);
-                int rc = posix_fallocate((int)_handle.DangerousGetHandle(), 0, length);
-                if (rc == 28 || rc == 122)
+                int rc = Libc.PosixFallocate((int)_handle.DangerousGetHandle(), 0, length);
+                if (rc is Libc.ENOSPC or Libc.EDQUOT)
                     throw new DiskImageException(ErrorKind.DiskFull, $"cannot reserve {length} bytes: no space left on the device", Path);
                 if (rc == 0)
                 {
@@ -215,9 +202,6 @@ public sealed class ImageFile : IImageFile
         SetLength(length);
     }
 
-    [System.Runtime.InteropServices.DllImport("libc")]
-    private static extern int posix_fallocate(int fd, long offset, long len);
-
     /// <inheritdoc />
     public void Flush()
     {
@@ -230,31 +214,14 @@ public sealed class ImageFile : IImageFile
     public void Dispose()
     {
         _direct?.Dispose();
-        _handle.Dispose();
+        FileLock.ReleaseAndClose(_handle);
     }
 
     /// <summary>Maps an operating-system exception to the engine's error kinds.</summary>
-    public static DiskImageException Translate(Exception e, string path, string operation)
-    {
-        if (e is DiskImageException d) return d;
-        int code = e.HResult & 0xFFFF;
-        // ENOSPC (28) / EDQUOT (122) on Unix; ERROR_HANDLE_DISK_FULL (39) / ERROR_DISK_FULL (112) on Windows.
-        bool full = OperatingSystem.IsWindows() ? code is 39 or 112 : code is 28 or 122
-                    || e.Message.Contains("No space left", StringComparison.OrdinalIgnoreCase);
-        if (full)
-            return new DiskImageException(ErrorKind.DiskFull, $"cannot {operation}: no space left on the device", path, inner: e);
-        // ERROR_SHARING_VIOLATION (32) / ERROR_LOCK_VIOLATION (33) is what .NET reports for a failed flock.
-        if (code is 32 or 33 || e.Message.Contains("being used by another process", StringComparison.OrdinalIgnoreCase))
-        {
-            string holders = LockHolders.Describe(path);
-            string who = holders.Length > 0 ? holders
-                : operation.Contains("writ") ? "another process is reading or writing it" : "another process is writing it";
-            return new DiskImageException(ErrorKind.Locked, $"cannot {operation}: the file is locked, {who}", path, inner: e);
-        }
-        if (e is FileNotFoundException or DirectoryNotFoundException)
-            return new DiskImageException(ErrorKind.FileNotFound, $"cannot {operation}: the file does not exist", path, inner: e);
-        if (e is UnauthorizedAccessException)
-            return new DiskImageException(ErrorKind.Io, $"cannot {operation}: permission denied", path, inner: e);
-        return new DiskImageException(ErrorKind.Io, $"cannot {operation}: {e.Message}", path, inner: e);
-    }
+    // .NET reports EFBIG (an end past the file system's largest file, which a hostile table can ask for) this way.
+    private static DiskImageException TooLarge(Exception e, string path, long end) =>
+        new(ErrorKind.DiskFull, $"cannot grow the file to {end} bytes: larger than the file system allows", path,
+            fileOffset: end, inner: e);
+
+    public static DiskImageException Translate(Exception e, string path, string operation) => OsErrors.Translate(e, path, operation);
 }

@@ -2,12 +2,159 @@ using System.Runtime.InteropServices;
 
 namespace DiskSnapshotEngine.IO;
 
-/// <summary>The libc calls .NET does not expose and more than one place needs (Linux only; callers check the OS).</summary>
-internal static class Libc
+/// <summary>
+/// Every libc call of the library (the ones .NET does not expose), in one place. Linux only: callers check the OS.
+/// Constants and structure layouts are those of the two 64-bit Linux ABIs .NET runs on, x86-64 and arm64, which
+/// share the asm-generic values except where a member says otherwise (O_DIRECT, struct stat).
+/// Calls return -1 and leave errno in <see cref="Marshal.GetLastPInvokeError"/> unless their summary says otherwise.
+/// </summary>
+internal static partial class Libc
 {
-    public const int O_RDONLY = 0x0, O_WRONLY = 0x1, O_CLOEXEC = 0x80000;
+    public const int O_RDONLY = 0x0, O_WRONLY = 0x1, O_RDWR = 0x2, O_CREAT = 0x40, O_EXCL = 0x80, O_CLOEXEC = 0x80000;
 
-    /// <summary>open(2): a file descriptor, or -1 (errno in <see cref="Marshal.GetLastPInvokeError"/>).</summary>
-    [DllImport("libc", EntryPoint = "open", SetLastError = true)]
-    public static extern int Open([MarshalAs(UnmanagedType.LPUTF8Str)] string path, int flags);
+    public const int EPERM = 1, ENOENT = 2, EAGAIN = 11, EACCES = 13, EEXIST = 17, ENOTDIR = 20, EISDIR = 21, EINVAL = 22,
+        ENOSPC = 28, EROFS = 30, ERANGE = 34, ELOOP = 40, ENODATA = 61, EOPNOTSUPP = 95, EDQUOT = 122;
+
+    /// <summary>O_DIRECT: 0x4000 on x86-64, 0x10000 on arm64 (where 0x4000 is O_DIRECTORY); 0 when unknown.</summary>
+    public static int O_DIRECT => RuntimeInformation.ProcessArchitecture switch
+    {
+        Architecture.X64 => 0x4000,
+        Architecture.Arm64 => 0x10000,
+        _ => 0,
+    };
+
+    /// <summary>open(2) without O_CREAT: a file descriptor, or -1.</summary>
+    [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int Open(string path, int flags);
+
+    /// <summary>open(2) with O_CREAT and the new file's mode (the umask applies).</summary>
+    [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int Open(string path, int flags, int mode);
+
+    [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
+    public static partial int Close(int fd);
+
+    [LibraryImport("libc", EntryPoint = "fsync", SetLastError = true)]
+    public static partial int FSync(int fd);
+
+    /// <summary>link(2): a second name for a file.</summary>
+    [LibraryImport("libc", EntryPoint = "link", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int Link(string oldPath, string newPath);
+
+    /// <summary>posix_fallocate(3): 0, or the error number itself (errno is not set).</summary>
+    [LibraryImport("libc", EntryPoint = "posix_fallocate")]
+    public static partial int PosixFallocate(int fd, long offset, long length);
+
+    /// <summary>posix_fadvise(2) with POSIX_FADV_RANDOM (1): 0, or the error number itself.</summary>
+    [LibraryImport("libc", EntryPoint = "posix_fadvise")]
+    public static partial int PosixFadvise(int fd, long offset, long length, int advice);
+
+    public const int POSIX_FADV_RANDOM = 1;
+
+    // ---- locks ----
+
+    public const int LOCK_SH = 1, LOCK_EX = 2, LOCK_NB = 4, LOCK_UN = 8;
+
+    /// <summary>flock(2): a whole-file lock owned by the open file description.</summary>
+    [LibraryImport("libc", EntryPoint = "flock", SetLastError = true)]
+    public static partial int Flock(int fd, int operation);
+
+    /// <summary>Open file description locks (Linux 3.15): byte-range locks owned by the open file, not the process.</summary>
+    public const int F_OFD_GETLK = 36, F_OFD_SETLK = 37;
+
+    public const short F_RDLCK = 0, F_WRLCK = 1, F_UNLCK = 2, SEEK_SET = 0;
+
+    /// <summary>
+    /// struct flock: l_type and l_whence (2 bytes each), then the 8-byte l_start and l_len (aligned, so at 8 and 16)
+    /// and the 4-byte l_pid at 24; 32 bytes, the same on x86-64 and arm64.
+    /// </summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct FLock
+    {
+        public short Type;
+        public short Whence;
+        public long Start;
+        public long Length;
+        public int Pid;
+    }
+
+    /// <summary>
+    /// fcntl(2) with a struct flock argument (F_OFD_SETLK, F_OFD_GETLK). fcntl is variadic; on the x86-64 and arm64
+    /// Linux ABIs a variadic pointer argument is passed exactly like a fixed one.
+    /// </summary>
+    [LibraryImport("libc", EntryPoint = "fcntl", SetLastError = true)]
+    public static partial int Fcntl(int fd, int command, ref FLock lockInfo);
+
+    // ---- ownership and extended attributes ----
+
+    /// <summary>chown(2).</summary>
+    [LibraryImport("libc", EntryPoint = "chown", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int Chown(string path, uint uid, uint gid);
+
+    /// <summary>llistxattr(2): the NUL-separated names, their total length, or -1.</summary>
+    [LibraryImport("libc", EntryPoint = "llistxattr", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial nint ListXattr(string path, ref byte list, nuint size);
+
+    /// <summary>lgetxattr(2): the value's length, or -1.</summary>
+    [LibraryImport("libc", EntryPoint = "lgetxattr", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial nint GetXattr(string path, string name, ref byte value, nuint size);
+
+    /// <summary>lsetxattr(2) with flags 0 (create or replace).</summary>
+    [LibraryImport("libc", EntryPoint = "lsetxattr", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int SetXattr(string path, string name, ref byte value, nuint size, int flags);
+
+    /// <summary>lremovexattr(2).</summary>
+    [LibraryImport("libc", EntryPoint = "lremovexattr", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int RemoveXattr(string path, string name);
+
+    // ---- stat ----
+
+    /// <summary>The fields of struct stat the library reads.</summary>
+    public readonly record struct StatInfo(ulong Device, ulong Inode, uint Mode, uint Uid, uint Gid);
+
+    /// <summary>stat(2) of <paramref name="path"/> (following symbolic links): 0 and the fields, or -1.</summary>
+    public static int Stat(string path, out StatInfo info) =>
+        StatCall((ref byte b) => NativeStat(path, ref b), (ref byte b) => NativeXStat(StatVersion, path, ref b), out info);
+
+    /// <summary>fstat(2) of an open descriptor: 0 and the fields, or -1.</summary>
+    public static int FStat(int fd, out StatInfo info) =>
+        StatCall((ref byte b) => NativeFStat(fd, ref b), (ref byte b) => NativeFXStat(StatVersion, fd, ref b), out info);
+
+    private delegate int StatFunction(ref byte buffer);
+
+    private static int StatCall(StatFunction call, StatFunction beforeGlibc233, out StatInfo info)
+    {
+        Span<byte> st = stackalloc byte[256];
+        int rc;
+        try { rc = call(ref MemoryMarshal.GetReference(st)); }
+        catch (EntryPointNotFoundException) { rc = beforeGlibc233(ref MemoryMarshal.GetReference(st)); }
+        info = rc == 0 ? Parse(st) : default;
+        return rc;
+    }
+
+    // struct stat: st_dev and st_ino are the first two 8-byte fields on both ABIs. x86-64 then has an 8-byte
+    // st_nlink, so st_mode, st_uid and st_gid sit at 24, 28 and 32; arm64 (asm-generic) has st_mode at 16, a 4-byte
+    // st_nlink at 20, st_uid at 24 and st_gid at 28.
+    private static StatInfo Parse(ReadOnlySpan<byte> st)
+    {
+        bool x64 = RuntimeInformation.ProcessArchitecture == Architecture.X64;
+        int mode = x64 ? 24 : 16, uid = x64 ? 28 : 24, gid = x64 ? 32 : 28;
+        return new StatInfo(BitConverter.ToUInt64(st[..8]), BitConverter.ToUInt64(st[8..16]),
+            BitConverter.ToUInt32(st.Slice(mode, 4)), BitConverter.ToUInt32(st.Slice(uid, 4)), BitConverter.ToUInt32(st.Slice(gid, 4)));
+    }
+
+    [LibraryImport("libc", EntryPoint = "stat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int NativeStat(string path, ref byte buf);
+
+    [LibraryImport("libc", EntryPoint = "fstat", SetLastError = true)]
+    private static partial int NativeFStat(int fd, ref byte buf);
+
+    // glibc before 2.33 exports stat and fstat only as __xstat and __fxstat, whose _STAT_VER is 1 on x86-64, 0 on arm64.
+    private static int StatVersion => RuntimeInformation.ProcessArchitecture == Architecture.X64 ? 1 : 0;
+
+    [LibraryImport("libc", EntryPoint = "__xstat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int NativeXStat(int ver, string path, ref byte buf);
+
+    [LibraryImport("libc", EntryPoint = "__fxstat", SetLastError = true)]
+    private static partial int NativeFXStat(int ver, int fd, ref byte buf);
 }

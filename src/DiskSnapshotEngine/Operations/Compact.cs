@@ -1,6 +1,7 @@
 using DiskSnapshotEngine.Block;
 using DiskSnapshotEngine.Errors;
 using DiskSnapshotEngine.Formats;
+using DiskSnapshotEngine.IO;
 
 namespace DiskSnapshotEngine.Operations;
 
@@ -30,10 +31,13 @@ public static class Compact
     {
         options ??= OpenOptions.ReadOnly;
         image = Path.GetFullPath(image);
+        // The image is locked exclusively from start to end: no writer changes it while it is rewritten, no other
+        // compact shares the temporary file, and the compacted file renamed over it stays locked until the end.
+        using var scope = LockScope.Begin();
+        scope.Lock(image);
         string temp = image + TempSuffix;
         DurableFiles.TryDelete(temp);
 
-        // The read-only open takes a shared lock: no writer can change the image while it is rewritten.
         using var chain = DiskImage.Open(image, options with { Writable = false });
         var src = chain.Top;
         if (src.Format == ImageFormat.Raw)

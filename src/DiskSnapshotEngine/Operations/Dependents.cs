@@ -52,7 +52,7 @@ internal static class Dependents
             {
                 // A file another process is writing may well be a child in use: not knowing is not "no".
                 throw new DiskImageException(ErrorKind.Locked,
-                    $"cannot tell whether {node.FullPath} depends on {parent.Path}: another process has it open for writing", parent.Path, inner: e);
+                    $"cannot tell whether {node.FullPath} depends on {parent.Path}: {e.Detail}", parent.Path, inner: e);
             }
             catch (DiskImageException) { }
             finally { layer?.Dispose(); }

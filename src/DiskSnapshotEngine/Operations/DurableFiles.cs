@@ -13,8 +13,10 @@ internal static class DurableFiles
     /// <summary>
     /// Replaces <paramref name="path"/> with <paramref name="content"/> atomically: a reader (or a crash) sees
     /// either the old file or the new one, never a torn mix (temp file + fsync + rename + fsync of the folder).
+    /// The new file takes the owner, mode and attributes of the one it replaces or, for a first version, of
+    /// <paramref name="like"/> (the disk a catalog describes).
     /// </summary>
-    public static void WriteAllTextAtomic(string path, string content)
+    public static void WriteAllTextAtomic(string path, string content, string? like = null)
     {
         string temp = path + ".tmp-" + Environment.ProcessId;
         try
@@ -25,6 +27,8 @@ internal static class DurableFiles
                 fs.Write(bytes);
                 fs.Flush(flushToDisk: true);
             }
+            string? template = File.Exists(path) ? path : like is not null && File.Exists(like) ? like : null;
+            if (template is not null) FileOwnership.Copy(template, temp);
             File.Move(temp, path, overwrite: true);
             SyncDirectoryOf(path);
         }
@@ -33,11 +37,21 @@ internal static class DurableFiles
             TryDelete(temp);
             throw ImageFile.Translate(e, path, "write");
         }
+        catch (DiskImageException)
+        {
+            TryDelete(temp);
+            throw;
+        }
     }
 
-    /// <summary>Atomically renames <paramref name="from"/> to <paramref name="to"/> (replacing it when asked) and syncs the folders.</summary>
+    /// <summary>
+    /// Atomically renames <paramref name="from"/> to <paramref name="to"/> (replacing it when asked) and syncs the
+    /// folders. A file that replaces another first takes its owner, group, mode, ACLs and extended attributes, so that
+    /// publishing a rewritten disk (compact, snapshot, merge) leaves it exactly as accessible as before.
+    /// </summary>
     public static void Rename(string from, string to, bool overwrite)
     {
+        if (overwrite && File.Exists(to)) FileOwnership.Copy(to, from);
         try { File.Move(from, to, overwrite); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -57,16 +71,14 @@ internal static class DurableFiles
     {
         if (!OperatingSystem.IsWindows())
         {
-            if (link(existing, newName) == 0)
+            if (Libc.Link(existing, newName) == 0)
             {
                 SyncDirectoryOf(newName);
                 return true;
             }
             int errno = Marshal.GetLastPInvokeError();
-            if (errno == 17 /* EEXIST */)
-                throw new DiskImageException(ErrorKind.AlreadyExists, "the file already exists; refusing to overwrite it", newName);
-            if (errno is 28 or 122)
-                throw new DiskImageException(ErrorKind.DiskFull, "cannot link: no space left on the device", newName);
+            if (errno is Libc.EEXIST or Libc.ENOSPC or Libc.EDQUOT)
+                throw OsErrors.FromErrno(errno, newName, "link");
         }
         Rename(existing, newName, overwrite: false);
         return false;
@@ -91,15 +103,27 @@ internal static class DurableFiles
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
     }
 
-    /// <summary>fsyncs the folder holding <paramref name="path"/> so that entries created, renamed or removed there survive a crash.</summary>
+    /// <summary>
+    /// fsyncs the folder holding <paramref name="path"/> so that entries created, renamed or removed there survive a
+    /// crash. A folder that cannot be opened or synced is an error: the change it holds would not be durable.
+    /// </summary>
+    /// <exception cref="DiskImageException">Io, DiskFull, FileNotFound naming the folder.</exception>
     public static void SyncDirectoryOf(string path)
     {
         if (OperatingSystem.IsWindows()) return;
         string dir = Path.GetDirectoryName(Path.GetFullPath(path)) ?? "/";
         int fd = Libc.Open(dir, Libc.O_RDONLY);
-        if (fd < 0) return;
-        try { fsync(fd); }
-        finally { close(fd); }
+        if (fd < 0) throw OsErrors.FromErrno(Marshal.GetLastPInvokeError(), dir, "open the folder to make a change in it durable");
+        try
+        {
+            // EINVAL: the file system has no way to sync a folder (its entries are durable by other means).
+            if (Libc.FSync(fd) != 0 && Marshal.GetLastPInvokeError() is int errno && errno != Libc.EINVAL)
+                throw OsErrors.FromErrno(errno, dir, "sync the folder");
+        }
+        finally
+        {
+            Libc.Close(fd);
+        }
     }
 
     /// <summary>Free bytes on the volume holding <paramref name="path"/>, or null when it cannot be told.</summary>
@@ -137,13 +161,4 @@ internal static class DurableFiles
 
     private static bool SameDirectory(string a, string b) =>
         string.Equals(Path.GetDirectoryName(Path.GetFullPath(a)), Path.GetDirectoryName(Path.GetFullPath(b)), StringComparison.Ordinal);
-
-    [DllImport("libc", SetLastError = true)]
-    private static extern int link([MarshalAs(UnmanagedType.LPUTF8Str)] string oldpath, [MarshalAs(UnmanagedType.LPUTF8Str)] string newpath);
-
-    [DllImport("libc", SetLastError = true)]
-    private static extern int fsync(int fd);
-
-    [DllImport("libc")]
-    private static extern int close(int fd);
 }

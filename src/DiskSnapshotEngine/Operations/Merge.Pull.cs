@@ -1,5 +1,6 @@
 using DiskSnapshotEngine.Block;
 using DiskSnapshotEngine.Errors;
+using DiskSnapshotEngine.IO;
 
 namespace DiskSnapshotEngine.Operations;
 
@@ -15,6 +16,8 @@ public static partial class Merge
     {
         options ??= new MergeOptions();
         image = Path.GetFullPath(image);
+        using var scope = LockScope.Begin();
+        scope.LockIfExists(image);
         var journal = OperationJournal.Load(image);
         bool resumed = journal is not null;
         if (journal is not null && journal.Operation != "pull")

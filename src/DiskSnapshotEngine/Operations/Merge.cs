@@ -26,6 +26,11 @@ public static partial class Merge
     {
         options ??= new MergeOptions();
         image = Path.GetFullPath(image);
+        // Every file the merge writes, relinks, renames or removes is locked from before the first change until the
+        // end, the image first (its journal is read under that lock): a reader sees the chain before or after the
+        // merge, or exit 12, never the target renamed over the image with the merged layers still linked.
+        using var scope = LockScope.Begin();
+        scope.LockIfExists(image);
         var journal = OperationJournal.Load(image);
         bool resumed = journal is not null;
         if (journal is not null && journal.Operation != "commit")
@@ -33,8 +38,10 @@ public static partial class Merge
         if (journal is null)
         {
             journal = MergePlanner.Plan(image, ancestor, options);
+            Hold(scope, journal);
             journal.Save();
         }
+        else Hold(scope, journal);
 
         var stats = new CopyStats(0, 0);
         if (journal.Phase == "copy")
@@ -77,6 +84,13 @@ public static partial class Merge
         }
         journal.Delete();
         return new MergeResult(stats, journal.Target!, relinked, removed, resumed);
+    }
+
+    // Locks the files a commit changes; the plan's chain is closed by then (its shared locks would conflict).
+    private static void Hold(LockScope scope, OperationJournal journal)
+    {
+        foreach (var file in journal.Merged.Append(journal.Target!).Concat(journal.Children))
+            scope.LockIfExists(file);
     }
 
     private static async Task<CopyStats> CopyIntoAncestorAsync(OperationJournal journal, MergeOptions options,

@@ -89,7 +89,7 @@ public sealed record SnapshotCatalog
     }
 
     /// <summary>Writes the catalog atomically (temp file, fsync, rename, fsync of the folder).</summary>
-    public void Save(string disk) => DurableFiles.WriteAllTextAtomic(PathFor(disk), JsonSerializer.Serialize(this, s_json));
+    public void Save(string disk) => DurableFiles.WriteAllTextAtomic(PathFor(disk), JsonSerializer.Serialize(this, s_json), like: Path.GetFullPath(disk));
 
     /// <summary>Serialises for <c>--json</c> output.</summary>
     public string ToJson() => JsonSerializer.Serialize(this, s_json);

@@ -13,8 +13,7 @@ public class FileHoleExtentTests
     {
         using var dir = new TempDirectory();
         var path = dir.File("disk" + ext);
-        var data = new byte[1 << 20];
-        new Random(5).NextBytes(data);
+        var data = RandomData.Bytes(1 << 20, 5);
         // A 32 MiB block with 1 MiB written: the rest of the block is a hole in the file.
         int block = ext == ".vhdx" ? 32 << 20 : 1 << 20;
         using (var layer = DiskImage.Create(path, new ImageCreateOptions(256L << 20, ImageType.Dynamic, block)))

@@ -1,8 +1,5 @@
 using System.Diagnostics;
 using DiskSnapshotEngine.Cli;
-using DiskSnapshotEngine.Errors;
-using DiskSnapshotEngine.Formats;
-using DiskSnapshotEngine.Tests.Infrastructure;
 
 namespace DiskSnapshotEngine.Tests.Cli;
 
@@ -79,44 +76,5 @@ public static class CliRunner
         await copyOut;
         var bytes = stdout.ToArray();
         return new CliResult(p.ExitCode, System.Text.Encoding.UTF8.GetString(bytes), await readErr, bytes);
-    }
-}
-
-/// <summary>Whether the driver of a file extension is implemented in this build (VHDX and VDI land from other branches).</summary>
-public static class FormatSupport
-{
-    private static readonly Dictionary<string, bool> s_cache = new();
-
-    public static bool IsImplemented(string extension)
-    {
-        lock (s_cache)
-        {
-            if (s_cache.TryGetValue(extension, out bool known)) return known;
-            using var dir = new TempDirectory("probe");
-            bool ok;
-            try
-            {
-                DiskImage.Create(dir.File("probe." + extension), new ImageCreateOptions(1 << 20)).Dispose();
-                ok = true;
-            }
-            catch (DiskImageException e) when (e.Kind == ErrorKind.Unsupported)
-            {
-                ok = false;
-            }
-            s_cache[extension] = ok;
-            return ok;
-        }
-    }
-}
-
-/// <summary>A fact skipped (with the reason) while the format's driver is not in this build.</summary>
-public sealed class RequiresFormatFactAttribute : FactAttribute
-{
-    public RequiresFormatFactAttribute(string extension, params string[] tools)
-    {
-        if (!FormatSupport.IsImplemented(extension))
-            Skip = $"the .{extension} driver is not implemented in this build";
-        else if (tools.FirstOrDefault(t => !ExternalTool.Has(t)) is { } missing)
-            Skip = $"needs {missing} on the PATH";
     }
 }

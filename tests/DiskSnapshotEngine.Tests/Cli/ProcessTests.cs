@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using DiskSnapshotEngine.Cli;
 using DiskSnapshotEngine.Tests.Infrastructure;
 
@@ -33,7 +32,7 @@ public class ProcessTests
         using var dir = new TempDirectory("cli");
         string image = dir.File("d.img");
         Assert.Equal(0, (await CliRunner.RunProcessAsync(null, "create", image, "--size", "20M")).ExitCode);
-        var data = VerbScenarios.Random((9 << 20) + 77, 11);
+        var data = RandomData.Bytes((9 << 20) + 77, 11);
         var w = await CliRunner.RunProcessAsync(data, "write", image, "--offset", "3333", "--input", "-");
         Assert.True(w.ExitCode == 0, w.ToString());
         var e = await CliRunner.RunProcessAsync(null, "export", image, "-");
@@ -41,7 +40,7 @@ public class ProcessTests
         var model = new byte[20 << 20];
         data.CopyTo(model, 3333);
         Assert.Equal(model.Length, e.StdOutBytes.Length);
-        Assert.Equal(SHA256.HashData(model), SHA256.HashData(e.StdOutBytes));
+        Assert.Equal(ContentHash.Of(model), ContentHash.Of(e.StdOutBytes));
     }
 
     [Fact]

@@ -73,11 +73,15 @@ internal sealed class FakeCommandRunner : ICommandRunner
 /// <summary>A fact for the shared VirtualBox schema and samples that also needs xmllint.</summary>
 public sealed class RequiresVboxSchemaFactAttribute : FactAttribute
 {
-    public RequiresVboxSchemaFactAttribute(bool needsXmllint = true)
+    /// <param name="needsXmllint">Skipped without xmllint on the PATH.</param>
+    /// <param name="withoutVBoxManage">Skipped where VBoxManage is installed (the test would register a real VM there).</param>
+    public RequiresVboxSchemaFactAttribute(bool needsXmllint = true, bool withoutVBoxManage = false)
     {
         if (SharedFixtures.SharedDirectory is null || !File.Exists(System.IO.Path.Combine(SharedFixtures.SharedDirectory, "vbox", "VirtualBox-settings.xsd")))
             Skip = "../shared/vbox is not beside the checkout (set DSE_SHARED_DIR to point at shared/)";
         else if (needsXmllint && !ExternalTool.Has("xmllint"))
             Skip = "needs xmllint on the PATH (apt-get install libxml2-utils)";
+        else if (withoutVBoxManage && DiskSnapshotEngine.Hypervisors.Processes.ProcessCommandRunner.FindOnPath("VBoxManage") is not null)
+            Skip = "VBoxManage is installed: the test would register a real VM on this machine";
     }
 }

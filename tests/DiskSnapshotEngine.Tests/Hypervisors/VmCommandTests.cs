@@ -32,10 +32,9 @@ public class VmCommandTests
     }
 
     // Skipped where VBoxManage is installed: a test must not register a real VM on the developer's machine.
-    [RequiresVboxSchemaFact]
+    [RequiresVboxSchemaFact(withoutVBoxManage: true)]
     public async Task Virtualbox_register_writes_a_valid_machine_file_and_says_how_to_register_without_VBoxManage()
     {
-        if (DiskSnapshotEngine.Hypervisors.Processes.ProcessCommandRunner.FindOnPath("VBoxManage") is not null) return;
         using var dir = new TempDirectory("vmcli");
         var disk = RawDisk(dir);
         var r = await CliRunner.RunAsync("vm", "register", "virtualbox", "--name", "cli", "--disk", disk, "--folder", dir.Path);

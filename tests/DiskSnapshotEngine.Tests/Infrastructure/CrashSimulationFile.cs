@@ -142,6 +142,20 @@ public sealed class CrashSimulationFile : IImageFile
         return AfterPowerLoss(order);
     }
 
+    /// <summary>
+    /// Every state a power loss can leave now (call it from <see cref="BeforeFlush"/>): the durable bytes plus each
+    /// subset of the pending writes, applied in issue order, when there are at most <paramref name="allSubsetsUpTo"/>
+    /// pending writes; else <paramref name="sampledSubsets"/> seeded random subsets. Each comes with what it kept.
+    /// </summary>
+    public IEnumerable<(string Kept, byte[] Bytes)> PowerLossStates(int allSubsetsUpTo, int sampledSubsets)
+    {
+        int n = _pending.Count;
+        var subsets = n <= allSubsetsUpTo
+            ? Enumerable.Range(0, 1 << n).Select(mask => Enumerable.Range(0, n).Where(i => (mask & (1 << i)) != 0).ToList())
+            : Enumerable.Range(0, sampledSubsets).Select(k => Enumerable.Range(0, n).Where(i => new Random(k * 31 + i).Next(2) == 0).ToList());
+        foreach (var subset in subsets) yield return ($"kept [{string.Join(",", subset)}] of {n}", AfterPowerLoss(subset));
+    }
+
     /// <summary>The bytes a reader would see now (durable plus every pending write in order).</summary>
     public byte[] CurrentContent() => AfterPowerLoss(Enumerable.Range(0, _pending.Count).ToList());
 

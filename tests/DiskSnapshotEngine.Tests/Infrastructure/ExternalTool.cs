@@ -53,21 +53,21 @@ public static class ExternalTool
 /// <summary>A fact that is skipped, with the reason, when a peer tool is not installed (CI installs them all).</summary>
 public sealed class RequiresToolFactAttribute : FactAttribute
 {
-    public RequiresToolFactAttribute(params string[] tools)
-    {
-        var missing = tools.Where(t => !ExternalTool.Has(t)).ToList();
-        if (missing.Count > 0)
-            Skip = $"needs {string.Join(", ", missing)} on the PATH (apt-get install qemu-utils libvhdi-utils libxml2-utils libvirt-clients)";
-    }
+    public RequiresToolFactAttribute(params string[] tools) => Skip = RequiresTool.Reason(tools);
 }
 
-/// <summary>A theory that is skipped, with the reason, when a peer tool is not installed (CI installs them all).</summary>
+/// <summary>A theory that is skipped, with the reason, when a peer tool is not installed.</summary>
 public sealed class RequiresToolTheoryAttribute : TheoryAttribute
 {
-    public RequiresToolTheoryAttribute(params string[] tools)
+    public RequiresToolTheoryAttribute(params string[] tools) => Skip = RequiresTool.Reason(tools);
+}
+
+internal static class RequiresTool
+{
+    public static string? Reason(string[] tools)
     {
         var missing = tools.Where(t => !ExternalTool.Has(t)).ToList();
-        if (missing.Count > 0)
-            Skip = $"needs {string.Join(", ", missing)} on the PATH (tests/run.sh installs them)";
+        return missing.Count == 0 ? null
+            : $"needs {string.Join(", ", missing)} on the PATH (tests/run.sh installs them: qemu-utils libvhdi-utils libxml2-utils libvirt-clients libnbd-bin 7zip)";
     }
 }

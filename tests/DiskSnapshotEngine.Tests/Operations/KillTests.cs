@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Security.Cryptography;
 using DiskSnapshotEngine.Tests.Infrastructure;
 
 namespace DiskSnapshotEngine.Tests.Operations;
@@ -7,25 +6,20 @@ namespace DiskSnapshotEngine.Tests.Operations;
 /// <summary>
 /// <c>dse merge</c> in a child process killed with SIGKILL at a random moment: every image still opens and reads
 /// what it read before, and running the same command again finishes the merge. A few kills run in the suite;
-/// set DSE_LONG_TESTS=1 for the 20-kill version.
+/// the 20-kill version is a long test (DSE_LONG_TESTS=1). Linux only: the child is killed with a real SIGKILL.
 /// </summary>
 public class KillTests
 {
     private const long Size = 48L << 20;
 
-    [Fact]
+    [LinuxFact("kills a child process with SIGKILL")]
     public Task Merge_killed_with_sigkill_a_few_times_recovers() => KillLoop(3, seed: 41);
 
-    [Fact]
-    public async Task Merge_killed_with_sigkill_twenty_times_recovers_long()
-    {
-        if (Environment.GetEnvironmentVariable("DSE_LONG_TESTS") != "1") return;
-        await KillLoop(20, seed: 42);
-    }
+    [LongFact(linuxOnly: true)]
+    public Task Merge_killed_with_sigkill_twenty_times_recovers_long() => KillLoop(20, seed: 42);
 
     private static async Task KillLoop(int kills, int seed)
     {
-        if (!OperatingSystem.IsLinux()) return;
         string dse = Path.Combine(AppContext.BaseDirectory, "dse.dll");
         Assert.True(File.Exists(dse), $"{dse} is missing");
         var rng = new Random(seed);
@@ -42,10 +36,10 @@ public class KillTests
             FillRandom(b, rng, model, 0, Size / 2);
             OpsKit.CreateChild(top, b);
             FillRandom(top, rng, model, Size / 4, Size / 2);
-            var topHash = SHA256.HashData(model);
+            var topHash = ContentHash.Of(model);
             OpsKit.CreateChild(leaf, top);
             OpsKit.RandomWrites(leaf, rng, 4, model);
-            var leafHash = SHA256.HashData(model);
+            var leafHash = ContentHash.Of(model);
 
             if (runTime is null)
             {
@@ -86,8 +80,8 @@ public class KillTests
                 }
             }
 
-            Assert.Equal(leafHash, SHA256.HashData(OpsKit.ReadAll(leaf)));
-            if (File.Exists(top)) Assert.Equal(topHash, SHA256.HashData(OpsKit.ReadAll(top)));
+            Assert.Equal(leafHash, ContentHash.Of(OpsKit.ReadAll(leaf)));
+            if (File.Exists(top)) Assert.Equal(topHash, ContentHash.Of(OpsKit.ReadAll(top)));
 
             // The same command finishes an interrupted merge (a finished one has nothing left to rerun).
             if (File.Exists(top) || File.Exists(MergeTests.OperationJournal_PathFor(top)))
@@ -96,8 +90,8 @@ public class KillTests
                 Assert.True(code == 0, $"rerun exited {code}: {o} {e}");
             }
             Assert.False(File.Exists(top));
-            Assert.Equal(leafHash, SHA256.HashData(OpsKit.ReadAll(leaf)));
-            Assert.Equal(topHash, SHA256.HashData(OpsKit.ReadAll(b)));
+            Assert.Equal(leafHash, ContentHash.Of(OpsKit.ReadAll(leaf)));
+            Assert.Equal(topHash, ContentHash.Of(OpsKit.ReadAll(b)));
         }
         Assert.True(interrupted == kills, $"only {interrupted} of {attempts - 1} runs were interrupted: the merges kept finishing before their kill");
     }

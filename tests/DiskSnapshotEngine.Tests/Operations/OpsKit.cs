@@ -2,6 +2,7 @@ using DiskSnapshotEngine.Block;
 using DiskSnapshotEngine.Errors;
 using DiskSnapshotEngine.Formats;
 using DiskSnapshotEngine.IO;
+using DiskSnapshotEngine.Tests.Infrastructure;
 
 namespace DiskSnapshotEngine.Tests.Operations;
 
@@ -124,15 +125,10 @@ internal sealed class CrashPlan
         if (Crashed) throw new DiskImageException(ErrorKind.Io, "simulated kill: the process is gone", path);
     }
 
-    private sealed class CrashingFile(IImageFile inner, CrashPlan plan) : IImageFile
+    private sealed class CrashingFile(IImageFile inner, CrashPlan plan) : DelegatingImageFile(inner)
     {
-        public string Path => inner.Path;
-        public bool CanWrite => inner.CanWrite;
-        public long Length => inner.Length;
-        public int Read(Span<byte> buffer, long fileOffset) => inner.Read(buffer, fileOffset);
-        public void Write(ReadOnlySpan<byte> buffer, long fileOffset) { plan.BeforeWrite(Path); inner.Write(buffer, fileOffset); }
-        public void SetLength(long length) { plan.BeforeWrite(Path); inner.SetLength(length); }
-        public void Flush() { plan.BeforeFlush(Path); inner.Flush(); }
-        public void Dispose() => inner.Dispose();
+        public override void Write(ReadOnlySpan<byte> buffer, long fileOffset) { plan.BeforeWrite(Path); base.Write(buffer, fileOffset); }
+        public override void SetLength(long length) { plan.BeforeWrite(Path); base.SetLength(length); }
+        public override void Flush() { plan.BeforeFlush(Path); base.Flush(); }
     }
 }

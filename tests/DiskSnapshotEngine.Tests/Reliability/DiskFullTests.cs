@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using DiskSnapshotEngine.Block;
 using DiskSnapshotEngine.Errors;
 using DiskSnapshotEngine.Formats;
@@ -32,8 +31,7 @@ public class DiskFullTests
         {
             using var fs = SmallFileSystem.TryMount(12)!;
             var path = fs.File("disk" + ext);
-            var first = new byte[2 << 20];
-            new Random(3).NextBytes(first);
+            var first = RandomData.Bytes(2 << 20, 3);
             using (var layer = DiskImage.Create(path, new ImageCreateOptions(256L << 20, ImageType.Dynamic, 1 << 20)))
             using (var chain = new DiskChain(new[] { layer }))
             {
@@ -42,8 +40,7 @@ public class DiskFullTests
             }
             var before = Sha(path, first.Length);
 
-            var chunk = new byte[1 << 20];
-            new Random(4).NextBytes(chunk);
+            var chunk = RandomData.Bytes(1 << 20, 4);
             var ex = Assert.Throws<DiskImageException>(() =>
             {
                 using var chain = DiskImage.Open(path, OpenOptions.ReadWrite);
@@ -67,6 +64,6 @@ public class DiskFullTests
         using var chain = DiskImage.Open(path);
         var buffer = new byte[length];
         chain.Read(0, buffer);
-        return Convert.ToHexString(SHA256.HashData(buffer));
+        return ContentHash.Of(buffer);
     }
 }

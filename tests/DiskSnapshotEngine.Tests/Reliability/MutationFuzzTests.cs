@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.Security.Cryptography;
 using DiskSnapshotEngine.Block;
 using DiskSnapshotEngine.Errors;
 using DiskSnapshotEngine.Formats;
@@ -72,7 +71,7 @@ public class MutationFuzzTests
 
         string summary = $"{cases} cases in {(DateTime.UtcNow - deadline.AddSeconds(-seconds)).TotalSeconds:F0} s, {failures.Count} failures (seed {seed})";
         _output.WriteLine(summary);
-        if (Environment.GetEnvironmentVariable("DSE_FUZZ_SUMMARY") is string summaryFile) File.WriteAllText(summaryFile, summary + "\n" + string.Join("\n", failures));
+        if (Environment.GetEnvironmentVariable("DSE_FUZZ_SUMMARY") is string summaryFile) File.AppendAllText(summaryFile, summary + "\n" + string.Join("\n", failures) + (failures.Count > 0 ? "\n" : ""));
         Assert.True(failures.Count == 0, summary + "\n" + string.Join("\n", failures.Take(10)) + $"\ninputs saved in {failureDir}");
         Assert.True(cases >= Math.Min(maxCases, 300), $"only {cases} cases ran in {seconds} s");
     }
@@ -136,7 +135,7 @@ public class MutationFuzzTests
         try
         {
             File.SetLastWriteTimeUtc(path, PlantedTime); // any write moves mtime off this date, however fast it follows
-            byte[]? hash = seed.Length <= SmallFile ? SHA256.HashData(File.ReadAllBytes(path)) : null;
+            string? hash = seed.Length <= SmallFile ? ContentHash.OfFile(path) : null;
             string? copy = null;
             if (seed.Length <= SmallFile || index % 8 == 0)
             {
@@ -166,9 +165,9 @@ public class MutationFuzzTests
     // Small seeds are also hashed and always get a read-write pass; mtime and length catch writes to large ones.
     private const long SmallFile = 4 << 20;
 
-    private static bool Changed(string path, long length, byte[]? hash) =>
+    private static bool Changed(string path, long length, string? hash) =>
         new FileInfo(path).Length != length || File.GetLastWriteTimeUtc(path) != PlantedTime
-        || (hash is not null && !SHA256.HashData(File.ReadAllBytes(path)).AsSpan().SequenceEqual(hash));
+        || (hash is not null && ContentHash.OfFile(path) != hash);
 
     // Runs on its own thread so that the allocation count is the engine's alone for this case.
     private static (string? Error, bool WritableOpenFailed) Exercise(string path, string? writableCopy)
@@ -253,8 +252,7 @@ public class MutationFuzzTests
                 {
                     using var layer = DiskImage.Create(p, new ImageCreateOptions(8L << 20, type, 1 << 20));
                     using var chain = new DiskChain(new[] { layer });
-                    var data = new byte[300000];
-                    new System.Random(7).NextBytes(data);
+                    var data = RandomData.Bytes(300000, 7);
                     chain.Write(1 << 20, data);
                     chain.WriteZeroes(4L << 20, 1 << 20);
                 }))

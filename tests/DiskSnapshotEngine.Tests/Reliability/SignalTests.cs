@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Security.Cryptography;
 using DiskSnapshotEngine.Cli;
 using DiskSnapshotEngine.Tests.Cli;
 using DiskSnapshotEngine.Tests.Infrastructure;
@@ -46,7 +45,7 @@ public class SignalTests
         var child = dir.File("child.vhdx");
         Assert.Equal(0, (await CliRunner.RunAsync("create", child, "--parent", parent)).ExitCode);
         var data = dir.File("data.bin");
-        File.WriteAllBytes(data, RandomNumberGenerator.GetBytes(64 << 20));
+        File.WriteAllBytes(data, RandomData.Bytes(64 << 20, seed: 1));
         Assert.Equal(0, (await CliRunner.RunAsync("write", child, "--offset", "16M", "--input", data)).ExitCode);
         var before = await ExportHash(child);
 
@@ -98,10 +97,10 @@ public class SignalTests
         var disk = await MakeImage(dir, "vm.vdi", 16);
         Assert.Equal(0, (await CliRunner.RunAsync("snapshot", "create", disk, "--name", "a")).ExitCode);
         var data = dir.File("data.bin");
-        File.WriteAllBytes(data, RandomNumberGenerator.GetBytes(16 << 20));
+        File.WriteAllBytes(data, RandomData.Bytes(16 << 20, seed: 2));
         Assert.Equal(0, (await CliRunner.RunAsync("write", disk, "--offset", "32M", "--input", data)).ExitCode);
         Assert.Equal(0, (await CliRunner.RunAsync("snapshot", "create", disk, "--name", "b")).ExitCode);
-        File.WriteAllBytes(data, RandomNumberGenerator.GetBytes(1 << 20));
+        File.WriteAllBytes(data, RandomData.Bytes(1 << 20, seed: 3));
         Assert.Equal(0, (await CliRunner.RunAsync("write", disk, "--offset", "40M", "--input", data)).ExitCode);
         string layerA = Directory.GetFiles(dir.Path, "vm.snap-*.vdi").OrderBy(File.GetLastWriteTimeUtc).First();
         var current = await ExportHash(disk);
@@ -140,7 +139,7 @@ public class SignalTests
         var path = dir.File(name);
         Assert.Equal(0, (await CliRunner.RunAsync("create", path, "--size", "256M")).ExitCode);
         var data = dir.File(name + ".bin");
-        File.WriteAllBytes(data, RandomNumberGenerator.GetBytes(dataMiB << 20));
+        File.WriteAllBytes(data, RandomData.Bytes(dataMiB << 20, seed: 4));
         Assert.Equal(0, (await CliRunner.RunAsync("write", path, "--offset", "0", "--input", data)).ExitCode);
         File.Delete(data);
         return path;
@@ -150,7 +149,7 @@ public class SignalTests
     {
         var r = await CliRunner.RunProcessAsync(null, "export", image, "-");
         Assert.True(r.ExitCode == 0, r.ToString());
-        return Convert.ToHexString(SHA256.HashData(r.StdOutBytes));
+        return ContentHash.Of(r.StdOutBytes);
     }
 
     private static async Task<bool> WaitFor(Func<bool> condition)

@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using DiskSnapshotEngine.Block;
 using DiskSnapshotEngine.Formats;
 using DiskSnapshotEngine.Operations;
@@ -35,8 +34,7 @@ public class SnapshotAfterPullTests
 
     private static void Write(string disk, long offset, int length, int seed)
     {
-        var data = new byte[length];
-        new Random(seed).NextBytes(data);
+        var data = RandomData.Bytes(length, seed);
         using var chain = DiskImage.Open(disk, OpenOptions.ReadWrite);
         chain.Write(offset, data);
     }
@@ -44,8 +42,6 @@ public class SnapshotAfterPullTests
     private static string Content(string disk)
     {
         using var chain = DiskImage.Open(disk);
-        var all = new byte[chain.VirtualSize];
-        chain.Read(0, all);
-        return Convert.ToHexString(SHA256.HashData(all));
+        return ContentHash.Of(chain);
     }
 }

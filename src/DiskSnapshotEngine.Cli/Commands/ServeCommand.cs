@@ -1,0 +1,85 @@
+using System.CommandLine;
+using System.Globalization;
+using DiskSnapshotEngine.Nbd;
+
+namespace DiskSnapshotEngine.Cli.Commands;
+
+/// <summary>
+/// <c>dse serve IMAGE [--socket PATH | --port N [--bind ADDR]] [--read-only] [--export-name NAME] [--json]</c>: the whole
+/// chain as one NBD export, so QEMU, libvirt, qemu-img and the libnbd tools read (and write) what only dse can open.
+/// </summary>
+internal static class ServeCommand
+{
+    private static readonly System.Text.Json.JsonSerializerOptions s_oneLine = new(Output.Json.Options) { WriteIndented = false };
+
+    public static Command Build()
+    {
+        var image = CommonOptions.Image("The image to serve, with its parents (they are only read: writes go to IMAGE, copy-on-write).");
+        var socket = new Option<string>("--socket") { Description = "Listen on this unix socket (created now, removed at exit) instead of TCP.", HelpName = "PATH" };
+        var port = new Option<int?>("--port") { Description = $"TCP port to listen on (default {NbdServerOptions.DefaultPort}; 0 picks a free one).", HelpName = "N" };
+        var bind = new Option<string>("--bind") { Description = "TCP address to listen on (default 127.0.0.1: NBD has no authentication).", HelpName = "ADDR" };
+        var readOnly = new Option<bool>("--read-only") { Description = "Serve read-only (shared locks: other readers may open the image too)." };
+        var exportName = new Option<string>("--export-name") { Description = "Name of the export (clients asking for the default export get it too).", HelpName = "NAME" };
+        var json = new Option<bool>("--json") { Description = "Print where the server listens as one line of JSON." };
+        var command = new Command("serve",
+            "Serve the virtual disk (the whole chain) over NBD until SIGINT/SIGTERM, which stop it cleanly after flushing. " +
+            "Writes go to IMAGE with copy-on-write, exactly as 'dse write'.")
+        {
+            image, socket, port, bind, readOnly, exportName, json,
+        };
+        var chainOptions = ChainOptions.AddTo(command);
+
+        VerbAction.Set(command, async context =>
+        {
+            string? socketPath = context.Get(socket);
+            if (socketPath is not null && (context.Get(port) is not null || context.Get(bind) is not null))
+                throw new UsageException("--socket cannot be combined with --port or --bind");
+            bool writable = !context.Get(readOnly);
+            var open = chainOptions.ToOpenOptions(context.Parse, writable) with { RefuseWriteWithChildren = writable };
+            using var chain = DiskImage.Open(context.Get(image)!, open);
+            var options = new NbdServerOptions
+            {
+                SocketPath = socketPath is null ? null : Path.GetFullPath(socketPath),
+                Port = context.Get(port) ?? NbdServerOptions.DefaultPort,
+                BindAddress = context.Get(bind) ?? "127.0.0.1",
+                ExportName = context.Get(exportName) ?? "",
+                Log = message => context.Error.WriteLine($"dse: note: {message}"),
+            };
+            using (var server = NbdServer.Listen(chain, options))
+            {
+                Announce(context, chain.Top.Path, server, options, context.Get(json));
+                await server.RunAsync(context.CancellationToken).ConfigureAwait(false);
+            }
+            // Every reply already sent for a write stands; the flush makes the rest of the top layer's state durable.
+            chain.Flush();
+            context.Error.WriteLine("dse: stopped serving; the image is flushed");
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    private static void Announce(CliContext context, string image, NbdServer server, NbdServerOptions options, bool json)
+    {
+        if (json)
+        {
+            context.Out.WriteLine(System.Text.Json.JsonSerializer.Serialize(new
+            {
+                image,
+                uri = server.Uri,
+                socket = server.SocketPath,
+                address = server.SocketPath is null ? options.BindAddress : null,
+                port = server.Port,
+                exportName = options.ExportName,
+                readOnly = server.ReadOnly,
+                size = server.Size,
+            }, s_oneLine));
+        }
+        else
+        {
+            string mode = server.ReadOnly ? "read-only" : "read-write";
+            context.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"serving {image} ({SizeParser.Describe(server.Size)}, {mode}) at {server.Uri}"));
+        }
+        context.Out.Flush();
+    }
+}

@@ -16,4 +16,11 @@ public sealed record CloneOptions(ImageFormat? Format = null, ImageType Type = I
     /// Azure takes (a whole number of MiB); null for the source's size.
     /// </summary>
     public long? VirtualSize { get; init; }
+
+    /// <summary>
+    /// True (the default): the clone's data is on disk (fsync) before it is renamed into place. False (<c>--no-sync</c>):
+    /// it is renamed into place as soon as it is complete in the page cache, as <c>cp</c> and <c>qemu-img convert</c>
+    /// do; a power loss or kernel crash soon after may then leave the published clone incomplete. The source is never at risk.
+    /// </summary>
+    public bool Durable { get; init; } = true;
 }

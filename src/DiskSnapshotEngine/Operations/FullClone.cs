@@ -31,9 +31,8 @@ public static class FullClone
         if (size < src.VirtualSize)
             ThrowHelper.InvalidArgument($"the clone's virtual size {size} is smaller than the source's {src.VirtualSize}", dest);
         var top = src.Top;
-        var plan = src.GetExtents(0, src.VirtualSize, skipFileHoles: true).Where(e => e.Kind == ExtentKind.Data).Select(e => new CopyRange(e.Offset, e.Length));
-        long dataBytes = 0;
-        foreach (var r in plan) dataBytes += r.Length;
+        var plan = ExtentPlan.Of(src);
+        long dataBytes = plan.Bytes;
         DurableFiles.RequireFreeSpace(dest, options.Type == ImageType.Fixed ? size : dataBytes, "the clone");
 
         string temp = dest + ".dse-partial";
@@ -50,15 +49,14 @@ public static class FullClone
             {
                 var plain = ImageFile.Create(temp);
                 // Nobody reads the clone before its final fsync either: bulk data can bypass the page cache.
-                plain.UseDirectWrites();
+                if (options.Durable) plain.UseDirectWrites();
                 file = plain;
             }
-            else file = TempImageFile.Create(temp);
+            else file = TempImageFile.Create(temp, direct: options.Durable);
             target = driver.Create(file, createOptions, null);
             var output = new DiskChain(new[] { target });
             long written = 0, zero = 0;
-            await ExtentPump.RunAsync(plan, ExtentPump.ChunkFor(target.BlockSize),
-                (off, buf) => src.Read(off, buf),
+            await ExtentPump.RunAsync(plan.Ranges, ExtentPump.ChunkFor(target.BlockSize), plan.Read,
                 (off, data, len, isZero) =>
                 {
                     // A new image reads as zeros everywhere, so an all-zero piece needs no write at all.
@@ -68,10 +66,10 @@ public static class FullClone
                 },
                 done => progress?.Report(new OperationProgress("cloning", done, dataBytes)), cancel).ConfigureAwait(false);
             target.Flush();
-            if (file is TempImageFile deferred) deferred.MakeDurable();
+            if (file is TempImageFile deferred && options.Durable) deferred.MakeDurable();
             target.Dispose();
             target = null;
-            DurableFiles.Rename(temp, dest, overwrite: false);
+            DurableFiles.Rename(temp, dest, overwrite: false, syncFolders: options.Durable);
             return new CopyStats(written, zero);
         }
         catch

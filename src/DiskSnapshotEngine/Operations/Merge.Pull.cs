@@ -38,21 +38,16 @@ public static partial class Merge
             throw new DiskImageException(ErrorKind.Unsupported,
                 $"the parent {chain.Layers[1].Path} is a base image: pulling it would leave the image without a parent; use a full clone to make an independent copy", image);
         var grandparent = chain.Layers[2];
-        long needed = 0;
-        foreach (var e in chain.GetExtents(0, chain.VirtualSize, 2))
-            if (e.LayerIndex == 1 && e.Kind == ExtentKind.Data) needed += e.Length;
+        var plan = ExtentPlan.Of(chain, 2, static e => e.LayerIndex == 1, skipFileHoles: false);
+        long needed = plan.Extents.Where(e => e.Kind == ExtentKind.Data).Sum(e => e.Length);
         DurableFiles.RequireFreeSpace(image, needed, "the pull");
         journal = new OperationJournal { Operation = "pull", Image = image, Target = grandparent.Path, TargetId = grandparent.Identity.Id, Phase = "copy" };
         journal.Save();
 
         // The image receives exactly the bytes it already shows, so its version stays and its children stay linked.
         top.PreserveVersionOnWrite = true;
-        var plan = chain.GetExtents(0, chain.VirtualSize, 2)
-            .Where(e => e.LayerIndex == 1)
-            .Select(e => new CopyRange(e.Offset, e.Length));
         long written = 0, zero = 0;
-        await ExtentPump.RunAsync(plan, ExtentPump.ChunkFor(top.BlockSize),
-            (off, buf) => chain.Read(off, buf),
+        await ExtentPump.RunAsync(plan.Ranges, ExtentPump.ChunkFor(top.BlockSize), plan.Read,
             (off, data, len, isZero) =>
             {
                 if (isZero) { chain.WriteZeroes(off, len); zero += len; }

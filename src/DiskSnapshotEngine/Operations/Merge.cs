@@ -108,14 +108,10 @@ public static partial class Merge
         // above it, so the target keeps its version: the image and its children stay linked throughout.
         target.PreserveVersionOnWrite = true;
         var below = new DiskChain(chain.Layers.Skip(a).ToArray());
-        var plan = chain.GetExtents(0, chain.VirtualSize, a)
-            .Where(e => e.Kind != ExtentKind.NotPresent)
-            .Select(e => new CopyRange(e.Offset, e.Length));
-        long total = 0;
-        foreach (var r in plan) total += r.Length;
+        var plan = ExtentPlan.Of(chain, a, static e => e.Kind != ExtentKind.NotPresent, skipFileHoles: false);
+        long total = plan.Bytes;
         long written = 0, zero = 0;
-        await ExtentPump.RunAsync(plan, ExtentPump.ChunkFor(target.BlockSize),
-            (off, buf) => chain.Read(off, buf),
+        await ExtentPump.RunAsync(plan.Ranges, ExtentPump.ChunkFor(target.BlockSize), plan.Read,
             (off, data, len, isZero) =>
             {
                 // Zeros above must hide whatever the target (or its parents) hold there.

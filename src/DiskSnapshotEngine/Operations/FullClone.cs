@@ -55,7 +55,13 @@ public static class FullClone
             else file = TempImageFile.Create(temp, direct: options.Durable);
             target = driver.Create(file, createOptions, null);
             var output = new DiskChain(new[] { target });
-            long written = 0, zero = 0;
+            long written = 0, zero = 0, shared = 0;
+            // A raw clone holds each byte at its virtual offset: data the file system can share is not copied at all.
+            if (driver.Format == ImageFormat.Raw && (file is TempImageFile t ? t.Inner : file as ImageFile) is { } rawFile)
+            {
+                plan = plan.ShareInto(rawFile, out shared);
+                written += shared;
+            }
             await ExtentPump.RunAsync(plan.Ranges, ExtentPump.ChunkFor(target.BlockSize), plan.Read,
                 (off, data, len, isZero) =>
                 {
@@ -64,7 +70,7 @@ public static class FullClone
                     output.Write(off, data);
                     written += len;
                 },
-                done => progress?.Report(new OperationProgress("cloning", done, dataBytes)), cancel).ConfigureAwait(false);
+                done => progress?.Report(new OperationProgress("cloning", shared + done, dataBytes)), cancel).ConfigureAwait(false);
             target.Flush();
             if (file is TempImageFile deferred && options.Durable) deferred.MakeDurable();
             target.Dispose();

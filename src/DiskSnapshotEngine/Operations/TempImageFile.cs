@@ -24,6 +24,9 @@ internal sealed class TempImageFile : IImageFile
         return new TempImageFile(file);
     }
 
+    /// <summary>The real file (shared extents need its handle).</summary>
+    public ImageFile Inner => _inner;
+
     public string Path => _inner.Path;
     public bool CanWrite => _inner.CanWrite;
     public long Length => _inner.Length;

@@ -12,10 +12,11 @@ internal static class ExportCommand
         var image = CommonOptions.Image("The image to export (with its parents).");
         var output = new Argument<string>("OUTPUT") { Description = "The raw file to create (holes left sparse), or - for stdout (holes written as zeros)." };
         var force = new Option<bool>("--force") { Description = "Replace OUTPUT when it exists (never one of the chain's own files)." };
-        var sync = new Option<bool>("--sync") { Description = "fsync OUTPUT before exiting (by default, like cp and qemu-img, the page cache writes it back)." };
+        var sync = new Option<bool>("--sync") { Description = "The default, kept for scripts: OUTPUT is on disk (fsync) before it gets its name and dse exits." };
+        var noSync = new Option<bool>("--no-sync") { Description = "Do not fsync OUTPUT (as cp and qemu-img): faster, but a power loss or kernel crash soon after may leave OUTPUT incomplete; the image is never at risk." };
         var command = new Command("export", "Export the whole virtual disk (following the parent chain) as a raw image.")
         {
-            image, output, force, sync,
+            image, output, force, sync, noSync,
         };
         var chainOptions = ChainOptions.AddTo(command, forceShare: true);
 
@@ -31,7 +32,7 @@ internal static class ExportCommand
                 return ExitCodes.Ok;
             }
             await ProgressDisplay.RunAsync(context, "export", show: true, progress =>
-                RawExport.ExportToFileAsync(chain, target, context.Get(force), progress, context.CancellationToken, context.Get(sync))).ConfigureAwait(false);
+                RawExport.ExportToFileAsync(chain, target, context.Get(force), progress, context.CancellationToken, durable: !context.Get(noSync))).ConfigureAwait(false);
             context.Out.WriteLine($"exported {SizeParser.Describe(chain.VirtualSize)} to {Path.GetFullPath(target)}");
             return ExitCodes.Ok;
         });

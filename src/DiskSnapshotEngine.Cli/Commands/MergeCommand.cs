@@ -1,6 +1,7 @@
 using System.CommandLine;
 using DiskSnapshotEngine.Cli.Output;
 using DiskSnapshotEngine.Operations;
+using DiskSnapshotEngine.Snapshots;
 
 namespace DiskSnapshotEngine.Cli.Commands;
 
@@ -27,7 +28,8 @@ internal static class MergeCommand
 
         VerbAction.Set(command, async context =>
         {
-            var options = new MergeOptions { Open = chainOptions.ToOpenOptions(context.Parse, writable: false) };
+            // A snapshot's layer changes only through snapshot delete, which keeps the catalog right.
+            var options = new MergeOptions { Open = chainOptions.ToOpenOptions(context.Parse, writable: false), Guard = SnapshotMergeGuard.Instance };
             string path = context.Get(image)!;
             bool isPull = context.Get(pull);
             var result = await ProgressDisplay.RunAsync(context, isPull ? "pull" : "merge", show: !context.Get(json), p => isPull

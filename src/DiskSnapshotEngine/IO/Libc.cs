@@ -85,6 +85,25 @@ internal static partial class Libc
     [LibraryImport("libc", EntryPoint = "fcntl", SetLastError = true)]
     public static partial int Fcntl(int fd, int command, ref FLock lockInfo);
 
+    // ---- shared extents ----
+
+    /// <summary>struct file_clone_range (linux/fs.h): src_fd, src_offset, src_length, dest_offset, 8 bytes each.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct FileCloneRange
+    {
+        public long SourceFd;
+        public long SourceOffset;
+        public long SourceLength;
+        public long DestinationOffset;
+    }
+
+    /// <summary>FICLONERANGE = _IOW(0x94, 13, struct file_clone_range), the same on x86-64 and arm64.</summary>
+    public const uint FICLONERANGE = 0x4020940D;
+
+    /// <summary>ioctl(2) with a struct file_clone_range argument (variadic, passed like a fixed pointer; see <see cref="Fcntl"/>).</summary>
+    [LibraryImport("libc", EntryPoint = "ioctl", SetLastError = true)]
+    public static partial int Ioctl(int fd, nuint request, ref FileCloneRange range);
+
     // ---- ownership and extended attributes ----
 
     /// <summary>chown(2).</summary>

@@ -85,7 +85,8 @@ public static partial class DiskSnapshots
                 if (File.Exists(OperationJournal.PathFor(commitChild)) || File.Exists(layerPath))
                 {
                     bool isDisk = string.Equals(Path.GetFullPath(commitChild), disk, StringComparison.Ordinal);
-                    await Merge.CommitAsync(commitChild, layerPath, mergeOptions, progress, cancel, replaceImage: isDisk, snapshotDelete: true).ConfigureAwait(false);
+                    var publish = isDisk ? MergePublish.ReplaceImage : MergePublish.RemoveImage;
+                    await Merge.CommitAsync(commitChild, layerPath, mergeOptions with { Publish = publish }, progress, cancel).ConfigureAwait(false);
                 }
                 break;
             default:

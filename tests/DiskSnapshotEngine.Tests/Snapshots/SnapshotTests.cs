@@ -113,7 +113,7 @@ public class SnapshotTests
         OpsKit.CreateBase(disk, Size);
         OpsKit.RandomWrites(disk, new Random(35), 3, cur);
         DiskSnapshots.Create(disk, "s");
-        var ex = await Assert.ThrowsAsync<DiskImageException>(() => DiskSnapshotEngine.Operations.Merge.CommitAsync(disk));
+        var ex = await Assert.ThrowsAsync<DiskImageException>(() => DiskSnapshotEngine.Operations.Merge.CommitAsync(disk, options: new DiskSnapshotEngine.Operations.MergeOptions { Guard = SnapshotMergeGuard.Instance }));
         Assert.Equal(ErrorKind.ReadOnly, ex.Kind);
         Assert.Contains("snapshot 's'", ex.Message);
         OpsKit.AssertContent(cur, disk, "after the refused merge");

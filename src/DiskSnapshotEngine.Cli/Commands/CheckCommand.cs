@@ -1,5 +1,6 @@
 using System.CommandLine;
 using DiskSnapshotEngine.Block;
+using DiskSnapshotEngine.Cli.Output;
 using DiskSnapshotEngine.Formats.Vhd;
 
 namespace DiskSnapshotEngine.Cli.Commands;
@@ -21,11 +22,11 @@ internal static class CheckCommand
         };
         var chainOptions = ChainOptions.AddTo(command, forceShare: true);
 
-        VerbAction.Set(command, context =>
+        VerbAction.Set(command, async context =>
         {
             if (context.Get(profile) is not null) return CheckAzure(context, context.Get(image)!, context.Get(json));
             using var chain = DiskImage.Open(context.Get(image)!, chainOptions.ToOpenOptions(context, writable: false));
-            var report = chain.Check();
+            var report = await ProgressDisplay.RunAsync(context, "check", _ => Task.FromResult(chain.Check())).ConfigureAwait(false);
             int Count(CheckSeverity s) => report.Problems.Count(p => p.Severity == s);
             if (context.Get(json))
             {
@@ -38,7 +39,7 @@ internal static class CheckCommand
                     errors = Count(CheckSeverity.Error),
                     warnings = Count(CheckSeverity.Warning),
                     leaks = Count(CheckSeverity.Leak),
-                    problems = report.Problems,
+                    problems = ProblemView.Of(report.Problems),
                 });
             }
             else

@@ -30,17 +30,17 @@ internal sealed class VmFileOption
 
     /// <summary>
     /// The frame of every verb that changes a disk's snapshots: the disk's full path and open options, the machine
-    /// file checked before <paramref name="change"/> and brought in step after it (with --json said on stderr, so
-    /// stdout keeps the one JSON document).
+    /// file checked before <paramref name="change"/> and brought in step after it (with --json or
+    /// <paramref name="quiet"/> said on stderr, so stdout keeps the one JSON document).
     /// </summary>
     public async Task<int> AroundChangeAsync(CliContext context, string diskArgument, ChainOptions chain,
-        Func<string, OpenOptions, Task> change)
+        Func<string, OpenOptions, Task> change, bool quiet = false)
     {
         string disk = Path.GetFullPath(diskArgument);
         var open = chain.ToOpenOptions(context.Parse, false);
         string? vbox = CheckBefore(context, disk, open);
         await change(disk, open).ConfigureAwait(false);
-        return SyncAfter(context, vbox, disk, open);
+        return SyncAfter(context, vbox, disk, open, quiet || context.Json);
     }
 
     /// <summary>
@@ -100,14 +100,14 @@ internal sealed class VmFileOption
     /// After the disk operation succeeded: brings the machine file in step. On failure, says that the disk operation
     /// succeeded and the file was not updated, and returns <see cref="ExitCodes.VmFileNotUpdated"/>.
     /// </summary>
-    private static int SyncAfter(CliContext context, string? vbox, string disk, OpenOptions open)
+    private static int SyncAfter(CliContext context, string? vbox, string disk, OpenOptions open, bool quiet)
     {
         if (vbox is null) return ExitCodes.Ok;
         try
         {
             Sync(vbox, disk, open);
             // With --json stdout carries only the JSON document.
-            if (context.Json) context.Note($"updated {vbox}");
+            if (quiet) context.Note($"updated {vbox}");
             else context.Out.WriteLine($"updated {vbox}");
             return ExitCodes.Ok;
         }

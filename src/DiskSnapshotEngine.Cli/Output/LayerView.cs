@@ -53,6 +53,13 @@ internal sealed record LayerView(
         { DetailText = details };
     }
 
+    /// <summary>The image's path (the JSON calls it <c>image</c>).</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public string Path => Image;
+
+    /// <summary>Human form without the format's own fields.</summary>
+    public void WriteText(TextWriter w, string indent = "") => WriteText(w, verbose: false, indent);
+
     /// <summary>
     /// Human form: one aligned "name: value" line per fact, each fact once; the format's own fields and the
     /// versions only with <paramref name="verbose"/>.
@@ -110,6 +117,8 @@ internal sealed record ChainView(string Image, long VirtualSize, IReadOnlyList<L
 {
     public static ChainView Of(DiskChain chain) => new(chain.Top.Path, chain.VirtualSize,
         chain.Layers.Select((l, i) => LayerView.Of(l, i + 1 < chain.Layers.Count ? chain.Layers[i + 1].Path : null)).ToArray());
+
+    public void WriteText(TextWriter w) => WriteText(w, verbose: false);
 
     public void WriteText(TextWriter w, bool verbose)
     {

@@ -38,9 +38,17 @@ internal static class ProgressDisplay
             }).ConfigureAwait(false);
     }
 
+    /// <summary>As above; <paramref name="show"/> = false runs without progress (the form verbs written before progress moved to stderr use).</summary>
+    public static Task<T> RunAsync<T>(CliContext context, string title, bool show, Func<IProgress<OperationProgress>?, Task<T>> work) =>
+        show ? RunAsync(context, title, work) : work(null);
+
     /// <summary>Runs a report without a result.</summary>
     public static Task RunAsync(CliContext context, string title, Func<IProgress<OperationProgress>?, Task> work) =>
         RunAsync<bool>(context, title, async p => { await work(p).ConfigureAwait(false); return true; });
+
+    /// <inheritdoc cref="RunAsync{T}(CliContext, string, bool, Func{IProgress{OperationProgress}?, Task{T}})"/>
+    public static Task RunAsync(CliContext context, string title, bool show, Func<IProgress<OperationProgress>?, Task> work) =>
+        show ? RunAsync(context, title, work) : work(null);
 
     // Progress<T> would post to the thread pool and reorder reports; the bar only needs the latest value, now.
     private sealed class Sink(Action<OperationProgress> onReport) : IProgress<OperationProgress>

@@ -217,6 +217,13 @@ public class InterfaceTests
 
         var piped = await CliRunner.RunAsync(args);
         Assert.Equal("", piped.StdErr);
+        foreach (var other in new[] { new[] { "check", dir.File("a." + ext) }, new[] { "compare", dir.File("a." + ext), dir.File("a." + ext) } })
+        {
+            var shown = await CliRunner.RunWithTerminalStderrAsync(other);
+            Assert.Equal(0, shown.ExitCode);
+            Assert.Contains("100%", shown.StdErr);
+            Assert.Equal("", (await CliRunner.RunWithTerminalStderrAsync([.. other, "-q"])).StdErr);
+        }
     }
 
     [Fact]

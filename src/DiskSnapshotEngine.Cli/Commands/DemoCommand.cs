@@ -41,7 +41,8 @@ internal static class DemoCommand
 
     private static int Run(CliContext context, string? dirOption, string format)
     {
-        var w = context.Out;
+        // With --json the narrative is left out; the result is the folder and the proofs.
+        var w = context.Json ? TextWriter.Null : context.Out;
         string dir = Path.GetFullPath(dirOption ?? Path.Combine("demo-output", DateTime.UtcNow.ToString("yyyyMMdd-HHmmss-fff")));
         if (Directory.Exists(dir) && Directory.EnumerateFileSystemEntries(dir).Any())
             throw new DiskImageException(ErrorKind.AlreadyExists, "the demo folder is not empty; give another --dir", dir);
@@ -127,6 +128,7 @@ internal static class DemoCommand
             all &= holds;
         }
         w.WriteLine(all ? "demo: every proof holds" : "demo: SOME PROOFS FAILED");
+        if (context.Json) context.WriteJson(new { dir, passed = all, proofs = proofs.Select(p => new { p.Claim, p.Holds }) });
         return all ? ExitCodes.Ok : ExitCodes.ProblemsFound;
     }
 

@@ -116,7 +116,7 @@ internal static class VerbScenarios
         var r = await Ok("info", image, "--json");
         using var doc = JsonDocument.Parse(r.StdOut);
         var root = doc.RootElement;
-        Assert.Equal(Path.GetFullPath(image), root.GetProperty("path").GetString());
+        Assert.Equal(Path.GetFullPath(image), root.GetProperty("image").GetString());
         Assert.Equal(expectedFormat, root.GetProperty("format").GetString());
         Assert.Equal(16L << 20, root.GetProperty("virtualSize").GetInt64());
         Assert.Equal(sector, root.GetProperty("logicalSectorSize").GetInt32());
@@ -192,10 +192,10 @@ internal static class VerbScenarios
         using var doc = JsonDocument.Parse(info.StdOut);
         var layers = doc.RootElement.GetProperty("layers");
         Assert.Equal(2, layers.GetArrayLength());
-        Assert.Equal(Path.GetFullPath(child), layers[0].GetProperty("path").GetString());
+        Assert.Equal(Path.GetFullPath(child), layers[0].GetProperty("image").GetString());
         Assert.Equal("differencing", layers[0].GetProperty("type").GetString());
         Assert.Equal(JsonValueKind.Object, layers[0].GetProperty("parent").ValueKind);
-        Assert.Equal(Path.GetFullPath(parent), layers[1].GetProperty("path").GetString());
+        Assert.Equal(Path.GetFullPath(parent), layers[1].GetProperty("image").GetString());
         Assert.Equal(layers[1].GetProperty("identity").GetProperty("version").GetGuid(),
             layers[0].GetProperty("parent").GetProperty("parentVersion").GetGuid());
     }

@@ -88,7 +88,7 @@ internal sealed record LayerView(
         }
         if (Parent is { } p)
         {
-            string where = p.Image ?? (p.CandidatePaths.Count > 0 ? $"{p.CandidatePaths[0]} (not opened)" : "not found (open with --search-path or --vbox-registry)");
+            string where = p.Image ?? "not found" + (p.CandidatePaths.Count > 0 ? $" at {p.CandidatePaths[0]}" : "") + " (open with --search-path or --vbox-registry)";
             lines.Add(("parent", p.ParentFormat is { } pf ? $"{where} ({pf})" : where));
             if (p.ParentId is Guid pid) lines.Add(("parent id", pid.ToString()));
             if (verbose)

@@ -56,6 +56,8 @@ public partial class JsonSchemaTests
             ("compare", ["compare", F("child"), F("flat")]),
             ("map", ["map", F("child")]),
             ("compact", ["compact", F("child")]),
+            ("seal", ["seal", F("flat")]),
+            ("unseal", ["unseal", F("chainbase")]), // create --parent sealed it; merging into it needs the user's word
             ("merge", ["merge", F("chaintop")]),
             ("rebase", ["rebase", F("rebasechild"), "--parent", F("rebaseparent2")]),
             ("snapshot create", ["snapshot", "create", F("disk"), "--name", "first"]),

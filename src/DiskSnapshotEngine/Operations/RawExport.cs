@@ -123,8 +123,10 @@ public static class RawExport
                 (_, data) => output.Write(data),
                 (_, length) =>
                 {
+                    // A hole is one extent however large (a sparse 4 TiB disk to a pipe): stop between pieces when asked.
                     while (length > 0)
                     {
+                        cancellationToken.ThrowIfCancellationRequested();
                         int n = (int)Math.Min(length, zeros.Capacity);
                         output.Write(zeros.Span[..n]);
                         length -= n;

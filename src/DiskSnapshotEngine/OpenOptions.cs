@@ -56,7 +56,7 @@ public sealed record OpenOptions
         init => _fileOpener = value;
     }
 
-    private IImageFile OpenFile(string path, bool writable) =>
+    private ImageFile OpenFile(string path, bool writable) =>
         ImageFile.Open(path, writable ? FileLockMode.Exclusive : ForceShare ? FileLockMode.ForceShare : FileLockMode.Shared);
 
     /// <summary>Read-only defaults.</summary>

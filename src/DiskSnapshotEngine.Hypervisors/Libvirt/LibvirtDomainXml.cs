@@ -100,7 +100,7 @@ public static class LibvirtDomainXml
 
     // libvirt formatdomain "Hard drives": the image file, then its backing chain spelled out (backingStore with each
     // layer's format), so that libvirt neither probes formats nor guesses; an empty backingStore ends the chain.
-    private static XElement FileDisk(IReadOnlyList<MediumInfo> chain) =>
+    private static XElement FileDisk(List<MediumInfo> chain) =>
         new("disk", new XAttribute("type", "file"), new XAttribute("device", "disk"),
             new XElement("driver", new XAttribute("name", "qemu"), new XAttribute("type", DriverType(chain[0].Format))),
             new XElement("source", new XAttribute("file", chain[0].Path)),
@@ -108,7 +108,7 @@ public static class LibvirtDomainXml
             Target(),
             chain[0].IsGolden ? new XElement("readonly") : null);
 
-    private static XElement BackingStore(IReadOnlyList<MediumInfo> chain, int index) => index == chain.Count
+    private static XElement BackingStore(List<MediumInfo> chain, int index) => index == chain.Count
         ? new XElement("backingStore")
         : new XElement("backingStore", new XAttribute("type", "file"),
             new XElement("format", new XAttribute("type", DriverType(chain[index].Format))),

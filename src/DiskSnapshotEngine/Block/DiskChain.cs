@@ -168,7 +168,7 @@ public sealed class DiskChain : IDisposable
         long fileEnd = e.FileOffset + e.Length;
         for (long at = e.FileOffset; at < fileEnd;)
         {
-            var (isData, run) = Formats.Raw.SparseProbe.RunAt(file, at, fileEnd);
+            var (isData, run) = SparseProbe.RunAt(file, at, fileEnd);
             long virtualOffset = e.Offset + (at - e.FileOffset);
             yield return isData
                 ? new ChainExtent(virtualOffset, run, ExtentKind.Data, e.LayerIndex, at)

@@ -3,7 +3,7 @@ using DiskSnapshotEngine.Errors;
 namespace DiskSnapshotEngine.IO;
 
 /// <summary>Helpers over <see cref="IImageFile"/> shared by every driver.</summary>
-public static class ImageFileExtensions
+internal static class ImageFileExtensions
 {
     /// <summary>
     /// Reads exactly <paramref name="buffer"/>.Length bytes; a short read means the structure lies past the end

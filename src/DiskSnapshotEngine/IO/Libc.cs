@@ -37,6 +37,13 @@ internal static partial class Libc
     [LibraryImport("libc", EntryPoint = "fsync", SetLastError = true)]
     public static partial int FSync(int fd);
 
+    /// <summary>lseek(2) whence values that find the next data or hole of a sparse file; ENXIO: none after the offset.</summary>
+    public const int SEEK_DATA = 3, SEEK_HOLE = 4, ENXIO = 6;
+
+    /// <summary>lseek(2): the new offset, or -1.</summary>
+    [LibraryImport("libc", EntryPoint = "lseek", SetLastError = true)]
+    public static partial long LSeek(int fd, long offset, int whence);
+
     /// <summary>link(2): a second name for a file.</summary>
     [LibraryImport("libc", EntryPoint = "link", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int Link(string oldPath, string newPath);

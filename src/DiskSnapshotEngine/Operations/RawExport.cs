@@ -87,7 +87,7 @@ public static class RawExport
     /// this a sparse image would export dense. The scan stops at the first non-zero byte of each piece, so
     /// dense data costs almost nothing.
     /// </summary>
-    private static void WriteSkippingZeros(IImageFile output, long offset, ReadOnlySpan<byte> data)
+    private static void WriteSkippingZeros(ImageFile output, long offset, ReadOnlySpan<byte> data)
     {
         int at = 0;
         while (at < data.Length)

@@ -227,4 +227,11 @@ public sealed class ImageFile : IImageFile
     /// <param name="path">The file the call was about (named in the message).</param>
     /// <param name="operation">What was being done, in words ("read", "flush").</param>
     public static DiskImageException Translate(Exception e, string path, string operation) => OsErrors.Translate(e, path, operation);
+
+    /// <summary>
+    /// The bytes the file system allocated to <paramref name="path"/> (st_blocks × 512: what qemu-img calls "disk
+    /// size", less than the file size for a sparse file); null where it cannot be told (Windows, a stat failure).
+    /// </summary>
+    public static long? AllocatedBytes(string path) =>
+        OperatingSystem.IsWindows() || Libc.Stat(path, out var st) != 0 ? null : st.Blocks * 512;
 }

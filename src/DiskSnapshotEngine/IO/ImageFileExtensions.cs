@@ -43,19 +43,4 @@ internal static class ImageFileExtensions
         }
         buffer[done..].Clear();
     }
-
-    /// <summary>Writes <paramref name="length"/> zero bytes at <paramref name="fileOffset"/> from one pooled buffer of at most 1 MiB.</summary>
-    public static void WriteZeros(this IImageFile file, long fileOffset, long length)
-    {
-        if (length <= 0) return;
-        using var zeros = AlignedBufferPool.Rent((int)Math.Min(length, 1 << 20));
-        zeros.Span.Clear();
-        while (length > 0)
-        {
-            int n = (int)Math.Min(length, zeros.Capacity);
-            file.Write(zeros.Span[..n], fileOffset);
-            fileOffset += n;
-            length -= n;
-        }
-    }
 }

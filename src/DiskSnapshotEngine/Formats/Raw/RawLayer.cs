@@ -56,20 +56,7 @@ public sealed class RawLayer : IDiskLayer
     public void WriteZeroes(long offset, long length)
     {
         if (!IsWritable) ThrowHelper.ReadOnly(Path, "write");
-        FillZeros(File, offset, length);
-    }
-
-    private static void FillZeros(IImageFile file, long offset, long length)
-    {
-        using var zeros = AlignedBufferPool.Rent(1 << 20);
-        zeros.Span.Clear();
-        while (length > 0)
-        {
-            int n = (int)Math.Min(length, zeros.Capacity);
-            file.Write(zeros.Span[..n], offset);
-            offset += n;
-            length -= n;
-        }
+        File.WriteZeros(offset, length);
     }
 
     public void Flush() => File.Flush();

@@ -125,6 +125,8 @@ public static class RawExport
                 {
                     while (length > 0)
                     {
+                        // A long run of zeros (a whole empty disk after the last data) stops when cancelled too.
+                        cancellationToken.ThrowIfCancellationRequested();
                         int n = (int)Math.Min(length, zeros.Capacity);
                         output.Write(zeros.Span[..n]);
                         length -= n;

@@ -32,10 +32,11 @@ internal static class MergeCommand
             var options = new MergeOptions { Open = chainOptions.ToOpenOptions(context.Parse, writable: false), Guard = SnapshotMergeGuard.Instance };
             string path = context.Get(image)!;
             bool isPull = context.Get(pull);
-            var result = await ProgressDisplay.RunAsync(context, isPull ? "pull" : "merge", show: !context.Get(json), p => isPull
+            var result = await ProgressDisplay.RunAsync(context, isPull ? "pull" : "merge", p => isPull
                 ? Merge.PullAsync(path, options, p, context.CancellationToken)
                 : Merge.CommitAsync(path, context.Get(into), options, p, context.CancellationToken)).ConfigureAwait(false);
-            if (context.Get(json)) context.WriteJson(result);
+            if (context.Json)
+                context.WriteJson(new { image = Path.GetFullPath(path), target = result.Target, result.Resumed, result.Stats.BytesWritten, result.Stats.BytesZero, result.Relinked, result.Removed });
             else
             {
                 if (result.Resumed) context.Note("an interrupted run was found and finished");

@@ -58,7 +58,7 @@ public static class Compact
         DurableFiles.RequireFreeSpace(image, total, "the compact");
 
         var createOptions = new ImageCreateOptions(size, differencing ? ImageType.Differencing : ImageType.Dynamic,
-            src.BlockSize, src.LogicalSectorSize, src.PhysicalSectorSize, src.Identity);
+            src.BlockSize, src.LogicalSectorSize, src.PhysicalSectorSize, src.Identity) { Seal = Seals.Of(src) };
         IDiskLayer? target = null;
         TempImageFile? tempFile = null;
         try

@@ -119,6 +119,8 @@ public static partial class Merge
                 else { below.Write(off, data); written += len; }
             },
             done => progress?.Report(new OperationProgress("merging", done, total)), cancel).ConfigureAwait(false);
+        // A target renamed over the image takes its place, seal included (a snapshot layer that becomes the live disk).
+        if (journal.ReplaceImage && target is ISealableLayer sealable) sealable.SetSeal(Seals.Of(chain.Layers[0]));
         target.Flush();
         return new CopyStats(written, zero);
     }

@@ -42,6 +42,9 @@ internal static class MergePlanner
         // also updates the catalog).
         if (options.Guard?.Refusal(layers.Take(a + 1).Select(l => l.Path).ToList(), folders) is string refusal)
             throw new DiskImageException(ErrorKind.ReadOnly, $"cannot merge: {refusal}", image);
+        // Beyond the dependents these folders show: a sealed layer may have children anywhere (its seal says so), so
+        // the target must not change and no layer between may disappear, whatever the folders hold.
+        for (int i = 0; i <= a; i++) Seals.Check(layers[i], options.Open.Sealed, i == a ? "merge into it" : "merge it away");
         var children = Dependents.ChildrenOf(layers[0], folders, options.Open.FileOpener, chainPaths);
         if (options.Publish == MergePublish.ReplaceImage && children.Count > 0)
             throw new DiskImageException(ErrorKind.ReadOnly, $"cannot merge: images depend on it: {string.Join("; ", children)}", image);

@@ -87,7 +87,7 @@ public static class RawExport
     /// this a sparse image would export dense. The scan stops at the first non-zero byte of each piece, so
     /// dense data costs almost nothing.
     /// </summary>
-    private static void WriteSkippingZeros(IImageFile output, long offset, ReadOnlySpan<byte> data)
+    private static void WriteSkippingZeros(ImageFile output, long offset, ReadOnlySpan<byte> data)
     {
         int at = 0;
         while (at < data.Length)
@@ -123,9 +123,9 @@ public static class RawExport
                 (_, data) => output.Write(data),
                 (_, length) =>
                 {
+                    // A hole is one extent however large (a sparse 4 TiB disk to a pipe): stop between pieces when asked.
                     while (length > 0)
                     {
-                        // A long run of zeros (a whole empty disk after the last data) stops when cancelled too.
                         cancellationToken.ThrowIfCancellationRequested();
                         int n = (int)Math.Min(length, zeros.Capacity);
                         output.Write(zeros.Span[..n]);

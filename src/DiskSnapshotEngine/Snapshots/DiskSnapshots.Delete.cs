@@ -1,3 +1,4 @@
+using DiskSnapshotEngine.Block;
 using DiskSnapshotEngine.Errors;
 using DiskSnapshotEngine.IO;
 using DiskSnapshotEngine.Operations;
@@ -31,6 +32,7 @@ public static partial class DiskSnapshots
         List<string> children;
         using (var layer = DiskImage.OpenLayer(layerPath, writable: false, options.FileOpener))
         {
+            Seals.Check(layer, SealPolicy.SnapshotLayers, $"delete snapshot '{name}'");
             children = Dependents.ChildrenOf(layer, new[] { Dependents.FolderOf(disk) }, options.FileOpener);
             var known = catalog.Snapshots.Select(s => Path.GetFullPath(PathOf(disk, s))).Append(disk).ToHashSet(StringComparer.Ordinal);
             var strangers = children.Where(c => !known.Contains(c)).ToList();
@@ -59,7 +61,7 @@ public static partial class DiskSnapshots
         var entry = pending.Snapshot;
         string layerPath = PathOf(disk, entry);
         foreach (var file in pending.Children.Prepend(layerPath)) LockScope.Current!.LockIfExists(file);
-        var mergeOptions = new MergeOptions { Open = options };
+        var mergeOptions = new MergeOptions { Open = options with { Sealed = SealPolicy.SnapshotLayers } };
         string? commitChild = null;
         switch (pending.Plan)
         {

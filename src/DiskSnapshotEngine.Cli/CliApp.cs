@@ -19,7 +19,7 @@ internal static class CliApp
     /// <summary>Runs <paramref name="args"/> and returns the exit code (see <see cref="ExitCodes"/>).</summary>
     public static async Task<int> RunAsync(string[] args, CliHost host, CancellationSignal? signal = null)
     {
-        var root = CommandCatalog.BuildRoot();
+        var root = CommandCatalog.BuildRoot(args.Length > 0 ? args[0] : null);
         var parse = root.Parse(args);
         // The verb may not be known (a parse error), so --json is looked for in the words themselves.
         bool json = args.Contains(CommandCatalog.JsonOption);

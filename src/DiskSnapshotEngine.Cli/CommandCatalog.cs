@@ -5,7 +5,7 @@ namespace DiskSnapshotEngine.Cli;
 
 /// <summary>
 /// The one list of verbs (explicit: no reflection). To add a verb, write <c>Commands/XxxCommand.cs</c> with
-/// <c>public static Command Build()</c> and add it to <see cref="Verbs"/>.
+/// <c>public static Command Build()</c> and add it, with its name, to <see cref="Verbs"/>.
 /// </summary>
 internal static class CommandCatalog
 {
@@ -18,30 +18,35 @@ internal static class CommandCatalog
     /// <summary>Name of the option every verb has (added here when the verb does not declare it): JSON output and JSON errors.</summary>
     public const string JsonOption = "--json";
 
-    private static IEnumerable<Func<Command>> Verbs => new Func<Command>[]
+    /// <summary>Every verb, by the name its command carries (a test keeps the two equal).</summary>
+    internal static readonly (string Name, Func<Command> Build)[] Verbs =
     {
-        CreateCommand.Build,
-        InfoCommand.Build,
-        WriteCommand.Build,
-        ExportCommand.Build,
-        CheckCommand.Build,
-        DemoCommand.Build,
-        CloneCommand.Build,
-        MergeCommand.Build,
-        RebaseCommand.Build,
-        SnapshotCommand.Build,
-        RollbackCommand.Build,
-        CompactCommand.Build,
-        CompareCommand.Build,
-        MapCommand.Build,
-        SealCommand.BuildSeal,
-        SealCommand.BuildUnseal,
-        ServeCommand.Build,
-        MountCommand.Build,
-        VmCommand.Build,
+        ("create", CreateCommand.Build),
+        ("info", InfoCommand.Build),
+        ("write", WriteCommand.Build),
+        ("export", ExportCommand.Build),
+        ("check", CheckCommand.Build),
+        ("demo", DemoCommand.Build),
+        ("clone", CloneCommand.Build),
+        ("merge", MergeCommand.Build),
+        ("rebase", RebaseCommand.Build),
+        ("snapshot", SnapshotCommand.Build),
+        ("rollback", RollbackCommand.Build),
+        ("compact", CompactCommand.Build),
+        ("compare", CompareCommand.Build),
+        ("map", MapCommand.Build),
+        ("seal", SealCommand.BuildSeal),
+        ("unseal", SealCommand.BuildUnseal),
+        ("serve", ServeCommand.Build),
+        ("mount", MountCommand.Build),
+        ("vm", VmCommand.Build),
     };
 
-    public static RootCommand BuildRoot()
+    /// <summary>
+    /// The root command. Given the first argument, only that verb is built when it names one: start-up then pays for
+    /// the verb that runs, not for all of them (the root's help, and anything else, gets every verb).
+    /// </summary>
+    public static RootCommand BuildRoot(string? firstArgument = null)
     {
         var root = new RootCommand(
             "dse: work on virtual-disk images (VHDX, VDI, raw) offline: create, clone, snapshot, merge, inspect, export, check, serve over NBD, register.\n" +
@@ -54,7 +59,9 @@ internal static class CommandCatalog
             Recursive = true,
         });
         root.Options.Add(new Option<bool>(QuietOption, "-q") { Description = "Show no progress (it is shown on stderr only when stderr is a terminal).", Recursive = true });
-        foreach (var build in Verbs) root.Subcommands.Add(build());
+        var only = Array.Find(Verbs, v => v.Name == firstArgument);
+        if (only.Build is not null) root.Subcommands.Add(only.Build());
+        else foreach (var (_, build) in Verbs) root.Subcommands.Add(build());
         // Every verb, including those added later, answers --json: a verb that does not declare it gets it here.
         foreach (var verb in Leaves(root))
             if (!verb.Options.Any(o => o.Name == JsonOption)) verb.Options.Add(CommonOptions.Json());

@@ -14,7 +14,8 @@ internal sealed record LayerView(
     long FileSize,
     IdentityView? Identity,
     ParentLinkView? Parent,
-    IReadOnlyDictionary<string, string> Details)
+    IReadOnlyDictionary<string, string> Details,
+    long? MinimumSize = null)
 {
     public static LayerView Of(IDiskLayer layer)
     {
@@ -31,7 +32,9 @@ internal sealed record LayerView(
             layer.File.Length,
             layer.Identity == default ? null : new IdentityView(layer.Identity.Id, layer.Identity.Version),
             layer.ParentLink is { } p ? new ParentLinkView(p.CandidatePaths, p.ParentId, p.ParentVersion, p.AlternateParentVersion, p.VersionName, p.ParentFormat?.ToString().ToLowerInvariant()) : null,
-            details);
+            details,
+            // What resize --shrink may go down to (Hyper-V's MinimumSize); a child keeps its parent's size.
+            layer.ParentLink is null ? Operations.Resize.MinimumSize(layer) : null);
     }
 
     /// <summary>Human form, one "name: value" per line.</summary>
@@ -46,6 +49,7 @@ internal sealed record LayerView(
         Line("physical sector size", PhysicalSectorSize.ToString());
         Line("block size", SizeParser.Describe(BlockSize));
         Line("file size", SizeParser.Describe(FileSize));
+        if (MinimumSize is long min) Line("minimum size", SizeParser.Describe(min));
         if (Identity is { } id)
         {
             Line("id", id.Id.ToString());

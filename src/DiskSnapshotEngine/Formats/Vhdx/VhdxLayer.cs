@@ -11,7 +11,7 @@ namespace DiskSnapshotEngine.Formats.Vhdx;
 /// sector bitmap are read in 4 KiB sectors on demand through <see cref="VhdxSectorCache"/>, so the cost of an open does
 /// not depend on the virtual size. Every BAT, sector-bitmap and metadata-region update goes through the VHDX log.
 /// </summary>
-public sealed class VhdxLayer : IDiskLayer
+public sealed partial class VhdxLayer : IDiskLayer, IIdentityWritable, IParentDetachable
 {
     private const int CommitThreshold = 64; // pending metadata sectors before an early log commit
 
@@ -22,11 +22,12 @@ public sealed class VhdxLayer : IDiskLayer
     private readonly VhdxRegionTable _regions;
     private readonly VhdxRegionTableEntry _batRegion, _metadataRegion;
     private readonly VhdxMetadataTable _metadataTable;
-    private readonly VhdxFileParameters _parameters;
+    private VhdxFileParameters _parameters;
     private readonly long _virtualSize;
-    private readonly Guid _virtualDiskId;
+    private Guid _virtualDiskId;
     private readonly int _logicalSectorSize, _physicalSectorSize;
-    private readonly long _chunkRatio, _payloadBlocks, _batEntryCount;
+    private readonly long _chunkRatio, _payloadBlocks;
+    private long _batEntryCount;
     private VhdxParentLocator? _locator;
     private ParentLink? _parentLink;
     private VhdxHeader _header;

@@ -27,6 +27,26 @@ public sealed record VmDiskState(MediumInfo Root, Guid CurrentMediumId, IReadOnl
     public MediumInfo CurrentMedium => FindMedium(CurrentMediumId)
         ?? throw new DiskImageException(ErrorKind.InvalidArgument, $"the current medium {CurrentMediumId} is not in the disk's image tree");
 
+    /// <summary>The current medium and its ancestors, current first and the base last.</summary>
+    public IReadOnlyList<MediumInfo> CurrentChain()
+    {
+        var parentOf = new Dictionary<Guid, MediumInfo>();
+        foreach (var m in AllMedia)
+            foreach (var c in m.Children) parentOf[c.Id] = m;
+        var chain = new List<MediumInfo> { CurrentMedium };
+        while (parentOf.TryGetValue(chain[^1].Id, out var parent)) chain.Add(parent);
+        return chain;
+    }
+
+    /// <summary>This state with <paramref name="child"/> added under the current medium and made current (a new overlay).</summary>
+    public VmDiskState WithNewCurrentChild(MediumInfo child)
+    {
+        MediumInfo Add(MediumInfo m) => m.Id == CurrentMediumId
+            ? m with { Children = [.. m.Children, child] }
+            : m with { Children = m.Children.Select(Add).ToList() };
+        return this with { Root = Add(Root), CurrentMediumId = child.Id };
+    }
+
     /// <summary>
     /// Checks the invariants every writer relies on: unique non-empty medium and snapshot ids, absolute paths, a current
     /// medium and snapshots that name media of the tree, a current snapshot that exists.

@@ -79,9 +79,10 @@ public class SetIdentityTests
     }
 
     [Theory]
-    [InlineData(".qcow2")]
-    [InlineData(".img")]
-    public async Task Formats_without_a_disk_id_are_unsupported(string ext)
+    [InlineData(".qcow2", "no disk id")]
+    [InlineData(".img", "no disk id")]
+    [InlineData(".vhd", "not supported")]
+    public async Task Other_formats_are_unsupported_and_unchanged(string ext, string says)
     {
         using var dir = new TempDirectory("set-id-unsupported");
         string img = dir.File("img" + ext);
@@ -89,7 +90,7 @@ public class SetIdentityTests
         var bytes = File.ReadAllBytes(img);
         var r = await CliRunner.RunAsync("set-identity", img, "--new");
         Assert.Equal(5, r.ExitCode);
-        Assert.Contains("no disk id", r.StdErr);
+        Assert.Contains(says, r.StdErr);
         Assert.Equal(bytes, File.ReadAllBytes(img));
     }
 

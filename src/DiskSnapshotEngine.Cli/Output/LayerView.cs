@@ -33,8 +33,16 @@ internal sealed record LayerView(
             layer.Identity == default ? null : new IdentityView(layer.Identity.Id, layer.Identity.Version),
             layer.ParentLink is { } p ? new ParentLinkView(p.CandidatePaths, p.ParentId, p.ParentVersion, p.AlternateParentVersion, p.VersionName, p.ParentFormat?.ToString().ToLowerInvariant()) : null,
             details,
-            // What resize --shrink may go down to (Hyper-V's MinimumSize); a child keeps its parent's size.
-            layer.ParentLink is null ? Operations.Resize.MinimumSize(layer) : null);
+            MinimumSizeOf(layer));
+    }
+
+    // What resize --shrink may go down to (Hyper-V's MinimumSize); a child keeps its parent's size. A map entry that
+    // cannot be read leaves it unknown: info still shows the rest (check reports the entry).
+    private static long? MinimumSizeOf(IDiskLayer layer)
+    {
+        if (layer.ParentLink is not null) return null;
+        try { return Operations.Resize.MinimumSize(layer); }
+        catch (Errors.DiskImageException) { return null; }
     }
 
     /// <summary>Human form, one "name: value" per line.</summary>

@@ -104,6 +104,35 @@ public class DetachTests
         }
     }
 
+    /// <summary>A real dse process killed with SIGKILL during its (slowed) copy: nothing reads differently, a rerun finishes.</summary>
+    [LinuxFact("kills a child process with SIGKILL")]
+    public async Task Detach_killed_with_sigkill_reads_the_same_and_a_rerun_finishes()
+    {
+        int killed = 0;
+        for (int attempt = 0; attempt < 4 && killed < 2; attempt++)
+        {
+            using var dir = new TempDirectory("detach-kill");
+            var (img, imgModel, kidModel) = Chain(dir, attempt % 2 == 0 ? ".vdi" : ".vhdx", 87 + attempt);
+            using (var p = CliRunner.StartSlowed(300, "detach", img))
+            {
+                var drainOut = p.StandardOutput.ReadToEndAsync();
+                var drainErr = p.StandardError.ReadToEndAsync();
+                await Task.Delay(TimeSpan.FromMilliseconds(1500 + 700 * attempt));
+                if (!p.HasExited) { p.Kill(); killed++; }
+                await p.WaitForExitAsync();
+                await Task.WhenAll(drainOut, drainErr);
+            }
+            OpsKit.AssertContent(imgModel, img, $"after the kill (attempt {attempt})");
+            OpsKit.AssertContent(kidModel, Path.Combine(Path.GetDirectoryName(img)!, "kid" + Path.GetExtension(img)), "the child after the kill");
+            var rerun = await CliRunner.RunAsync("detach", img);
+            Assert.True(rerun.ExitCode == 0, rerun.ToString());
+            OpsKit.AssertContent(imgModel, img, "after the rerun");
+            using var chain = DiskImage.Open(img);
+            Assert.Single(chain.Layers);
+        }
+        Assert.True(killed >= 1, "no run was still going when it was killed");
+    }
+
     [Theory]
     [InlineData(".qcow2")]
     [InlineData(".vhd")]

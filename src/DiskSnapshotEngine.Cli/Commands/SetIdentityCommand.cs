@@ -8,7 +8,7 @@ internal static class SetIdentityCommand
 {
     public static Command Build()
     {
-        var image = CommonOptions.Image("A VHDX or VDI image (for example a copy made with cp).");
+        var image = CommonOptions.Image("A VHDX, VDI or VHD image (for example a copy made with cp).");
         var fresh = new Option<bool>("--new") { Description = "Give the image a new random disk id (required: the only mode)." };
         var json = CommonOptions.Json();
         var command = new Command("set-identity",

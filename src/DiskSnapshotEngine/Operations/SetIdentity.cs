@@ -11,7 +11,7 @@ namespace DiskSnapshotEngine.Operations;
 public sealed record SetIdentityResult(string Image, Guid OldId, Guid NewId);
 
 /// <summary>
-/// Gives an image a new disk id in place (VHDX Virtual Disk ID, VDI uuidCreate; with a new content version), so that a
+/// Gives an image a new disk id in place (VHDX Virtual Disk ID, VDI uuidCreate, VHD Unique Id; with a new content version), so that a
 /// copy made with <c>cp</c> can be registered beside its original. Content and parent link are unchanged. Refused on an
 /// image that others read through: they link to the old identity.
 /// </summary>
@@ -31,7 +31,7 @@ public static class SetIdentity
             if (probe is not IIdentityWritable)
                 throw new DiskImageException(ErrorKind.Unsupported, probe.Identity == default
                     ? $"a {probe.Format.ToString().ToLowerInvariant()} image records no disk id that could be changed"
-                    : $"a new disk id for a {probe.Format.ToString().ToLowerInvariant()} image is not supported (VHDX and VDI are)", image);
+                    : $"a new disk id for a {probe.Format.ToString().ToLowerInvariant()} image is not supported (VHDX, VDI and VHD are)", image);
             var folders = Dependents.FoldersOf(probe, options);
             var children = Dependents.ChildrenOf(probe, folders, options.FileOpener);
             // Children that find their parent by id (VDI) also "link" to a cp copy of that parent; the copy may take a

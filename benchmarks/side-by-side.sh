@@ -121,6 +121,8 @@ done
 qemu-img convert -O qcow2 -B base.qcow2 -F qcow2 merged-view.raw top.qcow2
 warm base.vdi top.vdi base.qcow2 top.qcow2
 "${DSE[@]}" clone top.vdi expected.vdi >/dev/null
+# The linked clone sealed base.vdi; merging into it is the user's explicit choice.
+"${DSE[@]}" unseal base.vdi >/dev/null
 # A merge consumes its input, so it runs once.
 REPS=1
 run "dse merge (vdi)"   none "${DSE[@]}" merge top.vdi

@@ -17,6 +17,8 @@ declare -A package_of=(
   [nbdinfo]=libnbd-bin
   [nbdcopy]=libnbd-bin
   [systemd-analyze]=systemd
+  [mkfs.xfs]=xfsprogs
+  [filefrag]=e2fsprogs
 )
 missing=()
 for tool in "${!package_of[@]}"; do

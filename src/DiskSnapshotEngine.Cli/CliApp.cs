@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.CommandLine.Invocation;
+using System.Text.Json;
 using DiskSnapshotEngine.Errors;
 
 namespace DiskSnapshotEngine.Cli;
@@ -20,11 +21,13 @@ internal static class CliApp
     {
         var root = CommandCatalog.BuildRoot();
         var parse = root.Parse(args);
+        // The verb may not be known (a parse error), so --json is looked for in the words themselves.
+        bool json = args.Contains(CommandCatalog.JsonOption);
         if (parse.Action is ParseErrorAction)
         {
-            foreach (var error in parse.Errors)
-                host.Error.WriteLine($"dse: error: {error.Message}");
-            host.Error.WriteLine($"Try '{CommandPath(parse)} --help' for more information.");
+            // One line: the first error is the cause ("Required command was not provided" only follows an unknown verb).
+            var first = parse.Errors.FirstOrDefault(e => e.Message.StartsWith("Unrecognized", StringComparison.Ordinal)) ?? parse.Errors[0];
+            WriteError(host, json, "usage", $"{first.Message.TrimEnd('.')} (try '{CommandPath(parse)} --help')", null, ExitCodes.Usage);
             return ExitCodes.Usage;
         }
 
@@ -44,7 +47,7 @@ internal static class CliApp
         }
         catch (Exception e)
         {
-            return Report(e, host, parse.GetValue<bool>(CommandCatalog.VerboseOption), signal?.ExitCode);
+            return Report(e, host, parse.GetValue<bool>(CommandCatalog.VerboseOption), signal?.ExitCode, json);
         }
         finally
         {
@@ -55,39 +58,60 @@ internal static class CliApp
     }
 
     /// <summary>Maps an exception to one line on stderr (the stack only when asked for) and its exit code.</summary>
-    internal static int Report(Exception e, CliHost host, bool verbose, int? signalExitCode)
+    internal static int Report(Exception e, CliHost host, bool verbose, int? signalExitCode, bool json = false)
     {
         verbose |= Environment.GetEnvironmentVariable("DSE_DEBUG") == "1";
         while (e is AggregateException { InnerExceptions.Count: 1 } agg) e = agg.InnerExceptions[0];
 
         // After a signal the operation may fail in any way while stopping; the signal is the reason.
         if (signalExitCode is int code && e is OperationCanceledException or DiskImageException { Kind: ErrorKind.Cancelled })
-        {
-            host.Error.WriteLine($"dse: {(code == ExitCodes.Terminated ? "terminated" : "interrupted")}");
-            return code;
-        }
+            return Stopped(host, json, code);
 
         int exit;
         switch (e)
         {
             case UsageException u:
-                host.Error.WriteLine($"dse: error: {u.Message}");
+                WriteError(host, json, "usage", u.Message, null, ExitCodes.Usage);
                 return ExitCodes.Usage;
             case DiskImageException d:
-                host.Error.WriteLine($"dse: error: {d.Message}");
-                exit = ExitCodes.ForKind(d.Kind);
+                exit = signalExitCode ?? ExitCodes.ForKind(d.Kind);
+                WriteError(host, json, JsonNamingPolicy.CamelCase.ConvertName(d.Kind.ToString()), d.Message, d.Path, exit);
                 break;
             case OperationCanceledException:
-                host.Error.WriteLine(signalExitCode == ExitCodes.Terminated ? "dse: terminated" : "dse: interrupted");
-                return signalExitCode ?? ExitCodes.Interrupted;
+                return Stopped(host, json, signalExitCode ?? ExitCodes.Interrupted);
             default:
-                host.Error.WriteLine($"dse: internal error: {e.GetType().Name}: {OneLine(e.Message)}" +
-                    (verbose ? "" : " (run with --verbose or DSE_DEBUG=1 for details)"));
-                exit = ExitCodes.Internal;
+                exit = signalExitCode ?? ExitCodes.Internal;
+                if (json) WriteError(host, json, "internal", $"{e.GetType().Name}: {OneLine(e.Message)}", null, exit);
+                else
+                    host.Error.WriteLine($"dse: internal error: {e.GetType().Name}: {OneLine(e.Message)}" +
+                        (verbose ? "" : " (run with --verbose or DSE_DEBUG=1 for details)"));
                 break;
         }
         if (verbose) host.Error.WriteLine(e.ToString());
-        return signalExitCode ?? exit;
+        return exit;
+    }
+
+    private static int Stopped(CliHost host, bool json, int code)
+    {
+        string word = code == ExitCodes.Terminated ? "terminated" : "interrupted";
+        if (json) WriteError(host, json, "cancelled", word, null, code);
+        else host.Error.WriteLine($"dse: {word}");
+        return code;
+    }
+
+    /// <summary>
+    /// The one form of an error on stderr: <c>dse: error: MESSAGE</c>, or with --json
+    /// <c>{"error":{"kind","message","path","exitCode"}}</c> on one line.
+    /// </summary>
+    internal static void WriteError(CliHost host, bool json, string kind, string message, string? path, int exitCode)
+    {
+        if (!json)
+        {
+            host.Error.WriteLine($"dse: error: {message}");
+            return;
+        }
+        var error = new { error = new { kind, message, path, exitCode } };
+        host.Error.WriteLine(JsonSerializer.Serialize(error, Output.Json.OneLine));
     }
 
     private static string OneLine(string s) => s.ReplaceLineEndings(" ");

@@ -11,6 +11,15 @@ internal sealed class CliContext(ParseResult parse, CliHost host, CancellationTo
     public TextWriter Out => Host.Out;
     public TextWriter Error => Host.Error;
 
+    /// <summary>True when <c>--json</c> was given: stdout carries one JSON document, stderr JSON lines.</summary>
+    public bool Json => CommandCatalog.Flag(Parse, CommandCatalog.JsonOption);
+
+    /// <summary>True when <c>--quiet</c> was given: no progress.</summary>
+    public bool Quiet => Parse.GetValue<bool>(CommandCatalog.QuietOption);
+
+    /// <summary>True when <c>--verbose</c> was given: format-specific fields, stack traces.</summary>
+    public bool Verbose => Parse.GetValue<bool>(CommandCatalog.VerboseOption);
+
     /// <summary>The value of an option or argument of the verb.</summary>
     public T? Get<T>(Option<T> option) => Parse.GetValue(option);
 
@@ -20,11 +29,23 @@ internal sealed class CliContext(ParseResult parse, CliHost host, CancellationTo
     /// <summary>Writes a value as JSON (camelCase, indented) on stdout.</summary>
     public void WriteJson<T>(T value) => Out.WriteLine(Output.Json.Serialize(value));
 
+    /// <summary>The verb's result: <paramref name="json"/> with <c>--json</c>, else the line <paramref name="text"/>.</summary>
+    public void Result(object json, string text)
+    {
+        if (Json) WriteJson(json);
+        else Out.WriteLine(text);
+    }
+
     /// <summary>A remark that is not the command's output (stderr), so stdout stays parseable.</summary>
-    public void Note(string message) => Error.WriteLine($"dse: note: {message}");
+    public void Note(string message) => Remark("note", message);
 
     /// <summary>A warning about the command's result (stderr).</summary>
-    public void Warn(string message) => Error.WriteLine($"dse: warning: {message}");
+    public void Warn(string message) => Remark("warning", message);
+
+    // With --json stderr stays machine-readable: one JSON object per line, as errors are.
+    private void Remark(string kind, string message) => Error.WriteLine(Json
+        ? System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, object> { [kind] = new { message } }, Output.Json.OneLine)
+        : $"dse: {kind}: {message}");
 }
 
 /// <summary>Attaches verb bodies to commands, giving them a <see cref="CliContext"/>.</summary>

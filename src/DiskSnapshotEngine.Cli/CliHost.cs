@@ -18,8 +18,11 @@ internal sealed class CliHost
     /// <summary>Opens stdout as bytes (<c>export IMAGE -</c>); <see cref="Out"/> is flushed first.</summary>
     public required Func<Stream> OpenStdout { get; init; }
 
-    /// <summary>True when stdout is a terminal: progress bars are shown only then.</summary>
+    /// <summary>True when stdout is a terminal.</summary>
     public bool OutputIsTerminal { get; init; }
+
+    /// <summary>True when stderr is a terminal: progress is shown (on stderr) only then.</summary>
+    public bool ErrorIsTerminal { get; init; }
 
     /// <summary>The real console.</summary>
     public static CliHost Console { get; } = new()
@@ -29,5 +32,6 @@ internal sealed class CliHost
         OpenStdin = System.Console.OpenStandardInput,
         OpenStdout = System.Console.OpenStandardOutput,
         OutputIsTerminal = !System.Console.IsOutputRedirected,
+        ErrorIsTerminal = !System.Console.IsErrorRedirected,
     };
 }

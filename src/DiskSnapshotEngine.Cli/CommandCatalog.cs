@@ -9,8 +9,14 @@ namespace DiskSnapshotEngine.Cli;
 /// </summary>
 internal static class CommandCatalog
 {
-    /// <summary>Name of the option, on every verb, that prints full stack traces for unexpected errors (also DSE_DEBUG=1).</summary>
+    /// <summary>Name of the option, on every verb, that shows format-specific fields and full stack traces for unexpected errors (also DSE_DEBUG=1).</summary>
     public const string VerboseOption = "--verbose";
+
+    /// <summary>Name of the option, on every verb, that silences progress.</summary>
+    public const string QuietOption = "--quiet";
+
+    /// <summary>Name of the option every verb has (added here when the verb does not declare it): JSON output and JSON errors.</summary>
+    public const string JsonOption = "--json";
 
     private static IEnumerable<Func<Command>> Verbs => new Func<Command>[]
     {
@@ -33,6 +39,8 @@ internal static class CommandCatalog
         MeasureCommand.Build,
         CompareCommand.Build,
         MapCommand.Build,
+        SealCommand.BuildSeal,
+        SealCommand.BuildUnseal,
         ServeCommand.Build,
         MountCommand.Build,
         VmCommand.Build,
@@ -44,12 +52,25 @@ internal static class CommandCatalog
             "dse: work on virtual-disk images (VHDX, VDI, raw) offline: create, clone, snapshot, merge, inspect, export, check, serve over NBD, register.\n" +
             "Exit codes: 0 ok, 1 problems found, 2 usage error, 3-17 one per error kind, 18 disk changed but its .vbox not updated, 70 internal error, 130/143 interrupted (see README).");
         // A fresh option per root: symbols record their parents, and tests build roots in parallel.
-        root.Options.Add(new Option<bool>(VerboseOption, "-v")
+        // No -v: users of other tools expect it to mean --version, which is spelled out (as qemu-img does).
+        root.Options.Add(new Option<bool>(VerboseOption)
         {
-            Description = "On an unexpected error, print the full exception (same as DSE_DEBUG=1).",
+            Description = "Show format-specific fields (info) and, on an unexpected error, the full exception (same as DSE_DEBUG=1).",
             Recursive = true,
         });
+        root.Options.Add(new Option<bool>(QuietOption, "-q") { Description = "Show no progress (it is shown on stderr only when stderr is a terminal).", Recursive = true });
         foreach (var build in Verbs) root.Subcommands.Add(build());
+        // Every verb, including those added later, answers --json: a verb that does not declare it gets it here.
+        foreach (var verb in Leaves(root))
+            if (!verb.Options.Any(o => o.Name == JsonOption)) verb.Options.Add(CommonOptions.Json());
         return root;
     }
+
+    /// <summary>Every runnable verb (a command without subcommands), depth first.</summary>
+    public static IEnumerable<Command> Leaves(Command command) =>
+        command.Subcommands.Count == 0 ? [command] : command.Subcommands.SelectMany(Leaves);
+
+    /// <summary>The value of a boolean option of the parsed verb, found by name (false when the verb has no such option).</summary>
+    public static bool Flag(ParseResult parse, string name) =>
+        parse.CommandResult.Command.Options.FirstOrDefault(o => o.Name == name) is Option<bool> option && parse.GetValue(option);
 }

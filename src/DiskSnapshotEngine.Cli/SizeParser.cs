@@ -4,17 +4,18 @@ using System.Globalization;
 namespace DiskSnapshotEngine.Cli;
 
 /// <summary>
-/// SIZE values on the command line: plain bytes, or an integer with a binary suffix K, M, G, T (also KiB, MiB,
-/// GiB, TiB; any case): 1K = 1024. Decimal units (KB, MB) are refused rather than guessed.
+/// SIZE values on the command line, as qemu-img and PowerShell users type them: a whole or decimal number with an
+/// optional unit K, M, G, T, P, written alone or as KB or KiB (any case). Every unit is binary, as both tools mean
+/// it: 1K = 1KB = 1KiB = 1024, so 10GB = 10 × 2^30 and 1.5G = 1610612736. A size that is not a whole number of
+/// bytes, a comma, an exponent or any other form is refused with the accepted forms.
 /// </summary>
 internal static class SizeParser
 {
-    private static readonly (string Suffix, int Shift)[] s_suffixes =
-    {
-        ("kib", 10), ("mib", 20), ("gib", 30), ("tib", 40),
-        ("k", 10), ("m", 20), ("g", 30), ("t", 40),
-        ("b", 0),
-    };
+    private const string Forms =
+        "use a number with an optional unit K, M, G, T or P, alone or as KB/KiB, MB/MiB, GB/GiB, TB/TiB, PB/PiB " +
+        "(binary, any case: 1K = 1KB = 1KiB = 1024), for example 10GB, 1.5G, 512MB, 1TiB or 4096";
+
+    private static readonly string[] s_units = { "k", "m", "g", "t", "p" };
 
     /// <summary>Parses a size; on failure <paramref name="error"/> says why, in one line.</summary>
     public static bool TryParse(string? text, out long value, out string error)
@@ -22,36 +23,40 @@ internal static class SizeParser
         value = 0;
         error = "";
         string s = (text ?? "").Trim();
-        if (s.Length == 0)
+        int end = 0;
+        while (end < s.Length && (char.IsAsciiDigit(s[end]) || s[end] == '.')) end++;
+        string number = s[..end], unit = s[end..].Trim().ToLowerInvariant();
+        int shift = Shift(unit);
+        if (number.Length == 0 || number.Count(c => c == '.') > 1 || number[0] == '.' || number[^1] == '.' || shift < 0
+            || !decimal.TryParse(number, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out decimal n))
         {
-            error = "empty size";
+            error = $"invalid size '{text}': {Forms}";
             return false;
         }
-        int digits = 0;
-        while (digits < s.Length && char.IsAsciiDigit(s[digits])) digits++;
-        if (digits == 0)
-        {
-            error = $"invalid size '{text}': expected a non-negative integer with an optional K, M, G or T suffix (1K = 1024)";
-            return false;
-        }
-        string suffix = s[digits..].Trim().ToLowerInvariant();
-        int shift = -1;
-        foreach (var (name, sh) in s_suffixes)
-            if (suffix == name) { shift = sh; break; }
-        if (suffix.Length == 0) shift = 0;
-        if (shift < 0)
-        {
-            error = $"invalid size '{text}': unknown unit '{s[digits..].Trim()}' (use K, M, G, T or KiB, MiB, GiB, TiB; 1K = 1024)";
-            return false;
-        }
-        if (!long.TryParse(s.AsSpan(0, digits), NumberStyles.None, CultureInfo.InvariantCulture, out long number)
-            || number > (long.MaxValue >> shift))
+        decimal bytes;
+        try { bytes = n * (1L << shift); }
+        catch (OverflowException) { bytes = decimal.MaxValue; }
+        if (bytes > long.MaxValue)
         {
             error = $"invalid size '{text}': too large";
             return false;
         }
-        value = number << shift;
+        if (bytes != decimal.Truncate(bytes))
+        {
+            error = $"invalid size '{text}': {bytes.ToString(CultureInfo.InvariantCulture)} is not a whole number of bytes; {Forms}";
+            return false;
+        }
+        value = (long)bytes;
         return true;
+    }
+
+    // "" or "b": bytes; "k", "kb", "kib" (and so on): the power of 1024; -1: not a unit.
+    private static int Shift(string unit)
+    {
+        if (unit is "" or "b") return 0;
+        for (int i = 0; i < s_units.Length; i++)
+            if (unit == s_units[i] || unit == s_units[i] + "b" || unit == s_units[i] + "ib") return 10 * (i + 1);
+        return -1;
     }
 
     /// <summary>Parses a size or throws <see cref="UsageException"/>.</summary>

@@ -24,21 +24,98 @@ public static class DiskImage
     }
 
     /// <summary>
-    /// Creates a differencing child of <paramref name="parentPath"/> (a linked clone). Only the parent's headers are
-    /// read, so the cost does not depend on the parent's size. Nothing on the parent is written.
+    /// Creates a differencing child of <paramref name="parentPath"/> (a linked clone). Only headers and metadata are
+    /// read, so the cost does not depend on the parent's size. The parent's content is never written: it is sealed
+    /// (<paramref name="sealParentAs"/>, see <see cref="SealReasons"/>) so that no dse verb changes it while the child
+    /// reads through it, wherever the child lives. Sealing writes only the mark, once (its version stays, so other
+    /// children stay linked); a parent the user cannot write (file mode, read-only file system) is left unsealed.
     /// </summary>
     /// <returns>The new child, open for writing.</returns>
-    /// <exception cref="DiskImageException">InvalidArgument, AlreadyExists, FileNotFound, Unsupported (the format cannot be a child of that parent), DiskFull, Io.</exception>
+    /// <exception cref="DiskImageException">InvalidArgument, AlreadyExists, FileNotFound, Unsupported (the format cannot be a child of that parent),
+    /// Locked (the parent must be sealed but another process has it open), DiskFull, Io.</exception>
     public static IDiskLayer CreateDifferencing(string path, string parentPath, ImageFormat? format = null,
-        Func<string, bool, IImageFile>? fileOpener = null)
+        Func<string, bool, IImageFile>? fileOpener = null, SealReasons sealParentAs = SealReasons.Golden)
     {
         var driver = format is ImageFormat f ? ImageFormats.Get(f) : ImageFormats.ForNewFile(path);
-        using var parent = OpenLayer(parentPath, writable: false, fileOpener);
-        var node = FileNode.Of(parentPath, "parent image");
-        if (File.Exists(path) && FileNode.Of(path).SameFileAs(node))
-            ThrowHelper.InvalidArgument("an image cannot be its own parent", path);
-        var options = new ImageCreateOptions(parent.VirtualSize, ImageType.Differencing, null, parent.LogicalSectorSize, parent.PhysicalSectorSize);
-        return CreateWith(driver, path, options, ParentDescriptor.Of(parent));
+        ParentDescriptor parent;
+        int physicalSectorSize;
+        SealReasons seal;
+        bool sealable;
+        using (var top = OpenLayer(parentPath, writable: false, fileOpener))
+        {
+            var node = FileNode.Of(parentPath, "parent image");
+            if (File.Exists(path) && FileNode.Of(path).SameFileAs(node))
+                ThrowHelper.InvalidArgument("an image cannot be its own parent", path);
+            parent = ParentDescriptor.Of(top);
+            physicalSectorSize = top.PhysicalSectorSize;
+            seal = Seals.Of(top);
+            sealable = top is ISealableLayer;
+        }
+        if (sealable && (seal & sealParentAs) != sealParentAs) SealParent(parentPath, parent.Identity, seal | sealParentAs, fileOpener);
+        var options = new ImageCreateOptions(parent.VirtualSize, ImageType.Differencing, null, parent.LogicalSectorSize, physicalSectorSize);
+        return CreateWith(driver, path, options, parent);
+    }
+
+    // Writes the seal into the parent (its content version does not change). The file is reopened for writing only
+    // for this, once: a parent already sealed is never opened for writing again, so further clones can be made while
+    // others run on it.
+    private static void SealParent(string parentPath, ImageIdentity expected, SealReasons seal, Func<string, bool, IImageFile>? fileOpener)
+    {
+        IDiskLayer layer;
+        try
+        {
+            layer = OpenLayer(parentPath, writable: true, fileOpener);
+        }
+        catch (DiskImageException e) when (e.InnerException is UnauthorizedAccessException || (e.InnerException is IOException io && (io.HResult & 0xFFFF) == ErofsErrno))
+        {
+            // The file system or the file's mode already keeps this user from changing it; the caller shows it unsealed.
+            return;
+        }
+        catch (DiskImageException e) when (e.Kind == ErrorKind.Locked)
+        {
+            throw new DiskImageException(ErrorKind.Locked,
+                $"cannot seal the parent for its first linked clone: {e.Detail}; close it and try again", parentPath, inner: e);
+        }
+        using (layer)
+        {
+            if (layer.Identity != expected)
+                throw new DiskImageException(ErrorKind.ParentMismatch, "the parent changed while it was being opened", parentPath);
+            ((ISealableLayer)layer).SetSeal(seal);
+        }
+    }
+
+    private const int ErofsErrno = 30;
+
+    /// <summary>
+    /// Seals an image file (<c>dse seal</c>: as a golden image): no verb changes what it reads until it is unsealed. Only
+    /// the mark is written: the content version stays, so children stay linked. Opens only this file, never its parents.
+    /// </summary>
+    /// <param name="path">The image.</param>
+    /// <param name="reasons">Reasons added to the seal it has (the snapshot verbs add <see cref="SealReasons.Snapshot"/>).</param>
+    /// <param name="fileOpener">Opens files (tests inject faults).</param>
+    /// <returns>The seal the image had before.</returns>
+    /// <exception cref="DiskImageException">Unsupported (raw and other formats without a seal mark, or no room for it), FileNotFound, Locked, Io.</exception>
+    public static SealReasons Seal(string path, SealReasons reasons = SealReasons.Golden, Func<string, bool, IImageFile>? fileOpener = null) =>
+        ChangeSeal(path, seal => seal | reasons, fileOpener);
+
+    /// <summary>
+    /// Lifts every seal of an image file (<c>dse unseal</c>): the user says that no other image reads through it any
+    /// more, or accepts that they will read changed data. Only the mark is written; the content version stays.
+    /// </summary>
+    /// <returns>The seal the image had before.</returns>
+    /// <exception cref="DiskImageException">Unsupported (a format without a seal mark), FileNotFound, Locked, Io.</exception>
+    public static SealReasons Unseal(string path, Func<string, bool, IImageFile>? fileOpener = null) =>
+        ChangeSeal(path, _ => SealReasons.None, fileOpener);
+
+    private static SealReasons ChangeSeal(string path, Func<SealReasons, SealReasons> change, Func<string, bool, IImageFile>? fileOpener)
+    {
+        using var layer = OpenLayer(path, writable: true, fileOpener);
+        if (layer is not ISealableLayer sealable)
+            throw new DiskImageException(ErrorKind.Unsupported, Seals.NoMark(layer.Format), layer.Path);
+        var was = sealable.Seal;
+        sealable.SetSeal(change(was));
+        layer.Flush();
+        return was;
     }
 
     private static IDiskLayer CreateWith(IImageFormatDriver driver, string path, ImageCreateOptions options, ParentDescriptor? parent)
@@ -102,14 +179,22 @@ public static class DiskImage
             // Named after the open: a snapshot command may rename a new file over the path until the open's lock is
             // taken, and the chain must know the file it opened (a stale one would make its parent look like a loop).
             nodes.Add(FileNode.Of(path));
+            // Children found beside it are named first; the seal refuses the rest, wherever its children are.
             if (writableIndex == 0 && refuseWriteWithChildren) RefuseIfParent(layers[0], options);
+            if (writableIndex == 0) Seals.Check(layers[0], options.Sealed, "write into it");
             while (layers[^1].ParentLink is not null)
             {
                 if (layers.Count >= ChainRules.MaxDepth)
                     throw new DiskImageException(ErrorKind.ChainInvalid,
                         $"the parent chain is deeper than {ChainRules.MaxDepth} images", path, "parent link");
                 var (parent, node) = ParentResolver.Open(layers[^1], options, nodes);
-                if (layers.Count == writableIndex) parent = ReopenWritable(parent, options);
+                if (layers.Count == writableIndex)
+                {
+                    // The seal is checked on the read-only open, before the exclusive lock is taken.
+                    try { Seals.Check(parent, options.Sealed, "write into it"); }
+                    catch { parent.Dispose(); throw; }
+                    parent = ReopenWritable(parent, options);
+                }
                 layers.Add(parent);
                 nodes.Add(node);
             }

@@ -31,6 +31,13 @@ public sealed record OpenOptions
     /// </summary>
     public bool RefuseWriteWithChildren { get; init; }
 
+    /// <summary>
+    /// Which sealed images a writable open accepts (<see cref="Block.SealPolicy"/>): by default none, so no verb changes
+    /// a golden image or a snapshot layer; the snapshot verbs pass <see cref="Block.SealPolicy.SnapshotLayers"/> for their
+    /// own layers, <c>--force</c> passes <see cref="Block.SealPolicy.Override"/>.
+    /// </summary>
+    public Block.SealPolicy Sealed { get; init; }
+
     /// <summary>Expert override: accept a parent whose content version differs from what the child recorded.</summary>
     public bool IgnoreParentMismatch { get; init; }
 
@@ -49,7 +56,7 @@ public sealed record OpenOptions
         init => _fileOpener = value;
     }
 
-    private IImageFile OpenFile(string path, bool writable) =>
+    private ImageFile OpenFile(string path, bool writable) =>
         ImageFile.Open(path, writable ? FileLockMode.Exclusive : ForceShare ? FileLockMode.ForceShare : FileLockMode.Shared);
 
     /// <summary>Read-only defaults.</summary>

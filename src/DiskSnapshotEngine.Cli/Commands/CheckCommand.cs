@@ -1,6 +1,8 @@
 using System.CommandLine;
 using DiskSnapshotEngine.Block;
+using DiskSnapshotEngine.Cli.Output;
 using DiskSnapshotEngine.Formats.Vhd;
+using DiskSnapshotEngine.Operations;
 
 namespace DiskSnapshotEngine.Cli.Commands;
 
@@ -22,12 +24,23 @@ internal static class CheckCommand
         };
         var chainOptions = ChainOptions.AddTo(command, forceShare: true);
 
-        VerbAction.Set(command, context =>
+        VerbAction.Set(command, async context =>
         {
             if (context.Get(profile) is not null) return CheckAzure(context, context.Get(image)!, context.Get(json));
             if (context.Get(repair)) return CheckRepair.Run(context, context.Get(image)!, chainOptions.ToOpenOptions(context.Parse, writable: false), context.Get(json));
             using var chain = DiskImage.Open(context.Get(image)!, chainOptions.ToOpenOptions(context, writable: false));
-            var report = chain.Check();
+            // Layer by layer (as DiskChain.Check), so that progress says which layer is being checked.
+            var report = await ProgressDisplay.RunAsync(context, "check", progress => Task.Run(() =>
+            {
+                var all = new CheckReport();
+                for (int i = 0; i < chain.Layers.Count; i++)
+                {
+                    progress?.Report(new OperationProgress(Path.GetFileName(chain.Layers[i].Path), i, chain.Layers.Count));
+                    all.AddRange(chain.Layers[i].Check());
+                }
+                progress?.Report(new OperationProgress("done", chain.Layers.Count, chain.Layers.Count));
+                return all;
+            })).ConfigureAwait(false);
             int Count(CheckSeverity s) => report.Problems.Count(p => p.Severity == s);
             if (context.Get(json))
             {
@@ -40,7 +53,7 @@ internal static class CheckCommand
                     errors = Count(CheckSeverity.Error),
                     warnings = Count(CheckSeverity.Warning),
                     leaks = Count(CheckSeverity.Leak),
-                    problems = report.Problems,
+                    problems = ProblemView.Of(report.Problems),
                 });
             }
             else

@@ -14,18 +14,17 @@ internal static class CloneCommand
     {
         var src = new Argument<string>("SRC") { Description = "The image to clone (its whole chain is flattened); with --linked, the parent." };
         var dst = new Argument<string>("DST") { Description = "The new image; never overwritten. Its extension chooses the format unless --format." };
-        var names = ImageFormats.All.Select(d => d.Name).ToArray();
-        var format = new Option<string>("--format") { Description = $"Format of the clone: {string.Join(", ", names)}." };
-        format.AcceptOnlyFromAmong(names);
+        var format = FormatOption.Create("the clone");
         var type = new Option<string>("--type") { Description = "dynamic (only data allocated) or fixed.", DefaultValueFactory = _ => "dynamic" };
         type.AcceptOnlyFromAmong("dynamic", "fixed");
         var blockSize = SizeParser.Option("--block-size", "Allocation unit of the clone (the format's default when omitted).");
         var linked = new Option<bool>("--linked") { Description = "Make a linked clone: an empty differencing child of SRC (constant time)." };
         var profile = AzureProfileOption.Create("azure: the clone as Azure takes it, a fixed VHD whose size is the source's rounded up to a whole number of MiB (said on stderr; the added tail reads as zeros).");
+        var noSync = new Option<bool>("--no-sync") { Description = "Do not fsync the clone before it gets its name (as cp and qemu-img convert): faster, but a power loss or kernel crash soon after may leave it incomplete; the source is never at risk." };
         var json = CommonOptions.Json();
         var command = new Command("clone", "Full clone (flatten a chain into one independent image, any format to any format) or linked clone (--linked).")
         {
-            src, dst, format, type, blockSize, linked, profile, json,
+            src, dst, format, type, blockSize, linked, profile, noSync, json,
         };
         var chainOptions = ChainOptions.AddTo(command);
         command.Validators.Add(r =>
@@ -42,18 +41,20 @@ internal static class CloneCommand
         VerbAction.Set(command, async context =>
         {
             string source = context.Get(src)!, destination = context.Get(dst)!;
-            ImageFormat? fmt = context.Get(format) is { } f ? ImageFormats.ByName(f).Format : null;
+            ImageFormat? fmt = context.Get(profile) is null ? FormatOption.Resolve(context, format, destination) : null;
+            string image = Path.GetFullPath(destination), from = Path.GetFullPath(source);
             if (context.Get(linked))
             {
                 FullClone.Linked(source, destination, fmt);
-                if (context.Get(json)) context.WriteJson(new { linked = true, parent = Path.GetFullPath(source), image = Path.GetFullPath(destination) });
-                else context.Out.WriteLine($"created linked clone {Path.GetFullPath(destination)} of {Path.GetFullPath(source)}");
+                SealCommand.WarnIfParentUnsealed(context, source);
+                context.Result(new { image, source = from, linked = true, bytesWritten = 0L, bytesZero = 0L },
+                    $"created linked clone {image} of {from}");
                 return ExitCodes.Ok;
             }
             var open = chainOptions.ToOpenOptions(context.Parse, writable: false);
             var options = new CloneOptions(fmt, context.Get(type) == "fixed" ? ImageType.Fixed : ImageType.Dynamic,
                 context.Get(blockSize) is long bs ? checked((int)bs) : null)
-            { Open = open };
+            { Open = open, Durable = !context.Get(noSync) };
             if (context.Get(profile) is not null)
             {
                 long size;
@@ -62,10 +63,10 @@ internal static class CloneCommand
                 AzureVhdProfile.CreateOptions(rounded, Path.GetFullPath(destination));
                 options = options with { Format = ImageFormat.Vhd, Type = ImageType.Fixed, VirtualSize = rounded };
             }
-            var stats = await ProgressDisplay.RunAsync(context, "clone", show: !context.Get(json), p =>
+            var stats = await ProgressDisplay.RunAsync(context, "clone", p =>
                 FullClone.RunAsync(source, destination, options, p, context.CancellationToken)).ConfigureAwait(false);
-            if (context.Get(json)) context.WriteJson(new { image = Path.GetFullPath(destination), stats.BytesWritten, stats.BytesZero });
-            else context.Out.WriteLine($"cloned to {Path.GetFullPath(destination)}: {SizeParser.Describe(stats.BytesWritten)} written, {SizeParser.Describe(stats.BytesZero)} of zero data skipped");
+            context.Result(new { image, source = from, linked = false, stats.BytesWritten, stats.BytesZero },
+                $"cloned {from} to {image}: {SizeParser.Describe(stats.BytesWritten)} written, {SizeParser.Describe(stats.BytesZero)} of zero data skipped");
             return ExitCodes.Ok;
         });
         return command;

@@ -20,10 +20,10 @@ internal static class CompactCommand
         VerbAction.Set(command, async context =>
         {
             var open = chainOptions.ToOpenOptions(context.Parse, writable: false);
-            var result = await ProgressDisplay.RunAsync(context, "compact", show: !context.Get(json), p =>
+            var result = await ProgressDisplay.RunAsync(context, "compact", p =>
                 Compact.RunAsync(context.Get(image)!, open, p, context.CancellationToken)).ConfigureAwait(false);
-            if (context.Get(json)) context.WriteJson(result);
-            else context.Out.WriteLine($"compacted {Path.GetFullPath(context.Get(image)!)}: {SizeParser.Describe(result.SizeBefore)} -> {SizeParser.Describe(result.SizeAfter)}");
+            context.Result(new { image = Path.GetFullPath(context.Get(image)!), result.SizeBefore, result.SizeAfter, result.Stats.BytesWritten, result.Stats.BytesZero },
+                $"compacted {Path.GetFullPath(context.Get(image)!)}: {SizeParser.Describe(result.SizeBefore)} -> {SizeParser.Describe(result.SizeAfter)}");
             return ExitCodes.Ok;
         });
         return command;

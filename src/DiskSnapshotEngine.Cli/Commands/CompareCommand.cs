@@ -1,4 +1,5 @@
 using System.CommandLine;
+using DiskSnapshotEngine.Cli.Output;
 using DiskSnapshotEngine.Operations;
 
 namespace DiskSnapshotEngine.Cli.Commands;
@@ -16,12 +17,13 @@ internal static class CompareCommand
             a, b, json,
         };
         var chainOptions = ChainOptions.AddTo(command, forceShare: true);
-        VerbAction.Set(command, context =>
+        VerbAction.Set(command, async context =>
         {
             var open = chainOptions.ToOpenOptions(context, writable: false);
-            var result = ImageCompare.Run(context.Get(a)!, context.Get(b)!, open, null, context.CancellationToken);
-            if (context.Get(json)) context.WriteJson(result);
-            else context.Out.WriteLine(result.Identical ? "images are identical" : $"images differ: {result.Reason}");
+            var result = await ProgressDisplay.RunAsync(context, "compare", p =>
+                Task.FromResult(ImageCompare.Run(context.Get(a)!, context.Get(b)!, open, p, context.CancellationToken))).ConfigureAwait(false);
+            context.Result(new { images = new[] { Path.GetFullPath(context.Get(a)!), Path.GetFullPath(context.Get(b)!) }, result.Identical, result.FirstDifference, result.Reason },
+                result.Identical ? "images are identical" : $"images differ: {result.Reason}");
             return result.Identical ? ExitCodes.Ok : ExitCodes.ProblemsFound;
         });
         return command;

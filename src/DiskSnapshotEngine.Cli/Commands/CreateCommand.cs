@@ -11,8 +11,9 @@ internal static class CreateCommand
 {
     public static Command Build()
     {
-        var image = CommonOptions.Image("The image to create; the extension chooses the format (.vhdx, .avhdx, .vdi, .qcow2, .vhd, .img, .raw). Never overwrites.");
-        var size = SizeParser.Option("--size", "Virtual disk size: bytes or with a K, M, G, T suffix (1G = 1024^3). Required unless --parent.");
+        var image = CommonOptions.Image("The image to create; the extension chooses the format (.vhdx, .avhdx, .vdi, .qcow2, .vhd, .img, .raw) unless --format. Never overwrites.");
+        var format = FormatOption.Create("the new image");
+        var size = SizeParser.Option("--size", "Virtual disk size: bytes or with a binary unit, as qemu-img and PowerShell count (10G = 10GB = 10GiB = 10 × 1024^3; 1.5G, 512MB, 1TiB). Required unless --parent.");
         var type = new Option<string>("--type")
         {
             Description = "dynamic (blocks allocated on first write; sparse raw) or fixed (all space allocated now).",
@@ -24,7 +25,7 @@ internal static class CreateCommand
         sector.AcceptOnlyFromAmong("512", "4096");
         var parent = new Option<string>("--parent")
         {
-            Description = "Create a differencing child (linked clone) of this image instead; size and sector size come from it, and the parent is not modified.",
+            Description = "Create a differencing child (linked clone) of this image instead; size and sector size come from it. The parent's content is not modified: it is sealed (dse seal) so that no dse verb changes it while the child reads through it.",
             HelpName = "PARENT",
         };
         var profile = AzureProfileOption.Create("azure: a fixed VHD as Azure takes it, the size rounded up to a whole number of MiB (said on stderr), the file that size plus its 512-byte footer.");
@@ -32,7 +33,7 @@ internal static class CreateCommand
 
         var command = new Command("create", "Create a new image: a base image of a given size, or a differencing child of a parent.")
         {
-            image, size, type, blockSize, sector, parent, profile, json,
+            image, size, type, blockSize, sector, parent, profile, format, json,
         };
         command.Validators.Add(result =>
         {
@@ -49,6 +50,7 @@ internal static class CreateCommand
             }
             AzureProfileOption.Validate(result, profile, image,
                 ("--parent", hasParent),
+                ("--format " + result.GetValue(format), result.GetValue(format) is { } f && f != "vhd"),
                 ("--type dynamic", result.GetResult(type) is { Implicit: false } && result.GetValue(type) != "fixed"),
                 ("--block-size", result.GetResult(blockSize) is not null),
                 ("--logical-sector-size 4096", result.GetValue(sector) == 4096));
@@ -58,9 +60,12 @@ internal static class CreateCommand
         {
             string path = context.Get(image)!;
             IDiskLayer layer;
+            string? parentImage = null;
             if (context.Get(parent) is { } parentPath)
             {
-                layer = DiskImage.CreateDifferencing(path, parentPath);
+                layer = DiskImage.CreateDifferencing(path, parentPath, FormatOption.Resolve(context, format, path));
+                parentImage = Path.GetFullPath(parentPath);
+                SealCommand.WarnIfParentUnsealed(context, parentPath);
             }
             else if (context.Get(profile) is not null)
             {
@@ -74,17 +79,17 @@ internal static class CreateCommand
                     context.Get(type) == "fixed" ? ImageType.Fixed : ImageType.Dynamic,
                     context.Get(blockSize) is long bs ? checked((int)Math.Min(bs, int.MaxValue)) : null,
                     context.Get(sector) ?? 512);
-                layer = DiskImage.Create(path, options);
+                layer = DiskImage.Create(path, options, FormatOption.Resolve(context, format, path));
             }
             using (layer)
             {
                 layer.Flush();
-                var view = LayerView.Of(layer);
-                if (context.Get(json)) context.WriteJson(view);
+                var view = LayerView.Of(layer, parentImage);
+                if (context.Json) context.WriteJson(view);
                 else
                 {
-                    context.Out.WriteLine($"created {view.Path}");
-                    view.WriteText(context.Out, "  ");
+                    context.Out.WriteLine($"created {view.Image}");
+                    view.WriteText(context.Out, context.Verbose, "  ");
                 }
             }
             return ExitCodes.Ok;

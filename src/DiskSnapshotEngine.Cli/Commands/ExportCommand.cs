@@ -1,5 +1,9 @@
 using System.CommandLine;
+using DiskSnapshotEngine.Block;
 using DiskSnapshotEngine.Cli.Output;
+using DiskSnapshotEngine.Errors;
+using DiskSnapshotEngine.Formats;
+using DiskSnapshotEngine.Hypervisors.Processes;
 using DiskSnapshotEngine.Operations;
 
 namespace DiskSnapshotEngine.Cli.Commands;
@@ -12,16 +16,18 @@ internal static class ExportCommand
         var image = CommonOptions.Image("The image to export (with its parents).");
         var output = new Argument<string>("OUTPUT") { Description = "The raw file to create (holes left sparse), or - for stdout (holes written as zeros)." };
         var force = new Option<bool>("--force") { Description = "Replace OUTPUT when it exists (never one of the chain's own files)." };
-        var sync = new Option<bool>("--sync") { Description = "fsync OUTPUT before exiting (by default, like cp and qemu-img, the page cache writes it back)." };
-        var command = new Command("export", "Export the whole virtual disk (following the parent chain) as a raw image.")
+        var sync = new Option<bool>("--sync") { Description = "The default, kept for scripts: OUTPUT is on disk (fsync) before it gets its name and dse exits." };
+        var noSync = new Option<bool>("--no-sync") { Description = "Do not fsync OUTPUT (as cp and qemu-img): faster, but a power loss or kernel crash soon after may leave OUTPUT incomplete; the image is never at risk." };
+        var command = new Command("export", "Export the whole virtual disk (following the parent chain) as a raw image (for another format: clone).")
         {
-            image, output, force, sync,
+            image, output, force, sync, noSync,
         };
         var chainOptions = ChainOptions.AddTo(command, forceShare: true);
 
         VerbAction.Set(command, async context =>
         {
             string target = context.Get(output)!;
+            RefuseImageExtension(context.Get(image)!, target);
             using var chain = DiskImage.Open(context.Get(image)!, chainOptions.ToOpenOptions(context, writable: false));
             if (target == "-")
             {
@@ -30,11 +36,26 @@ internal static class ExportCommand
                 await RawExport.ExportToStreamAsync(chain, stdout, null, context.CancellationToken).ConfigureAwait(false);
                 return ExitCodes.Ok;
             }
-            await ProgressDisplay.RunAsync(context, "export", show: true, progress =>
-                RawExport.ExportToFileAsync(chain, target, context.Get(force), progress, context.CancellationToken, context.Get(sync))).ConfigureAwait(false);
-            context.Out.WriteLine($"exported {SizeParser.Describe(chain.VirtualSize)} to {Path.GetFullPath(target)}");
+            await ProgressDisplay.RunAsync(context, "export", progress =>
+                RawExport.ExportToFileAsync(chain, target, context.Get(force), progress, context.CancellationToken, durable: !context.Get(noSync))).ConfigureAwait(false);
+            string written = Path.GetFullPath(target);
+            context.Result(new { image = chain.Top.Path, output = written, format = "raw", virtualSize = chain.VirtualSize },
+                $"exported {SizeParser.Describe(chain.VirtualSize)} to {written}");
             return ExitCodes.Ok;
         });
         return command;
+    }
+
+    // A raw file under an image extension would be taken for that format by every other program (and by dse itself
+    // when its content happens to carry a signature); an image in a format is what clone makes.
+    private static void RefuseImageExtension(string image, string target)
+    {
+        if (target == "-") return;
+        var named = ImageFormats.All.FirstOrDefault(d => d.Format != ImageFormat.Raw && d.Extensions.Contains(Path.GetExtension(target).ToLowerInvariant()));
+        if (named is not null)
+            throw new DiskImageException(ErrorKind.InvalidArgument,
+                $"export writes a raw disk, which must not be named {Path.GetExtension(target)}: to make a {named.Name} image use " +
+                $"dse clone {ExternalCommand.ShellQuote(image)} {ExternalCommand.ShellQuote(target)}; for a raw disk name it .img or .raw",
+                Path.GetFullPath(target));
     }
 }

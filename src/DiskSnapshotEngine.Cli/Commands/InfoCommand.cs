@@ -1,9 +1,10 @@
 using System.CommandLine;
 using DiskSnapshotEngine.Cli.Output;
+using DiskSnapshotEngine.Errors;
 
 namespace DiskSnapshotEngine.Cli.Commands;
 
-/// <summary><c>dse info IMAGE [--chain] [--json]</c>: what an image is, and with --chain every layer down to the base.</summary>
+/// <summary><c>dse info IMAGE [--chain] [--json] [--verbose]</c>: what an image is, and with --chain every layer down to the base.</summary>
 internal static class InfoCommand
 {
     public static Command Build()
@@ -11,7 +12,8 @@ internal static class InfoCommand
         var image = CommonOptions.Image();
         var chain = new Option<bool>("--chain") { Description = "Open the whole parent chain and show every layer, top to base." };
         var json = CommonOptions.Json();
-        var command = new Command("info", "Show an image's format, type, sizes, identity, parent link and format details.")
+        var command = new Command("info",
+            "Show an image's format, type, sizes (virtual, allocated on disk, file), block and sector size, identity and parent; --verbose adds the format's own fields.")
         {
             image, chain, json,
         };
@@ -23,21 +25,36 @@ internal static class InfoCommand
             var open = chainOptions.ToOpenOptions(context, writable: false);
             if (context.Get(chain))
             {
-                // The whole chain must open (parents found and verified) for --chain; without it only this file is read.
+                // The whole chain must open (parents found and verified) for --chain.
                 using var opened = DiskImage.Open(path, open);
                 var view = ChainView.Of(opened);
-                if (context.Get(json)) context.WriteJson(view);
-                else view.WriteText(context.Out);
+                if (context.Json) context.WriteJson(view);
+                else view.WriteText(context.Out, context.Verbose);
+                return ExitCodes.Ok;
             }
-            else
-            {
-                using var layer = DiskImage.OpenLayer(path, writable: false, open.FileOpener);
-                var view = LayerView.Of(layer);
-                if (context.Get(json)) context.WriteJson(view);
-                else view.WriteText(context.Out);
-            }
+            var layerView = View(path, open);
+            if (context.Json) context.WriteJson(layerView);
+            else layerView.WriteText(context.Out, context.Verbose);
             return ExitCodes.Ok;
         });
         return command;
+    }
+
+    // The parent's path is known only by finding it (a VDI names its parent by id alone): the chain is opened for
+    // that, and when the parent cannot be found or verified the image is still shown, its parent as not found.
+    private static LayerView View(string path, OpenOptions open)
+    {
+        using var layer = DiskImage.OpenLayer(path, writable: false, open.FileOpener);
+        if (layer.ParentLink is null) return LayerView.Of(layer);
+        try
+        {
+            using var chain = DiskImage.Open(path, open);
+            return LayerView.Of(layer, chain.Layers.Count > 1 ? chain.Layers[1].Path : null);
+        }
+        catch (DiskImageException e) when (e.Kind is ErrorKind.ParentNotFound or ErrorKind.ParentMismatch or ErrorKind.ChainInvalid
+                                            or ErrorKind.InvalidFormat or ErrorKind.CorruptImage or ErrorKind.Unsupported or ErrorKind.Locked)
+        {
+            return LayerView.Of(layer);
+        }
     }
 }

@@ -7,8 +7,6 @@ namespace DiskSnapshotEngine.Cli.Commands;
 /// <summary><c>dse map IMAGE [--json]</c>: the extents of the virtual disk and which layer holds them.</summary>
 internal static class MapCommand
 {
-    private static readonly System.Text.Json.JsonSerializerOptions s_compact = new(Output.Json.Options) { WriteIndented = false };
-
     public static Command Build()
     {
         var image = CommonOptions.Image("The image to map (through its chain).");
@@ -30,7 +28,7 @@ internal static class MapCommand
                 {
                     if (!first) context.Out.WriteLine(",");
                     first = false;
-                    context.Out.Write("  " + System.Text.Json.JsonSerializer.Serialize(e, s_compact));
+                    context.Out.Write("  " + System.Text.Json.JsonSerializer.Serialize(e, Output.Json.OneLine));
                 }
                 context.Out.WriteLine();
                 context.Out.WriteLine("]");
@@ -39,7 +37,7 @@ internal static class MapCommand
             context.Out.WriteLine($"{"offset",18} {"length",18}  {"kind",-10} layer  file offset / file");
             foreach (var e in ImageMap.Enumerate(chain))
             {
-                string kind = e.Kind switch { ExtentKind.Data => "data", ExtentKind.Zero => "zero", _ => "absent" };
+                string kind = Output.Json.Word(e.Kind);
                 string where = e.File is null ? "(reads as zeros)" : e.Kind == ExtentKind.Data ? $"{(e.FileOffset < 0 ? "(compressed)" : e.FileOffset)} {e.File}" : e.File;
                 context.Out.WriteLine($"{e.Offset,18} {e.Length,18}  {kind,-10} {(e.LayerIndex < 0 ? "-" : e.LayerIndex.ToString()),5}  {where}");
             }

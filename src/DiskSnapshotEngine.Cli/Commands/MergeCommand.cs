@@ -1,6 +1,7 @@
 using System.CommandLine;
 using DiskSnapshotEngine.Cli.Output;
 using DiskSnapshotEngine.Operations;
+using DiskSnapshotEngine.Snapshots;
 
 namespace DiskSnapshotEngine.Cli.Commands;
 
@@ -27,13 +28,15 @@ internal static class MergeCommand
 
         VerbAction.Set(command, async context =>
         {
-            var options = new MergeOptions { Open = chainOptions.ToOpenOptions(context.Parse, writable: false) };
+            // A snapshot's layer changes only through snapshot delete, which keeps the catalog right.
+            var options = new MergeOptions { Open = chainOptions.ToOpenOptions(context.Parse, writable: false), Guard = SnapshotMergeGuard.Instance };
             string path = context.Get(image)!;
             bool isPull = context.Get(pull);
-            var result = await ProgressDisplay.RunAsync(context, isPull ? "pull" : "merge", show: !context.Get(json), p => isPull
+            var result = await ProgressDisplay.RunAsync(context, isPull ? "pull" : "merge", p => isPull
                 ? Merge.PullAsync(path, options, p, context.CancellationToken)
                 : Merge.CommitAsync(path, context.Get(into), options, p, context.CancellationToken)).ConfigureAwait(false);
-            if (context.Get(json)) context.WriteJson(result);
+            if (context.Json)
+                context.WriteJson(new { image = Path.GetFullPath(path), target = result.Target, result.Resumed, result.Stats.BytesWritten, result.Stats.BytesZero, result.Relinked, result.Removed });
             else
             {
                 if (result.Resumed) context.Note("an interrupted run was found and finished");

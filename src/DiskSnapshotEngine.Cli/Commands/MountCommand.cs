@@ -48,7 +48,7 @@ internal static class MountCommand
                 var options = new NbdServerOptions
                 {
                     SocketPath = Path.Combine(socketDir, "nbd.sock"),
-                    Log = message => context.Error.WriteLine($"dse: note: {message}"),
+                    Log = context.Note,
                 };
                 using var stop = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken);
                 using (var server = NbdServer.Listen(chain, options))
@@ -56,7 +56,7 @@ internal static class MountCommand
                     var serving = server.RunAsync(stop.Token);
                     try
                     {
-                        await RunNbdfuse(context, nbdfuse, Path.Combine(dir, name), server.SocketPath!, !writable).ConfigureAwait(false);
+                        await RunNbdfuse(context, nbdfuse, chain.Top.Path, Path.Combine(dir, name), server.SocketPath!, !writable).ConfigureAwait(false);
                     }
                     finally
                     {
@@ -65,7 +65,7 @@ internal static class MountCommand
                     }
                 }
                 chain.Flush();
-                context.Error.WriteLine($"dse: unmounted {dir}; the image is flushed");
+                context.Note($"unmounted {dir}; the image is flushed");
                 return ExitCodes.Ok;
             }
             finally
@@ -78,7 +78,7 @@ internal static class MountCommand
     }
 
     // nbdfuse stays in the foreground until the mount is gone; a signal to dse unmounts it.
-    private static async Task RunNbdfuse(CliContext context, string nbdfuse, string file, string socket, bool readOnly)
+    private static async Task RunNbdfuse(CliContext context, string nbdfuse, string image, string file, string socket, bool readOnly)
     {
         var psi = new ProcessStartInfo(nbdfuse) { UseShellExecute = false, RedirectStandardError = true };
         if (readOnly) psi.ArgumentList.Add("-r");
@@ -98,7 +98,8 @@ internal static class MountCommand
             if (exited.IsCompleted)
                 throw new DiskImageException(ErrorKind.ExternalTool,
                     $"nbdfuse exited with {process.ExitCode} before mounting: {FirstLine(await stderr.ConfigureAwait(false))}", Path.GetDirectoryName(file));
-            context.Out.WriteLine($"mounted {file} ({(readOnly ? "read-only" : "read-write")}); unmount with: fusermount3 -u {ExternalCommand.ShellQuote(Path.GetDirectoryName(file)!)} (or Ctrl-C here)");
+            context.Result(new { image, file, readOnly },
+                $"mounted {file} ({(readOnly ? "read-only" : "read-write")}); unmount with: fusermount3 -u {ExternalCommand.ShellQuote(Path.GetDirectoryName(file)!)} (or Ctrl-C here)");
             context.Out.Flush();
             try { await exited.WaitAsync(context.CancellationToken).ConfigureAwait(false); }
             catch (OperationCanceledException)

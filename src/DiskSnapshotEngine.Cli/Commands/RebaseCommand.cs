@@ -26,10 +26,11 @@ internal static class RebaseCommand
         VerbAction.Set(command, async context =>
         {
             var open = chainOptions.ToOpenOptions(context.Parse, writable: false);
-            var result = await ProgressDisplay.RunAsync(context, "rebase", show: !context.Get(json), p =>
+            var result = await ProgressDisplay.RunAsync(context, "rebase", p =>
                 Rebase.RunAsync(context.Get(image)!, context.Get(parent)!, context.Get(unsafeOpt), open, p, context.CancellationToken)).ConfigureAwait(false);
-            if (context.Get(json)) context.WriteJson(result);
-            else context.Out.WriteLine($"{Path.GetFullPath(context.Get(image)!)} now links to {result.NewParent} ({result.Mode}; {SizeParser.Describe(result.Stats.BytesWritten + result.Stats.BytesZero)} copied)");
+            string path = Path.GetFullPath(context.Get(image)!);
+            context.Result(new { image = path, result.NewParent, result.Mode, result.Stats.BytesWritten, result.Stats.BytesZero },
+                $"{Path.GetFullPath(context.Get(image)!)} now links to {result.NewParent} ({result.Mode}; {SizeParser.Describe(result.Stats.BytesWritten + result.Stats.BytesZero)} copied)");
             return ExitCodes.Ok;
         });
         return command;

@@ -10,8 +10,6 @@ namespace DiskSnapshotEngine.Cli.Commands;
 /// </summary>
 internal static class ServeCommand
 {
-    private static readonly System.Text.Json.JsonSerializerOptions s_oneLine = new(Output.Json.Options) { WriteIndented = false };
-
     public static Command Build()
     {
         var image = CommonOptions.Image("The image to serve, with its parents (they are only read: writes go to IMAGE, copy-on-write).");
@@ -20,7 +18,7 @@ internal static class ServeCommand
         var bind = new Option<string>("--bind") { Description = "TCP address to listen on (default 127.0.0.1: NBD has no authentication).", HelpName = "ADDR" };
         var readOnly = new Option<bool>("--read-only") { Description = "Serve read-only (shared locks: other readers may open the image too)." };
         var exportName = new Option<string>("--export-name") { Description = "Name of the export (clients asking for the default export get it too).", HelpName = "NAME" };
-        var json = new Option<bool>("--json") { Description = "Print where the server listens as one line of JSON." };
+        var json = new Option<bool>(CommandCatalog.JsonOption) { Description = "Print where the server listens as one line of JSON." };
         var command = new Command("serve",
             "Serve the virtual disk (the whole chain) over NBD until SIGINT/SIGTERM, which stop it cleanly after flushing. " +
             "Writes go to IMAGE with copy-on-write, exactly as 'dse write'.")
@@ -43,7 +41,7 @@ internal static class ServeCommand
                 Port = context.Get(port) ?? NbdServerOptions.DefaultPort,
                 BindAddress = context.Get(bind) ?? "127.0.0.1",
                 ExportName = context.Get(exportName) ?? "",
-                Log = message => context.Error.WriteLine($"dse: note: {message}"),
+                Log = context.Note,
             };
             using (var server = NbdServer.Listen(chain, options))
             {
@@ -52,7 +50,7 @@ internal static class ServeCommand
             }
             // Every reply already sent for a write stands; the flush makes the rest of the top layer's state durable.
             chain.Flush();
-            context.Error.WriteLine("dse: stopped serving; the image is flushed");
+            context.Note("stopped serving; the image is flushed");
             return ExitCodes.Ok;
         });
         return command;
@@ -72,7 +70,7 @@ internal static class ServeCommand
                 exportName = options.ExportName,
                 readOnly = server.ReadOnly,
                 size = server.Size,
-            }, s_oneLine));
+            }, Output.Json.OneLine));
         }
         else
         {

@@ -35,10 +35,9 @@ internal static class SnapshotCommand
         VerbAction.Set(command, context => vm.AroundChangeAsync(context, context.Get(disk)!, chainOptions, (path, open) =>
         {
             var entry = DiskSnapshots.Create(path, context.Get(name)!, context.Get(description), open);
-            if (context.Get(json)) context.WriteJson(entry);
-            else context.Out.WriteLine($"snapshot '{entry.Name}' created ({entry.File})");
+            context.Result(new { image = path, snapshot = entry }, $"snapshot '{entry.Name}' created ({entry.File})");
             return Task.CompletedTask;
-        }, quiet: context.Get(json)));
+        }));
         return command;
     }
 
@@ -57,7 +56,7 @@ internal static class SnapshotCommand
             {
                 context.WriteJson(new
                 {
-                    disk = path,
+                    image = path,
                     currentStateSize = currentSize,
                     snapshots = list.Select(s => new
                     {
@@ -90,7 +89,7 @@ internal static class SnapshotCommand
         VerbAction.Set(command, context => vm.AroundChangeAsync(context, context.Get(disk)!, chainOptions, (path, open) =>
         {
             DiskSnapshots.Revert(path, context.Get(name)!, open);
-            context.Out.WriteLine($"reverted to '{context.Get(name)}'");
+            context.Result(new { image = path, snapshot = context.Get(name) }, $"reverted to '{context.Get(name)}'");
             return Task.CompletedTask;
         }));
         return command;
@@ -105,9 +104,9 @@ internal static class SnapshotCommand
         var vm = VmFileOption.AddTo(command);
         VerbAction.Set(command, context => vm.AroundChangeAsync(context, context.Get(disk)!, chainOptions, async (path, open) =>
         {
-            await ProgressDisplay.RunAsync(context, "delete", show: true, p =>
+            await ProgressDisplay.RunAsync(context, "delete", p =>
                 DiskSnapshots.DeleteAsync(path, context.Get(name)!, open, p, context.CancellationToken)).ConfigureAwait(false);
-            context.Out.WriteLine($"snapshot '{context.Get(name)}' deleted");
+            context.Result(new { image = path, snapshot = context.Get(name), deleted = true }, $"snapshot '{context.Get(name)}' deleted");
         }));
         return command;
     }
@@ -121,7 +120,8 @@ internal static class SnapshotCommand
         VerbAction.Set(command, context =>
         {
             var result = DiskSnapshots.Repair(context.Get(disk)!, chainOptions.ToOpenOptions(context.Parse, false));
-            if (context.Get(json)) context.WriteJson(result);
+            if (context.Json)
+                context.WriteJson(new { image = Path.GetFullPath(context.Get(disk)!), snapshots = result.Catalog.Snapshots, problems = ProblemView.Of(result.Problems) });
             else
             {
                 context.Out.WriteLine($"catalog rebuilt: {result.Catalog.Snapshots.Count} snapshot(s)");

@@ -64,6 +64,16 @@ internal static class VmCommand
             var state = LoadDiskState(context, disk, chain);
             var spec = new VboxMachineSpec(context.Get(name)!, context.Get(osType)!, context.Get(memory), context.Get(cpus));
             var r = new VirtualBoxRegistrar().Register(spec, state, context.Get(folder), context.Get(dryRun));
+            if (context.Json)
+            {
+                context.WriteJson(new
+                {
+                    name = spec.Name, image = Path.GetFullPath(context.Get(disk)!), dryRun = context.Get(dryRun),
+                    vboxFile = context.Get(dryRun) ? null : r.VboxPath, r.Registered, commands = r.Commands.Select(c => c.ToString()),
+                });
+                if (r.Notice is not null && !context.Get(dryRun)) context.Note(r.Notice);
+                return ExitCodes.Ok;
+            }
             if (context.Get(dryRun))
             {
                 foreach (var c in r.Commands) context.Out.WriteLine(c.ToString());
@@ -93,7 +103,7 @@ internal static class VmCommand
         {
             string vbox = Path.GetFullPath(context.Get(vm)!);
             VmFileOption.Sync(vbox, Path.GetFullPath(context.Get(disk)!), chain.ToOpenOptions(context.Parse, writable: false));
-            context.Out.WriteLine($"updated {vbox}");
+            context.Result(new { vboxFile = vbox, image = Path.GetFullPath(context.Get(disk)!) }, $"updated {vbox}");
             return ExitCodes.Ok;
         });
         return command;
@@ -116,7 +126,7 @@ internal static class VmCommand
         {
             var state = LoadDiskState(context, disk, chain);
             var r = new HyperVRegistrar().Register(new HyperVVmSpec(context.Get(name)!, context.Get(generation), context.Get(memory)), state, context.Get(dryRun));
-            return Report(context, r, $"created Hyper-V VM '{context.Get(name)}'");
+            return Report(context, r, context.Get(name)!, $"created Hyper-V VM '{context.Get(name)}'");
         });
         return command;
     }
@@ -136,13 +146,19 @@ internal static class VmCommand
         VerbAction.Set(command, context =>
         {
             var r = new HyperVRegistrar().Checkpoint(context.Get(name)!, context.Get(snapshot), context.Get(dryRun), viaWmi: context.Get(via) == "wmi");
-            return Report(context, r, $"checkpoint of '{context.Get(name)}' taken");
+            return Report(context, r, context.Get(name)!, $"checkpoint of '{context.Get(name)}' taken");
         });
         return command;
     }
 
-    private static int Report(CliContext context, HyperVResult r, string done)
+    private static int Report(CliContext context, HyperVResult r, string name, string done)
     {
+        if (context.Json)
+        {
+            context.WriteJson(new { name, r.Ran, script = r.Ran ? null : r.Script });
+            if (r.Notice is not null) context.Note(r.Notice);
+            return ExitCodes.Ok;
+        }
         if (r.Ran)
         {
             context.Out.WriteLine(done);
@@ -190,7 +206,7 @@ internal static class VmCommand
                 state = context.Get(dryRun) ? LibvirtOverlay.Planned(state, overlayPath)
                     : LibvirtOverlay.Create(state, overlayPath, chain.ToOpenOptions(context.Parse, writable: false));
                 if (context.Get(dryRun))
-                    context.Note($"without --dry-run, first creates the overlay: dse create {ExternalCommand.ShellQuote(overlayPath)} --parent {ExternalCommand.ShellQuote(state.CurrentChain()[1].Path)}");
+                    context.Note($"without --dry-run, first creates the overlay: dse create {ExternalCommand.ShellQuote(overlayPath)} --parent {ExternalCommand.ShellQuote(state.CurrentChain[^2].Path)}");
             }
             var nbd = new LibvirtNbdOptions(SelfCommand(), chain.ServeArguments(context.Parse), context.Get(unitDir), context.Get(socketGroup));
             LibvirtRegistration r;
@@ -204,7 +220,17 @@ internal static class VmCommand
                 LibvirtOverlay.Remove(overlayPath);
                 throw;
             }
-            if (overlayPath is not null && !context.Get(dryRun)) context.Out.WriteLine($"created {overlayPath} (qcow2 overlay of {state.CurrentChain()[1].Path})");
+            if (overlayPath is not null && !context.Get(dryRun) && !context.Json) context.Out.WriteLine($"created {overlayPath} (qcow2 overlay of {state.CurrentChain[^2].Path})");
+            if (context.Json)
+            {
+                context.WriteJson(new
+                {
+                    name = context.Get(name), image = Path.GetFullPath(context.Get(disk)!), overlay = overlayPath, r.Defined, r.DomainXml, command = r.Command.ToString(),
+                    nbdSocket = r.Service?.SocketPath, unitName = r.Service?.UnitName, unitFile = r.UnitPath,
+                    unitText = r.UnitPath is null ? r.Service?.UnitText : null, enableCommand = r.Service?.EnableCommand(),
+                });
+                return ExitCodes.Ok;
+            }
             if (r.Defined)
             {
                 context.Out.WriteLine($"defined libvirt domain '{context.Get(name)}'");

@@ -30,8 +30,8 @@ internal sealed class VmFileOption
 
     /// <summary>
     /// The frame of every verb that changes a disk's snapshots: the disk's full path and open options, the machine
-    /// file checked before <paramref name="change"/> and brought in step after it (<paramref name="quiet"/> keeps
-    /// stdout for JSON).
+    /// file checked before <paramref name="change"/> and brought in step after it (with --json or
+    /// <paramref name="quiet"/> said on stderr, so stdout keeps the one JSON document).
     /// </summary>
     public async Task<int> AroundChangeAsync(CliContext context, string diskArgument, ChainOptions chain,
         Func<string, OpenOptions, Task> change, bool quiet = false)
@@ -40,7 +40,7 @@ internal sealed class VmFileOption
         var open = chain.ToOpenOptions(context.Parse, false);
         string? vbox = CheckBefore(context, disk, open);
         await change(disk, open).ConfigureAwait(false);
-        return SyncAfter(context, vbox, disk, open, quiet);
+        return SyncAfter(context, vbox, disk, open, quiet || context.Json);
     }
 
     /// <summary>
@@ -100,7 +100,7 @@ internal sealed class VmFileOption
     /// After the disk operation succeeded: brings the machine file in step. On failure, says that the disk operation
     /// succeeded and the file was not updated, and returns <see cref="ExitCodes.VmFileNotUpdated"/>.
     /// </summary>
-    private static int SyncAfter(CliContext context, string? vbox, string disk, OpenOptions open, bool quiet = false)
+    private static int SyncAfter(CliContext context, string? vbox, string disk, OpenOptions open, bool quiet)
     {
         if (vbox is null) return ExitCodes.Ok;
         try
@@ -114,9 +114,11 @@ internal sealed class VmFileOption
         catch (Exception e) when (e is not OperationCanceledException)
         {
             string why = e is DiskImageException d ? d.Message : $"{e.GetType().Name}: {e.Message.ReplaceLineEndings(" ")}";
-            context.Error.WriteLine($"dse: error: the disk operation succeeded, but {vbox} was NOT updated (it still describes the disk as before): {why}");
-            context.Error.WriteLine($"dse: error: exit code {ExitCodes.VmFileNotUpdated}; do not start the VM from the stale file. Fix the cause, then run: " +
-                $"dse vm sync virtualbox --vm {ExternalCommand.ShellQuote(vbox)} --disk {ExternalCommand.ShellQuote(disk)}");
+            CliApp.WriteError(context.Host, context.Json, "vmFileNotUpdated",
+                $"the disk operation succeeded, but {vbox} was NOT updated (it still describes the disk as before): {why}; " +
+                $"do not start the VM from the stale file. Fix the cause, then run: " +
+                $"dse vm sync virtualbox --vm {ExternalCommand.ShellQuote(vbox)} --disk {ExternalCommand.ShellQuote(disk)}",
+                vbox, ExitCodes.VmFileNotUpdated);
             return ExitCodes.VmFileNotUpdated;
         }
     }

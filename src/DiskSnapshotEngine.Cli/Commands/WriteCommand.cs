@@ -1,6 +1,8 @@
 using System.CommandLine;
+using DiskSnapshotEngine.Cli.Output;
 using DiskSnapshotEngine.Errors;
 using DiskSnapshotEngine.IO;
+using DiskSnapshotEngine.Operations;
 
 namespace DiskSnapshotEngine.Cli.Commands;
 
@@ -13,7 +15,7 @@ internal static class WriteCommand
     public static Command Build()
     {
         var image = CommonOptions.Image("The image to write into (its parents are only read; copy-on-write keeps them unchanged).");
-        var offset = SizeParser.Option("--offset", "Where in the virtual disk the input goes: bytes or with a K, M, G, T suffix.", allowZero: true, helpName: "N");
+        var offset = SizeParser.Option("--offset", "Where in the virtual disk the input goes: bytes or with a binary unit (4K, 1.5M, 2GB).", allowZero: true, helpName: "N");
         offset.Required = true;
         var input = new Option<string>("--input")
         {
@@ -24,7 +26,7 @@ internal static class WriteCommand
         var json = CommonOptions.Json();
         var force = new Option<bool>("--force")
         {
-            Description = "Write even when other images are differencing children of this one (they will no longer open without --ignore-parent-mismatch, and would read changed data).",
+            Description = "Write even when the image is sealed or other images are differencing children of it (they will no longer open without --ignore-parent-mismatch, and would read changed data).",
         };
         var command = new Command("write", "Write the bytes of a file (or stdin) into an image's virtual disk at an offset.")
         {
@@ -38,7 +40,11 @@ internal static class WriteCommand
             long at = context.Get(offset)!.Value;
             string inputPath = context.Get(input)!;
             using var source = OpenInput(context, inputPath);
-            using var chain = DiskImage.Open(path, chainOptions.ToOpenOptions(context.Parse, writable: true) with { RefuseWriteWithChildren = !context.Get(force) });
+            using var chain = DiskImage.Open(path, chainOptions.ToOpenOptions(context.Parse, writable: true) with
+            {
+                RefuseWriteWithChildren = !context.Get(force),
+                Sealed = context.Get(force) ? Block.SealPolicy.Override : Block.SealPolicy.Refuse,
+            });
 
             // A regular file's length is known: refuse before writing anything rather than fail half-way.
             if (source.CanSeek && (at > chain.VirtualSize || source.Length > chain.VirtualSize - at))
@@ -48,22 +54,27 @@ internal static class WriteCommand
             // A managed buffer, not a pooled native one: a read from a pipe or terminal cannot be interrupted, so on
             // Ctrl-C it is abandoned (WaitAsync) and may still complete into this buffer later.
             var buffer = new byte[ChunkSize];
-            long written = 0;
-            while (true)
+            // Stdin's length is unknown: its progress counts bytes against the rest of the disk.
+            long total = source.CanSeek ? source.Length : chain.VirtualSize - at;
+            long written = await ProgressDisplay.RunAsync(context, "write", async progress =>
             {
-                int n = await Task.Run(() => source.ReadAtLeast(buffer, buffer.Length, throwOnEndOfStream: false))
-                    .WaitAsync(context.CancellationToken).ConfigureAwait(false);
-                if (n == 0) break;
-                context.CancellationToken.ThrowIfCancellationRequested();
-                chain.Write(at + written, buffer.AsSpan(0, n));
-                written += n;
-                if (n < buffer.Length) break;
-            }
-            chain.Flush();
-            if (context.Get(json))
-                context.WriteJson(new { image = chain.Top.Path, offset = at, bytesWritten = written });
-            else
-                context.Out.WriteLine($"wrote {written} bytes at offset {at} into {chain.Top.Path}");
+                long done = 0;
+                while (true)
+                {
+                    int n = await Task.Run(() => source.ReadAtLeast(buffer, buffer.Length, throwOnEndOfStream: false))
+                        .WaitAsync(context.CancellationToken).ConfigureAwait(false);
+                    if (n == 0) break;
+                    context.CancellationToken.ThrowIfCancellationRequested();
+                    chain.Write(at + done, buffer.AsSpan(0, n));
+                    done += n;
+                    progress?.Report(new OperationProgress("copy", done, total));
+                    if (n < buffer.Length) break;
+                }
+                chain.Flush();
+                return done;
+            }).ConfigureAwait(false);
+            context.Result(new { image = chain.Top.Path, offset = at, bytesWritten = written },
+                $"wrote {written} bytes at offset {at} into {chain.Top.Path}");
             return ExitCodes.Ok;
         });
         return command;

@@ -1,16 +1,61 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using DiskSnapshotEngine.Block;
 
 namespace DiskSnapshotEngine.Cli.Output;
 
-/// <summary>The one JSON style of <c>--json</c>: camelCase fields and enum values, indented, nulls kept (stable shape).</summary>
+/// <summary>
+/// The one JSON style of <c>--json</c> (README "JSON output"): camelCase keys and enum values, indented, nulls kept
+/// (stable shape), extent kinds in the words of the text output.
+/// </summary>
 internal static class Json
 {
     public static JsonSerializerOptions Options { get; } = new(JsonSerializerDefaults.Web)
     {
         WriteIndented = true,
-        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.CamelCase) },
+        // Paths and messages stay readable ('<', '>', quotes unescaped); the output is never embedded in HTML.
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+        Converters = { new ExtentKindConverter(), new JsonStringEnumConverter(JsonNamingPolicy.CamelCase) },
     };
 
+    /// <summary>The same style on one line (streamed arrays, stderr messages, serve's announcement).</summary>
+    public static JsonSerializerOptions OneLine { get; } = new(Options) { WriteIndented = false };
+
     public static string Serialize<T>(T value) => JsonSerializer.Serialize(value, Options);
+
+    /// <summary>The word the text output uses for an extent kind: data, zero, absent.</summary>
+    public static string Word(ExtentKind kind) => kind switch { ExtentKind.Data => "data", ExtentKind.Zero => "zero", _ => "absent" };
+
+    /// <summary>A free-text key ("virtual size", "backing_file", "u32Type") as a camelCase key without spaces.</summary>
+    public static string Key(string text)
+    {
+        var words = text.Split([' ', '_', '-', '.', '/', '(', ')', ':'], StringSplitOptions.RemoveEmptyEntries);
+        if (words.Length == 0) return "value";
+        var sb = new System.Text.StringBuilder();
+        foreach (var w in words)
+            sb.Append(sb.Length == 0 ? char.ToLowerInvariant(w[0]) : char.ToUpperInvariant(w[0])).Append(w.AsSpan(1));
+        return sb.ToString();
+    }
+
+    /// <summary>A free-text value as its JSON type: an integer or a boolean when it is one, else the text.</summary>
+    public static object Value(string text) =>
+        long.TryParse(text, System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out long n) ? n
+        : text is "true" or "false" ? text == "true"
+        : text;
+
+    /// <summary>A driver's free-text details as JSON members (camelCase keys, typed values, each key once).</summary>
+    public static IReadOnlyDictionary<string, object> Details(IEnumerable<KeyValuePair<string, string>> details)
+    {
+        var result = new Dictionary<string, object>();
+        foreach (var (key, value) in details) result.TryAdd(Key(key), Value(value));
+        return result;
+    }
+
+    private sealed class ExtentKindConverter : JsonConverter<ExtentKind>
+    {
+        public override ExtentKind Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
+            reader.GetString() switch { "data" => ExtentKind.Data, "zero" => ExtentKind.Zero, _ => ExtentKind.NotPresent };
+
+        public override void Write(Utf8JsonWriter writer, ExtentKind value, JsonSerializerOptions options) => writer.WriteStringValue(Word(value));
+    }
 }

@@ -1,43 +1,66 @@
 using DiskSnapshotEngine.Block;
+using DiskSnapshotEngine.IO;
 
 namespace DiskSnapshotEngine.Cli.Output;
 
-/// <summary>What <c>info</c> shows of one image file (the JSON shape is part of the CLI's contract: keep names stable).</summary>
+/// <summary>
+/// What <c>info</c> shows of one image file. The JSON shape is part of the CLI's contract (README "JSON output"):
+/// every fact once, camelCase, numbers as numbers; <see cref="Details"/> carries the format's own fields.
+/// </summary>
 internal sealed record LayerView(
-    string Path,
+    string Image,
     string Format,
     string Type,
     long VirtualSize,
+    long? AllocatedSize,
+    long FileSize,
+    int BlockSize,
     int LogicalSectorSize,
     int PhysicalSectorSize,
-    int BlockSize,
-    long FileSize,
     IdentityView? Identity,
     ParentLinkView? Parent,
-    IReadOnlyDictionary<string, string> Details,
-    long? MinimumSize = null)
+    bool Sealed,
+    IReadOnlyList<string> Seal,
+    IReadOnlyDictionary<string, object> Details)
 {
-    public static LayerView Of(IDiskLayer layer)
+    // The driver's details keep the format's field names; the few that repeat a fact shown above are left out.
+    private static readonly HashSet<string> s_shownAbove = new(StringComparer.OrdinalIgnoreCase)
     {
-        var details = new Dictionary<string, string>();
-        foreach (var (key, value) in layer.Details) details.TryAdd(key, value);
+        "type", "virtual size", "block size", "logical sector size", "physical sector size", "file size",
+    };
+
+    // The details as the driver words them, for the text form (not serialized: private).
+    private IReadOnlyList<KeyValuePair<string, string>> DetailText { get; init; } = [];
+
+    /// <summary>What resize --shrink may go down to (Hyper-V's MinimumSize); null for a child or an unreadable map.</summary>
+    public long? MinimumSize { get; init; }
+
+    /// <summary>The view of <paramref name="layer"/>; <paramref name="parentImage"/> is the parent's file when the chain was opened.</summary>
+    public static LayerView Of(IDiskLayer layer, string? parentImage = null)
+    {
+        var details = layer.Details.Where(d => !s_shownAbove.Contains(d.Key)).GroupBy(d => d.Key).Select(g => g.First()).ToArray();
         return new LayerView(
             layer.Path,
             layer.Format.ToString().ToLowerInvariant(),
             layer.Type.ToString().ToLowerInvariant(),
             layer.VirtualSize,
+            ImageFile.AllocatedBytes(layer.Path),
+            layer.File.Length,
+            layer.BlockSize,
             layer.LogicalSectorSize,
             layer.PhysicalSectorSize,
-            layer.BlockSize,
-            layer.File.Length,
             layer.Identity == default ? null : new IdentityView(layer.Identity.Id, layer.Identity.Version),
-            layer.ParentLink is { } p ? new ParentLinkView(p.CandidatePaths, p.ParentId, p.ParentVersion, p.AlternateParentVersion, p.VersionName, p.ParentFormat?.ToString().ToLowerInvariant()) : null,
-            details,
-            MinimumSizeOf(layer));
+            layer.ParentLink is { } p
+                ? new ParentLinkView(parentImage, p.CandidatePaths.Distinct(StringComparer.Ordinal).ToArray(), p.ParentId, p.ParentVersion,
+                    p.AlternateParentVersion, p.VersionName, p.ParentFormat?.ToString().ToLowerInvariant())
+                : null,
+            Seals.Of(layer) != SealReasons.None,
+            Commands.SealCommand.Names(Seals.Of(layer)),
+            Json.Details(details))
+        { DetailText = details, MinimumSize = MinimumSizeOf(layer) };
     }
 
-    // What resize --shrink may go down to (Hyper-V's MinimumSize); a child keeps its parent's size. A map entry that
-    // cannot be read leaves it unknown: info still shows the rest (check reports the entry).
+    // A child keeps its parent's size; a map entry that cannot be read leaves it unknown (check reports the entry).
     private static long? MinimumSizeOf(IDiskLayer layer)
     {
         if (layer.ParentLink is not null) return null;
@@ -45,61 +68,80 @@ internal sealed record LayerView(
         catch (Errors.DiskImageException) { return null; }
     }
 
-    /// <summary>Human form, one "name: value" per line.</summary>
-    public void WriteText(TextWriter w, string indent = "")
+    /// <summary>The image's path (the JSON calls it <c>image</c>).</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public string Path => Image;
+
+    /// <summary>Human form without the format's own fields.</summary>
+    public void WriteText(TextWriter w, string indent = "") => WriteText(w, verbose: false, indent);
+
+    /// <summary>
+    /// Human form: one aligned "name: value" line per fact, each fact once; the format's own fields and the
+    /// versions only with <paramref name="verbose"/>.
+    /// </summary>
+    public void WriteText(TextWriter w, bool verbose, string indent = "")
     {
-        void Line(string name, string value) => w.WriteLine($"{indent}{name + ":",-22}{value}");
-        Line("image", Path);
-        Line("format", Format);
-        Line("type", Type);
-        Line("virtual size", SizeParser.Describe(VirtualSize));
-        Line("logical sector size", LogicalSectorSize.ToString());
-        Line("physical sector size", PhysicalSectorSize.ToString());
-        Line("block size", SizeParser.Describe(BlockSize));
-        Line("file size", SizeParser.Describe(FileSize));
-        if (MinimumSize is long min) Line("minimum size", SizeParser.Describe(min));
+        var lines = new List<(string Name, string Value)>
+        {
+            ("image", Image),
+            ("format", Format),
+            ("type", Type),
+            ("virtual size", SizeParser.Describe(VirtualSize)),
+            ("disk size", AllocatedSize is long used ? SizeParser.Describe(used) : "unknown"),
+            ("file size", SizeParser.Describe(FileSize)),
+            ("block size", SizeParser.Describe(BlockSize)),
+            ("sector size", LogicalSectorSize == PhysicalSectorSize ? $"{LogicalSectorSize}" : $"{LogicalSectorSize} logical, {PhysicalSectorSize} physical"),
+        };
         if (Identity is { } id)
         {
-            Line("id", id.Id.ToString());
-            Line("version", id.Version.ToString());
+            lines.Add(("id", id.Id.ToString()));
+            if (verbose) lines.Add(("version", id.Version.ToString()));
         }
         if (Parent is { } p)
         {
-            if (p.ParentId is Guid pid) Line("parent id", pid.ToString());
-            if (p.ParentVersion is Guid pv) Line($"parent {p.VersionName}", pv.ToString());
-            else Line("parent version", "none recorded: the format names its parent by path only, so a changed parent cannot be detected");
-            if (p.ParentFormat is string pf) Line("parent format", pf);
-            if (p.AlternateParentVersion is Guid alt) Line("parent alternate", alt.ToString());
-            foreach (var c in p.CandidatePaths) Line("parent path", c);
+            string where = p.Image ?? "not found" + (p.CandidatePaths.Count > 0 ? $" at {p.CandidatePaths[0]}" : "") + " (open with --search-path or --vbox-registry)";
+            lines.Add(("parent", p.ParentFormat is { } pf ? $"{where} ({pf})" : where));
+            if (p.ParentId is Guid pid) lines.Add(("parent id", pid.ToString()));
+            if (verbose)
+            {
+                lines.Add(($"parent {p.VersionName}", p.ParentVersion?.ToString() ?? "none recorded: the format names its parent by path only, so a changed parent cannot be detected"));
+                if (p.AlternateParentVersion is Guid alt) lines.Add(("parent alternate", alt.ToString()));
+                foreach (var c in p.CandidatePaths) lines.Add(("parent locator", c));
+            }
         }
         else
         {
-            Line("parent", "(none: base image)");
+            lines.Add(("parent", "none (base image)"));
         }
-        // Drivers may repeat a fact already shown above (raw reports its file size); show it once.
-        foreach (var (key, value) in Details)
-            if (!key.Equals("file size", StringComparison.OrdinalIgnoreCase)) Line(key, value);
+        lines.Add(("sealed", Sealed ? $"yes: {string.Join(", ", Seal)} (no dse verb changes it until 'dse unseal')" : "no"));
+        if (verbose)
+            foreach (var (key, value) in DetailText) lines.Add(($"{Format} {key}", value));
+        int width = lines.Max(l => l.Name.Length) + 2;
+        foreach (var (name, value) in lines) w.WriteLine($"{indent}{(name + ":").PadRight(width)}{value}");
     }
 }
 
 /// <summary>An image's identity (VHDX: virtual disk id and DataWriteGuid; VDI: uuidCreate and uuidModify).</summary>
 internal sealed record IdentityView(Guid Id, Guid Version);
 
-/// <summary>How a differencing image names its parent.</summary>
-internal sealed record ParentLinkView(IReadOnlyList<string> CandidatePaths, Guid? ParentId, Guid? ParentVersion,
+/// <summary>How a differencing image names its parent; <see cref="Image"/> is the parent's file when it was found.</summary>
+internal sealed record ParentLinkView(string? Image, IReadOnlyList<string> CandidatePaths, Guid? ParentId, Guid? ParentVersion,
     Guid? AlternateParentVersion, string VersionName, string? ParentFormat);
 
 /// <summary>A whole chain, top first.</summary>
-internal sealed record ChainView(long VirtualSize, IReadOnlyList<LayerView> Layers)
+internal sealed record ChainView(string Image, long VirtualSize, IReadOnlyList<LayerView> Layers)
 {
-    public static ChainView Of(DiskChain chain) => new(chain.VirtualSize, chain.Layers.Select(LayerView.Of).ToArray());
+    public static ChainView Of(DiskChain chain) => new(chain.Top.Path, chain.VirtualSize,
+        chain.Layers.Select((l, i) => LayerView.Of(l, i + 1 < chain.Layers.Count ? chain.Layers[i + 1].Path : null)).ToArray());
 
-    public void WriteText(TextWriter w)
+    public void WriteText(TextWriter w) => WriteText(w, verbose: false);
+
+    public void WriteText(TextWriter w, bool verbose)
     {
         for (int i = 0; i < Layers.Count; i++)
         {
             w.WriteLine(i == 0 ? "layer 0 (top):" : i == Layers.Count - 1 ? $"layer {i} (base):" : $"layer {i}:");
-            Layers[i].WriteText(w, "  ");
+            Layers[i].WriteText(w, verbose, "  ");
         }
     }
 }

@@ -37,9 +37,10 @@ public static class HyperVScript
 
     /// <summary>
     /// New-VM without a disk, then Add-VMHardDiskDrive; if attaching fails the new VM is removed again (Remove-VM
-    /// never deletes disk files), so no half-built VM is left behind. Generation 2 also boots from the disk.
+    /// never deletes disk files), so no half-built VM is left behind. Generation 2 also boots from the disk. Golden
+    /// (sealed) parents of the disk get the file's read-only attribute first, so nothing on the Hyper-V host writes them.
     /// </summary>
-    /// <exception cref="DiskImageException">InvalidArgument; Unsupported for a disk Hyper-V cannot open (VDI, raw).</exception>
+    /// <exception cref="DiskImageException">InvalidArgument; Unsupported for a disk Hyper-V cannot open (VDI, raw), or one that is itself sealed (Hyper-V would write it).</exception>
     public static string Register(HyperVVmSpec spec, VmDiskState state)
     {
         spec.Validate();
@@ -54,6 +55,10 @@ public static class HyperVScript
             throw new DiskImageException(ErrorKind.Unsupported,
                 $"Hyper-V opens only VHD and VHDX disks, not {disk.Format}; convert it first: dse clone {ExternalCommand.ShellQuote(disk.Path)} {ExternalCommand.ShellQuote(System.IO.Path.ChangeExtension(disk.Path, ".vhdx"))}",
                 disk.Path);
+        if (disk.IsGolden)
+            throw new DiskImageException(ErrorKind.Unsupported,
+                $"the disk is sealed as a golden image and Hyper-V would write into it; register a linked clone of it instead: dse clone --linked {ExternalCommand.ShellQuote(disk.Path)} {ExternalCommand.ShellQuote(System.IO.Path.ChangeExtension(disk.Path, ".vm.vhdx"))}",
+                disk.Path);
         var name = PowerShellLiteral.Quote(spec.Name);
         var path = PowerShellLiteral.Quote(disk.Path);
         var memory = ((long)spec.MemoryMiB << 20).ToString(CultureInfo.InvariantCulture);
@@ -62,6 +67,9 @@ public static class HyperVScript
             : "-ControllerType SCSI -ControllerNumber 0 -ControllerLocation 0";
         var sb = new StringBuilder();
         sb.Append("$ErrorActionPreference = 'Stop'\n");
+        foreach (var parent in state.CurrentChain)
+            if (parent.IsGolden)
+                sb.Append($"Set-ItemProperty -LiteralPath {PowerShellLiteral.Quote(parent.Path)} -Name IsReadOnly -Value $true\n");
         sb.Append($"New-VM -Name {name} -Generation {spec.Generation} -MemoryStartupBytes {memory} -NoVHD | Out-Null\n");
         sb.Append("try {\n");
         sb.Append($"  Add-VMHardDiskDrive -VMName {name} {controller} -Path {path}\n");

@@ -11,8 +11,13 @@ namespace DiskSnapshotEngine.Hypervisors.Model;
 /// <param name="Format">On-disk format as VirtualBox names it: VDI, VHDX, RAW (a settings file may also name VMDK and others; see <see cref="MediumFormats"/>).</param>
 /// <param name="LogicalSize">Size of the virtual disk in bytes; 0 when unknown (read back from a settings file).</param>
 /// <param name="Children">Differencing images whose parent is this image (more than one where snapshots branch).</param>
-public sealed record MediumInfo(Guid Id, string Path, string Format, long LogicalSize, IReadOnlyList<MediumInfo> Children)
+/// <param name="Seal">The seal the image file carries (<see cref="SealReasons"/>): a golden image is registered so that no hypervisor writes it.</param>
+public sealed record MediumInfo(Guid Id, string Path, string Format, long LogicalSize, IReadOnlyList<MediumInfo> Children,
+    SealReasons Seal = SealReasons.None)
 {
+    /// <summary>True when linked clones may read through the image from anywhere: no hypervisor may write it.</summary>
+    public bool IsGolden => (Seal & SealReasons.Golden) != 0;
+
     /// <summary>This medium and every descendant, parents before children.</summary>
     public IEnumerable<MediumInfo> DescendantsAndSelf()
     {

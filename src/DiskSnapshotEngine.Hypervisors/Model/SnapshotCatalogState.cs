@@ -67,7 +67,7 @@ public static class SnapshotCatalogState
             byParent[n.Path]
                 // Snapshot layers in the order they were taken, the current state last (it is the newest image).
                 .OrderBy(c => c.Path == disk ? 1 : 0).ThenBy(c => c.Snapshot?.Created ?? DateTimeOffset.MinValue).ThenBy(c => c.Path, PathComparer)
-                .Select(Medium).ToList());
+                .Select(Medium).ToList(), n.Seal);
         var root = Medium(roots[0]);
 
         var ids = catalog.Snapshots.Select(s => s.Id).ToHashSet();
@@ -90,7 +90,8 @@ public static class SnapshotCatalogState
         return state;
     }
 
-    private sealed record Node(string Path, Guid Id, string Format, long Size, string? ParentPath, CatalogEntry? Snapshot);
+    private sealed record Node(string Path, Guid Id, string Format, long Size, string? ParentPath, CatalogEntry? Snapshot,
+        DiskSnapshotEngine.Block.SealReasons Seal);
 
     private static readonly StringComparer PathComparer =
         OperatingSystem.IsWindows() || OperatingSystem.IsMacOS() ? StringComparer.OrdinalIgnoreCase : StringComparer.Ordinal;
@@ -115,7 +116,8 @@ public static class SnapshotCatalogState
                     break; // its ancestors are recorded already
                 }
                 var id = layer.Identity.Id == Guid.Empty ? VmDiskStateBuilder.PathDerivedId(full) : layer.Identity.Id;
-                nodes[full] = new Node(full, id, MediumFormats.Of(layer.Format), layer.VirtualSize, parent, i == 0 ? snapshot : null);
+                nodes[full] = new Node(full, id, MediumFormats.Of(layer.Format), layer.VirtualSize, parent, i == 0 ? snapshot : null,
+                    DiskSnapshotEngine.Block.Seals.Of(layer));
             }
         }
         catch (DiskImageException e) when (snapshot is not null && e.Kind != ErrorKind.ChainInvalid)

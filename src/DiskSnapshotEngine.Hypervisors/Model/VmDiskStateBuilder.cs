@@ -29,7 +29,7 @@ public static class VmDiskStateBuilder
         {
             var id = layer.Identity.Id == Guid.Empty ? PathDerivedId(layer.Path) : layer.Identity.Id;
             child = new MediumInfo(id, layer.Path, MediumFormats.Of(layer.Format), layer.VirtualSize,
-                child is null ? Array.Empty<MediumInfo>() : new[] { child });
+                child is null ? Array.Empty<MediumInfo>() : new[] { child }, Seals.Of(layer));
         }
         var root = child!;
         var top = chain.Layers[0];

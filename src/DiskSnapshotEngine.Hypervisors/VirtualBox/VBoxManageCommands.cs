@@ -20,7 +20,9 @@ public static class VBoxManageCommands
     /// the current chain is attached in turn, base first: attaching an image registers it, and VirtualBox opens a
     /// differencing VDI only when its parent is already registered, so the last attach leaves the current image in place.
     /// VBoxManage cannot adopt existing snapshot images as snapshots (<c>snapshot take</c> would create new ones);
-    /// the machine file written without --dry-run carries the snapshot tree.
+    /// the machine file written without --dry-run carries the snapshot tree. A golden base is first made MultiAttach
+    /// (<c>modifymedium --type multiattach</c>, which also registers it; see <see cref="VboxXml.MediumType"/>) and is
+    /// attached itself only when it is the current image, so VirtualBox never writes it.
     /// </summary>
     public static IReadOnlyList<ExternalCommand> CreateMachine(VboxMachineSpec spec, VmDiskState state, string baseFolder)
     {
@@ -33,22 +35,15 @@ public static class VBoxManageCommands
             ExternalCommand.Of(Program, "storagectl", spec.Name, "--name", VboxMachineSpec.ControllerName, "--add", "sata",
                 "--controller", "IntelAhci", "--portcount", "1", "--bootable", "on"),
         };
-        foreach (var m in PathTo(state.Root, state.CurrentMediumId) ?? new List<MediumInfo> { state.CurrentMedium })
+        var chain = state.CurrentChain;
+        if (chain[0].IsGolden)
+            list.Add(ExternalCommand.Of(Program, "modifymedium", "disk", chain[0].Path, "--type", "multiattach"));
+        foreach (var m in chain)
+        {
+            if (m.IsGolden && ReferenceEquals(m, chain[0]) && chain.Count > 1) continue;
             list.Add(ExternalCommand.Of(Program, "storageattach", spec.Name, "--storagectl", VboxMachineSpec.ControllerName,
                 "--port", "0", "--device", "0", "--type", "hdd", "--medium", m.Path));
+        }
         return list;
-    }
-
-    /// <summary>The media from <paramref name="root"/> down to the one with id <paramref name="target"/>, or null.</summary>
-    internal static List<MediumInfo>? PathTo(MediumInfo root, Guid target)
-    {
-        if (root.Id == target) return new List<MediumInfo> { root };
-        foreach (var c in root.Children)
-            if (PathTo(c, target) is { } rest)
-            {
-                rest.Insert(0, root);
-                return rest;
-            }
-        return null;
     }
 }

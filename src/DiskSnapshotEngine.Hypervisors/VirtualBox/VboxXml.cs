@@ -62,8 +62,18 @@ internal static class VboxXml
             new XAttribute("uuid", Uuid(medium.Id)),
             new XAttribute("location", medium.Path),
             new XAttribute("format", medium.Format),
-            isBase ? new XAttribute("type", "Normal") : null,
+            isBase ? new XAttribute("type", MediumType(medium)) : null,
             medium.Children.Select(c => HardDisk(ns, c, isBase: false)));
+
+    /// <summary>
+    /// The TMediumType of a base disk (VirtualBox-settings.xsd: Normal, Immutable, Writethrough, Shareable, Readonly,
+    /// MultiAttach). A golden image is MultiAttach: VirtualBox never writes it and gives every machine that attaches it
+    /// its own differencing image, which persists, as a dse linked clone does. Immutable would do the same but reset
+    /// those differencing images at every start (losing the clones' work); Readonly is refused for hard disks
+    /// (VirtualBox reserves it for DVD and floppy images); Writethrough and Shareable cannot have children. A layer
+    /// sealed only as a dse snapshot layer stays Normal: VirtualBox's own snapshots freeze it the same way.
+    /// </summary>
+    public static string MediumType(MediumInfo medium) => medium.IsGolden ? "MultiAttach" : "Normal";
 
     /// <summary>Every Image/@uuid reference under an element (attachments of a Hardware or StorageControllers subtree).</summary>
     public static IEnumerable<XElement> AttachedImages(XElement scope, XNamespace ns) =>

@@ -3,7 +3,7 @@ using DiskSnapshotEngine.Errors;
 namespace DiskSnapshotEngine.Block;
 
 /// <summary>Rules every parent/child pair obeys, checked when a chain is built and when a child is created.</summary>
-public static class ChainRules
+internal static class ChainRules
 {
     /// <summary>
     /// Deepest chain the engine opens. Deep enough for any real snapshot tree (Hyper-V and VirtualBox stay far

@@ -168,7 +168,7 @@ public sealed class DiskChain : IDisposable
         long fileEnd = e.FileOffset + e.Length;
         for (long at = e.FileOffset; at < fileEnd;)
         {
-            var (isData, run) = Formats.Raw.SparseProbe.RunAt(file, at, fileEnd);
+            var (isData, run) = SparseProbe.RunAt(file, at, fileEnd);
             long virtualOffset = e.Offset + (at - e.FileOffset);
             yield return isData
                 ? new ChainExtent(virtualOffset, run, ExtentKind.Data, e.LayerIndex, at)
@@ -233,19 +233,7 @@ public sealed class DiskChain : IDisposable
         WriteZeroData(alignedEnd, end - alignedEnd);
     }
 
-    private void WriteZeroData(long offset, long length)
-    {
-        if (length <= 0) return;
-        using var zeros = AlignedBufferPool.Rent((int)Math.Min(length, 1 << 20));
-        zeros.Span.Clear();
-        while (length > 0)
-        {
-            int n = (int)Math.Min(length, zeros.Capacity);
-            Write(offset, zeros.Span[..n]);
-            offset += n;
-            length -= n;
-        }
-    }
+    private void WriteZeroData(long offset, long length) => ZeroFill.Run(offset, length, (zeros, at) => Write(at, zeros));
 
     /// <summary>Commits the top layer's pending metadata and makes it durable.</summary>
     public void Flush()

@@ -6,7 +6,7 @@ namespace DiskSnapshotEngine.Block;
 /// (<see cref="LayerExtent.IsEncoded"/>), and this reads them decoded. The chain, <c>map</c> and the copy loops
 /// call it for those extents only; every other data extent stays a plain file read.
 /// </summary>
-public interface IEncodedDataLayer
+internal interface IEncodedDataLayer
 {
     /// <summary>
     /// Reads the layer's own content of [<paramref name="offset"/>, +buffer.Length), a range the layer reported as

@@ -10,7 +10,7 @@ namespace DiskSnapshotEngine.Block;
 public readonly record struct ImageIdentity(Guid Id, Guid Version);
 
 /// <summary>How a differencing layer names its parent.</summary>
-/// <param name="CandidatePaths">Absolute paths to try, in the order the format says (VHDX: relative_path resolved against the child's folder, volume_path, absolute_win32_path). Empty for VDI, which stores no path.</param>
+/// <param name="CandidatePaths">Absolute paths to try, in the order the format says (VHDX: relative_path resolved against the child's folder, volume_path, absolute_win32_path; VDI: dse's locator, relative then absolute, only hints that <paramref name="ParentId"/> verifies). Empty when the image names no path.</param>
 /// <param name="ParentId">When set, the parent is the image whose <see cref="ImageIdentity.Id"/> equals this (VDI uuidLinkage); the chain may search folders for it.</param>
 /// <param name="ParentVersion">The parent's <see cref="ImageIdentity.Version"/> when the child was linked (VHDX parent_linkage, VDI uuidParentModify); null when the format records none (qcow2 names its backing file by path only), and then no version check is possible.</param>
 /// <param name="AlternateParentVersion">A second accepted version (VHDX parent_linkage2), or null.</param>

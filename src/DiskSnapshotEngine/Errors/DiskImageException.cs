@@ -6,6 +6,13 @@ namespace DiskSnapshotEngine.Errors;
 /// </summary>
 public sealed class DiskImageException : Exception
 {
+    /// <summary>A failure of <paramref name="kind"/>; the message is composed from the detail and the context given.</summary>
+    /// <param name="kind">What kind of failure (it decides the CLI's exit code).</param>
+    /// <param name="message">The detail, one line, without the file name (added from <paramref name="path"/>).</param>
+    /// <param name="path">The file concerned, if any.</param>
+    /// <param name="structure">The on-disk structure concerned, named as the format's specification names it.</param>
+    /// <param name="fileOffset">The offset of that structure in the file.</param>
+    /// <param name="inner">The operating-system or parser exception behind this one.</param>
     public DiskImageException(ErrorKind kind, string message, string? path = null, string? structure = null,
         long? fileOffset = null, Exception? inner = null)
         : base(Compose(message, path, structure, fileOffset), inner)

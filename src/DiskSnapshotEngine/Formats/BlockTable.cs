@@ -41,14 +41,14 @@ internal sealed class BlockTable
 
     public uint Get(uint index)
     {
-        if (index >= Count) throw new ArgumentOutOfRangeException(nameof(index));
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(index, Count);
         return _pages.GetOrLoad(index / EntriesPerPage, Load)[index % EntriesPerPage];
     }
 
     /// <summary>Writes one entry to the file (not flushed).</summary>
     public void Set(uint index, uint value)
     {
-        if (index >= Count) throw new ArgumentOutOfRangeException(nameof(index));
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(index, Count);
         Span<byte> b = stackalloc byte[4];
         Encode(b, value);
         _file.Write(b, EntryOffset(index));

@@ -14,7 +14,14 @@ namespace DiskSnapshotEngine.Formats;
 /// Set only when an image is rewritten in place under its old name (compact), so that its children still link to it.
 /// </param>
 public sealed record ImageCreateOptions(long VirtualSize, ImageType Type = ImageType.Dynamic, int? BlockSize = null,
-    int LogicalSectorSize = 512, int? PhysicalSectorSize = null, ImageIdentity? Identity = null);
+    int LogicalSectorSize = 512, int? PhysicalSectorSize = null, ImageIdentity? Identity = null)
+{
+    /// <summary>
+    /// Seal to record in the new image (see <see cref="SealReasons"/>). Set only when an image is rewritten in place
+    /// under its old name (compact), so that it stays as sealed as it was; formats without a seal mark ignore it.
+    /// </summary>
+    public SealReasons Seal { get; init; }
+}
 
 /// <summary>
 /// One on-disk format: probe, open, create. Drivers are listed explicitly in <see cref="ImageFormats"/>; no reflection.

@@ -14,6 +14,17 @@ public static class ImageFormats
     /// <summary>Every driver, in probing order.</summary>
     public static IReadOnlyList<IImageFormatDriver> All => s_drivers;
 
+    /// <summary>
+    /// True when the file name's extension is one a driver creates (lower case, with the dot): the one list that
+    /// creating, the parent search and the child search share. <paramref name="linkableOnly"/> leaves out raw, whose
+    /// images never record a parent nor carry an identity a child could name.
+    /// </summary>
+    public static bool HasImageExtension(string path, bool linkableOnly = false)
+    {
+        string ext = System.IO.Path.GetExtension(path).ToLowerInvariant();
+        return s_drivers.Any(d => (!linkableOnly || d.Format != ImageFormat.Raw) && d.Extensions.Contains(ext));
+    }
+
     /// <summary>The driver for a format.</summary>
     public static IImageFormatDriver Get(ImageFormat format) =>
         s_drivers.FirstOrDefault(d => d.Format == format)
@@ -48,11 +59,19 @@ public static class ImageFormats
         tail = tail[..file.Read(tail, Math.Max(0, file.Length - tail.Length))];
         foreach (var d in s_drivers)
             if (d.Format != ImageFormat.Raw && d.ProbeTail(tail)) return d;
+        // A format dse does not read is named, whatever the file is called (a .img that is a VMDK is no raw disk).
+        if (ForeignFormats.Identify(head, tail) is { } foreign)
+            throw new DiskImageException(ErrorKind.Unsupported, ForeignFormats.Describe(foreign), file.Path, "file signature", 0);
         string ext = System.IO.Path.GetExtension(file.Path).ToLowerInvariant();
         var raw = Get(ImageFormat.Raw);
         if (raw.Extensions.Contains(ext)) return raw;
+        // An ISO is raw data, readable under a raw name; under another name it is named.
+        Span<byte> iso = stackalloc byte[5];
+        if (file.Length >= ForeignFormats.IsoOffset + iso.Length && ForeignFormats.IsIso(iso[..file.Read(iso, ForeignFormats.IsoOffset)]))
+            throw new DiskImageException(ErrorKind.Unsupported, ForeignFormats.Describe("an ISO 9660 CD/DVD image"), file.Path, "file signature", ForeignFormats.IsoOffset);
         throw new DiskImageException(ErrorKind.InvalidFormat,
-            $"no {string.Join(", ", s_drivers.Where(d => d.Format != ImageFormat.Raw).Select(d => d.Name.ToUpperInvariant()))} signature found (name raw images .img or .raw)",
+            $"not a disk image dse knows: no {string.Join(", ", s_drivers.Where(d => d.Format != ImageFormat.Raw).Select(d => d.Name.ToUpperInvariant()))} signature, " +
+            "nor that of another known format (raw disks are opened only under the .img or .raw extension)",
             file.Path, "file signature", 0);
     }
 }

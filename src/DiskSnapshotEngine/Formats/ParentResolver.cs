@@ -6,14 +6,14 @@ namespace DiskSnapshotEngine.Formats;
 
 /// <summary>
 /// Finds and verifies the parent of a differencing layer. Paths the child names are tried first, in the order
-/// its format gives them; a parent named only by identity (VDI) is then searched in the child's folder, the
-/// caller's search paths and any extra location sources. A candidate is accepted when its identity matches and
-/// its content version is the one the child recorded.
+/// its format gives them; a parent named by identity (VDI) is then searched in the child's folder, the folders of
+/// the paths it names, the caller's search paths and any extra location sources. A candidate is accepted when its
+/// identity matches and its content version is the one the child recorded. For a child linked by path (VHDX) a named
+/// path is the parent; for one linked by identity a named path is only a hint, and a hint that is missing, is not an
+/// image or has another identity is passed over.
 /// </summary>
 internal static class ParentResolver
 {
-    private static readonly string[] s_imageExtensions = { ".vdi", ".vhdx", ".avhdx", ".qcow2", ".vhd", ".img", ".raw" };
-
     /// <summary>Opens the verified parent of <paramref name="child"/> read-only.</summary>
     /// <param name="child">The differencing layer.</param>
     /// <param name="options">Search paths, overrides, file opener.</param>
@@ -30,6 +30,11 @@ internal static class ParentResolver
         {
             if (!seen.Add(path)) continue;
             looked.Add(path);
+            if (link.ParentId is Guid hinted)
+            {
+                if (TryByIdentity(child, path, hinted, link, options, chainNodes, ref locked) is { } found) return found;
+                continue;
+            }
             if (!File.Exists(path) && !Directory.Exists(path) && !IsSymlink(path)) continue;
             // A path the image itself names must be a usable file: a FIFO, device, directory or loop is an error, not a miss.
             var node = FileNode.Of(path, "parent image");
@@ -56,17 +61,7 @@ internal static class ParentResolver
                 {
                     looked.Add(where);
                     if (!seen.Add(path)) continue;
-                    if (!FileNode.IsRegularFile(path)) continue;
-                    var node = FileNode.Of(path);
-                    if (chainNodes.Any(n => n.SameFileAs(node))) continue;
-                    var layer = OpenCandidate(path, options, strict: false, ref locked);
-                    if (layer is null) continue;
-                    if (layer.Identity.Id != wanted)
-                    {
-                        layer.Dispose();
-                        continue;
-                    }
-                    return (Verify(child, link, layer, options), node);
+                    if (TryByIdentity(child, path, wanted, link, options, chainNodes, ref locked) is { } found) return found;
                 }
                 string now = Listing(child, options);
                 if (now == previous) break;
@@ -82,6 +77,24 @@ internal static class ParentResolver
         throw new DiskImageException(ErrorKind.ParentNotFound,
             $"{what} not found; looked in: {(looked.Count == 0 ? "(nowhere: the image names no location)" : string.Join("; ", looked.Distinct()))}",
             child.Path, "parent link");
+    }
+
+    // A file that may be the parent named by identity: any failure to be it (not a regular file, already in the chain,
+    // not an image, another identity) only means "not here".
+    private static (IDiskLayer Layer, FileNode Node)? TryByIdentity(IDiskLayer child, string path, Guid wanted, ParentLink link,
+        OpenOptions options, IReadOnlyList<FileNode> chainNodes, ref DiskImageException? locked)
+    {
+        if (!FileNode.IsRegularFile(path)) return null;
+        var node = FileNode.Of(path);
+        if (chainNodes.Any(n => n.SameFileAs(node))) return null;
+        var layer = OpenCandidate(path, options, strict: false, ref locked);
+        if (layer is null) return null;
+        if (layer.Identity.Id != wanted)
+        {
+            layer.Dispose();
+            return null;
+        }
+        return (Verify(child, link, layer, options), node);
     }
 
     // File.Exists is false for a symlink loop or a dangling link; FileNode must still examine those and say why.
@@ -166,6 +179,10 @@ internal static class ParentResolver
     {
         var folders = new List<string>();
         if (System.IO.Path.GetDirectoryName(child.Path) is string dir) folders.Add(dir);
+        // The folder a hint names is where a parent renamed in place (a snapshot layer, a moved-aside file) still is.
+        if (child.ParentLink is { ParentId: not null } link)
+            foreach (var hint in link.CandidatePaths)
+                if (System.IO.Path.GetDirectoryName(hint) is string hintDir && !folders.Contains(hintDir)) folders.Add(hintDir);
         folders.AddRange(options.SearchPaths.Select(p => System.IO.Path.GetFullPath(p)));
         return folders;
     }
@@ -195,7 +212,7 @@ internal static class ParentResolver
         try { files = Directory.EnumerateFiles(dir).ToList(); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { yield break; }
         foreach (var f in files.Order(StringComparer.Ordinal))
-            if (s_imageExtensions.Contains(System.IO.Path.GetExtension(f).ToLowerInvariant()))
+            if (ImageFormats.HasImageExtension(f))
                 yield return f;
     }
 }

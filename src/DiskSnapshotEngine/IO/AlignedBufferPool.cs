@@ -9,7 +9,7 @@ namespace DiskSnapshotEngine.IO;
 /// on the managed heap (no LOH churn, no GC pauses), and alignment keeps them usable for direct I/O.
 /// The pool keeps at most a few buffers per size class, so memory stays bounded whatever the image size.
 /// </summary>
-public static class AlignedBufferPool
+internal static class AlignedBufferPool
 {
     /// <summary>Alignment of every buffer (the largest logical sector size we support).</summary>
     public const int Alignment = 4096;
@@ -37,7 +37,7 @@ public static class AlignedBufferPool
 }
 
 /// <summary>A native, aligned buffer from <see cref="AlignedBufferPool"/>; dispose to return it.</summary>
-public sealed unsafe class AlignedBuffer : MemoryManager<byte>
+internal sealed unsafe class AlignedBuffer : MemoryManager<byte>
 {
     private byte* _pointer;
     private int _returned;

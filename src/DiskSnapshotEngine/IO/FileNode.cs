@@ -9,7 +9,7 @@ namespace DiskSnapshotEngine.IO;
 /// The (device, inode) pair also identifies a file independent of how its path is spelled, which is how parent
 /// chains detect that they loop back to a file already in the chain.
 /// </summary>
-public readonly record struct FileNode(ulong Device, ulong Inode, string FullPath)
+internal readonly record struct FileNode(ulong Device, ulong Inode, string FullPath)
 {
     private const int S_IFMT = 0xF000, S_IFREG = 0x8000, S_IFDIR = 0x4000, S_IFIFO = 0x1000, S_IFCHR = 0x2000, S_IFBLK = 0x6000, S_IFSOCK = 0xC000;
 

@@ -217,11 +217,21 @@ public sealed class ImageFile : IImageFile
         FileLock.ReleaseAndClose(_handle);
     }
 
-    /// <summary>Maps an operating-system exception to the engine's error kinds.</summary>
     // .NET reports EFBIG (an end past the file system's largest file, which a hostile table can ask for) this way.
     private static DiskImageException TooLarge(Exception e, string path, long end) =>
         new(ErrorKind.DiskFull, $"cannot grow the file to {end} bytes: larger than the file system allows", path,
             fileOffset: end, inner: e);
 
+    /// <summary>Maps an operating-system exception to the engine's error kinds.</summary>
+    /// <param name="e">The exception an I/O call threw.</param>
+    /// <param name="path">The file the call was about (named in the message).</param>
+    /// <param name="operation">What was being done, in words ("read", "flush").</param>
     public static DiskImageException Translate(Exception e, string path, string operation) => OsErrors.Translate(e, path, operation);
+
+    /// <summary>
+    /// The bytes the file system allocated to <paramref name="path"/> (st_blocks × 512: what qemu-img calls "disk
+    /// size", less than the file size for a sparse file); null where it cannot be told (Windows, a stat failure).
+    /// </summary>
+    public static long? AllocatedBytes(string path) =>
+        OperatingSystem.IsWindows() || Libc.Stat(path, out var st) != 0 ? null : st.Blocks * 512;
 }

@@ -3,7 +3,7 @@ using DiskSnapshotEngine.Errors;
 namespace DiskSnapshotEngine.IO;
 
 /// <summary>Helpers over <see cref="IImageFile"/> shared by every driver.</summary>
-public static class ImageFileExtensions
+internal static class ImageFileExtensions
 {
     /// <summary>
     /// Reads exactly <paramref name="buffer"/>.Length bytes; a short read means the structure lies past the end
@@ -42,20 +42,5 @@ public static class ImageFileExtensions
             done += n;
         }
         buffer[done..].Clear();
-    }
-
-    /// <summary>Writes <paramref name="length"/> zero bytes at <paramref name="fileOffset"/> from one pooled buffer of at most 1 MiB.</summary>
-    public static void WriteZeros(this IImageFile file, long fileOffset, long length)
-    {
-        if (length <= 0) return;
-        using var zeros = AlignedBufferPool.Rent((int)Math.Min(length, 1 << 20));
-        zeros.Span.Clear();
-        while (length > 0)
-        {
-            int n = (int)Math.Min(length, zeros.Capacity);
-            file.Write(zeros.Span[..n], fileOffset);
-            fileOffset += n;
-            length -= n;
-        }
     }
 }

@@ -37,6 +37,13 @@ internal static partial class Libc
     [LibraryImport("libc", EntryPoint = "fsync", SetLastError = true)]
     public static partial int FSync(int fd);
 
+    /// <summary>lseek(2) whence values that find the next data or hole of a sparse file; ENXIO: none after the offset.</summary>
+    public const int SEEK_DATA = 3, SEEK_HOLE = 4, ENXIO = 6;
+
+    /// <summary>lseek(2): the new offset, or -1.</summary>
+    [LibraryImport("libc", EntryPoint = "lseek", SetLastError = true)]
+    public static partial long LSeek(int fd, long offset, int whence);
+
     /// <summary>link(2): a second name for a file.</summary>
     [LibraryImport("libc", EntryPoint = "link", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int Link(string oldPath, string newPath);
@@ -85,6 +92,25 @@ internal static partial class Libc
     [LibraryImport("libc", EntryPoint = "fcntl", SetLastError = true)]
     public static partial int Fcntl(int fd, int command, ref FLock lockInfo);
 
+    // ---- shared extents ----
+
+    /// <summary>struct file_clone_range (linux/fs.h): src_fd, src_offset, src_length, dest_offset, 8 bytes each.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct FileCloneRange
+    {
+        public long SourceFd;
+        public long SourceOffset;
+        public long SourceLength;
+        public long DestinationOffset;
+    }
+
+    /// <summary>FICLONERANGE = _IOW(0x94, 13, struct file_clone_range), the same on x86-64 and arm64.</summary>
+    public const uint FICLONERANGE = 0x4020940D;
+
+    /// <summary>ioctl(2) with a struct file_clone_range argument (variadic, passed like a fixed pointer; see <see cref="Fcntl"/>).</summary>
+    [LibraryImport("libc", EntryPoint = "ioctl", SetLastError = true)]
+    public static partial int Ioctl(int fd, nuint request, ref FileCloneRange range);
+
     // ---- ownership and extended attributes ----
 
     /// <summary>chown(2).</summary>
@@ -110,7 +136,11 @@ internal static partial class Libc
     // ---- stat ----
 
     /// <summary>The fields of struct stat the library reads.</summary>
-    public readonly record struct StatInfo(ulong Device, ulong Inode, uint Mode, uint Uid, uint Gid);
+    public readonly record struct StatInfo(ulong Device, ulong Inode, uint Mode, uint Uid, uint Gid)
+    {
+        /// <summary>st_blocks: 512-byte units the file system allocated to the file.</summary>
+        public long Blocks { get; init; }
+    }
 
     /// <summary>stat(2) of <paramref name="path"/> (following symbolic links): 0 and the fields, or -1.</summary>
     public static int Stat(string path, out StatInfo info) =>
@@ -140,7 +170,11 @@ internal static partial class Libc
         bool x64 = RuntimeInformation.ProcessArchitecture == Architecture.X64;
         int mode = x64 ? 24 : 16, uid = x64 ? 28 : 24, gid = x64 ? 32 : 28;
         return new StatInfo(BitConverter.ToUInt64(st[..8]), BitConverter.ToUInt64(st[8..16]),
-            BitConverter.ToUInt32(st.Slice(mode, 4)), BitConverter.ToUInt32(st.Slice(uid, 4)), BitConverter.ToUInt32(st.Slice(gid, 4)));
+            BitConverter.ToUInt32(st.Slice(mode, 4)), BitConverter.ToUInt32(st.Slice(uid, 4)), BitConverter.ToUInt32(st.Slice(gid, 4)))
+        {
+            // st_blocks is at 64 on both ABIs (after st_size at 48 and an 8-byte st_blksize, or a 4-byte one and padding).
+            Blocks = BitConverter.ToInt64(st.Slice(64, 8)),
+        };
     }
 
     [LibraryImport("libc", EntryPoint = "stat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]

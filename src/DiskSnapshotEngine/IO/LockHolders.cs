@@ -10,6 +10,8 @@ namespace DiskSnapshotEngine.IO;
 /// </summary>
 internal static class LockHolders
 {
+    private static readonly char[] s_fieldSeparators = [' ', '\t'];
+
     /// <summary>"held by ..." naming every process with a lock on the file, or "" when none could be found.</summary>
     public static string Describe(string path)
     {
@@ -70,7 +72,7 @@ internal static class LockHolders
                 // "lock:\t1: OFDLCK ADVISORY  READ -1 fe:00:11657807 100 101"
                 foreach (var line in info.Split('\n'))
                 {
-                    var f = line.Split(new[] { ' ', '\t' }, StringSplitOptions.RemoveEmptyEntries);
+                    var f = line.Split(s_fieldSeparators, StringSplitOptions.RemoveEmptyEntries);
                     int i = Array.IndexOf(f, "OFDLCK");
                     if (i < 0 || f.Length < i + 7 || !string.Equals(f[i + 4], key, StringComparison.OrdinalIgnoreCase)) continue;
                     any = true;

@@ -6,7 +6,7 @@ namespace DiskSnapshotEngine.IO;
 /// A read-only view of a file with some byte ranges replaced in memory. A read-only open of a VHDX with a dirty
 /// log replays the log into this overlay, so readers see the replayed metadata while the file stays untouched.
 /// </summary>
-public sealed class MemoryOverlayFile : IImageFile
+internal sealed class MemoryOverlayFile : IImageFile
 {
     private readonly IImageFile _inner;
     // Patches keyed by file offset; replay writes whole 4 KiB sectors, so a small sorted list suffices.

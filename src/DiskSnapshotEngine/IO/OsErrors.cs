@@ -26,10 +26,14 @@ internal static class OsErrors
         }
         if (e is FileNotFoundException or DirectoryNotFoundException)
             return new DiskImageException(ErrorKind.FileNotFound, $"cannot {operation}: the file does not exist", path, inner: e);
+        // .NET reports EROFS as a plain IOException carrying the errno.
+        if (!OperatingSystem.IsWindows() && code == Libc.EROFS) return FromErrno(Libc.EROFS, path, operation);
         if (e is UnauthorizedAccessException)
-            return new DiskImageException(ErrorKind.Io, $"cannot {operation}: permission denied", path, inner: e);
+            return FromErrno(Libc.EACCES, path, operation);
         return new DiskImageException(ErrorKind.Io, $"cannot {operation}: {e.Message}", path, inner: e);
     }
+
+    private static bool IsWrite(string operation) => operation.Contains("writ", StringComparison.Ordinal);
 
     /// <summary>An errno left by a failed libc call.</summary>
     public static DiskImageException FromErrno(int errno, string path, string operation) => errno switch
@@ -37,6 +41,9 @@ internal static class OsErrors
         Libc.ENOSPC or Libc.EDQUOT => new DiskImageException(ErrorKind.DiskFull, $"cannot {operation}: no space left on the device", path),
         Libc.ENOENT or Libc.ENOTDIR => new DiskImageException(ErrorKind.FileNotFound, $"cannot {operation}: the file does not exist", path),
         Libc.EEXIST => new DiskImageException(ErrorKind.AlreadyExists, $"cannot {operation}: the file already exists; refusing to overwrite it", path),
+        Libc.EROFS => new DiskImageException(ErrorKind.ReadOnly, $"cannot {operation}: the file system is read-only", path),
+        // Refused write access to the image itself is a read-only image; refused access otherwise is an I/O error.
+        Libc.EACCES or Libc.EPERM when IsWrite(operation) => new DiskImageException(ErrorKind.ReadOnly, $"cannot {operation}: permission denied (the file is read-only for this user)", path),
         Libc.EACCES or Libc.EPERM => new DiskImageException(ErrorKind.Io, $"cannot {operation}: permission denied", path),
         _ => new DiskImageException(ErrorKind.Io, $"cannot {operation}: {Marshal.GetPInvokeErrorMessage(errno)} (errno {errno})", path),
     };

@@ -1,7 +1,7 @@
 namespace DiskSnapshotEngine.IO;
 
 /// <summary>Vectorised byte checks used on hot paths (zero detection decides between ZERO state and allocation).</summary>
-public static class SpanHelpers
+internal static class SpanHelpers
 {
     /// <summary>True when every byte is zero.</summary>
     public static bool IsAllZero(ReadOnlySpan<byte> data) => data.IndexOfAnyExcept((byte)0) < 0;

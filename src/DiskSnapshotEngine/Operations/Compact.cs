@@ -28,11 +28,11 @@ public static class Compact
     /// <exception cref="DiskImageException">Unsupported (raw or fixed images), DiskFull, Cancelled, Locked, open and I/O errors.</exception>
     public static Task<CompactResult> RunAsync(string image, OpenOptions? options = null,
         IProgress<OperationProgress>? progress = null, CancellationToken cancel = default) =>
-        RunAsync(image, options, progress, cancel, virtualSize: null);
+        RunAsync(image, options, progress, virtualSize: null, cancel);
 
     /// <summary>Compact, the rewritten image getting <paramref name="virtualSize"/> when set (resize of a base image; the caller checked that no data lies past a smaller size).</summary>
     internal static async Task<CompactResult> RunAsync(string image, OpenOptions? options,
-        IProgress<OperationProgress>? progress, CancellationToken cancel, long? virtualSize)
+        IProgress<OperationProgress>? progress, long? virtualSize, CancellationToken cancel)
     {
         options ??= OpenOptions.ReadOnly;
         image = Path.GetFullPath(image);
@@ -63,7 +63,7 @@ public static class Compact
         DurableFiles.RequireFreeSpace(image, total, "the compact");
 
         var createOptions = new ImageCreateOptions(size, differencing ? ImageType.Differencing : ImageType.Dynamic,
-            src.BlockSize, src.LogicalSectorSize, src.PhysicalSectorSize, src.Identity);
+            src.BlockSize, src.LogicalSectorSize, src.PhysicalSectorSize, src.Identity) { Seal = Seals.Of(src) };
         IDiskLayer? target = null;
         TempImageFile? tempFile = null;
         try

@@ -11,8 +11,6 @@ namespace DiskSnapshotEngine.Operations;
 /// </summary>
 internal static class Dependents
 {
-    private static readonly string[] s_childExtensions = { ".vdi", ".vhdx", ".avhdx", ".qcow2", ".vhd" };
-
     /// <summary>True when <paramref name="child"/>'s parent link names <paramref name="parent"/>, resolved the way the chain resolves it.</summary>
     public static bool LinksTo(IDiskLayer child, IDiskLayer parent)
     {
@@ -93,7 +91,7 @@ internal static class Dependents
             try { files = Directory.EnumerateFiles(folder).Order(StringComparer.Ordinal).ToList(); }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException) { continue; }
             foreach (var f in files)
-                if (s_childExtensions.Contains(Path.GetExtension(f).ToLowerInvariant()) && FileNode.IsRegularFile(f) && seen.Add(f))
+                if (Formats.ImageFormats.HasImageExtension(f, linkableOnly: true) && FileNode.IsRegularFile(f) && seen.Add(f))
                     yield return f;
         }
     }

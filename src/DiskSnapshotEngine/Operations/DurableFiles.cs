@@ -48,8 +48,9 @@ internal static class DurableFiles
     /// Atomically renames <paramref name="from"/> to <paramref name="to"/> (replacing it when asked) and syncs the
     /// folders. A file that replaces another first takes its owner, group, mode, ACLs and extended attributes, so that
     /// publishing a rewritten disk (compact, snapshot, merge) leaves it exactly as accessible as before.
+    /// With <paramref name="syncFolders"/> false (an output the user asked not to sync) the folders are left to the page cache.
     /// </summary>
-    public static void Rename(string from, string to, bool overwrite)
+    public static void Rename(string from, string to, bool overwrite, bool syncFolders = true)
     {
         if (overwrite && File.Exists(to)) FileOwnership.Copy(to, from);
         try { File.Move(from, to, overwrite); }
@@ -57,6 +58,7 @@ internal static class DurableFiles
         {
             throw ImageFile.Translate(e, from, $"rename to {to}");
         }
+        if (!syncFolders) return;
         SyncDirectoryOf(to);
         if (!SameDirectory(from, to)) SyncDirectoryOf(from);
     }

@@ -5,27 +5,6 @@ using DiskSnapshotEngine.IO;
 
 namespace DiskSnapshotEngine.Operations;
 
-/// <summary>Parameters of a full clone.</summary>
-/// <param name="Format">Format of the clone, or null to choose it from the destination's extension.</param>
-/// <param name="Type">Dynamic (only data blocks allocated) or fixed.</param>
-/// <param name="BlockSize">Allocation unit of the clone, or null for the format's default.</param>
-public sealed record CloneOptions(ImageFormat? Format = null, ImageType Type = ImageType.Dynamic, int? BlockSize = null)
-{
-    /// <summary>How to open the source chain (search paths for parents, fault injection in tests).</summary>
-    public OpenOptions Open { get; init; } = OpenOptions.ReadOnly;
-
-    /// <summary>
-    /// The clone's virtual size when it must be larger than the source's (the added tail reads as zeros), as for a disk
-    /// Azure takes (a whole number of MiB); null for the source's size.
-    /// </summary>
-    public long? VirtualSize { get; init; }
-}
-
-/// <summary>What a data-moving operation did.</summary>
-/// <param name="BytesWritten">Bytes of data written to the target.</param>
-/// <param name="BytesZero">Bytes the source held as data but that were all zeros, so were skipped or recorded as zero.</param>
-public sealed record CopyStats(long BytesWritten, long BytesZero);
-
 /// <summary>
 /// Full clone: flattens a whole chain into one independent image of any format. Only ranges some layer holds as
 /// data are read; ranges that read as zeros (ZERO state, holes, never written) are not written, nor are data
@@ -52,9 +31,8 @@ public static class FullClone
         if (size < src.VirtualSize)
             ThrowHelper.InvalidArgument($"the clone's virtual size {size} is smaller than the source's {src.VirtualSize}", dest);
         var top = src.Top;
-        var plan = src.GetExtents(0, src.VirtualSize, skipFileHoles: true).Where(e => e.Kind == ExtentKind.Data).Select(e => new CopyRange(e.Offset, e.Length));
-        long dataBytes = 0;
-        foreach (var r in plan) dataBytes += r.Length;
+        var plan = ExtentPlan.Of(src);
+        long dataBytes = plan.Bytes;
         DurableFiles.RequireFreeSpace(dest, options.Type == ImageType.Fixed ? size : dataBytes, "the clone");
 
         string temp = dest + ".dse-partial";
@@ -71,15 +49,20 @@ public static class FullClone
             {
                 var plain = ImageFile.Create(temp);
                 // Nobody reads the clone before its final fsync either: bulk data can bypass the page cache.
-                plain.UseDirectWrites();
+                if (options.Durable) plain.UseDirectWrites();
                 file = plain;
             }
-            else file = TempImageFile.Create(temp);
+            else file = TempImageFile.Create(temp, direct: options.Durable);
             target = driver.Create(file, createOptions, null);
             var output = new DiskChain(new[] { target });
-            long written = 0, zero = 0;
-            await ExtentPump.RunAsync(plan, ExtentPump.ChunkFor(target.BlockSize),
-                (off, buf) => src.Read(off, buf),
+            long written = 0, zero = 0, shared = 0;
+            // A raw clone holds each byte at its virtual offset: data the file system can share is not copied at all.
+            if (driver.Format == ImageFormat.Raw && (file is TempImageFile t ? t.Inner : file as ImageFile) is { } rawFile)
+            {
+                plan = plan.ShareInto(rawFile, out shared);
+                written += shared;
+            }
+            await ExtentPump.RunAsync(plan.Ranges, ExtentPump.ChunkFor(target.BlockSize), plan.Read,
                 (off, data, len, isZero) =>
                 {
                     // A new image reads as zeros everywhere, so an all-zero piece needs no write at all.
@@ -87,12 +70,12 @@ public static class FullClone
                     output.Write(off, data);
                     written += len;
                 },
-                done => progress?.Report(new OperationProgress("cloning", done, dataBytes)), cancel).ConfigureAwait(false);
+                done => progress?.Report(new OperationProgress("cloning", shared + done, dataBytes)), cancel).ConfigureAwait(false);
             target.Flush();
-            if (file is TempImageFile deferred) deferred.MakeDurable();
+            if (file is TempImageFile deferred && options.Durable) deferred.MakeDurable();
             target.Dispose();
             target = null;
-            DurableFiles.Rename(temp, dest, overwrite: false);
+            DurableFiles.Rename(temp, dest, overwrite: false, syncFolders: options.Durable);
             return new CopyStats(written, zero);
         }
         catch

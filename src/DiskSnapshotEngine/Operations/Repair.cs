@@ -28,7 +28,8 @@ public static class Repair
         using var scope = LockScope.Begin();
         scope.Lock(image);
         var before = CheckLayer(image, options);
-        if (before.HasErrors) return new RepairResult(image, Array.Empty<CheckProblem>(), before.Problems);
+        if (before.Problems.Any(p => p.Severity == CheckSeverity.Error && !IsHeaderCount(p)))
+            return new RepairResult(image, Array.Empty<CheckProblem>(), before.Problems);
         if (!before.IsClean)
         {
             using var layer = DiskImage.OpenLayer(image, writable: true, options.FileOpener);
@@ -45,6 +46,10 @@ public static class Repair
         var still = after.Problems.Select(Key).ToHashSet();
         return new RepairResult(image, before.Problems.Where(p => !still.Contains(Key(p))).ToList(), after.Problems);
     }
+
+    // A VDI cBlocksAllocated lagging its map is an error for other writers, but raising it changes no content.
+    private static bool IsHeaderCount(CheckProblem p) =>
+        p.Structure == "VDIHEADER1" && p.Message.StartsWith("cBlocksAllocated", StringComparison.Ordinal);
 
     private static string Key(CheckProblem p) => $"{p.Severity}|{p.Structure}|{p.FileOffset}|{p.Message}";
 

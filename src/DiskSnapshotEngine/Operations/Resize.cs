@@ -59,7 +59,7 @@ public static class Resize
             if (layer is IResizable r && r.TryResizeInPlace(newSize))
                 return new ResizeResult(image, old, newSize, true);
         }
-        await Compact.RunAsync(image, options, progress, cancel, newSize).ConfigureAwait(false);
+        await Compact.RunAsync(image, options, progress, newSize, cancel).ConfigureAwait(false);
         return new ResizeResult(image, old, newSize, false);
     }
 

@@ -31,7 +31,7 @@ public static class SetIdentity
             if (probe is not IIdentityWritable)
                 throw new DiskImageException(ErrorKind.Unsupported, probe.Identity == default
                     ? $"a {probe.Format.ToString().ToLowerInvariant()} image records no disk id that could be changed"
-                    : $"a new disk id for a {probe.Format.ToString().ToLowerInvariant()} image is not supported (VHDX, VDI and VHD are)", image);
+                    : $"a new disk id for a {probe.Format.ToString().ToLowerInvariant()} image is not supported (VDI and VHD are)", image);
             var folders = Dependents.FoldersOf(probe, options);
             var children = Dependents.ChildrenOf(probe, folders, options.FileOpener);
             // Children that find their parent by id (VDI) also "link" to a cp copy of that parent; the copy may take a

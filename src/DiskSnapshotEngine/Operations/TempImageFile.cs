@@ -14,14 +14,18 @@ internal sealed class TempImageFile : IImageFile
 
     private TempImageFile(ImageFile inner) => _inner = inner;
 
-    /// <summary>Creates the temporary file (never overwrites).</summary>
-    public static TempImageFile Create(string path)
+    /// <summary>Creates the temporary file (never overwrites); <paramref name="direct"/> sends bulk data straight to the disk.</summary>
+    public static TempImageFile Create(string path, bool direct = true)
     {
         var file = ImageFile.Create(path);
         // Nobody reads the file before the final fsync, so bulk data can bypass the page cache (see UseDirectWrites).
-        file.UseDirectWrites();
+        // Without a final fsync (--no-sync) the page cache is the faster path, as for cp.
+        if (direct) file.UseDirectWrites();
         return new TempImageFile(file);
     }
+
+    /// <summary>The real file (shared extents need its handle).</summary>
+    public ImageFile Inner => _inner;
 
     public string Path => _inner.Path;
     public bool CanWrite => _inner.CanWrite;

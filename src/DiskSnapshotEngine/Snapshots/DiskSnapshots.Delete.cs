@@ -1,3 +1,4 @@
+using DiskSnapshotEngine.Block;
 using DiskSnapshotEngine.Errors;
 using DiskSnapshotEngine.IO;
 using DiskSnapshotEngine.Operations;
@@ -31,6 +32,7 @@ public static partial class DiskSnapshots
         List<string> children;
         using (var layer = DiskImage.OpenLayer(layerPath, writable: false, options.FileOpener))
         {
+            Seals.Check(layer, SealPolicy.SnapshotLayers, $"delete snapshot '{name}'");
             children = Dependents.ChildrenOf(layer, new[] { Dependents.FolderOf(disk) }, options.FileOpener);
             var known = catalog.Snapshots.Select(s => Path.GetFullPath(PathOf(disk, s))).Append(disk).ToHashSet(StringComparer.Ordinal);
             var strangers = children.Where(c => !known.Contains(c)).ToList();
@@ -59,7 +61,7 @@ public static partial class DiskSnapshots
         var entry = pending.Snapshot;
         string layerPath = PathOf(disk, entry);
         foreach (var file in pending.Children.Prepend(layerPath)) LockScope.Current!.LockIfExists(file);
-        var mergeOptions = new MergeOptions { Open = options };
+        var mergeOptions = new MergeOptions { Open = options with { Sealed = SealPolicy.SnapshotLayers } };
         string? commitChild = null;
         switch (pending.Plan)
         {
@@ -83,7 +85,8 @@ public static partial class DiskSnapshots
                 if (File.Exists(OperationJournal.PathFor(commitChild)) || File.Exists(layerPath))
                 {
                     bool isDisk = string.Equals(Path.GetFullPath(commitChild), disk, StringComparison.Ordinal);
-                    await Merge.CommitAsync(commitChild, layerPath, mergeOptions, progress, cancel, replaceImage: isDisk, snapshotDelete: true).ConfigureAwait(false);
+                    var publish = isDisk ? MergePublish.ReplaceImage : MergePublish.RemoveImage;
+                    await Merge.CommitAsync(commitChild, layerPath, mergeOptions with { Publish = publish }, progress, cancel).ConfigureAwait(false);
                 }
                 break;
             default:

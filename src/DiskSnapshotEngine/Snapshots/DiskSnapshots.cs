@@ -37,6 +37,10 @@ public static partial class DiskSnapshots
         {
             if (layer.Format == ImageFormat.Raw)
                 throw new DiskImageException(ErrorKind.Unsupported, "a raw disk cannot have differencing children; convert it to VHDX or VDI first (dse clone)", disk);
+            // A golden disk's file would move to the snapshot's name, and clones elsewhere that name it by path would find
+            // the new empty current state there instead: refused, wherever those clones are.
+            if ((Seals.Of(layer) & SealReasons.Golden) != 0)
+                Seals.Check(layer, SealPolicy.SnapshotLayers, "take a snapshot of it (its file would move to the snapshot's name)");
             // A child that names the disk by path (VHDX) would find the new empty current state there instead of the
             // content it was made from, so it is relinked to the snapshot layer (the same file under its new name).
             // A child that names the disk by identity (VDI) follows the file to its snapshot name by itself.
@@ -244,6 +248,7 @@ public static partial class DiskSnapshots
     private static void RefuseDependents(string disk, SnapshotCatalog catalog, OpenOptions options)
     {
         using var d = DiskImage.OpenLayer(disk, false, options.FileOpener);
+        Seals.Check(d, SealPolicy.SnapshotLayers, "discard the current state");
         var children = Dependents.ChildrenOf(d, new[] { Dependents.FolderOf(disk) }, options.FileOpener);
         if (children.Count > 0)
             throw new DiskImageException(ErrorKind.ReadOnly,
@@ -257,7 +262,8 @@ public static partial class DiskSnapshots
         DurableFiles.TryDelete(temp);
         ImageFormat format;
         using (var l = DiskImage.OpenLayer(layerPath, false, options.FileOpener)) format = l.Format;
-        using (var child = DiskImage.CreateDifferencing(temp, layerPath, format, options.FileOpener)) child.Flush();
+        // The layer is sealed as a snapshot layer as its child is made (a resumed create too): only the snapshot verbs change it.
+        using (var child = DiskImage.CreateDifferencing(temp, layerPath, format, options.FileOpener, SealReasons.Snapshot)) child.Flush();
         DurableFiles.Rename(temp, disk, overwrite: true);
     }
 

@@ -15,7 +15,12 @@ public static class CliRunner
     /// <summary>Calls the CLI entry point with in-memory streams.</summary>
     public static async Task<CliResult> RunAsync(params string[] args) => await RunWithStdinAsync(null, args);
 
-    public static async Task<CliResult> RunWithStdinAsync(byte[]? stdin, params string[] args)
+    public static Task<CliResult> RunWithStdinAsync(byte[]? stdin, params string[] args) => RunInProcessAsync(stdin, false, args);
+
+    /// <summary>As <see cref="RunAsync"/>, with stderr taken for a terminal (progress is shown there).</summary>
+    public static Task<CliResult> RunWithTerminalStderrAsync(params string[] args) => RunInProcessAsync(null, true, args);
+
+    private static async Task<CliResult> RunInProcessAsync(byte[]? stdin, bool errorIsTerminal, string[] args)
     {
         var output = new StringWriter();
         var error = new StringWriter();
@@ -27,6 +32,7 @@ public static class CliRunner
             OpenStdin = () => new MemoryStream(stdin ?? Array.Empty<byte>(), writable: false),
             OpenStdout = () => stdout,
             OutputIsTerminal = false,
+            ErrorIsTerminal = errorIsTerminal,
         };
         int code = await CliApp.RunAsync(args, host);
         return new CliResult(code, output.ToString(), error.ToString(), stdout.ToArray());

@@ -19,6 +19,14 @@ public class SizeParserTests
     [InlineData("1T", 1L << 40)]
     [InlineData("7TiB", 7L << 40)]
     [InlineData("100B", 100L)]
+    [InlineData("10GB", 10L << 30)]
+    [InlineData("10gb", 10L << 30)]
+    [InlineData("1.5G", 3L << 29)]
+    [InlineData("512MB", 512L << 20)]
+    [InlineData("1TiB", 1L << 40)]
+    [InlineData("1KB", 1024L)]
+    [InlineData("0.5K", 512L)]
+    [InlineData("2PB", 2L << 50)]
     public void Parses_bytes_and_binary_suffixes(string text, long expected)
     {
         Assert.True(SizeParser.TryParse(text, out long value, out string error), error);
@@ -30,10 +38,15 @@ public class SizeParserTests
     [InlineData("   ")]
     [InlineData("G")]
     [InlineData("-1")]
-    [InlineData("1.5G")]
     [InlineData("10Q")]
-    [InlineData("1KB")]
-    [InlineData("1MB")]
+    [InlineData("1.5")]
+    [InlineData("0.1K")]
+    [InlineData("1,5G")]
+    [InlineData("1.5.1G")]
+    [InlineData(".5G")]
+    [InlineData("1e9")]
+    [InlineData("10 gigabytes")]
+    [InlineData("1GBB")]
     [InlineData("0x10")]
     [InlineData("9999999999999999999")]
     [InlineData("8388608T")]
@@ -42,6 +55,8 @@ public class SizeParserTests
         Assert.False(SizeParser.TryParse(text, out _, out string error));
         Assert.False(string.IsNullOrWhiteSpace(error));
         Assert.DoesNotContain('\n', error);
+        if (text.Trim().Length > 0 && !text.StartsWith('9') && !text.StartsWith('8'))
+            Assert.Contains("for example 10GB, 1.5G, 512MB, 1TiB", error);
     }
 
     [Fact]

@@ -116,7 +116,7 @@ internal static class VerbScenarios
         var r = await Ok("info", image, "--json");
         using var doc = JsonDocument.Parse(r.StdOut);
         var root = doc.RootElement;
-        Assert.Equal(Path.GetFullPath(image), root.GetProperty("path").GetString());
+        Assert.Equal(Path.GetFullPath(image), root.GetProperty("image").GetString());
         Assert.Equal(expectedFormat, root.GetProperty("format").GetString());
         Assert.Equal(16L << 20, root.GetProperty("virtualSize").GetInt64());
         Assert.Equal(sector, root.GetProperty("logicalSectorSize").GetInt32());
@@ -171,9 +171,14 @@ internal static class VerbScenarios
         File.WriteAllBytes(dir.File("p.bin"), pdata);
         await Ok("write", parent, "--offset", "1M", "--input", dir.File("p.bin"));
         pdata.CopyTo(model, 1 << 20);
-        var parentHash = ContentHash.OfFile(parent);
+        var parentVersion = JsonDocument.Parse((await Ok("info", parent, "--json")).StdOut).RootElement.GetProperty("identity").GetProperty("version").GetString();
 
+        // Creating the child seals the parent (a mark in its metadata, not its content); from then on the file never changes.
         await Ok("create", child, "--parent", parent);
+        var parentHash = ContentHash.OfFile(parent);
+        var sealedInfo = JsonDocument.Parse((await Ok("info", parent, "--json")).StdOut).RootElement;
+        Assert.True(sealedInfo.GetProperty("sealed").GetBoolean());
+        Assert.Equal(parentVersion, sealedInfo.GetProperty("identity").GetProperty("version").GetString());
         var cdata = RandomData.Bytes(10000, 9);
         File.WriteAllBytes(dir.File("c.bin"), cdata);
         await Ok("write", child, "--offset", "1500000", "--input", dir.File("c.bin"));
@@ -187,10 +192,10 @@ internal static class VerbScenarios
         using var doc = JsonDocument.Parse(info.StdOut);
         var layers = doc.RootElement.GetProperty("layers");
         Assert.Equal(2, layers.GetArrayLength());
-        Assert.Equal(Path.GetFullPath(child), layers[0].GetProperty("path").GetString());
+        Assert.Equal(Path.GetFullPath(child), layers[0].GetProperty("image").GetString());
         Assert.Equal("differencing", layers[0].GetProperty("type").GetString());
         Assert.Equal(JsonValueKind.Object, layers[0].GetProperty("parent").ValueKind);
-        Assert.Equal(Path.GetFullPath(parent), layers[1].GetProperty("path").GetString());
+        Assert.Equal(Path.GetFullPath(parent), layers[1].GetProperty("image").GetString());
         Assert.Equal(layers[1].GetProperty("identity").GetProperty("version").GetGuid(),
             layers[0].GetProperty("parent").GetProperty("parentVersion").GetGuid());
     }

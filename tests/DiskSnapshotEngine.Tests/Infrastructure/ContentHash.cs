@@ -5,7 +5,7 @@ namespace DiskSnapshotEngine.Tests.Infrastructure;
 
 /// <summary>
 /// The one way the tests hash content: SHA-256 as lowercase hex, as ../shared/fixtures/README.md and
-/// fixtures/manifest.sha256 write it, so a string from there compares with what a test computes.
+/// fixtures/reference/manifest.tsv and fixtures/shared.tsv write it, so a string from there compares with what a test computes.
 /// </summary>
 public static class ContentHash
 {

@@ -18,21 +18,19 @@ public static class SharedFixtures
     {
         var env = Environment.GetEnvironmentVariable("DSE_SHARED_DIR");
         if (!string.IsNullOrEmpty(env) && Directory.Exists(env)) return Path.GetFullPath(env);
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (Directory.Exists(Path.Combine(dir.FullName, ".git")) || File.Exists(Path.Combine(dir.FullName, "DiskSnapshotEngine.sln")))
-            {
-                var shared = Path.Combine(dir.FullName, "..", "shared");
-                return Directory.Exists(shared) ? Path.GetFullPath(shared) : null;
-            }
-        }
-        return null;
+        if (RepositoryFixtures.RepositoryRoot is not { } root) return null;
+        var shared = Path.Combine(root, "..", "shared");
+        return Directory.Exists(shared) ? Path.GetFullPath(shared) : null;
     }
 
     /// <summary>Decompresses a fixture (.gz or .bz2) into <paramref name="targetDir"/> and returns the image path.</summary>
-    public static string Extract(string name, string targetDir)
+    public static string Extract(string name, string targetDir) =>
+        Decompress(Path.Combine(FixturesDirectory ?? throw new InvalidOperationException("no ../shared/fixtures"), name), targetDir);
+
+    /// <summary>Decompresses any .gz or .bz2 image (or copies another file) into <paramref name="targetDir"/>.</summary>
+    public static string Decompress(string src, string targetDir)
     {
-        var src = Path.Combine(FixturesDirectory ?? throw new InvalidOperationException("no ../shared/fixtures"), name);
+        string name = Path.GetFileName(src);
         string outName = name.EndsWith(".gz") ? name[..^3] : name.EndsWith(".bz2") ? name[..^4] : name;
         string dest = Path.Combine(targetDir, outName);
         if (name.EndsWith(".gz"))

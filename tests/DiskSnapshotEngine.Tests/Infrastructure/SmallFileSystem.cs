@@ -28,6 +28,9 @@ public sealed class SmallFileSystem : IDisposable
         return new SmallFileSystem(dir);
     }
 
+    /// <summary>Makes the file system read-only (EROFS for every write from now on).</summary>
+    public void RemountReadOnly() => ExternalTool.RunChecked("mount", "-o", "remount,ro", Path);
+
     public void Dispose()
     {
         ExternalTool.Run("umount", "-l", Path);

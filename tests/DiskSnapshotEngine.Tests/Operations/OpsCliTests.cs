@@ -21,6 +21,28 @@ public class OpsCliTests
     }
 
     [Fact]
+    public async Task No_sync_clone_and_export_publish_the_same_bytes_and_leave_no_partial_file()
+    {
+        using var dir = new TempDirectory("ops-cli");
+        var (top, model) = Chain(dir);
+        foreach (var ext in new[] { ".vhdx", ".vdi", ".qcow2", ".raw" })
+        {
+            var clone = await CliRunner.RunAsync("clone", top, dir.File("fast" + ext), "--no-sync");
+            Assert.True(clone.ExitCode == 0, clone.ToString());
+            OpsKit.AssertContent(model, dir.File("fast" + ext), "the --no-sync clone to " + ext);
+        }
+        // --sync is the default now and stays accepted; --no-sync gives the same file.
+        foreach (var flag in new[] { "--no-sync", "--sync" })
+        {
+            string output = dir.File("out" + flag + ".raw");
+            var export = await CliRunner.RunAsync("export", top, output, flag);
+            Assert.True(export.ExitCode == 0, export.ToString());
+            Assert.Equal(ContentHash.Of(model), ContentHash.OfFile(output));
+        }
+        Assert.Empty(Directory.GetFiles(dir.Path, "*.dse-partial"));
+    }
+
+    [Fact]
     public async Task Clone_compare_and_map_through_the_cli()
     {
         using var dir = new TempDirectory("ops-cli");

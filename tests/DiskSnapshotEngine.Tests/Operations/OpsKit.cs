@@ -25,10 +25,13 @@ internal static class OpsKit
         l.Flush();
     }
 
-    /// <summary>Creates a differencing child.</summary>
+    /// <summary>
+    /// Creates a differencing child as another tool (or an older dse) makes one: the parent is not sealed, because
+    /// merging into it, pulling it and rebasing are what these tests exercise (sealing has its own tests).
+    /// </summary>
     public static void CreateChild(string path, string parent)
     {
-        using var l = DiskImage.CreateDifferencing(path, parent);
+        using var l = DiskImage.CreateDifferencing(path, parent, sealParentAs: SealReasons.None);
         l.Flush();
     }
 

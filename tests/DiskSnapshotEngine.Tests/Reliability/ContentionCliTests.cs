@@ -51,6 +51,8 @@ public class ContentionCliTests
         var data = dir.File("d.bin");
         File.WriteAllBytes(data, RandomNumberGenerator.GetBytes(1 << 20));
         Assert.Equal(0, (await CliRunner.RunAsync("write", child, "--offset", "1M", "--input", data)).ExitCode);
+        // The child sealed its parent; merging into it is the user's explicit choice.
+        Assert.Equal(0, (await CliRunner.RunAsync("unseal", parent)).ExitCode);
 
         // An export to a pipe nobody reads blocks once the pipe is full, holding its shared locks.
         using var reader = CliRunner.Start("export", parent, "-");

@@ -376,9 +376,9 @@ public class MutationFuzzTests
     {
         using var image = DiskSnapshotEngine.IO.ImageFile.Open(file.Name, writable: false);
         long pos = 0, length = image.Length;
-        while (pos < length && DiskSnapshotEngine.Formats.Raw.SparseProbe.TryNextData(image, pos, out long data) && data < length)
+        while (pos < length && DiskSnapshotEngine.IO.SparseProbe.TryNextData(image, pos, out long data) && data < length)
         {
-            long hole = Math.Min(length, DiskSnapshotEngine.Formats.Raw.SparseProbe.NextHole(image, data));
+            long hole = Math.Min(length, DiskSnapshotEngine.IO.SparseProbe.NextHole(image, data));
             if (hole <= data) hole = length;
             yield return (data, hole - data);
             pos = hole;

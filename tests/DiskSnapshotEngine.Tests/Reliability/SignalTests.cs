@@ -48,6 +48,8 @@ public class SignalTests
         File.WriteAllBytes(data, RandomData.Bytes(64 << 20, seed: 1));
         Assert.Equal(0, (await CliRunner.RunAsync("write", child, "--offset", "16M", "--input", data)).ExitCode);
         var before = await ExportHash(child);
+        // The child sealed its parent; merging into it is the user's explicit choice.
+        Assert.Equal(0, (await CliRunner.RunAsync("unseal", parent)).ExitCode);
 
         using var p = CliRunner.StartSlowed(PieceDelayMs, "merge", child);
         p.StandardInput.Close();

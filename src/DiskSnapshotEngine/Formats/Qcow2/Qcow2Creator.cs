@@ -62,6 +62,8 @@ internal static class Qcow2Creator
         var header = Qcow2Header.CreateNew(bits, options.VirtualSize, (uint)l1Entries, l1Offset, tableOffset, (uint)tableClusters);
         var extensions = Qcow2HeaderExtensions.Empty();
         extensions.SetBackingFormat(backingFormat);
+        // A rewrite of a sealed image (compact) keeps its seal.
+        if (options.Seal != Block.SealReasons.None) extensions.SetSeal(options.Seal);
         var headerCluster = new byte[clusterSize];
         int at = header.HeaderLength;
         at += extensions.WriteTo(headerCluster.AsSpan(at));

@@ -11,7 +11,7 @@ namespace DiskSnapshotEngine.Formats.Qcow2;
 /// backing file by path (relative to its own folder when it can) and records the backing format, so qemu opens
 /// the chain itself.
 /// </summary>
-public sealed class Qcow2Driver : IImageFormatDriver
+internal sealed class Qcow2Driver : IImageFormatDriver
 {
     /// <summary>qemu-img's default cluster size.</summary>
     public const int DefaultClusterSize = 64 << 10;

@@ -21,6 +21,11 @@ internal sealed class Qcow2HeaderExtensions
     public const uint Bitmaps = 0x23852875;
     public const uint FullDiskEncryption = 0x0537BE77;
     public const uint ExternalDataFile = 0x44415441;
+    /// <summary>
+    /// dse's seal (type "dseS"; qcow2.txt: an unknown extension "can be safely ignored", and qemu keeps unknown ones
+    /// when it rewrites the header): the 8-byte <see cref="SealValue"/>. Always optional: no feature bit refers to it.
+    /// </summary>
+    public const uint DseSeal = 0x64736553;
 
     private readonly List<Qcow2HeaderExtension> _items;
 
@@ -73,6 +78,21 @@ internal sealed class Qcow2HeaderExtensions
         if (i >= 0) _items[i] = e;
         else _items.Insert(0, e);
     }
+
+    /// <summary>The seal the dse seal extension records (none without one).</summary>
+    public Block.SealReasons Seal => Find(DseSeal) is { } e ? SealValue.Parse(e.Data) : Block.SealReasons.None;
+
+    /// <summary>Sets dse's seal extension (appended after the others when new; an unsealed image keeps it with 0).</summary>
+    public void SetSeal(Block.SealReasons seal)
+    {
+        var e = new Qcow2HeaderExtension(DseSeal, SealValue.ToBytes(seal));
+        int i = _items.FindIndex(x => x.Type == DseSeal);
+        if (i >= 0) _items[i] = e;
+        else _items.Add(e);
+    }
+
+    /// <summary>Removes dse's seal extension (undoing a failed <see cref="SetSeal"/>).</summary>
+    public void RemoveSeal() => _items.RemoveAll(x => x.Type == DseSeal);
 
     /// <summary>Feature names from the feature name table (type 0 incompatible, 1 compatible, 2 autoclear).</summary>
     public IReadOnlyDictionary<(int Type, int Bit), string> FeatureNames()

@@ -315,6 +315,33 @@ public sealed partial class Qcow2Layer
         }
     }
 
+    /// <summary>
+    /// Records the seal in dse's header extension (<see cref="Qcow2HeaderExtensions.DseSeal"/>): one rewrite of the
+    /// header area, as a relink does; no cluster, table or refcount changes, and qemu keeps the extension.
+    /// </summary>
+    public void SetSeal(SealReasons seal)
+    {
+        EnsureWritable("change the seal");
+        lock (_sync)
+        {
+            var old = _extensions.Seal;
+            if (seal == old && _extensions.Find(Qcow2HeaderExtensions.DseSeal) is not null) return;
+            bool had = _extensions.Find(Qcow2HeaderExtensions.DseSeal) is not null;
+            _extensions.SetSeal(seal);
+            try
+            {
+                WriteHeaderCluster();
+            }
+            catch
+            {
+                if (had) _extensions.SetSeal(old);
+                else _extensions.RemoveSeal();
+                throw;
+            }
+            File.Flush();
+        }
+    }
+
     private int HeaderAreaLength() => _header.HeaderLength + _extensions.SerializedLength + (_backingFile is null ? 0 : System.Text.Encoding.UTF8.GetByteCount(_backingFile));
 
     /// <summary>

@@ -13,7 +13,7 @@ namespace DiskSnapshotEngine.Formats.Qcow2;
 /// </code>
 /// The layer's lock guards the tables and caches: readers may ask for status while a writer allocates.
 /// </summary>
-public sealed partial class Qcow2Layer : IDiskLayer, IEncodedDataLayer
+public sealed partial class Qcow2Layer : IDiskLayer, IEncodedDataLayer, ISealableLayer
 {
     private readonly object _sync = new();
     private readonly Qcow2Header _header;
@@ -51,6 +51,7 @@ public sealed partial class Qcow2Layer : IDiskLayer, IEncodedDataLayer
     public IImageFile File { get; }
     /// <summary>qcow2 records no content version: there is nothing to preserve.</summary>
     public bool PreserveVersionOnWrite { get; set; }
+    public SealReasons Seal => _extensions.Seal;
     /// <summary>qcow2 has no image identity; children name it by path.</summary>
     public ImageIdentity Identity => default;
 

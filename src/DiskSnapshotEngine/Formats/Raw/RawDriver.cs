@@ -5,7 +5,7 @@ using DiskSnapshotEngine.IO;
 namespace DiskSnapshotEngine.Formats.Raw;
 
 /// <summary>Raw images: the file is the virtual disk. Chosen by extension only (no signature).</summary>
-public sealed class RawDriver : IImageFormatDriver
+internal sealed class RawDriver : IImageFormatDriver
 {
     public ImageFormat Format => ImageFormat.Raw;
     public string Name => "raw";

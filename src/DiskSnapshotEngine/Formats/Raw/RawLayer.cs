@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using DiskSnapshotEngine.Block;
 using DiskSnapshotEngine.Errors;
 using DiskSnapshotEngine.IO;
@@ -57,20 +56,7 @@ public sealed class RawLayer : IDiskLayer, IResizable
     public void WriteZeroes(long offset, long length)
     {
         if (!IsWritable) ThrowHelper.ReadOnly(Path, "write");
-        FillZeros(File, offset, length);
-    }
-
-    private static void FillZeros(IImageFile file, long offset, long length)
-    {
-        using var zeros = AlignedBufferPool.Rent(1 << 20);
-        zeros.Span.Clear();
-        while (length > 0)
-        {
-            int n = (int)Math.Min(length, zeros.Capacity);
-            file.Write(zeros.Span[..n], offset);
-            offset += n;
-            length -= n;
-        }
+        File.WriteZeros(offset, length);
     }
 
     public void Flush() => File.Flush();
@@ -90,57 +76,4 @@ public sealed class RawLayer : IDiskLayer, IResizable
     public CheckReport Check() => new();
 
     public void Dispose() => File.Dispose();
-}
-
-/// <summary>SEEK_DATA / SEEK_HOLE on Linux; elsewhere (or for wrapped files) everything counts as data.</summary>
-internal static class SparseProbe
-{
-    private const int SEEK_DATA = 3, SEEK_HOLE = 4;
-
-    /// <summary>
-    /// The run starting at <paramref name="offset"/>, capped at <paramref name="end"/>: data up to the next hole, or a hole
-    /// up to the next data (a hole reads as zeros). Always at least one byte long.
-    /// </summary>
-    public static (bool IsData, long Length) RunAt(IImageFile file, long offset, long end)
-    {
-        if (!TryNextData(file, offset, out long data) || data >= end) return (false, end - offset);
-        if (data > offset) return (false, data - offset);
-        return (true, Math.Min(end, Math.Max(offset + 1, NextHole(file, offset))) - offset);
-    }
-
-    /// <summary>Finds the first data byte at or after <paramref name="offset"/>; false when only a hole remains.</summary>
-    public static bool TryNextData(IImageFile file, long offset, out long data)
-    {
-        data = offset;
-        if (!OperatingSystem.IsLinux() || file is not ImageFile img) return offset < file.Length;
-        long r = LSeek(img.Handle, offset, SEEK_DATA);
-        if (r < 0) return Marshal.GetLastPInvokeError() != 6 /* ENXIO: no data after offset */ && offset < file.Length;
-        data = r;
-        return true;
-    }
-
-    /// <summary>Finds the first hole at or after <paramref name="offset"/> (end of file counts as a hole).</summary>
-    public static long NextHole(IImageFile file, long offset)
-    {
-        if (!OperatingSystem.IsLinux() || file is not ImageFile img) return file.Length;
-        long r = LSeek(img.Handle, offset, SEEK_HOLE);
-        return r < 0 ? file.Length : r;
-    }
-
-    private static long LSeek(Microsoft.Win32.SafeHandles.SafeFileHandle handle, long offset, int whence)
-    {
-        bool added = false;
-        try
-        {
-            handle.DangerousAddRef(ref added);
-            return lseek((int)handle.DangerousGetHandle(), offset, whence);
-        }
-        finally
-        {
-            if (added) handle.DangerousRelease();
-        }
-    }
-
-    [DllImport("libc", SetLastError = true)]
-    private static extern long lseek(int fd, long offset, int whence);
 }

@@ -11,11 +11,12 @@ namespace DiskSnapshotEngine.Formats.Vdi;
 /// <code>
 /// [pre-header + header][..][blocks array at offBlocks][..][block 0 at offData][block 1]...   block i at offData + i * (cbBlockExtra + cbBlock) + cbBlockExtra
 /// </code>
-/// Crash ordering of an allocation: block data, flush, map entry, flush, then the header's cBlocksAllocated. A crash
-/// leaves either the old content (the map entry never landed; the block is a leak) or the new one; a header count
-/// lower than what the map references is tolerated: new blocks go after the end of the file, never over a used one.
+/// Crash ordering of an allocation: block data, flush, the header's cBlocksAllocated, flush, map entry, flush. A crash
+/// leaves either the old content (the map entry never landed; the block is a leak) or the new one, and never a count
+/// below what the map uses (which makes QEMU allocate over a used block; check calls it an error). Such a count from
+/// another writer is still tolerated here: new blocks go after the end of the file, never over a used one.
 /// </summary>
-public sealed class VdiLayer : IDiskLayer, IIdentityWritable, IParentDetachable, IResizable, IRepairable
+public sealed class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWritable, IParentDetachable, IResizable, IRepairable
 {
     /// <summary>Largest cbBlock accepted: the chain's copy-on-write buffer is one block.</summary>
     public const int MaxBlockSize = 256 << 20;
@@ -29,9 +30,10 @@ public sealed class VdiLayer : IDiskLayer, IIdentityWritable, IParentDetachable,
     private readonly uint _cbBlock;
     private readonly long _stride;
     private readonly long _size;
+    private IReadOnlyList<string> _parentPaths;
     private long _nextBlock;
+    private SealReasons _seal;
     private bool _versionChanged;
-    private bool _headerDirty;
     private bool _disposed;
 
     internal VdiLayer(IImageFile file, VdiHeader header, bool writable)
@@ -48,9 +50,11 @@ public sealed class VdiLayer : IDiskLayer, IIdentityWritable, IParentDetachable,
         // entry and the header write): that way an interrupted allocation can never be overwritten by the next one.
         long inFile = file.Length > header.OffData ? (file.Length - header.OffData + _stride - 1) / _stride : 0;
         _nextBlock = Math.Max(header.CBlocksAllocated, inFile);
+        _seal = VdiSealRecord.Read(file, header);
+        _parentPaths = IsDiffLike ? VdiParentLocator.Read(file, header) : Array.Empty<string>();
     }
 
-    private bool IsDiffLike => _type is VdiImageType.Diff or VdiImageType.Undo;
+    internal bool IsDiffLike => _type is VdiImageType.Diff or VdiImageType.Undo;
 
     public string Path => File.Path;
     public ImageFormat Format => ImageFormat.Vdi;
@@ -67,11 +71,12 @@ public sealed class VdiLayer : IDiskLayer, IIdentityWritable, IParentDetachable,
     public bool IsWritable { get; }
     public IImageFile File { get; }
     public bool PreserveVersionOnWrite { get; set; }
+    public SealReasons Seal => _seal;
 
     public ImageIdentity Identity => new(_header.UuidCreate, _header.UuidModify);
 
     public ParentLink? ParentLink => IsDiffLike
-        ? new ParentLink(Array.Empty<string>(), _header.UuidLinkage, _header.UuidParentModify, null, "uuidParentModify")
+        ? new ParentLink(_parentPaths, _header.UuidLinkage, _header.UuidParentModify, null, "uuidParentModify")
         : null;
 
     public IReadOnlyList<KeyValuePair<string, string>> Details
@@ -226,14 +231,16 @@ public sealed class VdiLayer : IDiskLayer, IIdentityWritable, IParentDetachable,
             data.CopyTo(span[(int)_header.CbBlockExtra..]);
             File.Write(span, blockOffset);
         }
-        // The data must be durable before a map entry points at it, and the entry before the header counts it.
-        File.Flush();
-        _map.Set(block, index);
+        // The data must be durable before anything counts or points at it, and the header must count the block before
+        // a map entry uses it: a count below what the map uses makes QEMU (and VirtualBox) allocate their next block
+        // on top of a used one. A kill between the two leaves a count one above the map's: a leak, never an overlap.
         File.Flush();
         _nextBlock = Math.Max(_nextBlock, index + 1L);
         _header.CBlocksAllocated = (uint)Math.Min(_nextBlock, _header.CBlocks);
         _header.WriteTo(File);
-        _headerDirty = true;
+        File.Flush();
+        _map.Set(block, index);
+        File.Flush();
     }
 
     // The lowest block index in the file that no map entry references (O(cBlocks), only when the indices ran out).
@@ -263,26 +270,13 @@ public sealed class VdiLayer : IDiskLayer, IIdentityWritable, IParentDetachable,
                 // An allocated block is zeroed in place: marking it ZERO would leak its space (and qemu-img check counts that).
                 long off = DataOffset(block, entry);
                 BeginContentChange();
-                FillZeros(off, BlockLength(block));
+                File.WriteZeros(off, BlockLength(block));
             }
             else if (entry == VdiBlockMap.Free && IsDiffLike)
             {
                 BeginContentChange();
                 _map.Set(block, VdiBlockMap.Zero);
             }
-        }
-    }
-
-    private void FillZeros(long fileOffset, long length)
-    {
-        using var zeros = AlignedBufferPool.Rent((int)Math.Min(length, 1 << 20));
-        zeros.Span.Clear();
-        while (length > 0)
-        {
-            int n = (int)Math.Min(length, zeros.Capacity);
-            File.Write(zeros.Span[..n], fileOffset);
-            fileOffset += n;
-            length -= n;
         }
     }
 
@@ -302,11 +296,6 @@ public sealed class VdiLayer : IDiskLayer, IIdentityWritable, IParentDetachable,
     public void Flush()
     {
         if (!IsWritable) return;
-        if (_headerDirty)
-        {
-            _header.WriteTo(File);
-            _headerDirty = false;
-        }
         File.Flush();
     }
 
@@ -319,11 +308,14 @@ public sealed class VdiLayer : IDiskLayer, IIdentityWritable, IParentDetachable,
             throw new DiskImageException(ErrorKind.Unsupported,
                 $"the parent {parent.Path} has no identity a VDI can link to (uuidLinkage would be empty)", Path);
         ChainRules.CheckCompatible(Path, VirtualSize, LogicalSectorSize, parent.Path, parent.VirtualSize, parent.LogicalSectorSize);
+        // The locator is a hint the identity check verifies, so it may go first: a crash between the two writes leaves a
+        // hint the header's identity rejects (the parent is then searched by identity), never a wrong parent.
+        VdiParentLocator.Write(File, _header, parent.Path);
         _header.UuidLinkage = parent.Identity.Id;
         _header.UuidParentModify = parent.Identity.Version;
         _header.WriteTo(File);
         File.Flush();
-        _headerDirty = false;
+        _parentPaths = VdiParentLocator.Read(File, _header);
     }
 
     /// <summary>New uuidCreate and uuidModify: the header is one write inside the first sector, so a crash keeps the old pair or the new.</summary>
@@ -334,7 +326,6 @@ public sealed class VdiLayer : IDiskLayer, IIdentityWritable, IParentDetachable,
         _header.UuidModify = Guid.NewGuid();
         _header.WriteTo(File);
         File.Flush();
-        _headerDirty = false;
         _versionChanged = true;
     }
 
@@ -349,7 +340,6 @@ public sealed class VdiLayer : IDiskLayer, IIdentityWritable, IParentDetachable,
         _header.UuidParentModify = Guid.Empty;
         _header.WriteTo(File);
         File.Flush();
-        _headerDirty = false;
         _type = VdiImageType.Normal;
     }
 
@@ -373,7 +363,6 @@ public sealed class VdiLayer : IDiskLayer, IIdentityWritable, IParentDetachable,
         _header.CBlocks = (uint)newBlocks;
         _header.WriteTo(File);
         File.Flush();
-        _headerDirty = false;
         return true;
     }
 
@@ -392,90 +381,34 @@ public sealed class VdiLayer : IDiskLayer, IIdentityWritable, IParentDetachable,
         _header.CBlocksAllocated = (uint)Math.Min(Math.Max(referenced, _nextBlock), _header.CBlocks);
         _header.WriteTo(File);
         File.Flush();
-        _headerDirty = false;
         return new[] { $"cBlocksAllocated {old} -> {_header.CBlocksAllocated}" };
     }
+    /// <summary>
+    /// Records the seal after the header (<see cref="VdiSealRecord"/>): no header field changes, so uuidModify, which
+    /// children record as their parent's version, stays as it is.
+    /// </summary>
+    public void SetSeal(SealReasons seal)
+    {
+        EnsureWritable("change the seal");
+        if (seal == _seal) return;
+        if (!VdiSealRecord.HasRoom(_header))
+            throw new DiskImageException(ErrorKind.Unsupported,
+                "the header leaves no room for the seal record (a 0.x header, a header larger than 400 bytes, or a blocks array before byte 512)",
+                Path, "VDIHEADER1");
+        VdiSealRecord.Write(File, seal);
+        File.Flush();
+        _seal = seal;
+    }
+
 
     // ---- check --------------------------------------------------------------------------------------------------
 
-    public CheckReport Check()
-    {
-        var report = new CheckReport();
-        var h = _header;
-        CheckHeader(report);
-        uint cBlocks = h.CBlocks;
-        var used = new System.Collections.BitArray((int)Math.Min(cBlocks, (uint)int.MaxValue));
-        long referenced = 0, free = 0;
-        long fileLength = File.Length;
-        long slotsInFile = fileLength > h.OffData ? (fileLength - h.OffData) / _stride : 0;
-        try
-        {
-            foreach (var (index, entry) in _map.Scan())
-            {
-                if (entry == VdiBlockMap.Free || entry == VdiBlockMap.Zero)
-                {
-                    free++;
-                    continue;
-                }
-                long at = _map.EntryOffset(index);
-                if (entry >= cBlocks)
-                {
-                    report.Add(CheckSeverity.Error, Path, "blocks array", at, $"entry {index} points at block {entry}, outside the {cBlocks} blocks of the image");
-                    continue;
-                }
-                if (used[(int)entry])
-                {
-                    report.Add(CheckSeverity.Error, Path, "blocks array", at, $"entry {index} points at block {entry}, which another entry already uses");
-                    continue;
-                }
-                used[(int)entry] = true;
-                referenced++;
-                long off = h.OffData + entry * _stride;
-                if (off + _stride > fileLength)
-                    report.Add(CheckSeverity.Error, Path, "blocks array", at, $"entry {index} points at block {entry} (file offset {off}), beyond the end of the file at {fileLength}");
-            }
-        }
-        catch (DiskImageException e)
-        {
-            report.Add(CheckSeverity.Error, Path, "blocks array", e.FileOffset, e.Detail);
-            return report;
-        }
+    public CheckReport Check() => VdiCheck.Run(this);
 
-        if (_type == VdiImageType.Fixed && free > 0)
-            report.Add(CheckSeverity.Warning, Path, "blocks array", h.OffBlocks, $"a fixed image has {free} unallocated blocks");
-        if (referenced > h.CBlocksAllocated)
-            report.Add(CheckSeverity.Leak, Path, "VDIHEADER1", h.CBlocksAllocatedOffset,
-                $"cBlocksAllocated {h.CBlocksAllocated} is lower than the {referenced} blocks the map uses (an interrupted allocation; new blocks still go after the end of the file)");
-        else if (referenced < h.CBlocksAllocated)
-            report.Add(CheckSeverity.Leak, Path, "VDIHEADER1", h.CBlocksAllocatedOffset,
-                $"cBlocksAllocated {h.CBlocksAllocated} counts {h.CBlocksAllocated - referenced} blocks no map entry uses (reclaimed by compact)");
-        long unreferencedInFile = 0;
-        for (long i = 0; i < Math.Min(slotsInFile, used.Length); i++)
-            if (!used[(int)i]) unreferencedInFile++;
-        if (unreferencedInFile > 0 && _type != VdiImageType.Fixed)
-            report.Add(CheckSeverity.Leak, Path, "data blocks", h.OffData,
-                $"{unreferencedInFile} blocks in the file are not used by any map entry (reclaimed by compact)");
-        return report;
-    }
-
-    /// <summary>Header facts that open tolerates (the image reads correctly) but other readers may not.</summary>
-    private void CheckHeader(CheckReport report)
-    {
-        var h = _header;
-        string s = h.IsVersion0 ? "VDIHEADER0" : "VDIHEADER1";
-        if (h.CbDisk % 512 != 0)
-            report.Add(CheckSeverity.Warning, Path, s, null, $"cbDisk {h.CbDisk} is not a whole number of 512-byte sectors");
-        if (h.LegacyGeometry.SectorSize is not (0 or 512))
-            report.Add(CheckSeverity.Warning, Path, s, null, $"LegacyGeometry.cbSector is {h.LegacyGeometry.SectorSize}; VirtualBox and qemu expect 512");
-        if ((_cbBlock & (_cbBlock - 1)) != 0)
-            report.Add(CheckSeverity.Warning, Path, s, null, $"cbBlock {_cbBlock} is not a power of two (VirtualBox expects one)");
-        if (IsDiffLike && !h.IsVersion0 && h.UuidParentModify == Guid.Empty)
-            report.Add(CheckSeverity.Warning, Path, s, 440, "uuidParentModify is empty: a change of the parent cannot be detected");
-        if (!IsDiffLike && h.UuidLinkage != Guid.Empty)
-            report.Add(CheckSeverity.Warning, Path, s, null, $"a base image carries a uuidLinkage {{{h.UuidLinkage}}} (ignored)");
-        if (h.UuidCreate == Guid.Empty)
-            report.Add(CheckSeverity.Warning, Path, s, null, "uuidCreate is empty: children cannot link to this image");
-    }
+    internal VdiHeader Header => _header;
+    internal VdiBlockMap Map => _map;
+    internal VdiImageType VdiType => _type;
+    internal long Stride => _stride;
 
     // ---- helpers ------------------------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ namespace DiskSnapshotEngine.Formats.Vhd;
 /// A VHD is found by its footer cookie at the end of the file (the last 512 bytes, or 511 for images made before Virtual
 /// PC 2004) or, for dynamic and differencing disks, by the footer copy at offset 0.
 /// </summary>
-public sealed class VhdDriver : IImageFormatDriver
+internal sealed class VhdDriver : IImageFormatDriver
 {
     /// <summary>Largest dynamic or differencing disk we create: the spec's 2040 GB (Hyper-V's and qemu's limit).</summary>
     public const long MaxDynamicSize = 2040L << 30;

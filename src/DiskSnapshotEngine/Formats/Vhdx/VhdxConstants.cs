@@ -37,6 +37,12 @@ internal static class VhdxConstants
     public static readonly Guid LogicalSectorSizeItem = new("8141BF1D-A96F-4709-BA47-F233A8FAAB5F");
     public static readonly Guid PhysicalSectorSizeItem = new("CDA348C7-445D-4471-9CC9-E9885251C556");
     public static readonly Guid ParentLocatorItem = new("A8D35F2D-B30B-454D-ABF7-D3D84834AB0C");
+    /// <summary>
+    /// ItemId of dse's seal item: a user metadata item (MS-VHDX 2.6.1.2: IsUser = 1, IsRequired = 0, so every reader
+    /// that does not know it may ignore it; qemu and libvhdi do) holding the 8-byte <see cref="SealValue"/>. It lives in
+    /// the metadata region, so setting it goes through the log and never touches DataWriteGuid (the children's check).
+    /// </summary>
+    public static readonly Guid DseSealItem = new("F02285EF-D4C6-4B36-89D1-5601D03C0DE7");
     /// <summary>LocatorType of the VHDX parent locator (MS-VHDX 2.6.2.6.1).</summary>
     public static readonly Guid VhdxParentLocatorType = new("B04AEFB7-D19E-4A81-B789-25B8E9445913");
 }

@@ -119,9 +119,9 @@ public sealed class VhdxDriver : IImageFormatDriver
         var tableBytes = new byte[MetadataTableSize];
         view.ReadExactly(tableBytes, meta.Value.FileOffset, "metadata table");
         var table = VhdxMetadataTable.Parse(tableBytes, path, meta.Value.FileOffset, meta.Value.Length);
-        byte[]? Item(Guid id, int exactLength, string name)
+        byte[]? Item(Guid id, int exactLength, string name, bool isUser = false)
         {
-            var found = table.Entries.Where(e => e.ItemId == id && !e.IsUser).ToList();
+            var found = table.Entries.Where(e => e.ItemId == id && e.IsUser == isUser).ToList();
             if (found.Count == 0) return null;
             var e = found[0];
             if (exactLength > 0 && e.Length != exactLength)
@@ -170,14 +170,16 @@ public sealed class VhdxDriver : IImageFormatDriver
                 ThrowHelper.Corrupt(path, "parent locator", metaAt, "the parent_linkage entry is missing");
         }
 
-        long chunkRatio = VhdxLayer.ChunkRatioOf(logical, (int)bs);
-        long payloadBlocks = VhdxLayer.CeilDiv(virtualSize, bs);
-        long needed = VhdxLayer.BatEntriesFor(payloadBlocks, chunkRatio, parameters.HasParent) * 8;
+        var seal = Item(DseSealItem, 0, "dse seal item", isUser: true) is { } sealValue ? SealValue.Parse(sealValue) : SealReasons.None;
+
+        long chunkRatio = VhdxBat.ChunkRatioOf(logical, (int)bs);
+        long payloadBlocks = VhdxBat.CeilDiv(virtualSize, bs);
+        long needed = VhdxBat.EntriesFor(payloadBlocks, chunkRatio, parameters.HasParent) * 8;
         if (bat.Value.Length < needed)
             ThrowHelper.Corrupt(path, "region table entry", RegionTable1Offset, $"the BAT region of {bat.Value.Length} bytes is smaller than the {needed} bytes the disk needs");
 
         return new VhdxLayer(file, view, writable, fileId, header, slot, regions, bat.Value, meta.Value, table, parameters,
-            virtualSize, diskId, logical, physical, locator);
+            virtualSize, diskId, logical, physical, locator, seal);
     }
 
     private static VhdxRegionTableEntry? DuplicateRegion(string path, string name) =>
@@ -218,9 +220,9 @@ public sealed class VhdxDriver : IImageFormatDriver
             ThrowHelper.InvalidArgument($"VHDX virtual size must be a positive multiple of {logical} up to 64 TiB (got {size})", file.Path);
 
         bool fixedImage = options.Type == ImageType.Fixed;
-        long chunkRatio = VhdxLayer.ChunkRatioOf(logical, blockSize);
-        long payloadBlocks = VhdxLayer.CeilDiv(size, blockSize);
-        long batEntries = VhdxLayer.BatEntriesFor(payloadBlocks, chunkRatio, diff);
+        long chunkRatio = VhdxBat.ChunkRatioOf(logical, blockSize);
+        long payloadBlocks = VhdxBat.CeilDiv(size, blockSize);
+        long batEntries = VhdxBat.EntriesFor(payloadBlocks, chunkRatio, diff);
         long logOffset = HeaderAreaSize, metaOffset = logOffset + LogSize, batOffset = metaOffset + MetadataSize;
         long batLength = SpanHelpers.AlignUp(batEntries * 8, MiB);
         if (batLength > uint.MaxValue) ThrowHelper.InvalidArgument("the BAT for this size and block size exceeds 4 GiB; use a larger block size", file.Path);
@@ -245,7 +247,7 @@ public sealed class VhdxDriver : IImageFormatDriver
         regions.Write(head.Slice((int)RegionTable2Offset, RegionTableSize));
 
         // Metadata region: the table, then the items from 64 KiB on (MS-VHDX 2.6.1).
-        var meta = new byte[MetadataTableSize + 4096 + MaxParentLocatorSize];
+        var meta = new byte[MetadataTableSize + 4096 + MaxParentLocatorSize + 4096];
         var entries = new List<VhdxMetadataTableEntry>();
         uint at = MetadataTableSize;
         void Add(Guid id, ReadOnlySpan<byte> value, bool isVirtualDisk)
@@ -265,11 +267,19 @@ public sealed class VhdxDriver : IImageFormatDriver
         Add(LogicalSectorSizeItem, tmp[..4], true);
         BinaryPrimitives.WriteUInt32LittleEndian(tmp, (uint)physical);
         Add(PhysicalSectorSizeItem, tmp[..4], true);
+        if (options.Seal != SealReasons.None)
+        {
+            // A rewrite of a sealed image (compact) keeps its seal: a user item, not required (see VhdxConstants.DseSealItem).
+            var value = SealValue.ToBytes(options.Seal);
+            value.CopyTo(meta.AsSpan((int)at));
+            entries.Add(new VhdxMetadataTableEntry(DseSealItem, at, (uint)value.Length, IsUser: true, IsVirtualDisk: false, IsRequired: false));
+            at += (uint)SpanHelpers.AlignUp(value.Length, 8);
+        }
         if (diff)
         {
             // The locator goes last, on its own 4 KiB sector, so SetParent rewrites it in place with room to grow.
             at = (uint)SpanHelpers.AlignUp(at, 4096);
-            var locator = VhdxLayer.BuildLocator(file.Path, parent!).ToBytes();
+            var locator = VhdxParentLocator.For(file.Path, parent!).ToBytes();
             if (locator.Length > MaxParentLocatorSize) ThrowHelper.InvalidArgument("the parent path is too long for a parent locator", file.Path);
             Add(ParentLocatorItem, locator, false);
         }

@@ -42,9 +42,9 @@ public sealed class Qcow2VerbTests
             Assert.Equal("differencing", root.GetProperty("type").GetString());
             Assert.Equal(JsonValueKind.Null, root.GetProperty("parent").GetProperty("parentVersion").ValueKind);
             Assert.Equal("vhdx", root.GetProperty("parent").GetProperty("parentFormat").GetString());
-            Assert.Equal("golden.vhdx", root.GetProperty("details").GetProperty("backing_file").GetString());
+            Assert.Equal("golden.vhdx", root.GetProperty("details").GetProperty("backingFile").GetString());
         }
-        var text = await Dse("info", dir.File("vm1.qcow2"));
+        var text = await Dse("info", dir.File("vm1.qcow2"), "--verbose");
         Assert.Contains("none recorded", text.StdOut);
 
         // Full clones both ways, checked by content and by qemu.

@@ -102,7 +102,8 @@ public sealed class VdiChainTests
         using (var c = DiskImage.OpenLayer(f.ChildPath, false)) recorded = c.ParentLink!.ParentVersion!.Value;
         Assert.Equal(before, recorded);
 
-        using (var chain = DiskImage.Open(f.BasePath, OpenOptions.ReadWrite)) chain.Write(4096, new byte[] { 42 });
+        // The base is sealed by its child; the write is forced, as a user overriding the seal would.
+        using (var chain = DiskImage.Open(f.BasePath, OpenOptions.ReadWrite with { Sealed = SealPolicy.Override })) chain.Write(4096, new byte[] { 42 });
         Guid after;
         using (var b = DiskImage.OpenLayer(f.BasePath, false)) after = b.Identity.Version;
         Assert.NotEqual(before, after);
@@ -117,18 +118,31 @@ public sealed class VdiChainTests
     }
 
     [Fact]
-    public void A_child_moved_to_another_folder_is_found_with_SearchPaths()
+    public void A_child_moved_to_another_folder_still_finds_its_parent_through_its_locator()
     {
         using var f = new Fixture();
         using var other = new TempDirectory("vdi-moved");
         string moved = other.File("grand.vdi");
         File.Move(f.GrandPath, moved);
+        AssertContent(moved, f.Grand);
+    }
+
+    [Fact]
+    public void A_moved_parent_is_found_with_SearchPaths()
+    {
+        using var f = new Fixture();
+        using var other = new TempDirectory("vdi-moved");
+        string moved = other.File("grand.vdi"), movedParent = other.File("sub/child-copy.vdi");
+        File.Move(f.GrandPath, moved);
+        Directory.CreateDirectory(Path.GetDirectoryName(movedParent)!);
+        File.Move(f.ChildPath, movedParent);
 
         var e = Assert.Throws<DiskImageException>(() => DiskImage.Open(moved).Dispose());
         Assert.Equal(ErrorKind.ParentNotFound, e.Kind);
         Assert.Contains(other.Path, e.Message); // says where it looked
+        Assert.Contains(f.ChildPath, e.Message); // including the path its locator names
 
-        AssertContent(moved, f.Grand, new OpenOptions { SearchPaths = new[] { f.Dir.Path } });
+        AssertContent(moved, f.Grand, new OpenOptions { SearchPaths = new[] { Path.GetDirectoryName(movedParent)! } });
     }
 
     [Fact]
@@ -141,6 +155,9 @@ public sealed class VdiChainTests
         Guid childId, baseId;
         using (var c = DiskImage.OpenLayer(f.ChildPath, false)) childId = c.Identity.Id;
         using (var b = DiskImage.OpenLayer(f.BasePath, false)) baseId = b.Identity.Id;
+        // The parent moves too (into a folder nothing else names), so only the registry can tell where it is.
+        Directory.CreateDirectory(f.Dir.File("sub"));
+        File.Move(f.ChildPath, f.Dir.File("sub/child.vdi"));
 
         // A machine folder with its .vbox registry; locations are relative to it, as VirtualBox writes them.
         string vbox = f.Dir.File("machine.vbox");
@@ -151,7 +168,7 @@ public sealed class VdiChainTests
                 <MediaRegistry>
                   <HardDisks>
                     <HardDisk uuid="{{{baseId}}}" location="base.vdi" format="VDI" type="Normal">
-                      <HardDisk uuid="{{{childId}}}" location="child.vdi" format="VDI"/>
+                      <HardDisk uuid="{{{childId}}}" location="sub/child.vdi" format="VDI"/>
                     </HardDisk>
                   </HardDisks>
                 </MediaRegistry>
@@ -177,6 +194,8 @@ public sealed class VdiChainTests
         Operations.OpsKit.RandomWrites(parent, new Random(81), 3, model);
         Operations.OpsKit.CreateChild(child, parent);
         Operations.OpsKit.CreateBase(other, Size);
+        // As VirtualBox makes it: a child that names its parent by identity only, so the folder search is what runs.
+        VdiTestKit.RemoveLocator(child);
 
         bool renamed = false;
         DiskSnapshotEngine.IO.IImageFile Opener(string path, bool writable)

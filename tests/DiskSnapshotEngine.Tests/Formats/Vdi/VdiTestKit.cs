@@ -33,4 +33,12 @@ internal static class VdiTestKit
     public static Dictionary<string, string> DetailsOf(IDiskLayer layer) => layer.Details.ToDictionary(kv => kv.Key, kv => kv.Value);
 
     public static IDiskLayer OpenLayer(IImageFile file, bool writable) => new VdiDriver().Open(file, writable);
+
+    /// <summary>Removes dse's parent locator from a child (its magic), leaving it as VirtualBox makes children: linked by identity only.</summary>
+    public static void RemoveLocator(string path)
+    {
+        using var f = new FileStream(path, FileMode.Open, FileAccess.Write);
+        f.Position = 512;
+        f.Write(new byte[8]);
+    }
 }

@@ -1,6 +1,3 @@
-using System.Buffers.Binary;
-using System.Numerics;
-
 namespace DiskSnapshotEngine.Formats.Vhdx.Log;
 
 /// <summary>Constants and the checksum shared by the log reader and writer (MS-VHDX 2.3.1, 2.3.3).</summary>
@@ -13,16 +10,10 @@ internal static class VhdxLogLayout
     public const long MaxFileOffset = 1L << 50;
 
     /// <summary>CRC-32C state before the first byte (the final value is the bitwise complement, as usual for CRC-32C).</summary>
-    public const uint CrcSeed = 0xFFFFFFFF;
+    public const uint CrcSeed = Crc32C.Seed;
 
-    /// <summary>Feeds <paramref name="data"/> (a multiple of 8 bytes) into a running CRC-32C.</summary>
-    public static uint CrcUpdate(uint crc, ReadOnlySpan<byte> data)
-    {
-        int i = 0;
-        for (; i + 8 <= data.Length; i += 8) crc = BitOperations.Crc32C(crc, BinaryPrimitives.ReadUInt64LittleEndian(data[i..]));
-        for (; i < data.Length; i++) crc = BitOperations.Crc32C(crc, data[i]);
-        return crc;
-    }
+    /// <summary>Feeds <paramref name="data"/> into a running CRC-32C (entries are checksummed sector by sector).</summary>
+    public static uint CrcUpdate(uint crc, ReadOnlySpan<byte> data) => Crc32C.Update(crc, data);
 
     public static uint CrcFinish(uint crc) => ~crc;
 }

@@ -1,0 +1,36 @@
+using System.CommandLine;
+using DiskSnapshotEngine.Block;
+using DiskSnapshotEngine.Errors;
+using DiskSnapshotEngine.Formats;
+
+namespace DiskSnapshotEngine.Cli;
+
+/// <summary>
+/// <c>--format F</c> of the verbs that make a new image (create, clone): the format of a path whose extension names
+/// none, and a warning when the extension names another one (other tools go by the extension).
+/// </summary>
+internal static class FormatOption
+{
+    public static Option<string> Create(string what)
+    {
+        var names = ImageFormats.All.Select(d => d.Name).ToArray();
+        var option = new Option<string>("--format") { Description = $"Format of {what}: {string.Join(", ", names)}; by default the extension's.", HelpName = "F" };
+        option.AcceptOnlyFromAmong(names);
+        return option;
+    }
+
+    /// <summary>The format of the new image <paramref name="path"/>: the option's, else its extension's.</summary>
+    /// <exception cref="DiskImageException">InvalidArgument when neither names a format.</exception>
+    public static ImageFormat Resolve(CliContext context, Option<string> option, string path)
+    {
+        var byExtension = ImageFormats.All.FirstOrDefault(d => d.Extensions.Contains(Path.GetExtension(path).ToLowerInvariant()));
+        if (context.Get(option) is not { } name)
+            return byExtension?.Format ?? throw new DiskImageException(ErrorKind.InvalidArgument,
+                $"cannot tell the format from the extension '{Path.GetExtension(path)}': give --format ({string.Join(", ", ImageFormats.All.Select(d => d.Name))}) " +
+                $"or use one of {string.Join(", ", ImageFormats.All.SelectMany(d => d.Extensions))}", Path.GetFullPath(path));
+        var format = ImageFormats.ByName(name).Format;
+        if (byExtension is not null && byExtension.Format != format)
+            context.Warn($"{Path.GetFullPath(path)} is a {name} image but its extension {Path.GetExtension(path)} names {byExtension.Name}: other programs (VirtualBox, Hyper-V, qemu-img without -f) go by the extension");
+        return format;
+    }
+}

@@ -1,0 +1,128 @@
+using DiskSnapshotEngine.Block;
+using DiskSnapshotEngine.IO;
+
+namespace DiskSnapshotEngine.Operations;
+
+/// <summary>
+/// What a copy moves, taken once from the chain's map into a list: the extents in order, each with the layer that
+/// holds it and its offset in that layer's file. <see cref="Read"/> then reads a piece straight at those file offsets
+/// (encoded qcow2 clusters through the layer's decoder) instead of asking the chain's layers again per chunk: map
+/// first, then I/O.
+/// </summary>
+internal sealed class ExtentPlan
+{
+    private readonly DiskChain _chain;
+    private readonly List<ChainExtent> _extents;
+    // The producer reads pieces in order: the extent where the last read ended, so a lookup is usually one step.
+    private int _cursor;
+
+    private ExtentPlan(DiskChain chain, List<ChainExtent> extents)
+    {
+        _chain = chain;
+        _extents = extents;
+        foreach (var e in extents) Bytes += e.Length;
+    }
+
+    /// <summary>
+    /// Plans the extents of the top <paramref name="layerCount"/> layers that <paramref name="include"/> keeps
+    /// (data only by default; only <see cref="ExtentKind.Data"/> and <see cref="ExtentKind.Zero"/> may be kept).
+    /// </summary>
+    public static ExtentPlan Of(DiskChain chain, int layerCount = int.MaxValue, Func<ChainExtent, bool>? include = null,
+        bool skipFileHoles = true)
+    {
+        include ??= static e => e.Kind == ExtentKind.Data;
+        var list = new List<ChainExtent>();
+        foreach (var e in chain.GetExtents(0, chain.VirtualSize, layerCount, skipFileHoles))
+        {
+            if (!include(e)) continue;
+            if (e.Kind == ExtentKind.NotPresent) throw new ArgumentException("a plan cannot read a range no layer holds", nameof(include));
+            list.Add(e);
+        }
+        return new ExtentPlan(chain, list);
+    }
+
+    /// <summary>The planned extents, in virtual-offset order.</summary>
+    public IReadOnlyList<ChainExtent> Extents => _extents;
+
+    /// <summary>Bytes of the virtual disk the plan covers.</summary>
+    public long Bytes { get; }
+
+    /// <summary>The planned ranges, adjacent extents (even of different layers) joined so that pieces stay large.</summary>
+    public IEnumerable<CopyRange> Ranges
+    {
+        get
+        {
+            long start = -1, end = -1;
+            foreach (var e in _extents)
+            {
+                if (e.Offset == end) { end = e.End; continue; }
+                if (start >= 0) yield return new CopyRange(start, end - start);
+                (start, end) = (e.Offset, e.End);
+            }
+            if (start >= 0) yield return new CopyRange(start, end - start);
+        }
+    }
+
+    /// <summary>
+    /// Shares with <paramref name="target"/> every planned data extent the file system lets it (see
+    /// <see cref="SharedExtents"/>), at the same offset as in the virtual disk (a raw target), and returns the plan of
+    /// what is left to copy. A layer whose first attempt is refused (another file system, no reflink) is not tried again.
+    /// </summary>
+    public ExtentPlan ShareInto(ImageFile target, out long shared)
+    {
+        shared = 0;
+        var rest = new List<ChainExtent>();
+        var refused = new HashSet<int>();
+        foreach (var e in _extents)
+        {
+            var layerFile = _chain.Layers[e.LayerIndex].File as ImageFile;
+            if (e.Kind == ExtentKind.Data && !e.IsEncoded && layerFile is not null && !refused.Contains(e.LayerIndex)
+                && SharedExtents.IsAligned(e.FileOffset, e.Offset, e.Length))
+            {
+                if (SharedExtents.TryClone(layerFile, e.FileOffset, target, e.Offset, e.Length))
+                {
+                    shared += e.Length;
+                    continue;
+                }
+                refused.Add(e.LayerIndex);
+            }
+            rest.Add(e);
+        }
+        return shared == 0 ? this : new ExtentPlan(_chain, rest);
+    }
+
+    /// <summary>Reads [<paramref name="offset"/>, +buffer.Length), which <see cref="Ranges"/> must cover, from the planned extents.</summary>
+    public void Read(long offset, Span<byte> buffer)
+    {
+        int i = Find(offset);
+        while (buffer.Length > 0)
+        {
+            if (i >= _extents.Count || _extents[i].Offset > offset)
+                throw new ArgumentOutOfRangeException(nameof(offset), $"[{offset}, +{buffer.Length}) is not in the plan");
+            var e = _extents[i];
+            int n = (int)Math.Min(buffer.Length, e.End - offset);
+            if (e.Kind == ExtentKind.Data) _chain.ReadExtent(e, offset, buffer[..n]);
+            else buffer[..n].Clear();
+            offset += n;
+            buffer = buffer[n..];
+            if (offset == e.End) i++;
+        }
+        _cursor = i;
+    }
+
+    // The first extent ending after offset.
+    private int Find(long offset)
+    {
+        int i = _cursor;
+        if (i < _extents.Count && _extents[i].Offset <= offset && offset < _extents[i].End) return i;
+        if (i + 1 < _extents.Count && _extents[i + 1].Offset <= offset && offset < _extents[i + 1].End) return i + 1;
+        int lo = 0, hi = _extents.Count;
+        while (lo < hi)
+        {
+            int mid = (lo + hi) >>> 1;
+            if (_extents[mid].End <= offset) lo = mid + 1;
+            else hi = mid;
+        }
+        return lo;
+    }
+}

@@ -1,0 +1,69 @@
+using DiskSnapshotEngine.Block;
+using DiskSnapshotEngine.Errors;
+
+namespace DiskSnapshotEngine.Operations;
+
+/// <summary>
+/// Plans a commit: the ancestor that receives the data, the layers that disappear, the children to relink, and the
+/// refusals (dependents outside the chain, layers the caller protects, too little free space).
+/// </summary>
+internal static class MergePlanner
+{
+    /// <summary>Checks that the commit may run, and records its plan (not yet saved) as the journal of phase "copy".</summary>
+    /// <exception cref="DiskImageException">InvalidArgument, ReadOnly (dependents, or the guard refuses), DiskFull, open errors.</exception>
+    public static OperationJournal Plan(string image, string? ancestor, MergeOptions options)
+    {
+        using var chain = DiskImage.Open(image, options.Open with { Writable = false });
+        if (chain.Layers.Count < 2)
+            ThrowHelper.InvalidArgument("the image has no parent: there is nothing to merge it into", image);
+        int a = 1;
+        if (ancestor is not null)
+        {
+            a = ChainOpener.IndexOf(chain, ancestor);
+            if (a <= 0)
+                ThrowHelper.InvalidArgument(
+                    $"{Path.GetFullPath(ancestor)} is not an ancestor of the image (its chain: {string.Join(" -> ", chain.Layers.Select(l => l.Path))})", image);
+        }
+        var layers = chain.Layers;
+        var folders = layers.Select(l => Dependents.FolderOf(l.Path)).Concat(options.ChildFolders).ToList();
+        var chainPaths = layers.Select(l => l.Path).ToList();
+
+        // The target and every layer between must have no dependent outside the chain: their content changes or
+        // they disappear, which would silently corrupt such a dependent.
+        var blockers = new List<string>();
+        for (int i = 1; i <= a; i++)
+            foreach (var c in Dependents.ChildrenOf(layers[i], folders, options.Open.FileOpener, chainPaths))
+                blockers.Add($"{c} (child of {layers[i].Path})");
+        if (blockers.Count > 0)
+            throw new DiskImageException(ErrorKind.ReadOnly,
+                $"cannot merge: other images depend on layers that would change or disappear: {string.Join("; ", blockers)}", image);
+
+        // Layers the caller protects (a snapshot's layer may change or disappear only through snapshot delete, which
+        // also updates the catalog).
+        if (options.Guard?.Refusal(layers.Take(a + 1).Select(l => l.Path).ToList(), folders) is string refusal)
+            throw new DiskImageException(ErrorKind.ReadOnly, $"cannot merge: {refusal}", image);
+        // Beyond the dependents these folders show: a sealed layer may have children anywhere (its seal says so), so
+        // the target must not change and no layer between may disappear, whatever the folders hold.
+        for (int i = 0; i <= a; i++) Seals.Check(layers[i], options.Open.Sealed, i == a ? "merge into it" : "merge it away");
+        var children = Dependents.ChildrenOf(layers[0], folders, options.Open.FileOpener, chainPaths);
+        if (options.Publish == MergePublish.ReplaceImage && children.Count > 0)
+            throw new DiskImageException(ErrorKind.ReadOnly, $"cannot merge: images depend on it: {string.Join("; ", children)}", image);
+        long needed = 0;
+        foreach (var e in chain.GetExtents(0, chain.VirtualSize, a))
+            if (e.Kind == ExtentKind.Data) needed += e.Length;
+        DurableFiles.RequireFreeSpace(layers[a].Path, needed, "the merge");
+
+        var journal = new OperationJournal
+        {
+            Operation = "commit",
+            Image = image,
+            Target = layers[a].Path,
+            TargetId = layers[a].Identity.Id,
+            Merged = layers.Take(a).Select(l => l.Path).ToArray(),
+            Children = children.ToArray(),
+            Phase = "copy",
+            ReplaceImage = options.Publish == MergePublish.ReplaceImage,
+        };
+        return journal;
+    }
+}

@@ -1,0 +1,202 @@
+using System.CommandLine;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using DiskSnapshotEngine.Cli;
+using DiskSnapshotEngine.Tests.Infrastructure;
+using static DiskSnapshotEngine.Tests.Cli.VerbScenarios;
+
+namespace DiskSnapshotEngine.Tests.Cli;
+
+/// <summary>
+/// The one JSON schema of <c>--json</c> (README "JSON output"): every verb of the command catalog, including verbs
+/// added later, is run with --json and its stdout and stderr checked for key style, value types and duplicates.
+/// </summary>
+public partial class JsonSchemaTests
+{
+    // Verbs that run until a signal or need a kernel feature; each is covered where it can run.
+    private static readonly Dictionary<string, string> s_notRunHere = new()
+    {
+        ["detach"] = "VHDX detach awaits its port onto the split VhdxLayer; VDI detach --json is tested in DetachTests",
+        ["set-identity"] = "VHDX set-identity awaits its port onto the split VhdxLayer; VDI/VHD --json is tested in SetIdentityTests",
+        ["mount"] = "needs nbdfuse and FUSE; NbdMountTests runs it",
+    };
+
+    [GeneratedRegex("^[a-z][a-zA-Z0-9]*$")]
+    private static partial Regex CamelCase();
+
+    [GeneratedRegex(@"^-?\d+$|^(true|false)$")]
+    private static partial Regex NumberOrBooleanText();
+
+    [Theory]
+    [InlineData("vhdx")]
+    [InlineData("vdi")]
+    public async Task Every_verb_answers_json_in_one_schema(string ext)
+    {
+        using var dir = new TempDirectory("json");
+        string F(string name) => dir.File($"{name}.{ext}");
+        File.WriteAllBytes(dir.File("data.bin"), RandomData.Bytes(300_000, 7));
+        await Ok("create", F("chainbase"), "--size", "16M");
+        await Ok("create", F("chaintop"), "--parent", F("chainbase"));
+        await Ok("create", F("rebaseparent"), "--size", "16M");
+        await Ok("clone", F("rebaseparent"), F("rebaseparent2"));
+        await Ok("create", F("rebasechild"), "--parent", F("rebaseparent"));
+        await Ok("create", F("disk"), "--size", "16M");
+        await Ok("create", dir.File("hyperv.vhdx"), "--size", "16M"); // Hyper-V takes VHDX and VHD only
+
+        // In order: each verb's arguments (a verb may use what an earlier one made).
+        var runs = new List<(string Verb, string[] Args)>
+        {
+            ("create", ["create", F("base"), "--size", "16M"]),
+            ("create", ["create", F("child"), "--parent", F("base")]),
+            ("info", ["info", F("child")]),
+            ("info", ["info", F("child"), "--chain"]),
+            ("write", ["write", F("child"), "--offset", "1M", "--input", dir.File("data.bin")]),
+            ("export", ["export", F("child"), dir.File("out.img")]),
+            ("check", ["check", F("child")]),
+            ("clone", ["clone", F("child"), F("flat")]),
+            ("clone", ["clone", "--linked", F("base"), F("linked")]),
+            ("compare", ["compare", F("child"), F("flat")]),
+            ("map", ["map", F("child")]),
+            ("compact", ["compact", F("child")]),
+            ("measure", ["measure", F("child")]),
+            ("reset", ["reset", F("linked")]),
+            ("create", ["create", F("resizable"), "--size", "16M"]),
+            ("resize", ["resize", F("resizable"), "--size", "32M"]),
+            ("seal", ["seal", F("flat")]),
+            ("unseal", ["unseal", F("chainbase")]), // create --parent sealed it; merging into it needs the user's word
+            ("merge", ["merge", F("chaintop")]),
+            ("rebase", ["rebase", F("rebasechild"), "--parent", F("rebaseparent2")]),
+            ("snapshot create", ["snapshot", "create", F("disk"), "--name", "first"]),
+            ("snapshot create", ["snapshot", "create", F("disk"), "--name", "second"]),
+            ("snapshot list", ["snapshot", "list", F("disk")]),
+            ("snapshot revert", ["snapshot", "revert", F("disk"), "--name", "first"]),
+            ("rollback", ["rollback", F("disk")]),
+            ("snapshot delete", ["snapshot", "delete", F("disk"), "--name", "second"]),
+            ("snapshot repair", ["snapshot", "repair", F("disk")]),
+            ("demo", ["demo", "--dir", dir.File("demo"), "--format", ext]),
+            ("vm register virtualbox", ["vm", "register", "virtualbox", "--name", "t", "--disk", F("base"), "--dry-run"]),
+            ("vm register virtualbox", ["vm", "register", "virtualbox", "--name", "t", "--disk", F("base"), "--folder", dir.File("vms")]),
+            ("vm sync virtualbox", ["vm", "sync", "virtualbox", "--vm", dir.File("vms/t/t.vbox"), "--disk", F("base")]),
+            ("vm register hyperv", ["vm", "register", "hyperv", "--name", "t", "--disk", dir.File("hyperv.vhdx"), "--dry-run"]),
+            ("vm register libvirt", ["vm", "register", "libvirt", "--name", "t", "--disk", F("base"), "--dry-run"]),
+            ("vm checkpoint hyperv", ["vm", "checkpoint", "hyperv", "--name", "t", "--dry-run"]),
+        };
+        foreach (var (verb, args) in runs)
+        {
+            var r = await CliRunner.RunAsync([.. args, "--json"]);
+            Assert.True(r.ExitCode == 0, $"dse {string.Join(' ', args)} --json: {r}");
+            CheckDocument(verb, r.StdOut);
+            CheckStderr(verb, r.StdErr);
+        }
+
+        var served = await ServeOnce(F("base"));
+        CheckDocument("serve", served.StdOut);
+
+        // Every verb of the catalog ran, so a verb added later without a line here fails this test.
+        var ran = runs.Select(r => r.Verb).Append("serve").Concat(s_notRunHere.Keys).ToHashSet();
+        var notRun = AllVerbs().Where(v => !ran.Contains(v)).ToList();
+        Assert.True(notRun.Count == 0, $"verbs not run with --json here: {string.Join(", ", notRun)}");
+    }
+
+    [Fact]
+    public void Every_verb_of_the_catalog_has_the_json_option()
+    {
+        var root = CommandCatalog.BuildRoot();
+        foreach (var verb in CommandCatalog.Leaves(root))
+            Assert.True(verb.Options.Any(o => o.Name == "--json"), verb.Name);
+    }
+
+    [Theory]
+    [InlineData("vhdx")]
+    [InlineData("vdi")]
+    [InlineData("img")]
+    public async Task Errors_with_json_are_one_json_object_on_stderr(string ext)
+    {
+        using var dir = new TempDirectory("json");
+        foreach (var (args, kind, exit) in new (string[], string, int)[]
+        {
+            (["info", dir.File("missing." + ext)], "fileNotFound", ExitCodes.FileNotFound),
+            (["create", dir.File("x." + ext), "--size", "1.5.2G"], "usage", ExitCodes.Usage),
+            (["frobnicate"], "usage", ExitCodes.Usage),
+            (["snapshot", "revert", dir.File("missing." + ext), "--name", "a"], "fileNotFound", ExitCodes.FileNotFound),
+        })
+        {
+            var r = await CliRunner.RunAsync([.. args, "--json"]);
+            Assert.Equal(exit, r.ExitCode);
+            Assert.Equal("", r.StdOut);
+            string line = Assert.Single(r.StdErr.TrimEnd().Split('\n'));
+            using var doc = JsonDocument.Parse(line);
+            var error = doc.RootElement.GetProperty("error");
+            Assert.Equal(kind, error.GetProperty("kind").GetString());
+            Assert.Equal(exit, error.GetProperty("exitCode").GetInt32());
+            Assert.False(string.IsNullOrEmpty(error.GetProperty("message").GetString()));
+            Assert.True(error.TryGetProperty("path", out var path));
+            if (kind == "fileNotFound") Assert.Equal(Path.GetFullPath(args[^(args[0] == "snapshot" ? 3 : 1)]), path.GetString());
+        }
+    }
+
+    private static IEnumerable<string> AllVerbs()
+    {
+        var root = CommandCatalog.BuildRoot();
+        static IEnumerable<string> Walk(Command c, string prefix) => c.Subcommands.Count == 0
+            ? [prefix]
+            : c.Subcommands.SelectMany(s => Walk(s, prefix.Length == 0 ? s.Name : $"{prefix} {s.Name}"));
+        return Walk(root, "");
+    }
+
+    // serve runs until a signal: started in-process, stopped as SIGINT would once it announced where it listens.
+    private static async Task<CliResult> ServeOnce(string image)
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        var host = new CliHost { Out = output, Error = error, OpenStdin = () => Stream.Null, OpenStdout = () => Stream.Null };
+        using var signal = new CancellationSignal();
+        var run = CliApp.RunAsync(["serve", image, "--port", "0", "--read-only", "--json"], host, signal);
+        for (int i = 0; i < 600 && output.ToString().Length == 0 && !run.IsCompleted; i++) await Task.Delay(50);
+        signal.Raise(ExitCodes.Interrupted);
+        int code = await run.WaitAsync(TimeSpan.FromMinutes(1));
+        Assert.True(code == 0, $"serve: exit {code}: {error}");
+        return new CliResult(code, output.ToString(), error.ToString(), []);
+    }
+
+    private static void CheckDocument(string verb, string stdout)
+    {
+        using var doc = JsonDocument.Parse(stdout);
+        Walk(verb, "$", doc.RootElement);
+    }
+
+    private static void Walk(string verb, string at, JsonElement e)
+    {
+        switch (e.ValueKind)
+        {
+            case JsonValueKind.Object:
+                foreach (var p in e.EnumerateObject())
+                {
+                    Assert.True(CamelCase().IsMatch(p.Name), $"{verb}: key '{p.Name}' at {at} is not camelCase");
+                    Walk(verb, $"{at}.{p.Name}", p.Value);
+                }
+                break;
+            case JsonValueKind.Array:
+                var strings = e.EnumerateArray().Where(x => x.ValueKind == JsonValueKind.String).Select(x => x.GetString()).ToList();
+                Assert.True(strings.Count == strings.Distinct().Count(), $"{verb}: {at} lists an entry twice");
+                int i = 0;
+                foreach (var x in e.EnumerateArray()) Walk(verb, $"{at}[{i++}]", x);
+                break;
+            case JsonValueKind.String:
+                Assert.False(NumberOrBooleanText().IsMatch(e.GetString()!), $"{verb}: {at} is the text \"{e.GetString()}\", not a JSON number or boolean");
+                break;
+        }
+    }
+
+    // With --json, whatever dse says besides the result is a JSON object per line too.
+    private static void CheckStderr(string verb, string stderr)
+    {
+        foreach (var line in stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        {
+            using var doc = JsonDocument.Parse(line);
+            var member = Assert.Single(doc.RootElement.EnumerateObject());
+            Assert.Contains(member.Name, new[] { "note", "warning" });
+            Walk(verb, "stderr", doc.RootElement);
+        }
+    }
+}

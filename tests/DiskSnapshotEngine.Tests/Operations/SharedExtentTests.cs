@@ -1,0 +1,50 @@
+using DiskSnapshotEngine.Operations;
+using DiskSnapshotEngine.Tests.Infrastructure;
+
+namespace DiskSnapshotEngine.Tests.Operations;
+
+/// <summary>Export and clone to raw share block-aligned data with the source where the file system has reflink, and copy it elsewhere.</summary>
+public class SharedExtentTests
+{
+    private const long Size = 64L << 20;
+
+    // A two-layer VHDX chain with data in both layers (random writes of random lengths, so some extents are unaligned).
+    private static byte[] Chain(string dir)
+    {
+        var rng = new Random(141);
+        var model = new byte[Size];
+        OpsKit.CreateBase(Path.Combine(dir, "base.vhdx"), Size, blockSize: 1 << 20);
+        OpsKit.RandomWrites(Path.Combine(dir, "base.vhdx"), rng, 12, model);
+        OpsKit.CreateChild(Path.Combine(dir, "top.vhdx"), Path.Combine(dir, "base.vhdx"));
+        OpsKit.RandomWrites(Path.Combine(dir, "top.vhdx"), rng, 12, model);
+        return model;
+    }
+
+    [RequiresReflinkFact]
+    public async Task Export_and_raw_clone_on_xfs_share_the_layers_extents_and_read_the_same()
+    {
+        using var fs = ReflinkFileSystem.Mount(400);
+        var model = Chain(fs.Path);
+        using (var chain = DiskImage.Open(fs.File("top.vhdx")))
+            await RawExport.ExportToFileAsync(chain, fs.File("out.raw"));
+        await FullClone.RunAsync(fs.File("top.vhdx"), fs.File("clone.raw"));
+
+        foreach (var output in new[] { "out.raw", "clone.raw" })
+        {
+            Assert.Equal(ContentHash.Of(model), ContentHash.OfFile(fs.File(output)));
+            Assert.True(ReflinkFileSystem.SharedBytes(fs.File(output)) >= 1 << 20, $"{output} shares no extent with the chain");
+        }
+    }
+
+    [RequiresReflinkFact]
+    public async Task Export_across_file_systems_falls_back_to_copying()
+    {
+        using var fs = ReflinkFileSystem.Mount(300);
+        using var dir = new TempDirectory("shared-extents");
+        var model = Chain(dir.Path);
+        using (var chain = DiskImage.Open(dir.File("top.vhdx")))
+            await RawExport.ExportToFileAsync(chain, fs.File("out.raw"));
+        Assert.Equal(ContentHash.Of(model), ContentHash.OfFile(fs.File("out.raw")));
+        Assert.Equal(0, ReflinkFileSystem.SharedBytes(fs.File("out.raw")));
+    }
+}

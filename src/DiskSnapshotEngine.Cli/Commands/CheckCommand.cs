@@ -17,15 +17,17 @@ internal static class CheckCommand
         var image = CommonOptions.Image("The image to check (each layer of its chain is checked; nothing is written).");
         var json = CommonOptions.Json();
         var profile = AzureProfileOption.Create("azure: say instead whether Azure would take the file as an uploaded disk, and why not (exit 1 when not).");
+        var repair = new Option<bool>("--repair") { Description = "Fix in IMAGE's own layer what is safe (leaks, a stale header count or header copy, a dirty VHDX log) and say what changed; never content; errors are left alone (exit 1)." };
         var command = new Command("check", "Check an image chain's structures; exit 0 when clean or only leaks/warnings, 1 when errors are found.")
         {
-            image, profile, json,
+            image, profile, repair, json,
         };
         var chainOptions = ChainOptions.AddTo(command, forceShare: true);
 
         VerbAction.Set(command, async context =>
         {
             if (context.Get(profile) is not null) return CheckAzure(context, context.Get(image)!, context.Get(json));
+            if (context.Get(repair)) return CheckRepair.Run(context, context.Get(image)!, chainOptions.ToOpenOptions(context.Parse, writable: false), context.Get(json));
             using var chain = DiskImage.Open(context.Get(image)!, chainOptions.ToOpenOptions(context, writable: false));
             // Layer by layer (as DiskChain.Check), so that progress says which layer is being checked.
             var report = await ProgressDisplay.RunAsync(context, "check", progress => Task.Run(() =>

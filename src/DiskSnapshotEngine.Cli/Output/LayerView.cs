@@ -32,6 +32,9 @@ internal sealed record LayerView(
     // The details as the driver words them, for the text form (not serialized: private).
     private IReadOnlyList<KeyValuePair<string, string>> DetailText { get; init; } = [];
 
+    /// <summary>What resize --shrink may go down to (Hyper-V's MinimumSize); null for a child or an unreadable map.</summary>
+    public long? MinimumSize { get; init; }
+
     /// <summary>The view of <paramref name="layer"/>; <paramref name="parentImage"/> is the parent's file when the chain was opened.</summary>
     public static LayerView Of(IDiskLayer layer, string? parentImage = null)
     {
@@ -54,7 +57,15 @@ internal sealed record LayerView(
             Seals.Of(layer) != SealReasons.None,
             Commands.SealCommand.Names(Seals.Of(layer)),
             Json.Details(details))
-        { DetailText = details };
+        { DetailText = details, MinimumSize = MinimumSizeOf(layer) };
+    }
+
+    // A child keeps its parent's size; a map entry that cannot be read leaves it unknown (check reports the entry).
+    private static long? MinimumSizeOf(IDiskLayer layer)
+    {
+        if (layer.ParentLink is not null) return null;
+        try { return Operations.Resize.MinimumSize(layer); }
+        catch (Errors.DiskImageException) { return null; }
     }
 
     /// <summary>The image's path (the JSON calls it <c>image</c>).</summary>

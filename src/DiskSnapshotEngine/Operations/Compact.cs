@@ -26,8 +26,13 @@ public static class Compact
 
     /// <summary>Compacts <paramref name="image"/> in place.</summary>
     /// <exception cref="DiskImageException">Unsupported (raw or fixed images), DiskFull, Cancelled, Locked, open and I/O errors.</exception>
-    public static async Task<CompactResult> RunAsync(string image, OpenOptions? options = null,
-        IProgress<OperationProgress>? progress = null, CancellationToken cancel = default)
+    public static Task<CompactResult> RunAsync(string image, OpenOptions? options = null,
+        IProgress<OperationProgress>? progress = null, CancellationToken cancel = default) =>
+        RunAsync(image, options, progress, virtualSize: null, cancel);
+
+    /// <summary>Compact, the rewritten image getting <paramref name="virtualSize"/> when set (resize of a base image; the caller checked that no data lies past a smaller size).</summary>
+    internal static async Task<CompactResult> RunAsync(string image, OpenOptions? options,
+        IProgress<OperationProgress>? progress, long? virtualSize, CancellationToken cancel)
     {
         options ??= OpenOptions.ReadOnly;
         image = Path.GetFullPath(image);
@@ -48,10 +53,10 @@ public static class Compact
             throw new DiskImageException(ErrorKind.Unsupported, $"compact rewrites the image into a new file, which would drop {lost}", image);
         bool differencing = src.ParentLink is not null;
         long sizeBefore = src.File.Length;
-        long size = chain.VirtualSize;
+        long size = virtualSize ?? chain.VirtualSize;
 
         // Only the image's own layer is rewritten: its Data and Zero runs (a Zero run in a child hides parent data).
-        var plan = chain.GetExtents(0, size, 1)
+        var plan = chain.GetExtents(0, Math.Min(size, chain.VirtualSize), 1)
             .Where(e => e.Kind == ExtentKind.Data || (differencing && e.Kind == ExtentKind.Zero))
             .Select(e => new CopyRange(e.Offset, e.Length)).ToList();
         long total = plan.Sum(r => r.Length);

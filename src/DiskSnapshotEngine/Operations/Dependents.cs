@@ -58,6 +58,29 @@ internal static class Dependents
         return found;
     }
 
+    /// <summary>
+    /// Refuses (ReadOnly, naming them) when images beside <paramref name="layer"/> or in the search paths read through
+    /// it: <paramref name="verb"/> would change what they read, or the identity they link to.
+    /// </summary>
+    public static void RefuseChildren(IDiskLayer layer, OpenOptions options, string verb) =>
+        RefuseChildren(layer, options, verb, ChildrenOf(layer, FoldersOf(layer, options), options.FileOpener));
+
+    /// <summary>The refusal of <see cref="RefuseChildren(IDiskLayer, OpenOptions, string)"/> for children already found.</summary>
+    public static void RefuseChildren(IDiskLayer layer, OpenOptions options, string verb, IReadOnlyList<string> children)
+    {
+        if (children.Count > 0)
+            throw new DiskImageException(ErrorKind.ReadOnly,
+                $"cannot {verb}: {children.Count} image(s) read through it ({string.Join(", ", children)}); merge or delete them first", layer.Path);
+    }
+
+    /// <summary>Where children of <paramref name="layer"/> may be: its folder and the search paths.</summary>
+    public static List<string> FoldersOf(IDiskLayer layer, OpenOptions options)
+    {
+        var folders = new List<string> { FolderOf(layer.Path) };
+        folders.AddRange(options.SearchPaths.Where(Directory.Exists));
+        return folders;
+    }
+
     /// <summary>Candidate child images in the folders, each once, in a stable order.</summary>
     public static IEnumerable<string> ImagesIn(IEnumerable<string> folders)
     {

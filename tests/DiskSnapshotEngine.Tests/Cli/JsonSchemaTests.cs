@@ -16,6 +16,8 @@ public partial class JsonSchemaTests
     // Verbs that run until a signal or need a kernel feature; each is covered where it can run.
     private static readonly Dictionary<string, string> s_notRunHere = new()
     {
+        ["detach"] = "VHDX detach awaits its port onto the split VhdxLayer; VDI detach --json is tested in DetachTests",
+        ["set-identity"] = "VHDX set-identity awaits its port onto the split VhdxLayer; VDI/VHD --json is tested in SetIdentityTests",
         ["mount"] = "needs nbdfuse and FUSE; NbdMountTests runs it",
     };
 
@@ -56,6 +58,10 @@ public partial class JsonSchemaTests
             ("compare", ["compare", F("child"), F("flat")]),
             ("map", ["map", F("child")]),
             ("compact", ["compact", F("child")]),
+            ("measure", ["measure", F("child")]),
+            ("reset", ["reset", F("linked")]),
+            ("create", ["create", F("resizable"), "--size", "16M"]),
+            ("resize", ["resize", F("resizable"), "--size", "32M"]),
             ("seal", ["seal", F("flat")]),
             ("unseal", ["unseal", F("chainbase")]), // create --parent sealed it; merging into it needs the user's word
             ("merge", ["merge", F("chaintop")]),

@@ -8,7 +8,7 @@ namespace DiskSnapshotEngine.Formats.Raw;
 /// A raw image as a layer. Holes of a sparse file are reported as zero extents (lseek SEEK_DATA/SEEK_HOLE), so
 /// clone and export skip them instead of reading zeros.
 /// </summary>
-public sealed class RawLayer : IDiskLayer
+public sealed class RawLayer : IDiskLayer, IResizable
 {
     private const int NominalBlock = 1 << 20;
     private readonly long _size;
@@ -60,6 +60,15 @@ public sealed class RawLayer : IDiskLayer
     }
 
     public void Flush() => File.Flush();
+
+    /// <summary>The virtual size is the file's length: one truncate, made durable.</summary>
+    public bool TryResizeInPlace(long newSize)
+    {
+        if (!IsWritable) ThrowHelper.ReadOnly(Path, "resize");
+        File.SetLength(newSize);
+        File.Flush();
+        return true;
+    }
 
     public void SetParent(ParentDescriptor parent) =>
         throw new DiskImageException(ErrorKind.Unsupported, "a raw image has no parent link", Path);

@@ -59,7 +59,7 @@ internal sealed class VdiHeader
     private const int LchsOff = 456;
 
     public uint CbHeader => _v0 ? Header0Size : U32(72);
-    public uint RawType => U32(TypeOff);
+    public uint RawType { get => U32(TypeOff); set => BinaryPrimitives.WriteUInt32LittleEndian(_raw.AsSpan(TypeOff), value); }
     public uint Flags => U32(FlagsOff);
     public string Comment
     {
@@ -79,10 +79,10 @@ internal sealed class VdiHeader
 
     public VdiDiskGeometry LegacyGeometry => VdiDiskGeometry.Read(_raw.AsSpan(LegacyOff));
     public VdiDiskGeometry? LchsGeometry => !_v0 && CbHeader >= Header1PlusSize ? VdiDiskGeometry.Read(_raw.AsSpan(LchsOff)) : null;
-    public ulong CbDisk => BinaryPrimitives.ReadUInt64LittleEndian(_raw.AsSpan(CbDiskOff));
+    public ulong CbDisk { get => BinaryPrimitives.ReadUInt64LittleEndian(_raw.AsSpan(CbDiskOff)); set => BinaryPrimitives.WriteUInt64LittleEndian(_raw.AsSpan(CbDiskOff), value); }
     public uint CbBlock => U32(CbBlockOff);
     public uint CbBlockExtra => _v0 ? 0 : U32(380);
-    public uint CBlocks => U32(CBlocksOff);
+    public uint CBlocks { get => U32(CBlocksOff); set => BinaryPrimitives.WriteUInt32LittleEndian(_raw.AsSpan(CBlocksOff), value); }
 
     public uint CBlocksAllocated
     {

@@ -16,7 +16,7 @@ namespace DiskSnapshotEngine.Formats.Vdi;
 /// below what the map uses (which makes QEMU allocate over a used block; check calls it an error). Such a count from
 /// another writer is still tolerated here: new blocks go after the end of the file, never over a used one.
 /// </summary>
-public sealed class VdiLayer : IDiskLayer, ISealableLayer
+public sealed class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWritable, IParentDetachable, IResizable, IRepairable
 {
     /// <summary>Largest cbBlock accepted: the chain's copy-on-write buffer is one block.</summary>
     public const int MaxBlockSize = 256 << 20;
@@ -26,7 +26,7 @@ public sealed class VdiLayer : IDiskLayer, ISealableLayer
 
     private readonly VdiHeader _header;
     private readonly VdiBlockMap _map;
-    private readonly VdiImageType _type;
+    private VdiImageType _type;
     private readonly uint _cbBlock;
     private readonly long _stride;
     private readonly long _size;
@@ -212,10 +212,10 @@ public sealed class VdiLayer : IDiskLayer, ISealableLayer
 
     private void Allocate(uint block, ReadOnlySpan<byte> data)
     {
-        if (_nextBlock >= _header.CBlocks)
-            throw new DiskImageException(ErrorKind.Unsupported,
-                $"no block index left below cBlocks {_header.CBlocks}: the file holds unreferenced blocks (compact the image)", Path, "blocks array");
-        uint index = (uint)_nextBlock;
+        // Past cBlocks only a block a crash left unreferenced (written, never mapped) can be taken: reuse it.
+        uint index = _nextBlock < _header.CBlocks ? (uint)_nextBlock
+            : UnreferencedIndex() ?? throw new DiskImageException(ErrorKind.Unsupported,
+                $"no block index left below cBlocks {_header.CBlocks}", Path, "blocks array");
         long blockOffset = _header.OffData + index * _stride;
         BeginContentChange();
         if (_header.CbBlockExtra == 0 && data.Length == _cbBlock)
@@ -235,12 +235,23 @@ public sealed class VdiLayer : IDiskLayer, ISealableLayer
         // a map entry uses it: a count below what the map uses makes QEMU (and VirtualBox) allocate their next block
         // on top of a used one. A kill between the two leaves a count one above the map's: a leak, never an overlap.
         File.Flush();
-        _nextBlock = index + 1L;
-        _header.CBlocksAllocated = (uint)_nextBlock;
+        _nextBlock = Math.Max(_nextBlock, index + 1L);
+        _header.CBlocksAllocated = (uint)Math.Min(_nextBlock, _header.CBlocks);
         _header.WriteTo(File);
         File.Flush();
         _map.Set(block, index);
         File.Flush();
+    }
+
+    // The lowest block index in the file that no map entry references (O(cBlocks), only when the indices ran out).
+    private uint? UnreferencedIndex()
+    {
+        long limit = Math.Min(_nextBlock, _header.CBlocks);
+        var used = new bool[limit];
+        for (uint b = 0; b < _header.CBlocks; b++)
+            if (_map.Get(b) is var e && e < VdiBlockMap.Zero && e < limit) used[e] = true;
+        int free = Array.IndexOf(used, false);
+        return free < 0 ? null : (uint)free;
     }
 
     public void WriteZeroes(long offset, long length)
@@ -307,6 +318,71 @@ public sealed class VdiLayer : IDiskLayer, ISealableLayer
         _parentPaths = VdiParentLocator.Read(File, _header);
     }
 
+    /// <summary>New uuidCreate and uuidModify: the header is one write inside the first sector, so a crash keeps the old pair or the new.</summary>
+    public void SetIdentity(Guid id)
+    {
+        EnsureWritable("set the identity");
+        _header.UuidCreate = id;
+        _header.UuidModify = Guid.NewGuid();
+        _header.WriteTo(File);
+        File.Flush();
+        _versionChanged = true;
+    }
+
+    /// <summary>u32Type becomes normal and uuidLinkage/uuidParentModify empty, in the one header write: FREE blocks then read as zeros.</summary>
+    public void DetachFromParent()
+    {
+        EnsureWritable("detach from the parent");
+        if (!IsDiffLike)
+            throw new DiskImageException(ErrorKind.Unsupported, $"a {_type.ToString().ToLowerInvariant()} VDI has no parent to detach from", Path, "VDIHEADER1");
+        _header.RawType = (uint)VdiImageType.Normal;
+        _header.UuidLinkage = Guid.Empty;
+        _header.UuidParentModify = Guid.Empty;
+        _header.WriteTo(File);
+        File.Flush();
+        _type = VdiImageType.Normal;
+    }
+
+    /// <summary>
+    /// Growth in place when the block map has room before offData (VirtualBox aligns offData to 1 MiB): the new map
+    /// entries are written FREE and made durable first (entries past cBlocks mean nothing), then cbDisk and cBlocks in
+    /// the one header write. Otherwise false: moving data blocks out of the map's way is left to a rewrite.
+    /// </summary>
+    public bool TryResizeInPlace(long newSize)
+    {
+        EnsureWritable("resize");
+        if (_type == VdiImageType.Fixed || newSize < _size) return false;
+        long newBlocks = (newSize + _cbBlock - 1) / _cbBlock;
+        uint oldBlocks = _header.CBlocks;
+        if (newBlocks >= VdiBlockMap.Zero || _header.OffBlocks + 4 * newBlocks > _header.OffData) return false;
+        var free = new byte[4 * (newBlocks - oldBlocks)];
+        Array.Fill(free, (byte)0xFF);
+        File.Write(free, _header.OffBlocks + 4L * oldBlocks);
+        File.Flush();
+        _header.CbDisk = (ulong)newSize;
+        _header.CBlocks = (uint)newBlocks;
+        _header.WriteTo(File);
+        File.Flush();
+        return true;
+    }
+
+    /// <summary>
+    /// A cBlocksAllocated lower than the blocks the map uses (a crash between a map entry and the header write) would
+    /// make VirtualBox put its next block over a used one: it is raised to cover every block slot in the file.
+    /// </summary>
+    public IReadOnlyList<string> RepairMetadata()
+    {
+        EnsureWritable("repair");
+        long referenced = 0;
+        for (uint b = 0; b < _header.CBlocks; b++)
+            if (_map.Get(b) < VdiBlockMap.Zero) referenced++;
+        if (referenced <= _header.CBlocksAllocated) return Array.Empty<string>();
+        uint old = _header.CBlocksAllocated;
+        _header.CBlocksAllocated = (uint)Math.Min(Math.Max(referenced, _nextBlock), _header.CBlocks);
+        _header.WriteTo(File);
+        File.Flush();
+        return new[] { $"cBlocksAllocated {old} -> {_header.CBlocksAllocated}" };
+    }
     /// <summary>
     /// Records the seal after the header (<see cref="VdiSealRecord"/>): no header field changes, so uuidModify, which
     /// children record as their parent's version, stays as it is.

@@ -117,6 +117,15 @@ internal sealed class VhdFooter
         return new VhdFooter(raw);
     }
 
+    /// <summary>This footer with another Unique Id, the checksum sealed again.</summary>
+    public VhdFooter WithUniqueId(Guid id)
+    {
+        var raw = (byte[])_raw.Clone();
+        id.TryWriteBytes(raw.AsSpan(68, 16));
+        BinaryPrimitives.WriteUInt32BigEndian(raw.AsSpan(ChecksumOffset), ComputeChecksum(raw, ChecksumOffset));
+        return new VhdFooter(raw);
+    }
+
     private uint U32(int off) => BinaryPrimitives.ReadUInt32BigEndian(_raw.AsSpan(off));
 }
 

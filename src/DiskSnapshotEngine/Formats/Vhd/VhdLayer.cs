@@ -19,7 +19,7 @@ namespace DiskSnapshotEngine.Formats.Vhd;
 /// writes it back). The identity is the footer's Unique Id, which is also the version: it is what a child records (Parent
 /// Unique ID) and what Hyper-V, VirtualBox and libvhdi verify; VHD keeps no content version, so writes leave it as is.
 /// </summary>
-public sealed class VhdLayer : IDiskLayer
+internal sealed class VhdLayer : IDiskLayer, IIdentityWritable
 {
     /// <summary>Largest block accepted: the chain's copy-on-write buffer is one block.</summary>
     public const int MaxBlockSize = 256 << 20;
@@ -31,7 +31,7 @@ public sealed class VhdLayer : IDiskLayer
     // that follows a set one in the same bitmap byte, so we never write such a byte. Reads honour every single bit.
     private const int PresenceUnit = 4096;
 
-    private readonly VhdFooter _footer;
+    private VhdFooter _footer;
     private readonly long _headerOffset;
     private readonly BlockTable? _bat;
     private readonly VhdSectorBitmaps? _bitmaps;
@@ -281,6 +281,26 @@ public sealed class VhdLayer : IDiskLayer
         _bat!.Set(block, (uint)(at / 512));
         _bitmaps!.Put(at, bitmap);
         _dirty = true;
+    }
+
+    /// <summary>
+    /// A new Unique Id: the footer at the end, which readers use, is written and made durable first, then a dynamic
+    /// disk's copy at offset 0; a crash between leaves a copy that differs from the footer (check warns; it reads fine).
+    /// </summary>
+    public void SetIdentity(Guid id)
+    {
+        EnsureWritable("set the identity");
+        if (FooterRecovered || FooterLength != VhdFooter.Size)
+            throw new DiskImageException(ErrorKind.Unsupported, "the footer at the end of the file is damaged or old-style; clone the image instead", Path, "footer");
+        var footer = _footer.WithUniqueId(id);
+        File.Write(footer.Raw, _footerOffset);
+        File.Flush();
+        if (_bat is not null)
+        {
+            File.Write(footer.Raw, 0);
+            File.Flush();
+        }
+        _footer = footer;
     }
 
     /// <summary>Writes the footer at <paramref name="newOffset"/> (past everything) and makes it durable before the space before it is used.</summary>

@@ -1,0 +1,29 @@
+using System.CommandLine;
+using DiskSnapshotEngine.Operations;
+
+namespace DiskSnapshotEngine.Cli.Commands;
+
+/// <summary><c>dse reset CLONE</c>: discard a linked clone's own writes in constant time.</summary>
+internal static class ResetCommand
+{
+    public static Command Build()
+    {
+        var image = CommonOptions.Image("The linked clone (a differencing image) to reset to its parent's content.");
+        var json = CommonOptions.Json();
+        var command = new Command("reset",
+            "Throw away a linked clone's own writes in constant time: it reads as its parent again, same path, disk id and parent link. " +
+            "Refused on a base image and on a clone other images read through.")
+        {
+            image, json,
+        };
+        var chainOptions = ChainOptions.AddTo(command);
+        VerbAction.Set(command, context =>
+        {
+            var result = Reset.Run(context.Get(image)!, chainOptions.ToOpenOptions(context.Parse, writable: false));
+            if (context.Get(json)) context.WriteJson(result);
+            else context.Out.WriteLine($"reset {result.Image}: it reads as {result.Parent} again ({SizeParser.Describe(result.SizeBefore)} -> {SizeParser.Describe(result.SizeAfter)})");
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+}

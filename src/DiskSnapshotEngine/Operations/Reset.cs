@@ -1,0 +1,72 @@
+using DiskSnapshotEngine.Block;
+using DiskSnapshotEngine.Errors;
+using DiskSnapshotEngine.Formats;
+using DiskSnapshotEngine.IO;
+
+namespace DiskSnapshotEngine.Operations;
+
+/// <summary>What a reset did.</summary>
+/// <param name="Image">The reset image.</param>
+/// <param name="Parent">Its parent (unchanged).</param>
+/// <param name="SizeBefore">File size before: the space the discarded writes took.</param>
+/// <param name="SizeAfter">File size after (an empty child).</param>
+public sealed record ResetResult(string Image, string Parent, long SizeBefore, long SizeAfter);
+
+/// <summary>
+/// Reset: throws away a linked clone's own writes in constant time. An empty child of the same parent, with the same
+/// format, block size, sector sizes and disk id (a new content version), is written under a temporary name, made
+/// durable and renamed over the clone in one atomic step: a crash leaves the old clone or the empty one, never a mix.
+/// Refused on a base image (there is nothing to fall back to) and on a clone other images read through.
+/// </summary>
+public static class Reset
+{
+    /// <summary>Temporary file suffix.</summary>
+    public const string TempSuffix = ".dse-reset";
+
+    /// <summary>Resets <paramref name="image"/> to its parent's content.</summary>
+    /// <exception cref="DiskImageException">InvalidArgument (a base image), ReadOnly (children, listed), Unsupported (qcow2 internal snapshots), Locked, open and I/O errors.</exception>
+    public static ResetResult Run(string image, OpenOptions? options = null)
+    {
+        options ??= OpenOptions.ReadOnly;
+        image = Path.GetFullPath(image);
+        using var scope = LockScope.Begin();
+        scope.Lock(image);
+        string temp = image + TempSuffix;
+        DurableFiles.TryDelete(temp);
+
+        using var chain = DiskImage.Open(image, options with { Writable = false });
+        var src = chain.Top;
+        if (src.ParentLink is null || chain.Layers.Count < 2)
+            ThrowHelper.InvalidArgument("the image has no parent: a reset would leave nothing to read (it is a base image, not a linked clone)", image);
+        if (src is Formats.Qcow2.Qcow2Layer { RewriteWouldLose: string lost })
+            throw new DiskImageException(ErrorKind.Unsupported, $"a reset replaces the file, which would drop {lost}", image);
+        Dependents.RefuseChildren(src, options, "reset");
+        long sizeBefore = src.File.Length;
+        // Same disk id, so a hypervisor keeps knowing the disk; a new version, since the content changed.
+        var identity = new ImageIdentity(src.Identity.Id, Guid.NewGuid());
+        var createOptions = new ImageCreateOptions(src.VirtualSize, ImageType.Differencing, src.BlockSize,
+            src.LogicalSectorSize, src.PhysicalSectorSize, identity);
+        try
+        {
+            var file = TempImageFile.Create(temp);
+            IDiskLayer target;
+            try { target = ImageFormats.Get(src.Format).Create(file, createOptions, ParentDescriptor.Of(chain.Layers[1])); }
+            catch { file.Dispose(); throw; }
+            using (target)
+            {
+                target.Flush();
+                file.MakeDurable();
+                if (target.Identity.Id != src.Identity.Id)
+                    throw new DiskImageException(ErrorKind.Unsupported,
+                        $"the {src.Format} driver did not keep the disk id; the image is left untouched", image);
+            }
+            DurableFiles.Rename(temp, image, overwrite: true);
+        }
+        catch
+        {
+            DurableFiles.TryDelete(temp);
+            throw;
+        }
+        return new ResetResult(image, chain.Layers[1].Path, sizeBefore, new FileInfo(image).Length);
+    }
+}

@@ -1,0 +1,112 @@
+using System.Text.Json;
+using DiskSnapshotEngine.Errors;
+using DiskSnapshotEngine.Operations;
+using DiskSnapshotEngine.Tests.Cli;
+using DiskSnapshotEngine.Tests.Infrastructure;
+
+namespace DiskSnapshotEngine.Tests.Operations;
+
+/// <summary><c>dse reset CLONE</c>: a linked clone reads as its parent again, same path, disk id and parent link.</summary>
+public class ResetTests
+{
+    private const long Size = 6L << 20;
+
+    private static (string Base, string Clone, byte[] BaseModel) BaseAndClone(TempDirectory dir, string ext, int seed)
+    {
+        var rng = new Random(seed);
+        var model = new byte[Size];
+        OpsKit.CreateBase(dir.File("base" + ext), Size);
+        OpsKit.RandomWrites(dir.File("base" + ext), rng, 6, model);
+        var baseModel = (byte[])model.Clone();
+        OpsKit.CreateChild(dir.File("clone" + ext), dir.File("base" + ext));
+        OpsKit.RandomWrites(dir.File("clone" + ext), rng, 6, model);
+        Assert.NotEqual(-1, OpsKit.FirstDifference(baseModel, OpsKit.ReadAll(dir.File("clone" + ext))));
+        return (dir.File("base" + ext), dir.File("clone" + ext), baseModel);
+    }
+
+    [Theory]
+    [InlineData(".vhdx")]
+    [InlineData(".vdi")]
+    [InlineData(".qcow2")]
+    [InlineData(".vhd")]
+    public async Task Reset_discards_the_clones_writes_and_keeps_its_id_and_parent(string ext)
+    {
+        using var dir = new TempDirectory("reset");
+        var (basePath, clone, baseModel) = BaseAndClone(dir, ext, 61);
+        Guid id;
+        using (var l = DiskImage.OpenLayer(clone, false)) id = l.Identity.Id;
+        long before = new FileInfo(clone).Length;
+
+        var r = await CliRunner.RunAsync("reset", clone, "--json");
+        Assert.True(r.ExitCode == 0, r.ToString());
+        using (var doc = JsonDocument.Parse(r.StdOut))
+        {
+            Assert.Equal(clone, doc.RootElement.GetProperty("image").GetString());
+            Assert.Equal(basePath, doc.RootElement.GetProperty("parent").GetString());
+            Assert.Equal(before, doc.RootElement.GetProperty("sizeBefore").GetInt64());
+        }
+        Assert.True(new FileInfo(clone).Length < before, "the discarded writes no longer take space");
+        OpsKit.AssertContent(baseModel, clone, "the reset clone");
+        using (var chain = DiskImage.Open(clone))
+        {
+            Assert.Equal(id, chain.Top.Identity.Id);
+            Assert.Equal(basePath, chain.Layers[1].Path);
+            Assert.True(chain.Check().IsClean);
+        }
+        Assert.False(File.Exists(clone + Reset.TempSuffix));
+        // Still a working clone: writes land in it, never in the base.
+        OpsKit.RandomWrites(clone, new Random(62), 2, (byte[])baseModel.Clone());
+        OpsKit.AssertContent(baseModel, basePath, "the base after writes into the reset clone");
+        // qemu reads qcow2 children (not differencing VHDX, VDI or VHD: it reads their unallocated blocks as zeros).
+        if (ext == ".qcow2" && ExternalTool.Has("qemu-img"))
+        {
+            var reset = await CliRunner.RunAsync("reset", clone);
+            Assert.Equal(0, reset.ExitCode);
+            ExternalTool.RunChecked("qemu-img", "compare", clone, basePath);
+            if (ext == ".qcow2") ExternalTool.RunChecked("qemu-img", "check", clone);
+        }
+    }
+
+    [Theory]
+    [InlineData(".vhdx")]
+    [InlineData(".vdi")]
+    public async Task Reset_refuses_a_base_image_and_a_clone_with_children_and_changes_nothing(string ext)
+    {
+        using var dir = new TempDirectory("reset-refuse");
+        var (basePath, clone, _) = BaseAndClone(dir, ext, 64);
+        var baseBytes = File.ReadAllBytes(basePath);
+        var r = await CliRunner.RunAsync("reset", basePath);
+        Assert.Equal(14, r.ExitCode);
+        Assert.Contains("no parent", r.StdErr);
+        Assert.Equal(baseBytes, File.ReadAllBytes(basePath));
+
+        OpsKit.CreateChild(dir.File("kid" + ext), clone);
+        var cloneBytes = File.ReadAllBytes(clone);
+        var refused = await CliRunner.RunAsync("reset", clone);
+        Assert.Equal(15, refused.ExitCode);
+        Assert.Contains(dir.File("kid" + ext), refused.StdErr);
+        Assert.Equal(cloneBytes, File.ReadAllBytes(clone));
+        Assert.False(File.Exists(clone + Reset.TempSuffix));
+    }
+
+    /// <summary>
+    /// Killed at any point: the new empty clone is written only under the temporary name, so no write ever reaches the
+    /// clone or its parent in place (a kill at the first one would throw); the one change in place is the atomic rename.
+    /// A stale temporary file from a killed run is replaced by the next run.
+    /// </summary>
+    [Theory]
+    [InlineData(".vhdx")]
+    [InlineData(".vdi")]
+    public void Reset_writes_nothing_in_place_and_replaces_a_stale_temporary_file(string ext)
+    {
+        using var dir = new TempDirectory("reset-crash");
+        var (_, clone, baseModel) = BaseAndClone(dir, ext, 65);
+        File.WriteAllText(clone + Reset.TempSuffix, "stale");
+        var plan = new CrashPlan { CrashAtWrite = 0 };
+        Reset.Run(clone, OpenOptions.ReadOnly with { FileOpener = plan.Opener });
+        Assert.Equal(0, plan.Writes);
+        Assert.False(plan.Crashed);
+        OpsKit.AssertContent(baseModel, clone, "after reset");
+        Assert.False(File.Exists(clone + Reset.TempSuffix));
+    }
+}

@@ -1,0 +1,181 @@
+using System.Text.Json;
+using DiskSnapshotEngine.Errors;
+using DiskSnapshotEngine.Operations;
+using DiskSnapshotEngine.Tests.Cli;
+using DiskSnapshotEngine.Tests.Infrastructure;
+
+namespace DiskSnapshotEngine.Tests.Operations;
+
+/// <summary><c>dse resize IMAGE --size S [--shrink]</c>: identity and content kept, checked with qemu-img.</summary>
+public class ResizeTests
+{
+    private const long Size = 6L << 20;
+
+    private static byte[] BaseWithData(string path, int seed, long dataLimit = Size)
+    {
+        var model = new byte[Size];
+        OpsKit.CreateBase(path, Size, path.EndsWith(".vhdx", StringComparison.Ordinal) ? 1 << 20 : null);
+        var rng = new Random(seed);
+        using var chain = DiskImage.Open(path, OpenOptions.ReadWrite);
+        for (int i = 0; i < 6; i++)
+        {
+            var data = new byte[rng.Next(1, 200_000)];
+            rng.NextBytes(data);
+            long off = rng.NextInt64(0, dataLimit - data.Length);
+            chain.Write(off, data);
+            data.CopyTo(model, off);
+        }
+        chain.Flush();
+        return model;
+    }
+
+    private static long QemuVirtualSize(string path)
+    {
+        using var doc = JsonDocument.Parse(ExternalTool.RunChecked("qemu-img", "info", "--output=json", path));
+        return doc.RootElement.GetProperty("virtual-size").GetInt64();
+    }
+
+    [RequiresToolTheory("qemu-img")]
+    [InlineData(".vhdx")]
+    [InlineData(".vdi")]
+    [InlineData(".qcow2")]
+    [InlineData(".vhd")]
+    [InlineData(".img")]
+    public async Task Grow_keeps_identity_and_content_and_qemu_sees_the_new_size(string ext)
+    {
+        using var dir = new TempDirectory("resize-grow");
+        string img = dir.File("disk" + ext);
+        var model = BaseWithData(img, 91);
+        Guid id;
+        using (var l = DiskImage.OpenLayer(img, false)) id = l.Identity.Id;
+
+        var r = await CliRunner.RunAsync("resize", img, "--size", "10M", "--json");
+        Assert.True(r.ExitCode == 0, r.ToString());
+        using (var doc = JsonDocument.Parse(r.StdOut))
+        {
+            Assert.Equal(Size, doc.RootElement.GetProperty("oldSize").GetInt64());
+            Assert.Equal(10L << 20, doc.RootElement.GetProperty("newSize").GetInt64());
+        }
+        var grown = new byte[10L << 20];
+        model.CopyTo(grown, 0);
+        OpsKit.AssertContent(grown, img, "the grown disk");
+        using (var chain = DiskImage.Open(img))
+        {
+            Assert.Equal(10L << 20, chain.VirtualSize);
+            Assert.Equal(id, chain.Top.Identity.Id);
+            Assert.True(chain.Check().IsClean, string.Join("; ", chain.Check().Problems));
+        }
+        if (ext != ".vhd") Assert.Equal(10L << 20, QemuVirtualSize(img));
+        if (ext is not (".vhd" or ".img")) ExternalTool.RunChecked("qemu-img", "check", img);
+        var raw = dir.File("expected.raw");
+        File.WriteAllBytes(raw, grown);
+        if (ext != ".vhd") ExternalTool.RunChecked("qemu-img", "compare", "-F", "raw", img, raw);
+    }
+
+    [RequiresToolTheory("qemu-img")]
+    [InlineData(".vhdx")]
+    [InlineData(".vdi")]
+    [InlineData(".qcow2")]
+    [InlineData(".img")]
+    public async Task Shrink_needs_the_flag_and_no_data_past_the_new_end(string ext)
+    {
+        using var dir = new TempDirectory("resize-shrink");
+        string img = dir.File("disk" + ext);
+        var model = BaseWithData(img, 92, dataLimit: 1L << 20);
+        Array.Clear(model, 1 << 20, model.Length - (1 << 20));
+        var bytes = File.ReadAllBytes(img);
+
+        var noFlag = await CliRunner.RunAsync("resize", img, "--size", "2M");
+        Assert.Equal(14, noFlag.ExitCode);
+        Assert.Contains("--shrink", noFlag.StdErr);
+        var tooSmall = await CliRunner.RunAsync("resize", img, "--size", "512K", "--shrink");
+        Assert.Equal(14, tooSmall.ExitCode);
+        Assert.Contains("data lies at offset", tooSmall.StdErr);
+        Assert.Equal(bytes, File.ReadAllBytes(img));
+
+        var info = await CliRunner.RunAsync("info", img, "--json");
+        long min = JsonDocument.Parse(info.StdOut).RootElement.GetProperty("minimumSize").GetInt64();
+        Assert.InRange(min, 1, 1L << 20);
+        Assert.Contains($"cannot shrink below {min} bytes", tooSmall.StdErr);
+
+        var ok = await CliRunner.RunAsync("resize", img, "--size", "2M", "--shrink");
+        Assert.True(ok.ExitCode == 0, ok.ToString());
+        OpsKit.AssertContent(model[..(2 << 20)], img, "the shrunk disk");
+        Assert.Equal(2L << 20, QemuVirtualSize(img));
+        if (ext != ".img") ExternalTool.RunChecked("qemu-img", "check", img);
+    }
+
+    [Theory]
+    [InlineData(".vhdx")]
+    [InlineData(".vdi")]
+    public async Task A_child_and_an_image_with_children_are_refused_unchanged(string ext)
+    {
+        using var dir = new TempDirectory("resize-refuse");
+        string img = dir.File("disk" + ext);
+        BaseWithData(img, 93);
+        OpsKit.CreateChild(dir.File("kid" + ext), img);
+        var bytes = File.ReadAllBytes(img);
+        var parent = await CliRunner.RunAsync("resize", img, "--size", "10M");
+        Assert.Equal(15, parent.ExitCode);
+        Assert.Contains(dir.File("kid" + ext), parent.StdErr);
+        Assert.Equal(bytes, File.ReadAllBytes(img));
+        var child = await CliRunner.RunAsync("resize", dir.File("kid" + ext), "--size", "10M");
+        Assert.Equal(5, child.ExitCode);
+        Assert.Contains("parent's virtual size", child.StdErr);
+    }
+
+    /// <summary>VDI growth in place, killed at every write: the old size or the new, the same data, a sound image.</summary>
+    [Theory]
+    [InlineData(".vdi", 12L << 20)]
+    public async Task Resize_in_place_killed_at_any_write_keeps_a_sound_image(string ext, long newSize)
+    {
+        using var dir = new TempDirectory("resize-crash");
+        string master = dir.File("master" + ext), img = dir.File("disk" + ext);
+        var model = BaseWithData(master, 94, dataLimit: 3L << 20);
+        bool completed = false;
+        for (int n = 0; !completed; n++)
+        {
+            Assert.True(n < 50, "resize never completed");
+            File.Copy(master, img, overwrite: true);
+            var plan = new CrashPlan { CrashAtWrite = n };
+            try
+            {
+                var r = await Resize.RunAsync(img, newSize, true, OpenOptions.ReadOnly with { FileOpener = plan.Opener });
+                Assert.True(r.InPlace);
+                completed = true;
+            }
+            catch (DiskImageException e) when (plan.Crashed && e.Kind == ErrorKind.Io) { }
+            using var chain = DiskImage.Open(img);
+            Assert.True(chain.VirtualSize == Size || chain.VirtualSize == newSize, $"size {chain.VirtualSize} after a kill at write {n}");
+            if (completed) Assert.Equal(newSize, chain.VirtualSize);
+            var content = new byte[chain.VirtualSize];
+            chain.Read(0, content);
+            var expected = new byte[chain.VirtualSize];
+            Array.Copy(model, expected, Math.Min(model.Length, expected.Length));
+            Assert.Equal(-1, OpsKit.FirstDifference(expected, content));
+            var report = chain.Check();
+            Assert.False(report.HasErrors, $"check after a kill at write {n}: {string.Join("; ", report.Problems)}");
+        }
+    }
+
+    [RequiresToolTheory("qemu-img")]
+    [InlineData(".vdi")]
+    [InlineData(".vhdx")]
+    public async Task Growth_past_the_block_maps_room_rewrites_and_keeps_the_identity(string ext)
+    {
+        using var dir = new TempDirectory("resize-big");
+        string img = dir.File("disk" + ext);
+        var model = BaseWithData(img, 95);
+        Guid id;
+        using (var l = DiskImage.OpenLayer(img, false)) id = l.Identity.Id;
+        var r = await Resize.RunAsync(img, 300L << 30, false);
+        Assert.False(r.InPlace);
+        Assert.Equal(300L << 30, QemuVirtualSize(img));
+        ExternalTool.RunChecked("qemu-img", "check", img);
+        using var chain = DiskImage.Open(img);
+        Assert.Equal(id, chain.Top.Identity.Id);
+        var head = new byte[Size];
+        chain.Read(0, head);
+        Assert.Equal(-1, OpsKit.FirstDifference(model, head));
+    }
+}

@@ -3,6 +3,7 @@ using System.Globalization;
 using DiskSnapshotEngine.Hypervisors.HyperV;
 using DiskSnapshotEngine.Hypervisors.Libvirt;
 using DiskSnapshotEngine.Hypervisors.Model;
+using DiskSnapshotEngine.Hypervisors.Processes;
 using DiskSnapshotEngine.Hypervisors.VirtualBox;
 
 namespace DiskSnapshotEngine.Cli.Commands;
@@ -168,18 +169,42 @@ internal static class VmCommand
             Description = "For a disk served over NBD: the group QEMU runs in (e.g. libvirt-qemu or kvm), given access to the socket; without it only root may connect.",
             HelpName = "GROUP",
         };
-        var dryRun = DryRun("Print the domain XML, the systemd unit when the disk is served over NBD, and the commands, without defining or writing anything.");
+        var overlay = new Option<string>("--overlay")
+        {
+            Description = "Give the domain its own new qcow2 overlay at PATH: a linked clone of DISK (which then stays as it is, the golden image) that QEMU runs by itself, its backing chain written into the domain. A chain with a VHDX (libvirt knows no vhdx) is served over NBD instead.",
+            HelpName = "PATH.qcow2",
+        };
+        var dryRun = DryRun("Print the domain XML, the systemd unit when the disk is served over NBD, and the commands, without defining or writing anything (not even the overlay).");
         var command = new Command("libvirt",
             "Define a libvirt (QEMU/KVM) domain booting from the disk with virsh define. A differencing chain or a VHDX (which QEMU cannot open) becomes an NBD disk on a unix socket that a systemd unit serves with 'dse serve'.")
         {
-            name, disk, memory, connect, unitDir, socketGroup, dryRun,
+            name, disk, memory, connect, unitDir, socketGroup, overlay, dryRun,
         };
         var chain = ChainOptions.AddTo(command);
         VerbAction.Set(command, context =>
         {
             var state = LoadDiskState(context, disk, chain);
+            string? overlayPath = context.Get(overlay) is { } o ? LibvirtOverlay.CheckPath(o) : null;
+            if (overlayPath is not null)
+            {
+                state = context.Get(dryRun) ? LibvirtOverlay.Planned(state, overlayPath)
+                    : LibvirtOverlay.Create(state, overlayPath, chain.ToOpenOptions(context.Parse, writable: false));
+                if (context.Get(dryRun))
+                    context.Note($"without --dry-run, first creates the overlay: dse create {ExternalCommand.ShellQuote(overlayPath)} --parent {ExternalCommand.ShellQuote(state.CurrentChain()[1].Path)}");
+            }
             var nbd = new LibvirtNbdOptions(SelfCommand(), chain.ServeArguments(context.Parse), context.Get(unitDir), context.Get(socketGroup));
-            var r = new LibvirtRegistrar().Register(new LibvirtDomainSpec(context.Get(name)!, context.Get(memory)), state, context.Get(connect), context.Get(dryRun), nbd);
+            LibvirtRegistration r;
+            try
+            {
+                r = new LibvirtRegistrar().Register(new LibvirtDomainSpec(context.Get(name)!, context.Get(memory)), state, context.Get(connect), context.Get(dryRun), nbd);
+            }
+            catch when (overlayPath is not null && !context.Get(dryRun))
+            {
+                // A refused or failed define leaves nothing behind: the overlay made for it goes too.
+                LibvirtOverlay.Remove(overlayPath);
+                throw;
+            }
+            if (overlayPath is not null && !context.Get(dryRun)) context.Out.WriteLine($"created {overlayPath} (qcow2 overlay of {state.CurrentChain()[1].Path})");
             if (r.Defined)
             {
                 context.Out.WriteLine($"defined libvirt domain '{context.Get(name)}'");

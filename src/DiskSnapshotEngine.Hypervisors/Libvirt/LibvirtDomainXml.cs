@@ -40,13 +40,37 @@ public static class LibvirtDomainXml
         MediumFormats.Vdi => "vdi",
         MediumFormats.Raw => "raw",
         MediumFormats.Vhd => "vpc",
+        MediumFormats.Qcow2 => "qcow2",
         _ => throw new DiskImageException(ErrorKind.Unsupported, $"no QEMU driver type for {format} images"),
     };
 
     /// <summary>
+    /// True when QEMU follows the disk's whole chain by itself: every image above the base is a qcow2, the one format
+    /// here whose backing link (file name and backing_fmt) QEMU reads; the base may be any format QEMU opens.
+    /// </summary>
+    public static bool QemuFollowsChain(VmDiskState state)
+    {
+        var chain = state.CurrentChain();
+        return chain.Take(chain.Count - 1).All(m => m.Format == MediumFormats.Qcow2);
+    }
+
+    // The format of the first image above the base that QEMU cannot follow to its parent.
+    private static string UnfollowedFormat(VmDiskState state)
+    {
+        var chain = state.CurrentChain();
+        return chain.Take(chain.Count - 1).First(m => m.Format != MediumFormats.Qcow2).Format;
+    }
+
+    /// <summary>
+    /// True when the domain can use the image files directly: QEMU follows the chain and libvirt knows every format in
+    /// it (libvirt 9 has no vhdx storage format, as driver type or backing store).
+    /// </summary>
+    public static bool OpensAsFiles(VmDiskState state) =>
+        QemuFollowsChain(state) && state.CurrentChain().All(m => m.Format != MediumFormats.Vhdx);
+
+    /// <summary>
     /// The domain definition. With <paramref name="nbdSocket"/> the disk is an NBD network source on that unix socket
-    /// (raw: <c>dse serve</c> presents the whole chain as plain bytes); without it, the image file itself. A golden
-    /// (sealed) file disk is attached <c>&lt;readonly/&gt;</c>: QEMU opens it read-only and the guest cannot change it.
+    /// (raw: <c>dse serve</c> presents the whole chain as plain bytes); without it, the image file itself.
     /// </summary>
     /// <exception cref="DiskImageException">InvalidArgument; Unsupported for a differencing image without an NBD socket (with the command that would serve it).</exception>
     public static XDocument Build(LibvirtDomainSpec spec, VmDiskState state, string? nbdSocket = null)
@@ -54,9 +78,9 @@ public static class LibvirtDomainXml
         spec.Validate();
         state.Validate();
         var disk = state.CurrentMedium;
-        if (nbdSocket is null && disk.Id != state.Root.Id)
+        if (nbdSocket is null && !QemuFollowsChain(state))
             throw new DiskImageException(ErrorKind.Unsupported,
-                $"QEMU cannot follow {disk.Format} parent links (its vhdx and vdi drivers read only base images); serve the chain over NBD (dse vm register libvirt does, or: dse serve {ExternalCommand.ShellQuote(disk.Path)} --socket PATH) or flatten it: dse clone {ExternalCommand.ShellQuote(disk.Path)} {ExternalCommand.ShellQuote(FlatName(disk.Path))}",
+                $"QEMU cannot follow {UnfollowedFormat(state)} parent links (it follows only qcow2 backing files; its vhdx, vdi and vpc drivers read base images); serve the chain over NBD (dse vm register libvirt does, or: dse serve {ExternalCommand.ShellQuote(disk.Path)} --socket PATH) or flatten it: dse clone {ExternalCommand.ShellQuote(disk.Path)} {ExternalCommand.ShellQuote(FlatName(disk.Path))}",
                 disk.Path);
         return new XDocument(
             new XElement("domain", new XAttribute("type", "kvm"),
@@ -67,15 +91,25 @@ public static class LibvirtDomainXml
                 new XElement("os",
                     new XElement("type", new XAttribute("arch", "x86_64"), "hvm"),
                     new XElement("boot", new XAttribute("dev", "hd"))),
-                new XElement("devices", nbdSocket is null ? FileDisk(disk) : NbdDisk(nbdSocket))));
+                new XElement("devices", nbdSocket is null ? FileDisk(state.CurrentChain()) : NbdDisk(nbdSocket))));
     }
 
-    private static XElement FileDisk(MediumInfo disk) =>
+    // libvirt formatdomain "Hard drives": the image file, then its backing chain spelled out (backingStore with each
+    // layer's format), so that libvirt neither probes formats nor guesses; an empty backingStore ends the chain.
+    private static XElement FileDisk(IReadOnlyList<MediumInfo> chain) =>
         new("disk", new XAttribute("type", "file"), new XAttribute("device", "disk"),
-            new XElement("driver", new XAttribute("name", "qemu"), new XAttribute("type", DriverType(disk.Format))),
-            new XElement("source", new XAttribute("file", disk.Path)),
+            new XElement("driver", new XAttribute("name", "qemu"), new XAttribute("type", DriverType(chain[0].Format))),
+            new XElement("source", new XAttribute("file", chain[0].Path)),
+            BackingStore(chain, 1),
             Target(),
-            disk.IsGolden ? new XElement("readonly") : null);
+            chain[0].IsGolden ? new XElement("readonly") : null); // a golden disk: QEMU opens it read-only
+
+    private static XElement BackingStore(IReadOnlyList<MediumInfo> chain, int index) => index == chain.Count
+        ? new XElement("backingStore")
+        : new XElement("backingStore", new XAttribute("type", "file"),
+            new XElement("format", new XAttribute("type", DriverType(chain[index].Format))),
+            new XElement("source", new XAttribute("file", chain[index].Path)),
+            BackingStore(chain, index + 1));
 
     // libvirt formatdomain "Hard drives": a network disk with protocol nbd and a unix transport host; the default export.
     private static XElement NbdDisk(string socket) =>

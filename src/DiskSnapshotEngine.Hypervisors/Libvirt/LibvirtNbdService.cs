@@ -13,8 +13,8 @@ namespace DiskSnapshotEngine.Hypervisors.Libvirt;
 public sealed record LibvirtNbdOptions(IReadOnlyList<string> DseCommand, IReadOnlyList<string> ServeOptions, string? UnitDirectory = null, string? SocketGroup = null);
 
 /// <summary>
-/// A disk QEMU cannot open by itself (a differencing VHDX or VDI: QEMU follows no parent link of those formats; any
-/// VHDX: libvirt 9 has no vhdx driver type) handed to the domain as an NBD network disk: a systemd unit runs
+/// A disk QEMU cannot open by itself (a differencing VHDX, VDI or VHD: QEMU follows only qcow2 backing links; any
+/// chain with a VHDX: libvirt 9 has no vhdx format) handed to the domain as an NBD network disk: a systemd unit runs
 /// <c>dse serve</c> on a unix socket in its own runtime directory, and the domain names that socket.
 /// </summary>
 /// <param name="UnitName">The unit's file name (dse-nbd-NAME.service, NAME escaped as systemd-escape does).</param>
@@ -27,8 +27,7 @@ public sealed record LibvirtNbdService(string UnitName, string SocketPath, Exter
     public const string RuntimeRoot = "dse-nbd";
 
     /// <summary>True when QEMU cannot open the current image of <paramref name="state"/> as a file, so it must go over NBD.</summary>
-    public static bool IsNeeded(VmDiskState state) =>
-        state.CurrentMediumId != state.Root.Id || state.CurrentMedium.Format == MediumFormats.Vhdx;
+    public static bool IsNeeded(VmDiskState state) => !LibvirtDomainXml.OpensAsFiles(state);
 
     /// <summary>The service that serves <paramref name="disk"/> for domain <paramref name="spec"/>.</summary>
     /// <exception cref="DiskImageException">InvalidArgument when the dse program path cannot be run by systemd or the group name is unusable.</exception>

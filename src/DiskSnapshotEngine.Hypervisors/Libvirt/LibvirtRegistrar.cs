@@ -14,8 +14,9 @@ namespace DiskSnapshotEngine.Hypervisors.Libvirt;
 public sealed record LibvirtRegistration(string DomainXml, ExternalCommand Command, bool Defined, LibvirtNbdService? Service = null, string? UnitPath = null);
 
 /// <summary>
-/// Defines a libvirt domain for a disk with <c>virsh define</c>. A disk QEMU can open (a raw or VDI base image) is a
-/// file source; any other (a differencing chain, a VHDX) is an NBD source served by <c>dse serve</c> under systemd.
+/// Defines a libvirt domain for a disk with <c>virsh define</c>. A disk QEMU can open (a raw, VDI, VHD or qcow2 base
+/// image, or qcow2 overlays over one) is a file source with its backing chain spelled out; any other (a VHDX, VDI or
+/// VHD differencing chain, anything with a VHDX) is an NBD source served by <c>dse serve</c> under systemd.
 /// </summary>
 public sealed class LibvirtRegistrar
 {
@@ -94,7 +95,7 @@ public sealed class LibvirtRegistrar
             {
                 var why = r.StandardError.Trim().ReplaceLineEndings(" ");
                 // libvirt before it learnt the vhdx format rejects the driver type outright; say so instead of a raw parser error.
-                if (why.Contains("unknown driver format value", StringComparison.Ordinal))
+                if (why.Contains("unknown driver format value", StringComparison.Ordinal) || why.Contains("unknown storage source format", StringComparison.Ordinal))
                     throw new DiskImageException(ErrorKind.Unsupported,
                         $"this libvirt does not accept the disk's format ({why}); convert the disk to raw or qcow2 (qemu-img convert -O qcow2 {ExternalCommand.ShellQuote(state.CurrentMedium.Path)} disk.qcow2) and register that",
                         state.CurrentMedium.Path);

@@ -63,6 +63,8 @@ public static class MediumFormats
     public const string Raw = "RAW";
     /// <summary>Microsoft VHD (VirtualBox's backend name for it).</summary>
     public const string Vhd = "VHD";
+    /// <summary>QEMU's qcow2 (VirtualBox's backend for qcow is named QCOW).</summary>
+    public const string Qcow2 = "QCOW";
 
     /// <summary>The model name of a core format.</summary>
     public static string Of(ImageFormat format) => format switch
@@ -71,6 +73,7 @@ public static class MediumFormats
         ImageFormat.Vhdx => Vhdx,
         ImageFormat.Raw => Raw,
         ImageFormat.Vhd => Vhd,
+        ImageFormat.Qcow2 => Qcow2,
         _ => throw new ArgumentOutOfRangeException(nameof(format), format, "unknown image format"),
     };
 }

@@ -71,6 +71,11 @@ public static class VboxMachineWriter
     {
         foreach (var m in state.AllMedia)
         {
+            // Its QCOW backend reads qcow2 as a single image: a backing file is neither followed nor written.
+            if (m.Format == MediumFormats.Qcow2 && (m.Children.Count > 0 || m.Id != state.Root.Id))
+                throw new DiskImageException(ErrorKind.Unsupported,
+                    $"VirtualBox cannot open qcow2 differencing images (its QCOW backend follows no backing file); flatten it first: dse clone {Processes.ExternalCommand.ShellQuote(state.CurrentMedium.Path)} flat.vdi",
+                    m.Path);
             if (m.Children.Count > 0 && (m.Format == MediumFormats.Vhdx || m.Format == MediumFormats.Raw))
                 throw new DiskImageException(ErrorKind.Unsupported,
                     $"VirtualBox cannot open {m.Format} differencing images (only VDI and VMDK chain); flatten it first: dse clone {Processes.ExternalCommand.ShellQuote(m.Children[0].Path)} flat.vdi",

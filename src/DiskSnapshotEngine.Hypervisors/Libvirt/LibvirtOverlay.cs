@@ -1,0 +1,50 @@
+using DiskSnapshotEngine.Block;
+using DiskSnapshotEngine.Errors;
+using DiskSnapshotEngine.Hypervisors.Model;
+using DiskSnapshotEngine.Operations;
+
+namespace DiskSnapshotEngine.Hypervisors.Libvirt;
+
+/// <summary>
+/// A per-domain qcow2 overlay over a golden image: the linked clone KVM users make by hand with
+/// <c>qemu-img create -b golden -F fmt</c>. QEMU follows the overlay's backing file and backing format by itself, so
+/// the domain needs no server, and the golden image is only ever read.
+/// </summary>
+public static class LibvirtOverlay
+{
+    /// <summary>The overlay's full path, checked before anything is made.</summary>
+    /// <exception cref="DiskImageException">InvalidArgument (not a .qcow2 name); AlreadyExists.</exception>
+    public static string CheckPath(string path)
+    {
+        string full = System.IO.Path.GetFullPath(path);
+        if (!full.EndsWith(".qcow2", StringComparison.OrdinalIgnoreCase))
+            throw new DiskImageException(ErrorKind.InvalidArgument, "the overlay is a qcow2 image: give it a .qcow2 name", full);
+        if (File.Exists(full) || Directory.Exists(full))
+            throw new DiskImageException(ErrorKind.AlreadyExists, "the overlay path exists; refusing to replace it", full);
+        return full;
+    }
+
+    /// <summary>What <paramref name="state"/> becomes once the overlay exists (for a dry run: nothing is created).</summary>
+    public static VmDiskState Planned(VmDiskState state, string overlayPath) =>
+        state.WithNewCurrentChild(new MediumInfo(Guid.NewGuid(), overlayPath, MediumFormats.Qcow2, state.CurrentMedium.LogicalSize, []));
+
+    /// <summary>Creates the overlay as a linked clone of the disk's current image and returns the overlay's state.</summary>
+    /// <exception cref="DiskImageException">As <see cref="FullClone.Linked"/> and <see cref="DiskImage.Open(string, OpenOptions)"/>.</exception>
+    public static VmDiskState Create(VmDiskState state, string overlayPath, OpenOptions options)
+    {
+        FullClone.Linked(state.CurrentMedium.Path, overlayPath, ImageFormat.Qcow2);
+        try
+        {
+            using var chain = DiskImage.Open(overlayPath, options);
+            return VmDiskStateBuilder.FromChain(chain);
+        }
+        catch
+        {
+            Remove(overlayPath);
+            throw;
+        }
+    }
+
+    /// <summary>Removes an overlay made for a registration that then failed.</summary>
+    public static void Remove(string overlayPath) => DurableFiles.TryDelete(overlayPath);
+}

@@ -51,9 +51,33 @@ public static class DiskImage
             seal = Seals.Of(top);
             sealable = top is ISealableLayer;
         }
+        RefuseTooDeep(path, parentPath, fileOpener);
         if (sealable && (seal & sealParentAs) != sealParentAs) SealParent(parentPath, parent.Identity, seal | sealParentAs, fileOpener);
         var options = new ImageCreateOptions(parent.VirtualSize, ImageType.Differencing, null, parent.LogicalSectorSize, physicalSectorSize);
         return CreateWith(driver, path, options, parent);
+    }
+
+    // A child of a chain already MaxDepth deep could never be opened: refused before anything is written. A parent
+    // chain that does not open for another reason is the child's business later, as before.
+    private static void RefuseTooDeep(string path, string parentPath, Func<string, bool, IImageFile>? fileOpener)
+    {
+        int depth;
+        try
+        {
+            using var chain = Open(parentPath, fileOpener is null ? OpenOptions.ReadOnly : OpenOptions.ReadOnly with { FileOpener = fileOpener });
+            depth = chain.Layers.Count;
+        }
+        catch (DiskImageException e) when (e.Kind != ErrorKind.ChainInvalid || !e.Detail.Contains("deeper than"))
+        {
+            return;
+        }
+        catch (DiskImageException)
+        {
+            depth = ChainRules.MaxDepth;
+        }
+        if (depth >= ChainRules.MaxDepth)
+            throw new DiskImageException(ErrorKind.ChainInvalid,
+                $"the parent's chain is already {ChainRules.MaxDepth} images deep, the most dse opens; merge some layers first (dse merge)", path, "parent link");
     }
 
     // Writes the seal into the parent (its content version does not change). The file is reopened for writing only

@@ -206,7 +206,7 @@ internal static class VmCommand
                 state = context.Get(dryRun) ? LibvirtOverlay.Planned(state, overlayPath)
                     : LibvirtOverlay.Create(state, overlayPath, chain.ToOpenOptions(context.Parse, writable: false));
                 if (context.Get(dryRun))
-                    context.Note($"without --dry-run, first creates the overlay: dse create {ExternalCommand.ShellQuote(overlayPath)} --parent {ExternalCommand.ShellQuote(state.CurrentChain[^2].Path)}");
+                    context.Note($"without --dry-run, first creates the overlay: dse create {ExternalCommand.ShellQuote(overlayPath)} --parent {ExternalCommand.ShellQuote(state.CurrentChain()[1].Path)}");
             }
             var nbd = new LibvirtNbdOptions(SelfCommand(), chain.ServeArguments(context.Parse), context.Get(unitDir), context.Get(socketGroup));
             LibvirtRegistration r;
@@ -220,7 +220,7 @@ internal static class VmCommand
                 LibvirtOverlay.Remove(overlayPath);
                 throw;
             }
-            if (overlayPath is not null && !context.Get(dryRun) && !context.Json) context.Out.WriteLine($"created {overlayPath} (qcow2 overlay of {state.CurrentChain[^2].Path})");
+            if (overlayPath is not null && !context.Get(dryRun) && !context.Json) context.Out.WriteLine($"created {overlayPath} (qcow2 overlay of {state.CurrentChain()[1].Path})");
             if (context.Json)
             {
                 context.WriteJson(new

@@ -67,7 +67,7 @@ public static class HyperVScript
             : "-ControllerType SCSI -ControllerNumber 0 -ControllerLocation 0";
         var sb = new StringBuilder();
         sb.Append("$ErrorActionPreference = 'Stop'\n");
-        foreach (var parent in state.CurrentChain)
+        foreach (var parent in state.CurrentChain())
             if (parent.IsGolden)
                 sb.Append($"Set-ItemProperty -LiteralPath {PowerShellLiteral.Quote(parent.Path)} -Name IsReadOnly -Value $true\n");
         sb.Append($"New-VM -Name {name} -Generation {spec.Generation} -MemoryStartupBytes {memory} -NoVHD | Out-Null\n");

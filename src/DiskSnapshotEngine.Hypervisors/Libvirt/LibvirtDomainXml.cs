@@ -50,17 +50,14 @@ public static class LibvirtDomainXml
     /// </summary>
     public static bool QemuFollowsChain(VmDiskState state)
     {
-        var chain = TopDown(state);
+        var chain = state.CurrentChain();
         return chain.Take(chain.Count - 1).All(m => m.Format == MediumFormats.Qcow2);
     }
-
-    // The current medium first, the base last: the order of libvirt's nested backingStore elements.
-    private static List<MediumInfo> TopDown(VmDiskState state) => state.CurrentChain.Reverse().ToList();
 
     // The format of the first image above the base that QEMU cannot follow to its parent.
     private static string UnfollowedFormat(VmDiskState state)
     {
-        var chain = TopDown(state);
+        var chain = state.CurrentChain();
         return chain.Take(chain.Count - 1).First(m => m.Format != MediumFormats.Qcow2).Format;
     }
 
@@ -69,12 +66,11 @@ public static class LibvirtDomainXml
     /// it (libvirt 9 has no vhdx storage format, as driver type or backing store).
     /// </summary>
     public static bool OpensAsFiles(VmDiskState state) =>
-        QemuFollowsChain(state) && state.CurrentChain.All(m => m.Format != MediumFormats.Vhdx);
+        QemuFollowsChain(state) && state.CurrentChain().All(m => m.Format != MediumFormats.Vhdx);
 
     /// <summary>
     /// The domain definition. With <paramref name="nbdSocket"/> the disk is an NBD network source on that unix socket
-    /// (raw: <c>dse serve</c> presents the whole chain as plain bytes); without it, the image file itself. A golden
-    /// (sealed) file disk is attached <c>&lt;readonly/&gt;</c>: QEMU opens it read-only and the guest cannot change it.
+    /// (raw: <c>dse serve</c> presents the whole chain as plain bytes); without it, the image file itself.
     /// </summary>
     /// <exception cref="DiskImageException">InvalidArgument; Unsupported for a differencing image without an NBD socket (with the command that would serve it).</exception>
     public static XDocument Build(LibvirtDomainSpec spec, VmDiskState state, string? nbdSocket = null)
@@ -95,20 +91,20 @@ public static class LibvirtDomainXml
                 new XElement("os",
                     new XElement("type", new XAttribute("arch", "x86_64"), "hvm"),
                     new XElement("boot", new XAttribute("dev", "hd"))),
-                new XElement("devices", nbdSocket is null ? FileDisk(TopDown(state)) : NbdDisk(nbdSocket))));
+                new XElement("devices", nbdSocket is null ? FileDisk(state.CurrentChain()) : NbdDisk(nbdSocket))));
     }
 
     // libvirt formatdomain "Hard drives": the image file, then its backing chain spelled out (backingStore with each
     // layer's format), so that libvirt neither probes formats nor guesses; an empty backingStore ends the chain.
-    private static XElement FileDisk(List<MediumInfo> chain) =>
+    private static XElement FileDisk(IReadOnlyList<MediumInfo> chain) =>
         new("disk", new XAttribute("type", "file"), new XAttribute("device", "disk"),
             new XElement("driver", new XAttribute("name", "qemu"), new XAttribute("type", DriverType(chain[0].Format))),
             new XElement("source", new XAttribute("file", chain[0].Path)),
             BackingStore(chain, 1),
             Target(),
-            chain[0].IsGolden ? new XElement("readonly") : null);
+            chain[0].IsGolden ? new XElement("readonly") : null); // a golden disk: QEMU opens it read-only
 
-    private static XElement BackingStore(List<MediumInfo> chain, int index) => index == chain.Count
+    private static XElement BackingStore(IReadOnlyList<MediumInfo> chain, int index) => index == chain.Count
         ? new XElement("backingStore")
         : new XElement("backingStore", new XAttribute("type", "file"),
             new XElement("format", new XAttribute("type", DriverType(chain[index].Format))),

@@ -27,19 +27,15 @@ public sealed record VmDiskState(MediumInfo Root, Guid CurrentMediumId, IReadOnl
     public MediumInfo CurrentMedium => FindMedium(CurrentMediumId)
         ?? throw new DiskImageException(ErrorKind.InvalidArgument, $"the current medium {CurrentMediumId} is not in the disk's image tree");
 
-    /// <summary>The media the current state reads through: from the base down to the current medium.</summary>
-    public IReadOnlyList<MediumInfo> CurrentChain => PathTo(Root, CurrentMediumId) ?? new List<MediumInfo> { CurrentMedium };
-
-    private static List<MediumInfo>? PathTo(MediumInfo root, Guid target)
+    /// <summary>The current medium and its ancestors, current first and the base last.</summary>
+    public IReadOnlyList<MediumInfo> CurrentChain()
     {
-        if (root.Id == target) return new List<MediumInfo> { root };
-        foreach (var c in root.Children)
-            if (PathTo(c, target) is { } rest)
-            {
-                rest.Insert(0, root);
-                return rest;
-            }
-        return null;
+        var parentOf = new Dictionary<Guid, MediumInfo>();
+        foreach (var m in AllMedia)
+            foreach (var c in m.Children) parentOf[c.Id] = m;
+        var chain = new List<MediumInfo> { CurrentMedium };
+        while (parentOf.TryGetValue(chain[^1].Id, out var parent)) chain.Add(parent);
+        return chain;
     }
 
     /// <summary>This state with <paramref name="child"/> added under the current medium and made current (a new overlay).</summary>

@@ -35,7 +35,7 @@ public static class VBoxManageCommands
             ExternalCommand.Of(Program, "storagectl", spec.Name, "--name", VboxMachineSpec.ControllerName, "--add", "sata",
                 "--controller", "IntelAhci", "--portcount", "1", "--bootable", "on"),
         };
-        var chain = state.CurrentChain;
+        var chain = state.CurrentChain().Reverse().ToList(); // base first: VirtualBox registers a parent before its child
         if (chain[0].IsGolden)
             list.Add(ExternalCommand.Of(Program, "modifymedium", "disk", chain[0].Path, "--type", "multiattach"));
         foreach (var m in chain)

@@ -37,10 +37,6 @@ public static partial class DiskSnapshots
         {
             if (layer.Format == ImageFormat.Raw)
                 throw new DiskImageException(ErrorKind.Unsupported, "a raw disk cannot have differencing children; convert it to VHDX or VDI first (dse clone)", disk);
-            // A golden disk's file would move to the snapshot's name, and clones elsewhere that name it by path would find
-            // the new empty current state there instead: refused, wherever those clones are.
-            if ((Seals.Of(layer) & SealReasons.Golden) != 0)
-                Seals.Check(layer, SealPolicy.SnapshotLayers, "take a snapshot of it (its file would move to the snapshot's name)");
             // A child that names the disk by path (VHDX) would find the new empty current state there instead of the
             // content it was made from, so it is relinked to the snapshot layer (the same file under its new name).
             // A child that names the disk by identity (VDI) follows the file to its snapshot name by itself.

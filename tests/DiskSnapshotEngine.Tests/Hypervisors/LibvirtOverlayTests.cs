@@ -35,6 +35,9 @@ public class LibvirtOverlayTests
     {
         using var dir = new TempDirectory("libvirt-overlay");
         string golden = Golden(dir, "golden.vdi");
+        // The overlay seals the golden (one mark, no content); sealed first, its file must not change at all after.
+        DiskImage.Seal(golden);
+        string goldenHash = ContentHash.OfFile(golden);
         Directory.CreateDirectory(dir.File("vms"));
         string overlay = dir.File("vms/lab1.qcow2");
 
@@ -62,9 +65,7 @@ public class LibvirtOverlayTests
         Assert.Contains($"created {overlay}", r.StdOut);
         Assert.DoesNotContain("[Service]", r.StdOut);
 
-        // QEMU opens the overlay by itself, follows it to the VDI, and writes only the overlay. (Making the overlay
-        // seals the golden image, a mark in its header: the file is compared from here on.)
-        string goldenHash = ContentHash.OfFile(golden);
+        // QEMU opens the overlay by itself, follows it to the VDI, and writes only the overlay.
         var info = JsonDocument.Parse(ExternalTool.RunChecked("qemu-img", "info", "--output=json", overlay)).RootElement;
         Assert.Equal("vdi", info.GetProperty("backing-filename-format").GetString());
         ExternalTool.RunChecked("qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 1M 64k", overlay);

@@ -32,7 +32,7 @@ public class DiskFullTests
             using var fs = SmallFileSystem.TryMount(12)!;
             var path = fs.File("disk" + ext);
             var first = RandomData.Bytes(2 << 20, 3);
-            using (var layer = DiskImage.Create(path, new ImageCreateOptions(256L << 20, ImageType.Dynamic, 1 << 20)))
+            using (var layer = DiskImage.Create(path, new ImageCreateOptions(256L << 20, ImageType.Dynamic, ext is ".img" or ".raw" ? null : 1 << 20)))
             using (var chain = new DiskChain(new[] { layer }))
             {
                 chain.Write(0, first);

@@ -18,6 +18,8 @@ internal sealed class RawDriver : IImageFormatDriver
     {
         if (options.Type == ImageType.Differencing)
             throw new DiskImageException(ErrorKind.Unsupported, "a raw image cannot be a differencing child", file.Path);
+        if (options.BlockSize is not null)
+            ThrowHelper.InvalidArgument("a raw image has no allocation unit: --block-size does not apply to it", file.Path);
         // Dynamic raw is a sparse file; fixed raw has its space reserved (fallocate) so it cannot run out later.
         if (options.Type == ImageType.Fixed) file.Reserve(options.VirtualSize);
         else file.SetLength(options.VirtualSize);

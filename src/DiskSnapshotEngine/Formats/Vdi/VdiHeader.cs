@@ -180,7 +180,7 @@ internal sealed class VdiHeader
         if (CBlocksAllocated > CBlocks)
             ThrowHelper.Corrupt(path, s, CBlocksAllocatedOff, $"cBlocksAllocated {CBlocksAllocated} exceeds cBlocks {CBlocks}");
 
-        long headerEnd = VdiPreHeader.Size + CbHeader;
+        long headerEnd = VdiPreHeader.Size + (long)CbHeader; // in 64 bits: a cbHeader near 4 GiB must not wrap around
         long offBlocks = OffBlocks, offData = OffData;
         long mapEnd = offBlocks + 4L * CBlocks;
         if (offBlocks < headerEnd)

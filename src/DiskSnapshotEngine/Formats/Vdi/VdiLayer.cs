@@ -34,6 +34,7 @@ public sealed class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWritable, IP
     private long _nextBlock;
     private SealReasons _seal;
     private bool _versionChanged;
+    private bool _tableVerified;
     private bool _disposed;
 
     internal VdiLayer(IImageFile file, VdiHeader header, bool writable)
@@ -286,6 +287,11 @@ public sealed class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWritable, IP
     /// </summary>
     private void BeginContentChange()
     {
+        if (!_tableVerified)
+        {
+            BlockTableGuard.Refuse(this, "blocks array");
+            _tableVerified = true;
+        }
         if (_versionChanged || PreserveVersionOnWrite) return;
         _header.UuidModify = Guid.NewGuid();
         _header.WriteTo(File);

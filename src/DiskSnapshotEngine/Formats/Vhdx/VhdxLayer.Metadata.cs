@@ -9,7 +9,15 @@ namespace DiskSnapshotEngine.Formats.Vhdx;
 // (parent locator, dse seal item), each change one atomic log entry.
 public sealed partial class VhdxLayer
 {
-    private void BeginChange(bool content) => _session.BeginChange(content, PreserveVersionOnWrite);
+    private void BeginChange(bool content)
+    {
+        if (content && !_tableVerified)
+        {
+            BlockTableGuard.Refuse(this, "BAT entry");
+            _tableVerified = true;
+        }
+        _session.BeginChange(content, PreserveVersionOnWrite);
+    }
 
     /// <summary>After a replay on a read-write open, the log is applied: record that with LogGuid = empty.</summary>
     internal void ClearLogGuidAfterReplay() => _session.ClearLogGuidAfterReplay();

@@ -34,7 +34,7 @@ public sealed partial class VhdxLayer : IDiskLayer, ISealableLayer
     private VhdxParentLocator? _locator;
     private ParentLink? _parentLink;
     private SealReasons _seal;
-    private bool _payloadUnflushed, _disposed;
+    private bool _payloadUnflushed, _disposed, _tableVerified;
     private long _allocationEnd;
 
     internal VhdxLayer(IImageFile file, IImageFile view, bool writable, VhdxFileIdentifier fileId, VhdxHeader header, int headerSlot,

@@ -111,7 +111,11 @@ internal sealed class VhdxParentLocator
             if (ko + (long)kl > b.Length || vo + (long)vl > b.Length || kl == 0 || kl % 2 != 0 || vl % 2 != 0)
                 ThrowHelper.Corrupt(path, "parent locator entry", fileOffset + HeaderSize + EntrySize * i,
                     $"key [{ko}, +{kl}) or value [{vo}, +{vl}) lies outside the item of {b.Length} bytes or has an odd length");
-            entries.Add(KeyValuePair.Create(Encoding.Unicode.GetString(b.Slice((int)ko, kl)), Encoding.Unicode.GetString(b.Slice((int)vo, vl))));
+            string key = Encoding.Unicode.GetString(b.Slice((int)ko, kl));
+            // MS-VHDX 2.6.2.6.2: keys are unique; with two, which parent is meant is not known (no "first wins").
+            if (entries.Any(x => x.Key == key))
+                ThrowHelper.Corrupt(path, "parent locator entry", fileOffset + HeaderSize + EntrySize * i, $"the key \"{key}\" appears twice");
+            entries.Add(KeyValuePair.Create(key, Encoding.Unicode.GetString(b.Slice((int)vo, vl))));
         }
         return new VhdxParentLocator(type, entries);
     }

@@ -91,7 +91,7 @@ public static class LibvirtDomainXml
                 new XElement("os",
                     new XElement("type", new XAttribute("arch", "x86_64"), "hvm"),
                     new XElement("boot", new XAttribute("dev", "hd"))),
-                new XElement("devices", nbdSocket is null ? FileDisk(state.CurrentChain()) : NbdDisk(nbdSocket))));
+                new XElement("devices", nbdSocket is null ? FileDisk(state.CurrentChain()) : NbdDisk(nbdSocket, disk.IsGolden))));
     }
 
     // libvirt formatdomain "Hard drives": the image file, then its backing chain spelled out (backingStore with each
@@ -112,12 +112,14 @@ public static class LibvirtDomainXml
             BackingStore(chain, index + 1));
 
     // libvirt formatdomain "Hard drives": a network disk with protocol nbd and a unix transport host; the default export.
-    private static XElement NbdDisk(string socket) =>
+    // A golden disk is served read-only (LibvirtNbdService), and the domain must know it.
+    private static XElement NbdDisk(string socket, bool readOnly) =>
         new("disk", new XAttribute("type", "network"), new XAttribute("device", "disk"),
             new XElement("driver", new XAttribute("name", "qemu"), new XAttribute("type", "raw")),
             new XElement("source", new XAttribute("protocol", "nbd"),
                 new XElement("host", new XAttribute("transport", "unix"), new XAttribute("socket", socket))),
-            Target());
+            Target(),
+            readOnly ? new XElement("readonly") : null);
 
     private static XElement Target() => new("target", new XAttribute("dev", "vda"), new XAttribute("bus", "virtio"));
 

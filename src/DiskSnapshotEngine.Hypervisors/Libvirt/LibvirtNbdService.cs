@@ -37,6 +37,8 @@ public sealed record LibvirtNbdService(string UnitName, string SocketPath, Exter
         string runtime = $"{RuntimeRoot}/{spec.Uuid:D}";
         string socket = $"/run/{runtime}/disk.sock";
         var args = new List<string>(options.DseCommand.Skip(1)) { "serve", disk.Path, "--socket", socket };
+        // A golden disk refuses every writer, dse serve included: it is served read-only, as the domain attaches it.
+        if (disk.IsGolden) args.Add("--read-only");
         args.AddRange(options.ServeOptions);
         var serve = new ExternalCommand(options.DseCommand[0], args);
         string unitName = $"dse-nbd-{SystemdUnit.EscapeName(spec.Name)}.service";

@@ -95,6 +95,24 @@ public class LibvirtNbdTests
     }
 
     [Fact]
+    public async Task A_golden_VHDX_is_served_read_only_and_attached_read_only()
+    {
+        using var dir = new TempDirectory("libvirt-nbd");
+        string golden = dir.File("golden.vhdx");
+        DiskImage.Create(golden, new DiskSnapshotEngine.Formats.ImageCreateOptions(8 << 20)).Dispose();
+        Assert.Equal(0, (await CliRunner.RunAsync("seal", golden)).ExitCode);
+        var dry = await CliRunner.RunAsync("vm", "register", "libvirt", "--name", "g", "--disk", golden, "--dry-run");
+        Assert.True(dry.ExitCode == 0, dry.ToString());
+        var (xml, unit) = SplitDryRun(dry.StdOut);
+        Assert.NotNull(xml.Descendants("disk").Single().Element("readonly"));
+        Assert.Contains("\"--read-only\"", unit);
+        // What the unit runs works on the sealed disk; a writer would be refused by the seal.
+        using (var served = new ServedImage(golden, dir.File("g.sock"), writable: false)) Assert.Equal(8 << 20, served.Chain.VirtualSize);
+        var e = Assert.Throws<DiskImageException>(() => DiskImage.Open(golden, OpenOptions.ReadWrite).Dispose());
+        Assert.Equal(ErrorKind.ReadOnly, e.Kind);
+    }
+
+    [Fact]
     public void A_failed_define_leaves_no_unit_behind()
     {
         using var dir = new TempDirectory("libvirt-nbd");

@@ -14,11 +14,15 @@ internal static class MergeCommand
         var into = new Option<string>("--into") { Description = "The ancestor receiving the data (default: the parent).", HelpName = "ANCESTOR" };
         var pull = new Option<bool>("--pull") { Description = "Instead: copy the parent's data into IMAGE and link IMAGE to its grandparent." };
         var json = CommonOptions.Json();
+        var force = new Option<bool>("--force")
+        {
+            Description = "Merge into (or merge away) a sealed image anyway: your word that no other linked clone reads through it.",
+        };
         var command = new Command("merge",
             "Commit IMAGE (and the layers between) into an ancestor, relink IMAGE's children and remove the merged files; or --pull. " +
             "Crash-safe: run the same command again to finish an interrupted merge.")
         {
-            image, into, pull, json,
+            image, into, pull, json, force,
         };
         var chainOptions = ChainOptions.AddTo(command);
         command.Validators.Add(r =>
@@ -29,7 +33,9 @@ internal static class MergeCommand
         VerbAction.Set(command, async context =>
         {
             // A snapshot's layer changes only through snapshot delete, which keeps the catalog right.
-            var options = new MergeOptions { Open = chainOptions.ToOpenOptions(context.Parse, writable: false), Guard = SnapshotMergeGuard.Instance };
+            var open = chainOptions.ToOpenOptions(context.Parse, writable: false);
+            if (context.Get(force)) open = open with { Sealed = Block.SealPolicy.Override };
+            var options = new MergeOptions { Open = open, Guard = SnapshotMergeGuard.Instance };
             string path = context.Get(image)!;
             bool isPull = context.Get(pull);
             var result = await ProgressDisplay.RunAsync(context, isPull ? "pull" : "merge", p => isPull

@@ -130,6 +130,29 @@ public class GoldenImageTests
         Assert.False(File.Exists(child));
     }
 
+    [Theory]
+    [InlineData("vhdx")]
+    [InlineData("vdi")]
+    [InlineData("qcow2")]
+    public async Task Merge_force_merges_into_a_sealed_parent_which_stays_sealed(string ext)
+    {
+        using var dir = new TempDirectory("golden-merge");
+        string golden = dir.File($"g.{ext}"), child = dir.File($"c.{ext}");
+        await Ok("create", golden, "--size", "8M");
+        await Ok("create", child, "--parent", golden);
+        await Ok("write", child, "--offset", "1M", "--input", await Input(dir, "c.bin", 70_000, 5));
+        await Ok("export", child, dir.File("before.img"));
+        Assert.Equal(ExitReadOnly, (await CliRunner.RunAsync("merge", child)).ExitCode);
+
+        await Ok("merge", child, "--force");
+        Assert.False(File.Exists(child));
+        await Ok("export", golden, dir.File("after.img"));
+        Assert.Equal(ContentHash.OfFile(dir.File("before.img")), ContentHash.OfFile(dir.File("after.img")));
+        // The force was for this merge only: other clones may still read through it.
+        Assert.True((await Info(golden)).GetProperty("sealed").GetBoolean());
+        await Ok("check", golden);
+    }
+
     /// <summary>
     /// The lab with qcow2 golden images: the seal is dse's own header extension, which qemu-img check accepts and
     /// qemu keeps when it rewrites the header (amend); QEMU reads the clone through the sealed parent as dse does.

@@ -29,8 +29,8 @@ public static class Detach
         image = Path.GetFullPath(image);
         using var scope = LockScope.Begin();
         scope.Lock(image);
-        if (OperationJournal.Load(image) is { } journal)
-            ThrowHelper.InvalidArgument($"an interrupted '{journal.Operation}' is recorded in {OperationJournal.PathFor(image)}; finish it with the same command first", image);
+        // Detach keeps no journal (it resumes from the image itself): any journal recorded is another operation's.
+        OperationJournal.LoadOwn(image, "detach");
         using var chain = ChainOpener.Open(image, options, 0);
         var top = chain.Top;
         // Nothing to do, or a run that was interrupted after its last step: either way the image is independent.

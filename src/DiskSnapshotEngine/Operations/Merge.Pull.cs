@@ -18,10 +18,8 @@ public static partial class Merge
         image = Path.GetFullPath(image);
         using var scope = LockScope.Begin();
         scope.LockIfExists(image);
-        var journal = OperationJournal.Load(image);
+        var journal = OperationJournal.LoadOwn(image, "pull");
         bool resumed = journal is not null;
-        if (journal is not null && journal.Operation != "pull")
-            ThrowHelper.InvalidArgument($"an interrupted '{journal.Operation}' is recorded in {OperationJournal.PathFor(image)}; finish it with the same command first", image);
 
         using var chain = ChainOpener.Open(image, options.Open, 0);
         var top = chain.Top;

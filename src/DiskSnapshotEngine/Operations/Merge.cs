@@ -31,10 +31,8 @@ public static partial class Merge
         // merge, or exit 12, never the target renamed over the image with the merged layers still linked.
         using var scope = LockScope.Begin();
         scope.LockIfExists(image);
-        var journal = OperationJournal.Load(image);
+        var journal = OperationJournal.LoadOwn(image, "commit");
         bool resumed = journal is not null;
-        if (journal is not null && journal.Operation != "commit")
-            ThrowHelper.InvalidArgument($"an interrupted '{journal.Operation}' is recorded in {OperationJournal.PathFor(image)}; finish it with the same command first", image);
         if (journal is null)
         {
             journal = MergePlanner.Plan(image, ancestor, options);

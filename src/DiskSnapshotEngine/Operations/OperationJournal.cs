@@ -53,5 +53,18 @@ internal sealed record OperationJournal
         }
     }
 
+    /// <summary>
+    /// The journal of an interrupted <paramref name="operation"/> on <paramref name="image"/>, or null when none is
+    /// recorded; another operation's journal is refused, since only its own command can finish it.
+    /// </summary>
+    /// <exception cref="DiskImageException">InvalidArgument (another operation is recorded); CorruptImage (unreadable journal).</exception>
+    public static OperationJournal? LoadOwn(string image, string operation)
+    {
+        var journal = Load(image);
+        if (journal is not null && journal.Operation != operation)
+            ThrowHelper.InvalidArgument($"an interrupted '{journal.Operation}' is recorded in {PathFor(image)}; finish it with the same command first", image);
+        return journal;
+    }
+
     public void Delete() => DurableFiles.Delete(PathFor(Image));
 }

@@ -18,7 +18,7 @@ public sealed record SetIdentityResult(string Image, Guid OldId, Guid NewId);
 public static class SetIdentity
 {
     /// <summary>Gives <paramref name="image"/> a fresh random disk id.</summary>
-    /// <exception cref="DiskImageException">Unsupported (a format without a disk id), ReadOnly (children, listed), Locked, open and I/O errors.</exception>
+    /// <exception cref="DiskImageException">Unsupported (a format without a disk id), ReadOnly (children, listed; a sealed image), Locked, open and I/O errors.</exception>
     public static SetIdentityResult NewId(string image, OpenOptions? options = null)
     {
         options ??= OpenOptions.ReadOnly;
@@ -31,13 +31,15 @@ public static class SetIdentity
             if (probe is not IIdentityWritable)
                 throw new DiskImageException(ErrorKind.Unsupported, probe.Identity == default
                     ? $"a {probe.Format.ToString().ToLowerInvariant()} image records no disk id that could be changed"
-                    : $"a new disk id for a {probe.Format.ToString().ToLowerInvariant()} image is not supported (VDI and VHD are)", image);
+                    : $"a new disk id for a {probe.Format.ToString().ToLowerInvariant()} image is not supported (VHDX, VDI and VHD are)", image);
             var folders = Dependents.FoldersOf(probe, options);
             var children = Dependents.ChildrenOf(probe, folders, options.FileOpener);
             // Children that find their parent by id (VDI) also "link" to a cp copy of that parent; the copy may take a
             // new id when the original (same id and version) is still there for them to read through.
             if (!children.All(c => LinksById(c, options)) || Twin(probe, folders, options) is null)
                 Dependents.RefuseChildren(probe, options, "give it a new identity", children);
+            // A sealed image may have readers in folders nobody searched: only the user can say it has none (unseal).
+            Seals.Check(probe, options.Sealed, "give it a new identity");
             old = probe.Identity.Id;
         }
         var id = Guid.NewGuid();

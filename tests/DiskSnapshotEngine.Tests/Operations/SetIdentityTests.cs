@@ -27,6 +27,7 @@ public class SetIdentityTests
     }
 
     [RequiresToolTheory("qemu-img")]
+    [InlineData(".vhdx")]
     [InlineData(".vdi")]
     [InlineData(".vhd")]
     public async Task A_cp_copy_gets_a_new_id_and_both_then_carry_linked_clones_side_by_side(string ext)
@@ -61,6 +62,7 @@ public class SetIdentityTests
     }
 
     [Theory]
+    [InlineData(".vhdx")]
     [InlineData(".vdi")]
     public async Task An_image_with_children_is_refused_naming_them_and_unchanged(string ext)
     {
@@ -81,7 +83,6 @@ public class SetIdentityTests
     [Theory]
     [InlineData(".qcow2", "no disk id")]
     [InlineData(".img", "no disk id")]
-    [InlineData(".vhdx", "not supported")] // the VHDX Virtual Disk ID write awaits its port onto the split VhdxLayer
     public async Task Other_formats_are_unsupported_and_unchanged(string ext, string says)
     {
         using var dir = new TempDirectory("set-id-unsupported");
@@ -96,6 +97,7 @@ public class SetIdentityTests
 
     /// <summary>Killed at every write: the image keeps its content and is sound, with the old id or the new one.</summary>
     [Theory]
+    [InlineData(".vhdx")]
     [InlineData(".vdi")]
     [InlineData(".vhd")]
     public void Set_identity_killed_at_any_write_leaves_a_sound_image(string ext)

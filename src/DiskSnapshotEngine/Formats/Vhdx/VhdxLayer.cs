@@ -23,12 +23,12 @@ public sealed partial class VhdxLayer : IDiskLayer, ISealableLayer
     private readonly VhdxFileIdentifier _fileId;
     private readonly VhdxRegionTable _regions;
     private readonly VhdxMetadataRegion _metadata;
-    private readonly VhdxFileParameters _parameters;
+    private VhdxFileParameters _parameters;  // HasParent clears on detach
     private readonly VhdxBat _bat;
     private readonly VhdxSectorBitmap _bitmap;
     private readonly VhdxSession _session;
     private readonly long _virtualSize;
-    private readonly Guid _virtualDiskId;
+    private Guid _virtualDiskId;
     private readonly int _logicalSectorSize, _physicalSectorSize;
     private readonly bool _replayedInMemory;
     private VhdxParentLocator? _locator;

@@ -78,6 +78,35 @@ internal sealed class VhdxMetadataRegion
         Record(Table.Entries.Count - 1, entry.Offset, value);
     }
 
+    /// <summary>The index of a system item (IsUser = 0) in the table; Corrupt when it is missing.</summary>
+    public int IndexOf(Guid itemId, string structure)
+    {
+        int index = Table.Entries.FindIndex(e => e.ItemId == itemId && !e.IsUser);
+        if (index < 0) ThrowHelper.Corrupt(_path, "metadata table", Region.FileOffset, $"the {structure} item is missing");
+        return index;
+    }
+
+    /// <summary>New bytes for a fixed-size item in place (Virtual Disk ID, size, file parameters): only its sectors become pending.</summary>
+    public void Overwrite(int index, ReadOnlySpan<byte> value)
+    {
+        if (value.Length != Table.Entries[index].Length)
+            throw new InvalidOperationException($"item {{{Table.Entries[index].ItemId}}} holds {Table.Entries[index].Length} bytes, not {value.Length}");
+        Patch(Table.Entries[index].Offset, value);
+    }
+
+    /// <summary>
+    /// Drops the item at <paramref name="index"/> from the table (its bytes stay, unreferenced): the later entries move
+    /// up one slot, so every table sector from the header to the old last entry becomes pending.
+    /// </summary>
+    public void Remove(int index)
+    {
+        int oldEnd = 32 + 32 * Table.Entries.Count;
+        Table.Entries.RemoveAt(index);
+        var table = new byte[MetadataTableSize];
+        Table.Write(table);
+        Patch(0, table.AsSpan(0, (int)SpanHelpers.AlignUp(oldEnd, 4096)));
+    }
+
     private void Record(int index, uint offset, ReadOnlySpan<byte> value)
     {
         var table = new byte[MetadataTableSize];

@@ -70,6 +70,12 @@ internal sealed class VhdxSession
         sectors.MarkClean();
     }
 
+    /// <summary>
+    /// Writes both header copies from the current one (new FileWriteGuid, MS-VHDX 2.2.2), in the usual order: an
+    /// invalid copy is replaced while the valid one stays until the first write is flushed.
+    /// </summary>
+    public void RewriteHeaders() => UpdateHeaders(_header with { FileWriteGuid = Guid.NewGuid() });
+
     /// <summary>Clean close: every log entry is applied (and flushed by the caller), so LogGuid goes back to empty.</summary>
     public void Close() => UpdateHeaders(_header with { LogGuid = Guid.Empty });
 

@@ -18,13 +18,13 @@ public sealed record ResizeResult(string Image, long OldSize, long NewSize, bool
 /// does), so a crash leaves the old image or the new one. A smaller size needs <c>shrink</c> and is refused, naming
 /// the offset, when data lies beyond the new end. A differencing image keeps its parent's size (this engine, like
 /// VirtualBox and Hyper-V when they create a child, gives a child its parent's size), and an image with children is
-/// refused: they would no longer match it.
+/// refused: they would no longer match it, as is a sealed image (children elsewhere may read through it).
 /// </summary>
 public static class Resize
 {
     /// <summary>Resizes <paramref name="image"/> to <paramref name="newSize"/> bytes.</summary>
     /// <exception cref="DiskImageException">InvalidArgument (bad size, data beyond a smaller size, no --shrink), Unsupported (a child, a fixed image
-    /// of a block format), ReadOnly (children, listed), DiskFull, Cancelled, Locked, open and I/O errors.</exception>
+    /// of a block format), ReadOnly (children, listed; a sealed image), DiskFull, Cancelled, Locked, open and I/O errors.</exception>
     public static async Task<ResizeResult> RunAsync(string image, long newSize, bool shrink, OpenOptions? options = null,
         IProgress<OperationProgress>? progress = null, CancellationToken cancel = default)
     {
@@ -43,6 +43,7 @@ public static class Resize
                 throw new DiskImageException(ErrorKind.Unsupported,
                     "a differencing image keeps its parent's virtual size; resize the base (with no children) or detach this image first", image);
             Dependents.RefuseChildren(layer, options, "resize");
+            Seals.Check(layer, options.Sealed, "resize it");
             if (newSize < old)
             {
                 if (!shrink)

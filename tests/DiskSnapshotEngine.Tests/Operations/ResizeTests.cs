@@ -127,6 +127,8 @@ public class ResizeTests
     /// <summary>VDI growth in place, killed at every write: the old size or the new, the same data, a sound image.</summary>
     [Theory]
     [InlineData(".vdi", 12L << 20)]
+    [InlineData(".vhdx", 12L << 20)]
+    [InlineData(".vhdx", 3L << 20)]
     public async Task Resize_in_place_killed_at_any_write_keeps_a_sound_image(string ext, long newSize)
     {
         using var dir = new TempDirectory("resize-crash");

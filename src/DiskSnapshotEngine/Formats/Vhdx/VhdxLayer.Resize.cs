@@ -1,0 +1,61 @@
+using System.Buffers.Binary;
+using DiskSnapshotEngine.Block;
+using DiskSnapshotEngine.Errors;
+using DiskSnapshotEngine.IO;
+using static DiskSnapshotEngine.Formats.Vhdx.VhdxConstants;
+
+namespace DiskSnapshotEngine.Formats.Vhdx;
+
+// resize in place: the Virtual Disk Size item and the BAT entries between the old and the new end, one log entry.
+public sealed partial class VhdxLayer : IResizable
+{
+    /// <summary>
+    /// MS-VHDX 2.6.2.2 Virtual Disk Size, changed in place when the BAT region (allocated in whole MiB, so usually with
+    /// room) holds the entries the new size needs (2.5). Growing: the tail of the old last block is zeroed in its
+    /// payload (it becomes visible; that space was never part of the disk). Both ways, the BAT entries between the old
+    /// and the new end become PAYLOAD_BLOCK_NOT_PRESENT / SB_BLOCK_NOT_PRESENT (an entry past the old end may hold
+    /// anything; those before it hold no data), then the new size goes through the log: a crash keeps the old size or
+    /// the new one. Base images only (a child keeps its parent's size); the layer must be reopened afterwards.
+    /// </summary>
+    public bool TryResizeInPlace(long newSize)
+    {
+        if (!IsWritable) ThrowHelper.ReadOnly(Path, "resize");
+        long bs = _parameters.BlockSize;
+        long blocks = VhdxBat.CeilDiv(newSize, bs);
+        long entries = VhdxBat.EntriesFor(blocks, _bat.ChunkRatio, hasParent: false);
+        if (IsDifferencing || _parameters.LeaveBlockAllocated || newSize <= 0 || newSize > MaxVirtualSize
+            || newSize % _logicalSectorSize != 0 || entries * 8 > _bat.Region.Length)
+            return false;
+        lock (_sync)
+        {
+            int sizeItem = _metadata.IndexOf(VirtualDiskSizeItem, "Virtual Disk Size");
+            BeginChange(content: false);
+            if (newSize > _virtualSize && _virtualSize % bs != 0)
+            {
+                long last = _virtualSize / bs;
+                var e = _bat.Payload(last);
+                if (e.State == VhdxBatEntry.FullyPresent)
+                {
+                    long tail = _virtualSize % bs;
+                    _file.WriteZeros(e.FileOffset + tail, Math.Min(bs, newSize - last * bs) - tail);
+                    _payloadUnflushed = true;
+                }
+            }
+            long keep = VhdxBat.EntriesFor(Math.Min(blocks, _bat.PayloadBlocks), _bat.ChunkRatio, hasParent: false);
+            long end = Math.Max(entries, _bat.EntryCount);
+            for (long i = keep; i < end; i++)
+            {
+                if (_bat.Read(i).Raw == 0) continue;
+                _bat.Write(i, default);
+                // An early commit is safe: these entries lie past the end the disk has now, or hold no data (checked by the caller).
+                if (_sectors.DirtyCount >= CommitThreshold) CommitPending();
+            }
+            Span<byte> raw = stackalloc byte[8];
+            BinaryPrimitives.WriteUInt64LittleEndian(raw, (ulong)newSize);
+            _metadata.Overwrite(sizeItem, raw);
+            CommitPending();
+            _file.Flush();
+        }
+        return true;
+    }
+}

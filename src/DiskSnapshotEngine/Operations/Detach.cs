@@ -38,7 +38,7 @@ public static class Detach
             return new DetachResult(image, Array.Empty<string>(), new CopyStats(0, 0));
         if (top is not IParentDetachable detachable)
             throw new DiskImageException(ErrorKind.Unsupported,
-                $"detaching a {top.Format.ToString().ToLowerInvariant()} image in place is not supported (VDI is); make an independent copy with a full clone", image);
+                $"detaching a {top.Format.ToString().ToLowerInvariant()} image in place is not supported (VHDX and VDI are); make an independent copy with a full clone", image);
 
         var plan = chain.GetExtents(0, chain.VirtualSize)
             .Where(e => e.LayerIndex >= 1 && e.Kind == ExtentKind.Data)

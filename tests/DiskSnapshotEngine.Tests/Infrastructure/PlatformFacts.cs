@@ -18,3 +18,12 @@ public sealed class RootFactAttribute : FactAttribute
         else if (Environment.UserName != "root") Skip = $"needs root: {reason}";
     }
 }
+
+/// <summary>A theory about Linux behaviour (signals, /proc), skipped elsewhere with the reason.</summary>
+public sealed class LinuxTheoryAttribute : TheoryAttribute
+{
+    public LinuxTheoryAttribute(string reason = "tests Linux behaviour")
+    {
+        if (!OperatingSystem.IsLinux()) Skip = $"Linux only: {reason}";
+    }
+}

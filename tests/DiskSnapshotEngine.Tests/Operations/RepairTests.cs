@@ -42,7 +42,7 @@ public class RepairTests
         ExternalTool.RunChecked("qemu-img", "check", img);
     }
 
-    [Fact(Skip = "the VHDX header and region table repair awaits its port onto the split VhdxLayer (VhdxSession)")]
+    [RequiresToolFact("qemu-img")]
     public async Task A_damaged_vhdx_header_copy_and_leaked_blocks_are_fixed_and_the_content_kept()
     {
         using var dir = new TempDirectory("repair-vhdx");

@@ -55,6 +55,8 @@ public class ResizeTests
         {
             Assert.Equal(Size, doc.RootElement.GetProperty("oldSize").GetInt64());
             Assert.Equal(10L << 20, doc.RootElement.GetProperty("newSize").GetInt64());
+            // VHDX: the BAT region has room, so only the size item and BAT entries change, through the log.
+            if (ext is ".vhdx" or ".img") Assert.True(doc.RootElement.GetProperty("inPlace").GetBoolean());
         }
         var grown = new byte[10L << 20];
         model.CopyTo(grown, 0);
@@ -98,8 +100,10 @@ public class ResizeTests
         Assert.InRange(min, 1, 1L << 20);
         Assert.Contains($"cannot shrink below {min} bytes", tooSmall.StdErr);
 
-        var ok = await CliRunner.RunAsync("resize", img, "--size", "2M", "--shrink");
+        var ok = await CliRunner.RunAsync("resize", img, "--size", "2M", "--shrink", "--json");
         Assert.True(ok.ExitCode == 0, ok.ToString());
+        if (ext is ".vhdx" or ".img")
+            using (var doc = JsonDocument.Parse(ok.StdOut)) Assert.True(doc.RootElement.GetProperty("inPlace").GetBoolean());
         OpsKit.AssertContent(model[..(2 << 20)], img, "the shrunk disk");
         Assert.Equal(2L << 20, QemuVirtualSize(img));
         if (ext != ".img") ExternalTool.RunChecked("qemu-img", "check", img);

@@ -24,6 +24,7 @@ public sealed partial class VhdxLayer : IParentDetachable
             throw new DiskImageException(ErrorKind.Unsupported, "the image has no parent to detach from (HasParent is not set)", Path, "file parameters");
         lock (_sync)
         {
+            VerifyTable();
             BeginChange(content: false);
             for (long block = 0; block < _bat.PayloadBlocks; block++)
             {

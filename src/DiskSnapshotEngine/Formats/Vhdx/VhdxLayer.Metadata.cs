@@ -11,12 +11,17 @@ public sealed partial class VhdxLayer
 {
     private void BeginChange(bool content)
     {
-        if (content && !_tableVerified)
-        {
-            BlockTableGuard.Refuse(this, "BAT entry");
-            _tableVerified = true;
-        }
+        if (content) VerifyTable();
         _session.BeginChange(content, PreserveVersionOnWrite);
+    }
+
+    // A BAT with an entry check calls an error (overlap, outside the file) is never written through: a change could
+    // expose or move another block's data. Checked once per open.
+    private void VerifyTable()
+    {
+        if (_tableVerified) return;
+        BlockTableGuard.Refuse(this, "BAT entry");
+        _tableVerified = true;
     }
 
     /// <summary>After a replay on a read-write open, the log is applied: record that with LogGuid = empty.</summary>

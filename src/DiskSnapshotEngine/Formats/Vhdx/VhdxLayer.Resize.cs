@@ -29,6 +29,7 @@ public sealed partial class VhdxLayer : IResizable
         lock (_sync)
         {
             int sizeItem = _metadata.IndexOf(VirtualDiskSizeItem, "Virtual Disk Size");
+            VerifyTable();
             BeginChange(content: false);
             if (newSize > _virtualSize && _virtualSize % bs != 0)
             {

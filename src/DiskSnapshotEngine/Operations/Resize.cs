@@ -14,7 +14,7 @@ public sealed record ResizeResult(string Image, long OldSize, long NewSize, bool
 /// <summary>
 /// Resize: changes a base image's virtual size, identity and content kept (a grown disk reads zeros past the old end).
 /// In place where the format allows it in one atomic step (raw: the file length; VHDX: the BAT region has room, the
-/// size goes through the log; VDI: the block map has room before the first data block); otherwise the image is rewritten beside itself with the new size and renamed over (as compact
+/// size goes through the log; qcow2: growth within the L1 table's clusters; VDI: the block map has room before the first data block); otherwise the image is rewritten beside itself with the new size and renamed over (as compact
 /// does), so a crash leaves the old image or the new one. A smaller size needs <c>shrink</c> and is refused, naming
 /// the offset, when data lies beyond the new end. A differencing image keeps its parent's size (this engine, like
 /// VirtualBox and Hyper-V when they create a child, gives a child its parent's size), and an image with children is

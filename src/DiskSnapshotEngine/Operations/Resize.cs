@@ -41,7 +41,7 @@ public static class Resize
             if (newSize == old) return new ResizeResult(image, old, newSize, true);
             if (layer.ParentLink is not null)
                 throw new DiskImageException(ErrorKind.Unsupported,
-                    "a differencing image keeps its parent's virtual size; resize the base (with no children) or detach this image first", image);
+                    "a differencing image keeps its parent's virtual size in dse (its chains need one size throughout, although Hyper-V can resize a differencing VHDX); resize the base (with no children) or detach this image first", image);
             Dependents.RefuseChildren(layer, options, "resize");
             Seals.Check(layer, options.Sealed, "resize it");
             if (newSize < old)

@@ -11,7 +11,8 @@ namespace DiskSnapshotEngine.Formats.Vhdx;
 /// (<see cref="VhdxSectorBitmap"/>) are read in 4 KiB sectors on demand through <see cref="VhdxSectorCache"/>, so the
 /// cost of an open does not depend on the virtual size. Every BAT, sector-bitmap and metadata-region update goes
 /// through the VHDX log (<see cref="VhdxSession"/>). The write path is in VhdxLayer.Writes.cs, session commits and
-/// metadata changes (parent, seal) in VhdxLayer.Metadata.cs.
+/// metadata changes (parent, seal) in VhdxLayer.Metadata.cs, the in-place lifecycle steps in VhdxLayer.Identity.cs,
+/// VhdxLayer.Resize.cs, VhdxLayer.Detach.cs and VhdxLayer.Repair.cs.
 /// </summary>
 public sealed partial class VhdxLayer : IDiskLayer, ISealableLayer
 {

@@ -99,7 +99,7 @@ public sealed partial class Qcow2Layer : IDiskLayer, IEncodedDataLayer, ISealabl
 
     public LayerExtent GetStatus(long offset, long length)
     {
-        CheckRange(offset, length);
+        this.CheckRange(offset, length);
         if (length == 0) return new LayerExtent(offset, 0, ExtentKind.NotPresent);
         long end = offset + length;
         lock (_sync)
@@ -164,7 +164,7 @@ public sealed partial class Qcow2Layer : IDiskLayer, IEncodedDataLayer, ISealabl
     /// <summary>Reads this layer's own content: decoded compressed clusters, file data, zeros.</summary>
     public void ReadEncoded(long offset, Span<byte> buffer)
     {
-        CheckRange(offset, buffer.Length);
+        this.CheckRange(offset, buffer.Length);
         while (buffer.Length > 0)
         {
             long cluster = offset >> _g.ClusterBits;
@@ -212,28 +212,5 @@ public sealed partial class Qcow2Layer : IDiskLayer, IEncodedDataLayer, ISealabl
             return new Qcow2Check(File, _header, _g, _tables, Refcounts, InternalSnapshots, _extensions).Run();
     }
 
-    private void CheckRange(long offset, long length)
-    {
-        if (offset < 0 || length < 0 || offset > _g.VirtualSize - length) ThrowHelper.OutOfBounds(Path, offset, length, _g.VirtualSize);
-    }
-
-    private void EnsureWritable(string operation)
-    {
-        if (!IsWritable) ThrowHelper.ReadOnly(Path, operation);
-    }
-
-    public void Dispose()
-    {
-        if (_disposed) return;
-        _disposed = true;
-        try
-        {
-            if (IsWritable) Flush();
-        }
-        finally
-        {
-            _pendingRun?.Dispose();
-            File.Dispose();
-        }
-    }
+    public void Dispose() => this.CloseOnce(ref _disposed, _pendingRun);
 }

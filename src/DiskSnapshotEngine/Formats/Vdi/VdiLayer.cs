@@ -114,7 +114,7 @@ public sealed class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWritable, IP
 
     public LayerExtent GetStatus(long offset, long length)
     {
-        CheckRange(offset, length);
+        this.CheckRange(offset, length);
         long end = offset + length;
         uint block = (uint)(offset / _cbBlock);
         var (kind, fileOffset) = Classify(block);
@@ -162,7 +162,7 @@ public sealed class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWritable, IP
 
     public (long Offset, long Length) GetWriteSpan(long offset, long length)
     {
-        CheckRange(offset, length);
+        this.CheckRange(offset, length);
         if (length == 0) return (offset, 0);
         long end = offset + length;
         uint first = (uint)(offset / _cbBlock), last = (uint)((end - 1) / _cbBlock);
@@ -174,8 +174,8 @@ public sealed class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWritable, IP
 
     public void Write(long offset, ReadOnlySpan<byte> data)
     {
-        EnsureWritable("write");
-        CheckRange(offset, data.Length);
+        this.EnsureWritable("write");
+        this.CheckRange(offset, data.Length);
         while (data.Length > 0)
         {
             uint block = (uint)(offset / _cbBlock);
@@ -257,8 +257,8 @@ public sealed class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWritable, IP
 
     public void WriteZeroes(long offset, long length)
     {
-        EnsureWritable("write zeroes");
-        CheckRange(offset, length);
+        this.EnsureWritable("write zeroes");
+        this.CheckRange(offset, length);
         long end = offset + length;
         if (offset % _cbBlock != 0 || (end % _cbBlock != 0 && end != _size))
             ThrowHelper.InvalidArgument($"WriteZeroes range [{offset}, {end}) is not block-aligned (cbBlock {_cbBlock})", Path);
@@ -307,7 +307,7 @@ public sealed class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWritable, IP
 
     public void SetParent(ParentDescriptor parent)
     {
-        EnsureWritable("set the parent");
+        this.EnsureWritable("set the parent");
         if (!IsDiffLike)
             throw new DiskImageException(ErrorKind.Unsupported, $"a {_type.ToString().ToLowerInvariant()} VDI has no parent link", Path, "VDIHEADER1");
         if (parent.Identity.Id == Guid.Empty)
@@ -327,7 +327,7 @@ public sealed class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWritable, IP
     /// <summary>New uuidCreate and uuidModify: the header is one write inside the first sector, so a crash keeps the old pair or the new.</summary>
     public void SetIdentity(Guid id)
     {
-        EnsureWritable("set the identity");
+        this.EnsureWritable("set the identity");
         _header.UuidCreate = id;
         _header.UuidModify = Guid.NewGuid();
         _header.WriteTo(File);
@@ -338,7 +338,7 @@ public sealed class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWritable, IP
     /// <summary>u32Type becomes normal and uuidLinkage/uuidParentModify empty, in the one header write: FREE blocks then read as zeros.</summary>
     public void DetachFromParent()
     {
-        EnsureWritable("detach from the parent");
+        this.EnsureWritable("detach from the parent");
         if (!IsDiffLike)
             throw new DiskImageException(ErrorKind.Unsupported, $"a {_type.ToString().ToLowerInvariant()} VDI has no parent to detach from", Path, "VDIHEADER1");
         _header.RawType = (uint)VdiImageType.Normal;
@@ -356,7 +356,7 @@ public sealed class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWritable, IP
     /// </summary>
     public bool TryResizeInPlace(long newSize)
     {
-        EnsureWritable("resize");
+        this.EnsureWritable("resize");
         if (_type == VdiImageType.Fixed || newSize < _size) return false;
         long newBlocks = (newSize + _cbBlock - 1) / _cbBlock;
         uint oldBlocks = _header.CBlocks;
@@ -378,7 +378,7 @@ public sealed class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWritable, IP
     /// </summary>
     public IReadOnlyList<string> RepairMetadata()
     {
-        EnsureWritable("repair");
+        this.EnsureWritable("repair");
         long referenced = 0;
         for (uint b = 0; b < _header.CBlocks; b++)
             if (_map.Get(b) < VdiBlockMap.Zero) referenced++;
@@ -395,7 +395,7 @@ public sealed class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWritable, IP
     /// </summary>
     public void SetSeal(SealReasons seal)
     {
-        EnsureWritable("change the seal");
+        this.EnsureWritable("change the seal");
         if (seal == _seal) return;
         if (!VdiSealRecord.HasRoom(_header))
             throw new DiskImageException(ErrorKind.Unsupported,
@@ -416,29 +416,5 @@ public sealed class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWritable, IP
     internal VdiImageType VdiType => _type;
     internal long Stride => _stride;
 
-    // ---- helpers ------------------------------------------------------------------------------------------------
-
-    private void CheckRange(long offset, long length)
-    {
-        if (offset < 0 || length < 0 || offset > _size - length) ThrowHelper.OutOfBounds(Path, offset, length, _size);
-    }
-
-    private void EnsureWritable(string operation)
-    {
-        if (!IsWritable) ThrowHelper.ReadOnly(Path, operation);
-    }
-
-    public void Dispose()
-    {
-        if (_disposed) return;
-        _disposed = true;
-        try
-        {
-            if (IsWritable) Flush();
-        }
-        finally
-        {
-            File.Dispose();
-        }
-    }
+    public void Dispose() => this.CloseOnce(ref _disposed);
 }

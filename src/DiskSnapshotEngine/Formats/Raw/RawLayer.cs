@@ -8,7 +8,7 @@ namespace DiskSnapshotEngine.Formats.Raw;
 /// A raw image as a layer. Holes of a sparse file are reported as zero extents (lseek SEEK_DATA/SEEK_HOLE), so
 /// clone and export skip them instead of reading zeros.
 /// </summary>
-public sealed class RawLayer : IDiskLayer, IResizable
+internal sealed class RawLayer : IDiskLayer, IResizable
 {
     private const int NominalBlock = 1 << 20;
     private readonly long _size;

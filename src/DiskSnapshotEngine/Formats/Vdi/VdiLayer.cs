@@ -16,7 +16,7 @@ namespace DiskSnapshotEngine.Formats.Vdi;
 /// below what the map uses (which makes QEMU allocate over a used block; check calls it an error). Such a count from
 /// another writer is still tolerated here: new blocks go after the end of the file, never over a used one.
 /// </summary>
-public sealed class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWritable, IParentDetachable, IResizable, IRepairable
+internal sealed class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWritable, IParentDetachable, IResizable, IRepairable
 {
     /// <summary>Largest cbBlock accepted: the chain's copy-on-write buffer is one block.</summary>
     public const int MaxBlockSize = 256 << 20;

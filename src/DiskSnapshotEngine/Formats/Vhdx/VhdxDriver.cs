@@ -7,7 +7,7 @@ using static DiskSnapshotEngine.Formats.Vhdx.VhdxConstants;
 namespace DiskSnapshotEngine.Formats.Vhdx;
 
 /// <summary>Hyper-V VHDX (MS-VHDX): dynamic, fixed and differencing images.</summary>
-public sealed class VhdxDriver : IImageFormatDriver
+internal sealed class VhdxDriver : IImageFormatDriver
 {
     private const string Creator = "DiskSnapshotEngine";
     private const int DefaultBaseBlockSize = 32 << 20, DefaultChildBlockSize = 2 << 20;

@@ -23,7 +23,7 @@ internal sealed partial class Qcow2Layer
 
     public (long Offset, long Length) GetWriteSpan(long offset, long length)
     {
-        this.CheckRange(offset, length);
+        CheckRange(offset, length);
         if (length == 0) return (offset, 0);
         long end = offset + length;
         lock (_sync)
@@ -65,8 +65,8 @@ internal sealed partial class Qcow2Layer
 
     public void Write(long offset, ReadOnlySpan<byte> data)
     {
-        this.EnsureWritable("write");
-        this.CheckRange(offset, data.Length);
+        EnsureWritable("write");
+        CheckRange(offset, data.Length);
         BeginWrite();
         while (data.Length > 0)
         {
@@ -182,8 +182,8 @@ internal sealed partial class Qcow2Layer
 
     public void WriteZeroes(long offset, long length)
     {
-        this.EnsureWritable("write zeroes");
-        this.CheckRange(offset, length);
+        EnsureWritable("write zeroes");
+        CheckRange(offset, length);
         long end = offset + length;
         if ((offset & (_g.ClusterSize - 1)) != 0 || ((end & (_g.ClusterSize - 1)) != 0 && end != _g.VirtualSize))
             ThrowHelper.InvalidArgument($"WriteZeroes range [{offset}, {end}) is not cluster-aligned (cluster size {_g.ClusterSize})", Path);
@@ -285,7 +285,7 @@ internal sealed partial class Qcow2Layer
 
     public void SetParent(ParentDescriptor parent)
     {
-        this.EnsureWritable("set the parent");
+        EnsureWritable("set the parent");
         if (!HasBacking)
             throw new DiskImageException(ErrorKind.Unsupported,
                 "this qcow2 has no backing file: giving it one would change what its unallocated clusters read", Path, "header");
@@ -321,7 +321,7 @@ internal sealed partial class Qcow2Layer
     /// </summary>
     public void SetSeal(SealReasons seal)
     {
-        this.EnsureWritable("change the seal");
+        EnsureWritable("change the seal");
         lock (_sync)
         {
             var old = _extensions.Seal;

@@ -99,7 +99,7 @@ internal sealed partial class Qcow2Layer : IDiskLayer, IEncodedDataLayer, ISeala
 
     public LayerExtent GetStatus(long offset, long length)
     {
-        this.CheckRange(offset, length);
+        CheckRange(offset, length);
         if (length == 0) return new LayerExtent(offset, 0, ExtentKind.NotPresent);
         long end = offset + length;
         lock (_sync)
@@ -164,7 +164,7 @@ internal sealed partial class Qcow2Layer : IDiskLayer, IEncodedDataLayer, ISeala
     /// <summary>Reads this layer's own content: decoded compressed clusters, file data, zeros.</summary>
     public void ReadEncoded(long offset, Span<byte> buffer)
     {
-        this.CheckRange(offset, buffer.Length);
+        CheckRange(offset, buffer.Length);
         while (buffer.Length > 0)
         {
             long cluster = offset >> _g.ClusterBits;
@@ -211,6 +211,10 @@ internal sealed partial class Qcow2Layer : IDiskLayer, IEncodedDataLayer, ISeala
         lock (_sync)
             return new Qcow2Check(File, _header, _g, _tables, Refcounts, InternalSnapshots, _extensions).Run();
     }
+
+    private void CheckRange(long offset, long length) => LayerGuards.CheckRange(this, offset, length);
+
+    private void EnsureWritable(string operation) => LayerGuards.EnsureWritable(this, operation);
 
     public void Dispose() => this.CloseOnce(ref _disposed, _pendingRun);
 }

@@ -114,7 +114,7 @@ internal sealed class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWritable, 
 
     public LayerExtent GetStatus(long offset, long length)
     {
-        this.CheckRange(offset, length);
+        CheckRange(offset, length);
         long end = offset + length;
         uint block = (uint)(offset / _cbBlock);
         var (kind, fileOffset) = Classify(block);
@@ -162,7 +162,7 @@ internal sealed class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWritable, 
 
     public (long Offset, long Length) GetWriteSpan(long offset, long length)
     {
-        this.CheckRange(offset, length);
+        CheckRange(offset, length);
         if (length == 0) return (offset, 0);
         long end = offset + length;
         uint first = (uint)(offset / _cbBlock), last = (uint)((end - 1) / _cbBlock);
@@ -174,8 +174,8 @@ internal sealed class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWritable, 
 
     public void Write(long offset, ReadOnlySpan<byte> data)
     {
-        this.EnsureWritable("write");
-        this.CheckRange(offset, data.Length);
+        EnsureWritable("write");
+        CheckRange(offset, data.Length);
         while (data.Length > 0)
         {
             uint block = (uint)(offset / _cbBlock);
@@ -257,8 +257,8 @@ internal sealed class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWritable, 
 
     public void WriteZeroes(long offset, long length)
     {
-        this.EnsureWritable("write zeroes");
-        this.CheckRange(offset, length);
+        EnsureWritable("write zeroes");
+        CheckRange(offset, length);
         long end = offset + length;
         if (offset % _cbBlock != 0 || (end % _cbBlock != 0 && end != _size))
             ThrowHelper.InvalidArgument($"WriteZeroes range [{offset}, {end}) is not block-aligned (cbBlock {_cbBlock})", Path);
@@ -307,7 +307,7 @@ internal sealed class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWritable, 
 
     public void SetParent(ParentDescriptor parent)
     {
-        this.EnsureWritable("set the parent");
+        EnsureWritable("set the parent");
         if (!IsDiffLike)
             throw new DiskImageException(ErrorKind.Unsupported, $"a {_type.ToString().ToLowerInvariant()} VDI has no parent link", Path, "VDIHEADER1");
         if (parent.Identity.Id == Guid.Empty)
@@ -327,7 +327,7 @@ internal sealed class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWritable, 
     /// <summary>New uuidCreate and uuidModify: the header is one write inside the first sector, so a crash keeps the old pair or the new.</summary>
     public void SetIdentity(Guid id)
     {
-        this.EnsureWritable("set the identity");
+        EnsureWritable("set the identity");
         _header.UuidCreate = id;
         _header.UuidModify = Guid.NewGuid();
         _header.WriteTo(File);
@@ -338,7 +338,7 @@ internal sealed class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWritable, 
     /// <summary>u32Type becomes normal and uuidLinkage/uuidParentModify empty, in the one header write: FREE blocks then read as zeros.</summary>
     public void DetachFromParent()
     {
-        this.EnsureWritable("detach from the parent");
+        EnsureWritable("detach from the parent");
         if (!IsDiffLike)
             throw new DiskImageException(ErrorKind.Unsupported, $"a {_type.ToString().ToLowerInvariant()} VDI has no parent to detach from", Path, "VDIHEADER1");
         _header.RawType = (uint)VdiImageType.Normal;
@@ -356,7 +356,7 @@ internal sealed class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWritable, 
     /// </summary>
     public bool TryResizeInPlace(long newSize)
     {
-        this.EnsureWritable("resize");
+        EnsureWritable("resize");
         if (_type == VdiImageType.Fixed || newSize < _size) return false;
         long newBlocks = (newSize + _cbBlock - 1) / _cbBlock;
         uint oldBlocks = _header.CBlocks;
@@ -378,7 +378,7 @@ internal sealed class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWritable, 
     /// </summary>
     public IReadOnlyList<string> RepairMetadata()
     {
-        this.EnsureWritable("repair");
+        EnsureWritable("repair");
         long referenced = 0;
         for (uint b = 0; b < _header.CBlocks; b++)
             if (_map.Get(b) < VdiBlockMap.Zero) referenced++;
@@ -395,7 +395,7 @@ internal sealed class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWritable, 
     /// </summary>
     public void SetSeal(SealReasons seal)
     {
-        this.EnsureWritable("change the seal");
+        EnsureWritable("change the seal");
         if (seal == _seal) return;
         if (!VdiSealRecord.HasRoom(_header))
             throw new DiskImageException(ErrorKind.Unsupported,
@@ -415,6 +415,10 @@ internal sealed class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWritable, 
     internal VdiBlockMap Map => _map;
     internal VdiImageType VdiType => _type;
     internal long Stride => _stride;
+
+    private void CheckRange(long offset, long length) => LayerGuards.CheckRange(this, offset, length);
+
+    private void EnsureWritable(string operation) => LayerGuards.EnsureWritable(this, operation);
 
     public void Dispose() => this.CloseOnce(ref _disposed);
 }

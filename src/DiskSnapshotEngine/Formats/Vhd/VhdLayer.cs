@@ -119,7 +119,7 @@ internal sealed class VhdLayer : IDiskLayer, IIdentityWritable
 
     public LayerExtent GetStatus(long offset, long length)
     {
-        this.CheckRange(offset, length);
+        CheckRange(offset, length);
         if (_bat is null) return new LayerExtent(offset, length, ExtentKind.Data, offset);
         long end = offset + length;
         var (kind, runEnd, fileAt) = Classify(offset, end);
@@ -178,7 +178,7 @@ internal sealed class VhdLayer : IDiskLayer, IIdentityWritable
 
     public (long Offset, long Length) GetWriteSpan(long offset, long length)
     {
-        this.CheckRange(offset, length);
+        CheckRange(offset, length);
         if (length == 0 || _bat is null) return (offset, length);
         long end = offset + length;
         uint first = (uint)(offset / _blockSize), last = (uint)((end - 1) / _blockSize);
@@ -207,8 +207,8 @@ internal sealed class VhdLayer : IDiskLayer, IIdentityWritable
 
     public void Write(long offset, ReadOnlySpan<byte> data)
     {
-        this.EnsureWritable("write");
-        this.CheckRange(offset, data.Length);
+        EnsureWritable("write");
+        CheckRange(offset, data.Length);
         BeginChange();
         if (_bat is null)
         {
@@ -289,7 +289,7 @@ internal sealed class VhdLayer : IDiskLayer, IIdentityWritable
     /// </summary>
     public void SetIdentity(Guid id)
     {
-        this.EnsureWritable("set the identity");
+        EnsureWritable("set the identity");
         if (FooterRecovered || FooterLength != VhdFooter.Size)
             throw new DiskImageException(ErrorKind.Unsupported, "the footer at the end of the file is damaged or old-style; clone the image instead", Path, "footer");
         var footer = _footer.WithUniqueId(id);
@@ -314,8 +314,8 @@ internal sealed class VhdLayer : IDiskLayer, IIdentityWritable
 
     public void WriteZeroes(long offset, long length)
     {
-        this.EnsureWritable("write zeroes");
-        this.CheckRange(offset, length);
+        EnsureWritable("write zeroes");
+        CheckRange(offset, length);
         BeginChange();
         if (_bat is null)
         {
@@ -360,7 +360,7 @@ internal sealed class VhdLayer : IDiskLayer, IIdentityWritable
 
     public void SetParent(ParentDescriptor parent)
     {
-        this.EnsureWritable("set the parent");
+        EnsureWritable("set the parent");
         if (!IsDifferencing)
             throw new DiskImageException(ErrorKind.Unsupported, $"a {_type.ToString().ToLowerInvariant()} VHD has no parent link", Path, "hard disk footer");
         VhdDriver.CheckParent(Path, _size, parent);
@@ -405,6 +405,10 @@ internal sealed class VhdLayer : IDiskLayer, IIdentityWritable
         MoveFooter(VhdOpen.FooterRepairOffset(this));
         FooterRecovered = false;
     }
+
+    private void CheckRange(long offset, long length) => LayerGuards.CheckRange(this, offset, length);
+
+    private void EnsureWritable(string operation) => LayerGuards.EnsureWritable(this, operation);
 
     public void Dispose() => this.CloseOnce(ref _disposed);
 }

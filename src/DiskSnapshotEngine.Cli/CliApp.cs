@@ -17,9 +17,12 @@ internal static class CliApp
     public static CliHost Host => s_host.Value ?? CliHost.Console;
 
     /// <summary>Runs <paramref name="args"/> and returns the exit code (see <see cref="ExitCodes"/>).</summary>
-    public static async Task<int> RunAsync(string[] args, CliHost host, CancellationSignal? signal = null)
+    public static Task<int> RunAsync(string[] args, CliHost host, CancellationSignal? signal = null) =>
+        // Not an async method itself: its state machine would hold parser types, and loading them is start-up time.
+        Commands.InfoCommand.IsPlain(args) ? Task.FromResult(RunPlainInfo(args[1], host, signal)) : RunParsedAsync(args, host, signal);
+
+    private static async Task<int> RunParsedAsync(string[] args, CliHost host, CancellationSignal? signal)
     {
-        if (Commands.InfoCommand.IsPlain(args)) return RunPlainInfo(args[1], host, signal);
         var root = CommandCatalog.BuildRoot(args.Length > 0 ? args[0] : null);
         var parse = root.Parse(args);
         // The verb may not be known (a parse error), so --json is looked for in the words themselves.

@@ -43,7 +43,6 @@ internal sealed record LayerView(
     public static LayerView Of(IDiskLayer layer, string? parentImage = null, bool brief = false)
     {
         var details = brief ? [] : layer.Details.Where(d => !s_shownAbove.Contains(d.Key)).GroupBy(d => d.Key).Select(g => g.First()).ToArray();
-        var seal = Seals.Of(layer);
         return new LayerView(
             layer.Path,
             layer.Format.ToString().ToLowerInvariant(),
@@ -59,8 +58,8 @@ internal sealed record LayerView(
                 ? new ParentLinkView(parentImage, p.CandidatePaths.Distinct(StringComparer.Ordinal).ToArray(), p.ParentId, p.ParentVersion,
                     p.AlternateParentVersion, p.VersionName, p.ParentFormat?.ToString().ToLowerInvariant())
                 : null,
-            seal != SealReasons.None,
-            seal == SealReasons.None ? [] : Commands.SealCommand.Names(seal),
+            Seals.Of(layer) != SealReasons.None,
+            Commands.SealCommand.Names(Seals.Of(layer)),
             Json.Details(details))
         { DetailText = details, MinimumSize = brief ? null : MinimumSizeOf(layer) };
     }

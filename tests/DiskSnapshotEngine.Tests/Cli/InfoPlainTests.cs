@@ -1,3 +1,4 @@
+using DiskSnapshotEngine.Cli;
 using DiskSnapshotEngine.Cli.Commands;
 using DiskSnapshotEngine.Tests.Infrastructure;
 
@@ -38,6 +39,24 @@ public sealed class InfoPlainTests
 
         foreach (var image in new[] { base_, child, orphan, dir.File("junk.vhdx"), dir.File("missing.vhdx") })
             await AssertSameAsParsed(image);
+    }
+
+    /// <summary>As a process, stdout redirected: plain info writes through Utf8Stdout, the parsed one through Console.Out.</summary>
+    [Fact]
+    public async Task As_a_process_plain_info_writes_the_same_bytes_as_the_console()
+    {
+        using var dir = new TempDirectory("info-plain-process");
+        string image = dir.File("déjà vu.vhdx"), missing = dir.File("missing.vhdx");
+        await VerbScenarios.Ok("create", image, "--size", "8M");
+        foreach (var path in new[] { image, missing })
+        {
+            var plain = await CliRunner.RunProcessAsync(null, "info", path);
+            var parsed = await CliRunner.RunProcessAsync(null, "info", path, "--quiet");
+            Assert.Equal(path == image ? 0 : ExitCodes.FileNotFound, plain.ExitCode);
+            Assert.Equal(parsed.ExitCode, plain.ExitCode);
+            Assert.Equal(parsed.StdOutBytes, plain.StdOutBytes);
+            Assert.Equal(parsed.StdErr, plain.StdErr);
+        }
     }
 
     [Theory]

@@ -4,13 +4,13 @@
 #   dense:  4 GiB virtual, 1 MiB of data in every 4 MiB:                                           dse <= 1.0x  qemu-img
 # Usage: benchmarks/export-vs-qemu.sh [WORKDIR]   (needs qemu-img and qemu-io; about 3 GiB of free space)
 set -euo pipefail
-here=$(cd "$(dirname "$0")/.." && pwd)
+. "$(dirname "$0")/common.sh"
 work=${1:-$(mktemp -d /tmp/dse-export-bench.XXXXXX)}
 mkdir -p "$work"
 runs=${RUNS:-3}
 
-dotnet build "$here/src/DiskSnapshotEngine.Cli" -c Release -o "$work/bin" -v quiet -nologo >/dev/null
-dse() { dotnet "$work/bin/dse.dll" "$@"; }
+publish_dse "$work/dse-bin"
+dse() { "${DSE[@]}" "$@"; }
 
 make_image() { # name size stride count
   local img=$work/$1.vhdx
@@ -21,8 +21,6 @@ make_image() { # name size stride count
   qemu-io -f vhdx "${args[@]}" "$img" >/dev/null
   echo "$img"
 }
-
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 time_cmd() { # prints the median wall time in seconds of "$@" over $runs runs (after one warm-up)
   local out=$work/out.raw t

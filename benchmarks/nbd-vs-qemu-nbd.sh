@@ -16,24 +16,14 @@ set -euo pipefail
 VIRT_MIB=${VIRT_MIB:-4096}
 DATA_MIB=${DATA_MIB:-2048}
 REPS=${REPS:-7}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$(dirname "$0")/common.sh"
 WORK=${WORK:-$(mktemp -d "${TMPDIR:-/tmp}/dse-nbd-bench.XXXXXX")}
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; [ "${KEEP:-0}" = 1 ] || rm -rf "$WORK"; }
 trap cleanup EXIT
-for tool in qemu-img qemu-nbd nbdcopy dotnet; do
-  command -v "$tool" >/dev/null || { echo "nbd-vs-qemu-nbd: $tool is required" >&2; exit 2; }
-done
+require_tools nbd-vs-qemu-nbd qemu-img qemu-nbd nbdcopy dotnet
 
-echo "publishing dse (Release, ReadyToRun)..."
-mkdir -p "$WORK"
-if dotnet publish -c Release -r linux-x64 --self-contained false -p:PublishReadyToRun=true -v q -nologo \
-     -o "$WORK/dse-bin" "$ROOT/src/DiskSnapshotEngine.Cli" >/dev/null 2>&1; then
-  DSE=("$WORK/dse-bin/dse")
-else
-  dotnet build -c Release -v q -nologo "$ROOT/src/DiskSnapshotEngine.Cli" >/dev/null
-  DSE=(dotnet "$ROOT/src/DiskSnapshotEngine.Cli/bin/Release/net10.0/dse.dll")
-fi
+publish_dse "$WORK/dse-bin"
 cd "$WORK"
 echo "work folder: $WORK (virtual ${VIRT_MIB} MiB, data ${DATA_MIB} MiB, ${REPS} runs each)"
 
@@ -82,7 +72,6 @@ for s in q-vhdx d-vhdx d-chain; do
   [ "$(nbdcopy "$(uri "$s")" - | sha256sum)" = "$ref" ] || { echo "$s serves different bytes!"; exit 1; }
 done
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 tck=$(getconf CLK_TCK)
 declare -A t cpu
 for conns in default 1; do

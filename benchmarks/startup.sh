@@ -3,15 +3,15 @@
 # on the same 1 GiB VHDX, 15 runs each after 3 warm-ups, with hyperfine (Debian package hyperfine).
 # Target: dse info median <= 80 ms. Usage: benchmarks/startup.sh   (DSE=/path/to/dse to measure another binary)
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$(dirname "$0")/common.sh"
 WORK=$(mktemp -d -t dse-startup.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 command -v hyperfine >/dev/null || { echo "hyperfine missing (apt-get install hyperfine)"; exit 1; }
 if [ -z "${DSE:-}" ]; then
-  dotnet publish "$ROOT/src/DiskSnapshotEngine.Cli" -c Release -o "$WORK/dse-bin" >/dev/null
-  DSE="$WORK/dse-bin/dse"
+  publish_dse "$WORK/dse-bin"
+  DSE=${DSE[*]}
 fi
-"$DSE" create "$WORK/i.vhdx" --size 1G >/dev/null
+$DSE create "$WORK/i.vhdx" --size 1G >/dev/null
 hyperfine -N -w 3 -r 15 --export-json "$WORK/t.json" "$DSE info $WORK/i.vhdx" "qemu-img info $WORK/i.vhdx"
 python3 - "$WORK/t.json" <<'PY'
 import json, sys

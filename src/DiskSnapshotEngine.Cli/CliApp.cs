@@ -17,7 +17,11 @@ internal static class CliApp
     public static CliHost Host => s_host.Value ?? CliHost.Console;
 
     /// <summary>Runs <paramref name="args"/> and returns the exit code (see <see cref="ExitCodes"/>).</summary>
-    public static async Task<int> RunAsync(string[] args, CliHost host, CancellationSignal? signal = null)
+    public static Task<int> RunAsync(string[] args, CliHost host, CancellationSignal? signal = null) =>
+        // Not an async method itself: its state machine would hold parser types, and loading them is start-up time.
+        Commands.InfoCommand.IsPlain(args) ? Task.FromResult(RunPlainInfo(args[1], host, signal)) : RunParsedAsync(args, host, signal);
+
+    private static async Task<int> RunParsedAsync(string[] args, CliHost host, CancellationSignal? signal)
     {
         var root = CommandCatalog.BuildRoot(args.Length > 0 ? args[0] : null);
         var parse = root.Parse(args);
@@ -52,6 +56,24 @@ internal static class CliApp
         finally
         {
             s_host.Value = previous;
+            try { host.Out.Flush(); }
+            catch (IOException) { }
+        }
+    }
+
+    // `info IMAGE` without the parser (start-up time): the same output, the same error mapping.
+    private static int RunPlainInfo(string image, CliHost host, CancellationSignal? signal)
+    {
+        try
+        {
+            return Commands.InfoCommand.RunPlain(image, host.Out);
+        }
+        catch (Exception e)
+        {
+            return Report(e, host, verbose: false, signal?.ExitCode);
+        }
+        finally
+        {
             try { host.Out.Flush(); }
             catch (IOException) { }
         }

@@ -11,7 +11,9 @@ internal static class Program
         // metadata committed). A second one is left to the default handler, which ends the process at once.
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => c.Cancel = signal.Raise(ExitCodes.Interrupted));
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => c.Cancel = signal.Raise(ExitCodes.Terminated));
-        return await CliApp.RunAsync(args, CliHost.Console, signal).ConfigureAwait(false);
+        // A plain `info IMAGE` (what scripts run most) also skips System.Console's set-up when it can (Utf8Stdout).
+        var host = Commands.InfoCommand.IsPlain(args) ? Output.Utf8Stdout.TryCreateHost() ?? CliHost.Console : CliHost.Console;
+        return await CliApp.RunAsync(args, host, signal).ConfigureAwait(false);
     }
 }
 

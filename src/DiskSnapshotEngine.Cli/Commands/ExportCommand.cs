@@ -37,7 +37,7 @@ internal static class ExportCommand
                 return ExitCodes.Ok;
             }
             await ProgressDisplay.RunAsync(context, "export", progress =>
-                RawExport.ExportToFileAsync(chain, target, context.Get(force), progress, context.CancellationToken, durable: !context.Get(noSync))).ConfigureAwait(false);
+                RawExport.ExportToFileAsync(chain, target, context.Get(force), progress, !context.Get(noSync), context.CancellationToken)).ConfigureAwait(false);
             string written = Path.GetFullPath(target);
             context.Result(new { image = chain.Top.Path, output = written, format = "raw", virtualSize = chain.VirtualSize },
                 $"exported {SizeParser.Describe(chain.VirtualSize)} to {written}");

@@ -32,7 +32,7 @@ internal static class InfoCommand
                 else view.WriteText(context.Out, context.Verbose);
                 return ExitCodes.Ok;
             }
-            var layerView = View(path, open);
+            var layerView = View(path, open, brief: !context.Json && !context.Verbose);
             if (context.Json) context.WriteJson(layerView);
             else layerView.WriteText(context.Out, context.Verbose);
             return ExitCodes.Ok;
@@ -40,21 +40,38 @@ internal static class InfoCommand
         return command;
     }
 
+    /// <summary>
+    /// True for the plain form <c>info IMAGE</c> (no option; an image name that the parser would not read as an option,
+    /// a response file or a directive): it runs through <see cref="RunPlain"/> without building the command tree.
+    /// </summary>
+    public static bool IsPlain(string[] args) =>
+        args is ["info", var image] && image.Length > 0 && image[0] is not ('-' or '@' or '[');
+
+    /// <summary>
+    /// <c>info IMAGE</c> as the verb runs it with no option (text, one layer, the chain options' defaults), for the
+    /// command a script runs most: start-up pays neither for the command tree nor for what only options show.
+    /// </summary>
+    public static int RunPlain(string path, TextWriter output)
+    {
+        View(path, new OpenOptions(), brief: true).WriteText(output, verbose: false);
+        return ExitCodes.Ok;
+    }
+
     // The parent's path is known only by finding it (a VDI names its parent by id alone): the chain is opened for
     // that, and when the parent cannot be found or verified the image is still shown, its parent as not found.
-    private static LayerView View(string path, OpenOptions open)
+    private static LayerView View(string path, OpenOptions open, bool brief)
     {
         using var layer = DiskImage.OpenLayer(path, writable: false, open.FileOpener);
-        if (layer.ParentLink is null) return LayerView.Of(layer);
+        if (layer.ParentLink is null) return LayerView.Of(layer, brief: brief);
         try
         {
             using var chain = DiskImage.Open(path, open);
-            return LayerView.Of(layer, chain.Layers.Count > 1 ? chain.Layers[1].Path : null);
+            return LayerView.Of(layer, chain.Layers.Count > 1 ? chain.Layers[1].Path : null, brief);
         }
         catch (DiskImageException e) when (e.Kind is ErrorKind.ParentNotFound or ErrorKind.ParentMismatch or ErrorKind.ChainInvalid
                                             or ErrorKind.InvalidFormat or ErrorKind.CorruptImage or ErrorKind.Unsupported or ErrorKind.Locked)
         {
-            return LayerView.Of(layer);
+            return LayerView.Of(layer, brief: brief);
         }
     }
 }

@@ -36,7 +36,7 @@ internal static class SealCommand
     }
 
     /// <summary>The seal's reasons as lower-case names, for JSON ("golden", "snapshot").</summary>
-    public static string[] Names(SealReasons seal) =>
+    public static string[] Names(SealReasons seal) => seal == SealReasons.None ? [] : // (most images: no enum reflection at start-up)
         Enum.GetValues<SealReasons>().Where(r => r != SealReasons.None && seal.HasFlag(r)).Select(r => r.ToString().ToLowerInvariant()).ToArray();
 
     /// <summary>After a linked clone: say so when its parent could not be sealed (a file this user cannot write).</summary>

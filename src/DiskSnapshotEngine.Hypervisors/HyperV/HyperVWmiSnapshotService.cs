@@ -21,7 +21,7 @@ public sealed class HyperVWmiSnapshotService
 
     /// <summary>Takes a full snapshot of the VM named <paramref name="vmName"/> and names it <paramref name="snapshotName"/> when given.</summary>
     /// <exception cref="DiskImageException">FileNotFound (no such VM), ExternalTool (WMI error or a non-zero return value, with its meaning), Cancelled.</exception>
-    public void CreateSnapshot(string vmName, string? snapshotName, CancellationToken cancellationToken = default)
+    public void CreateSnapshot(string vmName, string? snapshotName, CancellationToken cancel = default)
     {
         try
         {
@@ -39,7 +39,7 @@ public sealed class HyperVWmiSnapshotService
             uint rv = Convert.ToUInt32(outParams["ReturnValue"], System.Globalization.CultureInfo.InvariantCulture);
             string? snapshotPath = outParams["ResultingSnapshot"] as string;
             if (rv == SnapshotServiceCodes.JobStarted)
-                snapshotPath = WaitForJob(scope, (string)outParams["Job"], cancellationToken) ?? snapshotPath;
+                snapshotPath = WaitForJob(scope, (string)outParams["Job"], cancel) ?? snapshotPath;
             else if (rv != SnapshotServiceCodes.Completed)
                 throw new DiskImageException(ErrorKind.ExternalTool,
                     $"Hyper-V CreateSnapshot for '{vmName}' returned {rv}: {SnapshotServiceCodes.Describe(rv)}");

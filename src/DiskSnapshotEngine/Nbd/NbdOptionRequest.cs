@@ -93,19 +93,25 @@ internal sealed record NbdOptionRequest(uint Option, string? ExportName, IReadOn
 
         public bool U16(out ushort value)
         {
-            value = 0;
-            if (_rest.Length < 2) return false;
-            value = BinaryPrimitives.ReadUInt16BigEndian(_rest);
-            _rest = _rest[2..];
-            return true;
+            bool ok = Take(2, out var bytes);
+            value = ok ? BinaryPrimitives.ReadUInt16BigEndian(bytes) : (ushort)0;
+            return ok;
         }
 
         public bool U32(out uint value)
         {
-            value = 0;
-            if (_rest.Length < 4) return false;
-            value = BinaryPrimitives.ReadUInt32BigEndian(_rest);
-            _rest = _rest[4..];
+            bool ok = Take(4, out var bytes);
+            value = ok ? BinaryPrimitives.ReadUInt32BigEndian(bytes) : 0;
+            return ok;
+        }
+
+        /// <summary>The next <paramref name="length"/> bytes, consumed; false (nothing consumed) when fewer remain.</summary>
+        private bool Take(int length, out ReadOnlySpan<byte> bytes)
+        {
+            bytes = default;
+            if (_rest.Length < length) return false;
+            bytes = _rest[..length];
+            _rest = _rest[length..];
             return true;
         }
 
@@ -123,8 +129,7 @@ internal sealed record NbdOptionRequest(uint Option, string? ExportName, IReadOn
         {
             value = "";
             if (length > MaxString) return $"a string of {length} bytes is longer than the {MaxString} the protocol allows";
-            var bytes = _rest[..length];
-            _rest = _rest[length..];
+            if (!Take(length, out var bytes)) return $"a string of {length} bytes does not fit in the {_rest.Length} bytes left";
             if (bytes.Contains((byte)0)) return "a string contains a NUL byte";
             try { value = s_strictUtf8.GetString(bytes); }
             catch (DecoderFallbackException) { return "a string is not valid UTF-8"; }

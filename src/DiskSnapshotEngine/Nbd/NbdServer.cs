@@ -72,17 +72,17 @@ public sealed class NbdServer : IDisposable
     }
 
     /// <summary>
-    /// Accepts and serves clients until <paramref name="stop"/> is cancelled, then stops accepting, lets every
+    /// Accepts and serves clients until <paramref name="cancel"/> is cancelled, then stops accepting, lets every
     /// connection finish the request it is serving (cutting those that do not within the grace time) and returns.
     /// </summary>
-    public async Task RunAsync(CancellationToken stop)
+    public async Task RunAsync(CancellationToken cancel)
     {
         try
         {
-            while (!stop.IsCancellationRequested)
+            while (!cancel.IsCancellationRequested)
             {
                 Socket client;
-                try { client = await _listener.AcceptAsync(stop).ConfigureAwait(false); }
+                try { client = await _listener.AcceptAsync(cancel).ConfigureAwait(false); }
                 catch (OperationCanceledException) { break; }
                 catch (SocketException e)
                 {

@@ -27,13 +27,13 @@ public static class RawExport
     /// <param name="outputPath">The raw file to create.</param>
     /// <param name="overwrite">Replace an existing regular file (never one of the chain's own files).</param>
     /// <param name="progress">Receives bytes of the virtual disk done so far.</param>
-    /// <param name="cancellationToken">Stops the export; the partial output is deleted.</param>
     /// <param name="durable">fsync the output before it is renamed into place (the CLI's default; <c>--no-sync</c>
     /// leaves it to the page cache as cp and qemu-img do: a power loss soon after may leave the file incomplete).</param>
+    /// <param name="cancel">Stops the export; the partial output is deleted.</param>
     /// <exception cref="DiskImageException">AlreadyExists, InvalidArgument (the output is an image of the chain), FileNotFound (the output is not a regular file), DiskFull, Io, CorruptImage (while reading a layer).</exception>
-    /// <exception cref="OperationCanceledException">When <paramref name="cancellationToken"/> is cancelled.</exception>
+    /// <exception cref="OperationCanceledException">When <paramref name="cancel"/> is cancelled.</exception>
     public static async Task ExportToFileAsync(DiskChain chain, string outputPath, bool overwrite = false,
-        IProgress<OperationProgress>? progress = null, CancellationToken cancellationToken = default, bool durable = true)
+        IProgress<OperationProgress>? progress = null, bool durable = true, CancellationToken cancel = default)
     {
         ArgumentNullException.ThrowIfNull(chain);
         string full = Path.GetFullPath(outputPath);
@@ -63,7 +63,7 @@ public static class RawExport
             var plan = ExtentPlan.Of(chain).ShareInto(output, out _);
             // Holes are skipped: a new file reads as zeros wherever nothing was written.
             await PumpAsync(chain, plan, (offset, data) => WriteSkippingZeros(output, offset, data), static (_, _) => { },
-                progress, cancellationToken).ConfigureAwait(false);
+                progress, cancel).ConfigureAwait(false);
             output.SetLength(chain.VirtualSize);
             if (durable) output.Flush();
             output.Dispose();
@@ -109,9 +109,9 @@ public static class RawExport
     /// chunks. The stream is flushed but not closed.
     /// </summary>
     /// <exception cref="DiskImageException">Io (the stream failed), CorruptImage (while reading a layer).</exception>
-    /// <exception cref="OperationCanceledException">When <paramref name="cancellationToken"/> is cancelled.</exception>
+    /// <exception cref="OperationCanceledException">When <paramref name="cancel"/> is cancelled.</exception>
     public static async Task ExportToStreamAsync(DiskChain chain, Stream output,
-        IProgress<OperationProgress>? progress = null, CancellationToken cancellationToken = default)
+        IProgress<OperationProgress>? progress = null, CancellationToken cancel = default)
     {
         ArgumentNullException.ThrowIfNull(chain);
         ArgumentNullException.ThrowIfNull(output);
@@ -126,13 +126,13 @@ public static class RawExport
                     // A hole is one extent however large (a sparse 4 TiB disk to a pipe): stop between pieces when asked.
                     while (length > 0)
                     {
-                        cancellationToken.ThrowIfCancellationRequested();
+                        cancel.ThrowIfCancellationRequested();
                         int n = (int)Math.Min(length, zeros.Capacity);
                         output.Write(zeros.Span[..n]);
                         length -= n;
                     }
                 },
-                progress, cancellationToken).ConfigureAwait(false);
+                progress, cancel).ConfigureAwait(false);
             output.Flush();
         }
         catch (IOException e)
@@ -146,7 +146,7 @@ public static class RawExport
     // The pump moves the planned data; the ranges between (and after the last) reach writeHole, in order, so a
     // sequential output gets every byte and the progress counts the whole virtual disk.
     private static async Task PumpAsync(DiskChain chain, ExtentPlan plan, DataSink writeData, Action<long, long> writeHole,
-        IProgress<OperationProgress>? progress, CancellationToken cancellationToken)
+        IProgress<OperationProgress>? progress, CancellationToken cancel)
     {
         long total = chain.VirtualSize;
         progress?.Report(new OperationProgress(Phase, 0, total));
@@ -164,11 +164,11 @@ public static class RawExport
         {
             await ExtentPump.RunAsync(plan.Ranges, ChunkSize, plan.Read,
                 (offset, data, length, isZero) => Piece(offset, data, length, isZero),
-                null, cancellationToken).ConfigureAwait(false);
+                null, cancel).ConfigureAwait(false);
         }
         catch (DiskImageException e) when (e.Kind == ErrorKind.Cancelled)
         {
-            throw new OperationCanceledException(e.Message, e, cancellationToken);
+            throw new OperationCanceledException(e.Message, e, cancel);
         }
         if (next < total) Piece(total, ReadOnlySpan<byte>.Empty, 0, isZero: true);
     }

@@ -85,7 +85,7 @@ public class RawExportTests
         // Cancel from inside the export, once it has really started.
         var progress = new SyncProgress(r => { if (r.Done > 0) cts.Cancel(); });
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() =>
-            RawExport.ExportToFileAsync(chain, dir.File("out.raw"), progress: progress, cancellationToken: cts.Token));
+            RawExport.ExportToFileAsync(chain, dir.File("out.raw"), progress: progress, cancel: cts.Token));
         Assert.False(File.Exists(dir.File("out.raw")));
     }
 

@@ -11,7 +11,7 @@ namespace DiskSnapshotEngine.Formats.Qcow2;
 /// point leaves the old mapping (new clusters leak at worst) or the new one; nothing is ever referenced before it is
 /// counted, nor reused before its last reference is gone from the disk.
 /// </summary>
-public sealed partial class Qcow2Layer
+internal sealed partial class Qcow2Layer
 {
     // Allocations per batch: 64 MiB of 64 KiB clusters between two commits.
     private const int CommitEvery = 1024;

@@ -13,7 +13,7 @@ namespace DiskSnapshotEngine.Formats.Qcow2;
 /// </code>
 /// The layer's lock guards the tables and caches: readers may ask for status while a writer allocates.
 /// </summary>
-public sealed partial class Qcow2Layer : IDiskLayer, IEncodedDataLayer, ISealableLayer
+internal sealed partial class Qcow2Layer : IDiskLayer, IEncodedDataLayer, ISealableLayer
 {
     private readonly object _sync = new();
     private readonly Qcow2Header _header;
@@ -212,28 +212,9 @@ public sealed partial class Qcow2Layer : IDiskLayer, IEncodedDataLayer, ISealabl
             return new Qcow2Check(File, _header, _g, _tables, Refcounts, InternalSnapshots, _extensions).Run();
     }
 
-    private void CheckRange(long offset, long length)
-    {
-        if (offset < 0 || length < 0 || offset > _g.VirtualSize - length) ThrowHelper.OutOfBounds(Path, offset, length, _g.VirtualSize);
-    }
+    private void CheckRange(long offset, long length) => LayerGuards.CheckRange(this, offset, length);
 
-    private void EnsureWritable(string operation)
-    {
-        if (!IsWritable) ThrowHelper.ReadOnly(Path, operation);
-    }
+    private void EnsureWritable(string operation) => LayerGuards.EnsureWritable(this, operation);
 
-    public void Dispose()
-    {
-        if (_disposed) return;
-        _disposed = true;
-        try
-        {
-            if (IsWritable) Flush();
-        }
-        finally
-        {
-            _pendingRun?.Dispose();
-            File.Dispose();
-        }
-    }
+    public void Dispose() => this.CloseOnce(ref _disposed, _pendingRun);
 }

@@ -8,7 +8,7 @@ namespace DiskSnapshotEngine.Formats.Raw;
 /// A raw image as a layer. Holes of a sparse file are reported as zero extents (lseek SEEK_DATA/SEEK_HOLE), so
 /// clone and export skip them instead of reading zeros.
 /// </summary>
-public sealed class RawLayer : IDiskLayer, IResizable
+internal sealed class RawLayer : IDiskLayer, IResizable
 {
     private const int NominalBlock = 1 << 20;
     private readonly long _size;
@@ -48,14 +48,14 @@ public sealed class RawLayer : IDiskLayer, IResizable
 
     public void Write(long offset, ReadOnlySpan<byte> data)
     {
-        if (!IsWritable) ThrowHelper.ReadOnly(Path, "write");
-        if (offset < 0 || offset > _size - data.Length) ThrowHelper.OutOfBounds(Path, offset, data.Length, _size);
+        this.EnsureWritable("write");
+        this.CheckRange(offset, data.Length);
         File.Write(data, offset);
     }
 
     public void WriteZeroes(long offset, long length)
     {
-        if (!IsWritable) ThrowHelper.ReadOnly(Path, "write");
+        this.EnsureWritable("write");
         File.WriteZeros(offset, length);
     }
 
@@ -64,7 +64,7 @@ public sealed class RawLayer : IDiskLayer, IResizable
     /// <summary>The virtual size is the file's length: one truncate, made durable.</summary>
     public bool TryResizeInPlace(long newSize)
     {
-        if (!IsWritable) ThrowHelper.ReadOnly(Path, "resize");
+        this.EnsureWritable("resize");
         File.SetLength(newSize);
         File.Flush();
         return true;

@@ -40,7 +40,7 @@ internal sealed class VdiBlockMap
 
     public uint Get(uint index)
     {
-        if (index >= _count) throw new ArgumentOutOfRangeException(nameof(index));
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(index, _count);
         uint page = index / EntriesPerPage;
         lock (_lock)
         {
@@ -58,7 +58,7 @@ internal sealed class VdiBlockMap
     /// <summary>Writes one entry to the file (not flushed: the caller orders it against data and header writes).</summary>
     public void Set(uint index, uint value)
     {
-        if (index >= _count) throw new ArgumentOutOfRangeException(nameof(index));
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(index, _count);
         Span<byte> b = stackalloc byte[4];
         BinaryPrimitives.WriteUInt32LittleEndian(b, value);
         _file.Write(b, EntryOffset(index));

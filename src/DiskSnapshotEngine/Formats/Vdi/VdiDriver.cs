@@ -9,7 +9,7 @@ namespace DiskSnapshotEngine.Formats.Vdi;
 /// A differencing VDI names its parent only by identity (uuidLinkage = the parent's uuidCreate) and verifies it by
 /// uuidParentModify = the parent's uuidModify; the chain finds the file by searching.
 /// </summary>
-public sealed class VdiDriver : IImageFormatDriver
+internal sealed class VdiDriver : IImageFormatDriver
 {
     /// <summary>Default cbBlock, what VirtualBox and qemu use (qemu reads nothing else).</summary>
     public const int DefaultBlockSize = 1 << 20;

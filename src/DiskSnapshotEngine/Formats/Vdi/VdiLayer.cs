@@ -16,7 +16,7 @@ namespace DiskSnapshotEngine.Formats.Vdi;
 /// below what the map uses (which makes QEMU allocate over a used block; check calls it an error). Such a count from
 /// another writer is still tolerated here: new blocks go after the end of the file, never over a used one.
 /// </summary>
-public sealed class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWritable, IParentDetachable, IResizable, IRepairable
+internal sealed class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWritable, IParentDetachable, IResizable, IRepairable
 {
     /// <summary>Largest cbBlock accepted: the chain's copy-on-write buffer is one block.</summary>
     public const int MaxBlockSize = 256 << 20;
@@ -416,29 +416,9 @@ public sealed class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWritable, IP
     internal VdiImageType VdiType => _type;
     internal long Stride => _stride;
 
-    // ---- helpers ------------------------------------------------------------------------------------------------
+    private void CheckRange(long offset, long length) => LayerGuards.CheckRange(this, offset, length);
 
-    private void CheckRange(long offset, long length)
-    {
-        if (offset < 0 || length < 0 || offset > _size - length) ThrowHelper.OutOfBounds(Path, offset, length, _size);
-    }
+    private void EnsureWritable(string operation) => LayerGuards.EnsureWritable(this, operation);
 
-    private void EnsureWritable(string operation)
-    {
-        if (!IsWritable) ThrowHelper.ReadOnly(Path, operation);
-    }
-
-    public void Dispose()
-    {
-        if (_disposed) return;
-        _disposed = true;
-        try
-        {
-            if (IsWritable) Flush();
-        }
-        finally
-        {
-            File.Dispose();
-        }
-    }
+    public void Dispose() => this.CloseOnce(ref _disposed);
 }

@@ -406,23 +406,9 @@ internal sealed class VhdLayer : IDiskLayer, IIdentityWritable
         FooterRecovered = false;
     }
 
-    // ---- helpers ------------------------------------------------------------------------------------------------
+    private void CheckRange(long offset, long length) => LayerGuards.CheckRange(this, offset, length);
 
-    private void CheckRange(long offset, long length)
-    {
-        if (offset < 0 || length < 0 || offset > _size - length) ThrowHelper.OutOfBounds(Path, offset, length, _size);
-    }
+    private void EnsureWritable(string operation) => LayerGuards.EnsureWritable(this, operation);
 
-    private void EnsureWritable(string operation)
-    {
-        if (!IsWritable) ThrowHelper.ReadOnly(Path, operation);
-    }
-
-    public void Dispose()
-    {
-        if (_disposed) return;
-        _disposed = true;
-        try { Flush(); }
-        finally { File.Dispose(); }
-    }
+    public void Dispose() => this.CloseOnce(ref _disposed);
 }

@@ -7,7 +7,7 @@ using static DiskSnapshotEngine.Formats.Vhdx.VhdxConstants;
 namespace DiskSnapshotEngine.Formats.Vhdx;
 
 /// <summary>Hyper-V VHDX (MS-VHDX): dynamic, fixed and differencing images.</summary>
-public sealed class VhdxDriver : IImageFormatDriver
+internal sealed class VhdxDriver : IImageFormatDriver
 {
     private const string Creator = "DiskSnapshotEngine";
     private const int DefaultBaseBlockSize = 32 << 20, DefaultChildBlockSize = 2 << 20;
@@ -95,14 +95,17 @@ public sealed class VhdxDriver : IImageFormatDriver
         }
         if (bat is null) ThrowHelper.Corrupt(path, "region table", RegionTable1Offset, "no BAT region");
         if (meta is null) ThrowHelper.Corrupt(path, "region table", RegionTable1Offset, "no metadata region");
-        var all = new List<(string Name, long Offset, long Length)>
-        {
+        // Plain arrays and loops here and below: generic collection code over these value types is not precompiled
+        // (ReadyToRun), and every `dse info` would compile it at start-up.
+        (string Name, long Offset, long Length)[] all =
+        [
             ("BAT region", bat.Value.FileOffset, bat.Value.Length),
             ("metadata region", meta.Value.FileOffset, meta.Value.Length),
             ("log", (long)header.LogOffset, header.LogLength),
-        };
-        foreach (var (name, off, len) in all.Take(2))
+        ];
+        for (int k = 0; k < 2; k++)
         {
+            var (name, off, len) = all[k];
             if (off % MiB != 0 || len % MiB != 0 || len == 0)
                 ThrowHelper.Corrupt(path, "region table entry", RegionTable1Offset, $"{name} of {len} bytes at {off} is not 1 MiB aligned");
             if (off < HeaderAreaSize)
@@ -110,8 +113,8 @@ public sealed class VhdxDriver : IImageFormatDriver
             if (off + len > view.Length)
                 ThrowHelper.Corrupt(path, "region table entry", RegionTable1Offset, $"{name} at {off} (+{len}) lies past the end of the file ({view.Length} bytes)");
         }
-        for (int i = 0; i < all.Count; i++)
-            for (int j = i + 1; j < all.Count; j++)
+        for (int i = 0; i < all.Length; i++)
+            for (int j = i + 1; j < all.Length; j++)
                 if (all[i].Offset < all[j].Offset + all[j].Length && all[j].Offset < all[i].Offset + all[i].Length)
                     ThrowHelper.Corrupt(path, "region table entry", RegionTable1Offset, $"the {all[i].Name} overlaps the {all[j].Name}");
 
@@ -121,9 +124,10 @@ public sealed class VhdxDriver : IImageFormatDriver
         var table = VhdxMetadataTable.Parse(tableBytes, path, meta.Value.FileOffset, meta.Value.Length);
         byte[]? Item(Guid id, int exactLength, string name, bool isUser = false)
         {
-            var found = table.Entries.Where(e => e.ItemId == id && e.IsUser == isUser).ToList();
-            if (found.Count == 0) return null;
-            var e = found[0];
+            VhdxMetadataTableEntry? found = null;
+            foreach (var entry in table.Entries)
+                if (entry.ItemId == id && entry.IsUser == isUser) { found = entry; break; }
+            if (found is not { } e) return null;
             if (exactLength > 0 && e.Length != exactLength)
                 ThrowHelper.Corrupt(path, name, meta.Value.FileOffset + e.Offset, $"item is {e.Length} bytes, expected {exactLength}");
             if (e.Length > MaxParentLocatorSize)

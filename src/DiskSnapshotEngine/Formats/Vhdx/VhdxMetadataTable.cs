@@ -34,8 +34,9 @@ internal sealed class VhdxMetadataTable
             if (entry.Length != 0 && (entry.Offset < VhdxConstants.MetadataTableSize || (long)entry.Offset + entry.Length > regionLength))
                 ThrowHelper.Corrupt(path, "metadata table entry", at,
                     $"item {{{entry.ItemId}}} at [{entry.Offset}, +{entry.Length}) lies outside the metadata region of {regionLength} bytes");
-            if (entries.Any(x => x.ItemId == entry.ItemId && x.IsUser == entry.IsUser))
-                ThrowHelper.Corrupt(path, "metadata table entry", at, $"item {{{entry.ItemId}}} appears twice");
+            for (int j = 0; j < entries.Count; j++) // a loop, not Any(): see the note in VhdxDriver
+                if (entries[j].ItemId == entry.ItemId && entries[j].IsUser == entry.IsUser)
+                    ThrowHelper.Corrupt(path, "metadata table entry", at, $"item {{{entry.ItemId}}} appears twice");
             entries.Add(entry);
         }
         return new VhdxMetadataTable(entries);

@@ -5,7 +5,7 @@ using DiskSnapshotEngine.IO;
 namespace DiskSnapshotEngine.Formats.Qcow2;
 
 // resize in place: growth within the clusters the active L1 table already occupies, one header write.
-public sealed partial class Qcow2Layer : IResizable
+internal sealed partial class Qcow2Layer : IResizable
 {
     /// <summary>
     /// Grows the disk in place when the L1 table's clusters already hold the entries the new size needs (one 64 KiB

@@ -1,0 +1,144 @@
+using DiskSnapshotEngine.Block;
+using DiskSnapshotEngine.Errors;
+using DiskSnapshotEngine.Formats;
+using DiskSnapshotEngine.Formats.Vdi;
+using DiskSnapshotEngine.Operations;
+using DiskSnapshotEngine.Tests.Infrastructure;
+
+namespace DiskSnapshotEngine.Tests.Block;
+
+/// <summary>
+/// The seal's record of the sole linked clone: its encodings (whole id in the VHDX item and qcow2 extension, a 48-bit
+/// key in the 16-byte VDI record), old seals read as "unknown children", the record kept where the real tools rewrite
+/// the file, and two clones made at once never both recorded as the sole one.
+/// </summary>
+public class SoleChildRecordTests
+{
+    private static string MakeBase(TempDirectory dir, string name) => SealMarkTests.MakeBase(dir, name);
+
+    private static (SealReasons Seal, SoleChild Sole, Guid CloneId) Read(string path)
+    {
+        using var l = DiskImage.OpenLayer(path, writable: false);
+        return (Seals.Of(l), Seals.SoleChildOf(l), Seals.CloneIdOf(l));
+    }
+
+    [Fact]
+    public void Both_encodings_round_trip_and_old_or_damaged_values_name_no_sole_child()
+    {
+        var id = Guid.NewGuid();
+        foreach (var seal in new[] { SealReasons.Golden, SealReasons.Snapshot, SealReasons.Golden | SealReasons.Snapshot })
+        {
+            Assert.Equal((seal, SoleChild.Of(id)), SealValue.Parse(SealValue.ToBytes(seal, SoleChild.Of(id))));
+            var (shortSeal, shortSole) = SealValue.Parse(SealValue.ToShortBytes(seal, SoleChild.Of(id)));
+            Assert.Equal(seal, shortSeal);
+            Assert.True(shortSole.Is(id));
+            Assert.False(shortSole.Is(Guid.NewGuid()));
+            Assert.Equal(Guid.Empty, shortSole.Id);
+            // Seals written before the record existed: (reasons, ~reasons) alone.
+            var old = new byte[8];
+            BitConverter.TryWriteBytes(old, (uint)seal);
+            BitConverter.TryWriteBytes(old.AsSpan(4), ~(uint)seal);
+            Assert.Equal((seal, SoleChild.Unknown), SealValue.Parse(old));
+        }
+        Assert.Equal((SealReasons.None, SoleChild.Unknown), SealValue.Parse(SealValue.ToShortBytes(SealReasons.None, SoleChild.Of(id))));
+        Assert.Equal((SealReasons.None, SoleChild.Unknown), SealValue.Parse(SealValue.ToBytes(SealReasons.None, SoleChild.Of(id))));
+        var torn = SealValue.ToShortBytes(SealReasons.Snapshot, SoleChild.Of(id));
+        torn[1] ^= 0x10;
+        Assert.Equal((SealReasons.Golden, SoleChild.Unknown), SealValue.Parse(torn)); // a damaged mark protects
+        Assert.Equal((SealReasons.Golden, SoleChild.Unknown), SealValue.Parse(new byte[13]));
+        Assert.False(SoleChild.Unknown.Is(Guid.Empty));
+        Assert.False(SoleChild.Of(Guid.Empty).IsKnown);
+    }
+
+    [Theory]
+    [InlineData("vhdx")]
+    [InlineData("vdi")]
+    [InlineData("qcow2")]
+    public void The_first_clone_is_recorded_a_second_makes_the_record_unknown_and_seal_keeps_it_unknown(string ext)
+    {
+        using var dir = new TempDirectory("sole-record");
+        string parent = MakeBase(dir, "p." + ext);
+        string first = dir.File("c1." + ext);
+        DiskImage.CreateDifferencing(first, parent).Dispose();
+        var (seal, sole, _) = Read(parent);
+        Assert.Equal(SealReasons.Golden, seal);
+        var firstId = Read(first).CloneId;
+        Assert.NotEqual(Guid.Empty, firstId);
+        Assert.True(sole.Is(firstId));
+        Assert.Equal(ext == "vdi" ? Guid.Empty : firstId, sole.Id);
+
+        DiskImage.CreateDifferencing(dir.File("c2." + ext), parent).Dispose();
+        Assert.Equal((SealReasons.Golden, SoleChild.Unknown), (Read(parent).Seal, Read(parent).Sole));
+        DiskImage.Unseal(parent);
+        DiskImage.Seal(parent);
+        Assert.Equal((SealReasons.Golden, SoleChild.Unknown), (Read(parent).Seal, Read(parent).Sole));
+    }
+
+    /// <summary>A VDI sealed by an older dse ("dse-seal" + reasons, ~reasons) stays golden with no sole clone: merging its clone is refused.</summary>
+    [Fact]
+    public async Task An_old_vdi_seal_reads_as_golden_with_unknown_children()
+    {
+        using var dir = new TempDirectory("sole-old-vdi");
+        string parent = MakeBase(dir, "p.vdi"), child = dir.File("c.vdi");
+        DiskImage.CreateDifferencing(child, parent).Dispose();
+        var bytes = File.ReadAllBytes(parent);
+        BitConverter.TryWriteBytes(bytes.AsSpan(480), 1u);
+        BitConverter.TryWriteBytes(bytes.AsSpan(484), ~1u);
+        File.WriteAllBytes(parent, bytes);
+        Assert.Equal((SealReasons.Golden, SoleChild.Unknown), (Read(parent).Seal, Read(parent).Sole));
+        var e = await Assert.ThrowsAsync<DiskImageException>(() => Merge.CommitAsync(child));
+        Assert.Equal(ErrorKind.ReadOnly, e.Kind);
+        Assert.Equal(bytes, File.ReadAllBytes(parent));
+    }
+
+    /// <summary>
+    /// Recording the sole clone in a VDI writes only bytes 472..487: the pre-header and VDIHEADER1PLUS VirtualBox reads
+    /// (0..471: uuidCreate, uuidModify, geometry...) stay byte for byte; qemu-img accepts the parent and qemu-io, which
+    /// rewrites the first sector when it writes, keeps the record.
+    /// </summary>
+    [RequiresToolFact("qemu-img", "qemu-io")]
+    public void The_vdi_record_stays_inside_its_16_bytes_and_qemu_keeps_it()
+    {
+        using var dir = new TempDirectory("sole-vdi-tools");
+        string parent = MakeBase(dir, "p.vdi"), child = dir.File("c.vdi");
+        var before = File.ReadAllBytes(parent);
+        DiskImage.CreateDifferencing(child, parent).Dispose();
+        var after = File.ReadAllBytes(parent);
+        Assert.Equal(before.Length, after.Length);
+        Assert.All(Enumerable.Range(0, before.Length).Where(i => before[i] != after[i]), i => Assert.InRange(i, 472, 487));
+        Assert.Equal(before.AsSpan(0, 472).ToArray(), after.AsSpan(0, 472).ToArray());
+        Assert.Equal("dse-seal"u8.ToArray(), after.AsSpan(472, 8).ToArray());
+        ExternalTool.RunChecked("qemu-img", "check", parent); // (qemu opens no VDI child: "non-NULL link UUID")
+
+        var childId = Read(child).CloneId;
+        Assert.Equal(VdiSealRecord.Offset, 472);
+        ExternalTool.RunChecked("qemu-io", "-f", "vdi", "-c", "write -P 0x33 4M 1M", parent);
+        Assert.True(Read(parent).Sole.Is(childId));
+    }
+
+    /// <summary>Two clones made at once: the seal is computed under the parent's lock, so both never end up recorded as the sole one.</summary>
+    [Theory]
+    [InlineData("vhdx")]
+    [InlineData("vdi")]
+    public async Task Two_clones_made_at_once_are_never_both_the_sole_clone(string ext)
+    {
+        using var dir = new TempDirectory("sole-race");
+        for (int round = 0; round < 6; round++)
+        {
+            string parent = MakeBase(dir, $"p{round}.{ext}");
+            string a = dir.File($"a{round}.{ext}"), b = dir.File($"b{round}.{ext}");
+            using var go = new Barrier(2);
+            async Task<bool> Make(string path) => await Task.Run(() =>
+            {
+                go.SignalAndWait();
+                try { DiskImage.CreateDifferencing(path, parent).Dispose(); return true; }
+                catch (DiskImageException e) when (e.Kind == ErrorKind.Locked) { return false; }
+            });
+            var made = await Task.WhenAll(Make(a), Make(b));
+            var (seal, sole, _) = Read(parent);
+            Assert.Equal(SealReasons.Golden, seal);
+            if (made[0] && made[1]) Assert.False(sole.IsKnown, $"round {round}: both clones exist but the seal names {sole}");
+            else Assert.True(!sole.IsKnown || sole.Is(Read(made[0] ? a : b).CloneId), $"round {round}");
+        }
+    }
+}

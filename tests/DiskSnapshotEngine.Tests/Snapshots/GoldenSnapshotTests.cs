@@ -66,4 +66,45 @@ public class GoldenSnapshotTests
         Assert.Equal(cloneView, (await Ok("export", clone, "-")).StdOutBytes);
         Assert.Equal(new[] { "golden" }, await Seal(golden));
     }
+
+    /// <summary>
+    /// Deleting a snapshot merges its layer into the current disk (commit, the disk's file replaced) or pulls it into
+    /// the disk (the disk's file rewritten). A current disk that is golden (a linked clone elsewhere reads through it) is
+    /// refused up front: exit 15, the catalog and every file as they were, and the next snapshot command finds nothing pending.
+    /// </summary>
+    [Theory]
+    [InlineData("vhdx", "s1")]
+    [InlineData("vdi", "s1")]
+    [InlineData("vhdx", "s2")]
+    [InlineData("vdi", "s2")]
+    public async Task Snapshot_delete_that_would_rewrite_a_golden_disk_is_refused_before_anything_changes(string ext, string name)
+    {
+        using var dir = new TempDirectory("golden-snapshot-delete");
+        Directory.CreateDirectory(dir.File("far"));
+        string disk = dir.File($"vm.{ext}"), clone = dir.File($"far/c.{ext}");
+        var data = new byte[70_000];
+        new Random(12).NextBytes(data);
+        await File.WriteAllBytesAsync(dir.File("w.bin"), data);
+        await Ok("create", disk, "--size", "8M");
+        await Ok("write", disk, "--offset", "0", "--input", dir.File("w.bin"));
+        await Ok("snapshot", "create", disk, "--name", "s1");
+        await Ok("write", disk, "--offset", "1M", "--input", dir.File("w.bin"));
+        await Ok("snapshot", "create", disk, "--name", "s2");
+        await Ok("write", disk, "--offset", "2M", "--input", dir.File("w.bin"));
+        if (name == "s1") await Ok("snapshot", "delete", disk, "--name", "s2"); // s1 then is the base right under the disk: commit
+        await Ok("clone", "--linked", disk, clone); // the live disk becomes a golden image
+        var cloneView = (await Ok("export", clone, "-")).StdOutBytes;
+        var before = Folder(dir.Path);
+
+        var refused = await CliRunner.RunAsync("snapshot", "delete", disk, "--name", name);
+        Assert.Equal(ExitReadOnly, refused.ExitCode);
+        Assert.Contains("golden", refused.StdErr);
+        var after = Folder(dir.Path);
+        Assert.Equal(before.Keys.Order(), after.Keys.Order());
+        foreach (var (file, bytes) in before) Assert.True(bytes.AsSpan().SequenceEqual(after[file]), $"{file} changed");
+        await Ok("snapshot", "list", disk);
+        Assert.Null(DiskSnapshots.Catalog(disk).Pending);
+        await Ok("check", clone);
+        Assert.Equal(cloneView, (await Ok("export", clone, "-")).StdOutBytes);
+    }
 }

@@ -118,8 +118,8 @@ internal sealed record LayerView(
         lines.Add(("sealed", Sealed ? $"yes: {string.Join(", ", Seal)} (no dse verb changes it until 'dse unseal')" : "no"));
         if (Sealed)
             lines.Add(("sole clone", SoleChild is { } c
-                ? $"{c} (the only linked clone dse made of it: merging it back needs no unseal)"
-                : "unknown or several (every merge into it needs 'dse unseal' or --force)"));
+                ? $"{c} (the only linked clone dse made of it: merging that one back needs no unseal)"
+                : "unknown or several"));
         if (verbose)
             foreach (var (key, value) in DetailText) lines.Add(($"{Format} {key}", value));
         int width = lines.Max(l => l.Name.Length) + 2;

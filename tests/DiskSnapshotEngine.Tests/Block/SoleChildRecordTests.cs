@@ -4,6 +4,8 @@ using DiskSnapshotEngine.Formats;
 using DiskSnapshotEngine.Formats.Vdi;
 using DiskSnapshotEngine.Operations;
 using DiskSnapshotEngine.Tests.Infrastructure;
+using FsCheck;
+using FsCheck.Fluent;
 
 namespace DiskSnapshotEngine.Tests.Block;
 
@@ -48,6 +50,55 @@ public class SoleChildRecordTests
         Assert.Equal((SealReasons.Golden, SoleChild.Unknown), SealValue.Parse(new byte[13]));
         Assert.False(SoleChild.Unknown.Is(Guid.Empty));
         Assert.False(SoleChild.Of(Guid.Empty).IsKnown);
+    }
+
+    private static readonly Gen<byte[]> s_bytes16 = Gen.ArrayOf(ArbMap.Default.GeneratorFor<byte>(), 16);
+
+    [Fact]
+    public void Every_seal_and_clone_id_round_trips_through_both_forms()
+    {
+        var cases = from reasons in Gen.Choose(1, 3)
+                    from id in s_bytes16
+                    select ((SealReasons)reasons, new Guid(id));
+        Prop.ForAll(cases.ToArbitrary(), c =>
+        {
+            var (seal, id) = c;
+            var full = SealValue.Parse(SealValue.ToBytes(seal, SoleChild.Of(id)));
+            var (shortSeal, shortSole) = SealValue.Parse(SealValue.ToShortBytes(seal, SoleChild.Of(id)));
+            return full == (seal, SoleChild.Of(id)) && shortSeal == seal && shortSole.IsKnown == (id != Guid.Empty) && (id == Guid.Empty || shortSole.Is(id));
+        }).QuickCheckThrowOnFailure();
+    }
+
+    /// <summary>
+    /// Whatever the bytes (random, or a valid value with one byte changed), parsing never throws, and only a valid
+    /// "unsealed" value reads as unsealed: a torn or foreign value protects the image.
+    /// </summary>
+    [Fact]
+    public void Only_a_valid_unsealed_value_reads_as_unsealed()
+    {
+        var valid = Gen.Elements(
+            SealValue.ToBytes(SealReasons.Golden, SoleChild.Of(Guid.NewGuid())), SealValue.ToBytes(SealReasons.None),
+            SealValue.ToShortBytes(SealReasons.Golden, SoleChild.Of(Guid.NewGuid())), SealValue.ToShortBytes(SealReasons.None),
+            SealValue.ToBytes(SealReasons.Snapshot)[..8]);
+        var mutated = from v in valid
+                      from at in Gen.Choose(0, 7)
+                      from value in ArbMap.Default.GeneratorFor<byte>()
+                      select Mutate(v, at, value);
+        var random = Gen.Elements(0, 7, 8, 24, 25).SelectMany(n => Gen.ArrayOf(ArbMap.Default.GeneratorFor<byte>(), n));
+        Prop.ForAll(Gen.OneOf(mutated, random).ToArbitrary(), b =>
+        {
+            var (seal, sole) = SealValue.Parse(b);
+            bool oldUnsealed = b.Length is 8 or 24 && BitConverter.ToUInt32(b, 0) == 0 && BitConverter.ToUInt32(b, 4) == uint.MaxValue;
+            bool shortUnsealed = b.Length == 8 && b[0] == 0x80 && b[1] == 0x7F;
+            return ((uint)seal & ~3u) == 0 && (seal == SealReasons.None) == (oldUnsealed || shortUnsealed) && (seal != SealReasons.None || !sole.IsKnown);
+        }).QuickCheckThrowOnFailure();
+    }
+
+    private static byte[] Mutate(byte[] value, int at, byte b)
+    {
+        var copy = (byte[])value.Clone();
+        copy[at] = b;
+        return copy;
     }
 
     [Theory]

@@ -167,6 +167,28 @@ public class SoleChildRecordTests
         Assert.True(Read(parent).Sole.Is(childId));
     }
 
+    /// <summary>
+    /// A qcow2 child carries dse's id in an optional header extension: qemu-img check accepts it, and a header rewrite by
+    /// qemu (amend) keeps it, so the parent's seal still recognises the clone.
+    /// </summary>
+    [RequiresToolFact("qemu-img")]
+    public void A_qcow2_clone_keeps_its_dse_id_through_qemu_header_rewrites()
+    {
+        using var dir = new TempDirectory("sole-qcow2-tools");
+        string parent = MakeBase(dir, "p.qcow2"), child = dir.File("c.qcow2");
+        DiskImage.CreateDifferencing(child, parent).Dispose();
+        var id = Read(child).CloneId;
+        Assert.NotEqual(Guid.Empty, id);
+        Assert.Equal(id, Read(parent).Sole.Id);
+        ExternalTool.RunChecked("qemu-img", "check", child);
+        ExternalTool.RunChecked("qemu-img", "check", parent);
+        ExternalTool.RunChecked("qemu-img", "amend", "-f", "qcow2", "-o", "lazy_refcounts=on", child);
+        ExternalTool.RunChecked("qemu-img", "amend", "-f", "qcow2", "-o", "lazy_refcounts=on", parent);
+        Assert.Equal(id, Read(child).CloneId);
+        Assert.True(Read(parent).Sole.Is(id));
+        ExternalTool.RunChecked("qemu-img", "check", child);
+    }
+
     /// <summary>Two clones made at once: the seal is computed under the parent's lock, so both never end up recorded as the sole one.</summary>
     [Theory]
     [InlineData("vhdx")]

@@ -151,4 +151,31 @@ public class SoleCloneMergeTests
         Assert.Equal(ExitReadOnly, (await CliRunner.RunAsync("merge", foreign)).ExitCode);
         Assert.Equal(before, await File.ReadAllBytesAsync(golden));
     }
+
+    /// <summary>
+    /// The price of the record: a second clone must turn the parent's record to "several", a write QEMU forbids while it
+    /// runs the first clone (its backing file is locked against writers). The create is refused with exit 12, naming the
+    /// way out, and changes nothing; a golden sealed with dse seal beforehand names no clone, so it is never written again.
+    /// </summary>
+    [RequiresToolFact("qemu-io")]
+    public async Task A_second_clone_while_qemu_runs_the_first_needs_the_golden_sealed_beforehand()
+    {
+        var (dir, golden) = await Lab("qcow2");
+        using var lab = dir;
+        string first = dir.File("vms/a/k.qcow2"), second = dir.File("vms/b/k.qcow2");
+        await Ok("create", first, "--parent", golden);
+        var before = await File.ReadAllBytesAsync(golden);
+        using (QemuHolder.Start(first, "qcow2"))
+        {
+            var refused = await CliRunner.RunAsync("create", second, "--parent", golden);
+            Assert.Equal(12, refused.ExitCode);
+            Assert.Contains("dse seal", refused.StdErr);
+            Assert.False(File.Exists(second));
+            Assert.Equal(before, await File.ReadAllBytesAsync(golden));
+        }
+        await Ok("seal", golden);
+        using (QemuHolder.Start(first, "qcow2"))
+            await Ok("create", second, "--parent", golden);
+        Assert.Equal(JsonValueKind.Null, (await Info(golden)).GetProperty("soleChild").ValueKind);
+    }
 }

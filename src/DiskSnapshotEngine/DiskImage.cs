@@ -40,6 +40,7 @@ public static class DiskImage
         ParentDescriptor parent;
         int physicalSectorSize;
         SealReasons seal;
+        SoleChild sole;
         bool sealable;
         using (var top = OpenLayer(parentPath, writable: false, fileOpener))
         {
@@ -49,11 +50,18 @@ public static class DiskImage
             parent = ParentDescriptor.Of(top);
             physicalSectorSize = top.PhysicalSectorSize;
             seal = Seals.Of(top);
+            sole = Seals.SoleChildOf(top);
             sealable = top is ISealableLayer;
         }
         RefuseTooDeep(path, parentPath, fileOpener);
-        if (sealable && (seal & sealParentAs) != sealParentAs) SealParent(parentPath, parent.Identity, seal | sealParentAs, fileOpener);
-        var options = new ImageCreateOptions(parent.VirtualSize, ImageType.Differencing, null, parent.LogicalSectorSize, physicalSectorSize);
+        // The child's ids are chosen now: the parent's seal records the first clone's id before the clone exists (a
+        // failed create leaves a record naming no file, which only makes the next clone turn it to "unknown").
+        var childIdentity = new ImageIdentity(Guid.NewGuid(), Guid.NewGuid());
+        // A parent that already has the reasons and no sole child recorded is not written again, so further clones can
+        // be made while others run on it; otherwise the seal changes (see Seals.WithNewChild).
+        if (sealable && Seals.WithNewChild(seal, sole, sealParentAs, childIdentity.Id) != (seal, sole))
+            SealParent(parentPath, parent.Identity, sealParentAs, childIdentity.Id, fileOpener);
+        var options = new ImageCreateOptions(parent.VirtualSize, ImageType.Differencing, null, parent.LogicalSectorSize, physicalSectorSize, childIdentity);
         return CreateWith(driver, path, options, parent);
     }
 
@@ -80,10 +88,9 @@ public static class DiskImage
                 $"the parent's chain is already {ChainRules.MaxDepth} images deep, the most dse opens; merge some layers first (dse merge)", path, "parent link");
     }
 
-    // Writes the seal into the parent (its content version does not change). The file is reopened for writing only
-    // for this, once: a parent already sealed is never opened for writing again, so further clones can be made while
-    // others run on it.
-    private static void SealParent(string parentPath, ImageIdentity expected, SealReasons seal, Func<string, bool, IImageFile>? fileOpener)
+    // Writes the seal into the parent (its content version does not change). The new seal is computed from the mark
+    // read under the exclusive lock, so two clones made at once never both record themselves as the sole child.
+    private static void SealParent(string parentPath, ImageIdentity expected, SealReasons add, Guid childId, Func<string, bool, IImageFile>? fileOpener)
     {
         IDiskLayer layer;
         try
@@ -98,13 +105,16 @@ public static class DiskImage
         catch (DiskImageException e) when (e.Kind == ErrorKind.Locked)
         {
             throw new DiskImageException(ErrorKind.Locked,
-                $"cannot seal the parent for its first linked clone: {e.Detail}; close it and try again", parentPath, inner: e);
+                $"cannot record the new linked clone in the parent's seal: {e.Detail}; close it and try again " +
+                "(a parent sealed with 'dse seal' while nothing has it open is not written by later clones)", parentPath, inner: e);
         }
         using (layer)
         {
             if (layer.Identity != expected)
                 throw new DiskImageException(ErrorKind.ParentMismatch, "the parent changed while it was being opened", parentPath);
-            ((ISealableLayer)layer).SetSeal(seal);
+            var sealable = (ISealableLayer)layer;
+            var (seal, sole) = Seals.WithNewChild(sealable.Seal, sealable.SoleChild, add, childId);
+            sealable.SetSeal(seal, sole);
         }
     }
 

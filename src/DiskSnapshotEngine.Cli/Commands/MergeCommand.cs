@@ -42,7 +42,7 @@ internal static class MergeCommand
                 ? Merge.PullAsync(path, options, p, context.CancellationToken)
                 : Merge.CommitAsync(path, context.Get(into), options, p, context.CancellationToken)).ConfigureAwait(false);
             if (context.Json)
-                context.WriteJson(new { image = Path.GetFullPath(path), target = result.Target, result.Resumed, result.Stats.BytesWritten, result.Stats.BytesZero, result.Relinked, result.Removed });
+                context.WriteJson(new { image = Path.GetFullPath(path), target = result.Target, result.Resumed, result.Stats.BytesWritten, result.Stats.BytesZero, result.Relinked, result.Removed, result.Unsealed });
             else
             {
                 if (result.Resumed) context.Note("an interrupted run was found and finished");
@@ -51,6 +51,7 @@ internal static class MergeCommand
                     : $"merged into {result.Target}: {SizeParser.Describe(result.Stats.BytesWritten)} of data, {SizeParser.Describe(result.Stats.BytesZero)} of zeros");
                 foreach (var c in result.Relinked) context.Out.WriteLine($"  relinked {c}");
                 foreach (var r in result.Removed) context.Out.WriteLine($"  removed {r}");
+                if (result.Unsealed is { } u) context.Out.WriteLine($"  unsealed {u}: its only linked clone was merged into it");
             }
             return ExitCodes.Ok;
         });

@@ -21,6 +21,7 @@ internal sealed record LayerView(
     ParentLinkView? Parent,
     bool Sealed,
     IReadOnlyList<string> Seal,
+    string? SoleChild,
     IReadOnlyDictionary<string, object> Details)
 {
     // The driver's details keep the format's field names; the few that repeat a fact shown above are left out.
@@ -60,6 +61,7 @@ internal sealed record LayerView(
                 : null,
             Seals.Of(layer) != SealReasons.None,
             Commands.SealCommand.Names(Seals.Of(layer)),
+            Seals.SoleChildOf(layer) is { IsKnown: true } sole ? sole.ToString() : null,
             Json.Details(details))
         { DetailText = details, MinimumSize = brief ? null : MinimumSizeOf(layer) };
     }
@@ -118,6 +120,10 @@ internal sealed record LayerView(
             lines.Add(("parent", "none (base image)"));
         }
         lines.Add(("sealed", Sealed ? $"yes: {string.Join(", ", Seal)} (no dse verb changes it until 'dse unseal')" : "no"));
+        if (Sealed)
+            lines.Add(("sole clone", SoleChild is { } c
+                ? $"{c} (the only linked clone dse made of it: merging that one back needs no unseal)"
+                : "unknown or several"));
         if (verbose)
             foreach (var (key, value) in DetailText) lines.Add(($"{Format} {key}", value));
         int width = lines.Max(l => l.Name.Length) + 2;

@@ -49,12 +49,22 @@ public interface ISealableLayer
     /// <summary>The seal recorded in the file.</summary>
     SealReasons Seal { get; }
 
+    /// <summary>The linked clone the seal records as the only one dse made of this image (see <see cref="Block.SoleChild"/>).</summary>
+    SoleChild SoleChild { get; }
+
     /// <summary>
-    /// Records <paramref name="seal"/> in the file, durably and so that a crash leaves the old or the new mark. The
-    /// content version (<see cref="ImageIdentity.Version"/>) never changes: children stay linked.
+    /// The id a parent's seal records when this image is its sole linked clone: <see cref="ImageIdentity.Id"/>, or for a
+    /// format without one (qcow2) the id dse keeps in the file; <see cref="Guid.Empty"/> when the file has none.
+    /// </summary>
+    Guid CloneId { get; }
+
+    /// <summary>
+    /// Records <paramref name="seal"/> (and its <paramref name="soleChild"/>, unknown by default) in the file, durably
+    /// and so that a crash leaves the old or the new mark. The content version (<see cref="ImageIdentity.Version"/>)
+    /// never changes: children stay linked.
     /// </summary>
     /// <exception cref="DiskImageException">ReadOnly (the layer is open read-only), Unsupported (the file has no room for the mark), Io.</exception>
-    void SetSeal(SealReasons seal);
+    void SetSeal(SealReasons seal, SoleChild soleChild = default);
 }
 
 /// <summary>
@@ -67,6 +77,23 @@ public static class Seals
 {
     /// <summary>The seal of a layer (none for formats that carry no mark, such as raw).</summary>
     public static SealReasons Of(IDiskLayer layer) => layer is ISealableLayer s ? s.Seal : SealReasons.None;
+
+    /// <summary>The sole linked clone a layer's seal records (unknown for formats that carry no mark).</summary>
+    public static SoleChild SoleChildOf(IDiskLayer layer) => layer is ISealableLayer s && s.Seal != SealReasons.None ? s.SoleChild : SoleChild.Unknown;
+
+    /// <summary>The id a parent's seal records for <paramref name="child"/> (<see cref="ISealableLayer.CloneId"/>).</summary>
+    public static Guid CloneIdOf(IDiskLayer child) => child is ISealableLayer s ? s.CloneId : child.Identity.Id;
+
+    /// <summary>True when <paramref name="parent"/>'s seal records <paramref name="child"/> as the only linked clone dse made of it.</summary>
+    public static bool IsSoleChild(IDiskLayer parent, IDiskLayer child) => SoleChildOf(parent).Is(CloneIdOf(child));
+
+    /// <summary>
+    /// The seal a parent sealed as <paramref name="seal"/> (recording <paramref name="sole"/>) gets when a new child with
+    /// id <paramref name="childId"/> is made that adds <paramref name="add"/>: the first child of an unsealed image is
+    /// recorded as its sole child; any later one (or a seal the user set) leaves the record unknown.
+    /// </summary>
+    public static (SealReasons Seal, SoleChild Sole) WithNewChild(SealReasons seal, SoleChild sole, SealReasons add, Guid childId) =>
+        seal == SealReasons.None ? (add, add == SealReasons.None ? SoleChild.Unknown : SoleChild.Of(childId)) : (seal | add, SoleChild.Unknown);
 
     /// <summary>
     /// Why a format carries no seal. VHD: the footer and the dynamic header have no field for it; their reserved bytes
@@ -101,10 +128,14 @@ public static class Seals
     /// Refuses to <paramref name="action"/> (for example "write into it") a layer whose seal <paramref name="policy"/>
     /// does not accept. The refusal depends only on the mark in the file, never on where children are.
     /// </summary>
+    /// <param name="layer">The layer to change.</param>
+    /// <param name="policy">Which seals the verb accepts.</param>
+    /// <param name="action">What the verb would do, for the message.</param>
+    /// <param name="waived">Reasons this action may ignore (merge: golden, when the merged layer above is the sole child the seal records).</param>
     /// <exception cref="DiskImageException">ReadOnly naming the seal and how to lift it.</exception>
-    public static void Check(IDiskLayer layer, SealPolicy policy, string action)
+    public static void Check(IDiskLayer layer, SealPolicy policy, string action, SealReasons waived = SealReasons.None)
     {
-        var seal = Of(layer);
+        var seal = Of(layer) & ~waived;
         if (Allows(policy, seal)) return;
         string how = (seal & SealReasons.Golden) != 0
             ? $"unseal it first if no linked clone reads through it: dse unseal {layer.Path}"

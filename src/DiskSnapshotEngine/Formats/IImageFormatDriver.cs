@@ -21,6 +21,9 @@ public sealed record ImageCreateOptions(long VirtualSize, ImageType Type = Image
     /// under its old name (compact), so that it stays as sealed as it was; formats without a seal mark ignore it.
     /// </summary>
     public SealReasons Seal { get; init; }
+
+    /// <summary>The sole linked clone <see cref="Seal"/> records (kept by compact with the seal).</summary>
+    public SoleChild SoleChild { get; init; }
 }
 
 /// <summary>

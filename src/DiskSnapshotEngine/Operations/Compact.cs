@@ -63,7 +63,10 @@ public static class Compact
         DurableFiles.RequireFreeSpace(image, total, "the compact");
 
         var createOptions = new ImageCreateOptions(size, differencing ? ImageType.Differencing : ImageType.Dynamic,
-            src.BlockSize, src.LogicalSectorSize, src.PhysicalSectorSize, src.Identity) { Seal = Seals.Of(src) };
+            src.BlockSize, src.LogicalSectorSize, src.PhysicalSectorSize,
+            // qcow2 has no identity, but dse's own id (what a parent's seal records of its sole clone) is kept too.
+            src.Identity == default ? new ImageIdentity(Seals.CloneIdOf(src), Guid.Empty) : src.Identity)
+        { Seal = Seals.Of(src), SoleChild = Seals.SoleChildOf(src) };
         IDiskLayer? target = null;
         TempImageFile? tempFile = null;
         try

@@ -81,7 +81,7 @@ public static partial class Merge
             removed.Add(layer);
         }
         journal.Delete();
-        return new MergeResult(stats, journal.Target!, relinked, removed, resumed);
+        return new MergeResult(stats, journal.Target!, relinked, removed, resumed) { Unsealed = journal.LiftSeal && !journal.ReplaceImage ? journal.Target : null };
     }
 
     // Locks the files a commit changes; the plan's chain is closed by then (its shared locks would conflict).
@@ -96,12 +96,16 @@ public static partial class Merge
     {
         // The journal lists the merged layers top first; the target is the next one down.
         int a = journal.Merged.Length;
-        using var chain = ChainOpener.Open(journal.Image, options.Open, a);
+        // A target whose golden seal the plan waived (its sole clone is merged into it) is opened past the seal, and
+        // the waiver checked again on what is open now: another clone may have been made since the plan.
+        var open = journal.LiftSeal ? options.Open with { Sealed = SealPolicy.Override } : options.Open;
+        using var chain = ChainOpener.Open(journal.Image, open, a);
         var target = chain.Layers[a];
         if (!string.Equals(target.Path, journal.Target, StringComparison.Ordinal) || target.Identity.Id != journal.TargetId)
             throw new DiskImageException(ErrorKind.ChainInvalid,
                 $"the chain changed since the merge was planned: layer {a} is {target.Path}, the journal names {journal.Target}",
                 journal.Image, "journal");
+        if (journal.LiftSeal) Seals.Check(target, options.Open.Sealed, "merge into it", MergePlanner.SoleChildWaiver(chain.Layers, a));
         // Only the merged chain depends on the target, and every byte written is one that chain already shows
         // above it, so the target keeps its version: the image and its children stay linked throughout.
         target.PreserveVersionOnWrite = true;
@@ -118,7 +122,9 @@ public static partial class Merge
             },
             done => progress?.Report(new OperationProgress("merging", done, total)), cancel).ConfigureAwait(false);
         // A target renamed over the image takes its place, seal included (a snapshot layer that becomes the live disk).
-        if (journal.ReplaceImage && target is ISealableLayer sealable) sealable.SetSeal(Seals.Of(chain.Layers[0]));
+        if (journal.ReplaceImage && target is ISealableLayer sealable) sealable.SetSeal(Seals.Of(chain.Layers[0]), Seals.SoleChildOf(chain.Layers[0]));
+        // Its sole clone is now merged into it: nothing dse made reads through it any more.
+        else if (journal.LiftSeal && target is ISealableLayer lifted) lifted.SetSeal(lifted.Seal & ~SealReasons.Golden);
         target.Flush();
         return new CopyStats(written, zero);
     }

@@ -47,4 +47,8 @@ internal enum MergePublish
 /// <param name="Relinked">Children now linked to the target.</param>
 /// <param name="Removed">Files removed (the merged layers).</param>
 /// <param name="Resumed">True when an interrupted run was finished.</param>
-public sealed record MergeResult(CopyStats Stats, string Target, IReadOnlyList<string> Relinked, IReadOnlyList<string> Removed, bool Resumed);
+public sealed record MergeResult(CopyStats Stats, string Target, IReadOnlyList<string> Relinked, IReadOnlyList<string> Removed, bool Resumed)
+{
+    /// <summary>The target, when the merge lifted its golden seal: the merged image was the only linked clone dse had made of it.</summary>
+    public string? Unsealed { get; init; }
+}

@@ -43,8 +43,11 @@ internal static class MergePlanner
         if (options.Guard?.Refusal(layers.Take(a + 1).Select(l => l.Path).ToList(), folders) is string refusal)
             throw new DiskImageException(ErrorKind.ReadOnly, $"cannot merge: {refusal}", image);
         // Beyond the dependents these folders show: a sealed layer may have children anywhere (its seal says so), so
-        // the target must not change and no layer between may disappear, whatever the folders hold.
-        for (int i = 0; i <= a; i++) Seals.Check(layers[i], options.Open.Sealed, i == a ? "merge into it" : "merge it away");
+        // the target must not change and no layer between may disappear, whatever the folders hold. One exception: a
+        // layer whose seal records the merged layer above it as the only clone dse made of it has no other dependent
+        // by dse's doing, so its golden seal does not stop the merge (and is lifted from the target once it is done).
+        for (int i = 0; i <= a; i++)
+            Seals.Check(layers[i], options.Open.Sealed, i == a ? "merge into it" : "merge it away", SoleChildWaiver(layers, i));
         var children = Dependents.ChildrenOf(layers[0], folders, options.Open.FileOpener, chainPaths);
         if (options.Publish == MergePublish.ReplaceImage && children.Count > 0)
             throw new DiskImageException(ErrorKind.ReadOnly, $"cannot merge: images depend on it: {string.Join("; ", children)}", image);
@@ -63,7 +66,12 @@ internal static class MergePlanner
             Children = children.ToArray(),
             Phase = "copy",
             ReplaceImage = options.Publish == MergePublish.ReplaceImage,
+            LiftSeal = (Seals.Of(layers[a]) & SoleChildWaiver(layers, a)) != SealReasons.None,
         };
         return journal;
     }
+
+    /// <summary>Golden when layer <paramref name="i"/>'s seal records the layer above it (which the merge consumes) as its sole clone.</summary>
+    public static SealReasons SoleChildWaiver(IReadOnlyList<IDiskLayer> layers, int i) =>
+        i > 0 && Seals.IsSoleChild(layers[i], layers[i - 1]) ? SealReasons.Golden : SealReasons.None;
 }

@@ -28,6 +28,8 @@ internal sealed record OperationJournal
     public string[] Children { get; init; } = Array.Empty<string>();
     /// <summary>Commit: rename the target over the image at the end instead of deleting the image.</summary>
     public bool ReplaceImage { get; init; }
+    /// <summary>Commit: the target's seal records the merged layer above it as its sole clone: its golden seal is lifted after the copy.</summary>
+    public bool LiftSeal { get; init; }
     /// <summary>"copy", "relink", "remove".</summary>
     public required string Phase { get; init; }
 

@@ -47,6 +47,13 @@ public static partial class DiskSnapshots
                     $"cannot delete snapshot '{name}': it is the base of the disk and {children.Count} branches start from it ({string.Join("; ", children.Select(Path.GetFileName))}); " +
                     "delete all but one branch first", disk);
         }
+        // A pull rewrites each child and a commit merges the only child away: a golden child (a linked clone elsewhere
+        // reads through it) is refused now, before the plan is recorded, so that the refusal leaves nothing pending.
+        foreach (var child in children)
+        {
+            using var c = DiskImage.OpenLayer(child, writable: false, options.FileOpener);
+            Seals.Check(c, SealPolicy.SnapshotLayers, $"delete snapshot '{name}' ({(plan == "pull" ? "its layer would be pulled into this image" : "this image would be merged into its layer")})");
+        }
         // The layer and its children change or go: hold them before the plan is recorded.
         foreach (var file in children.Prepend(layerPath)) scope.Lock(file);
         catalog = catalog with { Pending = new PendingSnapshotOperation { Operation = "delete", Snapshot = entry, Plan = plan, Children = children.ToArray() } };

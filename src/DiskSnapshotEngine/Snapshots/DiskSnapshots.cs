@@ -37,6 +37,14 @@ public static partial class DiskSnapshots
         {
             if (layer.Format == ImageFormat.Raw)
                 throw new DiskImageException(ErrorKind.Unsupported, "a raw disk cannot have differencing children; convert it to VHDX or VDI first (dse clone)", disk);
+            // The disk's file becomes the snapshot layer and a new child takes its path: linked clones anywhere that
+            // name a golden disk by path would then read the new current state instead of the golden one. Refused
+            // before anything changes, whatever folder those clones are in.
+            if ((Seals.Of(layer) & SealReasons.Golden) != 0)
+                throw new DiskImageException(ErrorKind.ReadOnly,
+                    "cannot take a snapshot of it: the image is sealed as a golden image (linked clones may read through it by its path, " +
+                    "and a snapshot would move its file to the snapshot's name); take the snapshot of a linked clone instead, " +
+                    $"or 'dse unseal {disk}' first if no clone depends on it", disk);
             // A child that names the disk by path (VHDX) would find the new empty current state there instead of the
             // content it was made from, so it is relinked to the snapshot layer (the same file under its new name).
             // A child that names the disk by identity (VDI) follows the file to its snapshot name by itself.

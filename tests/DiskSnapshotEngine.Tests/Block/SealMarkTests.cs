@@ -17,7 +17,8 @@ public class SealMarkTests
 {
     private const long Size = 8L << 20;
 
-    private static string MakeBase(TempDirectory dir, string name)
+    /// <summary>An 8 MiB base image whose first MiB holds 0x5A (shared with <see cref="SoleChildRecordTests"/>).</summary>
+    internal static string MakeBase(TempDirectory dir, string name)
     {
         string path = dir.File(name);
         using var l = DiskImage.Create(path, new ImageCreateOptions(Size, BlockSize: 1 << 20));

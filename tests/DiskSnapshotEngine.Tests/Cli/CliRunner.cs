@@ -15,6 +15,18 @@ public static class CliRunner
     /// <summary>Calls the CLI entry point with in-memory streams.</summary>
     public static async Task<CliResult> RunAsync(params string[] args) => await RunWithStdinAsync(null, args);
 
+    /// <summary>Runs dse in-process and asserts exit 0 (the failure message shows the command and its output).</summary>
+    public static async Task<CliResult> OkAsync(params string[] args)
+    {
+        var r = await RunAsync(args);
+        Assert.True(r.ExitCode == 0, $"dse {string.Join(' ', args)}: {r}");
+        return r;
+    }
+
+    /// <summary>The root of <c>dse info IMAGE --json</c>.</summary>
+    public static async Task<System.Text.Json.JsonElement> InfoAsync(string image) =>
+        System.Text.Json.JsonDocument.Parse((await OkAsync("info", image, "--json")).StdOut).RootElement;
+
     public static Task<CliResult> RunWithStdinAsync(byte[]? stdin, params string[] args) => RunInProcessAsync(stdin, false, args);
 
     /// <summary>As <see cref="RunAsync"/>, with stderr taken for a terminal (progress is shown there).</summary>

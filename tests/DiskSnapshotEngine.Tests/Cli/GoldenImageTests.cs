@@ -100,7 +100,10 @@ public class GoldenImageTests
         return dir.File("r.img");
     }
 
-    /// <summary>Merge into a sealed ancestor is refused with the reason, whatever folder the children are in; after unseal it runs.</summary>
+    /// <summary>
+    /// Merge into a sealed ancestor is refused with the reason, whatever folder the children are in; after unseal it runs.
+    /// (Two clones: the seal of a golden with one clone records it, and merging that one back is allowed, see SoleCloneMergeTests.)
+    /// </summary>
     [Theory]
     [InlineData("vhdx")]
     [InlineData("vdi")]
@@ -110,8 +113,10 @@ public class GoldenImageTests
         using var dir = new TempDirectory("golden-merge");
         string golden = dir.File($"g.{ext}"), child = dir.File($"elsewhere/c.{ext}");
         Directory.CreateDirectory(dir.File("elsewhere"));
+        Directory.CreateDirectory(dir.File("other"));
         await Ok("create", golden, "--size", "8M");
         await Ok("create", child, "--parent", golden);
+        await Ok("create", dir.File($"other/c2.{ext}"), "--parent", golden);
         await Ok("write", child, "--offset", "1M", "--input", await Input(dir, "c.bin", 70_000, 4));
         var goldenBefore = await File.ReadAllBytesAsync(golden);
         var childBefore = await File.ReadAllBytesAsync(child);
@@ -139,6 +144,7 @@ public class GoldenImageTests
         using var dir = new TempDirectory("golden-merge");
         string golden = dir.File($"g.{ext}"), child = dir.File($"c.{ext}");
         await Ok("create", golden, "--size", "8M");
+        await Ok("seal", golden); // sealed by the user: no sole clone is recorded, so the merge needs --force
         await Ok("create", child, "--parent", golden);
         await Ok("write", child, "--offset", "1M", "--input", await Input(dir, "c.bin", 70_000, 5));
         await Ok("export", child, dir.File("before.img"));

@@ -63,7 +63,9 @@ internal static class Qcow2Creator
         var extensions = Qcow2HeaderExtensions.Empty();
         extensions.SetBackingFormat(backingFormat);
         // A rewrite of a sealed image (compact) keeps its seal.
-        if (options.Seal != Block.SealReasons.None) extensions.SetSeal(options.Seal);
+        if (options.Seal != Block.SealReasons.None) extensions.SetSeal(options.Seal, options.SoleChild);
+        // qcow2 has no image id: dse keeps its own in a child, so that a parent's seal can recognise it as its sole clone.
+        if (parent is not null) extensions.SetId(options.Identity is { Id: var id } && id != Guid.Empty ? id : Guid.NewGuid());
         var headerCluster = new byte[clusterSize];
         int at = header.HeaderLength;
         at += extensions.WriteTo(headerCluster.AsSpan(at));

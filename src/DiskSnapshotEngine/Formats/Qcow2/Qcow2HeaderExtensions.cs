@@ -23,9 +23,14 @@ internal sealed class Qcow2HeaderExtensions
     public const uint ExternalDataFile = 0x44415441;
     /// <summary>
     /// dse's seal (type "dseS"; qcow2.txt: an unknown extension "can be safely ignored", and qemu keeps unknown ones
-    /// when it rewrites the header): the 8-byte <see cref="SealValue"/>. Always optional: no feature bit refers to it.
+    /// when it rewrites the header): the <see cref="SealValue"/>. Always optional: no feature bit refers to it.
     /// </summary>
     public const uint DseSeal = 0x64736553;
+    /// <summary>
+    /// dse's id of the image (type "dseI", 16 bytes): qcow2 has no image id, and a parent's seal must recognise its sole
+    /// linked clone (<see cref="Block.SoleChild"/>). Written when dse creates the image; optional like <see cref="DseSeal"/>.
+    /// </summary>
+    public const uint DseId = 0x64736549;
 
     private readonly List<Qcow2HeaderExtension> _items;
 
@@ -80,13 +85,22 @@ internal sealed class Qcow2HeaderExtensions
     }
 
     /// <summary>The seal the dse seal extension records (none without one).</summary>
-    public Block.SealReasons Seal => Find(DseSeal) is { } e ? SealValue.Parse(e.Data) : Block.SealReasons.None;
+    public (Block.SealReasons Seal, Block.SoleChild Sole) Seal =>
+        Find(DseSeal) is { } e ? SealValue.Parse(e.Data) : (Block.SealReasons.None, Block.SoleChild.Unknown);
 
     /// <summary>Sets dse's seal extension (appended after the others when new; an unsealed image keeps it with 0).</summary>
-    public void SetSeal(Block.SealReasons seal)
+    public void SetSeal(Block.SealReasons seal, Block.SoleChild sole = default) => Set(DseSeal, SealValue.ToBytes(seal, sole));
+
+    /// <summary>dse's id of the image (<see cref="DseId"/>), or <see cref="Guid.Empty"/> when it has none (made by another program).</summary>
+    public Guid Id => Find(DseId) is { Data.Length: 16 } e ? new Guid(e.Data) : Guid.Empty;
+
+    /// <summary>Sets dse's id extension.</summary>
+    public void SetId(Guid id) => Set(DseId, id.ToByteArray());
+
+    private void Set(uint type, byte[] data)
     {
-        var e = new Qcow2HeaderExtension(DseSeal, SealValue.ToBytes(seal));
-        int i = _items.FindIndex(x => x.Type == DseSeal);
+        var e = new Qcow2HeaderExtension(type, data);
+        int i = _items.FindIndex(x => x.Type == type);
         if (i >= 0) _items[i] = e;
         else _items.Add(e);
     }

@@ -319,22 +319,23 @@ internal sealed partial class Qcow2Layer
     /// Records the seal in dse's header extension (<see cref="Qcow2HeaderExtensions.DseSeal"/>): one rewrite of the
     /// header area, as a relink does; no cluster, table or refcount changes, and qemu keeps the extension.
     /// </summary>
-    public void SetSeal(SealReasons seal)
+    public void SetSeal(SealReasons seal, SoleChild soleChild = default)
     {
         EnsureWritable("change the seal");
+        if (seal == SealReasons.None || soleChild.Id == Guid.Empty) soleChild = SoleChild.Unknown; // the extension holds whole ids only
         lock (_sync)
         {
             var old = _extensions.Seal;
-            if (seal == old && _extensions.Find(Qcow2HeaderExtensions.DseSeal) is not null) return;
+            if ((seal, soleChild) == old && _extensions.Find(Qcow2HeaderExtensions.DseSeal) is not null) return;
             bool had = _extensions.Find(Qcow2HeaderExtensions.DseSeal) is not null;
-            _extensions.SetSeal(seal);
+            _extensions.SetSeal(seal, soleChild);
             try
             {
                 WriteHeaderCluster();
             }
             catch
             {
-                if (had) _extensions.SetSeal(old);
+                if (had) _extensions.SetSeal(old.Seal, old.Sole);
                 else _extensions.RemoveSeal();
                 throw;
             }

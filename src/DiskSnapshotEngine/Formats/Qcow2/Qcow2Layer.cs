@@ -51,7 +51,10 @@ internal sealed partial class Qcow2Layer : IDiskLayer, IEncodedDataLayer, ISeala
     public IImageFile File { get; }
     /// <summary>qcow2 records no content version: there is nothing to preserve.</summary>
     public bool PreserveVersionOnWrite { get; set; }
-    public SealReasons Seal => _extensions.Seal;
+    public SealReasons Seal => _extensions.Seal.Seal;
+    public SoleChild SoleChild => _extensions.Seal.Sole;
+    /// <summary>dse's own id of the image (a header extension), since qcow2 has none.</summary>
+    public Guid CloneId => _extensions.Id;
     /// <summary>qcow2 has no image identity; children name it by path.</summary>
     public ImageIdentity Identity => default;
 

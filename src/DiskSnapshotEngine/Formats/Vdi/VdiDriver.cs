@@ -90,7 +90,7 @@ internal sealed class VdiDriver : IImageFormatDriver
         WriteMap(file, offBlocks, cBlocks, type == VdiImageType.Fixed);
         if (parent is not null) VdiParentLocator.Write(file, header, parent.Path);
         // A rewrite of a sealed image (compact) keeps its seal.
-        if (options.Seal != SealReasons.None) VdiSealRecord.Write(file, options.Seal);
+        if (options.Seal != SealReasons.None) VdiSealRecord.Write(file, options.Seal, options.SoleChild);
         // The header goes last: until it lands the file carries no signature and cannot be mistaken for an image.
         header.WriteTo(file);
         if (file.Length < offData) file.SetLength(offData);

@@ -33,6 +33,7 @@ internal sealed class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWritable, 
     private IReadOnlyList<string> _parentPaths;
     private long _nextBlock;
     private SealReasons _seal;
+    private SoleChild _soleChild;
     private bool _versionChanged;
     private bool _tableVerified;
     private bool _disposed;
@@ -51,7 +52,7 @@ internal sealed class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWritable, 
         // entry and the header write): that way an interrupted allocation can never be overwritten by the next one.
         long inFile = file.Length > header.OffData ? (file.Length - header.OffData + _stride - 1) / _stride : 0;
         _nextBlock = Math.Max(header.CBlocksAllocated, inFile);
-        _seal = VdiSealRecord.Read(file, header);
+        (_seal, _soleChild) = VdiSealRecord.Read(file, header);
         _parentPaths = IsDiffLike ? VdiParentLocator.Read(file, header) : Array.Empty<string>();
     }
 
@@ -73,6 +74,8 @@ internal sealed class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWritable, 
     public IImageFile File { get; }
     public bool PreserveVersionOnWrite { get; set; }
     public SealReasons Seal => _seal;
+    public SoleChild SoleChild => _soleChild;
+    public Guid CloneId => _header.UuidCreate;
 
     public ImageIdentity Identity => new(_header.UuidCreate, _header.UuidModify);
 
@@ -393,17 +396,19 @@ internal sealed class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWritable, 
     /// Records the seal after the header (<see cref="VdiSealRecord"/>): no header field changes, so uuidModify, which
     /// children record as their parent's version, stays as it is.
     /// </summary>
-    public void SetSeal(SealReasons seal)
+    public void SetSeal(SealReasons seal, SoleChild soleChild = default)
     {
         EnsureWritable("change the seal");
-        if (seal == _seal) return;
+        if (seal == SealReasons.None) soleChild = SoleChild.Unknown;
+        if (seal == _seal && soleChild == _soleChild) return;
         if (!VdiSealRecord.HasRoom(_header))
             throw new DiskImageException(ErrorKind.Unsupported,
                 "the header leaves no room for the seal record (a 0.x header, a header larger than 400 bytes, or a blocks array before byte 512)",
                 Path, "VDIHEADER1");
-        VdiSealRecord.Write(File, seal);
+        VdiSealRecord.Write(File, seal, soleChild);
         File.Flush();
         _seal = seal;
+        _soleChild = soleChild;
     }
 
 

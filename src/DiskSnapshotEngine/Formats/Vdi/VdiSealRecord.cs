@@ -7,8 +7,11 @@ namespace DiskSnapshotEngine.Formats.Vdi;
 /// dse's seal mark in a VDI: 16 bytes at file offset 472, right after VDIHEADER1PLUS and inside the first 512-byte sector.
 /// <code>
 /// 472  char[8]  "dse-seal"
-/// 480  byte[8]  SealValue (reasons, ~reasons)
+/// 480  byte[8]  SealValue short form (flags, ~flags, 48-bit key of the sole linked clone); older records hold (reasons, ~reasons)
 /// </code>
+/// The record stays 16 bytes, the size proven safe with VirtualBox and qemu, so the sole child's 16-byte uuidCreate
+/// does not fit beside the reasons: a 48-bit hash of it (<see cref="SoleChild.KeyOf"/>) is stored instead. The magic
+/// is kept so that an older dse reads the new value as a damaged seal, which it treats as golden.
 /// Why there (VirtualBox VDI.cpp / VDICore.h, qemu block/vdi.c): VirtualBox refuses an image whose fFlags carry any
 /// bit it does not know (vdiValidateHeader checks them against VD_VDI_IMAGE_FLAGS_MASK), so no flag can be borrowed;
 /// szComment is the user's free text, shown and settable by VirtualBox, so a mark there could be lost or overwritten;
@@ -30,21 +33,21 @@ internal static class VdiSealRecord
         !header.IsVersion0 && header.CbHeader <= VdiHeader.Header1PlusSize && header.OffBlocks >= 512 && header.OffData >= 512;
 
     /// <summary>The seal the file records (none when the bytes are not a dse record). A damaged record reads as golden.</summary>
-    public static SealReasons Read(IImageFile file, VdiHeader header)
+    public static (SealReasons Seal, SoleChild Sole) Read(IImageFile file, VdiHeader header)
     {
-        if (!HasRoom(header)) return SealReasons.None;
+        if (!HasRoom(header)) return (SealReasons.None, SoleChild.Unknown);
         Span<byte> b = stackalloc byte[Size];
         file.ReadOrZero(b, Offset);
-        if (!b[..8].SequenceEqual(Magic)) return SealReasons.None;
+        if (!b[..8].SequenceEqual(Magic)) return (SealReasons.None, SoleChild.Unknown);
         return SealValue.Parse(b[8..]);
     }
 
     /// <summary>Writes the record (one 16-byte write inside one sector: a power loss leaves the old or the new record).</summary>
-    public static void Write(IImageFile file, SealReasons seal)
+    public static void Write(IImageFile file, SealReasons seal, SoleChild sole)
     {
         Span<byte> b = stackalloc byte[Size];
         Magic.CopyTo(b);
-        SealValue.ToBytes(seal).CopyTo(b[8..]);
+        SealValue.ToShortBytes(seal, sole).CopyTo(b[8..]);
         file.Write(b, Offset);
     }
 }

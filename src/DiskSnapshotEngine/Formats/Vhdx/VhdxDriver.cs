@@ -174,7 +174,7 @@ internal sealed class VhdxDriver : IImageFormatDriver
                 ThrowHelper.Corrupt(path, "parent locator", metaAt, "the parent_linkage entry is missing");
         }
 
-        var seal = Item(DseSealItem, 0, "dse seal item", isUser: true) is { } sealValue ? SealValue.Parse(sealValue) : SealReasons.None;
+        var seal = Item(DseSealItem, 0, "dse seal item", isUser: true) is { } sealValue ? SealValue.Parse(sealValue) : (SealReasons.None, SoleChild.Unknown);
 
         long chunkRatio = VhdxBat.ChunkRatioOf(logical, (int)bs);
         long payloadBlocks = VhdxBat.CeilDiv(virtualSize, bs);
@@ -274,7 +274,7 @@ internal sealed class VhdxDriver : IImageFormatDriver
         if (options.Seal != SealReasons.None)
         {
             // A rewrite of a sealed image (compact) keeps its seal: a user item, not required (see VhdxConstants.DseSealItem).
-            var value = SealValue.ToBytes(options.Seal);
+            var value = SealValue.ToBytes(options.Seal, options.SoleChild);
             value.CopyTo(meta.AsSpan((int)at));
             entries.Add(new VhdxMetadataTableEntry(DseSealItem, at, (uint)value.Length, IsUser: true, IsVirtualDisk: false, IsRequired: false));
             at += (uint)SpanHelpers.AlignUp(value.Length, 8);

@@ -73,13 +73,14 @@ public sealed partial class VhdxLayer
     }
 
     /// <summary>Records the seal in the dse seal item (a user metadata item) through the log; DataWriteGuid is untouched.</summary>
-    public void SetSeal(SealReasons seal)
+    public void SetSeal(SealReasons seal, SoleChild soleChild = default)
     {
         if (!IsWritable) ThrowHelper.ReadOnly(Path, "change the seal");
-        var value = SealValue.ToBytes(seal);
+        if (seal == SealReasons.None || soleChild.Id == Guid.Empty) soleChild = SoleChild.Unknown; // the item holds whole ids only
+        var value = SealValue.ToBytes(seal, soleChild);
         lock (_sync)
         {
-            if (seal == _seal) return;
+            if (seal == _seal && soleChild == _soleChild) return;
             int index = _metadata.Table.Entries.FindIndex(e => e.ItemId == DseSealItem && e.IsUser);
             // Placed before anything changes: an item that does not fit leaves the file as it was.
             uint offset = index >= 0 ? _metadata.PlaceReplacement(index, value.Length, "dse seal item") : _metadata.PlaceNew(value.Length, "dse seal item");
@@ -88,6 +89,7 @@ public sealed partial class VhdxLayer
             else _metadata.Add(new VhdxMetadataTableEntry(DseSealItem, offset, (uint)value.Length, IsUser: true, IsVirtualDisk: false, IsRequired: false), value);
             CommitPending();
             _seal = seal;
+            _soleChild = soleChild;
         }
     }
 }

@@ -35,13 +35,14 @@ public sealed partial class VhdxLayer : IDiskLayer, ISealableLayer
     private VhdxParentLocator? _locator;
     private ParentLink? _parentLink;
     private SealReasons _seal;
+    private SoleChild _soleChild;
     private bool _payloadUnflushed, _disposed, _tableVerified;
     private long _allocationEnd;
 
     internal VhdxLayer(IImageFile file, IImageFile view, bool writable, VhdxFileIdentifier fileId, VhdxHeader header, int headerSlot,
         VhdxRegionTable regions, VhdxRegionTableEntry bat, VhdxRegionTableEntry metadata, VhdxMetadataTable table,
         VhdxFileParameters parameters, long virtualSize, Guid virtualDiskId, int logical, int physical, VhdxParentLocator? locator,
-        SealReasons seal)
+        (SealReasons Seal, SoleChild Sole) seal)
     {
         _file = file;
         File = view;
@@ -55,7 +56,7 @@ public sealed partial class VhdxLayer : IDiskLayer, ISealableLayer
         _logicalSectorSize = logical;
         _physicalSectorSize = physical;
         _locator = locator;
-        _seal = seal;
+        (_seal, _soleChild) = seal;
         _sectors = new VhdxSectorCache(view);
         _session = new VhdxSession(file, header, headerSlot);
         _metadata = new VhdxMetadataRegion(file.Path, metadata, table, _sectors);
@@ -78,6 +79,8 @@ public sealed partial class VhdxLayer : IDiskLayer, ISealableLayer
     public bool PreserveVersionOnWrite { get; set; }
     public IImageFile File { get; }
     public SealReasons Seal => _seal;
+    public SoleChild SoleChild => _soleChild;
+    public Guid CloneId => _virtualDiskId;
 
     private bool IsDifferencing => _parameters.HasParent;
 

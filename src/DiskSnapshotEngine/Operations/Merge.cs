@@ -105,6 +105,9 @@ public static partial class Merge
         // Only the merged chain depends on the target, and every byte written is one that chain already shows
         // above it, so the target keeps its version: the image and its children stay linked throughout.
         target.PreserveVersionOnWrite = true;
+        // New payload goes to fresh space that no table maps until the target's commit after a flush, so bulk data can
+        // go straight to the device while the next pieces are read: the final flush then has almost nothing to wait on.
+        if (target.File is ImageFile targetFile) targetFile.UseDirectWrites();
         var below = new DiskChain(chain.Layers.Skip(a).ToArray());
         var plan = ExtentPlan.Of(chain, a, static e => e.Kind != ExtentKind.NotPresent, skipFileHoles: false);
         long total = plan.Bytes;

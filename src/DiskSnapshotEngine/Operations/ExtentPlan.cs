@@ -65,10 +65,18 @@ internal sealed class ExtentPlan
 
     /// <summary>
     /// Shares with <paramref name="target"/> every planned data extent the file system lets it (see
-    /// <see cref="SharedExtents"/>), at the same offset as in the virtual disk (a raw target), and returns the plan of
-    /// what is left to copy. A layer whose first attempt is refused (another file system, no reflink) is not tried again.
+    /// <see cref="SharedExtents"/>), at the same offset as in the virtual disk (a raw file), and returns the plan of
+    /// what is left to copy.
     /// </summary>
-    public ExtentPlan ShareInto(ImageFile target, out long shared)
+    public ExtentPlan ShareInto(ImageFile target, out long shared) => ShareInto(target, null, out shared);
+
+    /// <summary>
+    /// Shares with <paramref name="targetFile"/> every planned data extent the file system lets it, where
+    /// <paramref name="placement"/> (the image written into that file; null for a raw file) places it, and returns the
+    /// plan of what is left to copy. A layer whose first attempt is refused (another file system, no reflink) is not
+    /// tried again; ranges the placement refuses, or not on <see cref="SharedExtents.Alignment"/>, are copied.
+    /// </summary>
+    public ExtentPlan ShareInto(ImageFile targetFile, IPlaceableLayer? placement, out long shared)
     {
         shared = 0;
         var rest = new List<ChainExtent>();
@@ -76,17 +84,31 @@ internal sealed class ExtentPlan
         foreach (var e in _extents)
         {
             var layerFile = _chain.Layers[e.LayerIndex].File as ImageFile;
-            if (e.Kind == ExtentKind.Data && !e.IsEncoded && layerFile is not null && !refused.Contains(e.LayerIndex)
-                && SharedExtents.IsAligned(e.FileOffset, e.Offset, e.Length))
+            long off = e.Offset;
+            if (e.Kind == ExtentKind.Data && !e.IsEncoded && layerFile is not null)
             {
-                if (SharedExtents.TryClone(layerFile, e.FileOffset, target, e.Offset, e.Length))
+                // Whole aligned pieces, one target block at a time; an unaligned tail is copied.
+                while (!refused.Contains(e.LayerIndex) && e.End - off >= SharedExtents.Alignment)
                 {
-                    shared += e.Length;
-                    continue;
+                    long source = e.FileOffset + (off - e.Offset);
+                    long want = SpanHelpers.AlignDown(e.End - off, SharedExtents.Alignment);
+                    long place = off, placed = want;
+                    if (!SharedExtents.IsAligned(source, off, want)
+                        || (placement is not null && !placement.TryPlace(off, want, out place, out placed))
+                        || !SharedExtents.IsAligned(source, place, placed))
+                        break;
+                    if (!SharedExtents.TryClone(layerFile, source, targetFile, place, placed))
+                    {
+                        // The placed range (if any) is written by the copy instead.
+                        refused.Add(e.LayerIndex);
+                        break;
+                    }
+                    shared += placed;
+                    off += placed;
                 }
-                refused.Add(e.LayerIndex);
             }
-            rest.Add(e);
+            if (off < e.End)
+                rest.Add(off == e.Offset ? e : e with { Offset = off, Length = e.End - off, FileOffset = e.FileOffset < 0 ? -1 : e.FileOffset + (off - e.Offset) });
         }
         return shared == 0 ? this : new ExtentPlan(_chain, rest);
     }

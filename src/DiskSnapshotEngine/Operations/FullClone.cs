@@ -56,10 +56,11 @@ public static class FullClone
             target = driver.Create(file, createOptions, null);
             var output = new DiskChain(new[] { target });
             long written = 0, zero = 0, shared = 0;
-            // A raw clone holds each byte at its virtual offset: data the file system can share is not copied at all.
-            if (driver.Format == ImageFormat.Raw && (file is TempImageFile t ? t.Inner : file as ImageFile) is { } rawFile)
+            // Data the file system can share (reflink) is not copied at all: the target places each block-aligned
+            // range (a raw file where it is, a VHDX in a fresh block) and the source's extents are cloned there.
+            if (target is IPlaceableLayer placeable && (file is TempImageFile t ? t.Inner : file as ImageFile) is { } targetFile)
             {
-                plan = plan.ShareInto(rawFile, out shared);
+                plan = plan.ShareInto(targetFile, placeable, out shared);
                 written += shared;
             }
             await ExtentPump.RunAsync(plan.Ranges, ExtentPump.ChunkFor(target.BlockSize), plan.Read,

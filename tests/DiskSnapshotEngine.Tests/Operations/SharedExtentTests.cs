@@ -37,6 +37,37 @@ public class SharedExtentTests
     }
 
     [RequiresReflinkFact]
+    public async Task Vhdx_clone_on_xfs_places_blocks_on_shared_extents_and_passes_qemu_img()
+    {
+        using var fs = ReflinkFileSystem.Mount(400);
+        var model = Chain(fs.Path);
+        // The source's own block size (1 MiB) and a larger one: both place each aligned extent whole in fresh blocks.
+        foreach (var (name, blockSize) in new[] { ("same.vhdx", 1 << 20), ("larger.vhdx", 8 << 20) })
+        {
+            await FullClone.RunAsync(fs.File("top.vhdx"), fs.File(name), new CloneOptions(BlockSize: blockSize));
+            OpsKit.AssertContent(model, fs.File(name), $"the clone {name}");
+            long sharedBytes = ReflinkFileSystem.SharedBytes(fs.File(name));
+            Assert.True(sharedBytes >= 1 << 20, $"{name} shares only {sharedBytes} bytes with the chain");
+            if (!ExternalTool.Has("qemu-img")) continue;
+            ExternalTool.RunChecked("qemu-img", "check", "-f", "vhdx", fs.File(name));
+            // qemu reads no differencing VHDX, so it compares the clone with the model as a raw file.
+            if (!File.Exists(fs.File("model.raw"))) File.WriteAllBytes(fs.File("model.raw"), model);
+            ExternalTool.RunChecked("qemu-img", "compare", "-f", "vhdx", "-F", "raw", fs.File(name), fs.File("model.raw"));
+        }
+    }
+
+    [RequiresReflinkFact]
+    public async Task Vhdx_clone_across_file_systems_copies_every_byte()
+    {
+        using var fs = ReflinkFileSystem.Mount(300);
+        using var dir = new TempDirectory("shared-extents");
+        var model = Chain(dir.Path);
+        await FullClone.RunAsync(dir.File("top.vhdx"), fs.File("clone.vhdx"));
+        OpsKit.AssertContent(model, fs.File("clone.vhdx"), "a clone that could share nothing");
+        Assert.Equal(0, ReflinkFileSystem.SharedBytes(fs.File("clone.vhdx")));
+    }
+
+    [RequiresReflinkFact]
     public async Task Export_across_file_systems_falls_back_to_copying()
     {
         using var fs = ReflinkFileSystem.Mount(300);

@@ -13,7 +13,7 @@ namespace DiskSnapshotEngine.Formats.Vhdx;
 /// through the VHDX log (<see cref="VhdxSession"/>). The write path is in VhdxLayer.Writes.cs, session commits and
 /// metadata changes (parent, seal) in VhdxLayer.Metadata.cs.
 /// </summary>
-public sealed partial class VhdxLayer : IDiskLayer, ISealableLayer
+public sealed partial class VhdxLayer : IDiskLayer, ISealableLayer, IPlaceableLayer
 {
     private const int CommitThreshold = 64; // pending metadata sectors before an early log commit
 

@@ -8,7 +8,7 @@ namespace DiskSnapshotEngine.Operations;
 /// <summary>
 /// Full clone: flattens a whole chain into one independent image of any format. Only ranges some layer holds as
 /// data are read; ranges that read as zeros (ZERO state, holes, never written) are not written, nor are data
-/// blocks that turn out to be all zeros. The clone is written under a temporary name and renamed into place when
+/// blocks that turn out to be all zeros (unless the kernel copies them whole: a --no-sync clone). The clone is written under a temporary name and renamed into place when
 /// complete, so a failed or cancelled clone leaves nothing behind. The clone gets new identities.
 /// </summary>
 public static class FullClone
@@ -57,10 +57,11 @@ public static class FullClone
             var output = new DiskChain(new[] { target });
             long written = 0, zero = 0, shared = 0;
             // Data the file system can share (reflink) is not copied at all: the target places each block-aligned
-            // range (a raw file where it is, a VHDX in a fresh block) and the source's extents are cloned there.
+            // range (a raw file where it is, a VHDX in a fresh block) and the source's extents are cloned there. A
+            // clone left in the page cache (--no-sync) has the kernel copy the rest (copy_file_range), as cp does.
             if (target is IPlaceableLayer placeable && (file is TempImageFile t ? t.Inner : file as ImageFile) is { } targetFile)
             {
-                plan = plan.ShareInto(targetFile, placeable, out shared);
+                plan = plan.ShareInto(targetFile, placeable, out shared, copyInKernel: !options.Durable);
                 written += shared;
             }
             await ExtentPump.RunAsync(plan.Ranges, ExtentPump.ChunkFor(target.BlockSize), plan.Read,

@@ -67,6 +67,19 @@ public class SharedExtentTests
         Assert.Equal(0, ReflinkFileSystem.SharedBytes(fs.File("clone.vhdx")));
     }
 
+    [Fact]
+    public async Task No_sync_clone_has_the_kernel_copy_what_it_cannot_share_and_reads_the_same()
+    {
+        using var dir = new TempDirectory("kernel-copy");
+        var model = Chain(dir.Path);
+        foreach (var name in new[] { "fast.vhdx", "fast.raw" })
+        {
+            await FullClone.RunAsync(dir.File("top.vhdx"), dir.File(name), new CloneOptions { Durable = false });
+            OpsKit.AssertContent(model, dir.File(name), $"the --no-sync clone {name}");
+        }
+        if (ExternalTool.Has("qemu-img")) ExternalTool.RunChecked("qemu-img", "check", "-f", "vhdx", dir.File("fast.vhdx"));
+    }
+
     [RequiresReflinkFact]
     public async Task Export_across_file_systems_falls_back_to_copying()
     {

@@ -67,17 +67,39 @@ public class SharedExtentTests
         Assert.Equal(0, ReflinkFileSystem.SharedBytes(fs.File("clone.vhdx")));
     }
 
+    [RequiresReflinkFact]
+    public async Task Vdi_clone_on_xfs_places_blocks_on_shared_extents_and_passes_qemu_img()
+    {
+        using var fs = ReflinkFileSystem.Mount(400);
+        var rng = new Random(142);
+        var model = new byte[Size];
+        OpsKit.CreateBase(fs.File("base.vdi"), Size);
+        OpsKit.RandomWrites(fs.File("base.vdi"), rng, 12, model);
+        OpsKit.CreateChild(fs.File("top.vdi"), fs.File("base.vdi"));
+        OpsKit.RandomWrites(fs.File("top.vdi"), rng, 12, model);
+        await FullClone.RunAsync(fs.File("top.vdi"), fs.File("clone.vdi"));
+        OpsKit.AssertContent(model, fs.File("clone.vdi"), "the VDI clone");
+        long sharedBytes = ReflinkFileSystem.SharedBytes(fs.File("clone.vdi"));
+        Assert.True(sharedBytes >= 1 << 20, $"clone.vdi shares only {sharedBytes} bytes with the chain");
+        if (!ExternalTool.Has("qemu-img")) return;
+        ExternalTool.RunChecked("qemu-img", "check", "-f", "vdi", fs.File("clone.vdi"));
+        File.WriteAllBytes(fs.File("model.raw"), model);
+        ExternalTool.RunChecked("qemu-img", "compare", "-f", "vdi", "-F", "raw", fs.File("clone.vdi"), fs.File("model.raw"));
+    }
+
     [Fact]
     public async Task No_sync_clone_has_the_kernel_copy_what_it_cannot_share_and_reads_the_same()
     {
         using var dir = new TempDirectory("kernel-copy");
         var model = Chain(dir.Path);
-        foreach (var name in new[] { "fast.vhdx", "fast.raw" })
+        foreach (var name in new[] { "fast.vhdx", "fast.vdi", "fast.raw" })
         {
             await FullClone.RunAsync(dir.File("top.vhdx"), dir.File(name), new CloneOptions { Durable = false });
             OpsKit.AssertContent(model, dir.File(name), $"the --no-sync clone {name}");
         }
-        if (ExternalTool.Has("qemu-img")) ExternalTool.RunChecked("qemu-img", "check", "-f", "vhdx", dir.File("fast.vhdx"));
+        if (!ExternalTool.Has("qemu-img")) return;
+        ExternalTool.RunChecked("qemu-img", "check", "-f", "vhdx", dir.File("fast.vhdx"));
+        ExternalTool.RunChecked("qemu-img", "check", "-f", "vdi", dir.File("fast.vdi"));
     }
 
     [RequiresReflinkFact]

@@ -16,7 +16,7 @@ namespace DiskSnapshotEngine.Formats.Vdi;
 /// below what the map uses (which makes QEMU allocate over a used block; check calls it an error). Such a count from
 /// another writer is still tolerated here: new blocks go after the end of the file, never over a used one.
 /// </summary>
-public sealed class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWritable, IParentDetachable, IResizable, IRepairable
+public sealed partial class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWritable, IParentDetachable, IResizable, IRepairable, IPlaceableLayer
 {
     /// <summary>Largest cbBlock accepted: the chain's copy-on-write buffer is one block.</summary>
     public const int MaxBlockSize = 256 << 20;
@@ -176,6 +176,7 @@ public sealed class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWritable, IP
     {
         EnsureWritable("write");
         CheckRange(offset, data.Length);
+        FinishPlacements();
         while (data.Length > 0)
         {
             uint block = (uint)(offset / _cbBlock);
@@ -259,6 +260,7 @@ public sealed class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWritable, IP
     {
         EnsureWritable("write zeroes");
         CheckRange(offset, length);
+        FinishPlacements();
         long end = offset + length;
         if (offset % _cbBlock != 0 || (end % _cbBlock != 0 && end != _size))
             ThrowHelper.InvalidArgument($"WriteZeroes range [{offset}, {end}) is not block-aligned (cbBlock {_cbBlock})", Path);
@@ -302,6 +304,7 @@ public sealed class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWritable, IP
     public void Flush()
     {
         if (!IsWritable) return;
+        FinishPlacements();
         File.Flush();
     }
 

@@ -8,15 +8,16 @@ public class SharedExtentTests
 {
     private const long Size = 64L << 20;
 
-    // A two-layer VHDX chain with data in both layers (random writes of random lengths, so some extents are unaligned).
-    private static byte[] Chain(string dir)
+    // A two-layer chain (VHDX unless told) with data in both layers (random writes of random lengths, so some extents
+    // are unaligned); the top is dir/top.EXT.
+    private static byte[] Chain(string dir, string ext = ".vhdx", int seed = 141)
     {
-        var rng = new Random(141);
+        var rng = new Random(seed);
         var model = new byte[Size];
-        OpsKit.CreateBase(Path.Combine(dir, "base.vhdx"), Size, blockSize: 1 << 20);
-        OpsKit.RandomWrites(Path.Combine(dir, "base.vhdx"), rng, 12, model);
-        OpsKit.CreateChild(Path.Combine(dir, "top.vhdx"), Path.Combine(dir, "base.vhdx"));
-        OpsKit.RandomWrites(Path.Combine(dir, "top.vhdx"), rng, 12, model);
+        OpsKit.CreateBase(Path.Combine(dir, "base" + ext), Size, blockSize: 1 << 20);
+        OpsKit.RandomWrites(Path.Combine(dir, "base" + ext), rng, 12, model);
+        OpsKit.CreateChild(Path.Combine(dir, "top" + ext), Path.Combine(dir, "base" + ext));
+        OpsKit.RandomWrites(Path.Combine(dir, "top" + ext), rng, 12, model);
         return model;
     }
 
@@ -71,12 +72,7 @@ public class SharedExtentTests
     public async Task Vdi_clone_on_xfs_places_blocks_on_shared_extents_and_passes_qemu_img()
     {
         using var fs = ReflinkFileSystem.Mount(400);
-        var rng = new Random(142);
-        var model = new byte[Size];
-        OpsKit.CreateBase(fs.File("base.vdi"), Size);
-        OpsKit.RandomWrites(fs.File("base.vdi"), rng, 12, model);
-        OpsKit.CreateChild(fs.File("top.vdi"), fs.File("base.vdi"));
-        OpsKit.RandomWrites(fs.File("top.vdi"), rng, 12, model);
+        var model = Chain(fs.Path, ".vdi", seed: 142);
         await FullClone.RunAsync(fs.File("top.vdi"), fs.File("clone.vdi"));
         OpsKit.AssertContent(model, fs.File("clone.vdi"), "the VDI clone");
         long sharedBytes = ReflinkFileSystem.SharedBytes(fs.File("clone.vdi"));

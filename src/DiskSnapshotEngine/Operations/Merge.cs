@@ -111,7 +111,11 @@ public static partial class Merge
         var below = new DiskChain(chain.Layers.Skip(a).ToArray());
         var plan = ExtentPlan.Of(chain, a, static e => e.Kind != ExtentKind.NotPresent, skipFileHoles: false);
         long total = plan.Bytes;
-        long written = 0, zero = 0;
+        long shared = 0;
+        // Where the file system shares extents (reflink), data the target can place is not copied at all.
+        if (target is IPlaceableLayer placeable && target.File is ImageFile placeFile)
+            plan = plan.ShareInto(placeFile, placeable, out shared);
+        long written = shared, zero = 0;
         await ExtentPump.RunAsync(plan.Ranges, ExtentPump.ChunkFor(target.BlockSize), plan.Read,
             (off, data, len, isZero) =>
             {
@@ -119,7 +123,7 @@ public static partial class Merge
                 if (isZero) { below.WriteZeroes(off, len); zero += len; }
                 else { below.Write(off, data); written += len; }
             },
-            done => progress?.Report(new OperationProgress("merging", done, total)), cancel).ConfigureAwait(false);
+            done => progress?.Report(new OperationProgress("merging", shared + done, total)), cancel).ConfigureAwait(false);
         // A target renamed over the image takes its place, seal included (a snapshot layer that becomes the live disk).
         if (journal.ReplaceImage && target is ISealableLayer sealable) sealable.SetSeal(Seals.Of(chain.Layers[0]));
         target.Flush();

@@ -83,6 +83,22 @@ public class SharedExtentTests
         ExternalTool.RunChecked("qemu-img", "compare", "-f", "vdi", "-F", "raw", fs.File("clone.vdi"), fs.File("model.raw"));
     }
 
+    [RequiresReflinkFact]
+    public async Task Merge_on_xfs_shares_the_childs_extents_with_the_parent_and_reads_the_same()
+    {
+        using var fs = ReflinkFileSystem.Mount(400);
+        var model = Chain(fs.Path, ".vhdx", seed: 143);
+        // A second name keeps the child's extents alive after the merge deletes it, so sharing stays visible.
+        ExternalTool.RunChecked("ln", fs.File("top.vhdx"), fs.File("kept.vhdx"));
+        var result = await Merge.CommitAsync(fs.File("top.vhdx"), options: new MergeOptions { Open = OpenOptions.ReadOnly with { Sealed = DiskSnapshotEngine.Block.SealPolicy.Override } });
+        Assert.Equal(fs.File("base.vhdx"), result.Target);
+        Assert.False(File.Exists(fs.File("top.vhdx")));
+        OpsKit.AssertContent(model, fs.File("base.vhdx"), "the parent after the merge");
+        long sharedBytes = ReflinkFileSystem.SharedBytes(fs.File("base.vhdx"));
+        Assert.True(sharedBytes >= 1 << 20, $"the parent shares only {sharedBytes} bytes with the merged child");
+        if (ExternalTool.Has("qemu-img")) ExternalTool.RunChecked("qemu-img", "check", "-f", "vhdx", fs.File("base.vhdx"));
+    }
+
     [Fact]
     public async Task No_sync_clone_has_the_kernel_copy_what_it_cannot_share_and_reads_the_same()
     {

@@ -111,6 +111,10 @@ internal static partial class Libc
     [LibraryImport("libc", EntryPoint = "ioctl", SetLastError = true)]
     public static partial int Ioctl(int fd, nuint request, ref FileCloneRange range);
 
+    /// <summary>copy_file_range(2): the kernel copies between two files, the bytes never pass through us.</summary>
+    [LibraryImport("libc", EntryPoint = "copy_file_range", SetLastError = true)]
+    public static partial nint CopyFileRange(int fdIn, ref long offsetIn, int fdOut, ref long offsetOut, nuint length, uint flags);
+
     // ---- ownership and extended attributes ----
 
     /// <summary>chown(2).</summary>

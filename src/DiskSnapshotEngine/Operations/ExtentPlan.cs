@@ -65,30 +65,64 @@ internal sealed class ExtentPlan
 
     /// <summary>
     /// Shares with <paramref name="target"/> every planned data extent the file system lets it (see
-    /// <see cref="SharedExtents"/>), at the same offset as in the virtual disk (a raw target), and returns the plan of
-    /// what is left to copy. A layer whose first attempt is refused (another file system, no reflink) is not tried again.
+    /// <see cref="SharedExtents"/>), at the same offset as in the virtual disk (a raw file), and returns the plan of
+    /// what is left to copy. With <paramref name="copyInKernel"/>, what cannot be shared is copied by the kernel.
     /// </summary>
-    public ExtentPlan ShareInto(ImageFile target, out long shared)
+    public ExtentPlan ShareInto(ImageFile target, out long shared, bool copyInKernel = false) =>
+        ShareInto(target, null, out shared, copyInKernel);
+
+    /// <summary>
+    /// Shares with <paramref name="targetFile"/> every planned data extent the file system lets it, where
+    /// <paramref name="placement"/> (the image written into that file; null for a raw file) places it, and returns the
+    /// plan of what is left to copy. A layer whose first attempt is refused (another file system, no reflink) is not
+    /// tried again; there, with <paramref name="copyInKernel"/>, the kernel copies the placed ranges instead
+    /// (copy_file_range: for copies that end in the page cache). Ranges the placement refuses, or not on
+    /// <see cref="SharedExtents.Alignment"/>, are left to the caller's copy. <paramref name="moved"/>: bytes done here.
+    /// </summary>
+    public ExtentPlan ShareInto(ImageFile targetFile, IPlaceableLayer? placement, out long moved, bool copyInKernel = false)
     {
-        shared = 0;
+        moved = 0;
         var rest = new List<ChainExtent>();
-        var refused = new HashSet<int>();
+        var noClone = new HashSet<int>();
+        var noCopy = new HashSet<int>();
         foreach (var e in _extents)
         {
             var layerFile = _chain.Layers[e.LayerIndex].File as ImageFile;
-            if (e.Kind == ExtentKind.Data && !e.IsEncoded && layerFile is not null && !refused.Contains(e.LayerIndex)
-                && SharedExtents.IsAligned(e.FileOffset, e.Offset, e.Length))
+            long off = e.Offset;
+            if (e.Kind == ExtentKind.Data && !e.IsEncoded && layerFile is not null)
             {
-                if (SharedExtents.TryClone(layerFile, e.FileOffset, target, e.Offset, e.Length))
+                // Whole aligned pieces, one target block at a time; an unaligned tail is copied by the caller.
+                while (e.End - off >= SharedExtents.Alignment
+                    && (!noClone.Contains(e.LayerIndex) || (copyInKernel && !noCopy.Contains(e.LayerIndex))))
                 {
-                    shared += e.Length;
-                    continue;
+                    long source = e.FileOffset + (off - e.Offset);
+                    long want = SpanHelpers.AlignDown(e.End - off, SharedExtents.Alignment);
+                    long place = off, placed = want;
+                    if (!SharedExtents.IsAligned(source, off, want)
+                        || (placement is not null && !placement.TryPlace(off, want, out place, out placed))
+                        || !SharedExtents.IsAligned(source, place, placed))
+                        break;
+                    long done = 0;
+                    if (!noClone.Contains(e.LayerIndex))
+                    {
+                        if (SharedExtents.TryClone(layerFile, source, targetFile, place, placed)) done = placed;
+                        else noClone.Add(e.LayerIndex);
+                    }
+                    if (done == 0 && copyInKernel && !noCopy.Contains(e.LayerIndex))
+                    {
+                        done = SharedExtents.TryCopy(layerFile, source, targetFile, place, placed);
+                        if (done == 0) noCopy.Add(e.LayerIndex);
+                    }
+                    // What is not done here (a placed range included) is written by the caller's copy.
+                    moved += done;
+                    off += done;
+                    if (done < placed) break;
                 }
-                refused.Add(e.LayerIndex);
             }
-            rest.Add(e);
+            if (off < e.End)
+                rest.Add(off == e.Offset ? e : e with { Offset = off, Length = e.End - off, FileOffset = e.FileOffset < 0 ? -1 : e.FileOffset + (off - e.Offset) });
         }
-        return shared == 0 ? this : new ExtentPlan(_chain, rest);
+        return moved == 0 ? this : new ExtentPlan(_chain, rest);
     }
 
     /// <summary>Reads [<paramref name="offset"/>, +buffer.Length), which <see cref="Ranges"/> must cover, from the planned extents.</summary>

@@ -31,8 +31,15 @@ internal static class ExtentPump
 
     private readonly record struct Piece(long Offset, int Length, AlignedBuffer? Buffer);
 
-    /// <summary>The chunk size to use for a target allocation unit: whole blocks when they are small, capped at 4 MiB.</summary>
-    public static int ChunkFor(int targetBlockSize) => Math.Clamp(targetBlockSize, 256 << 10, 4 << 20);
+    /// <summary>
+    /// The chunk size to use for a target allocation unit: 4 MiB (as many whole blocks as fit in it when blocks are
+    /// smaller, so pieces line up with the target's blocks). Small blocks (qcow2 clusters, VDI blocks) still travel in large pieces: fewer system calls
+    /// and handoffs, and the formats skip all-zero blocks inside a piece themselves.
+    /// </summary>
+    public static int ChunkFor(int targetBlockSize) =>
+        targetBlockSize <= 0 || targetBlockSize >= MaxChunk ? MaxChunk : MaxChunk / targetBlockSize * targetBlockSize;
+
+    private const int MaxChunk = 4 << 20;
 
     /// <summary>
     /// Moves every byte of <paramref name="ranges"/>: <paramref name="read"/> fills a buffer from the source,

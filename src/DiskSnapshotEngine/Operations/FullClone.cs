@@ -8,7 +8,7 @@ namespace DiskSnapshotEngine.Operations;
 /// <summary>
 /// Full clone: flattens a whole chain into one independent image of any format. Only ranges some layer holds as
 /// data are read; ranges that read as zeros (ZERO state, holes, never written) are not written, nor are data
-/// blocks that turn out to be all zeros. The clone is written under a temporary name and renamed into place when
+/// blocks that turn out to be all zeros (unless the kernel copies them whole: a --no-sync clone). The clone is written under a temporary name and renamed into place when
 /// complete, so a failed or cancelled clone leaves nothing behind. The clone gets new identities.
 /// </summary>
 public static class FullClone
@@ -56,10 +56,12 @@ public static class FullClone
             target = driver.Create(file, createOptions, null);
             var output = new DiskChain(new[] { target });
             long written = 0, zero = 0, shared = 0;
-            // A raw clone holds each byte at its virtual offset: data the file system can share is not copied at all.
-            if (driver.Format == ImageFormat.Raw && (file is TempImageFile t ? t.Inner : file as ImageFile) is { } rawFile)
+            // Data the file system can share (reflink) is not copied at all: the target places each block-aligned
+            // range (a raw file where it is, a VHDX in a fresh block) and the source's extents are cloned there. A
+            // clone left in the page cache (--no-sync) has the kernel copy the rest (copy_file_range), as cp does.
+            if (target is IPlaceableLayer placeable && (file is TempImageFile t ? t.Inner : file as ImageFile) is { } targetFile)
             {
-                plan = plan.ShareInto(rawFile, out shared);
+                plan = plan.ShareInto(targetFile, placeable, out shared, copyInKernel: !options.Durable);
                 written += shared;
             }
             await ExtentPump.RunAsync(plan.Ranges, ExtentPump.ChunkFor(target.BlockSize), plan.Read,

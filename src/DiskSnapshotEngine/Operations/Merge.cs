@@ -109,10 +109,17 @@ public static partial class Merge
         // Only the merged chain depends on the target, and every byte written is one that chain already shows
         // above it, so the target keeps its version: the image and its children stay linked throughout.
         target.PreserveVersionOnWrite = true;
+        // New payload goes to fresh space that no table maps until the target's commit after a flush, so bulk data can
+        // go straight to the device while the next pieces are read: the final flush then has almost nothing to wait on.
+        if (target.File is ImageFile targetFile) targetFile.UseDirectWrites();
         var below = new DiskChain(chain.Layers.Skip(a).ToArray());
         var plan = ExtentPlan.Of(chain, a, static e => e.Kind != ExtentKind.NotPresent, skipFileHoles: false);
         long total = plan.Bytes;
-        long written = 0, zero = 0;
+        long shared = 0;
+        // Where the file system shares extents (reflink), data the target can place is not copied at all.
+        if (target is IPlaceableLayer placeable && target.File is ImageFile placeFile)
+            plan = plan.ShareInto(placeFile, placeable, out shared);
+        long written = shared, zero = 0;
         await ExtentPump.RunAsync(plan.Ranges, ExtentPump.ChunkFor(target.BlockSize), plan.Read,
             (off, data, len, isZero) =>
             {
@@ -120,7 +127,7 @@ public static partial class Merge
                 if (isZero) { below.WriteZeroes(off, len); zero += len; }
                 else { below.Write(off, data); written += len; }
             },
-            done => progress?.Report(new OperationProgress("merging", done, total)), cancel).ConfigureAwait(false);
+            done => progress?.Report(new OperationProgress("merging", shared + done, total)), cancel).ConfigureAwait(false);
         // A target renamed over the image takes its place, seal included (a snapshot layer that becomes the live disk).
         if (journal.ReplaceImage && target is ISealableLayer sealable) sealable.SetSeal(Seals.Of(chain.Layers[0]), Seals.SoleChildOf(chain.Layers[0]));
         // Its sole clone is now merged into it: nothing dse made reads through it any more.

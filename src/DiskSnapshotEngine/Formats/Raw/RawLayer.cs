@@ -8,7 +8,7 @@ namespace DiskSnapshotEngine.Formats.Raw;
 /// A raw image as a layer. Holes of a sparse file are reported as zero extents (lseek SEEK_DATA/SEEK_HOLE), so
 /// clone and export skip them instead of reading zeros.
 /// </summary>
-internal sealed class RawLayer : IDiskLayer, IResizable
+internal sealed class RawLayer : IDiskLayer, IResizable, IPlaceableLayer
 {
     private const int NominalBlock = 1 << 20;
     private readonly long _size;
@@ -51,6 +51,15 @@ internal sealed class RawLayer : IDiskLayer, IResizable
         this.EnsureWritable("write");
         this.CheckRange(offset, data.Length);
         File.Write(data, offset);
+    }
+
+    // Each byte lives at its virtual offset: every range is placed where it is.
+    bool IPlaceableLayer.TryPlace(long offset, long length, out long fileOffset, out long placed)
+    {
+        this.EnsureWritable("write");
+        if (offset < 0 || length <= 0 || offset > _size - length) ThrowHelper.OutOfBounds(Path, offset, length, _size);
+        (fileOffset, placed) = (offset, length);
+        return true;
     }
 
     public void WriteZeroes(long offset, long length)

@@ -16,7 +16,7 @@ namespace DiskSnapshotEngine.Formats.Vdi;
 /// below what the map uses (which makes QEMU allocate over a used block; check calls it an error). Such a count from
 /// another writer is still tolerated here: new blocks go after the end of the file, never over a used one.
 /// </summary>
-internal sealed class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWritable, IParentDetachable, IResizable, IRepairable
+internal sealed partial class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWritable, IParentDetachable, IResizable, IRepairable, IPlaceableLayer
 {
     /// <summary>Largest cbBlock accepted: the chain's copy-on-write buffer is one block.</summary>
     public const int MaxBlockSize = 256 << 20;
@@ -179,6 +179,7 @@ internal sealed class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWritable, 
     {
         EnsureWritable("write");
         CheckRange(offset, data.Length);
+        FinishPlacements();
         while (data.Length > 0)
         {
             uint block = (uint)(offset / _cbBlock);
@@ -262,6 +263,7 @@ internal sealed class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWritable, 
     {
         EnsureWritable("write zeroes");
         CheckRange(offset, length);
+        FinishPlacements();
         long end = offset + length;
         if (offset % _cbBlock != 0 || (end % _cbBlock != 0 && end != _size))
             ThrowHelper.InvalidArgument($"WriteZeroes range [{offset}, {end}) is not block-aligned (cbBlock {_cbBlock})", Path);
@@ -305,6 +307,7 @@ internal sealed class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWritable, 
     public void Flush()
     {
         if (!IsWritable) return;
+        FinishPlacements();
         File.Flush();
     }
 

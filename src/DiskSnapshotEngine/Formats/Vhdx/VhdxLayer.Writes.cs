@@ -92,12 +92,10 @@ public sealed partial class VhdxLayer
             if (readsZero) return; // part of a block that already reads as zeros: nothing to record, nothing to allocate
         }
 
-        BeginChange(content: true);
-        long fileOffset = Allocate(bs);
-        // The payload goes to fresh space beyond every mapped block; it becomes visible only when the BAT entry is
-        // committed through the log after this data is flushed, so a crash leaves the old content and a leaked block.
+        if (!readsZero && !wholeBlock) CheckSectorAligned(offset, data.Length);
+        long fileOffset = AllocatePayload();
+        // The data is in the file before the BAT entry that maps it changes, even in memory: a failed write maps nothing.
         _file.Write(data, fileOffset + inner);
-        _payloadUnflushed = true;
         if (readsZero || wholeBlock)
         {
             // Fresh space reads as zeros, which is what the rest of a ZERO/UNMAPPED/UNDEFINED block (or of a base image's block) shows.
@@ -105,11 +103,56 @@ public sealed partial class VhdxLayer
         }
         else
         {
-            CheckSectorAligned(offset, data.Length);
             _bitmap.Ensure(block * bs / _logicalSectorSize / SectorsPerBitmapBlock);
             _bitmap.ClearBlock(block);
             _bat.Write(_bat.PayloadIndex(block), VhdxBatEntry.Make(VhdxBatEntry.PartiallyPresent, fileOffset));
             _bitmap.Set(offset, data.Length);
+        }
+    }
+
+    // A fresh payload block: space beyond every mapped block, which becomes visible only when the BAT entry is committed
+    // through the log after this data is flushed, so a crash leaves the old content and a leaked block.
+    private long AllocatePayload()
+    {
+        BeginChange(content: true);
+        long fileOffset = Allocate(_parameters.BlockSize);
+        _payloadUnflushed = true;
+        return fileOffset;
+    }
+
+    bool IPlaceableLayer.TryPlace(long offset, long length, out long fileOffset, out long placed)
+    {
+        if (!IsWritable) ThrowHelper.ReadOnly(Path, "write");
+        if (offset < 0 || length <= 0 || offset > _virtualSize - length) ThrowHelper.OutOfBounds(Path, offset, length, _virtualSize);
+        (fileOffset, placed) = (-1, 0);
+        lock (_sync)
+        {
+            // Ranges placed before are filled by now (the caller's contract): a commit here maps only written data.
+            if (_sectors.DirtyCount >= CommitThreshold) CommitPending();
+            long bs = _parameters.BlockSize;
+            long block = offset / bs;
+            long inner = offset - block * bs;
+            long n = Math.Min(length, _bat.BlockExtent(block) - inner);
+            var e = _bat.Payload(block);
+            bool wholeBlock = inner == 0 && n == _bat.BlockExtent(block);
+            switch (e.State)
+            {
+                case VhdxBatEntry.FullyPresent:
+                    BeginChange(content: true);
+                    fileOffset = e.FileOffset + inner;
+                    break;
+                case VhdxBatEntry.PartiallyPresent:
+                    return false;
+                case VhdxBatEntry.NotPresent when IsDifferencing && !wholeBlock:
+                    return false; // the rest of the block must keep showing the parent: a sector bitmap, so a real write
+                default:
+                    long payload = AllocatePayload();
+                    _bat.Write(_bat.PayloadIndex(block), VhdxBatEntry.Make(VhdxBatEntry.FullyPresent, payload));
+                    fileOffset = payload + inner;
+                    break;
+            }
+            placed = n;
+            return true;
         }
     }
 

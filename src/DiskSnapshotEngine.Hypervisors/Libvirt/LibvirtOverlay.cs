@@ -32,6 +32,7 @@ public static class LibvirtOverlay
     /// <exception cref="DiskImageException">As <see cref="FullClone.Linked"/> and <see cref="DiskImage.Open(string, OpenOptions)"/>.</exception>
     public static VmDiskState Create(VmDiskState state, string overlayPath, OpenOptions options)
     {
+        SealForSeveralClones(state.CurrentMedium.Path, options);
         FullClone.Linked(state.CurrentMedium.Path, overlayPath, ImageFormat.Qcow2);
         try
         {
@@ -43,6 +44,20 @@ public static class LibvirtOverlay
             Remove(overlayPath);
             throw;
         }
+    }
+
+    // A VM's overlay lives as long as the VM, and a golden image serves several VMs. Sealed as 'dse seal' seals it (no
+    // clone recorded as its only one), the golden is not written again when the next VM's overlay is made: a write
+    // QEMU forbids while it runs the first VM (the backing file is locked against writers). A golden sealed that way
+    // already, or one without a seal mark (raw), is left as it is.
+    private static void SealForSeveralClones(string golden, OpenOptions options)
+    {
+        using (var chain = DiskImage.Open(golden, options))
+        {
+            if (chain.Top is not ISealableLayer || (Seals.Of(chain.Top) != SealReasons.None && !Seals.SoleChildOf(chain.Top).IsKnown))
+                return;
+        }
+        DiskImage.Seal(golden);
     }
 
     /// <summary>Removes an overlay made for a registration that then failed.</summary>

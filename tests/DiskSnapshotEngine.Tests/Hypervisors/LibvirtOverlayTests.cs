@@ -142,4 +142,34 @@ public class LibvirtOverlayTests
         Assert.Equal(ExitCodes.ForKind(ErrorKind.Unsupported), r.ExitCode);
         Assert.Contains("qcow2", r.StdErr);
     }
+
+    /// <summary>
+    /// A golden image serves several VMs: registering the second VM's overlay while QEMU runs the first must not need a
+    /// write to the golden (QEMU locks its backing file against writers). The first overlay seals the golden with no
+    /// clone recorded as its only one, so the second overlay leaves it untouched.
+    /// </summary>
+    [RequiresToolFact("qemu-img", "qemu-io", "virsh")]
+    public async Task A_second_VMs_overlay_is_made_while_QEMU_runs_the_first_and_the_golden_is_not_written()
+    {
+        using var dir = new TempDirectory("libvirt-overlay-two");
+        string golden = Golden(dir, "golden.vdi");
+        string first = dir.File("lab1.qcow2"), second = dir.File("lab2.qcow2");
+        var r = await CliRunner.RunAsync("vm", "register", "libvirt", "--name", "lab1", "--disk", golden, "--overlay", first, "--connect", "test:///default");
+        Assert.True(r.ExitCode == 0, r.ToString());
+        var info = JsonDocument.Parse((await CliRunner.RunAsync("info", golden, "--json")).StdOut).RootElement;
+        Assert.True(info.GetProperty("sealed").GetBoolean());
+        Assert.Equal(JsonValueKind.Null, info.GetProperty("soleChild").ValueKind);
+        string goldenHash = ContentHash.OfFile(golden);
+
+        using (QemuHolder.Start(first, "qcow2"))
+        {
+            r = await CliRunner.RunAsync("vm", "register", "libvirt", "--name", "lab2", "--disk", golden, "--overlay", second, "--connect", "test:///default");
+            Assert.True(r.ExitCode == 0, r.ToString());
+        }
+        Assert.Equal(goldenHash, ContentHash.OfFile(golden));
+        ExternalTool.RunChecked("qemu-img", "check", second);
+        // Neither overlay can be merged into the golden without the user's word.
+        Assert.Equal(15, (await CliRunner.RunAsync("merge", first)).ExitCode);
+        Assert.Equal(goldenHash, ContentHash.OfFile(golden));
+    }
 }

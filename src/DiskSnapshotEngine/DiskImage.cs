@@ -18,7 +18,7 @@ public static class DiskImage
     public static IDiskLayer Create(string path, ImageCreateOptions options, ImageFormat? format = null)
     {
         if (options.Type == ImageType.Differencing)
-            ThrowHelper.InvalidArgument("use CreateDifferencing to create a child image", path);
+            ThrowHelper.InvalidArgument("use LinkedClone.Create to create a child image", path);
         var driver = format is ImageFormat f ? ImageFormats.Get(f) : ImageFormats.ForNewFile(path);
         return CreateWith(driver, path, options, null);
     }
@@ -33,7 +33,7 @@ public static class DiskImage
     /// <returns>The new child, open for writing.</returns>
     /// <exception cref="DiskImageException">InvalidArgument, AlreadyExists, FileNotFound, Unsupported (the format cannot be a child of that parent),
     /// Locked (the parent must be sealed but another process has it open), DiskFull, Io.</exception>
-    public static IDiskLayer CreateDifferencing(string path, string parentPath, ImageFormat? format = null,
+    internal static IDiskLayer CreateDifferencing(string path, string parentPath, ImageFormat? format = null,
         Func<string, bool, IImageFile>? fileOpener = null, SealReasons sealParentAs = SealReasons.Golden)
     {
         var driver = format is ImageFormat f ? ImageFormats.Get(f) : ImageFormats.ForNewFile(path);

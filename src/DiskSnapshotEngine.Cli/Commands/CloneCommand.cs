@@ -45,7 +45,7 @@ internal static class CloneCommand
             string image = Path.GetFullPath(destination), from = Path.GetFullPath(source);
             if (context.Get(linked))
             {
-                FullClone.Linked(source, destination, fmt);
+                LinkedClone.Create(source, destination, fmt);
                 SealCommand.WarnIfParentUnsealed(context, source);
                 context.Result(new { image, source = from, linked = true, bytesWritten = 0L, bytesZero = 0L },
                     $"created linked clone {image} of {from}");

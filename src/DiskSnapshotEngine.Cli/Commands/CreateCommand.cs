@@ -2,6 +2,7 @@ using System.CommandLine;
 using DiskSnapshotEngine.Block;
 using DiskSnapshotEngine.Cli.Output;
 using DiskSnapshotEngine.Formats;
+using DiskSnapshotEngine.Operations;
 using DiskSnapshotEngine.Formats.Vhd;
 
 namespace DiskSnapshotEngine.Cli.Commands;
@@ -63,7 +64,8 @@ internal static class CreateCommand
             string? parentImage = null;
             if (context.Get(parent) is { } parentPath)
             {
-                layer = DiskImage.CreateDifferencing(path, parentPath, FormatOption.Resolve(context, format, path));
+                LinkedClone.Create(parentPath, path, FormatOption.Resolve(context, format, path));
+                layer = DiskImage.OpenLayer(path, writable: false);
                 parentImage = Path.GetFullPath(parentPath);
                 SealCommand.WarnIfParentUnsealed(context, parentPath);
             }

@@ -5,6 +5,7 @@ using DiskSnapshotEngine.Block;
 using DiskSnapshotEngine.Cli.Output;
 using DiskSnapshotEngine.Errors;
 using DiskSnapshotEngine.Formats;
+using DiskSnapshotEngine.Operations;
 
 namespace DiskSnapshotEngine.Cli.Commands;
 
@@ -80,7 +81,7 @@ internal static class DemoCommand
         };
         foreach (var (clone, cloneWrites) in writes)
         {
-            DiskImage.CreateDifferencing(clone, golden).Dispose();
+            LinkedClone.Create(golden, clone);
             using var chain = DiskImage.Open(clone, OpenOptions.ReadWrite);
             foreach (var (offset, data) in cloneWrites) chain.Write(offset, data);
             chain.Flush();

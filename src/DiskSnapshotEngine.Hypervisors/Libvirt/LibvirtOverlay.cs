@@ -29,11 +29,11 @@ public static class LibvirtOverlay
         state.WithNewCurrentChild(new MediumInfo(Guid.NewGuid(), overlayPath, MediumFormats.Qcow2, state.CurrentMedium.LogicalSize, []));
 
     /// <summary>Creates the overlay as a linked clone of the disk's current image and returns the overlay's state.</summary>
-    /// <exception cref="DiskImageException">As <see cref="FullClone.Linked"/> and <see cref="DiskImage.Open(string, OpenOptions)"/>.</exception>
+    /// <exception cref="DiskImageException">As <see cref="LinkedClone.Create"/> and <see cref="DiskImage.Open(string, OpenOptions)"/>.</exception>
     public static VmDiskState Create(VmDiskState state, string overlayPath, OpenOptions options)
     {
         SealForSeveralClones(state.CurrentMedium.Path, options);
-        FullClone.Linked(state.CurrentMedium.Path, overlayPath, ImageFormat.Qcow2);
+        LinkedClone.Create(state.CurrentMedium.Path, overlayPath, ImageFormat.Qcow2);
         try
         {
             using var chain = DiskImage.Open(overlayPath, options);

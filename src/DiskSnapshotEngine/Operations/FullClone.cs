@@ -88,15 +88,4 @@ public static class FullClone
             throw;
         }
     }
-
-    /// <summary>
-    /// Linked clone: a new empty differencing child of <paramref name="parent"/>. Constant time: only the parent's
-    /// headers are read and nothing is written to it.
-    /// </summary>
-    /// <exception cref="DiskImageException">AlreadyExists, FileNotFound, Unsupported, DiskFull, Io.</exception>
-    public static void Linked(string parent, string image, ImageFormat? format = null)
-    {
-        using var child = DiskImage.CreateDifferencing(image, parent, format);
-        child.Flush();
-    }
 }

@@ -1,5 +1,6 @@
 using System.Text;
 using DiskSnapshotEngine.Formats;
+using DiskSnapshotEngine.Operations;
 using DiskSnapshotEngine.Tests.Infrastructure;
 
 namespace DiskSnapshotEngine.Tests.Package;
@@ -21,7 +22,7 @@ public sealed class ReadmeExampleTests
         DiskImage.Create(basePath, new ImageCreateOptions(VirtualSize: 64 << 20)).Dispose(); // dynamic VHDX, 64 MiB
         using (var disk = DiskImage.Open(basePath, OpenOptions.ReadWrite))
             disk.Write(0, "hello from the base"u8);
-        DiskImage.CreateDifferencing(clonePath, basePath).Dispose(); // linked clone: the base is only read from now on
+        LinkedClone.Create(basePath, clonePath); // linked clone: the base is only read from now on
         using var clone = DiskImage.Open(clonePath, OpenOptions.ReadWrite);
         clone.Write(6, "from the clone"u8); // copy-on-write into clone.qcow2
         var text = new byte[20];

@@ -6,7 +6,7 @@ using static DiskSnapshotEngine.Formats.Vhdx.VhdxConstants;
 namespace DiskSnapshotEngine.Formats.Vhdx;
 
 // detach: a differencing VHDX becomes a base image in place, each step keeping what the file reads.
-public sealed partial class VhdxLayer : IParentDetachable
+internal sealed partial class VhdxLayer : IParentDetachable
 {
     /// <summary>
     /// Makes a differencing VHDX a base image in place, in three steps that each keep what it reads (the caller has

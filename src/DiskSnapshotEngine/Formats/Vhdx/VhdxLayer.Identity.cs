@@ -5,7 +5,7 @@ using static DiskSnapshotEngine.Formats.Vhdx.VhdxConstants;
 namespace DiskSnapshotEngine.Formats.Vhdx;
 
 // set-identity: the Virtual Disk ID item, changed in place through the log.
-public sealed partial class VhdxLayer : IIdentityWritable
+internal sealed partial class VhdxLayer : IIdentityWritable
 {
     /// <summary>
     /// MS-VHDX 2.6.2.5: a new Virtual Disk ID (page 83 data), written through the log so a crash keeps the old id or

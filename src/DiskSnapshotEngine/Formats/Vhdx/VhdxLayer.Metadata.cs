@@ -7,7 +7,7 @@ namespace DiskSnapshotEngine.Formats.Vhdx;
 
 // The session side of a VHDX layer: the first change of a session, log commits, and the metadata items it rewrites
 // (parent locator, dse seal item), each change one atomic log entry.
-public sealed partial class VhdxLayer
+internal sealed partial class VhdxLayer
 {
     private void BeginChange(bool content)
     {

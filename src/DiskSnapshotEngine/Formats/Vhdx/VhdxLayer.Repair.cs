@@ -6,7 +6,7 @@ using static DiskSnapshotEngine.Formats.Vhdx.VhdxConstants;
 namespace DiskSnapshotEngine.Formats.Vhdx;
 
 // check --repair: the copies the spec keeps twice (headers, region tables) made whole again from the valid one.
-public sealed partial class VhdxLayer : IRepairable
+internal sealed partial class VhdxLayer : IRepairable
 {
     /// <summary>
     /// MS-VHDX 2.2.2.1: an invalid header copy is replaced by writing both headers from the current one, in the usual

@@ -7,7 +7,7 @@ using static DiskSnapshotEngine.Formats.Vhdx.VhdxConstants;
 namespace DiskSnapshotEngine.Formats.Vhdx;
 
 // resize in place: the Virtual Disk Size item and the BAT entries between the old and the new end, one log entry.
-public sealed partial class VhdxLayer : IResizable
+internal sealed partial class VhdxLayer : IResizable
 {
     /// <summary>
     /// MS-VHDX 2.6.2.2 Virtual Disk Size, changed in place when the BAT region (allocated in whole MiB, so usually with

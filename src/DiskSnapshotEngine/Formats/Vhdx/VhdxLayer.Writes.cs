@@ -7,7 +7,7 @@ namespace DiskSnapshotEngine.Formats.Vhdx;
 
 // The write path of a VHDX layer: copy-on-write spans, in-place writes, allocation of payload and sector bitmap
 // blocks (always past the end of the file), ZERO blocks. BAT and bitmap changes stay pending until a log commit.
-public sealed partial class VhdxLayer
+internal sealed partial class VhdxLayer
 {
     public (long Offset, long Length) GetWriteSpan(long offset, long length)
     {

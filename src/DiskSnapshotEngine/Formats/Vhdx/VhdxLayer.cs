@@ -14,7 +14,7 @@ namespace DiskSnapshotEngine.Formats.Vhdx;
 /// metadata changes (parent, seal) in VhdxLayer.Metadata.cs, the in-place lifecycle steps in VhdxLayer.Identity.cs,
 /// VhdxLayer.Resize.cs, VhdxLayer.Detach.cs and VhdxLayer.Repair.cs.
 /// </summary>
-public sealed partial class VhdxLayer : IDiskLayer, ISealableLayer, IPlaceableLayer
+internal sealed partial class VhdxLayer : IDiskLayer, ISealableLayer, IPlaceableLayer
 {
     private const int CommitThreshold = 64; // pending metadata sectors before an early log commit
 

@@ -11,9 +11,9 @@ namespace DiskSnapshotEngine.Tests.Reliability;
 /// </summary>
 public class SignalTests
 {
-    // Each piece of the copy loop then takes at least this long: every operation below copies 16 pieces or more, so
-    // it is still copying, well before its commit point, when the signal lands.
-    private const int PieceDelayMs = 100;
+    // Each piece of the copy loop (4 MiB) then takes at least this long: every operation below copies 16 pieces or
+    // more, so it is still copying, well before its commit point, when the signal lands (seconds, even on a loaded CI).
+    private const int PieceDelayMs = 200;
 
     [Fact]
     public async Task Sigint_during_a_clone_exits_130_and_leaves_no_partial_clone()
@@ -99,7 +99,7 @@ public class SignalTests
         var disk = await MakeImage(dir, "vm.vdi", 16);
         Assert.Equal(0, (await CliRunner.RunAsync("snapshot", "create", disk, "--name", "a")).ExitCode);
         var data = dir.File("data.bin");
-        File.WriteAllBytes(data, RandomData.Bytes(16 << 20, seed: 2));
+        File.WriteAllBytes(data, RandomData.Bytes(64 << 20, seed: 2));
         Assert.Equal(0, (await CliRunner.RunAsync("write", disk, "--offset", "32M", "--input", data)).ExitCode);
         Assert.Equal(0, (await CliRunner.RunAsync("snapshot", "create", disk, "--name", "b")).ExitCode);
         File.WriteAllBytes(data, RandomData.Bytes(1 << 20, seed: 3));
@@ -108,7 +108,7 @@ public class SignalTests
         var current = await ExportHash(disk);
         var snapshotA = await ExportHash(layerA);
 
-        // Deleting b pulls its 16 MiB (16 pieces) into the current state.
+        // Deleting b pulls its 63 MiB not overwritten since (16 pieces) into the current state.
         using var p = CliRunner.StartSlowed(PieceDelayMs, "snapshot", "delete", disk, "--name", "b");
         p.StandardInput.Close();
         var stderr = p.StandardError.ReadToEndAsync();

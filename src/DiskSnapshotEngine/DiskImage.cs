@@ -267,4 +267,10 @@ public static class DiskImage
                 $"the image has {children.Count} child image(s) that read through it ({string.Join(", ", children)}); writing would change what they read " +
                 "(merge or delete them first, write into a child instead, or force the write)", layer.Path);
     }
+
+    /// <summary>
+    /// The bytes the file system allocated to the file at <paramref name="path"/> (what qemu-img calls "disk size":
+    /// less than the file size for a sparse file); null where it cannot be told (Windows, a stat failure).
+    /// </summary>
+    public static long? AllocatedBytes(string path) => ImageFile.AllocatedBytes(path);
 }

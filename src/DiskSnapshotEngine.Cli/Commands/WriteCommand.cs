@@ -1,7 +1,6 @@
 using System.CommandLine;
 using DiskSnapshotEngine.Cli.Output;
 using DiskSnapshotEngine.Errors;
-using DiskSnapshotEngine.IO;
 using DiskSnapshotEngine.Operations;
 
 namespace DiskSnapshotEngine.Cli.Commands;
@@ -92,7 +91,7 @@ internal static class WriteCommand
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw ImageFile.Translate(e, full, "open the input");
+            throw DiskImageException.FromOsError(e, full, "open the input");
         }
     }
 }

@@ -1,5 +1,4 @@
 using DiskSnapshotEngine.Block;
-using DiskSnapshotEngine.IO;
 
 namespace DiskSnapshotEngine.Cli.Output;
 
@@ -49,7 +48,7 @@ internal sealed record LayerView(
             layer.Format.ToString().ToLowerInvariant(),
             layer.Type.ToString().ToLowerInvariant(),
             layer.VirtualSize,
-            ImageFile.AllocatedBytes(layer.Path),
+            DiskImage.AllocatedBytes(layer.Path),
             layer.File.Length,
             layer.BlockSize,
             layer.LogicalSectorSize,

@@ -39,6 +39,16 @@ public sealed class DiskImageException : Exception
     /// <summary>The message without the file/structure/offset prefix.</summary>
     public string Detail { get; }
 
+    /// <summary>
+    /// The engine's error for an exception a .NET file API threw about <paramref name="path"/>: no space left is
+    /// DiskFull, a held lock Locked, a missing file FileNotFound, a read-only file system ReadOnly, the rest Io.
+    /// </summary>
+    /// <param name="error">The exception an I/O call threw (a <see cref="DiskImageException"/> is returned as it is).</param>
+    /// <param name="path">The file the call was about (named in the message).</param>
+    /// <param name="operation">What was being done, in words ("read", "open the input").</param>
+    public static DiskImageException FromOsError(Exception error, string path, string operation) =>
+        IO.OsErrors.Translate(error, path, operation);
+
     private static string Compose(string message, string? path, string? structure, long? fileOffset)
     {
         var prefix = new System.Text.StringBuilder();

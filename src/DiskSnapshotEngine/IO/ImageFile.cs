@@ -8,7 +8,7 @@ namespace DiskSnapshotEngine.IO;
 /// Locking (<see cref="FileLock"/>, taken by <see cref="LockedOpen"/>): readers share, a writer excludes everyone,
 /// dse and QEMU see each other's locks, and a conflict fails at once, naming the holder, instead of waiting.
 /// </summary>
-public sealed class ImageFile : IImageFile
+internal sealed class ImageFile : IImageFile
 {
     private readonly SafeFileHandle _handle;
     private SafeFileHandle? _direct;

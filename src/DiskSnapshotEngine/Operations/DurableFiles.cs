@@ -7,8 +7,9 @@ namespace DiskSnapshotEngine.Operations;
 /// <summary>
 /// File-system steps whose ordering the crash-safety of every operation relies on. A rename or a new directory
 /// entry is durable only once the directory itself is fsynced (POSIX), so each helper syncs the folder it changed.
+/// The steps a caller's own files need (hypervisor settings, unit files) are public; the rest serve the operations.
 /// </summary>
-internal static class DurableFiles
+public static class DurableFiles
 {
     /// <summary>
     /// Replaces <paramref name="path"/> with <paramref name="content"/> atomically: a reader (or a crash) sees
@@ -50,7 +51,7 @@ internal static class DurableFiles
     /// publishing a rewritten disk (compact, snapshot, merge) leaves it exactly as accessible as before.
     /// With <paramref name="syncFolders"/> false (an output the user asked not to sync) the folders are left to the page cache.
     /// </summary>
-    public static void Rename(string from, string to, bool overwrite, bool syncFolders = true)
+    internal static void Rename(string from, string to, bool overwrite, bool syncFolders = true)
     {
         if (overwrite && File.Exists(to)) FileOwnership.Copy(to, from);
         try { File.Move(from, to, overwrite); }
@@ -69,7 +70,7 @@ internal static class DurableFiles
     /// ever going missing. Falls back to a rename where hard links are not available.
     /// </summary>
     /// <returns>True when a hard link was made; false when the file was renamed instead.</returns>
-    public static bool LinkOrRename(string existing, string newName)
+    internal static bool LinkOrRename(string existing, string newName)
     {
         if (!OperatingSystem.IsWindows())
         {
@@ -87,7 +88,7 @@ internal static class DurableFiles
     }
 
     /// <summary>Deletes a file if it exists and makes the removal durable.</summary>
-    public static void Delete(string path)
+    internal static void Delete(string path)
     {
         if (!File.Exists(path)) return;
         try { File.Delete(path); }
@@ -129,7 +130,7 @@ internal static class DurableFiles
     }
 
     /// <summary>Free bytes on the volume holding <paramref name="path"/>, or null when it cannot be told.</summary>
-    public static long? FreeSpace(string path)
+    internal static long? FreeSpace(string path)
     {
         try
         {
@@ -143,7 +144,7 @@ internal static class DurableFiles
     }
 
     /// <summary>Refuses to start when the volume cannot hold <paramref name="needed"/> more bytes, saying how much is needed.</summary>
-    public static void RequireFreeSpace(string path, long needed, string operation)
+    internal static void RequireFreeSpace(string path, long needed, string operation)
     {
         if (needed <= 0) return;
         if (FreeSpace(path) is long free && free < needed)
@@ -152,7 +153,7 @@ internal static class DurableFiles
     }
 
     /// <summary>Human-readable byte count (binary units).</summary>
-    public static string Format(long bytes)
+    internal static string Format(long bytes)
     {
         string[] units = { "B", "KiB", "MiB", "GiB", "TiB" };
         double v = bytes;

@@ -184,15 +184,8 @@ public sealed class DiskChain : IDisposable
         CheckRange(offset, data.Length);
         var top = Top;
         if (!top.IsWritable) ThrowHelper.ReadOnly(top.Path, "write");
-        long blockSize = top.BlockSize;
-        while (data.Length > 0)
-        {
-            long blockEnd = (offset / blockSize + 1) * blockSize;
-            int n = (int)Math.Min(data.Length, blockEnd - offset);
-            WritePiece(top, offset, data[..n]);
-            offset += n;
-            data = data[n..];
-        }
+        foreach (var p in BlockPieces.Of(offset, data.Length, top.BlockSize))
+            WritePiece(top, p.Offset, data.Slice(p.Start, p.Length));
     }
 
     private void WritePiece(IDiskLayer top, long offset, ReadOnlySpan<byte> piece)

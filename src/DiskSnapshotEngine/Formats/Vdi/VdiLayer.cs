@@ -180,15 +180,8 @@ internal sealed partial class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWr
         EnsureWritable("write");
         CheckRange(offset, data.Length);
         FinishPlacements();
-        while (data.Length > 0)
-        {
-            uint block = (uint)(offset / _cbBlock);
-            long inBlock = offset - BlockStart(block);
-            int n = (int)Math.Min(data.Length, BlockLength(block) - inBlock);
-            WriteInBlock(block, inBlock, data[..n]);
-            offset += n;
-            data = data[n..];
-        }
+        foreach (var p in BlockPieces.Of(offset, data.Length, _cbBlock))
+            WriteInBlock((uint)p.Block, p.InBlock, data.Slice(p.Start, p.Length));
     }
 
     private void WriteInBlock(uint block, long inBlock, ReadOnlySpan<byte> piece)

@@ -216,15 +216,8 @@ internal sealed class VhdLayer : IDiskLayer, IIdentityWritable
             _dirty = true;
             return;
         }
-        while (data.Length > 0)
-        {
-            uint block = (uint)(offset / _blockSize);
-            long inBlock = offset - BlockStart(block);
-            int n = (int)Math.Min(data.Length, BlockLength(block) - inBlock);
-            WriteInBlock(block, inBlock, data[..n]);
-            offset += n;
-            data = data[n..];
-        }
+        foreach (var p in BlockPieces.Of(offset, data.Length, _blockSize))
+            WriteInBlock((uint)p.Block, p.InBlock, data.Slice(p.Start, p.Length));
     }
 
     private void WriteInBlock(uint block, long inBlock, ReadOnlySpan<byte> piece)

@@ -42,14 +42,9 @@ internal sealed partial class VhdxLayer
         if (offset < 0 || offset > _virtualSize - data.Length) ThrowHelper.OutOfBounds(Path, offset, data.Length, _virtualSize);
         lock (_sync)
         {
-            long bs = _parameters.BlockSize;
-            while (data.Length > 0)
+            foreach (var p in BlockPieces.Of(offset, data.Length, _parameters.BlockSize))
             {
-                long blockEnd = (offset / bs + 1) * bs;
-                int n = (int)Math.Min(data.Length, blockEnd - offset);
-                WriteInBlock(offset, data[..n]);
-                offset += n;
-                data = data[n..];
+                WriteInBlock(p.Offset, data.Slice(p.Start, p.Length));
                 // Bounded pending metadata: each log entry stays far below the smallest (1 MiB) log.
                 if (_sectors.DirtyCount >= CommitThreshold) CommitPending();
             }

@@ -35,15 +35,9 @@ public static class Compact
         IProgress<OperationProgress>? progress, long? virtualSize, CancellationToken cancel)
     {
         options ??= OpenOptions.ReadOnly;
-        image = Path.GetFullPath(image);
-        // The image is locked exclusively from start to end: no writer changes it while it is rewritten, no other
-        // compact shares the temporary file, and the compacted file renamed over it stays locked until the end.
-        using var scope = LockScope.Begin();
-        scope.Lock(image);
-        string temp = image + TempSuffix;
-        DurableFiles.TryDelete(temp);
-
-        using var chain = DiskImage.Open(image, options with { Writable = false });
+        using var rewrite = ImageRewrite.Begin(image, options, TempSuffix);
+        image = rewrite.Image;
+        var chain = rewrite.Chain;
         var src = chain.Top;
         if (src.Format == ImageFormat.Raw)
             throw new DiskImageException(ErrorKind.Unsupported, "a raw image has no block map to compact (use a sparse copy)", image);
@@ -71,11 +65,7 @@ public static class Compact
         TempImageFile? tempFile = null;
         try
         {
-            var driver = ImageFormats.Get(src.Format);
-            var file = TempImageFile.Create(temp);
-            try { target = driver.Create(file, createOptions, differencing ? ParentDescriptor.Of(chain.Layers[1]) : null); }
-            catch { file.Dispose(); throw; }
-            tempFile = file;
+            (tempFile, target) = rewrite.CreateTarget(createOptions, differencing ? ParentDescriptor.Of(chain.Layers[1]) : null);
             // The new layer sits on the same parents, so a partial block is filled from what the chain shows (copy-on-write).
             var output = new DiskChain(new[] { target }.Concat(chain.Layers.Skip(1)).ToArray());
             // Same content as the original: keep its version so children stay linked.
@@ -104,13 +94,13 @@ public static class Compact
             target.Dispose();
             target = null;
             // Durable temp file, then one atomic rename: the original is replaced whole or not at all.
-            DurableFiles.Rename(temp, image, overwrite: true);
+            rewrite.Publish();
             return new CompactResult(sizeBefore, new FileInfo(image).Length, new CopyStats(written, zero));
         }
         catch
         {
             target?.Dispose();
-            DurableFiles.TryDelete(temp);
+            rewrite.Discard();
             throw;
         }
     }

@@ -28,13 +28,9 @@ public static class Reset
     public static ResetResult Run(string image, OpenOptions? options = null)
     {
         options ??= OpenOptions.ReadOnly;
-        image = Path.GetFullPath(image);
-        using var scope = LockScope.Begin();
-        scope.Lock(image);
-        string temp = image + TempSuffix;
-        DurableFiles.TryDelete(temp);
-
-        using var chain = DiskImage.Open(image, options with { Writable = false });
+        using var rewrite = ImageRewrite.Begin(image, options, TempSuffix);
+        image = rewrite.Image;
+        var chain = rewrite.Chain;
         var src = chain.Top;
         if (src.ParentLink is null || chain.Layers.Count < 2)
             ThrowHelper.InvalidArgument("the image has no parent: a reset would leave nothing to read (it is a base image, not a linked clone)", image);
@@ -48,10 +44,7 @@ public static class Reset
             src.LogicalSectorSize, src.PhysicalSectorSize, identity);
         try
         {
-            var file = TempImageFile.Create(temp);
-            IDiskLayer target;
-            try { target = ImageFormats.Get(src.Format).Create(file, createOptions, ParentDescriptor.Of(chain.Layers[1])); }
-            catch { file.Dispose(); throw; }
+            var (file, target) = rewrite.CreateTarget(createOptions, ParentDescriptor.Of(chain.Layers[1]));
             using (target)
             {
                 target.Flush();
@@ -60,11 +53,11 @@ public static class Reset
                     throw new DiskImageException(ErrorKind.Unsupported,
                         $"the {src.Format} driver did not keep the disk id; the image is left untouched", image);
             }
-            DurableFiles.Rename(temp, image, overwrite: true);
+            rewrite.Publish();
         }
         catch
         {
-            DurableFiles.TryDelete(temp);
+            rewrite.Discard();
             throw;
         }
         return new ResetResult(image, chain.Layers[1].Path, sizeBefore, new FileInfo(image).Length);

@@ -1,0 +1,81 @@
+using DiskSnapshotEngine.Block;
+using DiskSnapshotEngine.Formats;
+using DiskSnapshotEngine.IO;
+
+namespace DiskSnapshotEngine.Operations;
+
+/// <summary>
+/// The frame of the verbs that rewrite an image into a temporary file beside it and rename that over the original
+/// (compact, reset). The image is locked exclusively from start to end: no writer changes it meanwhile, no second run
+/// shares the temporary file, and the file renamed over it stays locked until the end. A temporary file a crashed run
+/// left is removed first; the chain is opened read-only (the original is only read until the rename).
+/// </summary>
+internal sealed class ImageRewrite : IDisposable
+{
+    private readonly LockScope _scope;
+
+    private ImageRewrite(LockScope scope, string image, string temp, DiskChain chain)
+    {
+        _scope = scope;
+        Image = image;
+        Temp = temp;
+        Chain = chain;
+    }
+
+    /// <summary>The image's full path.</summary>
+    public string Image { get; }
+
+    /// <summary>The temporary file beside it (the image's path and the verb's suffix).</summary>
+    public string Temp { get; }
+
+    /// <summary>The image and its parents, open read-only.</summary>
+    public DiskChain Chain { get; }
+
+    /// <summary>Locks <paramref name="image"/>, removes a stale temporary file and opens the chain.</summary>
+    /// <exception cref="Errors.DiskImageException">Locked, open and I/O errors.</exception>
+    public static ImageRewrite Begin(string image, OpenOptions options, string tempSuffix)
+    {
+        image = Path.GetFullPath(image);
+        var scope = LockScope.Begin();
+        try
+        {
+            scope.Lock(image);
+            string temp = image + tempSuffix;
+            DurableFiles.TryDelete(temp);
+            return new ImageRewrite(scope, image, temp, DiskImage.Open(image, options with { Writable = false }));
+        }
+        catch
+        {
+            scope.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Creates the temporary file (held by the scope) and a new image in it, of the original's format; the caller
+    /// owns both. Nothing is left open when the driver refuses.
+    /// </summary>
+    public (TempImageFile File, IDiskLayer Layer) CreateTarget(ImageCreateOptions options, ParentDescriptor? parent)
+    {
+        var file = TempImageFile.Create(Temp);
+        try { return (file, ImageFormats.Get(Chain.Top.Format).Create(file, options, parent)); }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Renames the complete, durable temporary file over the original in one atomic step.</summary>
+    public void Publish() => DurableFiles.Rename(Temp, Image, overwrite: true);
+
+    /// <summary>Removes the temporary file after a failure (the original is untouched).</summary>
+    public void Discard() => DurableFiles.TryDelete(Temp);
+
+    /// <summary>Closes the chain, then releases the locks.</summary>
+    public void Dispose()
+    {
+        Chain.Dispose();
+        _scope.Dispose();
+    }
+}

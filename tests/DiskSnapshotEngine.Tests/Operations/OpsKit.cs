@@ -91,6 +91,19 @@ internal static class OpsKit
         return n == a.Length ? -1 : n;
     }
 
+    /// <summary>
+    /// Runs the CLI with <paramref name="args"/> on <paramref name="image"/>, which <paramref name="child"/> reads
+    /// through, and asserts the refusal: exit 15 (ReadOnly), the child named, the image unchanged to the byte.
+    /// </summary>
+    public static async Task AssertRefusedForChildAsync(string image, string child, params string[] args)
+    {
+        var bytes = File.ReadAllBytes(image);
+        var refused = await Cli.CliRunner.RunAsync(args);
+        Assert.Equal(15, refused.ExitCode);
+        Assert.Contains(child, refused.StdErr);
+        Assert.Equal(bytes, File.ReadAllBytes(image));
+    }
+
     /// <summary>Asserts that the image reads exactly <paramref name="expected"/>.</summary>
     public static void AssertContent(byte[] expected, string path, string because)
     {

@@ -81,11 +81,7 @@ public class ResetTests
         Assert.Equal(baseBytes, File.ReadAllBytes(basePath));
 
         OpsKit.CreateChild(dir.File("kid" + ext), clone);
-        var cloneBytes = File.ReadAllBytes(clone);
-        var refused = await CliRunner.RunAsync("reset", clone);
-        Assert.Equal(15, refused.ExitCode);
-        Assert.Contains(dir.File("kid" + ext), refused.StdErr);
-        Assert.Equal(cloneBytes, File.ReadAllBytes(clone));
+        await OpsKit.AssertRefusedForChildAsync(clone, dir.File("kid" + ext), "reset", clone);
         Assert.False(File.Exists(clone + Reset.TempSuffix));
     }
 

@@ -70,11 +70,7 @@ public class SetIdentityTests
         string img = dir.File("img" + ext);
         BaseWithData(img, 72);
         OpsKit.CreateChild(dir.File("kid" + ext), img);
-        var bytes = File.ReadAllBytes(img);
-        var r = await CliRunner.RunAsync("set-identity", img, "--new");
-        Assert.Equal(15, r.ExitCode);
-        Assert.Contains(dir.File("kid" + ext), r.StdErr);
-        Assert.Equal(bytes, File.ReadAllBytes(img));
+        await OpsKit.AssertRefusedForChildAsync(img, dir.File("kid" + ext), "set-identity", img, "--new");
 
         var usage = await CliRunner.RunAsync("set-identity", img);
         Assert.Equal(2, usage.ExitCode);

@@ -49,49 +49,28 @@ public class VhdxCrashTests
         Array.Clear(newContent, 6 << 20, 2 << 20);
 
         var materialised = dir.File("after-crash.vhdx");
-        int outcomes = 0;
-        for (int k = 0; ; k++)
-        {
-            var sim = new CrashSimulationFile(target, original);
-            var layer = (VhdxLayer)new VhdxDriver().Open(sim, writable: true);
-            layer.Write(2L << 20, w1);
-            layer.Write((5L << 20) + 512, w2);
-            layer.WriteZeroes(6L << 20, 2L << 20);
-            sim.ResetCounters();
-            sim.FailAtWrite = k;
-            try
+        var (writes, outcomes) = VhdxTestUtil.EveryCut(target, original, materialised,
+            uncounted: layer =>
+            {
+                layer.Write(2L << 20, w1);
+                layer.Write((5L << 20) + 512, w2);
+                layer.WriteZeroes(6L << 20, 2L << 20);
+            },
+            session: layer =>
             {
                 layer.Flush();
                 layer.Dispose();
-            }
-            catch (DiskImageException e) when (sim.Crashed)
+            },
+            randomOutcomes: 6,
+            check: (k, writable) =>
             {
-                Assert.Equal(ErrorKind.Io, e.Kind);
-                try { layer.Dispose(); } catch (DiskImageException) { }
-            }
-            var orders = new List<byte[]> { sim.CurrentContent(), sim.AfterPowerLoss(Array.Empty<int>()) };
-            var prng = new Random(k);
-            for (int i = 0; i < 6; i++) orders.Add(sim.AfterRandomPowerLoss(prng));
-            orders.Add(sim.AfterPowerLoss(Enumerable.Range(0, sim.PendingWrites).Reverse().ToList()));
-            foreach (var bytes in orders)
-            {
-                File.WriteAllBytes(materialised, bytes);
                 // Read-only (in-memory replay) and read-write (replay into the file) must agree.
-                foreach (bool writable in new[] { false, true })
-                {
-                    var content = ReadAll(materialised, writable, differencing ? basePath : null);
-                    bool isOld = content.AsSpan().SequenceEqual(oldContent), isNew = content.AsSpan().SequenceEqual(newContent);
-                    Assert.True(isOld || isNew, $"cut at write {k}, writable={writable}: content is neither the old nor the new");
-                }
-                outcomes++;
-            }
-            if (!sim.Crashed)
-            {
-                Assert.True(ReadAll(materialised).AsSpan().SequenceEqual(newContent));
-                Assert.True(k >= 3, $"the session made only {k} writes");
-                break;
-            }
-        }
+                var content = ReadAll(materialised, writable, differencing ? basePath : null);
+                bool isOld = content.AsSpan().SequenceEqual(oldContent), isNew = content.AsSpan().SequenceEqual(newContent);
+                Assert.True(isOld || isNew, $"cut at write {k}, writable={writable}: content is neither the old nor the new");
+            });
+        Assert.True(ReadAll(materialised).AsSpan().SequenceEqual(newContent));
+        Assert.True(writes >= 3, $"the session made only {writes} writes");
         Assert.True(outcomes > 20);
     }
 

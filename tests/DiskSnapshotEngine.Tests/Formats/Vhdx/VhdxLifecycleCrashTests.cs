@@ -48,46 +48,20 @@ public class VhdxLifecycleCrashTests
         var original = File.ReadAllBytes(target);
         var old = Read(target, writable: false, searchDir);
         var materialised = dir.File("after-crash.vhdx");
-        int outcomes = 0;
-        for (int k = 0; ; k++)
-        {
-            Assert.True(k < 500, "the change never completed");
-            var sim = new CrashSimulationFile(target, original) { FailAtWrite = k };
-            var layer = (VhdxLayer)new VhdxDriver().Open(sim, writable: true);
-            bool done = false;
-            try
+        var (writes, outcomes) = VhdxTestUtil.EveryCut(target, original, materialised, uncounted: null,
+            session: layer =>
             {
                 change(layer);
                 layer.Dispose();
-                done = true;
-            }
-            catch (DiskImageException e) when (sim.Crashed)
+            },
+            randomOutcomes: 4,
+            check: (k, writable) =>
             {
-                Assert.Equal(ErrorKind.Io, e.Kind);
-                try { layer.Dispose(); } catch (DiskImageException) { }
-            }
-            var states = new List<byte[]> { sim.CurrentContent(), sim.AfterPowerLoss(Array.Empty<int>()) };
-            var rng = new Random(k);
-            for (int i = 0; i < 4; i++) states.Add(sim.AfterRandomPowerLoss(rng));
-            states.Add(sim.AfterPowerLoss(Enumerable.Range(0, sim.PendingWrites).Reverse().ToList()));
-            foreach (var bytes in states)
-            {
-                foreach (bool writable in new[] { false, true })
-                {
-                    File.WriteAllBytes(materialised, bytes);
-                    var s = Read(materialised, writable, searchDir);
-                    Assert.True(Same(s, old) || isNew(s), $"cut at write {k}, writable={writable}: neither the old state nor the new one");
-                }
-                outcomes++;
-            }
-            if (done)
-            {
-                File.WriteAllBytes(materialised, sim.CurrentContent());
-                Assert.True(isNew(Read(materialised, false, searchDir)), "the completed change did not leave the new state");
-                Assert.True(k >= 1, "the change made no write");
-                break;
-            }
-        }
+                var s = Read(materialised, writable, searchDir);
+                Assert.True(Same(s, old) || isNew(s), $"cut at write {k}, writable={writable}: neither the old state nor the new one");
+            });
+        Assert.True(isNew(Read(materialised, false, searchDir)), "the completed change did not leave the new state");
+        Assert.True(writes >= 1, "the change made no write");
         Assert.True(outcomes > 10);
     }
 

@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using DiskSnapshotEngine.Errors;
 
 namespace DiskSnapshotEngine.Tests.Infrastructure;
@@ -8,14 +7,17 @@ public static class HostileInput
 {
     /// <summary>
     /// Opens read-only and read-write, reads the whole disk, and expects the same typed error both times: its kind, the
-    /// structure named, the file, one line; the file's bytes stay as they were.
+    /// structure named, the file, one line; the file's bytes stay as they were. With <paramref name="allocationLimit"/>
+    /// each attempt must also allocate less than that many bytes (bounded memory whatever a table claims).
     /// </summary>
-    public static DiskImageException Expect(string path, ErrorKind kind, string structure, string? messagePart = null)
+    public static DiskImageException Expect(string path, ErrorKind kind, string structure, string? messagePart = null,
+        long? allocationLimit = null)
     {
-        byte[] before = SHA256.HashData(File.ReadAllBytes(path));
+        string before = ContentHash.OfFile(path);
         DiskImageException? last = null;
         foreach (bool writable in new[] { false, true })
         {
+            long allocated = GC.GetAllocatedBytesForCurrentThread();
             var e = Assert.Throws<DiskImageException>(() =>
             {
                 using var chain = DiskImage.Open(path, writable ? OpenOptions.ReadWrite : OpenOptions.ReadOnly);
@@ -23,6 +25,8 @@ public static class HostileInput
                 for (long at = 0; at < chain.VirtualSize; at += buffer.Length)
                     chain.Read(at, buffer.AsSpan(0, (int)Math.Min(buffer.Length, chain.VirtualSize - at)));
             });
+            if (allocationLimit is long limit)
+                Assert.True(GC.GetAllocatedBytesForCurrentThread() - allocated < limit, $"more than {limit >> 20} MiB allocated");
             Assert.Equal(kind, e.Kind);
             Assert.Equal(structure, e.Structure);
             Assert.Equal(Path.GetFullPath(path), e.Path);
@@ -30,7 +34,7 @@ public static class HostileInput
             Assert.DoesNotContain('\n', e.Message);
             last = e;
         }
-        Assert.Equal(before, SHA256.HashData(File.ReadAllBytes(path)));
+        Assert.Equal(before, ContentHash.OfFile(path));
         return last!;
     }
 }

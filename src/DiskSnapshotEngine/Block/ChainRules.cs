@@ -11,17 +11,18 @@ internal static class ChainRules
     /// </summary>
     public const int MaxDepth = 256;
 
-    /// <summary>A child must present the same virtual size and logical sector size as its parent.</summary>
+    /// <summary>
+    /// A child must present the same logical sector size as its parent. Virtual sizes may differ: Hyper-V resizes a
+    /// differencing VHDX and qemu lets an overlay be larger or smaller than its backing file; the chain reads zeros
+    /// past a layer's end (see <see cref="DiskChain"/>).
+    /// </summary>
     /// <exception cref="DiskImageException">ChainInvalid naming both files.</exception>
     public static void CheckCompatible(IDiskLayer child, IDiskLayer parent) =>
-        CheckCompatible(child.Path, child.VirtualSize, child.LogicalSectorSize, parent.Path, parent.VirtualSize, parent.LogicalSectorSize);
+        CheckCompatible(child.Path, child.LogicalSectorSize, parent.Path, parent.LogicalSectorSize);
 
     /// <summary>Same check from plain values (used before the child exists).</summary>
-    public static void CheckCompatible(string childPath, long childSize, int childSector, string parentPath, long parentSize, int parentSector)
+    public static void CheckCompatible(string childPath, int childSector, string parentPath, int parentSector)
     {
-        if (childSize != parentSize)
-            throw new DiskImageException(ErrorKind.ChainInvalid,
-                $"virtual size {childSize} differs from the parent's {parentSize} ({parentPath})", childPath);
         if (childSector != parentSector)
             throw new DiskImageException(ErrorKind.ChainInvalid,
                 $"logical sector size {childSector} differs from the parent's {parentSector} ({parentPath})", childPath);

@@ -8,13 +8,15 @@ namespace DiskSnapshotEngine.Block;
 /// a read asks each layer for the status of the range and goes down only for what a layer does not hold,
 /// zero-filling below the base; a write that a layer cannot take as-is (a partial sector or block it does not
 /// hold yet) is widened to the span the layer asks for and filled from the current content first (copy-on-write).
+/// Layers may differ in virtual size (a Hyper-V or qemu child resized apart from its parent): the disk has the top's
+/// size, and past a layer's own end the chain reads zeros, never what a larger layer below holds there.
 /// </summary>
 public sealed class DiskChain : IDisposable
 {
     private readonly IDiskLayer[] _layers;
 
     /// <summary>Builds a chain from opened layers, top first; takes ownership of them.</summary>
-    /// <exception cref="DiskImageException">ChainInvalid when a layer's virtual size or sector size differs from its child's.</exception>
+    /// <exception cref="DiskImageException">ChainInvalid when a layer's logical sector size differs from its child's.</exception>
     public DiskChain(IReadOnlyList<IDiskLayer> layers)
     {
         if (layers.Count == 0) throw new ArgumentException("a chain needs at least one layer", nameof(layers));
@@ -57,7 +59,12 @@ public sealed class DiskChain : IDisposable
                 return;
             }
             var l = _layers[layer];
-            var ext = StatusOf(l, offset, buffer.Length);
+            if (offset >= l.VirtualSize)
+            {
+                buffer.Clear();
+                return;
+            }
+            var ext = StatusOf(l, offset, Math.Min(buffer.Length, l.VirtualSize - offset));
             var part = buffer[..(int)ext.Length];
             switch (ext.Kind)
             {
@@ -141,7 +148,13 @@ public sealed class DiskChain : IDisposable
                 yield return new ChainExtent(offset, end - offset, ExtentKind.NotPresent, -1);
                 yield break;
             }
-            var ext = StatusOf(_layers[layer], offset, end - offset);
+            long layerEnd = _layers[layer].VirtualSize;
+            if (offset >= layerEnd)
+            {
+                foreach (var past in PastEnd(layer, depth, offset, end)) yield return past;
+                yield break;
+            }
+            var ext = StatusOf(_layers[layer], offset, Math.Min(end, layerEnd) - offset);
             if (ext.Kind == ExtentKind.NotPresent)
             {
                 foreach (var below in Resolve(layer + 1, depth, offset, ext.Length)) yield return below;
@@ -152,6 +165,16 @@ public sealed class DiskChain : IDisposable
             }
             offset += ext.Length;
         }
+    }
+
+    // Past layer's end the disk reads zeros. Only a layer below the ones asked about (a merge target) could show
+    // something there, and only up to its own end: that part is this layer's Zero (a merge must write zeros over it),
+    // the rest is in no layer (NotPresent), which is what a whole chain reports past its base's end.
+    private IEnumerable<ChainExtent> PastEnd(int layer, int depth, long offset, long end)
+    {
+        long hidden = depth < _layers.Length ? Math.Clamp(_layers[depth].VirtualSize, offset, end) : offset;
+        if (hidden > offset) yield return new ChainExtent(offset, hidden - offset, ExtentKind.Zero, layer);
+        if (end > hidden) yield return new ChainExtent(hidden, end - hidden, ExtentKind.NotPresent, -1);
     }
 
     // Large VHDX blocks (32 MiB by default) are often mostly holes in the file: the bytes never written there read as

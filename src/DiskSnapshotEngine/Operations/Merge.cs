@@ -37,6 +37,7 @@ public static partial class Merge
         {
             journal = MergePlanner.Plan(image, ancestor, options);
             Hold(scope, journal);
+            MergeSizes.GrowTarget(journal, options);
             journal.Save();
         }
         else Hold(scope, journal);

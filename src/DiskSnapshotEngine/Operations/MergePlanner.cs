@@ -51,6 +51,7 @@ internal static class MergePlanner
         var children = Dependents.ChildrenOf(layers[0], folders, options.Open.FileOpener, chainPaths);
         if (options.Publish == MergePublish.ReplaceImage && children.Count > 0)
             throw new DiskImageException(ErrorKind.ReadOnly, $"cannot merge: images depend on it: {string.Join("; ", children)}", image);
+        MergeSizes.CheckSmallerImage(chain, a, children.Count > 0, options.Publish == MergePublish.ReplaceImage, image);
         long needed = 0;
         foreach (var e in chain.GetExtents(0, chain.VirtualSize, a))
             if (e.Kind == ExtentKind.Data) needed += e.Length;

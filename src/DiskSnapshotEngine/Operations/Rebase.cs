@@ -71,7 +71,7 @@ public static class Rebase
             // Where the image holds nothing and either parent holds data, the two may differ: those are the only
             // ranges read. Everything else reads as zeros under both parents.
             long size = chain.VirtualSize;
-            var parents = ExtentOverlay.Walk(old.GetExtents(0, size), fresh.GetExtents(0, size))
+            var parents = ExtentOverlay.Walk(ExtentsTo(old, size), ExtentsTo(fresh, size))
                 .Select(p => new ChainExtent(p.Offset, p.Length, p.A == ExtentKind.Data || p.B == ExtentKind.Data ? ExtentKind.Data : ExtentKind.Zero, -1));
             var plan = ExtentOverlay.Coalesce(ExtentOverlay.Walk(chain.GetExtents(0, size, 1), parents)
                 .Where(p => p.A == ExtentKind.NotPresent && p.B == ExtentKind.Data)
@@ -85,11 +85,11 @@ public static class Rebase
             long written = 0, zero = 0;
             using var other = AlignedBufferPool.Rent(ExtentPump.ChunkFor(top.BlockSize));
             await ExtentPump.RunAsync(planned, ExtentPump.ChunkFor(top.BlockSize),
-                (off, buf) => old.Read(off, buf),
+                (off, buf) => ReadTo(old, off, buf),
                 (off, data, len, isZero) =>
                 {
                     var theirs = other.Span[..len];
-                    fresh.Read(off, theirs);
+                    ReadTo(fresh, off, theirs);
                     if (isZero)
                     {
                         if (SpanHelpers.IsAllZero(theirs)) return;
@@ -108,6 +108,21 @@ public static class Rebase
             Relink(top, newTop);
             return new RebaseResult(new CopyStats(written, zero), newParent, "safe");
         }
+    }
+
+    // A parent may be smaller than the image (sizes may differ along a chain): past its end it reads zeros.
+    private static IEnumerable<ChainExtent> ExtentsTo(DiskChain parent, long size)
+    {
+        long inside = Math.Min(size, parent.VirtualSize);
+        foreach (var e in parent.GetExtents(0, inside)) yield return e;
+        if (size > inside) yield return new ChainExtent(inside, size - inside, ExtentKind.NotPresent, -1);
+    }
+
+    private static void ReadTo(DiskChain parent, long offset, Span<byte> buffer)
+    {
+        int inside = (int)Math.Clamp(parent.VirtualSize - offset, 0, buffer.Length);
+        if (inside > 0) parent.Read(offset, buffer[..inside]);
+        buffer[inside..].Clear();
     }
 
     private static void Relink(IDiskLayer top, IDiskLayer newParent)

@@ -16,9 +16,9 @@ public sealed record ResizeResult(string Image, long OldSize, long NewSize, bool
 /// In place where the format allows it in one atomic step (raw: the file length; VHDX: the BAT region has room, the
 /// size goes through the log; qcow2: growth within the L1 table's clusters; VDI: the block map has room before the first data block); otherwise the image is rewritten beside itself with the new size and renamed over (as compact
 /// does), so a crash leaves the old image or the new one. A smaller size needs <c>shrink</c> and is refused, naming
-/// the offset, when data lies beyond the new end. A differencing image keeps its parent's size (this engine, like
-/// VirtualBox and Hyper-V when they create a child, gives a child its parent's size), and an image with children is
-/// refused: they would no longer match it, as is a sealed image (children elsewhere may read through it).
+/// the offset, when data lies beyond the new end. A differencing VHDX or qcow2 image resizes too (Hyper-V and qemu do,
+/// see <see cref="DifferencingResize"/>); a differencing VDI or VHD is refused. An image with children is refused:
+/// they would no longer match it, as is a sealed image (children elsewhere may read through it).
 /// </summary>
 public static class Resize
 {
@@ -39,16 +39,14 @@ public static class Resize
             if (newSize <= 0 || newSize % layer.LogicalSectorSize != 0)
                 ThrowHelper.InvalidArgument($"the new size {newSize} must be a positive multiple of the logical sector size {layer.LogicalSectorSize}", image);
             if (newSize == old) return new ResizeResult(image, old, newSize, true);
-            if (layer.ParentLink is not null)
-                throw new DiskImageException(ErrorKind.Unsupported,
-                    "a differencing image keeps its parent's virtual size in dse (its chains need one size throughout, although Hyper-V can resize a differencing VHDX); resize the base (with no children) or detach this image first", image);
+            if (layer.ParentLink is not null) DifferencingResize.Check(layer, image, newSize, options);
             Dependents.RefuseChildren(layer, options, "resize");
             Seals.Check(layer, options.Sealed, "resize it");
             if (newSize < old)
             {
                 if (!shrink)
                     ThrowHelper.InvalidArgument($"{newSize} bytes is smaller than the current {old}: pass --shrink to cut the disk (allowed only when no data lies beyond the new end)", image);
-                if (FirstDataAtOrAfter(layer, newSize) is long at)
+                if (layer.ParentLink is null && FirstDataAtOrAfter(layer, newSize) is long at)
                     ThrowHelper.InvalidArgument($"data lies at offset {at}, beyond the new end {newSize}: the disk cannot shrink below {MinimumSize(layer)} bytes", image);
             }
             if (layer.Type == ImageType.Fixed && layer.Format != ImageFormat.Raw)

@@ -32,7 +32,7 @@ internal static class Qcow2Creator
             if (parent.LogicalSectorSize != 512)
                 throw new DiskImageException(ErrorKind.Unsupported,
                     $"the parent {parent.Path} has {parent.LogicalSectorSize}-byte sectors; a qcow2 child presents 512-byte sectors", path);
-            ChainRules.CheckCompatible(path, options.VirtualSize, options.LogicalSectorSize, parent.Path, parent.VirtualSize, parent.LogicalSectorSize);
+            ChainRules.CheckCompatible(path, options.LogicalSectorSize, parent.Path, parent.LogicalSectorSize);
             backingFormat = Qcow2FormatNames.ToQemu(parent.Format)
                 ?? throw new DiskImageException(ErrorKind.Unsupported, $"qemu cannot read a {parent.Format} backing file", path);
             backingName = Qcow2Driver.BackingName(path, parent.Path);

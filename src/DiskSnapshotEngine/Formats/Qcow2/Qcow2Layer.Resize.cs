@@ -14,13 +14,14 @@ internal sealed partial class Qcow2Layer : IResizable
     /// header bytes 24-39, one write inside the first sector) change together. A crash keeps the old size or the new
     /// one. Anything else returns false, changing nothing, and the caller rewrites the image: a shrink, a dirty or
     /// lazy-refcount image, internal snapshots or bitmaps (their own sizes), a compressed or extended-L2 last cluster.
-    /// The layer must be reopened afterwards.
+    /// An overlay grows the same way: its new clusters are unallocated and read through the backing file, which
+    /// reads zeros past its own end (the caller checked that it holds no data between the old and the new end). The layer must be reopened afterwards.
     /// </summary>
     public bool TryResizeInPlace(long newSize)
     {
         EnsureWritable("resize");
         long oldSize = _g.VirtualSize, cs = _g.ClusterSize;
-        if (HasBacking || newSize <= oldSize || newSize % 512 != 0 || newSize > Qcow2Header.MaxVirtualSize) return false;
+        if (newSize <= oldSize || newSize % 512 != 0 || newSize > Qcow2Header.MaxVirtualSize) return false;
         if ((_header.IncompatibleFeatures & Qcow2Header.DirtyBit) != 0 || _header.NbSnapshots > 0 || RewriteWouldLose is not null) return false;
         long l1Offset = (long)_header.L1TableOffset;
         long needed = ((newSize - 1) >> _g.ClusterBits) / _g.L2Entries + 1;

@@ -289,7 +289,7 @@ internal sealed partial class Qcow2Layer
         if (!HasBacking)
             throw new DiskImageException(ErrorKind.Unsupported,
                 "this qcow2 has no backing file: giving it one would change what its unallocated clusters read", Path, "header");
-        ChainRules.CheckCompatible(Path, VirtualSize, LogicalSectorSize, parent.Path, parent.VirtualSize, parent.LogicalSectorSize);
+        ChainRules.CheckCompatible(Path, LogicalSectorSize, parent.Path, parent.LogicalSectorSize);
         lock (_sync)
         {
             // Pending data is published before the backing file changes under it.

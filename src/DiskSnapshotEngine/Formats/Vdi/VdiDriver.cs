@@ -58,7 +58,7 @@ internal sealed class VdiDriver : IImageFormatDriver
                 if (parent.Identity.Id == Guid.Empty)
                     throw new DiskImageException(ErrorKind.Unsupported,
                         $"the parent {parent.Path} has no identity a VDI can link to ({parent.Format} images carry none)", path);
-                ChainRules.CheckCompatible(path, options.VirtualSize, options.LogicalSectorSize, parent.Path, parent.VirtualSize, parent.LogicalSectorSize);
+                ChainRules.CheckCompatible(path, options.LogicalSectorSize, parent.Path, parent.LogicalSectorSize);
                 type = VdiImageType.Diff;
                 linkage = parent.Identity.Id;
                 parentModify = parent.Identity.Version;

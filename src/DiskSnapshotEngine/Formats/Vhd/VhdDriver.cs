@@ -115,7 +115,7 @@ internal sealed class VhdDriver : IImageFormatDriver
             throw new DiskImageException(ErrorKind.Unsupported, $"a differencing VHD's parent must be a VHD, not {parent.Format} ({parent.Path})", path);
         if (parent.Identity.Id == Guid.Empty)
             throw new DiskImageException(ErrorKind.Unsupported, $"the parent {parent.Path} has an empty Unique Id, which a child cannot name", path);
-        ChainRules.CheckCompatible(path, size, 512, parent.Path, parent.VirtualSize, parent.LogicalSectorSize);
+        ChainRules.CheckCompatible(path, 512, parent.Path, parent.LogicalSectorSize);
     }
 
     /// <summary>

@@ -15,15 +15,17 @@ internal sealed partial class VhdxLayer : IResizable
     /// payload (it becomes visible; that space was never part of the disk). Both ways, the BAT entries between the old
     /// and the new end become PAYLOAD_BLOCK_NOT_PRESENT / SB_BLOCK_NOT_PRESENT (an entry past the old end may hold
     /// anything; those before it hold no data), then the new size goes through the log: a crash keeps the old size or
-    /// the new one. Base images only (a child keeps its parent's size); the layer must be reopened afterwards.
+    /// the new one. A differencing file (Hyper-V resizes those too) keeps the sector bitmap entries of the chunks it
+    /// still covers, and the tail of a partially present last block is zeroed like a full one's; the caller checked
+    /// that no parent data lies where a grown child would show it. The layer must be reopened afterwards.
     /// </summary>
     public bool TryResizeInPlace(long newSize)
     {
         if (!IsWritable) ThrowHelper.ReadOnly(Path, "resize");
         long bs = _parameters.BlockSize;
         long blocks = VhdxBat.CeilDiv(newSize, bs);
-        long entries = VhdxBat.EntriesFor(blocks, _bat.ChunkRatio, hasParent: false);
-        if (IsDifferencing || _parameters.LeaveBlockAllocated || newSize <= 0 || newSize > MaxVirtualSize
+        long entries = VhdxBat.EntriesFor(blocks, _bat.ChunkRatio, IsDifferencing);
+        if (_parameters.LeaveBlockAllocated || newSize <= 0 || newSize > MaxVirtualSize
             || newSize % _logicalSectorSize != 0 || entries * 8 > _bat.Region.Length)
             return false;
         lock (_sync)
@@ -35,18 +37,23 @@ internal sealed partial class VhdxLayer : IResizable
             {
                 long last = _virtualSize / bs;
                 var e = _bat.Payload(last);
-                if (e.State == VhdxBatEntry.FullyPresent)
+                if (e.State is VhdxBatEntry.FullyPresent or VhdxBatEntry.PartiallyPresent)
                 {
                     long tail = _virtualSize % bs;
                     _file.WriteZeros(e.FileOffset + tail, Math.Min(bs, newSize - last * bs) - tail);
                     _payloadUnflushed = true;
                 }
             }
-            long keep = VhdxBat.EntriesFor(Math.Min(blocks, _bat.PayloadBlocks), _bat.ChunkRatio, hasParent: false);
+            long kept = Math.Min(blocks, _bat.PayloadBlocks);
+            // A differencing BAT ends on whole chunks: past the last kept block, payload entries are cleared but the
+            // sector bitmap entries of the chunks still covered stay (they describe the kept blocks too).
+            long keep = IsDifferencing ? _bat.PayloadIndex(kept) : VhdxBat.EntriesFor(kept, _bat.ChunkRatio, hasParent: false);
+            long keptChunks = VhdxBat.CeilDiv(kept, _bat.ChunkRatio);
             long end = Math.Max(entries, _bat.EntryCount);
             for (long i = keep; i < end; i++)
             {
-                if (_bat.Read(i).Raw == 0) continue;
+                bool keptBitmap = IsDifferencing && i % (_bat.ChunkRatio + 1) == _bat.ChunkRatio && i / (_bat.ChunkRatio + 1) < keptChunks;
+                if (keptBitmap || _bat.Read(i).Raw == 0) continue;
                 _bat.Write(i, default);
                 // An early commit is safe: these entries lie past the end the disk has now, or hold no data (checked by the caller).
                 if (_sectors.DirtyCount >= CommitThreshold) CommitPending();

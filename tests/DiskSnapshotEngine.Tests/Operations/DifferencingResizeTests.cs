@@ -1,0 +1,268 @@
+using System.Text.Json;
+using DiskSnapshotEngine.Errors;
+using DiskSnapshotEngine.Operations;
+using DiskSnapshotEngine.Tests.Cli;
+using DiskSnapshotEngine.Tests.Infrastructure;
+
+namespace DiskSnapshotEngine.Tests.Operations;
+
+/// <summary>
+/// Differencing images whose size differs from their parent's: <c>dse resize</c> of a child (VHDX and qcow2, as
+/// Hyper-V and qemu allow; VDI and VHD refused), chains qemu made that way read byte-exactly, and merge/pull over them.
+/// </summary>
+public class DifferencingResizeTests
+{
+    private const long Size = 6L << 20;
+
+    // A base of Size bytes full of data, and a child of it with a few writes: returns the child's model.
+    private static byte[] BaseAndChild(string folder, string ext, int seed)
+    {
+        string b = Path.Combine(folder, "base" + ext), c = Path.Combine(folder, "child" + ext);
+        var model = new byte[Size];
+        OpsKit.CreateBase(b, Size, ext == ".vhdx" ? 1 << 20 : null);
+        using (var chain = DiskImage.Open(b, OpenOptions.ReadWrite))
+        {
+            var data = RandomData.Bytes((int)Size, seed);
+            chain.Write(0, data);
+            data.CopyTo(model, 0);
+        }
+        OpsKit.CreateChild(c, b);
+        OpsKit.RandomWrites(c, new Random(seed), 5, model);
+        return model;
+    }
+
+    private static void WriteAt(string image, long offset, byte[] data, byte[] model)
+    {
+        using var chain = DiskImage.Open(image, OpenOptions.ReadWrite);
+        chain.Write(offset, data);
+        data.CopyTo(model, offset);
+    }
+
+    [RequiresToolTheory("qemu-img")]
+    [InlineData(".vhdx")]
+    [InlineData(".qcow2")]
+    public async Task A_child_grows_reads_zeros_past_its_parent_and_shrinks_only_over_no_visible_data(string ext)
+    {
+        using var dir = new TempDirectory("diff-resize");
+        string child = dir.File("child" + ext), parent = dir.File("base" + ext);
+        var small = BaseAndChild(dir.Path, ext, 31);
+        var parentBytes = File.ReadAllBytes(parent);
+
+        var grow = await CliRunner.RunAsync("resize", child, "--size", "10M", "--json");
+        Assert.True(grow.ExitCode == 0, grow.ToString());
+        using (var doc = JsonDocument.Parse(grow.StdOut)) Assert.True(doc.RootElement.GetProperty("inPlace").GetBoolean());
+        var model = new byte[10L << 20];
+        small.CopyTo(model, 0);
+        OpsKit.AssertContent(model, child, "the grown child (zeros past the parent's end)");
+        // Writes past the parent's end go to the child; the parent is unchanged.
+        WriteAt(child, Size - 4096, RandomData.Bytes(3 << 20, 32), model);
+        OpsKit.AssertContent(model, child, "the grown child after a write past the parent's end");
+        Assert.Equal(parentBytes, File.ReadAllBytes(parent));
+        Assert.Equal(0, (await CliRunner.RunAsync("check", child)).ExitCode);
+        if (ext == ".qcow2") ExternalTool.RunChecked("qemu-img", "check", child);
+
+        // The child's own data past 8M, then the parent's data past 5M, forbid those shrinks.
+        var over = await CliRunner.RunAsync("resize", child, "--size", "8M", "--shrink");
+        Assert.Equal(14, over.ExitCode);
+        Assert.Contains("data lies at offset 8388608", over.StdErr);
+        WriteAt(child, Size - 4096, new byte[3 << 20], model);
+        var bytes = File.ReadAllBytes(child);
+        var parentData = await CliRunner.RunAsync("resize", child, "--size", "5M", "--shrink");
+        Assert.Equal(14, parentData.ExitCode);
+        Assert.Contains("in the image or a parent it shows", parentData.StdErr);
+        Assert.Equal(bytes, File.ReadAllBytes(child));
+
+        // Zero data past 6M is no data the user would lose, but it is data: the shrink stops at the parent's end.
+        var toParent = await CliRunner.RunAsync("resize", child, "--size", "6M", "--shrink");
+        Assert.Equal(14, toParent.ExitCode);
+        var raw = dir.File("expected.raw");
+        File.WriteAllBytes(raw, model);
+        var cmp = await CliRunner.RunAsync("compare", child, raw);
+        Assert.True(cmp.ExitCode == 0, cmp.ToString());
+    }
+
+    [Theory]
+    [InlineData(".vdi")]
+    [InlineData(".vhd")]
+    public async Task A_differencing_vdi_or_vhd_keeps_its_parents_size(string ext)
+    {
+        using var dir = new TempDirectory("diff-resize-refused");
+        BaseAndChild(dir.Path, ext, 33);
+        string child = dir.File("child" + ext);
+        var bytes = File.ReadAllBytes(child);
+        var r = await CliRunner.RunAsync("resize", child, "--size", "10M", "--json");
+        Assert.Equal(5, r.ExitCode);
+        Assert.Contains("keeps its parent's size", r.StdErr);
+        Assert.Equal(bytes, File.ReadAllBytes(child));
+    }
+
+    /// <summary>qemu's own mixed-size chains: an overlay larger than its VHDX backing file, and one qemu-img resize grew.</summary>
+    [RequiresToolFact("qemu-img")]
+    public async Task Chains_qemu_makes_with_different_sizes_read_like_qemu_img_convert()
+    {
+        using var dir = new TempDirectory("diff-resize-qemu");
+        string b = dir.File("base.vhdx"), big = dir.File("big.qcow2"), grown = dir.File("grown.qcow2");
+        ExternalTool.RunChecked("qemu-img", "create", "-q", "-f", "vhdx", "-o", "subformat=dynamic", b, "4M");
+        ExternalTool.RunChecked("qemu-io", "-f", "vhdx", "-c", "write -P 0x11 0 4M", b);
+        ExternalTool.RunChecked("qemu-img", "create", "-q", "-f", "qcow2", "-b", b, "-F", "vhdx", big, "10M");
+        ExternalTool.RunChecked("qemu-io", "-c", "write -P 0x33 3M 2M", "-c", "write -P 0x44 9M 512K", big);
+        ExternalTool.RunChecked("qemu-img", "create", "-q", "-f", "qcow2", "-b", b, "-F", "vhdx", grown, "3M");
+        ExternalTool.RunChecked("qemu-io", "-c", "write -P 0x55 1M 1M", grown);
+        ExternalTool.RunChecked("qemu-img", "resize", "-q", grown, "7M");
+
+        foreach (var image in new[] { big, grown })
+        {
+            string expected = image + ".qemu.raw", ours = image + ".dse.raw";
+            ExternalTool.RunChecked("qemu-img", "convert", "-O", "raw", image, expected);
+            var export = await CliRunner.RunAsync("export", image, ours);
+            Assert.True(export.ExitCode == 0, export.ToString());
+            Assert.Equal(-1, OpsKit.FirstDifference(File.ReadAllBytes(expected), File.ReadAllBytes(ours)));
+        }
+        // qemu zeroed [3M, 4M) of the grown overlay (the base would show there): no base byte past the overlay's old end.
+        Assert.All(File.ReadAllBytes(grown + ".dse.raw").AsSpan(3 << 20, 1 << 20).ToArray(), x => Assert.Equal(0, x));
+        // Past the base's end the map says no layer holds the range.
+        var map = await CliRunner.RunAsync("map", big, "--json");
+        Assert.True(map.ExitCode == 0, map.ToString());
+
+        // dse resize of the qemu overlay: qemu sees the size and the same bytes.
+        var r = await CliRunner.RunAsync("resize", big, "--size", "12M");
+        Assert.True(r.ExitCode == 0, r.ToString());
+        ExternalTool.RunChecked("qemu-img", "check", big);
+        string after = dir.File("after.raw");
+        var exportAfter = await CliRunner.RunAsync("export", big, after);
+        Assert.True(exportAfter.ExitCode == 0, exportAfter.ToString());
+        Assert.Equal(12L << 20, new FileInfo(after).Length);
+        ExternalTool.RunChecked("qemu-img", "compare", "-F", "raw", big, after);
+    }
+
+    [RequiresToolFact("qemu-img")]
+    public async Task Growing_a_child_over_its_parents_data_is_refused_unchanged()
+    {
+        using var dir = new TempDirectory("diff-resize-reveal");
+        string b = dir.File("base.qcow2"), small = dir.File("small.qcow2");
+        ExternalTool.RunChecked("qemu-img", "create", "-q", "-f", "qcow2", b, "6M");
+        ExternalTool.RunChecked("qemu-io", "-c", "write -P 0x66 4M 64K", b);
+        ExternalTool.RunChecked("qemu-img", "create", "-q", "-f", "qcow2", "-b", b, "-F", "qcow2", small, "3M");
+        var bytes = File.ReadAllBytes(small);
+        var r = await CliRunner.RunAsync("resize", small, "--size", "6M");
+        Assert.Equal(14, r.ExitCode);
+        Assert.Contains("holds data at offset 4194304", r.StdErr);
+        Assert.Equal(bytes, File.ReadAllBytes(small));
+        // Up to that data the growth is allowed, and reads the parent's zeros.
+        var ok = await CliRunner.RunAsync("resize", small, "--size", "4M");
+        Assert.True(ok.ExitCode == 0, ok.ToString());
+        ExternalTool.RunChecked("qemu-img", "check", small);
+    }
+
+    [RequiresToolTheory("qemu-img")]
+    [InlineData(".vhdx")]
+    [InlineData(".qcow2")]
+    public async Task Merging_a_larger_child_grows_its_parent_first(string ext)
+    {
+        using var dir = new TempDirectory("diff-resize-merge");
+        string child = dir.File("child" + ext), parent = dir.File("base" + ext);
+        var small = BaseAndChild(dir.Path, ext, 34);
+        Assert.Equal(0, (await CliRunner.RunAsync("resize", child, "--size", "9M")).ExitCode);
+        var model = new byte[9L << 20];
+        small.CopyTo(model, 0);
+        WriteAt(child, 8L << 20, RandomData.Bytes(1 << 20, 35), model);
+
+        var r = await CliRunner.RunAsync("merge", child);
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.False(File.Exists(child));
+        OpsKit.AssertContent(model, parent, "the parent after the merge");
+        ExternalTool.RunChecked("qemu-img", "check", parent);
+        var raw = dir.File("expected.raw");
+        File.WriteAllBytes(raw, model);
+        ExternalTool.RunChecked("qemu-img", "compare", "-F", "raw", parent, raw);
+    }
+
+    /// <summary>qemu makes an overlay smaller than its backing file; merging it while a child depends on it would show that child the parent's bytes past the overlay's end.</summary>
+    [RequiresToolFact("qemu-img")]
+    public async Task Merging_a_smaller_child_with_dependents_over_parent_data_is_refused_unchanged()
+    {
+        using var dir = new TempDirectory("diff-resize-merge-small");
+        string b = dir.File("base.qcow2"), small = dir.File("small.qcow2"), leaf = dir.File("leaf.qcow2");
+        ExternalTool.RunChecked("qemu-img", "create", "-q", "-f", "qcow2", b, "6M");
+        ExternalTool.RunChecked("qemu-io", "-c", "write -P 0x77 0 6M", b);
+        ExternalTool.RunChecked("qemu-img", "create", "-q", "-f", "qcow2", "-b", b, "-F", "qcow2", small, "4M");
+        ExternalTool.RunChecked("qemu-img", "create", "-q", "-f", "qcow2", "-b", small, "-F", "qcow2", leaf, "6M");
+        var before = OpsKit.ReadAll(leaf);
+        Assert.All(before.AsSpan(4 << 20).ToArray(), x => Assert.Equal(0, x));
+        var files = Directory.GetFiles(dir.Path).ToDictionary(f => f, File.ReadAllBytes);
+        var r = await CliRunner.RunAsync("merge", small);
+        Assert.Equal(5, r.ExitCode);
+        Assert.Contains("past the image's end", r.StdErr);
+        foreach (var (f, bytes) in files) Assert.Equal(bytes, File.ReadAllBytes(f));
+        // Without dependents the parent keeps its size and its data past the image's end, as qemu-img commit does.
+        File.Delete(leaf);
+        var alone = await CliRunner.RunAsync("merge", small);
+        Assert.True(alone.ExitCode == 0, alone.ToString());
+        ExternalTool.RunChecked("qemu-img", "check", b);
+        Assert.Equal(6L << 20, OpsKit.ReadAll(b).Length);
+    }
+
+    /// <summary>The merge that grows its target, killed at every write: the old content or the new, and a rerun finishes.</summary>
+    [Fact]
+    public async Task Merge_that_grows_the_parent_killed_at_every_write_finishes_on_rerun()
+    {
+        using var dir = new TempDirectory("diff-resize-merge-crash");
+        string seed = Path.Combine(dir.Path, "seed");
+        Directory.CreateDirectory(seed);
+        var small = BaseAndChild(seed, ".vhdx", 38);
+        Assert.Equal(0, (await CliRunner.RunAsync("resize", Path.Combine(seed, "child.vhdx"), "--size", "9M")).ExitCode);
+        var model = new byte[9L << 20];
+        small.CopyTo(model, 0);
+        WriteAt(Path.Combine(seed, "child.vhdx"), (8L << 20) + 512, RandomData.Bytes(300_000, 39), model);
+
+        var counting = new CrashPlan();
+        string probe = Path.Combine(dir.Path, "probe");
+        OpsKit.CopyFolder(seed, probe);
+        await Run(Path.Combine(probe, "child.vhdx"), counting);
+        int total = counting.Writes;
+        for (int n = 0; n < total; n++)
+        {
+            string work = Path.Combine(dir.Path, $"run{n}");
+            OpsKit.CopyFolder(seed, work);
+            string child = Path.Combine(work, "child.vhdx"), parent = Path.Combine(work, "base.vhdx");
+            var plan = new CrashPlan { CrashAtWrite = n };
+            await Assert.ThrowsAnyAsync<Exception>(() => Run(child, plan));
+            Assert.True(plan.Crashed);
+            if (File.Exists(child)) OpsKit.AssertContent(model, child, $"after a kill at write {n}/{total}, the child");
+            await Run(child, null);
+            Assert.False(File.Exists(child));
+            OpsKit.AssertContent(model, parent, $"after the rerun (kill at {n}), the parent");
+            Directory.Delete(work, true);
+        }
+
+        static Task Run(string image, CrashPlan? plan) =>
+            Merge.CommitAsync(image, null, new MergeOptions { Open = OpenOptions.ReadOnly with { FileOpener = plan?.Opener ?? OpenOptions.ReadOnly.FileOpener } });
+    }
+
+    [Fact]
+    public async Task Pull_into_a_larger_child_pulls_only_the_parents_range()
+    {
+        using var dir = new TempDirectory("diff-resize-pull");
+        string b = dir.File("base.vhdx"), mid = dir.File("mid.vhdx"), top = dir.File("top.vhdx");
+        var model = new byte[Size];
+        OpsKit.CreateBase(b, Size, 1 << 20);
+        OpsKit.RandomWrites(b, new Random(40), 5, model);
+        OpsKit.CreateChild(mid, b);
+        OpsKit.RandomWrites(mid, new Random(41), 5, model);
+        OpsKit.CreateChild(top, mid);
+        Assert.Equal(0, (await CliRunner.RunAsync("resize", top, "--size", "10M")).ExitCode);
+        var grown = new byte[10L << 20];
+        model.CopyTo(grown, 0);
+        WriteAt(top, 9L << 20, RandomData.Bytes(4096, 42), grown);
+        long before = new FileInfo(top).Length;
+
+        var r = await CliRunner.RunAsync("merge", top, "--pull");
+        Assert.True(r.ExitCode == 0, r.ToString());
+        OpsKit.AssertContent(grown, top, "the pulled child");
+        using var chain = DiskImage.Open(top);
+        Assert.Equal(b, chain.Layers[1].Path);
+        // Nothing past the parent's end was written as data.
+        Assert.DoesNotContain(chain.GetExtents(Size, (9L << 20) - Size), e => e.Kind == DiskSnapshotEngine.Block.ExtentKind.Data && e.LayerIndex == 0);
+        Assert.True(new FileInfo(top).Length > before);
+    }
+}

@@ -1,0 +1,152 @@
+using DiskSnapshotEngine.Errors;
+using DiskSnapshotEngine.Operations;
+using DiskSnapshotEngine.Tests.Infrastructure;
+using FsCheck;
+using FsCheck.Fluent;
+
+namespace DiskSnapshotEngine.Tests.Operations;
+
+public enum SizedStepKind { Write, Zero, Child, Resize, Merge, Pull }
+
+/// <summary>One step; Size is the new size of a resize (sector-aligned), Seed the data of a write.</summary>
+public sealed record SizedStep(SizedStepKind Kind, long Offset, int Length, int Seed, long Size)
+{
+    public override string ToString() => Kind switch
+    {
+        SizedStepKind.Write => $"Write({Offset}, +{Length}, seed {Seed})",
+        SizedStepKind.Zero => $"Zero({Offset}, +{Length})",
+        SizedStepKind.Resize => $"Resize({Size})",
+        _ => Kind.ToString(),
+    };
+}
+
+/// <summary>
+/// Chains whose layers differ in size, driven through the public operations: random writes, new children, resizes
+/// of the top (grow and --shrink), commits into the parent and pulls, over VHDX and qcow2. The chain must read exactly
+/// like a flat model that zero-extends on growth and cuts on shrink; a commit of a smaller top leaves the parent's
+/// size and its data past the top's end (qemu-img commit does the same). Refusals are checked against the model:
+/// a shrink over non-zero data must be refused, and a refusal of growth is allowed only over a larger parent.
+/// </summary>
+public class MixedSizeChainModelTests
+{
+    private const long BaseSize = (3L << 20) + 7 * 512;
+
+    [Theory]
+    [InlineData(".vhdx")]
+    [InlineData(".qcow2")]
+    public void Random_writes_and_resizes_over_layers_of_different_sizes_equal_a_flat_model(string ext)
+    {
+        var steps = Gen.Frequency(
+            (6, from offset in Gen.Choose(0, (int)(6L << 20))
+                from length in Gen.Frequency((3, Gen.Choose(1, 5000)), (2, Gen.Choose(1, 1 << 20)))
+                from seed in Gen.Choose(1, int.MaxValue - 1)
+                select new SizedStep(SizedStepKind.Write, offset, length, seed, 0)),
+            (1, from offset in Gen.Choose(0, (int)(6L << 20))
+                from length in Gen.Choose(1, 2 << 20)
+                select new SizedStep(SizedStepKind.Zero, offset, length, 0, 0)),
+            (2, Gen.Constant(new SizedStep(SizedStepKind.Child, 0, 0, 0, 0))),
+            (3, from sectors in Gen.Choose(1, 12 * 2048) select new SizedStep(SizedStepKind.Resize, 0, 0, 0, sectors * 512L)),
+            (1, Gen.Constant(new SizedStep(SizedStepKind.Merge, 0, 0, 0, 0))),
+            (1, Gen.Constant(new SizedStep(SizedStepKind.Pull, 0, 0, 0, 0))));
+        var scripts = from count in Gen.Choose(1, 16) from s in Gen.ArrayOf(steps, count) select s;
+        var arbitrary = Arb.From(scripts, ScriptShrink.DropSteps);
+        Prop.ForAll(arbitrary, s => Run(ext, s)).Check(Config.QuickThrowOnFailure.WithMaxTest(25));
+    }
+
+    private static void Run(string ext, SizedStep[] script)
+    {
+        using var dir = new TempDirectory("mixed-size-model");
+        // views[k]: what layer k's chain shows, frozen once it has a child (parents are immutable); the last is the top's.
+        var views = new List<byte[]> { new byte[BaseSize] };
+        var paths = new List<string> { dir.File("l0" + ext) };
+        OpsKit.CreateBase(paths[0], BaseSize, ext == ".vhdx" ? 1 << 20 : null);
+        int made = 1;
+        foreach (var step in script)
+        {
+            string top = paths[^1];
+            var model = views[^1];
+            switch (step.Kind)
+            {
+                case SizedStepKind.Write or SizedStepKind.Zero:
+                    long off = step.Offset % model.Length;
+                    int len = (int)Math.Min(step.Length, model.Length - off);
+                    using (var chain = DiskImage.Open(top, OpenOptions.ReadWrite))
+                    {
+                        if (step.Kind == SizedStepKind.Zero)
+                        {
+                            chain.WriteZeroes(off, len);
+                            Array.Clear(model, (int)off, len);
+                        }
+                        else
+                        {
+                            var data = RandomData.Bytes(len, step.Seed);
+                            if (step.Seed % 5 == 0) Array.Clear(data);
+                            chain.Write(off, data);
+                            data.CopyTo(model, off);
+                        }
+                    }
+                    break;
+                case SizedStepKind.Child when paths.Count < 5:
+                    string child = dir.File($"l{made++}" + ext);
+                    OpsKit.CreateChild(child, top);
+                    paths.Add(child);
+                    views.Add((byte[])model.Clone());
+                    break;
+                case SizedStepKind.Resize:
+                    views[^1] = Resized(top, model, step.Size, paths.Count > 1 ? views[^2].Length : 0);
+                    break;
+                case SizedStepKind.Merge when paths.Count > 1:
+                    var parent = views[^2];
+                    var merged = model.Length >= parent.Length ? model : [.. model, .. parent.AsSpan(model.Length)];
+                    Merge.CommitAsync(top).GetAwaiter().GetResult();
+                    Assert.False(File.Exists(top));
+                    paths.RemoveAt(paths.Count - 1);
+                    views.RemoveAt(views.Count - 1);
+                    views[^1] = merged;
+                    break;
+                case SizedStepKind.Pull when paths.Count > 2:
+                    Merge.PullAsync(top).GetAwaiter().GetResult();
+                    paths.RemoveAt(paths.Count - 2);
+                    views.RemoveAt(views.Count - 2);
+                    break;
+            }
+            AssertReads(paths[^1], views[^1], $"after {step} in [{string.Join(", ", script.Select(s => s.ToString()))}]");
+        }
+        using (var chain = DiskImage.Open(paths[^1]))
+        {
+            var report = chain.Check();
+            Assert.False(report.HasErrors, string.Join("; ", report.Problems));
+        }
+        if (ext == ".qcow2") ExternalTool.RunChecked("qemu-img", "check", paths[^1]);
+    }
+
+    // Resizes the top and returns its new model; checks that a refusal is one the model allows.
+    private static byte[] Resized(string top, byte[] model, long newSize, long parentSize)
+    {
+        bool shrink = newSize < model.Length;
+        try
+        {
+            Resize.RunAsync(top, newSize, shrink).GetAwaiter().GetResult();
+        }
+        catch (DiskImageException e) when (e.Kind == ErrorKind.InvalidArgument)
+        {
+            if (shrink) Assert.Contains("beyond the new end", e.Message);
+            // Growth is refused only over a parent larger than the top, whose data would show.
+            else Assert.True(parentSize > model.Length, $"growth from {model.Length} to {newSize} refused over a parent of {parentSize}: {e.Message}");
+            AssertReads(top, model, "after a refused resize");
+            return model;
+        }
+        if (shrink)
+            Assert.True(model.AsSpan((int)newSize).IndexOfAnyExcept((byte)0) < 0, $"a shrink to {newSize} cut non-zero data");
+        var resized = new byte[newSize];
+        model.AsSpan(0, (int)Math.Min(newSize, model.Length)).CopyTo(resized);
+        return resized;
+    }
+
+    private static void AssertReads(string path, byte[] model, string when)
+    {
+        using var chain = DiskImage.Open(path);
+        Assert.True(chain.VirtualSize == model.Length, $"{when}: size {chain.VirtualSize}, model {model.Length}");
+        Infrastructure.ChainModel.AssertSame(chain, model, when);
+    }
+}

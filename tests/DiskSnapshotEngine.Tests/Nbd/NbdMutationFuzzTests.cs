@@ -56,7 +56,7 @@ public class NbdMutationFuzzTests
         var roDir = Directory.CreateDirectory(dir.File("ro")).FullName;
         var roPaths = paths.Select(p => Path.Combine(roDir, Path.GetFileName(p))).ToList();
         for (int i = 0; i < paths.Count; i++) File.Copy(paths[i], roPaths[i]);
-        var roHashes = roPaths.Select(NbdTestImages.Hash).ToList();
+        var roHashes = roPaths.Select(ContentHash.OfFile).ToList();
         var seeds = NbdTranscript.Seeds(Size);
         var exports = new[] { new NbdExportInfo("", "fuzz", Size, ReadOnly: false, 4096), new NbdExportInfo("", "fuzz", Size, ReadOnly: true, 4096) };
         var failures = new List<string>();
@@ -93,7 +93,7 @@ public class NbdMutationFuzzTests
             served.Chain.Read(Size / 2, expected);
             Assert.Equal(expected, client.Read(Size / 2, 65536).Data);
         }
-        if (!roHashes.SequenceEqual(roPaths.Select(NbdTestImages.Hash), new ByteArrayComparer()))
+        if (!roHashes.SequenceEqual(roPaths.Select(ContentHash.OfFile)))
             failures.Add("the read-only server's image changed");
         using (var chain = DiskImage.Open(paths[^1]))
         {
@@ -252,12 +252,6 @@ public class NbdMutationFuzzTests
         catch (SocketException) { }
         if (served.Server.Faults != faults) return "internal error: " + string.Join("; ", served.Log);
         return null;
-    }
-
-    private sealed class ByteArrayComparer : IEqualityComparer<byte[]>
-    {
-        public bool Equals(byte[]? x, byte[]? y) => x.AsSpan().SequenceEqual(y);
-        public int GetHashCode(byte[] obj) => obj.Length;
     }
 
     private static void Save(string dir, byte[] bytes, int index, string failure)

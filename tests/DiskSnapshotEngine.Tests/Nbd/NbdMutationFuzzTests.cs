@@ -45,10 +45,8 @@ public class NbdMutationFuzzTests
     [Fact]
     public async Task Mutated_client_sessions_get_protocol_answers_only()
     {
-        int seconds = int.TryParse(Environment.GetEnvironmentVariable("DSE_FUZZ_SECONDS"), out var sec) ? sec : 20;
-        int maxCases = int.TryParse(Environment.GetEnvironmentVariable("DSE_FUZZ_CASES"), out var c) ? c : 2000;
-        ulong seed = ulong.TryParse(Environment.GetEnvironmentVariable("DSE_FUZZ_SEED"), out var sd) ? sd : (ulong)Environment.TickCount64;
-        string failureDir = Environment.GetEnvironmentVariable("DSE_FUZZ_FAILURES") ?? Path.Combine(Path.GetTempPath(), "dse-fuzz-failures");
+        var fuzz = FuzzSettings.FromEnvironment(seconds: 20, maxCases: 2000);
+        var (seconds, maxCases, seed, failureDir) = fuzz;
 
         using var dir = new TempDirectory("nbd-fuzz");
         var paths = NbdTestImages.Chain(dir.Path, "vhdx", 2, Size, 1 << 20, seed: 12);
@@ -102,11 +100,7 @@ public class NbdMutationFuzzTests
         }
 
         string summary = $"{cases} NBD cases in {(DateTime.UtcNow - started).TotalSeconds:F0} s, {failures.Count} failures (seed {seed})";
-        _output.WriteLine(summary);
-        if (Environment.GetEnvironmentVariable("DSE_FUZZ_SUMMARY") is string summaryFile)
-            File.AppendAllText(summaryFile, summary + "\n" + string.Join("\n", failures) + (failures.Count > 0 ? "\n" : ""));
-        Assert.True(failures.Count == 0, summary + "\n" + string.Join("\n", failures.Take(10)) + $"\ninputs saved in {failureDir}");
-        Assert.True(cases >= Math.Min(maxCases, 200), $"only {cases} cases ran in {seconds} s");
+        fuzz.Conclude(_output, summary, failures, cases, minCases: 200);
     }
 
     private static byte[] Apply(NbdTranscript t, Edit[] edits)

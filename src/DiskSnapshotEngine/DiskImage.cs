@@ -7,11 +7,18 @@ using DiskSnapshotEngine.Operations;
 namespace DiskSnapshotEngine;
 
 /// <summary>
-/// Entry points of the library: create images, create differencing children (linked clones), open an image with
-/// its whole parent chain. The CLI is a thin shell over these.
+/// Entry points of the library: create images, open an image with its whole parent chain (a <see cref="DiskChain"/>
+/// to read and write), seal and unseal. What works on whole images is beside it: <see cref="LinkedClone"/>,
+/// <see cref="FullClone"/>, <see cref="Merge"/> and the other operations in <c>DiskSnapshotEngine.Operations</c>,
+/// snapshots in <see cref="Snapshots.DiskSnapshots"/>. The CLI is a thin shell over these.
 /// </summary>
 public static class DiskImage
 {
+    /// <summary>Creates a new dynamic base image of <paramref name="virtualSize"/> bytes; the extension names the format.</summary>
+    /// <returns>The new image, open for writing.</returns>
+    /// <exception cref="DiskImageException">InvalidArgument, AlreadyExists, DiskFull, Io.</exception>
+    public static IDiskLayer Create(string path, long virtualSize) => Create(path, new ImageCreateOptions(virtualSize));
+
     /// <summary>Creates a new base image (dynamic or fixed); the format comes from the extension unless given.</summary>
     /// <returns>The new image, open for writing.</returns>
     /// <exception cref="DiskImageException">InvalidArgument, AlreadyExists, DiskFull, Io.</exception>

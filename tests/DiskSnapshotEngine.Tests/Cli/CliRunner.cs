@@ -27,6 +27,23 @@ public static class CliRunner
     public static async Task<System.Text.Json.JsonElement> InfoAsync(string image) =>
         System.Text.Json.JsonDocument.Parse((await OkAsync("info", image, "--json")).StdOut).RootElement;
 
+    /// <summary>
+    /// The golden-image lab of issue 10: <c>templates/golden.EXT</c> of <paramref name="size"/> holding
+    /// <paramref name="dataLength"/> bytes of <see cref="Infrastructure.RandomData"/> (<paramref name="seed"/>) written
+    /// through <c>dse write</c> from <c>g.bin</c>, and the folder <c>vms/a/</c> for its clone <c>lab1.EXT</c> (not made).
+    /// </summary>
+    public static async Task<(string Golden, string Clone)> GoldenLabAsync(Infrastructure.TempDirectory dir, string ext,
+        string size, int dataLength, int seed)
+    {
+        Directory.CreateDirectory(dir.File("templates"));
+        Directory.CreateDirectory(dir.File("vms/a"));
+        string golden = dir.File($"templates/golden.{ext}"), clone = dir.File($"vms/a/lab1.{ext}");
+        await File.WriteAllBytesAsync(dir.File("g.bin"), Infrastructure.RandomData.Bytes(dataLength, seed));
+        await OkAsync("create", golden, "--size", size);
+        await OkAsync("write", golden, "--offset", "0", "--input", dir.File("g.bin"));
+        return (golden, clone);
+    }
+
     public static Task<CliResult> RunWithStdinAsync(byte[]? stdin, params string[] args) => RunInProcessAsync(stdin, false, args);
 
     /// <summary>As <see cref="RunAsync"/>, with stderr taken for a terminal (progress is shown there).</summary>

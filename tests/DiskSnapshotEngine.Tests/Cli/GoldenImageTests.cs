@@ -15,22 +15,15 @@ public class GoldenImageTests
 {
     private const int ExitReadOnly = 15, ExitParentMismatch = 10;
 
-    private static async Task<CliResult> Ok(params string[] args)
-    {
-        var r = await CliRunner.RunAsync(args);
-        Assert.True(r.ExitCode == 0, $"dse {string.Join(' ', args)}: {r}");
-        return r;
-    }
+    private static Task<CliResult> Ok(params string[] args) => CliRunner.OkAsync(args);
 
     private static async Task<string> Input(TempDirectory dir, string name, int length, int seed)
     {
-        var bytes = new byte[length];
-        new Random(seed).NextBytes(bytes);
-        await File.WriteAllBytesAsync(dir.File(name), bytes);
+        await File.WriteAllBytesAsync(dir.File(name), RandomData.Bytes(length, seed));
         return dir.File(name);
     }
 
-    private static async Task<JsonElement> Info(string image) => JsonDocument.Parse((await Ok("info", image, "--json")).StdOut).RootElement;
+    private static Task<JsonElement> Info(string image) => CliRunner.InfoAsync(image);
 
     /// <summary>The lab: templates/golden, a clone in vms/a/. Before this change `dse write` of the golden returned 0 and broke the clone.</summary>
     [Theory]
@@ -39,11 +32,7 @@ public class GoldenImageTests
     public async Task A_golden_image_whose_clone_lives_in_another_folder_is_refused_even_as_root_with_mode_444(string ext)
     {
         using var dir = new TempDirectory("golden-lab");
-        Directory.CreateDirectory(dir.File("templates"));
-        Directory.CreateDirectory(dir.File("vms/a"));
-        string golden = dir.File($"templates/golden.{ext}"), clone = dir.File($"vms/a/lab1.{ext}");
-        await Ok("create", golden, "--size", "16M");
-        await Ok("write", golden, "--offset", "0", "--input", await Input(dir, "g.bin", 100_000, 1));
+        var (golden, clone) = await CliRunner.GoldenLabAsync(dir, ext, "16M", 100_000, 1);
         var version = (await Info(golden)).GetProperty("identity").GetProperty("version").GetString();
         await Ok("create", clone, "--parent", golden);
 
@@ -167,11 +156,7 @@ public class GoldenImageTests
     public async Task A_qcow2_golden_image_is_sealed_in_a_header_extension_that_qemu_keeps()
     {
         using var dir = new TempDirectory("golden-qcow2");
-        Directory.CreateDirectory(dir.File("templates"));
-        Directory.CreateDirectory(dir.File("vms/a"));
-        string golden = dir.File("templates/golden.qcow2"), clone = dir.File("vms/a/lab1.qcow2");
-        await Ok("create", golden, "--size", "16M");
-        await Ok("write", golden, "--offset", "0", "--input", await Input(dir, "g.bin", 100_000, 1));
+        var (golden, clone) = await CliRunner.GoldenLabAsync(dir, "qcow2", "16M", 100_000, 1);
         await Ok("create", clone, "--parent", golden);
         Assert.True((await Info(golden)).GetProperty("sealed").GetBoolean());
         ExternalTool.RunChecked("qemu-img", "check", golden);

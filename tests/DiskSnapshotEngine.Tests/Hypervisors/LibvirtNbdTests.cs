@@ -28,7 +28,7 @@ public class LibvirtNbdTests
         Directory.CreateDirectory(folder);
         string parent = System.IO.Path.Combine(folder, "base disk.vhdx"), child = System.IO.Path.Combine(folder, "child disk.vhdx");
         using (var p = DiskImage.Create(parent, new DiskSnapshotEngine.Formats.ImageCreateOptions(64 << 20)))
-        using (var c = new DiskSnapshotEngine.Block.DiskChain([p])) c.Write(1 << 20, NbdTestImages.Random(100_000, 1));
+        using (var c = new DiskSnapshotEngine.Block.DiskChain([p])) c.Write(1 << 20, RandomData.Bytes(100_000, 1));
         DiskImage.CreateDifferencing(child, parent).Dispose();
         return (parent, child);
     }

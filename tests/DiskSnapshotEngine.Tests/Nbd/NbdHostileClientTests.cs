@@ -38,7 +38,7 @@ public class NbdHostileClientTests
     {
         var (dir, image) = Disk();
         using var _ = dir;
-        var hash = NbdTestImages.Hash(image);
+        var hash = ContentHash.OfFile(image);
         using (var served = new ServedImage(image, dir.File("s.sock"), writable: true))
         using (var c = served.Connect().Negotiate(structured, metaContext: structured))
         {
@@ -66,7 +66,7 @@ public class NbdHostileClientTests
             Assert.Equal(0u, e);
             Assert.Equal(4096, data.Length);
         }
-        Assert.Equal(hash, NbdTestImages.Hash(image));
+        Assert.Equal(hash, ContentHash.OfFile(image));
     }
 
     [Fact]
@@ -106,7 +106,7 @@ public class NbdHostileClientTests
     {
         var (dir, image) = Disk();
         using var _ = dir;
-        var hash = NbdTestImages.Hash(image);
+        var hash = ContentHash.OfFile(image);
         using var served = new ServedImage(image, dir.File("s.sock"), writable: false);
         using var c = served.Connect().Negotiate();
         Assert.NotEqual(0, c.TransmissionFlags & 2);     // NBD_FLAG_READ_ONLY
@@ -115,7 +115,7 @@ public class NbdHostileClientTests
         Assert.Equal(EPERM, c.Command(6, 0, 4096).Error);
         Assert.Equal(EPERM, c.Command(4, 0, 1 << 20).Error);
         Assert.Equal(0u, c.Command(3, 0, 0).Error); // FLUSH is harmless
-        Assert.Equal(hash, NbdTestImages.Hash(image));
+        Assert.Equal(hash, ContentHash.OfFile(image));
     }
 
     [Fact]

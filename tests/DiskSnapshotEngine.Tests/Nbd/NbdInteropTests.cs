@@ -26,7 +26,7 @@ public class NbdInteropTests
             using var chain = DiskImage.Open(path, OpenOptions.ReadWrite);
             int pieces = 16 / layers + (i == layers - 1 ? 16 % layers : 0); // 16 MiB in all, none overlapping
             for (int p = 0; p < pieces; p++)
-                chain.Write((p * 61L + i * 7) << 20, NbdTestImages.Random(1 << 20, i * 100 + p));
+                chain.Write((p * 61L + i * 7) << 20, RandomData.Bytes(1 << 20, i * 100 + p));
         }
         return paths;
     }
@@ -127,7 +127,7 @@ public class NbdInteropTests
     {
         using var dir = new TempDirectory("nbd-qemu-io");
         var paths = SparseChain(dir.Path, "vhdx", 2);
-        var parentHash = NbdTestImages.Hash(paths[0]);
+        var parentHash = ContentHash.OfFile(paths[0]);
         using (var served = new ServedImage(paths[^1], socketPath: null, writable: true, o => o with { Port = 0 }))
         {
             string uri = served.Server.Uri;
@@ -136,7 +136,7 @@ public class NbdInteropTests
             var read = ExternalTool.RunChecked("qemu-io", "-f", "raw", "-c", "read -P 0x5a 700M 1M", "-c", "read -P 0 61M 1M", uri);
             Assert.DoesNotContain("Pattern verification failed", read);
         }
-        Assert.Equal(parentHash, NbdTestImages.Hash(paths[0]));
+        Assert.Equal(parentHash, ContentHash.OfFile(paths[0]));
         using var chain = DiskImage.Open(paths[^1]);
         var got = new byte[1 << 20];
         chain.Read(700L << 20, got);

@@ -14,7 +14,7 @@ public class NbdMountTests
     {
         using var dir = new TempDirectory("nbd-mount");
         var paths = NbdTestImages.Chain(dir.Path, "vhdx", 2, 32L << 20, 1 << 20, seed: 21);
-        var parentHash = NbdTestImages.Hash(paths[0]);
+        var parentHash = ContentHash.OfFile(paths[0]);
         string mnt = Directory.CreateDirectory(dir.File("mnt")).FullName;
         string file = Path.Combine(mnt, "layer1.raw");
         using (var p = CliRunner.Start("mount", paths[^1], mnt))
@@ -26,7 +26,7 @@ public class NbdMountTests
             Assert.True(line is not null && line.StartsWith($"mounted {file} (read-write)", StringComparison.Ordinal), line);
 
             ExternalTool.RunChecked("cp", file, dir.File("copy.raw"));
-            var data = NbdTestImages.Random(300_000, 5);
+            var data = RandomData.Bytes(300_000, 5);
             File.WriteAllBytes(dir.File("data.bin"), data);
             ExternalTool.RunChecked("dd", $"if={dir.File("data.bin")}", $"of={file}", "bs=4096", "seek=1000", "conv=notrunc,fsync", "status=none");
 
@@ -51,11 +51,11 @@ public class NbdMountTests
             Assert.False(chain.Check().HasErrors);
             all = NbdTestImages.ReadAll(chain);
         }
-        Assert.True(all.AsSpan(4096 * 1000, 300_000).SequenceEqual(NbdTestImages.Random(300_000, 5)), "the write through the mount is not in the image");
+        Assert.True(all.AsSpan(4096 * 1000, 300_000).SequenceEqual(RandomData.Bytes(300_000, 5)), "the write through the mount is not in the image");
         var copy = File.ReadAllBytes(dir.File("copy.raw"));
         Assert.Equal(all.Length, copy.Length);
         Assert.True(copy.AsSpan(0, 4096 * 1000).SequenceEqual(all.AsSpan(0, 4096 * 1000)), "the mounted file read differently from the chain");
-        Assert.Equal(parentHash, NbdTestImages.Hash(paths[0]));
+        Assert.Equal(parentHash, ContentHash.OfFile(paths[0]));
     }
 
     [Fact]

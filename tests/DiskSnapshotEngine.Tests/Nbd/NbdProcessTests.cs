@@ -48,7 +48,7 @@ public class NbdProcessTests
     {
         using var dir = new TempDirectory("nbd-proc");
         var paths = NbdTestImages.Chain(dir.Path, "vhdx", 2, 1L << 30, 32 << 20, seed: 8);
-        var parentHash = NbdTestImages.Hash(paths[0]);
+        var parentHash = ContentHash.OfFile(paths[0]);
         string socket = dir.File("disk.sock");
         using (var serve = new ServeProcess(paths[^1], "--socket", socket))
         {
@@ -60,7 +60,7 @@ public class NbdProcessTests
             Assert.Contains("stopped serving; the image is flushed", stderr);
         }
         Assert.False(File.Exists(socket));
-        Assert.Equal(parentHash, NbdTestImages.Hash(paths[0]));
+        Assert.Equal(parentHash, ContentHash.OfFile(paths[0]));
         var check = await CliRunner.RunAsync("check", paths[^1]);
         Assert.True(check.ExitCode == 0, check.ToString());
         var export = await CliRunner.RunAsync("export", paths[^1], dir.File("out.raw"));
@@ -128,7 +128,7 @@ public class NbdProcessTests
         {
             // Part of every slot is already in the top layer: each write below goes partly in place, partly to sectors
             // the layer does not hold yet, the case that tears when the layer's map change is not committed with the write.
-            for (int s = 0; s < Slots; s++) c.Write((long)s * Slot + 100_000 + s * 512, NbdTestImages.Random(64 << 10, s));
+            for (int s = 0; s < Slots; s++) c.Write((long)s * Slot + 100_000 + s * 512, RandomData.Bytes(64 << 10, s));
             c.Flush();
             before = NbdTestImages.ReadAll(c);
         }
@@ -196,5 +196,5 @@ public class NbdProcessTests
         Assert.Equal(0, (await again.WaitAsync()).ExitCode);
     }
 
-    private static byte[] NewContent(int slot, int length) => NbdTestImages.Random(length, 1000 + slot);
+    private static byte[] NewContent(int slot, int length) => RandomData.Bytes(length, 1000 + slot);
 }

@@ -95,7 +95,7 @@ public class NbdServerTests
         {
             using var dir = new TempDirectory("nbd-model");
             var paths = NbdTestImages.Chain(dir.Path, "vhdx", 2, Size, Block, seed: 3);
-            var parentHash = NbdTestImages.Hash(paths[0]);
+            var parentHash = ContentHash.OfFile(paths[0]);
             byte[] model;
             using (var c = DiskImage.Open(paths[^1])) model = NbdTestImages.ReadAll(c);
             var known = new bool[Size]; // trimmed bytes are unspecified until written again
@@ -108,14 +108,14 @@ public class NbdServerTests
                     ushort fua = (ushort)(o.Seed % 2);
                     var (error, message) = o.Kind switch
                     {
-                        0 => client.Write(o.Offset, NbdTestImages.Random(o.Length, o.Seed), fua),
+                        0 => client.Write(o.Offset, RandomData.Bytes(o.Length, o.Seed), fua),
                         1 => client.Command(6, o.Offset, (uint)o.Length, fua),
                         2 => client.Command(6, o.Offset, (uint)o.Length, (ushort)(fua | 2)),
                         3 => client.Command(4, o.Offset, (uint)o.Length, fua),
                         _ => client.Command(3, 0, 0),
                     };
                     Assert.True(error == 0, $"{o}: error {error} {message}");
-                    if (o.Kind == 0) NbdTestImages.Random(o.Length, o.Seed).CopyTo(model, o.Offset);
+                    if (o.Kind == 0) RandomData.Bytes(o.Length, o.Seed).CopyTo(model, o.Offset);
                     if (o.Kind is 1 or 2) Array.Clear(model, o.Offset, o.Length);
                     if (o.Kind <= 3) Array.Fill(known, o.Kind != 3, o.Offset, o.Length);
                 }
@@ -135,7 +135,7 @@ public class NbdServerTests
                 var report = reopened.Check();
                 Assert.False(report.HasErrors, string.Join("; ", report.Problems));
             }
-            Assert.Equal(parentHash, NbdTestImages.Hash(paths[0]));
+            Assert.Equal(parentHash, ContentHash.OfFile(paths[0]));
             return true;
         }
     }
@@ -172,7 +172,7 @@ public class NbdServerTests
         using (var w = served.Connect().Negotiate())
         {
             for (int i = 0; i < 30; i++)
-                Assert.Equal(0u, w.Write(i * 500_000L, NbdTestImages.Random(300_000, i)).Error);
+                Assert.Equal(0u, w.Write(i * 500_000L, RandomData.Bytes(300_000, i)).Error);
         }
         await Task.WhenAll(readers);
     }
@@ -182,7 +182,7 @@ public class NbdServerTests
     {
         using var dir = new TempDirectory("nbd");
         var paths = NbdTestImages.Chain(dir.Path, "vhdx", 2, Size, Block, seed: 7);
-        var data = NbdTestImages.Random(3 << 20, 17);
+        var data = RandomData.Bytes(3 << 20, 17);
         using (var served = new ServedImage(paths[^1], dir.File("s.sock"), writable: true))
         {
             using var idle = served.Connect().Negotiate();

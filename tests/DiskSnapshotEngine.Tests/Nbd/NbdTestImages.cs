@@ -1,6 +1,6 @@
-using System.Security.Cryptography;
 using DiskSnapshotEngine.Block;
 using DiskSnapshotEngine.Formats;
+using DiskSnapshotEngine.Tests.Infrastructure;
 
 namespace DiskSnapshotEngine.Tests.Nbd;
 
@@ -28,19 +28,12 @@ public static class NbdTestImages
             {
                 int length = rng.Next(1, 3 * blockSize);
                 long offset = rng.NextInt64(0, size - length);
-                chain.Write(offset, Random(length, rng.Next()));
+                chain.Write(offset, RandomData.Bytes(length, rng.Next()));
             }
             long zeroAt = rng.NextInt64(0, size / blockSize - 2) * blockSize;
             chain.WriteZeroes(zeroAt, 2L * blockSize);
         }
         return paths;
-    }
-
-    public static byte[] Random(int length, int seed)
-    {
-        var b = new byte[length];
-        new Random(seed).NextBytes(b);
-        return b;
     }
 
     /// <summary>The whole virtual disk as the chain reads it.</summary>
@@ -50,6 +43,4 @@ public static class NbdTestImages
         chain.Read(0, all);
         return all;
     }
-
-    public static byte[] Hash(string path) => SHA256.HashData(File.ReadAllBytes(path));
 }

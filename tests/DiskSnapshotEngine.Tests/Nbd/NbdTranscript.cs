@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Text;
+using DiskSnapshotEngine.Tests.Infrastructure;
 
 namespace DiskSnapshotEngine.Tests.Nbd;
 
@@ -74,7 +75,7 @@ public sealed class NbdTranscript
             .Request(0, (ulong)size - 4096, 4096, flags: 4)
             .Request(7, 0, (uint)Math.Min(size, uint.MaxValue))
             .Request(7, 4096, 8192, flags: 8)
-            .Request(1, 1000, 3000, flags: 1, payload: NbdTestImages.Random(3000, 1))
+            .Request(1, 1000, 3000, flags: 1, payload: RandomData.Bytes(3000, 1))
             .Request(6, 8192, 65536, flags: 2)
             .Request(6, 1 << 20, 1 << 20)
             .Request(4, 2 << 20, 2 << 20)
@@ -84,7 +85,7 @@ public sealed class NbdTranscript
         var simple = new NbdTranscript("simple").ClientFlags(1)
             .Option(1, Array.Empty<byte>())
             .Request(0, 512, 1024)
-            .Request(1, 0, 512, payload: NbdTestImages.Random(512, 2))
+            .Request(1, 0, 512, payload: RandomData.Bytes(512, 2))
             .Request(3, 0, 0)
             .Request(0, 0, 2048)
             .Request(2, 0, 0);

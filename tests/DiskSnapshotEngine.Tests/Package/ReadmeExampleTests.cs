@@ -1,6 +1,6 @@
 using System.Text;
-using DiskSnapshotEngine.Formats;
 using DiskSnapshotEngine.Operations;
+using DiskSnapshotEngine.Snapshots;
 using DiskSnapshotEngine.Tests.Infrastructure;
 
 namespace DiskSnapshotEngine.Tests.Package;
@@ -19,7 +19,7 @@ public sealed class ReadmeExampleTests
     static string LinkedCloneExample(string dir)
     {
         string basePath = Path.Combine(dir, "base.vhdx"), clonePath = Path.Combine(dir, "clone.qcow2");
-        DiskImage.Create(basePath, new ImageCreateOptions(VirtualSize: 64 << 20)).Dispose(); // dynamic VHDX, 64 MiB
+        DiskImage.Create(basePath, 64 << 20).Dispose(); // dynamic VHDX, 64 MiB
         using (var disk = DiskImage.Open(basePath, OpenOptions.ReadWrite))
             disk.Write(0, "hello from the base"u8);
         LinkedClone.Create(basePath, clonePath); // linked clone: the base is only read from now on
@@ -31,19 +31,67 @@ public sealed class ReadmeExampleTests
     }
     // README example: end
 
+    // README snapshots example: begin
+    static async Task<string> SnapshotAndMergeExample(string dir)
+    {
+        string disk = Path.Combine(dir, "vm.vhdx"), trial = Path.Combine(dir, "trial.vhdx");
+        DiskImage.Create(disk, 64 << 20).Dispose();
+        DiskSnapshots.Create(disk, "clean");            // the disk's state, kept
+        using (var d = DiskImage.Open(disk, OpenOptions.ReadWrite)) d.Write(0, "mistake"u8);
+        DiskSnapshots.Revert(disk, "clean");            // the write is gone
+        LinkedClone.Create(disk, trial);                // try a change in a linked clone...
+        using (var t = DiskImage.Open(trial, OpenOptions.ReadWrite)) t.Write(0, "tested"u8);
+        await Merge.CommitAsync(trial);                 // ...and keep it: into vm.vhdx; trial.vhdx is removed
+        using var merged = DiskImage.Open(disk);
+        var text = new byte[7];
+        merged.Read(0, text);
+        return Encoding.ASCII.GetString(text);          // "tested\0"
+    }
+    // README snapshots example: end
+
     [Theory]
     [InlineData("README.md")]
     [InlineData("src/DiskSnapshotEngine/PACKAGE.md")]
     public void The_documented_example_is_the_code_this_test_runs(string document)
     {
+        var (code, block) = Example(document, Begin, End, "<!-- library example -->");
+        Assert.Equal(Dedent(code), Dedent(block));
+    }
+
+    [Theory]
+    [InlineData("README.md")]
+    [InlineData("src/DiskSnapshotEngine/PACKAGE.md")]
+    public void The_documented_snapshots_example_is_the_code_this_test_runs(string document)
+    {
+        var (code, block) = Example(document, "// README snapshots example: begin", "// README snapshots example: end",
+            "<!-- library example: snapshots and merge -->");
+        Assert.Equal(Dedent(code), Dedent(block));
+    }
+
+    [Fact]
+    public async Task The_documented_snapshots_example_runs_keeps_the_snapshot_and_removes_the_merged_clone()
+    {
+        using var dir = new TempDirectory("readme-snapshots");
+        Assert.Equal("tested\0", await SnapshotAndMergeExample(dir.Path));
+        Assert.False(File.Exists(dir.File("trial.vhdx")));
+        var clean = Assert.Single(DiskSnapshots.List(dir.File("vm.vhdx")));
+        Assert.Equal("clean", clean.Entry.Name);
+        using var snapshot = DiskImage.Open(clean.Path);
+        var head = new byte[7];
+        snapshot.Read(0, head);
+        Assert.Equal(new byte[7], head);
+    }
+
+    // The code between the markers in this file, and the csharp block after the HTML comment in the document.
+    private static (IEnumerable<string> Code, IEnumerable<string> Block) Example(string document, string begin, string end, string marker)
+    {
         string root = RepositoryFixtures.RepositoryRoot ?? throw new InvalidOperationException("the tests do not run inside a checkout");
         var source = File.ReadAllLines(Path.Combine(root, "tests/DiskSnapshotEngine.Tests/Package/ReadmeExampleTests.cs"));
-        var code = source.SkipWhile(l => l.Trim() != Begin).Skip(1).TakeWhile(l => l.Trim() != End);
+        var code = source.SkipWhile(l => l.Trim() != begin).Skip(1).TakeWhile(l => l.Trim() != end);
         var text = File.ReadAllLines(Path.Combine(root, document));
-        // The block after the marker comment <!-- library example -->.
-        var block = text.SkipWhile(l => l.Trim() != "<!-- library example -->").SkipWhile(l => l.Trim() != "```csharp").Skip(1)
+        var block = text.SkipWhile(l => l.Trim() != marker).SkipWhile(l => l.Trim() != "```csharp").Skip(1)
             .TakeWhile(l => l.Trim() != "```");
-        Assert.Equal(Dedent(code), Dedent(block));
+        return (code, block);
     }
 
     [Fact]

@@ -34,10 +34,8 @@ public class MutationFuzzTests
     [Fact]
     public async Task Mutated_images_give_only_typed_errors()
     {
-        int seconds = int.TryParse(Environment.GetEnvironmentVariable("DSE_FUZZ_SECONDS"), out var s) ? s : 45;
-        int maxCases = int.TryParse(Environment.GetEnvironmentVariable("DSE_FUZZ_CASES"), out var c) ? c : 3000;
-        ulong seed = ulong.TryParse(Environment.GetEnvironmentVariable("DSE_FUZZ_SEED"), out var sd) ? sd : (ulong)Environment.TickCount64;
-        string failureDir = Environment.GetEnvironmentVariable("DSE_FUZZ_FAILURES") ?? Path.Combine(Path.GetTempPath(), "dse-fuzz-failures");
+        var fuzz = FuzzSettings.FromEnvironment(seconds: 45, maxCases: 3000);
+        var (seconds, maxCases, seed, failureDir) = fuzz;
 
         using var work = new TempDirectory("fuzz");
         var setup = System.Diagnostics.Stopwatch.StartNew();
@@ -70,10 +68,7 @@ public class MutationFuzzTests
         }
 
         string summary = $"{cases} cases in {(DateTime.UtcNow - deadline.AddSeconds(-seconds)).TotalSeconds:F0} s, {failures.Count} failures (seed {seed})";
-        _output.WriteLine(summary);
-        if (Environment.GetEnvironmentVariable("DSE_FUZZ_SUMMARY") is string summaryFile) File.AppendAllText(summaryFile, summary + "\n" + string.Join("\n", failures) + (failures.Count > 0 ? "\n" : ""));
-        Assert.True(failures.Count == 0, summary + "\n" + string.Join("\n", failures.Take(10)) + $"\ninputs saved in {failureDir}");
-        Assert.True(cases >= Math.Min(maxCases, 300), $"only {cases} cases ran in {seconds} s");
+        fuzz.Conclude(_output, summary, failures, cases, minCases: 300);
     }
 
     private static Gen<Edit> EditGen =>

@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using DiskSnapshotEngine.Formats;
 using DiskSnapshotEngine.IO;
 using DiskSnapshotEngine.Tests.Cli;
@@ -46,7 +45,7 @@ public class QemuLockTests
             string disk = dir.File("d." + format), other = dir.File("o." + format), input = dir.File("in.bin");
             Assert.Equal(0, (await CliRunner.RunAsync("create", disk, "--size", "16M")).ExitCode);
             Assert.Equal(0, (await CliRunner.RunAsync("create", other, "--size", "16M")).ExitCode);
-            File.WriteAllBytes(input, RandomNumberGenerator.GetBytes(70_000));
+            File.WriteAllBytes(input, RandomData.Bytes(70_000, 48));
             Assert.Equal(0, (await CliRunner.RunAsync("write", disk, "--offset", "4096", "--input", input)).ExitCode);
             var before = Snapshot(dir.Path);
 
@@ -162,7 +161,7 @@ public class QemuLockTests
     {
         long before = new FileInfo(image).Length;
         var writer = CliRunner.Start("write", image, "--offset", "0", "--input", "-");
-        await writer.StandardInput.BaseStream.WriteAsync(RandomNumberGenerator.GetBytes(DiskSnapshotEngine.Cli.Commands.WriteCommand.ChunkSize));
+        await writer.StandardInput.BaseStream.WriteAsync(RandomData.Bytes(DiskSnapshotEngine.Cli.Commands.WriteCommand.ChunkSize, 164));
         await writer.StandardInput.BaseStream.FlushAsync();
         var deadline = DateTime.UtcNow.AddSeconds(60);
         while (new FileInfo(image).Length == before)
@@ -198,5 +197,5 @@ public class QemuLockTests
 
     // File names and content hashes of a folder: "nothing changed" means this is equal before and after.
     private static string Snapshot(string folder) => string.Join("\n", Directory.GetFiles(folder).Order(StringComparer.Ordinal)
-        .Select(f => $"{Path.GetFileName(f)} {Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(f)))}"));
+        .Select(f => $"{Path.GetFileName(f)} {ContentHash.OfFile(f)}"));
 }

@@ -29,14 +29,7 @@ public class GoldenSnapshotTests
     public async Task Snapshot_create_of_a_golden_disk_is_refused_and_a_clone_in_another_folder_keeps_reading_the_golden(string ext)
     {
         using var dir = new TempDirectory("golden-snapshot");
-        Directory.CreateDirectory(dir.File("templates"));
-        Directory.CreateDirectory(dir.File("vms/a"));
-        string golden = dir.File($"templates/golden.{ext}"), clone = dir.File($"vms/a/lab1.{ext}");
-        var data = new byte[200_000];
-        new Random(11).NextBytes(data);
-        await File.WriteAllBytesAsync(dir.File("g.bin"), data);
-        await Ok("create", golden, "--size", "8M");
-        await Ok("write", golden, "--offset", "0", "--input", dir.File("g.bin"));
+        var (golden, clone) = await CliRunner.GoldenLabAsync(dir, ext, "8M", 200_000, 11);
         await Ok("create", clone, "--parent", golden);
         var cloneView = (await Ok("export", clone, "-")).StdOutBytes;
         var templatesBefore = Folder(dir.File("templates"));

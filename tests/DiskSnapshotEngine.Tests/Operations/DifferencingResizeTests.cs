@@ -239,6 +239,55 @@ public class DifferencingResizeTests
             Merge.CommitAsync(image, null, new MergeOptions { Open = OpenOptions.ReadOnly with { FileOpener = plan?.Opener ?? OpenOptions.ReadOnly.FileOpener } });
     }
 
+    /// <summary>In-place resize of a differencing VHDX and qcow2, killed at every write: the old size or the new, the same data, sound.</summary>
+    [Theory]
+    [InlineData(".vhdx", 9L << 20)]
+    [InlineData(".vhdx", 4L << 20)]
+    [InlineData(".qcow2", 9L << 20)]
+    public async Task A_child_resized_in_place_killed_at_any_write_keeps_a_sound_image(string ext, long newSize)
+    {
+        using var dir = new TempDirectory("diff-resize-crash");
+        string seed = Path.Combine(dir.Path, "seed");
+        Directory.CreateDirectory(seed);
+        var model = BaseAndChild(seed, ext, 43);
+        // Shrinking keeps only what lies before the new end: the parent's data there would block it, so zero the rest.
+        if (newSize < Size)
+        {
+            using var chain = DiskImage.Open(Path.Combine(seed, "child" + ext), OpenOptions.ReadWrite);
+            chain.WriteZeroes(newSize, Size - newSize);
+            Array.Clear(model, (int)newSize, (int)(Size - newSize));
+        }
+        bool completed = false;
+        for (int n = 0; !completed; n++)
+        {
+            Assert.True(n < 60, "resize never completed");
+            string work = Path.Combine(dir.Path, $"run{n}");
+            OpsKit.CopyFolder(seed, work);
+            string child = Path.Combine(work, "child" + ext);
+            var plan = new CrashPlan { CrashAtWrite = n };
+            try
+            {
+                var r = await Resize.RunAsync(child, newSize, true, OpenOptions.ReadOnly with { FileOpener = plan.Opener });
+                Assert.True(r.InPlace);
+                completed = true;
+            }
+            catch (DiskImageException e) when (plan.Crashed && e.Kind == ErrorKind.Io) { }
+            using (var chain = DiskImage.Open(child))
+            {
+                Assert.True(chain.VirtualSize == Size || chain.VirtualSize == newSize, $"size {chain.VirtualSize} after a kill at write {n}");
+                if (completed) Assert.Equal(newSize, chain.VirtualSize);
+                var content = new byte[chain.VirtualSize];
+                chain.Read(0, content);
+                var expected = new byte[chain.VirtualSize];
+                Array.Copy(model, expected, Math.Min(model.Length, expected.Length));
+                Assert.Equal(-1, OpsKit.FirstDifference(expected, content));
+                var report = chain.Check();
+                Assert.False(report.HasErrors, $"check after a kill at write {n}: {string.Join("; ", report.Problems)}");
+            }
+            Directory.Delete(work, true);
+        }
+    }
+
     [Fact]
     public async Task Pull_into_a_larger_child_pulls_only_the_parents_range()
     {

@@ -96,6 +96,34 @@ public class DifferencingResizeTests
         Assert.Equal(bytes, File.ReadAllBytes(child));
     }
 
+    /// <summary>
+    /// libvhdi (vhdimount 20210425), a reader of Hyper-V's VHDX, on a differencing VHDX grown past its parent: it reads
+    /// the parent's range and the child's own blocks past it exactly as dse does. (It fails reads of the child's
+    /// unallocated range past the parent's end, where it asks the parent for bytes it does not have; dse reads zeros.)
+    /// </summary>
+    [RequiresFuseMountFact("vhdimount")]
+    public async Task Vhdimount_reads_a_grown_vhdx_child_as_dse_does()
+    {
+        using var dir = new TempDirectory("diff-resize-vhdi");
+        string child = dir.File("child.vhdx");
+        var small = BaseAndChild(dir.Path, ".vhdx", 44);
+        Assert.Equal(0, (await CliRunner.RunAsync("resize", child, "--size", "10M")).ExitCode);
+        var model = new byte[10L << 20];
+        small.CopyTo(model, 0);
+        WriteAt(child, 8L << 20, RandomData.Bytes(2 << 20, 45), model);
+        OpsKit.AssertContent(model, child, "the grown child");
+        using var mount = FuseMount.Mount("vhdimount", child, dir.File("mnt"));
+        using var f = File.OpenRead(Path.Combine(mount.MountPoint, "vhdi2"));
+        Assert.Equal(10L << 20, f.Length);
+        foreach (var (at, length) in new[] { (0L, (int)Size), (8L << 20, 2 << 20) })
+        {
+            var theirs = new byte[length];
+            f.Position = at;
+            f.ReadExactly(theirs);
+            Assert.Equal(-1, OpsKit.FirstDifference(model.AsSpan((int)at, length).ToArray(), theirs));
+        }
+    }
+
     /// <summary>qemu's own mixed-size chains: an overlay larger than its VHDX backing file, and one qemu-img resize grew.</summary>
     [RequiresToolFact("qemu-img")]
     public async Task Chains_qemu_makes_with_different_sizes_read_like_qemu_img_convert()

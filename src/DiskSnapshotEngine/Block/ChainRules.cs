@@ -27,4 +27,16 @@ internal static class ChainRules
             throw new DiskImageException(ErrorKind.ChainInvalid,
                 $"logical sector size {childSector} differs from the parent's {parentSector} ({parentPath})", childPath);
     }
+
+    /// <summary>
+    /// For formats whose hypervisor keeps one size per chain (VirtualBox's VDI backend fails reads past an image's own
+    /// size; ExpandVirtualDisk invalidates a differencing VHD chain): a new or relinked child must match its parent's size.
+    /// </summary>
+    /// <exception cref="DiskImageException">ChainInvalid naming both files.</exception>
+    public static void CheckSameSize(string childPath, long childSize, string parentPath, long parentSize)
+    {
+        if (childSize != parentSize)
+            throw new DiskImageException(ErrorKind.ChainInvalid,
+                $"virtual size {childSize} differs from the parent's {parentSize} ({parentPath}), which this format's hypervisor does not accept", childPath);
+    }
 }

@@ -276,7 +276,8 @@ public static partial class DiskSnapshots
         if (!File.Exists(disk)) return false;
         using var d = DiskImage.OpenLayer(disk, false, options.FileOpener);
         using var l = DiskImage.OpenLayer(layerPath, false, options.FileOpener);
-        if (!Dependents.LinksTo(d, l)) return false;
+        // A child resized apart from the layer does not read as the layer, even empty.
+        if (!Dependents.LinksTo(d, l) || d.VirtualSize != l.VirtualSize) return false;
         for (long off = 0; off < d.VirtualSize;)
         {
             var e = d.GetStatus(off, d.VirtualSize - off);

@@ -96,6 +96,34 @@ public class DifferencingResizeTests
         Assert.Equal(bytes, File.ReadAllBytes(child));
     }
 
+    /// <summary>
+    /// libvhdi (vhdimount 20210425), a reader of Hyper-V's VHDX, on a differencing VHDX grown past its parent: it reads
+    /// the parent's range and the child's own blocks past it exactly as dse does. (It fails reads of the child's
+    /// unallocated range past the parent's end, where it asks the parent for bytes it does not have; dse reads zeros.)
+    /// </summary>
+    [RequiresFuseMountFact("vhdimount")]
+    public async Task Vhdimount_reads_a_grown_vhdx_child_as_dse_does()
+    {
+        using var dir = new TempDirectory("diff-resize-vhdi");
+        string child = dir.File("child.vhdx");
+        var small = BaseAndChild(dir.Path, ".vhdx", 44);
+        Assert.Equal(0, (await CliRunner.RunAsync("resize", child, "--size", "10M")).ExitCode);
+        var model = new byte[10L << 20];
+        small.CopyTo(model, 0);
+        WriteAt(child, 8L << 20, RandomData.Bytes(2 << 20, 45), model);
+        OpsKit.AssertContent(model, child, "the grown child");
+        using var mount = FuseMount.Mount("vhdimount", child, dir.File("mnt"));
+        using var f = File.OpenRead(Path.Combine(mount.MountPoint, "vhdi2"));
+        Assert.Equal(10L << 20, f.Length);
+        foreach (var (at, length) in new[] { (0L, (int)Size), (8L << 20, 2 << 20) })
+        {
+            var theirs = new byte[length];
+            f.Position = at;
+            f.ReadExactly(theirs);
+            Assert.Equal(-1, OpsKit.FirstDifference(model.AsSpan((int)at, length).ToArray(), theirs));
+        }
+    }
+
     /// <summary>qemu's own mixed-size chains: an overlay larger than its VHDX backing file, and one qemu-img resize grew.</summary>
     [RequiresToolFact("qemu-img")]
     public async Task Chains_qemu_makes_with_different_sizes_read_like_qemu_img_convert()
@@ -237,6 +265,44 @@ public class DifferencingResizeTests
 
         static Task Run(string image, CrashPlan? plan) =>
             Merge.CommitAsync(image, null, new MergeOptions { Open = OpenOptions.ReadOnly with { FileOpener = plan?.Opener ?? OpenOptions.ReadOnly.FileOpener } });
+    }
+
+    /// <summary>In-place resize of a differencing VHDX and qcow2, killed at every write: the old size or the new, the same data, sound.</summary>
+    [Theory]
+    [InlineData(".vhdx", 9L << 20)]
+    [InlineData(".vhdx", 4L << 20)]
+    [InlineData(".qcow2", 9L << 20)]
+    public async Task A_child_resized_in_place_killed_at_any_write_keeps_a_sound_image(string ext, long newSize)
+    {
+        using var dir = new TempDirectory("diff-resize-crash");
+        string seed = Path.Combine(dir.Path, "seed");
+        Directory.CreateDirectory(seed);
+        var model = BaseAndChild(seed, ext, 43);
+        // Shrinking keeps only what lies before the new end: the parent's data there would block it, so zero the rest.
+        if (newSize < Size)
+        {
+            using var chain = DiskImage.Open(Path.Combine(seed, "child" + ext), OpenOptions.ReadWrite);
+            chain.WriteZeroes(newSize, Size - newSize);
+            Array.Clear(model, (int)newSize, (int)(Size - newSize));
+        }
+        bool completed = false;
+        for (int n = 0; !completed; n++)
+        {
+            Assert.True(n < 60, "resize never completed");
+            string work = Path.Combine(dir.Path, $"run{n}");
+            OpsKit.CopyFolder(seed, work);
+            string child = Path.Combine(work, "child" + ext);
+            var plan = new CrashPlan { CrashAtWrite = n };
+            try
+            {
+                var r = await Resize.RunAsync(child, newSize, true, OpenOptions.ReadOnly with { FileOpener = plan.Opener });
+                Assert.True(r.InPlace);
+                completed = true;
+            }
+            catch (DiskImageException e) when (plan.Crashed && e.Kind == ErrorKind.Io) { }
+            OpsKit.AssertResizedSound(child, model, Size, newSize, completed, n);
+            Directory.Delete(work, true);
+        }
     }
 
     [Fact]

@@ -104,6 +104,24 @@ internal static class OpsKit
         Assert.Equal(bytes, File.ReadAllBytes(image));
     }
 
+    /// <summary>
+    /// After a resize from <paramref name="oldSize"/> to <paramref name="newSize"/> killed at write <paramref name="n"/> (or
+    /// <paramref name="completed"/>): the image has one of the two sizes, reads the model cut or zero-extended to it, checks clean.
+    /// </summary>
+    public static void AssertResizedSound(string image, byte[] model, long oldSize, long newSize, bool completed, int n)
+    {
+        using var chain = DiskImage.Open(image);
+        Assert.True(chain.VirtualSize == oldSize || chain.VirtualSize == newSize, $"size {chain.VirtualSize} after a kill at write {n}");
+        if (completed) Assert.Equal(newSize, chain.VirtualSize);
+        var content = new byte[chain.VirtualSize];
+        chain.Read(0, content);
+        var expected = new byte[chain.VirtualSize];
+        Array.Copy(model, expected, Math.Min(model.Length, expected.Length));
+        Assert.Equal(-1, FirstDifference(expected, content));
+        var report = chain.Check();
+        Assert.False(report.HasErrors, $"check after a kill at write {n}: {string.Join("; ", report.Problems)}");
+    }
+
     /// <summary>Asserts that the image reads exactly <paramref name="expected"/>.</summary>
     public static void AssertContent(byte[] expected, string path, string because)
     {

@@ -59,6 +59,7 @@ internal sealed class VdiDriver : IImageFormatDriver
                     throw new DiskImageException(ErrorKind.Unsupported,
                         $"the parent {parent.Path} has no identity a VDI can link to ({parent.Format} images carry none)", path);
                 ChainRules.CheckCompatible(path, options.LogicalSectorSize, parent.Path, parent.LogicalSectorSize);
+                ChainRules.CheckSameSize(path, options.VirtualSize, parent.Path, parent.VirtualSize);
                 type = VdiImageType.Diff;
                 linkage = parent.Identity.Id;
                 parentModify = parent.Identity.Version;

@@ -313,6 +313,7 @@ internal sealed partial class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWr
             throw new DiskImageException(ErrorKind.Unsupported,
                 $"the parent {parent.Path} has no identity a VDI can link to (uuidLinkage would be empty)", Path);
         ChainRules.CheckCompatible(Path, LogicalSectorSize, parent.Path, parent.LogicalSectorSize);
+        ChainRules.CheckSameSize(Path, VirtualSize, parent.Path, parent.VirtualSize);
         // The locator is a hint the identity check verifies, so it may go first: a crash between the two writes leaves a
         // hint the header's identity rejects (the parent is then searched by identity), never a wrong parent.
         VdiParentLocator.Write(File, _header, parent.Path);

@@ -116,6 +116,7 @@ internal sealed class VhdDriver : IImageFormatDriver
         if (parent.Identity.Id == Guid.Empty)
             throw new DiskImageException(ErrorKind.Unsupported, $"the parent {parent.Path} has an empty Unique Id, which a child cannot name", path);
         ChainRules.CheckCompatible(path, 512, parent.Path, parent.LogicalSectorSize);
+        ChainRules.CheckSameSize(path, size, parent.Path, parent.VirtualSize);
     }
 
     /// <summary>

@@ -4,7 +4,8 @@ namespace DiskSnapshotEngine.Cli;
 
 internal static class Program
 {
-    private static async Task<int> Main(string[] args)
+    // Not async: the async entry point's state machine is compiled at every start (ReadyToRun leaves it out).
+    private static int Main(string[] args)
     {
         var signal = new CancellationSignal();
         // First SIGINT/SIGTERM: cancel the running operation so it stops cleanly (partial outputs removed,
@@ -13,7 +14,7 @@ internal static class Program
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => c.Cancel = signal.Raise(ExitCodes.Terminated));
         // A plain `info IMAGE` (what scripts run most) also skips System.Console's set-up when it can (Utf8Stdout).
         var host = Commands.InfoCommand.IsPlain(args) ? Output.Utf8Stdout.TryCreateHost() ?? CliHost.Console : CliHost.Console;
-        return await CliApp.RunAsync(args, host, signal).ConfigureAwait(false);
+        return CliApp.RunAsync(args, host, signal).GetAwaiter().GetResult();
     }
 }
 

@@ -125,8 +125,17 @@ internal sealed record LayerView(
                 : "unknown or several"));
         if (verbose)
             foreach (var (key, value) in DetailText) lines.Add(($"{Format} {key}", value));
-        int width = lines.Max(l => l.Name.Length) + 2;
-        foreach (var (name, value) in lines) w.WriteLine($"{indent}{(name + ":").PadRight(width)}{value}");
+        // A loop, not Max(selector): LINQ over this tuple type is not precompiled, and `info` would compile it at each start.
+        int width = 0;
+        foreach (var (name, _) in lines) width = Math.Max(width, name.Length);
+        width += 2;
+        foreach (var (name, value) in lines)
+        {
+            // Padding by hand: PadRight's vectorized fill is one more method compiled at start-up.
+            var line = new System.Text.StringBuilder(indent, width + value.Length + indent.Length).Append(name).Append(':');
+            while (line.Length < indent.Length + width) line.Append(' ');
+            w.WriteLine(line.Append(value).ToString());
+        }
     }
 }
 

@@ -33,11 +33,10 @@ internal sealed record OperationJournal
     /// <summary>"copy", "relink", "remove".</summary>
     public required string Phase { get; init; }
 
-    private static readonly JsonSerializerOptions s_json = new() { WriteIndented = true, DefaultIgnoreCondition = JsonIgnoreCondition.Never };
 
     public static string PathFor(string image) => Path.GetFullPath(image) + Suffix;
 
-    public void Save() => DurableFiles.WriteAllTextAtomic(PathFor(Image), JsonSerializer.Serialize(this, s_json));
+    public void Save() => DurableFiles.WriteAllTextAtomic(PathFor(Image), JsonSerializer.Serialize(this, OperationJournalJson.Default.OperationJournal));
 
     public static OperationJournal? Load(string image)
     {
@@ -45,7 +44,7 @@ internal sealed record OperationJournal
         if (!File.Exists(path)) return null;
         try
         {
-            return JsonSerializer.Deserialize<OperationJournal>(File.ReadAllText(path), s_json)
+            return JsonSerializer.Deserialize(File.ReadAllText(path), OperationJournalJson.Default.OperationJournal)
                 ?? throw new JsonException("empty journal");
         }
         catch (JsonException e)
@@ -70,3 +69,9 @@ internal sealed record OperationJournal
 
     public void Delete() => DurableFiles.Delete(PathFor(Image));
 }
+
+// Source-generated (no reflection at run time): a merge saves its journal three times, and the reflection-based
+// serializer's first use costs a cold process tens of milliseconds of JIT.
+[JsonSourceGenerationOptions(WriteIndented = true, DefaultIgnoreCondition = JsonIgnoreCondition.Never)]
+[JsonSerializable(typeof(OperationJournal))]
+internal sealed partial class OperationJournalJson : JsonSerializerContext;

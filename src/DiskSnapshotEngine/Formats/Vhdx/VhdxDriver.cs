@@ -99,8 +99,8 @@ internal sealed class VhdxDriver : IImageFormatDriver
         // (ReadyToRun), and every `dse info` would compile it at start-up.
         (string Name, long Offset, long Length)[] all =
         [
-            ("BAT region", bat.Value.FileOffset, bat.Value.Length),
-            ("metadata region", meta.Value.FileOffset, meta.Value.Length),
+            ("BAT region", bat.FileOffset, bat.Length),
+            ("metadata region", meta.FileOffset, meta.Length),
             ("log", (long)header.LogOffset, header.LogLength),
         ];
         for (int k = 0; k < 2; k++)
@@ -120,8 +120,8 @@ internal sealed class VhdxDriver : IImageFormatDriver
 
         // Metadata (MS-VHDX 2.6).
         var tableBytes = new byte[MetadataTableSize];
-        view.ReadExactly(tableBytes, meta.Value.FileOffset, "metadata table");
-        var table = VhdxMetadataTable.Parse(tableBytes, path, meta.Value.FileOffset, meta.Value.Length);
+        view.ReadExactly(tableBytes, meta.FileOffset, "metadata table");
+        var table = VhdxMetadataTable.Parse(tableBytes, path, meta.FileOffset, meta.Length);
         byte[]? Item(Guid id, int exactLength, string name, bool isUser = false)
         {
             VhdxMetadataTableEntry? found = null;
@@ -129,11 +129,11 @@ internal sealed class VhdxDriver : IImageFormatDriver
                 if (entry.ItemId == id && entry.IsUser == isUser) { found = entry; break; }
             if (found is not { } e) return null;
             if (exactLength > 0 && e.Length != exactLength)
-                ThrowHelper.Corrupt(path, name, meta.Value.FileOffset + e.Offset, $"item is {e.Length} bytes, expected {exactLength}");
+                ThrowHelper.Corrupt(path, name, meta.FileOffset + e.Offset, $"item is {e.Length} bytes, expected {exactLength}");
             if (e.Length > MaxParentLocatorSize)
-                ThrowHelper.Corrupt(path, name, meta.Value.FileOffset + e.Offset, $"item of {e.Length} bytes is larger than {MaxParentLocatorSize}");
+                ThrowHelper.Corrupt(path, name, meta.FileOffset + e.Offset, $"item of {e.Length} bytes is larger than {MaxParentLocatorSize}");
             var b = new byte[e.Length];
-            view.ReadExactly(b, meta.Value.FileOffset + e.Offset, name);
+            view.ReadExactly(b, meta.FileOffset + e.Offset, name);
             return b;
         }
         foreach (var e in table.Entries)
@@ -141,12 +141,12 @@ internal sealed class VhdxDriver : IImageFormatDriver
             bool known = !e.IsUser && (e.ItemId == FileParametersItem || e.ItemId == VirtualDiskSizeItem || e.ItemId == VirtualDiskIdItem
                 || e.ItemId == LogicalSectorSizeItem || e.ItemId == PhysicalSectorSizeItem || e.ItemId == ParentLocatorItem);
             if (!known && e.IsRequired)
-                ThrowHelper.Unsupported(path, "metadata table entry", meta.Value.FileOffset, $"unknown required metadata item {{{e.ItemId}}}");
+                ThrowHelper.Unsupported(path, "metadata table entry", meta.FileOffset, $"unknown required metadata item {{{e.ItemId}}}");
         }
         byte[] Required(Guid id, int len, string name) =>
-            Item(id, len, name) ?? ThrowHelper.Corrupt<byte[]>(path, "metadata table", meta.Value.FileOffset, $"the required {name} item is missing");
+            Item(id, len, name) ?? ThrowHelper.Corrupt<byte[]>(path, "metadata table", meta.FileOffset, $"the required {name} item is missing");
 
-        long metaAt = meta.Value.FileOffset;
+        long metaAt = meta.FileOffset;
         var parameters = VhdxFileParameters.Parse(Required(FileParametersItem, 8, "file parameters"));
         long virtualSize = (long)Math.Min(BinaryPrimitives.ReadUInt64LittleEndian(Required(VirtualDiskSizeItem, 8, "virtual disk size")), long.MaxValue);
         var diskId = new Guid(Required(VirtualDiskIdItem, 16, "page 83 data"));
@@ -179,10 +179,10 @@ internal sealed class VhdxDriver : IImageFormatDriver
         long chunkRatio = VhdxBat.ChunkRatioOf(logical, (int)bs);
         long payloadBlocks = VhdxBat.CeilDiv(virtualSize, bs);
         long needed = VhdxBat.EntriesFor(payloadBlocks, chunkRatio, parameters.HasParent) * 8;
-        if (bat.Value.Length < needed)
-            ThrowHelper.Corrupt(path, "region table entry", RegionTable1Offset, $"the BAT region of {bat.Value.Length} bytes is smaller than the {needed} bytes the disk needs");
+        if (bat.Length < needed)
+            ThrowHelper.Corrupt(path, "region table entry", RegionTable1Offset, $"the BAT region of {bat.Length} bytes is smaller than the {needed} bytes the disk needs");
 
-        return new VhdxLayer(file, view, writable, fileId, header, slot, regions, bat.Value, meta.Value, table, parameters,
+        return new VhdxLayer(file, view, writable, fileId, header, slot, regions, bat, meta, table, parameters,
             virtualSize, diskId, logical, physical, locator, seal);
     }
 

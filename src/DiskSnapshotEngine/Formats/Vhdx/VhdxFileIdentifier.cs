@@ -24,13 +24,11 @@ internal sealed class VhdxFileIdentifier
         file.ReadExactly(buf, VhdxConstants.FileIdentifierOffset, "file type identifier");
         if (!HasSignature(buf))
             ThrowHelper.InvalidFormat(file.Path, "file type identifier", 0, "signature is not \"vhdxfile\"");
-        var chars = MemoryMarshalCast(buf.Slice(8, CreatorBytes));
-        int nul = chars.IndexOf('\0');
-        return new VhdxFileIdentifier(new string(nul < 0 ? chars : chars[..nul]));
+        // UTF-16LE by the spec; decoded (not reinterpreted in place, whose generic cast each start would compile).
+        string creator = Encoding.Unicode.GetString(buf.Slice(8, CreatorBytes));
+        int nul = creator.IndexOf('\0', StringComparison.Ordinal);
+        return new VhdxFileIdentifier(nul < 0 ? creator : creator[..nul]);
     }
-
-    private static ReadOnlySpan<char> MemoryMarshalCast(ReadOnlySpan<byte> bytes) =>
-        System.Runtime.InteropServices.MemoryMarshal.Cast<byte, char>(bytes);
 
     public void Write(Span<byte> target)
     {

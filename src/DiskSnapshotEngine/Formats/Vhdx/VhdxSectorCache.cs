@@ -12,7 +12,8 @@ internal sealed class VhdxSectorCache
     private const int MaxClean = 1024; // 4 MiB of cached metadata
     private readonly IImageFile _file;
     private readonly Dictionary<long, byte[]> _clean = new();
-    private readonly SortedDictionary<long, byte[]> _dirty = new();
+    // Not a SortedDictionary: its instantiation over long keys is not precompiled and cost every open its compilation.
+    private readonly Dictionary<long, byte[]> _dirty = new();
 
     public VhdxSectorCache(IImageFile file) => _file = file;
 
@@ -40,7 +41,14 @@ internal sealed class VhdxSectorCache
         return sector;
     }
 
-    public IEnumerable<KeyValuePair<long, byte[]>> DirtySectors() => _dirty;
+    /// <summary>The pending sectors' file offsets, in ascending order (a log entry lists them so).</summary>
+    public long[] DirtyOffsets()
+    {
+        var offsets = new long[_dirty.Count];
+        _dirty.Keys.CopyTo(offsets, 0);
+        Array.Sort(offsets);
+        return offsets;
+    }
 
     /// <summary>After a commit: the pending sectors are now what the file holds.</summary>
     public void MarkClean()

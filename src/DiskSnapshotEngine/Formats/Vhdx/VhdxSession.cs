@@ -64,7 +64,9 @@ internal sealed class VhdxSession
     /// </summary>
     public void Commit(VhdxSectorCache sectors)
     {
-        var writes = sectors.DirtySectors().Select(kv => new VhdxLogWrite(kv.Key, kv.Value, 4096)).ToList();
+        var offsets = sectors.DirtyOffsets();
+        var writes = new List<VhdxLogWrite>(offsets.Length);
+        foreach (long offset in offsets) writes.Add(new VhdxLogWrite(offset, sectors.Get(offset, "log write"), 4096));
         long length = _file.Length;
         _log!.Commit(writes, length, length);
         sectors.MarkClean();

@@ -99,26 +99,21 @@ internal sealed partial class Qcow2Layer
                 SetEntry(cluster, e, new Qcow2L2Entry(HasBacking ? Qcow2L2Entry.ZeroFlag : 0, 0));
                 return;
             }
+            // A new L2 table is taken before the data cluster, so consecutive data clusters stay contiguous in the file.
+            if (!ownHost) _tables.EnsureL2(cluster, () => { _allocatedSinceCommit++; return Refcounts.Allocate(); });
             long host = ownHost ? e.HostOffset : Refcounts.Allocate();
             _g.CheckDataCluster(host, "L2 table", _tables.EntryOffset(cluster));
             var now = NewEntry(e, host, inCluster, piece.Length);
-            if (!ownHost)
+            if (!ownHost) _allocatedSinceCommit++;
+            // Whole clusters, new or rewritten in place, gather into one large write while their hosts follow each other.
+            if (!_pending.TryAppend(cluster, host, piece, e, now))
             {
-                _allocatedSinceCommit++;
+                DrainPending();
                 if (!_pending.TryAppend(cluster, host, piece, e, now))
                 {
-                    DrainPending();
-                    if (!_pending.TryAppend(cluster, host, piece, e, now))
-                    {
-                        File.Write(piece, host + inCluster);
-                        SetEntry(cluster, e, now);
-                    }
+                    File.Write(piece, host + inCluster);
+                    SetEntry(cluster, e, now);
                 }
-            }
-            else
-            {
-                File.Write(piece, host + inCluster);
-                if (now != e) SetEntry(cluster, e, now);
             }
             if (_allocatedSinceCommit >= CommitEvery || _tables.CacheNearlyFullOfDirty || Refcounts.NearlyFullOfDirty) Commit();
         }
@@ -138,10 +133,14 @@ internal sealed partial class Qcow2Layer
     /// <summary>Publishes gathered new clusters before anything looks at guest clusters [<paramref name="first"/>, <paramref name="last"/>].</summary>
     private void DrainIfPending(long first, long last)
     {
-        if (_pending.Overlaps(first, last)) DrainPending();
+        if (_pending.Overlaps(first, last) || PlacedOverlaps(first, last)) DrainPending();
     }
 
-    private void DrainPending() => _pending.Drain(File, SetEntry);
+    private void DrainPending()
+    {
+        _pending.Drain(File, SetEntry);
+        if (_placed.Count > 0) PublishPlaced();
+    }
 
     private bool EdgeInPlace(long clusterStart, long inCluster) =>
         (inCluster & (_g.SubclusterSize - 1)) == 0 || InPlace(clusterStart + inCluster);
@@ -170,6 +169,7 @@ internal sealed partial class Qcow2Layer
     /// <summary>Changes an L2 entry in memory and records the release of what the old one held.</summary>
     private void SetEntry(long cluster, Qcow2L2Entry old, Qcow2L2Entry now)
     {
+        if (old == now) return;
         _tables.Set(cluster, now, () => { _allocatedSinceCommit++; return Refcounts.Allocate(); });
         if (old.IsCompressed)
         {

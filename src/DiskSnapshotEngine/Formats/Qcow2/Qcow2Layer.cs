@@ -107,7 +107,8 @@ internal sealed partial class Qcow2Layer : IDiskLayer, IEncodedDataLayer, ISeala
         long end = offset + length;
         lock (_sync)
         {
-            if (_pendingRun is { IsEmpty: false } p && p.Overlaps(offset >> _g.ClusterBits, (end - 1) >> _g.ClusterBits)) DrainPending();
+            long first = offset >> _g.ClusterBits, last = (end - 1) >> _g.ClusterBits;
+            if ((_pendingRun is { IsEmpty: false } p && p.Overlaps(first, last)) || PlacedOverlaps(first, last)) DrainPending();
             var (kind, fileAt, granuleEnd) = Classify(offset);
             long runEnd = Math.Min(end, granuleEnd);
             while (runEnd < end)

@@ -112,6 +112,25 @@ internal sealed class Qcow2Refcounts
         }
     }
 
+    /// <summary>
+    /// Allocates up to <paramref name="max"/> consecutive free clusters at once (as <see cref="Allocate"/> does the
+    /// first): the run stops where the next cluster is in use or needs a refcount block or table space of its own,
+    /// which the next call then makes. Returns the file offset of the first cluster and how many were taken.
+    /// </summary>
+    public (long Offset, int Count) AllocateRun(int max)
+    {
+        long first = Allocate() >> _g.ClusterBits;
+        int n = 1;
+        for (long c = first + 1; n < max; c++, n++)
+        {
+            long index = c / _g.RefcountsPerBlock;
+            if (index >= _table.Length || (_table[index] & Qcow2L2Entry.OffsetMask) == 0 || Get(c) != 0) break;
+            Set(c, 1);
+        }
+        _nextFree = first + n;
+        return (first << _g.ClusterBits, n);
+    }
+
     private void NewBlock(long index, long cluster)
     {
         var block = new Block { Data = new byte[_g.ClusterSize] };

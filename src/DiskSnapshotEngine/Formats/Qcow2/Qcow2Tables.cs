@@ -79,18 +79,8 @@ internal sealed class Qcow2Tables
     /// <summary>Changes an entry in memory; a missing L2 table is created with <paramref name="allocateCluster"/> (which sets its refcount).</summary>
     public void Set(long cluster, Qcow2L2Entry entry, Func<long> allocateCluster)
     {
-        long l1Index = cluster / _g.L2Entries;
-        var table = Load(l1Index);
-        if (table is null)
-        {
-            if (entry.IsUnused) return;
-            long offset = allocateCluster();
-            table = new Table { Words = new ulong[_g.ClusterSize / 8] };
-            Insert(offset, table);
-            _l1[l1Index] = Qcow2L2Entry.Data(offset);
-            _dirtyL1First = Math.Min(_dirtyL1First, (int)l1Index);
-            _dirtyL1Last = Math.Max(_dirtyL1Last, (int)l1Index);
-        }
+        if (entry.IsUnused && !HasL2(cluster)) return;
+        var table = EnsureL2Table(cluster, allocateCluster);
         int i = (int)(cluster % _g.L2Entries);
         if (_g.ExtendedL2)
         {
@@ -103,6 +93,27 @@ internal sealed class Qcow2Tables
             table.Dirty = true;
             _dirtyTables++;
         }
+    }
+
+    /// <summary>
+    /// The L2 table that maps guest cluster <paramref name="cluster"/>, created empty with
+    /// <paramref name="allocateCluster"/> when there is none (so a caller can take it before a run of data clusters,
+    /// which then stay contiguous in the file). An empty table maps nothing: committing it alone changes no content.
+    /// </summary>
+    public void EnsureL2(long cluster, Func<long> allocateCluster) => _ = EnsureL2Table(cluster, allocateCluster);
+
+    private Table EnsureL2Table(long cluster, Func<long> allocateCluster)
+    {
+        long l1Index = cluster / _g.L2Entries;
+        if (Load(l1Index) is { } table) return table;
+        long offset = allocateCluster();
+        table = new Table { Words = new ulong[_g.ClusterSize / 8], Dirty = true };
+        _dirtyTables++;
+        Insert(offset, table);
+        _l1[l1Index] = Qcow2L2Entry.Data(offset);
+        _dirtyL1First = Math.Min(_dirtyL1First, (int)l1Index);
+        _dirtyL1Last = Math.Max(_dirtyL1Last, (int)l1Index);
+        return table;
     }
 
     private Table? Load(long l1Index)

@@ -68,14 +68,8 @@ internal sealed partial class Qcow2Layer
         EnsureWritable("write");
         CheckRange(offset, data.Length);
         BeginWrite();
-        while (data.Length > 0)
-        {
-            long clusterStart = offset & ~(_g.ClusterSize - 1);
-            int n = (int)Math.Min(data.Length, Math.Min(_g.VirtualSize, clusterStart + _g.ClusterSize) - offset);
-            WriteInCluster(offset >> _g.ClusterBits, offset - clusterStart, data[..n]);
-            offset += n;
-            data = data[n..];
-        }
+        foreach (var p in BlockPieces.Of(offset, data.Length, _g.ClusterSize))
+            WriteInCluster(p.Block, p.InBlock, data.Slice(p.Start, p.Length));
     }
 
     private void WriteInCluster(long cluster, long inCluster, ReadOnlySpan<byte> piece)

@@ -205,6 +205,34 @@ public class DifferencingResizeTests
         ExternalTool.RunChecked("qemu-img", "compare", "-F", "raw", parent, raw);
     }
 
+    /// <summary>A target whose BAT region has no room for the merged image's size is rewritten larger first, identity kept.</summary>
+    [RequiresToolFact("qemu-img")]
+    public async Task Merging_a_much_larger_child_rewrites_its_parent_larger_first()
+    {
+        using var dir = new TempDirectory("diff-resize-merge-big");
+        string child = dir.File("child.vhdx"), parent = dir.File("base.vhdx");
+        var small = BaseAndChild(dir.Path, ".vhdx", 46);
+        Guid id;
+        using (var l = DiskImage.OpenLayer(parent, false)) id = l.Identity.Id;
+        await Resize.RunAsync(child, 300L << 30, false);
+        var tail = RandomData.Bytes(8192, 47);
+        using (var chain = DiskImage.Open(child, OpenOptions.ReadWrite)) chain.Write((300L << 30) - 8192, tail);
+
+        await Merge.CommitAsync(child);
+        using (var chain = DiskImage.Open(parent))
+        {
+            Assert.Equal(300L << 30, chain.VirtualSize);
+            Assert.Equal(id, chain.Top.Identity.Id);
+            var head = new byte[Size];
+            chain.Read(0, head);
+            Assert.Equal(-1, OpsKit.FirstDifference(small, head));
+            var end = new byte[8192];
+            chain.Read((300L << 30) - 8192, end);
+            Assert.Equal(tail, end);
+        }
+        ExternalTool.RunChecked("qemu-img", "check", parent);
+    }
+
     /// <summary>qemu makes an overlay smaller than its backing file; merging it while a child depends on it would show that child the parent's bytes past the overlay's end.</summary>
     [RequiresToolFact("qemu-img")]
     public async Task Merging_a_smaller_child_with_dependents_over_parent_data_is_refused_unchanged()

@@ -151,6 +151,13 @@ public class DifferencingResizeTests
         // Past the base's end the map says no layer holds the range.
         var map = await CliRunner.RunAsync("map", big, "--json");
         Assert.True(map.ExitCode == 0, map.ToString());
+        var last = JsonDocument.Parse(map.StdOut).RootElement.EnumerateArray().Last();
+        Assert.Equal((9L << 20) + (512 << 10), last.GetProperty("offset").GetInt64());
+        Assert.Equal("absent", last.GetProperty("kind").GetString());
+        Assert.Equal(-1, last.GetProperty("layerIndex").GetInt32());
+        var pastBase = JsonDocument.Parse(map.StdOut).RootElement.EnumerateArray().Single(e => e.GetProperty("offset").GetInt64() == 5L << 20);
+        Assert.Equal("absent", pastBase.GetProperty("kind").GetString());
+        Assert.Equal(4L << 20, pastBase.GetProperty("length").GetInt64());
 
         // dse resize of the qemu overlay: qemu sees the size and the same bytes.
         var r = await CliRunner.RunAsync("resize", big, "--size", "12M");
@@ -161,6 +168,30 @@ public class DifferencingResizeTests
         Assert.True(exportAfter.ExitCode == 0, exportAfter.ToString());
         Assert.Equal(12L << 20, new FileInfo(after).Length);
         ExternalTool.RunChecked("qemu-img", "compare", "-F", "raw", big, after);
+    }
+
+    /// <summary>Detach and rebase of a child grown past its parent keep what it shows, past the parent's end included.</summary>
+    [RequiresToolFact("qemu-img")]
+    public async Task Detach_and_rebase_of_a_grown_child_keep_its_content()
+    {
+        using var dir = new TempDirectory("diff-resize-detach");
+        string child = dir.File("child.vhdx"), other = dir.File("other.vhdx");
+        var small = BaseAndChild(dir.Path, ".vhdx", 48);
+        Assert.Equal(0, (await CliRunner.RunAsync("resize", child, "--size", "9M")).ExitCode);
+        var model = new byte[9L << 20];
+        small.CopyTo(model, 0);
+        WriteAt(child, (7L << 20) + 123, RandomData.Bytes(70_000, 49), model);
+        // A new parent of another size (8 MiB, data everywhere): the child keeps its bytes, zeros past the old parent's end included.
+        OpsKit.CreateBase(other, 8L << 20);
+        using (var chain = DiskImage.Open(other, OpenOptions.ReadWrite)) chain.Write(0, RandomData.Bytes(8 << 20, 50));
+        var rebase = await CliRunner.RunAsync("rebase", child, "--parent", other);
+        Assert.True(rebase.ExitCode == 0, rebase.ToString());
+        OpsKit.AssertContent(model, child, "the rebased child");
+        var detach = await CliRunner.RunAsync("detach", child);
+        Assert.True(detach.ExitCode == 0, detach.ToString());
+        using (var layer = DiskImage.OpenLayer(child, false)) Assert.Null(layer.ParentLink);
+        OpsKit.AssertContent(model, child, "the detached child");
+        ExternalTool.RunChecked("qemu-img", "check", child);
     }
 
     [RequiresToolFact("qemu-img")]

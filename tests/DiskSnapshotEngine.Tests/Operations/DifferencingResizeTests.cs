@@ -289,6 +289,33 @@ public class DifferencingResizeTests
         Assert.Equal(6L << 20, OpsKit.ReadAll(b).Length);
     }
 
+    /// <summary>
+    /// A commit through a shorter middle layer (qemu: an overlay smaller than its backing file, under a larger one): the
+    /// middle layer's end hid the base's bytes, so the commit writes zeros over them in the base.
+    /// </summary>
+    [RequiresToolFact("qemu-img")]
+    public async Task Committing_through_a_shorter_middle_layer_zeroes_what_it_hid()
+    {
+        using var dir = new TempDirectory("diff-resize-middle");
+        string b = dir.File("base.qcow2"), mid = dir.File("mid.qcow2"), top = dir.File("top.qcow2");
+        ExternalTool.RunChecked("qemu-img", "create", "-q", "-f", "qcow2", b, "6M");
+        ExternalTool.RunChecked("qemu-io", "-c", "write -P 0x77 0 6M", b);
+        ExternalTool.RunChecked("qemu-img", "create", "-q", "-f", "qcow2", "-b", b, "-F", "qcow2", mid, "4M");
+        ExternalTool.RunChecked("qemu-img", "create", "-q", "-f", "qcow2", "-b", mid, "-F", "qcow2", top, "6M");
+        ExternalTool.RunChecked("qemu-io", "-c", "write -P 0x12 1M 64K", top);
+        string expected = dir.File("expected.raw");
+        ExternalTool.RunChecked("qemu-img", "convert", "-O", "raw", top, expected);
+        var model = File.ReadAllBytes(expected);
+        Assert.All(model.AsSpan(4 << 20).ToArray(), x => Assert.Equal(0, x));
+
+        var r = await CliRunner.RunAsync("merge", top, "--into", b);
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.False(File.Exists(top) || File.Exists(mid));
+        OpsKit.AssertContent(model, b, "the base after the commit");
+        ExternalTool.RunChecked("qemu-img", "check", b);
+        ExternalTool.RunChecked("qemu-img", "compare", "-F", "raw", b, expected);
+    }
+
     /// <summary>The merge that grows its target, killed at every write: the old content or the new, and a rerun finishes.</summary>
     [Fact]
     public async Task Merge_that_grows_the_parent_killed_at_every_write_finishes_on_rerun()

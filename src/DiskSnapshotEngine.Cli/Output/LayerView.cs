@@ -65,7 +65,8 @@ internal sealed record LayerView(
         { DetailText = details, MinimumSize = brief ? null : MinimumSizeOf(layer) };
     }
 
-    // A child keeps its parent's size; a map entry that cannot be read leaves it unknown (check reports the entry).
+    // A child's minimum depends on what its parents show (resize --shrink names it when it refuses); a map entry that
+    // cannot be read leaves it unknown (check reports the entry).
     private static long? MinimumSizeOf(IDiskLayer layer)
     {
         if (layer.ParentLink is not null) return null;

@@ -167,7 +167,7 @@ public sealed class DiskChain : IDisposable
         }
     }
 
-    // Past layer's end the disk reads zeros. Only a layer below the ones asked about (a merge target) could show
+    // Past a layer's end the disk reads zeros. Only a layer below the ones asked about (a merge target) could show
     // something there, and only up to its own end: that part is this layer's Zero (a merge must write zeros over it),
     // the rest is in no layer (NotPresent), which is what a whole chain reports past its base's end.
     private IEnumerable<ChainExtent> PastEnd(int layer, int depth, long offset, long end)

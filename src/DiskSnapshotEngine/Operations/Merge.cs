@@ -37,7 +37,7 @@ public static partial class Merge
         {
             journal = MergePlanner.Plan(image, ancestor, options);
             Hold(scope, journal);
-            MergeSizes.GrowTarget(journal, options);
+            await MergeSizes.GrowTargetAsync(journal, options, cancel).ConfigureAwait(false);
             journal.Save();
         }
         else Hold(scope, journal);

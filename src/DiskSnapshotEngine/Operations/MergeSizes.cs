@@ -5,8 +5,8 @@ namespace DiskSnapshotEngine.Operations;
 
 /// <summary>
 /// A commit between layers of different virtual sizes. A merged image larger than its target grows the target first,
-/// in place (old size or new after a crash; the target's new end reads zeros, as the chain already showed there past
-/// its old end), before the journal exists: a refusal changes nothing. A merged image smaller than its target leaves
+/// in place or by an atomic rewrite (old size or new after a crash; the target's new end reads zeros, as the chain
+/// already showed there past its old end), before the journal exists: a refusal changes nothing. A merged image smaller than its target leaves
 /// the target its size, as qemu-img commit does, when nothing would change for a reader: the target holds no data past
 /// the image's end or no image is relinked to it; never when it would replace the image (the disk's size would change).
 /// </summary>
@@ -29,9 +29,12 @@ internal static class MergeSizes
                 "what depends on the image would see it. Grow the image to the parent's size first (dse resize)", image);
     }
 
-    /// <summary>Grows the target of <paramref name="journal"/> to the merged image's size when it is smaller.</summary>
-    /// <exception cref="DiskImageException">Unsupported (the target cannot grow in place, or its own parents would show data there), open and I/O errors.</exception>
-    public static void GrowTarget(OperationJournal journal, MergeOptions options)
+    /// <summary>
+    /// Grows the target of <paramref name="journal"/> to the merged image's size when it is smaller: in place where the
+    /// format allows it, otherwise rewritten beside itself and renamed over with its identity and version (as resize does).
+    /// </summary>
+    /// <exception cref="DiskImageException">Unsupported (a fixed target, or its own parents would show data there), DiskFull, Cancelled, open and I/O errors.</exception>
+    public static async Task GrowTargetAsync(OperationJournal journal, MergeOptions options, CancellationToken cancel)
     {
         long size, targetSize;
         using (var chain = DiskImage.Open(journal.Image, options.Open with { Writable = false }))
@@ -46,11 +49,14 @@ internal static class MergeSizes
             if (probe.ParentLink is not null)
                 DifferencingResize.Check(probe, target, size, options.Open);
         }
-        using var layer = DiskImage.OpenLayer(target, writable: true, options.Open.FileOpener);
         // Growing adds zeros past the target's old end, where the merged chain already read zeros: no reader sees a change.
-        layer.PreserveVersionOnWrite = true;
-        if (layer is not IResizable resizable || !resizable.TryResizeInPlace(size))
-            throw new DiskImageException(ErrorKind.Unsupported,
-                $"cannot merge: the image ({size} bytes) is larger than {target} ({targetSize} bytes), which cannot grow in place to hold it; detach the image or clone it instead", journal.Image);
+        using (var layer = DiskImage.OpenLayer(target, writable: true, options.Open.FileOpener))
+        {
+            if (layer is IResizable resizable && resizable.TryResizeInPlace(size)) return;
+            if (layer.Type == ImageType.Fixed)
+                throw new DiskImageException(ErrorKind.Unsupported,
+                    $"cannot merge: the image ({size} bytes) is larger than the fixed {target} ({targetSize} bytes), which cannot grow to hold it; detach the image or clone it instead", journal.Image);
+        }
+        await Compact.RunAsync(target, options.Open, null, size, cancel).ConfigureAwait(false);
     }
 }

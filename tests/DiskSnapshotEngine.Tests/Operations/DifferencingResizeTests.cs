@@ -12,10 +12,10 @@ namespace DiskSnapshotEngine.Tests.Operations;
 /// </summary>
 public class DifferencingResizeTests
 {
-    private const long Size = 6L << 20;
+    internal const long Size = 6L << 20;
 
     // A base of Size bytes full of data, and a child of it with a few writes: returns the child's model.
-    private static byte[] BaseAndChild(string folder, string ext, int seed)
+    internal static byte[] BaseAndChild(string folder, string ext, int seed)
     {
         string b = Path.Combine(folder, "base" + ext), c = Path.Combine(folder, "child" + ext);
         var model = new byte[Size];
@@ -31,7 +31,7 @@ public class DifferencingResizeTests
         return model;
     }
 
-    private static void WriteAt(string image, long offset, byte[] data, byte[] model)
+    internal static void WriteAt(string image, long offset, byte[] data, byte[] model)
     {
         using var chain = DiskImage.Open(image, OpenOptions.ReadWrite);
         chain.Write(offset, data);
@@ -151,6 +151,13 @@ public class DifferencingResizeTests
         // Past the base's end the map says no layer holds the range.
         var map = await CliRunner.RunAsync("map", big, "--json");
         Assert.True(map.ExitCode == 0, map.ToString());
+        var last = JsonDocument.Parse(map.StdOut).RootElement.EnumerateArray().Last();
+        Assert.Equal((9L << 20) + (512 << 10), last.GetProperty("offset").GetInt64());
+        Assert.Equal("absent", last.GetProperty("kind").GetString());
+        Assert.Equal(-1, last.GetProperty("layerIndex").GetInt32());
+        var pastBase = JsonDocument.Parse(map.StdOut).RootElement.EnumerateArray().Single(e => e.GetProperty("offset").GetInt64() == 5L << 20);
+        Assert.Equal("absent", pastBase.GetProperty("kind").GetString());
+        Assert.Equal(4L << 20, pastBase.GetProperty("length").GetInt64());
 
         // dse resize of the qemu overlay: qemu sees the size and the same bytes.
         var r = await CliRunner.RunAsync("resize", big, "--size", "12M");
@@ -161,6 +168,30 @@ public class DifferencingResizeTests
         Assert.True(exportAfter.ExitCode == 0, exportAfter.ToString());
         Assert.Equal(12L << 20, new FileInfo(after).Length);
         ExternalTool.RunChecked("qemu-img", "compare", "-F", "raw", big, after);
+    }
+
+    /// <summary>Detach and rebase of a child grown past its parent keep what it shows, past the parent's end included.</summary>
+    [RequiresToolFact("qemu-img")]
+    public async Task Detach_and_rebase_of_a_grown_child_keep_its_content()
+    {
+        using var dir = new TempDirectory("diff-resize-detach");
+        string child = dir.File("child.vhdx"), other = dir.File("other.vhdx");
+        var small = BaseAndChild(dir.Path, ".vhdx", 48);
+        Assert.Equal(0, (await CliRunner.RunAsync("resize", child, "--size", "9M")).ExitCode);
+        var model = new byte[9L << 20];
+        small.CopyTo(model, 0);
+        WriteAt(child, (7L << 20) + 123, RandomData.Bytes(70_000, 49), model);
+        // A new parent of another size (8 MiB, data everywhere): the child keeps its bytes, zeros past the old parent's end included.
+        OpsKit.CreateBase(other, 8L << 20);
+        using (var chain = DiskImage.Open(other, OpenOptions.ReadWrite)) chain.Write(0, RandomData.Bytes(8 << 20, 50));
+        var rebase = await CliRunner.RunAsync("rebase", child, "--parent", other);
+        Assert.True(rebase.ExitCode == 0, rebase.ToString());
+        OpsKit.AssertContent(model, child, "the rebased child");
+        var detach = await CliRunner.RunAsync("detach", child);
+        Assert.True(detach.ExitCode == 0, detach.ToString());
+        using (var layer = DiskImage.OpenLayer(child, false)) Assert.Null(layer.ParentLink);
+        OpsKit.AssertContent(model, child, "the detached child");
+        ExternalTool.RunChecked("qemu-img", "check", child);
     }
 
     [RequiresToolFact("qemu-img")]
@@ -180,91 +211,6 @@ public class DifferencingResizeTests
         var ok = await CliRunner.RunAsync("resize", small, "--size", "4M");
         Assert.True(ok.ExitCode == 0, ok.ToString());
         ExternalTool.RunChecked("qemu-img", "check", small);
-    }
-
-    [RequiresToolTheory("qemu-img")]
-    [InlineData(".vhdx")]
-    [InlineData(".qcow2")]
-    public async Task Merging_a_larger_child_grows_its_parent_first(string ext)
-    {
-        using var dir = new TempDirectory("diff-resize-merge");
-        string child = dir.File("child" + ext), parent = dir.File("base" + ext);
-        var small = BaseAndChild(dir.Path, ext, 34);
-        Assert.Equal(0, (await CliRunner.RunAsync("resize", child, "--size", "9M")).ExitCode);
-        var model = new byte[9L << 20];
-        small.CopyTo(model, 0);
-        WriteAt(child, 8L << 20, RandomData.Bytes(1 << 20, 35), model);
-
-        var r = await CliRunner.RunAsync("merge", child);
-        Assert.True(r.ExitCode == 0, r.ToString());
-        Assert.False(File.Exists(child));
-        OpsKit.AssertContent(model, parent, "the parent after the merge");
-        ExternalTool.RunChecked("qemu-img", "check", parent);
-        var raw = dir.File("expected.raw");
-        File.WriteAllBytes(raw, model);
-        ExternalTool.RunChecked("qemu-img", "compare", "-F", "raw", parent, raw);
-    }
-
-    /// <summary>qemu makes an overlay smaller than its backing file; merging it while a child depends on it would show that child the parent's bytes past the overlay's end.</summary>
-    [RequiresToolFact("qemu-img")]
-    public async Task Merging_a_smaller_child_with_dependents_over_parent_data_is_refused_unchanged()
-    {
-        using var dir = new TempDirectory("diff-resize-merge-small");
-        string b = dir.File("base.qcow2"), small = dir.File("small.qcow2"), leaf = dir.File("leaf.qcow2");
-        ExternalTool.RunChecked("qemu-img", "create", "-q", "-f", "qcow2", b, "6M");
-        ExternalTool.RunChecked("qemu-io", "-c", "write -P 0x77 0 6M", b);
-        ExternalTool.RunChecked("qemu-img", "create", "-q", "-f", "qcow2", "-b", b, "-F", "qcow2", small, "4M");
-        ExternalTool.RunChecked("qemu-img", "create", "-q", "-f", "qcow2", "-b", small, "-F", "qcow2", leaf, "6M");
-        var before = OpsKit.ReadAll(leaf);
-        Assert.All(before.AsSpan(4 << 20).ToArray(), x => Assert.Equal(0, x));
-        var files = Directory.GetFiles(dir.Path).ToDictionary(f => f, File.ReadAllBytes);
-        var r = await CliRunner.RunAsync("merge", small);
-        Assert.Equal(5, r.ExitCode);
-        Assert.Contains("past the image's end", r.StdErr);
-        foreach (var (f, bytes) in files) Assert.Equal(bytes, File.ReadAllBytes(f));
-        // Without dependents the parent keeps its size and its data past the image's end, as qemu-img commit does.
-        File.Delete(leaf);
-        var alone = await CliRunner.RunAsync("merge", small);
-        Assert.True(alone.ExitCode == 0, alone.ToString());
-        ExternalTool.RunChecked("qemu-img", "check", b);
-        Assert.Equal(6L << 20, OpsKit.ReadAll(b).Length);
-    }
-
-    /// <summary>The merge that grows its target, killed at every write: the old content or the new, and a rerun finishes.</summary>
-    [Fact]
-    public async Task Merge_that_grows_the_parent_killed_at_every_write_finishes_on_rerun()
-    {
-        using var dir = new TempDirectory("diff-resize-merge-crash");
-        string seed = Path.Combine(dir.Path, "seed");
-        Directory.CreateDirectory(seed);
-        var small = BaseAndChild(seed, ".vhdx", 38);
-        Assert.Equal(0, (await CliRunner.RunAsync("resize", Path.Combine(seed, "child.vhdx"), "--size", "9M")).ExitCode);
-        var model = new byte[9L << 20];
-        small.CopyTo(model, 0);
-        WriteAt(Path.Combine(seed, "child.vhdx"), (8L << 20) + 512, RandomData.Bytes(300_000, 39), model);
-
-        var counting = new CrashPlan();
-        string probe = Path.Combine(dir.Path, "probe");
-        OpsKit.CopyFolder(seed, probe);
-        await Run(Path.Combine(probe, "child.vhdx"), counting);
-        int total = counting.Writes;
-        for (int n = 0; n < total; n++)
-        {
-            string work = Path.Combine(dir.Path, $"run{n}");
-            OpsKit.CopyFolder(seed, work);
-            string child = Path.Combine(work, "child.vhdx"), parent = Path.Combine(work, "base.vhdx");
-            var plan = new CrashPlan { CrashAtWrite = n };
-            await Assert.ThrowsAnyAsync<Exception>(() => Run(child, plan));
-            Assert.True(plan.Crashed);
-            if (File.Exists(child)) OpsKit.AssertContent(model, child, $"after a kill at write {n}/{total}, the child");
-            await Run(child, null);
-            Assert.False(File.Exists(child));
-            OpsKit.AssertContent(model, parent, $"after the rerun (kill at {n}), the parent");
-            Directory.Delete(work, true);
-        }
-
-        static Task Run(string image, CrashPlan? plan) =>
-            Merge.CommitAsync(image, null, new MergeOptions { Open = OpenOptions.ReadOnly with { FileOpener = plan?.Opener ?? OpenOptions.ReadOnly.FileOpener } });
     }
 
     /// <summary>In-place resize of a differencing VHDX and qcow2, killed at every write: the old size or the new, the same data, sound.</summary>
@@ -303,32 +249,5 @@ public class DifferencingResizeTests
             OpsKit.AssertResizedSound(child, model, Size, newSize, completed, n);
             Directory.Delete(work, true);
         }
-    }
-
-    [Fact]
-    public async Task Pull_into_a_larger_child_pulls_only_the_parents_range()
-    {
-        using var dir = new TempDirectory("diff-resize-pull");
-        string b = dir.File("base.vhdx"), mid = dir.File("mid.vhdx"), top = dir.File("top.vhdx");
-        var model = new byte[Size];
-        OpsKit.CreateBase(b, Size, 1 << 20);
-        OpsKit.RandomWrites(b, new Random(40), 5, model);
-        OpsKit.CreateChild(mid, b);
-        OpsKit.RandomWrites(mid, new Random(41), 5, model);
-        OpsKit.CreateChild(top, mid);
-        Assert.Equal(0, (await CliRunner.RunAsync("resize", top, "--size", "10M")).ExitCode);
-        var grown = new byte[10L << 20];
-        model.CopyTo(grown, 0);
-        WriteAt(top, 9L << 20, RandomData.Bytes(4096, 42), grown);
-        long before = new FileInfo(top).Length;
-
-        var r = await CliRunner.RunAsync("merge", top, "--pull");
-        Assert.True(r.ExitCode == 0, r.ToString());
-        OpsKit.AssertContent(grown, top, "the pulled child");
-        using var chain = DiskImage.Open(top);
-        Assert.Equal(b, chain.Layers[1].Path);
-        // Nothing past the parent's end was written as data.
-        Assert.DoesNotContain(chain.GetExtents(Size, (9L << 20) - Size), e => e.Kind == DiskSnapshotEngine.Block.ExtentKind.Data && e.LayerIndex == 0);
-        Assert.True(new FileInfo(top).Length > before);
     }
 }

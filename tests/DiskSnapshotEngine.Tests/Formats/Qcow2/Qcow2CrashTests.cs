@@ -41,6 +41,45 @@ public sealed class Qcow2CrashTests
         chain.Write(10L * cluster - 10, RandomData.Bytes(20, 35));           // crossing into the last cluster
     }
 
+    // The same images filled through placement (shared extents): runs placed and filled by a file write, as
+    // FICLONERANGE or copy_file_range would; what a layer refuses to place goes through a normal write.
+    private static readonly LayerCrashKit s_placeKit = s_kit with { Update = PlaceUpdate };
+
+    private static void PlaceUpdate(DiskChain chain, int cluster)
+    {
+        PlaceOrWrite(chain, 3L * cluster, RandomData.Bytes(2 * cluster, 41));        // a run of two unallocated clusters
+        PlaceOrWrite(chain, 1L * cluster, RandomData.Bytes(cluster, 42));            // an allocated cluster: in place
+        PlaceOrWrite(chain, 7L * cluster + 4096, RandomData.Bytes(cluster / 2, 43)); // part of a cluster: refused in a child
+        PlaceOrWrite(chain, 9L * cluster, RandomData.Bytes(cluster, 44));            // a cluster after the others were placed
+    }
+
+    private static void PlaceOrWrite(DiskChain chain, long offset, byte[] data)
+    {
+        var p = (IPlaceableLayer)chain.Top;
+        for (int done = 0; done < data.Length;)
+        {
+            if (!p.TryPlace(offset + done, data.Length - done, out long at, out long placed))
+            {
+                chain.Write(offset + done, data.AsSpan(done));
+                return;
+            }
+            chain.Top.File.Write(data.AsSpan(done, (int)placed), at);
+            done += (int)placed;
+        }
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Placed_runs_cut_after_every_write_or_at_every_barrier_leave_old_or_new_content(bool differencing)
+    {
+        var s = s_placeKit.Build(differencing);
+        foreach (int i in new[] { 1, 3, 4, 7, 9 })
+            Assert.False(s.Old[i].AsSpan().SequenceEqual(s.New[i]), $"cluster {i} must change");
+        s_placeKit.CutAfterEveryWrite(s, minWrites: 6, randomLosses: 3);
+        s_placeKit.PowerLossAtEveryBarrier(s, minBarriers: 3, allSubsetsUpTo: 5, sampledSubsets: 24);
+    }
+
     [Theory]
     [InlineData(false)]
     [InlineData(true)]

@@ -12,6 +12,10 @@ internal sealed partial class Qcow2Layer : IPlaceableLayer
 {
     // Placed runs not yet in the L2 tables: guest cluster, host offset, clusters.
     private readonly List<(long Cluster, long Host, int Count)> _placed = new();
+    // Clusters a fresh run may take: one at first, doubling with each placement. A caller asks again only after its
+    // last placement was filled, so where the file system shares nothing (the first fill fails and the caller copies,
+    // skipping zeros) at most one cluster is allocated that a plain copy would have left out.
+    private int _runLimit = 1;
 
     bool IPlaceableLayer.TryPlace(long offset, long length, out long fileOffset, out long placed)
     {
@@ -45,7 +49,7 @@ internal sealed partial class Qcow2Layer : IPlaceableLayer
             if (e.IsCompressed || e.HostOffset != 0) return false;
             // Fresh clusters read as zeros: right for a base image's unallocated cluster and for a zero cluster, not for
             // the part of a child's unallocated cluster that must keep showing its backing file.
-            int count = FreshClusters(cluster, offset, end);
+            int count = FreshClusters(cluster, offset, end, _runLimit);
             if (count == 0) return false;
             _tables.EnsureL2(cluster, () => { _allocatedSinceCommit++; return Refcounts.Allocate(); });
             var (hostStart, got) = Refcounts.AllocateRun(count);
@@ -55,19 +59,20 @@ internal sealed partial class Qcow2Layer : IPlaceableLayer
             long hostEnd = hostStart + ((long)got << _g.ClusterBits);
             if (File.Length < hostEnd) File.SetLength(hostEnd);
             _placed.Add((cluster, hostStart, got));
+            _runLimit = Math.Min(_runLimit * 2, _g.L2Entries);
             fileOffset = hostStart + (offset - clusterStart);
             placed = Math.Min(end, clusterStart + ((long)got << _g.ClusterBits)) - offset;
             return true;
         }
     }
 
-    // How many clusters from `cluster` may get fresh host clusters for the bytes [offset, end): unallocated or zero
+    // How many clusters (at most `max`) from `cluster` may get fresh host clusters for the bytes [offset, end): unallocated or zero
     // clusters of the same L2 table, the first and last whole unless a fresh cluster's zeros are what they show.
-    private int FreshClusters(long cluster, long offset, long end)
+    private int FreshClusters(long cluster, long offset, long end, int max)
     {
         long tableEnd = (cluster / _g.L2Entries + 1) * _g.L2Entries;
         int count = 0;
-        for (long c = cluster; c < tableEnd && (c << _g.ClusterBits) < end; c++)
+        for (long c = cluster; c < tableEnd && count < max && (c << _g.ClusterBits) < end; c++)
         {
             var e = _tables.Get(c);
             if (e.IsCompressed || e.HostOffset != 0 || IsPlaced(c)) break;

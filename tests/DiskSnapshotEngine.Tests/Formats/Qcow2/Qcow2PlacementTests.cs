@@ -29,10 +29,10 @@ public sealed class Qcow2PlacementTests
             // 3 MiB from 1 MiB + 4 KiB: the first cluster in part, then whole ones, the last in part (a base image's
             // fresh clusters read as zeros, which is what the rest of them shows).
             long at = MiB + 4 * KiB;
-            Assert.True(Placeable(chain).TryPlace(at, data.Length, out long fileOffset, out long placed));
-            Assert.Equal(data.Length, placed);
+            // Runs start at one cluster and double with each placement the caller filled: 1+2+4+8+16+32 clusters.
+            int calls = PlaceAll(chain, at, data, out long fileOffset);
+            Assert.Equal(6, calls);
             Assert.Equal(4 * KiB, fileOffset % (64 * KiB));
-            chain.Top.File.Write(data, fileOffset);
             data.CopyTo(model, at);
             // Published by the next access: one data extent whose file offsets follow each other.
             var extents = chain.GetExtents(0, Size).Where(e => e.Kind == ExtentKind.Data).ToList();
@@ -60,10 +60,9 @@ public sealed class Qcow2PlacementTests
             Assert.False(p.TryPlace(4 * KiB, 64 * KiB, out _, out _));
             Assert.False(p.TryPlace(2 * MiB, 60 * KiB, out _, out _));
             // Whole clusters, but the range ends inside one: only the whole ones are placed.
-            Assert.True(p.TryPlace(2 * MiB, 2 * MiB + 4 * KiB, out long fileOffset, out long placed));
-            Assert.Equal(2 * MiB, placed);
-            var data = RandomData.Bytes((int)placed, 9);
-            chain.Top.File.Write(data, fileOffset);
+            var data = RandomData.Bytes(2 * MiB, 9);
+            PlaceAll(chain, 2 * MiB, data, out _);
+            Assert.False(p.TryPlace(4 * MiB, 4 * KiB, out _, out _));
             data.CopyTo(model, 2 * MiB);
             chain.Flush();
         }
@@ -82,19 +81,35 @@ public sealed class Qcow2PlacementTests
         try
         {
             Assert.True(((IPlaceableLayer)layer).TryPlace(0, 8 * MiB, out long fileOffset, out long placed));
-            Assert.Equal(8 * MiB, placed);
+            Assert.Equal(64 * KiB, placed);
             Assert.True(fileOffset >= before);
             // Unfilled and unpublished: the file names none of it (a crash here leaks the run at worst).
             Assert.Equal(0, QemuMappedData(q));
             layer.File.Write(RandomData.Bytes((int)placed, 3), fileOffset);
             layer.Flush();
-            Assert.Equal(8 * MiB, QemuMappedData(q));
+            Assert.Equal(64 * KiB, QemuMappedData(q));
         }
         finally
         {
             chain.Dispose();
         }
         AssertQemuCheckClean(q);
+    }
+
+    // Places and fills `data` at `offset` run by run, as a shared-extent copy does; returns the TryPlace calls and
+    // the file offset of the first byte.
+    private static int PlaceAll(DiskChain chain, long offset, byte[] data, out long firstFileOffset)
+    {
+        firstFileOffset = -1;
+        int calls = 0;
+        for (int done = 0; done < data.Length; calls++)
+        {
+            Assert.True(Placeable(chain).TryPlace(offset + done, data.Length - done, out long at, out long placed));
+            if (firstFileOffset < 0) firstFileOffset = at;
+            chain.Top.File.Write(data.AsSpan(done, (int)placed), at);
+            done += (int)placed;
+        }
+        return calls;
     }
 
     // Bytes qemu-img map reports as data (the image is opened by qemu while we hold it: -U).

@@ -72,6 +72,11 @@ internal static class MergePlanner
         return journal;
     }
 
+    /// <summary>Refuses now, changing nothing, any commit that <see cref="Merge.CommitAsync"/> would refuse before its first change (for callers that record their own plan first).</summary>
+    /// <exception cref="DiskImageException">As <see cref="Plan"/> and <see cref="MergeSizes.CheckGrowth(OperationJournal, MergeOptions)"/>.</exception>
+    public static void Check(string image, string? ancestor, MergeOptions options) =>
+        MergeSizes.CheckGrowth(Plan(Path.GetFullPath(image), ancestor, options), options);
+
     /// <summary>Golden when layer <paramref name="i"/>'s seal records the layer above it (which the merge consumes) as its sole clone.</summary>
     public static SealReasons SoleChildWaiver(IReadOnlyList<IDiskLayer> layers, int i) =>
         i > 0 && Seals.IsSoleChild(layers[i], layers[i - 1]) ? SealReasons.Golden : SealReasons.None;

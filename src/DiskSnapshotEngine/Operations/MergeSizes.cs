@@ -36,27 +36,40 @@ internal static class MergeSizes
     /// <exception cref="DiskImageException">Unsupported (a fixed target, or its own parents would show data there), DiskFull, Cancelled, open and I/O errors.</exception>
     public static async Task GrowTargetAsync(OperationJournal journal, MergeOptions options, CancellationToken cancel)
     {
-        long size, targetSize;
-        using (var chain = DiskImage.Open(journal.Image, options.Open with { Writable = false }))
-        {
-            size = chain.VirtualSize;
-            targetSize = chain.Layers[journal.Merged.Length].VirtualSize;
-        }
+        var (size, targetSize) = SizesOf(journal, options);
         if (targetSize >= size) return;
         string target = journal.Target!;
-        using (var probe = DiskImage.OpenLayer(target, writable: false, options.Open.FileOpener))
-        {
-            if (probe.ParentLink is not null)
-                DifferencingResize.Check(probe, target, size, options.Open);
-        }
+        CheckGrowth(journal.Image, target, size, targetSize, options);
         // Growing adds zeros past the target's old end, where the merged chain already read zeros: no reader sees a change.
         using (var layer = DiskImage.OpenLayer(target, writable: true, options.Open.FileOpener))
         {
             if (layer is IResizable resizable && resizable.TryResizeInPlace(size)) return;
-            if (layer.Type == ImageType.Fixed)
-                throw new DiskImageException(ErrorKind.Unsupported,
-                    $"cannot merge: the image ({size} bytes) is larger than the fixed {target} ({targetSize} bytes), which cannot grow to hold it; detach the image or clone it instead", journal.Image);
         }
         await Compact.RunAsync(target, options.Open, null, size, cancel).ConfigureAwait(false);
+    }
+
+    /// <summary>Refuses, changing nothing, what <see cref="GrowTargetAsync"/> would refuse for the commit <paramref name="journal"/> plans.</summary>
+    /// <exception cref="DiskImageException">Unsupported (a fixed target, or its own parents would show data there), open errors.</exception>
+    public static void CheckGrowth(OperationJournal journal, MergeOptions options)
+    {
+        var (size, targetSize) = SizesOf(journal, options);
+        if (targetSize < size) CheckGrowth(journal.Image, journal.Target!, size, targetSize, options);
+    }
+
+    private static (long Size, long TargetSize) SizesOf(OperationJournal journal, MergeOptions options)
+    {
+        using var chain = DiskImage.Open(journal.Image, options.Open with { Writable = false });
+        return (chain.VirtualSize, chain.Layers[journal.Merged.Length].VirtualSize);
+    }
+
+    private static void CheckGrowth(string image, string target, long size, long targetSize, MergeOptions options)
+    {
+        using var probe = DiskImage.OpenLayer(target, writable: false, options.Open.FileOpener);
+        if (probe.ParentLink is not null)
+            DifferencingResize.Check(probe, target, size, options.Open);
+        // A fixed image of a block format never grows in place (a raw file does: its length is its size).
+        if (probe.Type == ImageType.Fixed && probe.Format != ImageFormat.Raw)
+            throw new DiskImageException(ErrorKind.Unsupported,
+                $"cannot merge: the image ({size} bytes) is larger than the fixed {target} ({targetSize} bytes), which cannot grow to hold it; detach the image or clone it instead", image);
     }
 }

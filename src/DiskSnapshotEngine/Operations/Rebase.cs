@@ -51,6 +51,9 @@ public static class Rebase
             if (chain.Layers.Count < 2)
                 ThrowHelper.InvalidArgument("the image has no parent; a base image cannot be given one", image);
             ChainRules.CheckCompatible(top, newTop);
+            // VDI and VHD keep one size per chain (their relink refuses another): refuse before any data is copied.
+            if (top.Format is ImageFormat.Vdi or ImageFormat.Vhd)
+                ChainRules.CheckSameSize(top.Path, top.VirtualSize, newTop.Path, newTop.VirtualSize);
             var old = new DiskChain(chain.Layers.Skip(1).ToArray());
             var oldTop = old.Top;
             if (unsafeMode)

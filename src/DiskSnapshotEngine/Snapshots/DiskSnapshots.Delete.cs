@@ -54,6 +54,8 @@ public static partial class DiskSnapshots
             using var c = DiskImage.OpenLayer(child, writable: false, options.FileOpener);
             Seals.Check(c, SealPolicy.SnapshotLayers, $"delete snapshot '{name}' ({(plan == "pull" ? "its layer would be pulled into this image" : "this image would be merged into its layer")})");
         }
+        // A commit refused for its sizes (or anything else it checks before its first change) is refused now too.
+        if (plan == "commit") MergePlanner.Check(children[0], layerPath, CommitOptions(disk, children[0], options));
         // The layer and its children change or go: hold them before the plan is recorded.
         foreach (var file in children.Prepend(layerPath)) scope.Lock(file);
         catalog = catalog with { Pending = new PendingSnapshotOperation { Operation = "delete", Snapshot = entry, Plan = plan, Children = children.ToArray() } };
@@ -68,7 +70,7 @@ public static partial class DiskSnapshots
         var entry = pending.Snapshot;
         string layerPath = PathOf(disk, entry);
         foreach (var file in pending.Children.Prepend(layerPath)) LockScope.Current!.LockIfExists(file);
-        var mergeOptions = new MergeOptions { Open = options with { Sealed = SealPolicy.SnapshotLayers } };
+        var mergeOptions = MergeOptionsOf(options);
         string? commitChild = null;
         switch (pending.Plan)
         {
@@ -91,9 +93,7 @@ public static partial class DiskSnapshots
                 commitChild = pending.Children[0];
                 if (File.Exists(OperationJournal.PathFor(commitChild)) || File.Exists(layerPath))
                 {
-                    bool isDisk = string.Equals(Path.GetFullPath(commitChild), disk, StringComparison.Ordinal);
-                    var publish = isDisk ? MergePublish.ReplaceImage : MergePublish.RemoveImage;
-                    await Merge.CommitAsync(commitChild, layerPath, mergeOptions with { Publish = publish }, progress, cancel).ConfigureAwait(false);
+                    await Merge.CommitAsync(commitChild, layerPath, CommitOptions(disk, commitChild, options), progress, cancel).ConfigureAwait(false);
                 }
                 break;
             default:
@@ -112,4 +112,12 @@ public static partial class DiskSnapshots
         Guid? current = catalog.Current == entry.Id ? entry.Parent : catalog.Current;
         (catalog with { Snapshots = remaining, Current = current, Pending = null }).Save(disk);
     }
+
+    private static MergeOptions MergeOptionsOf(OpenOptions options) => new() { Open = options with { Sealed = SealPolicy.SnapshotLayers } };
+
+    // The disk's own layer merged into the snapshot's replaces the disk file; a snapshot's layer merged away is removed.
+    private static MergeOptions CommitOptions(string disk, string child, OpenOptions options) => MergeOptionsOf(options) with
+    {
+        Publish = string.Equals(Path.GetFullPath(child), disk, StringComparison.Ordinal) ? MergePublish.ReplaceImage : MergePublish.RemoveImage,
+    };
 }

@@ -50,20 +50,30 @@ internal sealed partial class VhdxLayer : IResizable
             long keep = IsDifferencing ? _bat.PayloadIndex(kept) : VhdxBat.EntriesFor(kept, _bat.ChunkRatio, hasParent: false);
             long keptChunks = VhdxBat.CeilDiv(kept, _bat.ChunkRatio);
             long end = Math.Max(entries, _bat.EntryCount);
+            // Shrinking, the new size is logged first: the entries cleared below then lie past the disk's end whatever a
+            // crash or an early commit cuts (a child's ZERO block turned NOT_PRESENT under the old size shows its parent).
+            bool shrink = newSize < _virtualSize;
+            if (shrink) LogVirtualSize(sizeItem, newSize);
             for (long i = keep; i < end; i++)
             {
                 bool keptBitmap = IsDifferencing && i % (_bat.ChunkRatio + 1) == _bat.ChunkRatio && i / (_bat.ChunkRatio + 1) < keptChunks;
                 if (keptBitmap || _bat.Read(i).Raw == 0) continue;
                 _bat.Write(i, default);
                 // An early commit is safe: these entries lie past the end the disk has now, or hold no data (checked by the caller).
-                if (_sectors.DirtyCount >= CommitThreshold) CommitPending();
+                if (_sectors.DirtyCount >= CommitThresholdNow) CommitPending();
             }
-            Span<byte> raw = stackalloc byte[8];
-            BinaryPrimitives.WriteUInt64LittleEndian(raw, (ulong)newSize);
-            _metadata.Overwrite(sizeItem, raw);
-            CommitPending();
+            if (!shrink) LogVirtualSize(sizeItem, newSize);
+            else CommitPending();
             _file.Flush();
         }
         return true;
+    }
+
+    private void LogVirtualSize(int sizeItem, long newSize)
+    {
+        Span<byte> raw = stackalloc byte[8];
+        BinaryPrimitives.WriteUInt64LittleEndian(raw, (ulong)newSize);
+        _metadata.Overwrite(sizeItem, raw);
+        CommitPending();
     }
 }

@@ -17,6 +17,9 @@ namespace DiskSnapshotEngine.Formats.Vhdx;
 internal sealed partial class VhdxLayer : IDiskLayer, ISealableLayer, IPlaceableLayer
 {
     private const int CommitThreshold = 64; // pending metadata sectors before an early log commit
+    // Tests lower the resize's threshold (in their own async flow) to reach early commits on small images.
+    internal static readonly AsyncLocal<int?> ResizeCommitThreshold = new();
+    private static int CommitThresholdNow => ResizeCommitThreshold.Value ?? CommitThreshold;
 
     private readonly object _sync = new();
     private readonly IImageFile _file;          // the real file (writes go here)

@@ -15,7 +15,7 @@ internal static class ResizeCommand
         var shrink = new Option<bool>("--shrink") { Description = "Allow a smaller size (refused when data lies beyond the new end)." };
         var json = CommonOptions.Json();
         var command = new Command("resize",
-            "Change a base image's virtual size, identity and content kept (a grown disk reads zeros past the old end). " +
+            "Change an image's virtual size (a base, or a differencing VHDX or qcow2), identity and content kept (a grown disk reads zeros past the old end). " +
             "Crash-safe: the old size or the new one.")
         {
             image, size, shrink, json,

@@ -34,7 +34,8 @@ internal static class DifferencingResize
         }
         if (newSize > old && FirstData(layers, 1, old, newSize) is long shown)
             ThrowHelper.InvalidArgument(
-                $"the parent {layers[1].Path} holds data at offset {shown}, past this image's end {old}: growing would reveal it; grow it only to {shown} bytes or pull the parent first", image);
+                $"the parent {layers[1].Path} holds data at offset {shown}, past this image's end {old}: growing would reveal it; " +
+                (shown > old ? $"grow it only to {shown} bytes or pull the parent first" : "make it independent first (dse detach, or a full clone)"), image);
     }
 
     /// <summary>The first offset in [from, to) where layer <paramref name="i"/> and those below show data, a layer reading zeros past its own end.</summary>

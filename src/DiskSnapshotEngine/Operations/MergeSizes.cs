@@ -26,7 +26,7 @@ internal static class MergeSizes
         if (DifferencingResize.FirstData(chain.Layers, a, size, targetSize) is long at)
             throw new DiskImageException(ErrorKind.Unsupported,
                 $"cannot merge: the image ({size} bytes) is smaller than {chain.Layers[a].Path} ({targetSize} bytes), which holds data at offset {at} past the image's end; " +
-                "what depends on the image would see it. Grow the image to the parent's size first (dse resize)", image);
+                "what depends on the image would see it. Merge the images above it into it first, then grow it to the parent's size (dse resize)", image);
     }
 
     /// <summary>

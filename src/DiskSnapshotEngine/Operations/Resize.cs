@@ -12,7 +12,7 @@ namespace DiskSnapshotEngine.Operations;
 public sealed record ResizeResult(string Image, long OldSize, long NewSize, bool InPlace);
 
 /// <summary>
-/// Resize: changes a base image's virtual size, identity and content kept (a grown disk reads zeros past the old end).
+/// Resize: changes an image's virtual size (a base, or a differencing VHDX or qcow2), identity and content kept (a grown disk reads zeros past the old end).
 /// In place where the format allows it in one atomic step (raw: the file length; VHDX: the BAT region has room, the
 /// size goes through the log; qcow2: growth within the L1 table's clusters; VDI: the block map has room before the first data block); otherwise the image is rewritten beside itself with the new size and renamed over (as compact
 /// does), so a crash leaves the old image or the new one. A smaller size needs <c>shrink</c> and is refused, naming

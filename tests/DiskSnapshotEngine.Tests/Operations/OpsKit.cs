@@ -105,6 +105,25 @@ internal static class OpsKit
     }
 
     /// <summary>
+    /// Resizes <paramref name="image"/> in place to <paramref name="newSize"/> with a power loss at write
+    /// <paramref name="n"/>, then checks it with <see cref="AssertResizedSound"/>. Returns true when the resize completed.
+    /// </summary>
+    public static async Task<bool> ResizeCutAtAsync(string image, byte[] model, long oldSize, long newSize, int n)
+    {
+        var plan = new CrashPlan { CrashAtWrite = n };
+        bool completed = false;
+        try
+        {
+            var r = await DiskSnapshotEngine.Operations.Resize.RunAsync(image, newSize, true, OpenOptions.ReadOnly with { FileOpener = plan.Opener });
+            Assert.True(r.InPlace);
+            completed = true;
+        }
+        catch (DiskImageException e) when (plan.Crashed && e.Kind == ErrorKind.Io) { }
+        AssertResizedSound(image, model, oldSize, newSize, completed, n);
+        return completed;
+    }
+
+    /// <summary>
     /// After a resize from <paramref name="oldSize"/> to <paramref name="newSize"/> killed at write <paramref name="n"/> (or
     /// <paramref name="completed"/>): the image has one of the two sizes, reads the model cut or zero-extended to it, checks clean.
     /// </summary>

@@ -64,11 +64,7 @@ public class MixedSizeMergeTests
     public async Task Merging_a_smaller_child_with_dependents_over_parent_data_is_refused_unchanged()
     {
         using var dir = new TempDirectory("diff-resize-merge-small");
-        string b = dir.File("base.qcow2"), small = dir.File("small.qcow2"), leaf = dir.File("leaf.qcow2");
-        ExternalTool.RunChecked("qemu-img", "create", "-q", "-f", "qcow2", b, "6M");
-        ExternalTool.RunChecked("qemu-io", "-c", "write -P 0x77 0 6M", b);
-        ExternalTool.RunChecked("qemu-img", "create", "-q", "-f", "qcow2", "-b", b, "-F", "qcow2", small, "4M");
-        ExternalTool.RunChecked("qemu-img", "create", "-q", "-f", "qcow2", "-b", small, "-F", "qcow2", leaf, "6M");
+        var (b, small, leaf) = ShortMiddleChain(dir, "small.qcow2", "leaf.qcow2");
         var before = OpsKit.ReadAll(leaf);
         Assert.All(before.AsSpan(4 << 20).ToArray(), x => Assert.Equal(0, x));
         var files = Directory.GetFiles(dir.Path).ToDictionary(f => f, File.ReadAllBytes);
@@ -92,11 +88,7 @@ public class MixedSizeMergeTests
     public async Task Committing_through_a_shorter_middle_layer_zeroes_what_it_hid()
     {
         using var dir = new TempDirectory("diff-resize-middle");
-        string b = dir.File("base.qcow2"), mid = dir.File("mid.qcow2"), top = dir.File("top.qcow2");
-        ExternalTool.RunChecked("qemu-img", "create", "-q", "-f", "qcow2", b, "6M");
-        ExternalTool.RunChecked("qemu-io", "-c", "write -P 0x77 0 6M", b);
-        ExternalTool.RunChecked("qemu-img", "create", "-q", "-f", "qcow2", "-b", b, "-F", "qcow2", mid, "4M");
-        ExternalTool.RunChecked("qemu-img", "create", "-q", "-f", "qcow2", "-b", mid, "-F", "qcow2", top, "6M");
+        var (b, mid, top) = ShortMiddleChain(dir, "mid.qcow2", "top.qcow2");
         ExternalTool.RunChecked("qemu-io", "-c", "write -P 0x12 1M 64K", top);
         string expected = dir.File("expected.raw");
         ExternalTool.RunChecked("qemu-img", "convert", "-O", "raw", top, expected);
@@ -173,5 +165,17 @@ public class MixedSizeMergeTests
         // Nothing past the parent's end was written as data.
         Assert.DoesNotContain(chain.GetExtents(Size, (9L << 20) - Size), e => e.Kind == DiskSnapshotEngine.Block.ExtentKind.Data && e.LayerIndex == 0);
         Assert.True(new FileInfo(top).Length > before);
+    }
+
+    // qemu's chain base.qcow2 (6 MiB of 0x77) <- a 4 MiB overlay <- a 6 MiB overlay: the middle layer's end hides the
+    // base's last 2 MiB from the top.
+    private static (string Base, string Middle, string Top) ShortMiddleChain(TempDirectory dir, string middle, string top)
+    {
+        string b = dir.File("base.qcow2"), m = dir.File(middle), t = dir.File(top);
+        ExternalTool.RunChecked("qemu-img", "create", "-q", "-f", "qcow2", b, "6M");
+        ExternalTool.RunChecked("qemu-io", "-c", "write -P 0x77 0 6M", b);
+        ExternalTool.RunChecked("qemu-img", "create", "-q", "-f", "qcow2", "-b", b, "-F", "qcow2", m, "4M");
+        ExternalTool.RunChecked("qemu-img", "create", "-q", "-f", "qcow2", "-b", m, "-F", "qcow2", t, "6M");
+        return (b, m, t);
     }
 }

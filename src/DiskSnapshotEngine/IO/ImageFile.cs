@@ -96,7 +96,9 @@ internal sealed class ImageFile : IImageFile
     /// Sends large aligned writes through a second handle opened with O_DIRECT, so bulk data goes from our buffer
     /// to the device: no page-cache copy, no dirty backlog for the final fsync to wait on, and a huge clone does not
     /// evict everyone else's cache. Meant for files being staged under a temporary name (full clone, compact) that
-    /// end with one fsync anyway. Writes stay synchronous and in order, so the drivers' ordering holds; small and
+    /// end with one fsync anyway. Each write goes out as a few concurrent requests (<see cref="ParallelDirectWrite"/>)
+    /// but still returns only when all of it is written, so writes stay synchronous and in order and the drivers'
+    /// ordering holds; small and
     /// unaligned writes (metadata) keep the page cache, which the kernel keeps coherent with direct writes.
     /// Without O_DIRECT support (or on any refusal of a direct write) every write simply stays buffered.
     /// </summary>
@@ -130,6 +132,12 @@ internal sealed class ImageFile : IImageFile
     /// <summary>Writes that went through the O_DIRECT handle (tests check that the fast path is really taken).</summary>
     internal long DirectWrites { get; private set; }
 
+    /// <summary>The requests those direct writes went out as (each large one is split, see <see cref="DirectStreams"/>).</summary>
+    internal long DirectRequests { get; private set; }
+
+    /// <summary>Requests in flight per large direct write (see <see cref="ParallelDirectWrite"/>; tests set it).</summary>
+    internal int DirectStreams { get; set; } = ParallelDirectWrite.Streams;
+
     /// <summary>True while large aligned writes go through O_DIRECT.</summary>
     internal bool DirectWritesEnabled => _direct is not null;
 
@@ -138,11 +146,13 @@ internal sealed class ImageFile : IImageFile
         if (_direct is null || buffer.Length < DirectMinimum || buffer.Length % DirectAlignment != 0
             || fileOffset % DirectAlignment != 0)
             return false;
-        fixed (byte* p = buffer)
-            if ((nuint)p % DirectAlignment != 0) return false;
         try
         {
-            RandomAccess.Write(_direct, buffer, fileOffset);
+            fixed (byte* p = buffer)
+            {
+                if ((nuint)p % DirectAlignment != 0) return false;
+                DirectRequests += ParallelDirectWrite.Write(_direct, p, buffer.Length, fileOffset, DirectStreams);
+            }
             DirectWrites++;
             return true;
         }

@@ -99,7 +99,7 @@ public static class Compact
         }
         catch
         {
-            target?.Dispose();
+            DurableFiles.CloseAfterFailure(target);
             rewrite.Discard();
             throw;
         }

@@ -99,6 +99,16 @@ public static class DurableFiles
         SyncDirectoryOf(path);
     }
 
+    /// <summary>
+    /// Closes a half-written output after a failure. Closing may write again (a format's clean close) and fail again
+    /// (the disk is still full): that second error must neither hide the first nor skip the clean-up that follows.
+    /// </summary>
+    public static void CloseAfterFailure(IDisposable? output)
+    {
+        try { output?.Dispose(); }
+        catch (Exception e) when (e is DiskImageException or IOException) { }
+    }
+
     /// <summary>Deletes a file, ignoring failures (clean-up after an error that is already being reported).</summary>
     public static void TryDelete(string path)
     {

@@ -82,8 +82,7 @@ public static class FullClone
         }
         catch
         {
-            if (target is not null) target.Dispose();
-            else file?.Dispose();
+            DurableFiles.CloseAfterFailure(target ?? (IDisposable?)file);
             DurableFiles.TryDelete(temp);
             throw;
         }

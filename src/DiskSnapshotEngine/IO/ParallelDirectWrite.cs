@@ -4,7 +4,7 @@ using Microsoft.Win32.SafeHandles;
 namespace DiskSnapshotEngine.IO;
 
 /// <summary>
-/// Writes one large O_DIRECT buffer as a few parts issued at once (one on the calling thread, the others on pool
+/// Writes one large O_DIRECT buffer as a few parts issued at once (one on the calling thread, the others on helper
 /// threads), and returns only when every part is on the device. A single synchronous direct write leaves the device
 /// idle while the kernel waits out its last requests and the caller comes back with the next buffer; two requests in
 /// flight keep it busy. To the caller this is still one synchronous write: nothing is reordered against the writes
@@ -44,8 +44,8 @@ internal static class ParallelDirectWrite
         {
             int start = i * part;
             others[i - 1] = new Part(handle, data + start, i == parts - 1 ? length - start : part, offset + start);
-            ThreadPool.UnsafeQueueUserWorkItem(others[i - 1], preferLocal: false);
         }
+        Hand(others);
         Exception? error = null;
         try { RandomAccess.Write(handle, new ReadOnlySpan<byte>(data, part), offset); }
         catch (Exception e) { error = e; }
@@ -59,11 +59,42 @@ internal static class ParallelDirectWrite
         return parts;
     }
 
+    // Dedicated helper threads that block without spinning: the thread pool's workers spin (sched_yield) for a while
+    // after each item, which cost more CPU than the writes themselves on a small machine.
+    private static readonly Queue<Part> s_queue = new();
+    private static readonly object s_gate = new();
+    private static int s_helpers;
+
+    private static void Hand(Part[] parts)
+    {
+        lock (s_gate)
+        {
+            foreach (var p in parts) s_queue.Enqueue(p);
+            for (; s_helpers < parts.Length; s_helpers++)
+                new Thread(Help) { IsBackground = true, Name = "dse direct write" }.Start();
+            Monitor.PulseAll(s_gate);
+        }
+    }
+
+    private static void Help()
+    {
+        while (true)
+        {
+            Part p;
+            lock (s_gate)
+            {
+                while (s_queue.Count == 0) Monitor.Wait(s_gate);
+                p = s_queue.Dequeue();
+            }
+            p.Execute();
+        }
+    }
+
     /// <summary>
-    /// One part, run by whichever comes first: a pool thread, or the caller once its own part is done (so a busy
-    /// pool delays nothing and can never leave the caller waiting for a thread that does not come).
+    /// One part, run by whichever comes first: a helper thread, or the caller once its own part is done (so busy
+    /// helpers delay nothing and can never leave the caller waiting for a thread that does not come).
     /// </summary>
-    private sealed unsafe class Part(SafeFileHandle handle, byte* data, int length, long offset) : IThreadPoolWorkItem
+    private sealed unsafe class Part(SafeFileHandle handle, byte* data, int length, long offset)
     {
         private int _claimed;
         private bool _done;

@@ -207,13 +207,6 @@ public sealed class DiskChain : IDisposable
         CheckRange(offset, data.Length);
         var top = Top;
         if (!top.IsWritable) ThrowHelper.ReadOnly(top.Path, "write");
-        // A range of several blocks that the layer takes as it is goes down in one call: the layer can then move a
-        // run of blocks at once (qcow2 writes a large call's new clusters straight from the caller's memory).
-        if (data.Length > top.BlockSize && top.GetWriteSpan(offset, data.Length) == (offset, data.Length))
-        {
-            top.Write(offset, data);
-            return;
-        }
         foreach (var p in BlockPieces.Of(offset, data.Length, top.BlockSize))
             WritePiece(top, p.Offset, data.Slice(p.Start, p.Length));
     }

@@ -63,36 +63,16 @@ internal sealed partial class Qcow2Layer
     private long GranuleStart(long offset) => offset - (offset % Granule(offset));
     private long GranuleEnd(long offset) => Math.Min(_g.VirtualSize, GranuleStart(offset) + Granule(offset));
 
-    // A write call this large is a run of its own: its clusters reach the file straight from the caller's memory
-    // (one large write, no copy); smaller calls are gathered across calls into the pending run's buffer.
-    private const int BorrowMinimum = 1 << 20;
-
-    public unsafe void Write(long offset, ReadOnlySpan<byte> data)
+    public void Write(long offset, ReadOnlySpan<byte> data)
     {
         EnsureWritable("write");
         CheckRange(offset, data.Length);
         BeginWrite();
-        fixed (byte* start = data)
-        {
-            bool borrow = data.Length >= BorrowMinimum;
-            try
-            {
-                foreach (var p in BlockPieces.Of(offset, data.Length, _g.ClusterSize))
-                    WriteInCluster(p.Block, p.InBlock, data.Slice(p.Start, p.Length), borrow ? start + p.Start : null);
-                if (borrow)
-                    lock (_sync)
-                        if (_pending.IsBorrowed) DrainPending();
-            }
-            catch when (borrow)
-            {
-                // The caller's memory is gone once this returns: what it lent must not be written later.
-                lock (_sync) _pending.DropBorrowed();
-                throw;
-            }
-        }
+        foreach (var p in BlockPieces.Of(offset, data.Length, _g.ClusterSize))
+            WriteInCluster(p.Block, p.InBlock, data.Slice(p.Start, p.Length));
     }
 
-    private unsafe void WriteInCluster(long cluster, long inCluster, ReadOnlySpan<byte> piece, byte* pinned)
+    private void WriteInCluster(long cluster, long inCluster, ReadOnlySpan<byte> piece)
     {
         long clusterStart = cluster << _g.ClusterBits;
         long clusterLength = Math.Min(_g.ClusterSize, _g.VirtualSize - clusterStart);
@@ -120,10 +100,10 @@ internal sealed partial class Qcow2Layer
             var now = NewEntry(e, host, inCluster, piece.Length);
             if (!ownHost) _allocatedSinceCommit++;
             // Whole clusters, new or rewritten in place, gather into one large write while their hosts follow each other.
-            if (!_pending.TryAppend(cluster, host, piece, e, now, pinned))
+            if (!_pending.TryAppend(cluster, host, piece, e, now))
             {
                 DrainPending();
-                if (!_pending.TryAppend(cluster, host, piece, e, now, pinned))
+                if (!_pending.TryAppend(cluster, host, piece, e, now))
                 {
                     File.Write(piece, host + inCluster);
                     SetEntry(cluster, e, now);

@@ -68,35 +68,6 @@ public sealed class Qcow2CrashTests
         }
     }
 
-    // Write calls of 1 MiB and more lend their memory to the pending run (no copy): the data of a run of new clusters
-    // reaches the file straight from the caller, as one write, before any entry maps it.
-    private static readonly LayerCrashKit s_largeKit = s_kit with { Units = 24, Update = LargeUpdate };
-
-    private static void LargeUpdate(DiskChain chain, int cluster)
-    {
-        var data = RandomData.Bytes(20 * cluster, 51);
-        data.AsSpan(12 * cluster, cluster).Clear();                        // a cluster of zeros breaks the run
-        chain.Write(1L * cluster, data);                                   // clusters 1 and 6 in place, the others new
-        Array.Fill(data, (byte)0xEE);                                      // lent memory is the caller's again
-        chain.Write(2L * cluster + 100, RandomData.Bytes(300, 52));       // a small write into a cluster just lent
-    }
-
-    [Theory]
-    [InlineData(false)]
-    [InlineData(true)]
-    public void Large_writes_cut_after_every_write_or_at_every_barrier_leave_old_or_new_content(bool differencing)
-    {
-        var s = s_largeKit.Build(differencing);
-        foreach (int i in new[] { 1, 2, 3, 6, 11, 20 })
-            Assert.False(s.Old[i].AsSpan().SequenceEqual(s.New[i]), $"cluster {i} must change");
-        var written = RandomData.Bytes(20 * s_largeKit.Unit, 51);
-        written.AsSpan(12 * s_largeKit.Unit, s_largeKit.Unit).Clear();
-        for (int i = 3; i <= 20; i++)
-            Assert.True(s.New[i].AsSpan().SequenceEqual(written.AsSpan((i - 1) * s_largeKit.Unit, s_largeKit.Unit)), $"cluster {i} is not what was written");
-        s_largeKit.CutAfterEveryWrite(s, minWrites: 4, randomLosses: 3);
-        s_largeKit.PowerLossAtEveryBarrier(s, minBarriers: 3, allSubsetsUpTo: 5, sampledSubsets: 24);
-    }
-
     [Theory]
     [InlineData(false)]
     [InlineData(true)]

@@ -56,6 +56,29 @@ public class ExtentPlanTests
         Assert.Equal(data.AsSpan(0, (int)shortEnd).ToArray(), File.ReadAllBytes(dir.File("out.raw")));
     }
 
+    [RequiresToolFact("qemu-img")]
+    public async Task Kernel_copy_stops_at_compressed_clusters_and_the_no_sync_export_writes_them_decoded()
+    {
+        using var dir = new TempDirectory("plan");
+        // Plain clusters first, then compressed ones (qemu-img convert -c), so the copy starts and then stops.
+        // Compressible (qemu-img stores a cluster compressed only when that is smaller) and never zero.
+        var data = new byte[4 << 20];
+        for (int i = 0; i < data.Length; i++) data[i] = (byte)(1 + i % 251);
+        File.WriteAllBytes(dir.File("d.raw"), data);
+        ExternalTool.RunChecked("qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", dir.File("d.raw"), dir.File("c.qcow2"));
+        ExternalTool.RunChecked("qemu-img", "create", "-f", "qcow2", "-b", dir.File("c.qcow2"), "-F", "qcow2", dir.File("top.qcow2"));
+        ExternalTool.RunChecked("qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 0 1M", dir.File("top.qcow2"));
+        data.AsSpan(0, 1 << 20).Fill(0x5a);
+
+        using var chain = DiskImage.Open(dir.File("top.qcow2"));
+        var plan = ExtentPlan.Of(chain);
+        Assert.Contains(plan.Extents, e => e.IsEncoded);
+        using (var target = ImageFile.Create(dir.File("copy.raw")))
+            Assert.Equal(1 << 20, plan.CopyInKernel(0, 4 << 20, target));
+        await RawExport.ExportToFileAsync(chain, dir.File("out.raw"), durable: false);
+        Assert.Equal(ContentHash.Of(data), ContentHash.OfFile(dir.File("out.raw")));
+    }
+
     [RequiresMountFact]
     public void Kernel_copy_from_another_file_system_copies_nothing()
     {

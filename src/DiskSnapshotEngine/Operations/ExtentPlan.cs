@@ -144,12 +144,47 @@ internal sealed class ExtentPlan
         _cursor = i;
     }
 
+    /// <summary>
+    /// Has the kernel copy [<paramref name="offset"/>, +<paramref name="length"/>), which <see cref="Ranges"/> must
+    /// cover, from the layers' files into <paramref name="target"/> at the same offset (copy_file_range: the data
+    /// lands in the page cache without passing through our buffers, so this serves outputs that are not synced).
+    /// Stops at the first piece it cannot copy: encoded data, a layer file the kernel refused (not asked again), a
+    /// short copy. It keeps no cursor (unlike <see cref="Read"/>), so one writer thread may call it while the reader reads.
+    /// </summary>
+    /// <returns>Bytes copied from <paramref name="offset"/> on; the caller writes the rest itself.</returns>
+    public long CopyInKernel(long offset, long length, ImageFile target)
+    {
+        long done = 0;
+        for (int i = Search(offset); done < length && i < _extents.Count; i++)
+        {
+            var e = _extents[i];
+            long at = offset + done;
+            if (e.Offset > at || e.Kind != ExtentKind.Data || e.IsEncoded || _noKernelCopy.Contains(e.LayerIndex)
+                || _chain.Layers[e.LayerIndex].File is not ImageFile source)
+                break;
+            long want = Math.Min(length - done, e.End - at);
+            long n = SharedExtents.TryCopy(source, e.FileOffset + (at - e.Offset), target, at, want);
+            if (n == 0) _noKernelCopy.Add(e.LayerIndex);
+            done += n;
+            if (n < want) break;
+        }
+        return done;
+    }
+
+    // Layers whose files the kernel would not copy from (another file system, no copy_file_range).
+    private readonly HashSet<int> _noKernelCopy = new();
+
     // The first extent ending after offset.
     private int Find(long offset)
     {
         int i = _cursor;
         if (i < _extents.Count && _extents[i].Offset <= offset && offset < _extents[i].End) return i;
         if (i + 1 < _extents.Count && _extents[i + 1].Offset <= offset && offset < _extents[i + 1].End) return i + 1;
+        return Search(offset);
+    }
+
+    private int Search(long offset)
+    {
         int lo = 0, hi = _extents.Count;
         while (lo < hi)
         {

@@ -62,7 +62,16 @@ public static class RawExport
             output.SetLength(chain.VirtualSize);
             var plan = ExtentPlan.Of(chain).ShareInto(output, out _);
             // Holes are skipped: a new file reads as zeros wherever nothing was written.
-            await PumpAsync(chain, plan, (offset, data) => WriteSkippingZeros(output, offset, data), static (_, _) => { },
+            // A --no-sync export has the kernel copy the data runs from the layers' files (copy_file_range, as
+            // cp does): the bytes still pass through our buffer once, to find the zero pieces, but are not written
+            // from it. A durable export writes them from the buffer (O_DIRECT), which the kernel copy cannot do.
+            DataSink writeRun = durable ? (offset, data) => output.Write(data, offset)
+                : (offset, data) =>
+                {
+                    int copied = (int)plan.CopyInKernel(offset, data.Length, output);
+                    if (copied < data.Length) output.Write(data[copied..], offset + copied);
+                };
+            await PumpAsync(chain, plan, (offset, data) => WriteSkippingZeros(writeRun, offset, data), static (_, _) => { },
                 progress, cancel).ConfigureAwait(false);
             output.SetLength(chain.VirtualSize);
             if (durable) output.Flush();
@@ -87,7 +96,7 @@ public static class RawExport
     /// this a sparse image would export dense. The scan stops at the first non-zero byte of each piece, so
     /// dense data costs almost nothing.
     /// </summary>
-    private static void WriteSkippingZeros(ImageFile output, long offset, ReadOnlySpan<byte> data)
+    private static void WriteSkippingZeros(DataSink writeRun, long offset, ReadOnlySpan<byte> data)
     {
         int at = 0;
         while (at < data.Length)
@@ -97,7 +106,7 @@ public static class RawExport
             int start = at;
             while (at < data.Length && !SpanHelpers.IsAllZero(Granule(data, at))) at += ZeroScanGranule;
             int end = Math.Min(at, data.Length);
-            output.Write(data[start..end], offset + start);
+            writeRun(offset + start, data[start..end]);
         }
     }
 

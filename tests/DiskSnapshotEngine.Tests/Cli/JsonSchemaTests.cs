@@ -174,6 +174,9 @@ public partial class JsonSchemaTests
                 {
                     Assert.True(CamelCase().IsMatch(p.Name), $"{verb}: key '{p.Name}' at {at} is not camelCase");
                     // What was copied is one pair of names at the top of the document, as clone, merge and rebase give it.
+                    // A path is one file's full path wherever it is shown (snapshot create gave the catalog's relative name).
+                    if (p.Name is "image" or "file" or "source" or "target" or "output" && p.Value.ValueKind == JsonValueKind.String)
+                        Assert.True(Path.IsPathRooted(p.Value.GetString()), $"{verb}: {at}.{p.Name} is \"{p.Value.GetString()}\", not a full path");
                     if (p.Name is "bytesWritten" or "bytesZero")
                         Assert.True(at == "$", $"{verb}: {at}.{p.Name} is nested; the README puts bytesWritten/bytesZero at the top");
                     Walk(verb, $"{at}.{p.Name}", p.Value);

@@ -27,6 +27,12 @@ internal static class CliApp
         var parse = root.Parse(args);
         // The verb may not be known (a parse error), so --json is looked for in the words themselves.
         bool json = args.Contains(CommandCatalog.JsonOption);
+        if (UnknownOption(parse) is { } unknown)
+        {
+            string hint = unknown == "-v" ? " (--version prints the version, --verbose shows more)" : "";
+            WriteError(host, json, "usage", $"Unrecognized option '{unknown}'{hint} (try '{CommandPath(parse)} --help')", null, ExitCodes.Usage);
+            return ExitCodes.Usage;
+        }
         if (parse.Action is ParseErrorAction)
         {
             // One line: the first error is the cause ("Required command was not provided" only follows an unknown verb).
@@ -134,6 +140,19 @@ internal static class CliApp
         }
         var error = new { error = new { kind, message, path, exitCode } };
         host.Error.WriteLine(JsonSerializer.Serialize(error, Output.Json.OneLine));
+    }
+
+    // A word like an option that no option of the verb takes would be taken as the image (or push the image out as an
+    // extra word, which the parser then names instead): it is the one to name. A lone '-' (stdin), negative numbers
+    // and words after '--' are arguments; an unknown verb is named by the parser as it is.
+    private static string? UnknownOption(ParseResult parse)
+    {
+        static bool LooksLikeOption(string word) => word.Length > 1 && word[0] == '-' && word != CommandCatalog.JsonOption &&
+            !double.TryParse(word, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out _);
+        if (parse.Tokens.Any(t => t.Type == System.CommandLine.Parsing.TokenType.DoubleDash)) return null;
+        if (parse.CommandResult.Command is RootCommand && parse.UnmatchedTokens.Any(t => !LooksLikeOption(t))) return null;
+        return parse.CommandResult.Children.OfType<System.CommandLine.Parsing.ArgumentResult>().SelectMany(a => a.Tokens)
+            .Select(t => t.Value).Concat(parse.UnmatchedTokens).FirstOrDefault(LooksLikeOption);
     }
 
     private static string OneLine(string s) => s.ReplaceLineEndings(" ");

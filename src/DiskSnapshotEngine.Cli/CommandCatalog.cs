@@ -54,7 +54,7 @@ internal static class CommandCatalog
     public static RootCommand BuildRoot(string? firstArgument = null)
     {
         var root = new RootCommand(
-            "dse: work on virtual-disk images (VHDX, VDI, raw) offline: create, clone, snapshot, merge, inspect, export, check, serve over NBD, register.\n" +
+            "dse: work on virtual-disk images (VHDX, VDI, qcow2, VHD, raw) offline: create, clone, snapshot, merge, inspect, export, check, serve over NBD, register.\n" +
             "Exit codes: 0 ok, 1 problems found, 2 usage error, 3-17 one per error kind, 18 disk changed but its .vbox not updated, 70 internal error, 130/143 interrupted (see README).");
         // A fresh option per root: symbols record their parents, and tests build roots in parallel.
         // No -v: users of other tools expect it to mean --version, which is spelled out (as qemu-img does).

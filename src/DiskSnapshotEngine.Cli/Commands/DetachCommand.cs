@@ -23,7 +23,9 @@ internal static class DetachCommand
             var open = chainOptions.ToOpenOptions(context.Parse, writable: false);
             var result = await ProgressDisplay.RunAsync(context, "detach", show: !context.Get(json), p =>
                 Detach.RunAsync(context.Get(image)!, open, p, context.CancellationToken)).ConfigureAwait(false);
-            if (context.Get(json)) context.WriteJson(result);
+            // What was copied at the top, named as clone, merge and rebase name it (README "JSON output").
+            if (context.Get(json))
+                context.WriteJson(new { image = result.Image, formerParents = result.FormerParents, bytesWritten = result.Stats.BytesWritten, bytesZero = result.Stats.BytesZero });
             else if (result.FormerParents.Count == 0) context.Out.WriteLine($"{result.Image} has no parent: it is already independent");
             else context.Out.WriteLine($"detached {result.Image}: {SizeParser.Describe(result.Stats.BytesWritten)} copied in from {string.Join(" -> ", result.FormerParents)}; it is now a base image");
             return ExitCodes.Ok;

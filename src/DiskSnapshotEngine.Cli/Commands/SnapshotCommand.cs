@@ -35,11 +35,15 @@ internal static class SnapshotCommand
         VerbAction.Set(command, context => vm.AroundChangeAsync(context, context.Get(disk)!, chainOptions, (path, open) =>
         {
             var entry = DiskSnapshots.Create(path, context.Get(name)!, context.Get(description), open);
-            context.Result(new { image = path, snapshot = entry }, $"snapshot '{entry.Name}' created ({entry.File})");
+            context.Result(new { image = path, snapshot = View(path, entry) }, $"snapshot '{entry.Name}' created ({entry.File})");
             return Task.CompletedTask;
         }));
         return command;
     }
+
+    // A snapshot as --json shows it: its layer's full path (the catalog records the name beside the disk), as list gives it.
+    private static object View(string disk, SnapshotEntry e) =>
+        new { e.Id, e.Name, e.Description, e.Created, e.Parent, file = DiskSnapshots.PathOf(disk, e) };
 
     private static Command BuildList()
     {
@@ -57,7 +61,7 @@ internal static class SnapshotCommand
                 context.WriteJson(new
                 {
                     image = path,
-                    currentStateSize = currentSize,
+                    currentStateSize = currentSize < 0 ? (long?)null : currentSize,
                     snapshots = list.Select(s => new
                     {
                         s.Entry.Id, s.Entry.Name, s.Entry.Description, s.Entry.Created, s.Entry.Parent, file = s.Path, s.FileSize, s.IsCurrent,
@@ -121,7 +125,10 @@ internal static class SnapshotCommand
         {
             var result = DiskSnapshots.Repair(context.Get(disk)!, chainOptions.ToOpenOptions(context.Parse, false));
             if (context.Json)
-                context.WriteJson(new { image = Path.GetFullPath(context.Get(disk)!), snapshots = result.Catalog.Snapshots, problems = ProblemView.Of(result.Problems) });
+            {
+                string path = Path.GetFullPath(context.Get(disk)!);
+                context.WriteJson(new { image = path, snapshots = result.Catalog.Snapshots.Select(e => View(path, e)), problems = ProblemView.Of(result.Problems) });
+            }
             else
             {
                 context.Out.WriteLine($"catalog rebuilt: {result.Catalog.Snapshots.Count} snapshot(s)");

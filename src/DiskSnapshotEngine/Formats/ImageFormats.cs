@@ -68,7 +68,7 @@ public static class ImageFormats
         // An ISO is raw data, readable under a raw name; under another name it is named.
         Span<byte> iso = stackalloc byte[5];
         if (file.Length >= ForeignFormats.IsoOffset + iso.Length && ForeignFormats.IsIso(iso[..file.Read(iso, ForeignFormats.IsoOffset)]))
-            throw new DiskImageException(ErrorKind.Unsupported, ForeignFormats.Describe("an ISO 9660 CD/DVD image"), file.Path, "file signature", ForeignFormats.IsoOffset);
+            throw new DiskImageException(ErrorKind.Unsupported, ForeignFormats.Describe(ForeignFormats.IsoName), file.Path, "file signature", ForeignFormats.IsoOffset);
         throw new DiskImageException(ErrorKind.InvalidFormat,
             $"not a disk image dse knows: no {string.Join(", ", s_drivers.Where(d => d.Format != ImageFormat.Raw).Select(d => d.Name.ToUpperInvariant()))} signature, " +
             "nor that of another known format (raw disks are opened only under the .img or .raw extension)",

@@ -58,9 +58,18 @@ internal sealed class ImageRewrite : IDisposable
     public (TempImageFile File, IDiskLayer Layer) CreateTarget(ImageCreateOptions options, ParentDescriptor? parent)
     {
         var file = TempImageFile.Create(Temp);
-        try { return (file, ImageFormats.Get(Chain.Top.Format).Create(file, options, parent)); }
+        IDiskLayer? layer = null;
+        try
+        {
+            layer = ImageFormats.Get(Chain.Top.Format).Create(file, options, parent);
+            // qcow2 header extensions this engine does not know live only in the header: the new file carries them on.
+            if (Chain.Top is Formats.Qcow2.Qcow2Layer original && layer is Formats.Qcow2.Qcow2Layer rewritten)
+                rewritten.KeepForeignExtensionsOf(original);
+            return (file, layer);
+        }
         catch
         {
+            layer?.Dispose();
             file.Dispose();
             throw;
         }

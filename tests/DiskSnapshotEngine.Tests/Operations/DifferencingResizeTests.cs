@@ -31,6 +31,18 @@ public class DifferencingResizeTests
         return model;
     }
 
+    // BaseAndChild with the child then grown to newSize by `dse resize`: returns the child's model at that size
+    // (zeros past the parent's end).
+    internal static async Task<byte[]> GrownChildAsync(string folder, string ext, int seed, long newSize)
+    {
+        var small = BaseAndChild(folder, ext, seed);
+        var r = await CliRunner.RunAsync("resize", Path.Combine(folder, "child" + ext), "--size", newSize.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        Assert.True(r.ExitCode == 0, r.ToString());
+        var model = new byte[newSize];
+        small.CopyTo(model, 0);
+        return model;
+    }
+
     internal static void WriteAt(string image, long offset, byte[] data, byte[] model)
     {
         using var chain = DiskImage.Open(image, OpenOptions.ReadWrite);
@@ -106,10 +118,7 @@ public class DifferencingResizeTests
     {
         using var dir = new TempDirectory("diff-resize-vhdi");
         string child = dir.File("child.vhdx");
-        var small = BaseAndChild(dir.Path, ".vhdx", 44);
-        Assert.Equal(0, (await CliRunner.RunAsync("resize", child, "--size", "10M")).ExitCode);
-        var model = new byte[10L << 20];
-        small.CopyTo(model, 0);
+        var model = await GrownChildAsync(dir.Path, ".vhdx", 44, 10L << 20);
         WriteAt(child, 8L << 20, RandomData.Bytes(2 << 20, 45), model);
         OpsKit.AssertContent(model, child, "the grown child");
         using var mount = FuseMount.Mount("vhdimount", child, dir.File("mnt"));
@@ -154,7 +163,7 @@ public class DifferencingResizeTests
         var last = JsonDocument.Parse(map.StdOut).RootElement.EnumerateArray().Last();
         Assert.Equal((9L << 20) + (512 << 10), last.GetProperty("offset").GetInt64());
         Assert.Equal("absent", last.GetProperty("kind").GetString());
-        Assert.Equal(-1, last.GetProperty("layerIndex").GetInt32());
+        Assert.Equal(JsonValueKind.Null, last.GetProperty("layerIndex").ValueKind);
         var pastBase = JsonDocument.Parse(map.StdOut).RootElement.EnumerateArray().Single(e => e.GetProperty("offset").GetInt64() == 5L << 20);
         Assert.Equal("absent", pastBase.GetProperty("kind").GetString());
         Assert.Equal(4L << 20, pastBase.GetProperty("length").GetInt64());
@@ -176,10 +185,7 @@ public class DifferencingResizeTests
     {
         using var dir = new TempDirectory("diff-resize-detach");
         string child = dir.File("child.vhdx"), other = dir.File("other.vhdx");
-        var small = BaseAndChild(dir.Path, ".vhdx", 48);
-        Assert.Equal(0, (await CliRunner.RunAsync("resize", child, "--size", "9M")).ExitCode);
-        var model = new byte[9L << 20];
-        small.CopyTo(model, 0);
+        var model = await GrownChildAsync(dir.Path, ".vhdx", 48, 9L << 20);
         WriteAt(child, (7L << 20) + 123, RandomData.Bytes(70_000, 49), model);
         // A new parent of another size (8 MiB, data everywhere): the child keeps its bytes, zeros past the old parent's end included.
         OpsKit.CreateBase(other, 8L << 20);

@@ -15,10 +15,7 @@ public class MixedSizeMergeTests
     {
         using var dir = new TempDirectory("diff-resize-merge");
         string child = dir.File("child" + ext), parent = dir.File("base" + ext);
-        var small = BaseAndChild(dir.Path, ext, 34);
-        Assert.Equal(0, (await CliRunner.RunAsync("resize", child, "--size", "9M")).ExitCode);
-        var model = new byte[9L << 20];
-        small.CopyTo(model, 0);
+        var model = await GrownChildAsync(dir.Path, ext, 34, 9L << 20);
         WriteAt(child, 8L << 20, RandomData.Bytes(1 << 20, 35), model);
 
         var r = await CliRunner.RunAsync("merge", child);
@@ -110,10 +107,7 @@ public class MixedSizeMergeTests
         using var dir = new TempDirectory("diff-resize-merge-crash");
         string seed = Path.Combine(dir.Path, "seed");
         Directory.CreateDirectory(seed);
-        var small = BaseAndChild(seed, ".vhdx", 38);
-        Assert.Equal(0, (await CliRunner.RunAsync("resize", Path.Combine(seed, "child.vhdx"), "--size", "9M")).ExitCode);
-        var model = new byte[9L << 20];
-        small.CopyTo(model, 0);
+        var model = await GrownChildAsync(seed, ".vhdx", 38, 9L << 20);
         WriteAt(Path.Combine(seed, "child.vhdx"), (8L << 20) + 512, RandomData.Bytes(300_000, 39), model);
 
         var counting = new CrashPlan();

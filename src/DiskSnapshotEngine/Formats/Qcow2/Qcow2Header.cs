@@ -132,7 +132,8 @@ internal sealed class Qcow2Header
         {
             if (BackingFileSize > MaxBackingFileSize)
                 ThrowHelper.Corrupt(path, "header", 16, $"backing_file_size {BackingFileSize} is above {MaxBackingFileSize}");
-            if (BackingFileOffset < (ulong)HeaderLength || BackingFileOffset + BackingFileSize > (ulong)ClusterSize)
+            // Offset and size compared apart: their sum can wrap past 2^64 (found by the mutation fuzzer).
+            if (BackingFileOffset < (ulong)HeaderLength || BackingFileOffset > (ulong)ClusterSize || BackingFileSize > (ulong)ClusterSize - BackingFileOffset)
                 ThrowHelper.Corrupt(path, "header", 8, $"the backing file name at {BackingFileOffset} (+{BackingFileSize}) is not inside the header cluster after the header");
         }
     }

@@ -105,6 +105,13 @@ internal sealed class Qcow2HeaderExtensions
         else _items.Add(e);
     }
 
+    /// <summary>Whether this engine interprets extensions of <paramref name="type"/>; the others are kept as they are.</summary>
+    public static bool IsKnown(uint type) =>
+        type is BackingFormat or FeatureNameTable or Bitmaps or FullDiskEncryption or ExternalDataFile or DseSeal or DseId;
+
+    /// <summary>Keeps <paramref name="extension"/> byte for byte (replacing one of its type).</summary>
+    public void Keep(Qcow2HeaderExtension extension) => Set(extension.Type, extension.Data);
+
     /// <summary>Removes dse's seal extension (undoing a failed <see cref="SetSeal"/>).</summary>
     public void RemoveSeal() => _items.RemoveAll(x => x.Type == DseSeal);
 

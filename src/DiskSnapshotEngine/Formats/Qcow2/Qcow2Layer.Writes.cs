@@ -337,6 +337,22 @@ internal sealed partial class Qcow2Layer
         }
     }
 
+    /// <summary>
+    /// Gives this new image the header extensions <paramref name="original"/> carries that this engine does not
+    /// interpret (qcow2.txt keeps unknown extensions), so that a rewrite into a new file does not drop them.
+    /// </summary>
+    internal void KeepForeignExtensionsOf(Qcow2Layer original)
+    {
+        var foreign = original._extensions.Items.Where(e => !Qcow2HeaderExtensions.IsKnown(e.Type)).ToList();
+        if (foreign.Count == 0) return;
+        EnsureWritable("keep the original's header extensions");
+        lock (_sync)
+        {
+            foreach (var e in foreign) _extensions.Keep(e);
+            WriteHeaderCluster();
+        }
+    }
+
     private int HeaderAreaLength() => _header.HeaderLength + _extensions.SerializedLength + (_backingFile is null ? 0 : System.Text.Encoding.UTF8.GetByteCount(_backingFile));
 
     /// <summary>

@@ -52,6 +52,14 @@ public sealed class Qcow2HostileInputTests : IDisposable
         HostileInput.Expect(_path, kind, structure, messagePart, allocationLimit: 64L << 20);
 
     [Fact]
+    public void A_backing_file_offset_whose_sum_with_the_size_wraps_is_corrupt()
+    {
+        Patch(16, 10, 4);
+        Patch(8, ulong.MaxValue);
+        Expect(ErrorKind.CorruptImage, "header", "backing file name");
+    }
+
+    [Fact]
     public void Unknown_version_is_unsupported() { Patch(4, 4, 4); Expect(ErrorKind.Unsupported, "header", "version 4"); }
 
     [Fact]

@@ -1,0 +1,71 @@
+using System.Buffers.Binary;
+using System.Text;
+using DiskSnapshotEngine.Tests.Infrastructure;
+using static DiskSnapshotEngine.Tests.Cli.VerbScenarios;
+
+namespace DiskSnapshotEngine.Tests.Formats.Qcow2;
+
+/// <summary>
+/// qcow2.txt "Header extensions": an extension this engine does not know is kept byte for byte by every verb that
+/// writes the image, including those that rewrite it into a new file (compact, resize --shrink).
+/// </summary>
+public class Qcow2UnknownExtensionTests
+{
+    private const uint ForeignType = 0x12345678;
+    private static readonly byte[] s_payload = Encoding.ASCII.GetBytes("kept-by-every-writer");
+
+    // Inserts the foreign extension first in the list that starts at header_length (offset 100).
+    private static void AddForeignExtension(string path)
+    {
+        using var f = new FileStream(path, FileMode.Open, FileAccess.ReadWrite);
+        var cluster = new byte[4096];
+        f.ReadExactly(cluster);
+        int start = (int)BinaryPrimitives.ReadUInt32BigEndian(cluster.AsSpan(100));
+        int end = start;
+        while (BinaryPrimitives.ReadUInt32BigEndian(cluster.AsSpan(end)) != 0)
+            end += 8 + ((int)BinaryPrimitives.ReadUInt32BigEndian(cluster.AsSpan(end + 4)) + 7) / 8 * 8;
+        var ours = new byte[8 + (s_payload.Length + 7) / 8 * 8];
+        BinaryPrimitives.WriteUInt32BigEndian(ours, ForeignType);
+        BinaryPrimitives.WriteUInt32BigEndian(ours.AsSpan(4), (uint)s_payload.Length);
+        s_payload.CopyTo(ours, 8);
+        var rest = cluster.AsSpan(start, end + 8 - start).ToArray();
+        ours.CopyTo(cluster, start);
+        rest.CopyTo(cluster, start + ours.Length);
+        f.Position = 0;
+        f.Write(cluster);
+    }
+
+    private static void AssertKept(string path, string after)
+    {
+        var head = new byte[65536];
+        using (var f = File.OpenRead(path)) f.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
+        var expected = new byte[8 + s_payload.Length];
+        BinaryPrimitives.WriteUInt32BigEndian(expected, ForeignType);
+        BinaryPrimitives.WriteUInt32BigEndian(expected.AsSpan(4), (uint)s_payload.Length);
+        s_payload.CopyTo(expected, 8);
+        Assert.True(head.AsSpan().IndexOf(expected) > 0, $"after {after}: the unknown header extension 0x{ForeignType:x8} is gone");
+        Qcow2TestKit.AssertQemuCheckClean(path);
+    }
+
+    [RequiresToolFact("qemu-img")]
+    public async Task Write_compact_and_a_rewriting_resize_keep_an_unknown_header_extension()
+    {
+        using var dir = new TempDirectory("q2ext");
+        string image = dir.File("disk.qcow2"), raw = dir.File("disk.raw");
+        Qcow2TestKit.QemuImg("create", "-f", "qcow2", image, "16M");
+        AddForeignExtension(image);
+        AssertKept(image, "the set-up");
+        File.WriteAllBytes(dir.File("data.bin"), RandomData.Bytes(3 << 20, 11));
+        await Ok("write", image, "--offset", "1M", "--input", dir.File("data.bin"));
+        AssertKept(image, "write");
+        await Ok("export", image, raw);
+
+        await Ok("compact", image);
+        AssertKept(image, "compact");
+        await Ok("resize", image, "--size", "8M", "--shrink");
+        AssertKept(image, "resize --shrink");
+        // The content is the same (the first 8 MiB of it).
+        using (var f = new FileStream(raw, FileMode.Open)) f.SetLength(8 << 20);
+        Qcow2TestKit.QemuImg("compare", "-f", "qcow2", "-F", "raw", image, raw);
+    }
+}

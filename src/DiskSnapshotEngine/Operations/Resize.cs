@@ -75,6 +75,17 @@ public static class Resize
         return SpanHelpers.AlignUp(end, layer.LogicalSectorSize);
     }
 
+    /// <summary>
+    /// The smallest size the chain's top can shrink to (what <c>resize --shrink</c> accepts): the end of the last data
+    /// the chain shows within the top's size, its parents' included, in whole logical sectors.
+    /// </summary>
+    public static long MinimumSize(DiskChain chain)
+    {
+        ArgumentNullException.ThrowIfNull(chain);
+        long end = chain.GetExtents(0, chain.VirtualSize).LastOrDefault(e => e.Kind == ExtentKind.Data).End;
+        return SpanHelpers.AlignUp(end, chain.Top.LogicalSectorSize);
+    }
+
     private static long? FirstDataAtOrAfter(IDiskLayer layer, long offset)
     {
         for (long off = offset; off < layer.VirtualSize;)

@@ -66,7 +66,9 @@ internal static class InfoCommand
         try
         {
             using var chain = DiskImage.Open(path, open);
-            return LayerView.Of(layer, chain.Layers.Count > 1 ? chain.Layers[1].Path : null, brief);
+            var view = LayerView.Of(layer, chain.Layers.Count > 1 ? chain.Layers[1].Path : null, brief);
+            // A child's minimum is what resize --shrink accepts: its parents' data it shows counts too.
+            return brief ? view : view with { MinimumSize = Operations.Resize.MinimumSize(chain) };
         }
         catch (DiskImageException e) when (e.Kind is ErrorKind.ParentNotFound or ErrorKind.ParentMismatch or ErrorKind.ChainInvalid
                                             or ErrorKind.InvalidFormat or ErrorKind.CorruptImage or ErrorKind.Unsupported or ErrorKind.Locked)

@@ -32,7 +32,7 @@ internal sealed record LayerView(
     // The details as the driver words them, for the text form (not serialized: private).
     private IReadOnlyList<KeyValuePair<string, string>> DetailText { get; init; } = [];
 
-    /// <summary>What resize --shrink may go down to (Hyper-V's MinimumSize); null for a child or an unreadable map.</summary>
+    /// <summary>What resize --shrink may go down to (Hyper-V's MinimumSize); null for an unreadable map, or a child whose chain did not open.</summary>
     public long? MinimumSize { get; init; }
 
     /// <summary>
@@ -65,7 +65,7 @@ internal sealed record LayerView(
         { DetailText = details, MinimumSize = brief ? null : MinimumSizeOf(layer) };
     }
 
-    // A child's minimum depends on what its parents show (resize --shrink names it when it refuses); a map entry that
+    // A child's minimum depends on what its parents show (InfoCommand sets it from the opened chain); a map entry that
     // cannot be read leaves it unknown (check reports the entry).
     private static long? MinimumSizeOf(IDiskLayer layer)
     {
@@ -98,6 +98,8 @@ internal sealed record LayerView(
             ("block size", SizeParser.Describe(BlockSize)),
             ("sector size", LogicalSectorSize == PhysicalSectorSize ? $"{LogicalSectorSize}" : $"{LogicalSectorSize} logical, {PhysicalSectorSize} physical"),
         };
+        if (MinimumSize is long min)
+            lines.Insert(lines.FindIndex(l => l.Name == "virtual size") + 1, ("minimum size", SizeParser.Describe(min)));
         if (Identity is { } id)
         {
             lines.Add(("id", id.Id.ToString()));

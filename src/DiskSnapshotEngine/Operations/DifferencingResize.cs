@@ -28,9 +28,8 @@ internal static class DifferencingResize
         long old = layer.VirtualSize;
         if (newSize < old && FirstData(layers, 0, newSize, old) is long cut)
         {
-            long lastEnd = chain.GetExtents(0, old).LastOrDefault(e => e.Kind == ExtentKind.Data).End;
             ThrowHelper.InvalidArgument(
-                $"data lies at offset {cut} (in the image or a parent it shows), beyond the new end {newSize}: the disk cannot shrink below {IO.SpanHelpers.AlignUp(lastEnd, layer.LogicalSectorSize)} bytes", image);
+                $"data lies at offset {cut} (in the image or a parent it shows), beyond the new end {newSize}: the disk cannot shrink below {Resize.MinimumSize(chain)} bytes", image);
         }
         if (newSize > old && FirstData(layers, 1, old, newSize) is long shown)
             ThrowHelper.InvalidArgument(

@@ -13,8 +13,8 @@ public sealed record ResizeResult(string Image, long OldSize, long NewSize, bool
 
 /// <summary>
 /// Resize: changes an image's virtual size (a base, or a differencing VHDX or qcow2), identity and content kept (a grown disk reads zeros past the old end).
-/// In place where the format allows it in one atomic step (raw: the file length; VHDX: the BAT region has room, the
-/// size goes through the log; qcow2: growth within the L1 table's clusters; VDI: the block map has room before the first data block); otherwise the image is rewritten beside itself with the new size and renamed over (as compact
+/// In place where the format allows it in one atomic step (raw: the file length; VHDX: the size goes through the log,
+/// the BAT moving to a larger region at the end of the file in the same log entry when its region lacks room; qcow2: growth within the L1 table's clusters; VDI: the block map has room before the first data block); otherwise the image is rewritten beside itself with the new size and renamed over (as compact
 /// does), so a crash leaves the old image or the new one. A smaller size needs <c>shrink</c> and is refused, naming
 /// the offset, when data lies beyond the new end. A differencing VHDX or qcow2 image resizes too (Hyper-V and qemu do,
 /// see <see cref="DifferencingResize"/>); a differencing VDI or VHD is refused. An image with children is refused:
@@ -73,6 +73,17 @@ public static class Resize
             off = e.Offset + e.Length;
         }
         return SpanHelpers.AlignUp(end, layer.LogicalSectorSize);
+    }
+
+    /// <summary>
+    /// The smallest size the chain's top can shrink to (what <c>resize --shrink</c> accepts): the end of the last data
+    /// the chain shows within the top's size, its parents' included, in whole logical sectors.
+    /// </summary>
+    public static long MinimumSize(DiskChain chain)
+    {
+        ArgumentNullException.ThrowIfNull(chain);
+        long end = chain.GetExtents(0, chain.VirtualSize).LastOrDefault(e => e.Kind == ExtentKind.Data).End;
+        return SpanHelpers.AlignUp(end, chain.Top.LogicalSectorSize);
     }
 
     private static long? FirstDataAtOrAfter(IDiskLayer layer, long offset)

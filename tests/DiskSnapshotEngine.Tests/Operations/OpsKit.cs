@@ -132,11 +132,16 @@ internal static class OpsKit
         using var chain = DiskImage.Open(image);
         Assert.True(chain.VirtualSize == oldSize || chain.VirtualSize == newSize, $"size {chain.VirtualSize} after a kill at write {n}");
         if (completed) Assert.Equal(newSize, chain.VirtualSize);
-        var content = new byte[chain.VirtualSize];
+        // A disk too large to read whole (a BAT grown past its region) is read over the model and a MiB more; past
+        // that no extent may hold data.
+        long read = chain.VirtualSize <= 256L << 20 ? chain.VirtualSize : Math.Min(chain.VirtualSize, model.Length + (1L << 20));
+        var content = new byte[read];
         chain.Read(0, content);
-        var expected = new byte[chain.VirtualSize];
+        var expected = new byte[read];
         Array.Copy(model, expected, Math.Min(model.Length, expected.Length));
         Assert.Equal(-1, FirstDifference(expected, content));
+        if (read < chain.VirtualSize)
+            Assert.DoesNotContain(chain.GetExtents(read, chain.VirtualSize - read), e => e.Kind == ExtentKind.Data);
         var report = chain.Check();
         Assert.False(report.HasErrors, $"check after a kill at write {n}: {string.Join("; ", report.Problems)}");
     }

@@ -153,8 +153,7 @@ public class ResizeTests
     }
 
     [RequiresToolTheory("qemu-img")]
-    [InlineData(".vdi")]
-    [InlineData(".vhdx")]
+    [InlineData(".vdi")] // a VHDX grows in place past its BAT region's room (VhdxBatGrowthTests)
     public async Task Growth_past_the_block_maps_room_rewrites_and_keeps_the_identity(string ext)
     {
         using var dir = new TempDirectory("resize-big");

@@ -122,8 +122,9 @@ internal static class VhdxCheck
             }
         }
 
-        // Leaks: 1 MiB units past the metadata structures that no entry uses.
-        long dataStart = new[] { layer.BatRegion, layer.MetadataRegion, layer.LogRegion }.Max(r => r.End);
+        // Leaks: 1 MiB units past the header area that no entry or region uses (a BAT moved to the end by a resize
+        // leaves its old region among the blocks).
+        long dataStart = HeaderAreaSize;
         long leakStart = -1;
         long lastUnit = SpanHelpers.AlignUp(fileLength, MiB) / MiB;
         for (long unit = dataStart / MiB; unit <= lastUnit; unit++)

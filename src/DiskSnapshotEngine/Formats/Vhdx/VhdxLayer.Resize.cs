@@ -10,8 +10,9 @@ namespace DiskSnapshotEngine.Formats.Vhdx;
 internal sealed partial class VhdxLayer : IResizable
 {
     /// <summary>
-    /// MS-VHDX 2.6.2.2 Virtual Disk Size, changed in place when the BAT region (allocated in whole MiB, so usually with
-    /// room) holds the entries the new size needs (2.5). Growing: the tail of the old last block is zeroed in its
+    /// MS-VHDX 2.6.2.2 Virtual Disk Size, changed in place. When the BAT region (allocated in whole MiB, so usually with
+    /// room) is too small for the entries the new size needs (2.5), the BAT moves to a larger region at the end of the
+    /// file (see <see cref="StageRelocatedBat"/>), in the same log entry as the size. Growing: the tail of the old last block is zeroed in its
     /// payload (it becomes visible; that space was never part of the disk). Both ways, the BAT entries between the old
     /// and the new end become PAYLOAD_BLOCK_NOT_PRESENT / SB_BLOCK_NOT_PRESENT (an entry past the old end may hold
     /// anything; those before it hold no data), then the new size goes through the log: a crash keeps the old size or
@@ -26,8 +27,9 @@ internal sealed partial class VhdxLayer : IResizable
         long blocks = VhdxBat.CeilDiv(newSize, bs);
         long entries = VhdxBat.EntriesFor(blocks, _bat.ChunkRatio, IsDifferencing);
         if (_parameters.LeaveBlockAllocated || newSize <= 0 || newSize > MaxVirtualSize
-            || newSize % _logicalSectorSize != 0 || entries * 8 > _bat.Region.Length)
+            || newSize % _logicalSectorSize != 0)
             return false;
+        bool relocate = entries * 8 > _bat.Region.Length;
         lock (_sync)
         {
             int sizeItem = _metadata.IndexOf(VirtualDiskSizeItem, "Virtual Disk Size");
@@ -53,11 +55,19 @@ internal sealed partial class VhdxLayer : IResizable
             // Shrinking, the new size is logged first: the entries cleared below then lie past the disk's end whatever a
             // crash or an early commit cuts (a child's ZERO block turned NOT_PRESENT under the old size shows its parent).
             bool shrink = newSize < _virtualSize;
+            bool Cleared(long i) => i >= keep && !(IsDifferencing && i % (_bat.ChunkRatio + 1) == _bat.ChunkRatio && i / (_bat.ChunkRatio + 1) < keptChunks);
+            if (relocate)
+            {
+                // Only growth needs more entries: the new region, the region tables and the size are one log entry.
+                StageRelocatedBat(entries, Cleared);
+                LogVirtualSize(sizeItem, newSize);
+                _file.Flush();
+                return true;
+            }
             if (shrink) LogVirtualSize(sizeItem, newSize);
             for (long i = keep; i < end; i++)
             {
-                bool keptBitmap = IsDifferencing && i % (_bat.ChunkRatio + 1) == _bat.ChunkRatio && i / (_bat.ChunkRatio + 1) < keptChunks;
-                if (keptBitmap || _bat.Read(i).Raw == 0) continue;
+                if (!Cleared(i) || _bat.Read(i).Raw == 0) continue;
                 _bat.Write(i, default);
                 // An early commit is safe: these entries lie past the end the disk has now, or hold no data (checked by the caller).
                 if (_sectors.DirtyCount >= CommitThresholdNow) CommitPending();
@@ -75,5 +85,42 @@ internal sealed partial class VhdxLayer : IResizable
         BinaryPrimitives.WriteUInt64LittleEndian(raw, (ulong)newSize);
         _metadata.Overwrite(sizeItem, raw);
         CommitPending();
+    }
+
+    /// <summary>
+    /// MS-VHDX 2.2.3.2: a region lies anywhere 1 MiB aligned that no other structure uses. The BAT is copied into a new
+    /// region past the end of the file (written directly: nothing references that space yet), the entries
+    /// <paramref name="cleared"/> names left empty and those past the old BAT zero; then the region table sectors that
+    /// change, both copies, are staged for the next log commit (2.3: replayed before the region table is read), so a
+    /// crash leaves the old table or the new one whole. The old BAT region is left unused (check lists it as a leak;
+    /// compact reclaims it); no payload block moves.
+    /// </summary>
+    private void StageRelocatedBat(long entries, Func<long, bool> cleared)
+    {
+        long length = SpanHelpers.AlignUp(entries * 8, MiB);
+        if (length > uint.MaxValue)
+            ThrowHelper.InvalidArgument($"the BAT for this size needs {length} bytes, more than a region holds (4 GiB); use a larger block size", Path);
+        var old = _bat.Region;
+        long offset = Allocate(length);
+        var chunk = new byte[MiB];
+        long copy = _bat.EntryCount * 8;
+        for (long pos = 0; pos < copy; pos += chunk.Length)
+        {
+            int n = (int)Math.Min(chunk.Length, copy - pos);
+            _file.ReadExactly(chunk.AsSpan(0, n), old.FileOffset + pos, "BAT");
+            for (int b = 0; b < n; b += 8)
+                if (cleared((pos + b) / 8)) chunk.AsSpan(b, 8).Clear();
+            _file.Write(chunk.AsSpan(0, n), offset + pos);
+        }
+        _payloadUnflushed = true;
+        var entriesNow = _regions.Entries.Select(r => r.Guid == VhdxConstants.BatRegion ? r with { FileOffset = offset, Length = (uint)length } : r).ToArray();
+        var table = new byte[RegionTableSize];
+        new VhdxRegionTable(entriesNow).Write(table);
+        foreach (long copyAt in new[] { RegionTable1Offset, RegionTable2Offset })
+            for (int s = 0; s < RegionTableSize; s += 4096)
+            {
+                var sector = table.AsSpan(s, 4096);
+                if (!sector.SequenceEqual(_sectors.Get(copyAt + s, "region table"))) sector.CopyTo(_sectors.GetForWrite(copyAt + s, "region table"));
+            }
     }
 }

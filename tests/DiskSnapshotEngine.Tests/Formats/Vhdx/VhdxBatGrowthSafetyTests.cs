@@ -190,4 +190,42 @@ public class VhdxBatGrowthSafetyTests
         Assert.Contains(id.ToString(), r.StdErr, StringComparison.OrdinalIgnoreCase);
         Assert.Equal(hash, ContentHash.OfFile(path));
     }
+
+    /// <summary>
+    /// The crash state "log entry written, not yet applied" (durable bytes of the first cut whose image opens at the new
+    /// size while the region tables on disk are still the old ones): qemu replays the log (check -r all) and reads the
+    /// new size and the old data.
+    /// </summary>
+    [RequiresToolFact("qemu-img")]
+    public void Qemu_replays_a_growth_whose_log_is_written_but_not_applied()
+    {
+        using var dir = new TempDirectory("batgrow-qemu-log");
+        string path = dir.File("disk.vhdx");
+        var model = SmallImage(path, 11);
+        var original = File.ReadAllBytes(path);
+        var tables = RegionTables(path);
+        string cut = dir.File("cut.vhdx");
+        for (int k = 0; ; k++)
+        {
+            Assert.True(k < 200, "no cut left the log written but not applied");
+            var sim = new CrashSimulationFile(path, original) { FailAtWrite = k };
+            var layer = (VhdxLayer)new VhdxDriver().Open(sim, writable: true);
+            try { layer.TryResizeInPlace(Grown); layer.Dispose(); }
+            catch (DiskImageException) when (sim.Crashed) { }
+            File.WriteAllBytes(cut, sim.AfterPowerLoss(Array.Empty<int>()));
+            using (var chain = DiskImage.Open(cut))
+                if (chain.VirtualSize != Grown || !RegionTables(cut).AsSpan().SequenceEqual(tables)) continue;
+            break;
+        }
+        ExternalTool.RunChecked("qemu-img", "check", "-r", "all", cut);
+        Assert.False(RegionTables(cut).AsSpan().SequenceEqual(tables), "qemu did not replay the log");
+        using (var doc = System.Text.Json.JsonDocument.Parse(ExternalTool.RunChecked("qemu-img", "info", "--output=json", cut)))
+            Assert.Equal(Grown, doc.RootElement.GetProperty("virtual-size").GetInt64());
+        File.WriteAllBytes(dir.File("model.raw"), model);
+        var cmp = ExternalTool.Run("qemu-img", "compare", "-f", "raw", dir.File("model.raw"), VhdxBatGrowthTests.QemuWindow(cut, 0, Small));
+        Assert.True(cmp.ExitCode == 0, cmp.StdOut + cmp.StdErr);
+        using var grown = DiskImage.Open(cut);
+        Assert.Equal(Grown, grown.VirtualSize);
+        Assert.False(grown.Check().HasErrors, string.Join("; ", grown.Check().Problems));
+    }
 }

@@ -141,6 +141,7 @@ internal static class VhdxCheck
         return report;
     }
 
+    // Every region-table entry is in use, those dse does not know included (MS-VHDX 2.2.3.2 keeps them), and the log.
     private static bool InRegion(VhdxLayer layer, long off) =>
-        new[] { layer.BatRegion, layer.MetadataRegion, layer.LogRegion }.Any(r => off >= r.FileOffset && off < r.End);
+        layer.Regions.Append(layer.LogRegion).Any(r => off >= r.FileOffset && off < r.End);
 }

@@ -30,11 +30,18 @@ internal sealed partial class VhdxLayer : IResizable
             || newSize % _logicalSectorSize != 0)
             return false;
         bool relocate = entries * 8 > _bat.Region.Length;
+        // Every refusal comes before the first write (BeginChange rewrites the headers): a refused resize leaves the file as it was.
+        long relocatedLength = SpanHelpers.AlignUp(entries * 8, MiB);
+        if (relocate && relocatedLength > uint.MaxValue)
+            ThrowHelper.InvalidArgument($"the BAT for this size needs {relocatedLength} bytes, more than a region holds (4 GiB); use a larger block size", Path);
         lock (_sync)
         {
             int sizeItem = _metadata.IndexOf(VirtualDiskSizeItem, "Virtual Disk Size");
             VerifyTable();
             BeginChange(content: false);
+            // The copy reads the old BAT from the file: BAT changes still in the sector cache are committed first, or the
+            // new BAT would miss them (and the log entry below would write them into the abandoned one).
+            if (relocate) CommitPending();
             if (newSize > _virtualSize && _virtualSize % bs != 0)
             {
                 long last = _virtualSize / bs;
@@ -59,7 +66,7 @@ internal sealed partial class VhdxLayer : IResizable
             if (relocate)
             {
                 // Only growth needs more entries: the new region, the region tables and the size are one log entry.
-                StageRelocatedBat(entries, Cleared);
+                StageRelocatedBat(relocatedLength, Cleared);
                 LogVirtualSize(sizeItem, newSize);
                 _file.Flush();
                 return true;
@@ -95,22 +102,32 @@ internal sealed partial class VhdxLayer : IResizable
     /// crash leaves the old table or the new one whole. The old BAT region is left unused (check lists it as a leak;
     /// compact reclaims it); no payload block moves.
     /// </summary>
-    private void StageRelocatedBat(long entries, Func<long, bool> cleared)
+    private void StageRelocatedBat(long length, Func<long, bool> cleared)
     {
-        long length = SpanHelpers.AlignUp(entries * 8, MiB);
-        if (length > uint.MaxValue)
-            ThrowHelper.InvalidArgument($"the BAT for this size needs {length} bytes, more than a region holds (4 GiB); use a larger block size", Path);
         var old = _bat.Region;
+        long fileLength = _file.Length, allocationEnd = _allocationEnd;
         long offset = Allocate(length);
-        var chunk = new byte[MiB];
-        long copy = _bat.EntryCount * 8;
-        for (long pos = 0; pos < copy; pos += chunk.Length)
+        try
         {
-            int n = (int)Math.Min(chunk.Length, copy - pos);
-            _file.ReadExactly(chunk.AsSpan(0, n), old.FileOffset + pos, "BAT");
-            for (int b = 0; b < n; b += 8)
-                if (cleared((pos + b) / 8)) chunk.AsSpan(b, 8).Clear();
-            _file.Write(chunk.AsSpan(0, n), offset + pos);
+            var chunk = new byte[MiB];
+            long copy = _bat.EntryCount * 8;
+            for (long pos = 0; pos < copy; pos += chunk.Length)
+            {
+                int n = (int)Math.Min(chunk.Length, copy - pos);
+                _file.ReadExactly(chunk.AsSpan(0, n), old.FileOffset + pos, "BAT");
+                for (int b = 0; b < n; b += 8)
+                    if (cleared((pos + b) / 8)) chunk.AsSpan(b, 8).Clear();
+                _file.Write(chunk.AsSpan(0, n), offset + pos);
+            }
+        }
+        catch (DiskImageException)
+        {
+            // Nothing references the new region yet (the log entry that would is not written): a full disk or an I/O
+            // error here gives the space back, so the file keeps its old length and content (only the headers'
+            // FileWriteGuid and sequence number, rewritten by BeginChange, differ).
+            _file.SetLength(fileLength);
+            _allocationEnd = allocationEnd;
+            throw;
         }
         _payloadUnflushed = true;
         var entriesNow = _regions.Entries.Select(r => r.Guid == VhdxConstants.BatRegion ? r with { FileOffset = offset, Length = (uint)length } : r).ToArray();

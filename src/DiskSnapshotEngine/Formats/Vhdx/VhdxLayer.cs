@@ -145,6 +145,12 @@ internal sealed partial class VhdxLayer : IDiskLayer, ISealableLayer, IPlaceable
     internal VhdxRegionTableEntry LogRegion => new(Guid.Empty, (long)Header.LogOffset, Header.LogLength, true);
     internal VhdxRegionTableEntry BatRegion => _bat.Region;
     internal VhdxRegionTableEntry MetadataRegion => _metadata.Region;
+    /// <summary>Every region-table entry (MS-VHDX 2.2.3.2), those dse does not know included: all are in use.</summary>
+    internal IReadOnlyList<VhdxRegionTableEntry> Regions => _regions.Entries;
+
+    /// <summary>What a rewrite into a new file (compact) would drop: the regions other than the BAT and metadata (2.2.3.2: an implementation keeps them), or null.</summary>
+    internal string? RewriteWouldLose =>
+        _regions.Entries.Where(r => r.Guid != VhdxConstants.BatRegion && r.Guid != VhdxConstants.MetadataRegion).Select(r => $"the region {{{r.Guid}}} at file offset {r.FileOffset}").FirstOrDefault();
     internal VhdxHeader Header => _session.Header;
     internal long BatEntryCount => _bat.EntryCount;
     internal long ChunkRatio => _bat.ChunkRatio;

@@ -112,7 +112,7 @@ public class VhdxBatGrowthTests
 
     // qemu's vhdx driver has no block status, so a compare over terabytes reads them all: qemu reads the two windows
     // of the grown image (its raw driver's offset and size over the vhdx node) and compares them with the model.
-    private static string QemuWindow(string vhdx, long offset, long length) =>
+    internal static string QemuWindow(string vhdx, long offset, long length) =>
         "json:" + JsonSerializer.Serialize(new
         {
             driver = "raw", offset, size = length,

@@ -27,6 +27,12 @@ internal static class CliApp
         var parse = root.Parse(args);
         // The verb may not be known (a parse error), so --json is looked for in the words themselves.
         bool json = args.Contains(CommandCatalog.JsonOption);
+        if (json && args.Length == 2 && args.Contains("--version"))
+        {
+            // The parser's own --version prints text only; with --json it is one object like every other answer.
+            host.Out.WriteLine(Output.Json.Serialize(new VersionView(Version)));
+            return ExitCodes.Ok;
+        }
         if (UnknownOption(parse) is { } unknown)
         {
             string hint = unknown == "-v" ? " (--version prints the version, --verbose shows more)" : "";
@@ -66,6 +72,14 @@ internal static class CliApp
             catch (IOException) { }
         }
     }
+
+    // What --version prints: the CLI assembly's informational version (the parser takes the same attribute).
+    private static string Version =>
+        System.Reflection.CustomAttributeExtensions.GetCustomAttribute<System.Reflection.AssemblyInformationalVersionAttribute>(typeof(CliApp).Assembly)
+            ?.InformationalVersion ?? typeof(CliApp).Assembly.GetName().Version?.ToString() ?? "unknown";
+
+    /// <summary><c>dse --version --json</c>: <c>{"version": "..."}</c>.</summary>
+    private sealed record VersionView(string Version);
 
     // `info IMAGE` without the parser (start-up time): the same output, the same error mapping.
     private static int RunPlainInfo(string image, CliHost host, CancellationSignal? signal)

@@ -37,10 +37,15 @@ internal static class Json
         return sb.ToString();
     }
 
-    /// <summary>A free-text value as its JSON type: an integer or a boolean when it is one, else the text.</summary>
+    /// <summary>
+    /// A free-text value as its JSON type: an integer or a boolean ("yes"/"no" as the text output says it, or
+    /// "true"/"false") when it is one, else the text. The drivers keep one fact per detail so that this holds.
+    /// </summary>
     public static object Value(string text) =>
         long.TryParse(text, System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out long n) ? n
-        : text is "true" or "false" ? text == "true"
+        : ulong.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out ulong u) ? u
+        : text is "true" or "yes" ? true
+        : text is "false" or "no" ? false
         : text;
 
     /// <summary>A driver's free-text details as JSON members (camelCase keys, typed values, each key once).</summary>

@@ -102,7 +102,7 @@ public sealed class DiskChain : IDisposable
     {
         if (fileOffset >= 0) layer.File.ReadExactly(buffer, fileOffset, "payload block");
         else if (layer is IEncodedDataLayer encoded) encoded.ReadEncoded(offset, buffer);
-        else throw new InvalidOperationException($"{layer.Format} layer {layer.Path} reported data without a file offset");
+        else throw new InvalidOperationException($"{layer.Format.Name()} layer {layer.Path} reported data without a file offset");
     }
 
     /// <summary>
@@ -220,7 +220,7 @@ public sealed class DiskChain : IDisposable
             return;
         }
         if (spanOffset > offset || spanOffset + spanLength < offset + piece.Length || spanLength > int.MaxValue)
-            throw new InvalidOperationException($"{top.Format} layer returned a write span that does not cover the write");
+            throw new InvalidOperationException($"{top.Format.Name()} layer returned a write span that does not cover the write");
 
         // Copy-on-write: the bytes around the write keep what the chain shows now (parent data, or this
         // layer's own present sectors), so only the head and tail of the span are read.
@@ -282,7 +282,7 @@ public sealed class DiskChain : IDisposable
     {
         var ext = layer.GetStatus(offset, length);
         if (ext.Offset != offset || ext.Length <= 0 || ext.Length > length)
-            throw new InvalidOperationException($"{layer.Format} layer {layer.Path} answered status [{ext.Offset}, +{ext.Length}) for a request at {offset}, +{length}");
+            throw new InvalidOperationException($"{layer.Format.Name()} layer {layer.Path} answered status [{ext.Offset}, +{ext.Length}) for a request at {offset}, +{length}");
         return ext;
     }
 

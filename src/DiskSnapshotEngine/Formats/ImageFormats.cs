@@ -28,7 +28,7 @@ public static class ImageFormats
     /// <summary>The driver for a format.</summary>
     public static IImageFormatDriver Get(ImageFormat format) =>
         s_drivers.FirstOrDefault(d => d.Format == format)
-        ?? throw new DiskImageException(ErrorKind.Unsupported, $"no driver for format {format}");
+        ?? throw new DiskImageException(ErrorKind.Unsupported, $"no driver for format {format.Name()}");
 
     /// <summary>The driver for a name given on the command line (vhdx, vdi, qcow2, raw).</summary>
     public static IImageFormatDriver ByName(string name) =>

@@ -43,7 +43,7 @@ internal sealed class NbdExport : IDisposable
         _chain = chain;
         var top = chain.Top;
         uint preferred = (uint)Math.Max(4096, top.PhysicalSectorSize);
-        Info = new NbdExportInfo(name, $"{top.Path} ({top.Format}, {chain.Layers.Count} layer(s))", chain.VirtualSize,
+        Info = new NbdExportInfo(name, $"{top.Path} ({top.Format.Name()}, {chain.Layers.Count} layer(s))", chain.VirtualSize,
             !top.IsWritable, preferred);
     }
 

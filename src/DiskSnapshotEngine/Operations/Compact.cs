@@ -92,7 +92,7 @@ public static class Compact
             tempFile.MakeDurable();
             if (target.Identity != src.Identity)
                 throw new DiskImageException(ErrorKind.Unsupported,
-                    $"the {src.Format} driver did not keep the identity; the original is left untouched", image);
+                    $"the {src.Format.Name()} driver did not keep the identity; the original is left untouched", image);
             target.Dispose();
             target = null;
             // Durable temp file, then one atomic rename: the original is replaced whole or not at all.

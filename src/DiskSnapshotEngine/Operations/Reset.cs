@@ -51,7 +51,7 @@ public static class Reset
                 file.MakeDurable();
                 if (target.Identity.Id != src.Identity.Id)
                     throw new DiskImageException(ErrorKind.Unsupported,
-                        $"the {src.Format} driver did not keep the disk id; the image is left untouched", image);
+                        $"the {src.Format.Name()} driver did not keep the disk id; the image is left untouched", image);
             }
             rewrite.Publish();
         }

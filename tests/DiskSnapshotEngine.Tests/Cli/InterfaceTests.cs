@@ -242,6 +242,15 @@ public class InterfaceTests
         var version = await CliRunner.RunAsync("--version");
         Assert.Equal(0, version.ExitCode);
         Assert.Matches(@"^\d+\.\d+", version.StdOut);
+        // With --json, the same version as one JSON object (issue 13: every answer is JSON with --json).
+        foreach (var args in new[] { new[] { "--version", "--json" }, ["--json", "--version"] })
+        {
+            var json = await CliRunner.RunAsync(args);
+            Assert.Equal(0, json.ExitCode);
+            using var doc = System.Text.Json.JsonDocument.Parse(json.StdOut);
+            // In process the parser's text names the test host's version; the JSON names the CLI assembly's, as dse does.
+            Assert.Matches(@"^\d+\.\d+\.\d+", doc.RootElement.GetProperty("version").GetString());
+        }
         Assert.Equal(ExitCodes.Usage, (await CliRunner.RunAsync("-v")).ExitCode);
         Assert.Equal(ExitCodes.Usage, (await CliRunner.RunAsync("info", "-v", "x.img")).ExitCode);
     }

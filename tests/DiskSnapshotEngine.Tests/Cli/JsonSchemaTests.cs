@@ -22,7 +22,9 @@ public partial class JsonSchemaTests
     [GeneratedRegex("^[a-z][a-zA-Z0-9]*$")]
     private static partial Regex CamelCase();
 
-    [GeneratedRegex(@"^-?\d+$|^(true|false)$")]
+    // A number, a yes/no or true/false, or a number followed by text ("65536 (cluster_bits 16)", "512 bytes at 0"):
+    // a fact that JSON types as a number or a boolean, with any further fact under a key of its own.
+    [GeneratedRegex(@"^-?\d+$|^(true|false|yes|no)$|^-?\d+\s", RegexOptions.IgnoreCase)]
     private static partial Regex NumberOrBooleanText();
 
     [Theory]
@@ -133,6 +135,60 @@ public partial class JsonSchemaTests
             Assert.True(error.TryGetProperty("path", out var path));
             if (kind == "fileNotFound") Assert.Equal(Path.GetFullPath(args[^(args[0] == "snapshot" ? 3 : 1)]), path.GetString());
         }
+    }
+
+    // info --json shows each format's own header fields (details): typed in every format, base and child.
+    [Theory]
+    [InlineData("vhdx")]
+    [InlineData("vdi")]
+    [InlineData("qcow2")]
+    [InlineData("vhd")]
+    public async Task Info_details_are_typed_for_every_format(string ext)
+    {
+        using var dir = new TempDirectory("jsondetails");
+        await Ok("create", dir.File($"base.{ext}"), "--size", "16M");
+        await Ok("create", dir.File($"child.{ext}"), "--parent", dir.File($"base.{ext}"));
+        await CheckInfo(dir.File($"base.{ext}"), dir.File($"child.{ext}"));
+    }
+
+    // Images made by qemu-img (qcow2 extended L2 and internal snapshots, fixed and dynamic VHD, raw) and the real
+    // third-party fixtures.
+    [SharedFixtureFact]
+    public async Task Info_details_are_typed_for_foreign_images_and_fixtures()
+    {
+        using var dir = new TempDirectory("jsondetails");
+        string Qemu(string name, string format, string options)
+        {
+            string path = dir.File(name);
+            ExternalTool.RunChecked("qemu-img", "create", "-q", "-f", format, "-o", options, path, "16M");
+            return path;
+        }
+        string extended = Qemu("extended.qcow2", "qcow2", "extended_l2=on,cluster_size=64k");
+        ExternalTool.RunChecked("qemu-io", "-c", "write 0 64k", extended);
+        ExternalTool.RunChecked("qemu-img", "snapshot", "-c", "first", extended);
+        string raw = dir.File("plain.raw");
+        File.WriteAllBytes(raw, new byte[1 << 20]);
+        var images = new List<string>
+        {
+            extended, Qemu("fixed.vhd", "vpc", "subformat=fixed"), Qemu("dynamic.vhd", "vpc", "subformat=dynamic"), raw,
+        };
+        foreach (var name in new[] { "basic.vdi.gz", "dynamic.vhdx.gz", "fixed.vhdx.gz", "virtualbox-parent.vdi.gz" })
+            images.Add(SharedFixtures.Extract(name, dir.Path));
+        await CheckInfo([.. images]);
+    }
+
+    private static async Task CheckInfo(params string[] images)
+    {
+        foreach (var image in images)
+            foreach (var args in new[] { new[] { "info", image, "--json" }, ["info", image, "--chain", "--json"] })
+            {
+                var r = await CliRunner.RunAsync(args);
+                Assert.True(r.ExitCode == 0, $"dse {string.Join(' ', args)}: {r}");
+                using var doc = JsonDocument.Parse(r.StdOut);
+                Assert.True(doc.RootElement.TryGetProperty("details", out _) || doc.RootElement.TryGetProperty("layers", out _),
+                    $"dse {string.Join(' ', args)} shows no details: {r.StdOut}");
+                CheckDocument("info", r.StdOut);
+            }
     }
 
     private static IEnumerable<string> AllVerbs()

@@ -34,7 +34,7 @@ internal static class Qcow2Creator
                     $"the parent {parent.Path} has {parent.LogicalSectorSize}-byte sectors; a qcow2 child presents 512-byte sectors", path);
             ChainRules.CheckCompatible(path, options.LogicalSectorSize, parent.Path, parent.LogicalSectorSize);
             backingFormat = Qcow2FormatNames.ToQemu(parent.Format)
-                ?? throw new DiskImageException(ErrorKind.Unsupported, $"qemu cannot read a {parent.Format} backing file", path);
+                ?? throw new DiskImageException(ErrorKind.Unsupported, $"qemu cannot read a {parent.Format.Name()} backing file", path);
             backingName = Qcow2Driver.BackingName(path, parent.Path);
         }
         else if (parent is not null) ThrowHelper.InvalidArgument("only a differencing image has a parent", path);

@@ -18,18 +18,28 @@ internal static class Qcow2Details
         void Add(string k, string v) => list.Add(KeyValuePair.Create(k, v));
         Add("version", h.Version.ToString(CultureInfo.InvariantCulture));
         Add("size", N((long)h.Size));
-        Add("cluster_size", $"{g.ClusterSize} (cluster_bits {h.ClusterBits})");
+        Add("cluster_size", N(g.ClusterSize));
+        Add("cluster_bits", N(h.ClusterBits));
         Add("refcount_bits", N(g.RefcountBits));
         try
         {
-            Add("allocated", layer.AllocatedBytes() is long used ? $"{N(used)} bytes ({N(used / g.ClusterSize)} clusters in use)" : "not counted (a large image)");
+            if (layer.AllocatedBytes() is long used)
+            {
+                Add("allocated", N(used));
+                Add("allocated_clusters", N(used / g.ClusterSize));
+            }
+            else
+            {
+                Add("allocated", "not counted (a large image)");
+            }
         }
         catch (DiskImageException e)
         {
             Add("allocated", $"unknown: {e.Detail}");
         }
         Add("compression_type", h.CompressionType == 0 ? "zlib" : "zstd");
-        Add("extended_l2", g.ExtendedL2 ? $"yes ({g.SubclusterSize}-byte subclusters)" : "no");
+        Add("extended_l2", g.ExtendedL2 ? "yes" : "no");
+        if (g.ExtendedL2) Add("subcluster_size", N(g.SubclusterSize));
         Add("incompatible_features", Qcow2Header.FeatureNames(h.IncompatibleFeatures, 0, names));
         Add("compatible_features", Qcow2Header.FeatureNames(h.CompatibleFeatures, 1, names));
         Add("autoclear_features", Qcow2Header.FeatureNames(h.AutoclearFeatures, 2, names));

@@ -290,7 +290,7 @@ internal sealed partial class Qcow2Layer
             Commit();
             string name = Qcow2Driver.BackingName(Path, parent.Path);
             string? format = Qcow2FormatNames.ToQemu(parent.Format)
-                ?? throw new DiskImageException(ErrorKind.Unsupported, $"qemu cannot read a {parent.Format} backing file", Path);
+                ?? throw new DiskImageException(ErrorKind.Unsupported, $"qemu cannot read a {parent.Format.Name()} backing file", Path);
             string? oldName = _backingFile;
             string? oldFormat = _extensions.BackingFormatName;
             _backingFile = name;

@@ -57,7 +57,7 @@ internal sealed class VdiDriver : IImageFormatDriver
                 if (parent is null) ThrowHelper.InvalidArgument("a differencing VDI needs a parent", path);
                 if (parent.Identity.Id == Guid.Empty)
                     throw new DiskImageException(ErrorKind.Unsupported,
-                        $"the parent {parent.Path} has no identity a VDI can link to ({parent.Format} images carry none)", path);
+                        $"the parent {parent.Path} has no identity a VDI can link to ({parent.Format.Name()} images carry none)", path);
                 ChainRules.CheckCompatible(path, options.LogicalSectorSize, parent.Path, parent.LogicalSectorSize);
                 ChainRules.CheckSameSize(path, options.VirtualSize, parent.Path, parent.VirtualSize);
                 type = VdiImageType.Diff;

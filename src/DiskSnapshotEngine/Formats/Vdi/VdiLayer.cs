@@ -93,7 +93,7 @@ internal sealed partial class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWr
             Add("szFileInfo", h.FileInfo);
             Add("version", $"{h.Version >> 16}.{h.Version & 0xFFFF}");
             Add("cbHeader", h.CbHeader.ToString(CultureInfo.InvariantCulture));
-            Add("u32Type", $"{h.RawType} ({_type.ToString().ToLowerInvariant()})");
+            Add("u32Type", h.RawType.ToString(CultureInfo.InvariantCulture));
             Add("fFlags", $"0x{h.Flags:x8}");
             Add("szComment", h.Comment);
             Add("offBlocks", h.OffBlocks.ToString(CultureInfo.InvariantCulture));

@@ -11,13 +11,20 @@ internal static class VhdDetails
         var list = new List<KeyValuePair<string, string>>();
         void Add(string k, string v) => list.Add(KeyValuePair.Create(k, v));
         string N(ulong v) => v.ToString(CultureInfo.InvariantCulture);
-        Add("Disk Type", $"{(uint)f.DiskType} ({layer.Type.ToString().ToLowerInvariant()})");
+        // The field (seconds since 2000-01-01 UTC) and the date it stands for, each a fact of its own.
+        void AddTimeStamp(string k, uint v)
+        {
+            Add(k, N(v));
+            Add($"{k} UTC", VhdTimeStamp.Describe(v));
+        }
+        Add("Disk Type", N((uint)f.DiskType));
         Add("Current Size", N(f.CurrentSize));
         Add("Original Size", N(f.OriginalSize));
         var g = f.Geometry;
-        Add("Disk Geometry", $"{g} (C/H/S: {g.Sectors * 512} bytes{(g == VhdDiskGeometry.Maximum ? ", the maximum" : "")})");
+        Add("Disk Geometry", g == VhdDiskGeometry.Maximum ? $"{g} (the maximum)" : g.ToString());
+        Add("Geometry Size", N((ulong)g.Sectors * 512));
         Add("Unique Id", f.UniqueIdGuid.ToString("B"));
-        Add("Time Stamp", VhdTimeStamp.Describe(f.TimeStamp));
+        AddTimeStamp("Time Stamp", f.TimeStamp);
         Add("Creator Application", $"\"{f.CreatorApplication}\" version 0x{f.CreatorVersion:X8}");
         Add("Creator Host OS", HostName(f.CreatorHostOs));
         Add("Features", $"0x{f.Features:X8}{((f.Features & VhdFooter.FeaturesTemporary) != 0 ? " (temporary)" : "")}");
@@ -25,16 +32,16 @@ internal static class VhdDetails
         Add("Data Offset", f.DataOffset == VhdFooter.NoDataOffset ? "none (fixed disk)" : N(f.DataOffset));
         Add("Checksum", $"0x{f.Checksum:X8}");
         Add("Saved State", f.SavedState ? "yes" : "no");
-        Add("footer", layer.FooterRecovered
-            ? "damaged at the end of the file; read from the copy at offset 0"
-            : $"{layer.FooterLength} bytes at {layer.FooterOffset}");
+        if (layer.FooterRecovered) Add("footer", "damaged at the end of the file; read from the copy at offset 0");
+        Add("footer offset", N((ulong)layer.FooterOffset));
+        Add("footer length", N((ulong)layer.FooterLength));
         if (layer.Header is not { } h) return list;
         Add("Table Offset", N(h.TableOffset));
         Add("Max Table Entries", N(h.MaxTableEntries));
         Add("Block Size", N(h.BlockSize));
         if (!layer.IsDifferencing) return list;
         Add("Parent Unique ID", h.ParentUniqueId.ToString("B"));
-        Add("Parent Time Stamp", VhdTimeStamp.Describe(h.ParentTimeStamp));
+        AddTimeStamp("Parent Time Stamp", h.ParentTimeStamp);
         Add("Parent Unicode Name", h.ParentUnicodeName);
         foreach (var l in layer.Locators)
             Add($"Parent Locator Entry {l.Index}",

@@ -112,7 +112,7 @@ internal sealed class VhdDriver : IImageFormatDriver
     {
         // The Parent Unique ID names a VHD footer's Unique Id; Hyper-V opens VHD children of VHD parents only.
         if (parent.Format != ImageFormat.Vhd)
-            throw new DiskImageException(ErrorKind.Unsupported, $"a differencing VHD's parent must be a VHD, not {parent.Format} ({parent.Path})", path);
+            throw new DiskImageException(ErrorKind.Unsupported, $"a differencing VHD's parent must be a VHD, not {parent.Format.Name()} ({parent.Path})", path);
         if (parent.Identity.Id == Guid.Empty)
             throw new DiskImageException(ErrorKind.Unsupported, $"the parent {parent.Path} has an empty Unique Id, which a child cannot name", path);
         ChainRules.CheckCompatible(path, 512, parent.Path, parent.LogicalSectorSize);

@@ -151,5 +151,5 @@ internal static class VhdTimeStamp
 
     public static DateTime ToDateTime(uint stamp) => s_epoch.AddSeconds(stamp);
 
-    public static string Describe(uint stamp) => $"{stamp} ({ToDateTime(stamp):yyyy-MM-dd HH:mm:ss} UTC)";
+    public static string Describe(uint stamp) => $"{ToDateTime(stamp):yyyy-MM-dd HH:mm:ss} UTC";
 }

@@ -209,7 +209,7 @@ internal sealed class VhdxDriver : IImageFormatDriver
         {
             if (parent is null) ThrowHelper.InvalidArgument("a differencing image needs a parent", file.Path);
             if (parent.Format != ImageFormat.Vhdx)
-                throw new DiskImageException(ErrorKind.Unsupported, $"a differencing VHDX's parent must be a VHDX (MS-VHDX 2.6.2.6), not {parent.Format}", file.Path);
+                throw new DiskImageException(ErrorKind.Unsupported, $"a differencing VHDX's parent must be a VHDX (MS-VHDX 2.6.2.6), not {parent.Format.Name()}", file.Path);
             ChainRules.CheckCompatible(file.Path, options.LogicalSectorSize, parent.Path, parent.LogicalSectorSize);
         }
         int blockSize = options.BlockSize ?? (diff ? DefaultChildBlockSize : DefaultBaseBlockSize);

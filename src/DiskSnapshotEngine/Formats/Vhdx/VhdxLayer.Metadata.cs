@@ -55,7 +55,7 @@ internal sealed partial class VhdxLayer
         if (!IsDifferencing)
             throw new DiskImageException(ErrorKind.Unsupported, "the image has no parent (HasParent is not set)", Path, "file parameters");
         if (parent.Format != ImageFormat.Vhdx)
-            throw new DiskImageException(ErrorKind.Unsupported, $"a differencing VHDX's parent must be a VHDX (got {parent.Format})", Path, "parent locator");
+            throw new DiskImageException(ErrorKind.Unsupported, $"a differencing VHDX's parent must be a VHDX (got {parent.Format.Name()})", Path, "parent locator");
         ChainRules.CheckCompatible(Path, _logicalSectorSize, parent.Path, parent.LogicalSectorSize);
         var locator = VhdxParentLocator.For(Path, parent);
         var bytes = locator.ToBytes();

@@ -205,10 +205,10 @@ public sealed class Qcow2VerbTests
         await Dse("create", q, "--size", "8M");
         var vhdx = await CliRunner.RunAsync("create", dir.File("child.vhdx"), "--parent", q);
         Assert.Equal(5, vhdx.ExitCode);
-        Assert.Contains("must be a VHDX", vhdx.StdErr);
+        Assert.Contains("must be a VHDX (MS-VHDX 2.6.2.6), not qcow2", vhdx.StdErr); // the format as users type it, not the enum's "Qcow2"
         var vdi = await CliRunner.RunAsync("create", dir.File("child.vdi"), "--parent", q);
         Assert.Equal(5, vdi.ExitCode);
-        Assert.Contains("no identity", vdi.StdErr);
+        Assert.Contains("no identity a VDI can link to (qcow2 images carry none)", vdi.StdErr);
         Assert.False(File.Exists(dir.File("child.vhdx")) || File.Exists(dir.File("child.vdi")));
         // qemu lets an overlay be larger than its backing file: the chain has the overlay's size.
         string big = dir.File("big.qcow2");

@@ -129,7 +129,7 @@ public sealed class VhdLayoutTests : IDisposable
         using (DiskImage.Create(vdi, new ImageCreateOptions(4L * MiB))) { }
         var e = Assert.Throws<Errors.DiskImageException>(() => DiskImage.CreateDifferencing(_dir.File("c.vhd"), vdi).Dispose());
         Assert.Equal(Errors.ErrorKind.Unsupported, e.Kind);
-        Assert.Contains("must be a VHD", e.Message);
+        Assert.Contains("must be a VHD, not vdi", e.Message);
         Assert.False(File.Exists(_dir.File("c.vhd")));
         Assert.Throws<Errors.DiskImageException>(() => DiskImage.CreateDifferencing(vhdx, vhd).Dispose());
         using (DiskImage.CreateDifferencing(_dir.File("c.vdi"), vhd)) { }

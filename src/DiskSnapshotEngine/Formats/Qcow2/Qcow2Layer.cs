@@ -13,7 +13,7 @@ namespace DiskSnapshotEngine.Formats.Qcow2;
 /// </code>
 /// The layer's lock guards the tables and caches: readers may ask for status while a writer allocates.
 /// </summary>
-internal sealed partial class Qcow2Layer : IDiskLayer, IEncodedDataLayer, ISealableLayer
+internal sealed partial class Qcow2Layer : IDiskLayer, IEncodedDataLayer, ISealableLayer, IRewriteLoss
 {
     private readonly object _sync = new();
     private readonly Qcow2Header _header;

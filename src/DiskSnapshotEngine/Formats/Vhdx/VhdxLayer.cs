@@ -14,7 +14,7 @@ namespace DiskSnapshotEngine.Formats.Vhdx;
 /// metadata changes (parent, seal) in VhdxLayer.Metadata.cs, the in-place lifecycle steps in VhdxLayer.Identity.cs,
 /// VhdxLayer.Resize.cs, VhdxLayer.Detach.cs and VhdxLayer.Repair.cs.
 /// </summary>
-internal sealed partial class VhdxLayer : IDiskLayer, ISealableLayer, IPlaceableLayer
+internal sealed partial class VhdxLayer : IDiskLayer, ISealableLayer, IPlaceableLayer, IRewriteLoss
 {
     private const int CommitThreshold = 64; // pending metadata sectors before an early log commit
     // Tests lower the resize's threshold (in their own async flow) to reach early commits on small images.
@@ -149,7 +149,7 @@ internal sealed partial class VhdxLayer : IDiskLayer, ISealableLayer, IPlaceable
     internal IReadOnlyList<VhdxRegionTableEntry> Regions => _regions.Entries;
 
     /// <summary>What a rewrite into a new file (compact) would drop: the regions other than the BAT and metadata (2.2.3.2: an implementation keeps them), or null.</summary>
-    internal string? RewriteWouldLose =>
+    public string? RewriteWouldLose =>
         _regions.Entries.Where(r => r.Guid != VhdxConstants.BatRegion && r.Guid != VhdxConstants.MetadataRegion).Select(r => $"the region {{{r.Guid}}} at file offset {r.FileOffset}").FirstOrDefault();
     internal VhdxHeader Header => _session.Header;
     internal long BatEntryCount => _bat.EntryCount;

@@ -43,8 +43,7 @@ public static class Compact
             throw new DiskImageException(ErrorKind.Unsupported, "a raw image has no block map to compact (use a sparse copy)", image);
         if (src.Type == ImageType.Fixed)
             throw new DiskImageException(ErrorKind.Unsupported, "a fixed image has every block allocated by design; convert it with a dynamic full clone instead", image);
-        if (src is IRewriteLoss { RewriteWouldLose: string lost })
-            throw new DiskImageException(ErrorKind.Unsupported, $"compact rewrites the image into a new file, which would drop {lost}", image);
+        rewrite.RefuseLoss("compact");
         bool differencing = src.ParentLink is not null;
         long sizeBefore = src.File.Length;
         long size = virtualSize ?? chain.VirtualSize;

@@ -52,6 +52,16 @@ internal sealed class ImageRewrite : IDisposable
     }
 
     /// <summary>
+    /// Refuses (Unsupported) when the image holds what a rewrite into a new file would drop (<see cref="IRewriteLoss"/>):
+    /// one check and one message for every verb that rewrites (compact, reset).
+    /// </summary>
+    public void RefuseLoss(string verb)
+    {
+        if (Chain.Top is IRewriteLoss { RewriteWouldLose: string lost })
+            throw new Errors.DiskImageException(Errors.ErrorKind.Unsupported, $"{verb} rewrites the image into a new file, which would drop {lost}", Image);
+    }
+
+    /// <summary>
     /// Creates the temporary file (held by the scope) and a new image in it, of the original's format; the caller
     /// owns both. Nothing is left open when the driver refuses.
     /// </summary>

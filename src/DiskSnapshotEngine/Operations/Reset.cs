@@ -24,7 +24,7 @@ public static class Reset
     public const string TempSuffix = ".dse-reset";
 
     /// <summary>Resets <paramref name="image"/> to its parent's content.</summary>
-    /// <exception cref="DiskImageException">InvalidArgument (a base image), ReadOnly (children, listed), Unsupported (qcow2 internal snapshots), Locked, open and I/O errors.</exception>
+    /// <exception cref="DiskImageException">InvalidArgument (a base image), ReadOnly (children, listed), Unsupported (what the new file would drop: qcow2 internal snapshots or bitmaps, VHDX regions dse does not know), Locked, open and I/O errors.</exception>
     public static ResetResult Run(string image, OpenOptions? options = null)
     {
         options ??= OpenOptions.ReadOnly;
@@ -34,8 +34,7 @@ public static class Reset
         var src = chain.Top;
         if (src.ParentLink is null || chain.Layers.Count < 2)
             ThrowHelper.InvalidArgument("the image has no parent: a reset would leave nothing to read (it is a base image, not a linked clone)", image);
-        if (src is Formats.Qcow2.Qcow2Layer { RewriteWouldLose: string lost })
-            throw new DiskImageException(ErrorKind.Unsupported, $"a reset replaces the file, which would drop {lost}", image);
+        rewrite.RefuseLoss("reset");
         Dependents.RefuseChildren(src, options, "reset");
         long sizeBefore = src.File.Length;
         // Same disk id, so a hypervisor keeps knowing the disk; a new version, since the content changed.

@@ -86,6 +86,29 @@ public class ResetTests
     }
 
     /// <summary>
+    /// A VHDX child holding a region dse does not know (MS-VHDX 2.2.3.2: kept by an implementation that does not know it):
+    /// the reset's new file would not carry it, so reset refuses as compact does (same kind, same message), file unchanged.
+    /// </summary>
+    [Fact]
+    public async Task Reset_refuses_a_vhdx_child_with_a_region_it_would_drop_as_compact_does()
+    {
+        using var dir = new TempDirectory("reset-region");
+        var (_, clone, _) = BaseAndClone(dir, ".vhdx", 65);
+        var (offset, id) = Formats.Vhdx.VhdxBatGrowthSafetyTests.AddUnknownRegion(clone);
+        var before = File.ReadAllBytes(clone);
+        var reset = await CliRunner.RunAsync("reset", clone);
+        Assert.True(reset.ExitCode == DiskSnapshotEngine.Cli.ExitCodes.ForKind(ErrorKind.Unsupported), reset.ToString());
+        Assert.Equal(before, File.ReadAllBytes(clone));
+        Assert.False(File.Exists(clone + Reset.TempSuffix));
+        var compact = await CliRunner.RunAsync("compact", clone);
+        Assert.True(compact.ExitCode == reset.ExitCode, compact.ToString());
+        string dropped = $"which would drop the region {{{id}}} at file offset {offset}";
+        Assert.Contains($"reset rewrites the image into a new file, {dropped}", reset.StdErr);
+        Assert.Contains($"compact rewrites the image into a new file, {dropped}", compact.StdErr);
+        Assert.Equal(before, File.ReadAllBytes(clone));
+    }
+
+    /// <summary>
     /// Killed at any point: the new empty clone is written only under the temporary name, so no write ever reaches the
     /// clone or its parent in place (a kill at the first one would throw); the one change in place is the atomic rename.
     /// A stale temporary file from a killed run is replaced by the next run.

@@ -144,7 +144,7 @@ public class VhdxBatGrowthSafetyTests
     }
 
     /// <summary>Adds a non-required region (a new GUID, 1 MiB of data at the end of the file) to both region tables.</summary>
-    private static (long Offset, Guid Id) AddUnknownRegion(string path)
+    internal static (long Offset, Guid Id) AddUnknownRegion(string path)
     {
         var id = Guid.NewGuid();
         using var f = new FileStream(path, FileMode.Open, FileAccess.ReadWrite);

@@ -65,14 +65,12 @@ public static class Resize
     /// <summary>The smallest size the disk can shrink to: the end of its last data, in whole logical sectors.</summary>
     public static long MinimumSize(IDiskLayer layer)
     {
-        long end = 0;
-        for (long off = 0; off < layer.VirtualSize;)
-        {
-            var e = layer.GetStatus(off, layer.VirtualSize - off);
-            if (e.Kind == ExtentKind.Data) end = e.Offset + e.Length;
-            off = e.Offset + e.Length;
-        }
-        return SpanHelpers.AlignUp(end, layer.LogicalSectorSize);
+        ArgumentNullException.ThrowIfNull(layer);
+        // The same walk as a chain's: a one-layer chain over the caller's layer costs an array. It is not disposed: the
+        // layer stays the caller's.
+#pragma warning disable CA2000
+        return MinimumSize(new DiskChain([layer]));
+#pragma warning restore CA2000
     }
 
     /// <summary>

@@ -171,4 +171,37 @@ public class ResizeTests
         chain.Read(0, head);
         Assert.Equal(-1, OpsKit.FirstDifference(model, head));
     }
+
+    /// <summary>
+    /// A base image's minimum size (what info shows and resize --shrink accepts) is the end of its last data in whole
+    /// sectors: everything past it reads as zeros, one sector less is refused naming it, and the minimum itself is taken.
+    /// </summary>
+    [Theory]
+    [InlineData(".vhdx")]
+    [InlineData(".vdi")]
+    [InlineData(".qcow2")]
+    [InlineData(".vhd")]
+    [InlineData(".img")]
+    public async Task A_base_shrinks_to_its_minimum_size_and_not_below(string ext)
+    {
+        using var dir = new TempDirectory("resize-minimum");
+        string path = dir.File("disk" + ext);
+        var model = BaseWithData(path, 77, dataLimit: 4L << 20);
+        long minimum;
+        using (var layer = DiskImage.OpenLayer(path, writable: false))
+        {
+            minimum = Resize.MinimumSize(layer);
+            using var chain = DiskImage.Open(path);
+            Assert.Equal(Resize.MinimumSize(chain), minimum);
+        }
+        Assert.True(minimum > 0 && minimum % 512 == 0 && minimum < Size, $"minimum {minimum}");
+        Assert.True(model.AsSpan((int)minimum).IndexOfAnyExcept((byte)0) < 0, $"data past the minimum {minimum}");
+        var bytes = File.ReadAllBytes(path);
+        var under = await CliRunner.RunAsync("resize", path, "--size", (minimum - 512).ToString(), "--shrink");
+        Assert.True(under.ExitCode == 14, under.ToString());
+        Assert.Contains($"cannot shrink below {minimum} bytes", under.StdErr);
+        Assert.Equal(bytes, File.ReadAllBytes(path));
+        await CliRunner.OkAsync("resize", path, "--size", minimum.ToString(), "--shrink");
+        OpsKit.AssertContent(model.AsSpan(0, (int)minimum).ToArray(), path, "the disk shrunk to its minimum size");
+    }
 }

@@ -47,7 +47,7 @@ internal static class CloneCommand
             {
                 LinkedClone.Create(source, destination, fmt);
                 SealCommand.WarnIfParentUnsealed(context, source);
-                context.Result(new { image, source = from, linked = true, bytesWritten = 0L, bytesZero = 0L },
+                context.Result(new { image, source = from, linked = true, parent = Output.ParentLinkView.Read(image, from), bytesWritten = 0L, bytesZero = 0L },
                     $"created linked clone {image} of {from}");
                 return ExitCodes.Ok;
             }
@@ -65,7 +65,7 @@ internal static class CloneCommand
             }
             var stats = await ProgressDisplay.RunAsync(context, "clone", p =>
                 FullClone.RunAsync(source, destination, options, p, context.CancellationToken)).ConfigureAwait(false);
-            context.Result(new { image, source = from, linked = false, stats.BytesWritten, stats.BytesZero },
+            context.Result(new { image, source = from, linked = false, parent = (Output.ParentLinkView?)null, stats.BytesWritten, stats.BytesZero },
                 $"cloned {from} to {image}: {SizeParser.Describe(stats.BytesWritten)} written, {SizeParser.Describe(stats.BytesZero)} of zero data skipped");
             return ExitCodes.Ok;
         });

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using DiskSnapshotEngine.Cli.Output;
 using DiskSnapshotEngine.Operations;
 
 namespace DiskSnapshotEngine.Cli.Commands;
@@ -20,7 +21,9 @@ internal static class ResetCommand
         VerbAction.Set(command, context =>
         {
             var result = Reset.Run(context.Get(image)!, chainOptions.ToOpenOptions(context.Parse, writable: false));
-            if (context.Get(json)) context.WriteJson(result);
+            // The parent as info shows it (one shape wherever a verb names a parent), not the library record's path.
+            if (context.Get(json))
+                context.WriteJson(new { image = result.Image, parent = ParentLinkView.Read(result.Image, result.Parent), result.SizeBefore, result.SizeAfter });
             else context.Out.WriteLine($"reset {result.Image}: it reads as {result.Parent} again ({SizeParser.Describe(result.SizeBefore)} -> {SizeParser.Describe(result.SizeAfter)})");
             return ExitCodes.Ok;
         });

@@ -54,10 +54,7 @@ internal sealed record LayerView(
             layer.LogicalSectorSize,
             layer.PhysicalSectorSize,
             layer.Identity == default ? null : new IdentityView(layer.Identity.Id, layer.Identity.Version),
-            layer.ParentLink is { } p
-                ? new ParentLinkView(parentImage, p.CandidatePaths.Distinct(StringComparer.Ordinal).ToArray(), p.ParentId, p.ParentVersion,
-                    p.AlternateParentVersion, p.VersionName, p.ParentFormat?.ToString().ToLowerInvariant())
-                : null,
+            ParentLinkView.Of(layer, parentImage),
             Seals.Of(layer) != SealReasons.None,
             Commands.SealCommand.Names(Seals.Of(layer)),
             Seals.SoleChildOf(layer) is { IsKnown: true } sole ? sole.ToString() : null,
@@ -145,9 +142,26 @@ internal sealed record LayerView(
 /// <summary>An image's identity (VHDX: virtual disk id and DataWriteGuid; VDI: uuidCreate and uuidModify).</summary>
 internal sealed record IdentityView(Guid Id, Guid Version);
 
-/// <summary>How a differencing image names its parent; <see cref="Image"/> is the parent's file when it was found.</summary>
+/// <summary>
+/// How a differencing image names its parent; <see cref="Image"/> is the parent's file when it was found. The one shape of
+/// <c>parent</c> in every verb's JSON (info, create --parent, clone --linked, reset, rebase).
+/// </summary>
 internal sealed record ParentLinkView(string? Image, IReadOnlyList<string> CandidatePaths, Guid? ParentId, Guid? ParentVersion,
-    Guid? AlternateParentVersion, string VersionName, string? ParentFormat);
+    Guid? AlternateParentVersion, string VersionName, string? ParentFormat)
+{
+    /// <summary>The parent link <paramref name="layer"/> records (null for a base image); <paramref name="parentImage"/> is the parent's file when found.</summary>
+    public static ParentLinkView? Of(IDiskLayer layer, string? parentImage) => layer.ParentLink is { } p
+        ? new ParentLinkView(parentImage, p.CandidatePaths.Distinct(StringComparer.Ordinal).ToArray(), p.ParentId, p.ParentVersion,
+            p.AlternateParentVersion, p.VersionName, p.ParentFormat?.ToString().ToLowerInvariant())
+        : null;
+
+    /// <summary>The parent link of the image file at <paramref name="image"/> once a verb linked it to <paramref name="parentImage"/>.</summary>
+    public static ParentLinkView? Read(string image, string parentImage)
+    {
+        using var layer = DiskImage.OpenLayer(image, writable: false);
+        return Of(layer, System.IO.Path.GetFullPath(parentImage));
+    }
+}
 
 /// <summary>A whole chain, top first.</summary>
 internal sealed record ChainView(string Image, long VirtualSize, IReadOnlyList<LayerView> Layers)

@@ -137,6 +137,39 @@ public partial class JsonSchemaTests
         }
     }
 
+    // Every verb that names an image's parent gives it as info does: the same object, from one place (issue 13: reset
+    // gave a plain path).
+    [Theory]
+    [InlineData("vhdx")]
+    [InlineData("vdi")]
+    [InlineData("qcow2")]
+    [InlineData("vhd")]
+    public async Task A_parent_is_the_object_info_gives_in_every_verb_that_names_one(string ext)
+    {
+        using var dir = new TempDirectory("jsonparent");
+        string F(string name) => dir.File($"{name}.{ext}");
+        await Ok("create", F("base"), "--size", "16M");
+        await Ok("create", F("other"), "--size", "16M");
+        foreach (var (image, args) in new (string, string[])[]
+        {
+            (F("child"), ["create", F("child"), "--parent", F("base")]),
+            (F("linked"), ["clone", "--linked", F("base"), F("linked")]),
+            (F("linked"), ["reset", F("linked")]),
+            (F("linked"), ["rebase", F("linked"), "--parent", F("other"), "--unsafe"]),
+        })
+        {
+            var r = await CliRunner.RunAsync([.. args, "--json"]);
+            Assert.True(r.ExitCode == 0, $"dse {string.Join(' ', args)} --json: {r}");
+            using var doc = JsonDocument.Parse(r.StdOut);
+            Assert.True(doc.RootElement.TryGetProperty("parent", out var parent), $"dse {args[0]} --json names no parent: {r.StdOut}");
+            var info = await CliRunner.InfoAsync(image);
+            Assert.Equal(JsonValueKind.Object, parent.ValueKind);
+            Assert.Equal(info.GetProperty("parent").GetRawText(), parent.GetRawText());
+        }
+        using var full = JsonDocument.Parse((await Ok("clone", F("linked"), F("flat"), "--json")).StdOut);
+        Assert.Equal(JsonValueKind.Null, full.RootElement.GetProperty("parent").ValueKind);
+    }
+
     // info --json shows each format's own header fields (details): typed in every format, base and child.
     [Theory]
     [InlineData("vhdx")]

@@ -42,7 +42,7 @@ public class ResetTests
         using (var doc = JsonDocument.Parse(r.StdOut))
         {
             Assert.Equal(clone, doc.RootElement.GetProperty("image").GetString());
-            Assert.Equal(basePath, doc.RootElement.GetProperty("parent").GetString());
+            Assert.Equal(basePath, doc.RootElement.GetProperty("parent").GetProperty("image").GetString());
             Assert.Equal(before, doc.RootElement.GetProperty("sizeBefore").GetInt64());
         }
         Assert.True(new FileInfo(clone).Length < before, "the discarded writes no longer take space");

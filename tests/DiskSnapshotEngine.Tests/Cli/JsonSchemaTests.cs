@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.CommandLine;
 using System.Text.Json;
 using System.Text.RegularExpressions;
@@ -168,6 +169,57 @@ public partial class JsonSchemaTests
         }
         using var full = JsonDocument.Parse((await Ok("clone", F("linked"), F("flat"), "--json")).StdOut);
         Assert.Equal(JsonValueKind.Null, full.RootElement.GetProperty("parent").ValueKind);
+    }
+
+    // The VHDX region table (MS-VHDX 2.2.3.2) and the VHD parent locator entries are typed one fact per key, as the
+    // file holds them (read here from the bytes, not through dse): they were one sentence each.
+    [Fact]
+    public async Task Info_gives_vhdx_regions_and_vhd_parent_locators_one_fact_per_key()
+    {
+        using var dir = new TempDirectory("jsonregions");
+        await Ok("create", dir.File("b.vhdx"), "--size", "16M");
+        await Ok("create", dir.File("c.vhdx"), "--parent", dir.File("b.vhdx"));
+        var details = (await CliRunner.InfoAsync(dir.File("c.vhdx"))).GetProperty("details");
+        var table = new byte[64 << 10];
+        using (var f = File.OpenRead(dir.File("c.vhdx")))
+        {
+            f.Position = 192 << 10; // the first region table copy
+            f.ReadExactly(table);
+        }
+        int count = BinaryPrimitives.ReadInt32LittleEndian(table.AsSpan(8));
+        Assert.Equal(2, count);
+        for (int i = 0; i < count; i++)
+        {
+            var e = table.AsSpan(16 + 32 * i, 32);
+            var guid = new Guid(e[..16]);
+            Assert.Equal(guid.ToString("B"), details.GetProperty($"region{i}Guid").GetString());
+            Assert.Equal(guid == new Guid("2DC27766-F623-4200-9D64-115E9BFD4A08") ? "BAT" : "Metadata", details.GetProperty($"region{i}Name").GetString());
+            Assert.Equal(BinaryPrimitives.ReadInt64LittleEndian(e[16..]), details.GetProperty($"region{i}FileOffset").GetInt64());
+            Assert.Equal(BinaryPrimitives.ReadUInt32LittleEndian(e[24..]), details.GetProperty($"region{i}Length").GetUInt32());
+            Assert.Equal((BinaryPrimitives.ReadUInt32LittleEndian(e[28..]) & 1) == 1, details.GetProperty($"region{i}Required").GetBoolean());
+        }
+        Assert.False(details.TryGetProperty("regions", out _));
+
+        await Ok("create", dir.File("b.vhd"), "--size", "16M");
+        await Ok("create", dir.File("c.vhd"), "--parent", dir.File("b.vhd"));
+        details = (await CliRunner.InfoAsync(dir.File("c.vhd"))).GetProperty("details");
+        var bytes = File.ReadAllBytes(dir.File("c.vhd"));
+        long header = (long)BinaryPrimitives.ReadUInt64BigEndian(bytes.AsSpan(bytes.Length - 512 + 16)); // footer Data Offset
+        var paths = new[] { ".\\b.vhd", Path.GetFullPath(dir.File("b.vhd")).Replace('/', '\\'), new Uri(dir.File("b.vhd")).AbsoluteUri };
+        var codes = new[] { "W2ru", "W2ku", "MacX" };
+        for (int i = 0; i < 3; i++)
+        {
+            var e = bytes.AsSpan((int)header + 576 + 24 * i, 24);
+            string key = $"parentLocatorEntry{i}";
+            Assert.Equal(codes[i], System.Text.Encoding.ASCII.GetString(e[..4]));
+            Assert.Equal(codes[i], details.GetProperty($"{key}PlatformCode").GetString());
+            Assert.Equal(BinaryPrimitives.ReadUInt32BigEndian(e[4..]), details.GetProperty($"{key}PlatformDataSpace").GetUInt32());
+            Assert.Equal(BinaryPrimitives.ReadUInt32BigEndian(e[8..]), details.GetProperty($"{key}PlatformDataLength").GetUInt32());
+            Assert.Equal(BinaryPrimitives.ReadInt64BigEndian(e[16..]), details.GetProperty($"{key}PlatformDataOffset").GetInt64());
+            Assert.Equal(paths[i], details.GetProperty($"{key}Path").GetString());
+        }
+        Assert.False(details.TryGetProperty("parentLocatorEntry0", out _));
+        CheckDocument("info", (await Ok("info", dir.File("c.vhd"), "--json")).StdOut);
     }
 
     // info --json shows each format's own header fields (details): typed in every format, base and child.

@@ -43,9 +43,16 @@ internal static class VhdDetails
         Add("Parent Unique ID", h.ParentUniqueId.ToString("B"));
         AddTimeStamp("Parent Time Stamp", h.ParentTimeStamp);
         Add("Parent Unicode Name", h.ParentUnicodeName);
+        // One fact per key for each entry, named as the spec's "Parent Locator Entry" fields; the path it holds when decoded.
         foreach (var l in layer.Locators)
-            Add($"Parent Locator Entry {l.Index}",
-                $"{VhdPlatformCode.Name(l.Entry.PlatformCode)}, {l.Entry.DataLength} bytes at {l.Entry.DataOffset} (space {l.Entry.DataSpace}){(l.Text is null ? "" : $": {l.Text}")}");
+        {
+            string k = $"Parent Locator Entry {l.Index}";
+            Add($"{k} Platform Code", VhdPlatformCode.Name(l.Entry.PlatformCode));
+            Add($"{k} Platform Data Space", N(l.Entry.DataSpace));
+            Add($"{k} Platform Data Length", N(l.Entry.DataLength));
+            Add($"{k} Platform Data Offset", N(l.Entry.DataOffset));
+            if (l.Text is not null) Add($"{k} path", l.Text);
+        }
         return list;
     }
 

@@ -181,8 +181,18 @@ internal sealed partial class VhdxLayer : IDiskLayer, ISealableLayer, IPlaceable
                 KeyValuePair.Create("has parent", _parameters.HasParent.ToString().ToLowerInvariant()),
                 KeyValuePair.Create("creator", _fileId.Creator),
                 KeyValuePair.Create("chunk ratio", _bat.ChunkRatio.ToString()),
-                KeyValuePair.Create("regions", string.Join(", ", _regions.Entries.Select(r => $"{{{r.Guid}}} {r.Length} bytes at {r.FileOffset}{(r.Required ? " required" : "")}"))),
             };
+            // One fact per key for each region table entry (MS-VHDX 2.2.3.2: Guid, FileOffset, Length, Required), with the
+            // region's name from 2.3 where dse knows it.
+            for (int i = 0; i < _regions.Entries.Count; i++)
+            {
+                var r = _regions.Entries[i];
+                d.Add(KeyValuePair.Create($"region {i} guid", r.Guid.ToString("B")));
+                d.Add(KeyValuePair.Create($"region {i} name", r.Guid == VhdxConstants.BatRegion ? "BAT" : r.Guid == VhdxConstants.MetadataRegion ? "Metadata" : "unknown"));
+                d.Add(KeyValuePair.Create($"region {i} file offset", r.FileOffset.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+                d.Add(KeyValuePair.Create($"region {i} length", r.Length.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+                d.Add(KeyValuePair.Create($"region {i} required", r.Required ? "true" : "false"));
+            }
             if (_replayedInMemory) d.Add(KeyValuePair.Create("log replay", "replayed in memory (file not modified)"));
             if (_locator is not null)
                 foreach (var (k, v) in _locator.Entries) d.Add(KeyValuePair.Create($"parent locator {k}", v));

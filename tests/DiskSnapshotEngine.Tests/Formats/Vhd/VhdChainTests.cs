@@ -102,9 +102,9 @@ public sealed class VhdChainTests : IDisposable
             Assert.Equal(Path.GetFullPath(layers[0]), candidates[0]);
             Assert.All(candidates, c => Assert.Equal(Path.GetFullPath(layers[0]), c));
             var details = child.Details.ToDictionary(d => d.Key, d => d.Value);
-            Assert.EndsWith(": .\\base.vhd", details["Parent Locator Entry 0"]);
-            Assert.StartsWith("W2ku", details["Parent Locator Entry 1"]);
-            Assert.EndsWith($": {new Uri(Path.GetFullPath(layers[0])).AbsoluteUri}", details["Parent Locator Entry 2"]);
+            Assert.Equal(".\\base.vhd", details["Parent Locator Entry 0 path"]);
+            Assert.Equal("W2ku", details["Parent Locator Entry 1 Platform Code"]);
+            Assert.Equal(new Uri(Path.GetFullPath(layers[0])).AbsoluteUri, details["Parent Locator Entry 2 path"]);
         }
 
         // The child alone moved to another folder: the relative path names nothing; the absolute ones find the parent.

@@ -190,8 +190,8 @@ public sealed class VhdHostileInputTests : IDisposable
     {
         using (var layer = DiskImage.OpenLayer(_child, false))
         {
-            var w2ru = layer.Details.First(d => d.Key == "Parent Locator Entry 0").Value;
-            Assert.StartsWith("W2ru", w2ru);
+            var w2ru = layer.Details.First(d => d.Key == "Parent Locator Entry 0 Platform Code").Value;
+            Assert.Equal("W2ru", w2ru);
         }
         // ".\d.vhd" in UTF-16: put a NUL between the dot and the backslash.
         long data = (long)BinaryPrimitives.ReadUInt64BigEndian(VhdTestKit.ReadAt(_child, Header + 576 + 16, 8));

@@ -19,6 +19,7 @@ declare -A package_of=(
   [systemd-analyze]=systemd
   [mkfs.xfs]=xfsprogs
   [filefrag]=e2fsprogs
+  [mkfs.ext4]=e2fsprogs
 )
 missing=()
 for tool in "${!package_of[@]}"; do

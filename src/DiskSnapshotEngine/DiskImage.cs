@@ -65,8 +65,10 @@ public static class DiskImage
         // failed create leaves a record naming no file, which only makes the next clone turn it to "unknown").
         var childIdentity = new ImageIdentity(Guid.NewGuid(), Guid.NewGuid());
         // A parent that already has the reasons and no sole child recorded is not written again, so further clones can
-        // be made while others run on it; otherwise the seal changes (see Seals.WithNewChild).
-        if (sealable && Seals.WithNewChild(seal, sole, sealParentAs, childIdentity.Id) != (seal, sole))
+        // be made while others run on it; otherwise the seal changes (see Seals.WithNewChild). A parent this process
+        // cannot write (a read-only mount, its mode, an immutable file) is left as it is: what stops this write stops
+        // every later one too, and the caller says so.
+        if (sealable && Seals.WithNewChild(seal, sole, sealParentAs, childIdentity.Id) != (seal, sole) && Seals.WhyNotWritable(parentPath) is null)
             SealParent(parentPath, parent.Identity, sealParentAs, childIdentity.Id, fileOpener);
         var options = new ImageCreateOptions(parent.VirtualSize, ImageType.Differencing, null, parent.LogicalSectorSize, physicalSectorSize, childIdentity);
         return CreateWith(driver, path, options, parent);
@@ -104,11 +106,6 @@ public static class DiskImage
         {
             layer = OpenLayer(parentPath, writable: true, fileOpener);
         }
-        catch (DiskImageException e) when (e.InnerException is UnauthorizedAccessException || (e.InnerException is IOException io && (io.HResult & 0xFFFF) == ErofsErrno))
-        {
-            // The file system or the file's mode already keeps this user from changing it; the caller shows it unsealed.
-            return;
-        }
         catch (DiskImageException e) when (e.Kind == ErrorKind.Locked)
         {
             throw new DiskImageException(ErrorKind.Locked,
@@ -124,8 +121,6 @@ public static class DiskImage
             sealable.SetSeal(seal, sole);
         }
     }
-
-    private const int ErofsErrno = 30;
 
     /// <summary>
     /// Seals an image file (<c>dse seal</c>: as a golden image): no verb changes what it reads until it is unsealed. Only

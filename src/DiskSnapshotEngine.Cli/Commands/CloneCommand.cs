@@ -46,7 +46,7 @@ internal static class CloneCommand
             if (context.Get(linked))
             {
                 LinkedClone.Create(source, destination, fmt);
-                SealCommand.WarnIfParentUnsealed(context, source);
+                SealCommand.WarnIfParentUnsealed(context, source, destination);
                 context.Result(new { image, source = from, linked = true, parent = Output.ParentLinkView.Read(image, from), bytesWritten = 0L, bytesZero = 0L },
                     $"created linked clone {image} of {from}");
                 return ExitCodes.Ok;

@@ -67,7 +67,7 @@ internal static class CreateCommand
                 LinkedClone.Create(parentPath, path, FormatOption.Resolve(context, format, path));
                 layer = DiskImage.OpenLayer(path, writable: false);
                 parentImage = Path.GetFullPath(parentPath);
-                SealCommand.WarnIfParentUnsealed(context, parentPath);
+                SealCommand.WarnIfParentUnsealed(context, parentPath, path);
             }
             else if (context.Get(profile) is not null)
             {

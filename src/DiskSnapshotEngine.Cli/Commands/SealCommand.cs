@@ -39,14 +39,28 @@ internal static class SealCommand
     public static string[] Names(SealReasons seal) => seal == SealReasons.None ? [] : // (most images: no enum reflection at start-up)
         Enum.GetValues<SealReasons>().Where(r => r != SealReasons.None && seal.HasFlag(r)).Select(r => r.ToString().ToLowerInvariant()).ToArray();
 
-    /// <summary>After a linked clone: say so when its parent could not be sealed (a file this user cannot write).</summary>
-    public static void WarnIfParentUnsealed(CliContext context, string parentPath)
+    /// <summary>
+    /// After a linked clone: say so, in one line, when its parent carries no seal mark (VHD, raw) or this process could
+    /// not write it (a read-only file system, a mode that denies this user, an immutable file).
+    /// </summary>
+    public static void WarnIfParentUnsealed(CliContext context, string parentPath, string childPath)
     {
         using var parent = DiskImage.OpenLayer(parentPath, writable: false);
         if (parent is not ISealableLayer)
+        {
             context.Note($"{parent.Path} is not sealed: {Seals.NoMark(parent.Format)}; dse verbs will not refuse to change it");
-        else if (Seals.Of(parent) == SealReasons.None)
-            context.Note($"{parent.Path} could not be sealed (this user cannot write it): its file mode keeps this user from changing it, " +
-                "but not root; run 'dse seal' on it as its owner so that no dse verb changes it");
+            return;
+        }
+        if (Seals.WhyNotWritable(parent.Path) is not { } why) return;
+        if (Seals.Of(parent) == SealReasons.None)
+            context.Note($"{parent.Path} was not sealed ({why}): while that holds nothing changes it and dse verbs that would write it fail (exit 15); " +
+                "once it can be written, 'dse seal' it so that no dse verb changes it");
+        else if (Seals.SoleChildOf(parent).IsKnown)
+        {
+            using var child = DiskImage.OpenLayer(childPath, writable: false);
+            if (!Seals.IsSoleChild(parent, child))
+                context.Note($"{parent.Path}'s seal still records another linked clone as its only one ({why}: not updated); " +
+                    "once it can be written, 'dse seal' it before merging any clone into it");
+        }
     }
 }

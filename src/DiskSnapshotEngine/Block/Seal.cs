@@ -96,6 +96,13 @@ public static class Seals
         seal == SealReasons.None ? (add, add == SealReasons.None ? SoleChild.Unknown : SoleChild.Of(childId)) : (seal | add, SoleChild.Unknown);
 
     /// <summary>
+    /// Why this process cannot write the seal of the image at <paramref name="path"/> (a read-only file system, a mode
+    /// that denies this user, an immutable file), or null when it can. A linked clone of such a parent leaves the seal
+    /// unwritten: what keeps the file from being written keeps every dse verb from changing it too (ReadOnly, exit 15).
+    /// </summary>
+    public static string? WhyNotWritable(string path) => IO.FileNode.WhyNotWritable(path);
+
+    /// <summary>
     /// Why a format carries no seal. VHD: the footer and the dynamic header have no field for it; their reserved bytes
     /// are specified as zeros and covered by the checksum, and what Hyper-V does with other values cannot be tested
     /// here, so dse refuses rather than write a mark it cannot vouch for. Raw: no metadata at all.

@@ -64,6 +64,22 @@ internal readonly record struct FileNode(ulong Device, ulong Inode, string FullP
         return new FileNode(st.Device, st.Inode, full);
     }
 
+    /// <summary>
+    /// Why this process may not write the file at <paramref name="path"/>, in words for a message ("the file system is
+    /// read-only", ...), or null when it may (or when the OS does not say: elsewhere than Linux).
+    /// </summary>
+    public static string? WhyNotWritable(string path)
+    {
+        if (!OperatingSystem.IsLinux() || Libc.FAccessAt(Libc.AT_FDCWD, path, Libc.W_OK, Libc.AT_EACCESS) == 0) return null;
+        return System.Runtime.InteropServices.Marshal.GetLastPInvokeError() switch
+        {
+            Libc.EROFS => "the file system is read-only",
+            Libc.EACCES => "this user may not write the file (its mode; root may)",
+            Libc.EPERM => "the file may not be written (immutable attribute or a security policy)",
+            _ => null,
+        };
+    }
+
     /// <summary>True when the path exists and is a regular file (no exception).</summary>
     public static bool IsRegularFile(string path)
     {

@@ -44,6 +44,13 @@ internal static partial class Libc
     [LibraryImport("libc", EntryPoint = "lseek", SetLastError = true)]
     public static partial long LSeek(int fd, long offset, int whence);
 
+    /// <summary>faccessat(2) arguments: the working directory, write permission, the effective (not real) user and group.</summary>
+    public const int AT_FDCWD = -100, W_OK = 2, AT_EACCESS = 0x200;
+
+    /// <summary>faccessat(2): 0 when the process may access the path as <paramref name="mode"/> asks, or -1 (EROFS, EACCES, EPERM...).</summary>
+    [LibraryImport("libc", EntryPoint = "faccessat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int FAccessAt(int dirFd, string path, int mode, int flags);
+
     /// <summary>link(2): a second name for a file.</summary>
     [LibraryImport("libc", EntryPoint = "link", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int Link(string oldPath, string newPath);

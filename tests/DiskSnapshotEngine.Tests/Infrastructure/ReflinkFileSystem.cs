@@ -4,27 +4,9 @@ namespace DiskSnapshotEngine.Tests.Infrastructure;
 /// A small XFS with reflink (<c>mkfs.xfs -m reflink=1</c>) in a sparse file, loop-mounted for one test, so shared
 /// extents are the kernel's own. Needs root, mkfs.xfs and filefrag: <see cref="RequiresReflinkFactAttribute"/>.
 /// </summary>
-public sealed class ReflinkFileSystem : IDisposable
+public static class ReflinkFileSystem
 {
-    private readonly string _backing;
-
-    private ReflinkFileSystem(string path, string backing) => (Path, _backing) = (path, backing);
-
-    public string Path { get; }
-
-    public string File(string name) => System.IO.Path.Combine(Path, name);
-
-    public static ReflinkFileSystem Mount(int megabytes)
-    {
-        string id = Guid.NewGuid().ToString("N");
-        string backing = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"dse-xfs-{id}.img");
-        string dir = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"dse-xfs-{id}");
-        using (var f = new FileStream(backing, FileMode.CreateNew)) f.SetLength((long)megabytes << 20);
-        Directory.CreateDirectory(dir);
-        ExternalTool.RunChecked("mkfs.xfs", "-q", "-m", "reflink=1", backing);
-        ExternalTool.RunChecked("mount", "-o", "loop", backing, dir);
-        return new ReflinkFileSystem(dir, backing);
-    }
+    public static LoopFileSystem Mount(int megabytes) => LoopFileSystem.Create(megabytes, "mkfs.xfs", "-q", "-m", "reflink=1");
 
     /// <summary>Bytes of <paramref name="path"/> whose extents filefrag reports as shared.</summary>
     public static long SharedBytes(string path)
@@ -37,13 +19,6 @@ public sealed class ReflinkFileSystem : IDisposable
             if (cols.Length >= 5 && line.Contains("shared") && long.TryParse(cols[3].Trim(), out long n)) blocks += n;
         }
         return blocks * 4096;
-    }
-
-    public void Dispose()
-    {
-        ExternalTool.Run("umount", Path);
-        try { Directory.Delete(Path, true); } catch (IOException) { }
-        try { System.IO.File.Delete(_backing); } catch (IOException) { }
     }
 }
 

@@ -8,7 +8,9 @@ namespace DiskSnapshotEngine.Operations;
 /// Linked clone: a new, empty differencing child that reads through its parent and takes every write itself
 /// (copy-on-write). Constant time: only the parent's headers are read. The parent's content is never written: the
 /// parent is sealed (<see cref="SealReasons.Golden"/>) so that no dse verb changes it while the clone reads
-/// through it, wherever the clone lives. Open the clone with <see cref="DiskImage.Open(string, OpenOptions)"/>.
+/// through it, wherever the clone lives. A parent this process cannot write (a read-only file system, a mode that denies
+/// the user, an immutable file; see <see cref="Seals.WhyNotWritable"/>) is left unsealed: it cannot change through this
+/// process anyway, and every verb that would write it fails (ReadOnly). Open the clone with <see cref="DiskImage.Open(string, OpenOptions)"/>.
 /// </summary>
 public static class LinkedClone
 {

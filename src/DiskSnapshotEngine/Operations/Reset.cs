@@ -16,7 +16,7 @@ public sealed record ResetResult(string Image, string Parent, long SizeBefore, l
 /// Reset: throws away a linked clone's own writes in constant time. An empty child of the same parent, with the same
 /// format, block size, sector sizes and disk id (a new content version), is written under a temporary name, made
 /// durable and renamed over the clone in one atomic step: a crash leaves the old clone or the empty one, never a mix.
-/// Refused on a base image (there is nothing to fall back to) and on a clone other images read through.
+/// Refused on a base image (there is nothing to fall back to), on a clone other images read through and on a sealed clone.
 /// </summary>
 public static class Reset
 {
@@ -24,7 +24,7 @@ public static class Reset
     public const string TempSuffix = ".dse-reset";
 
     /// <summary>Resets <paramref name="image"/> to its parent's content.</summary>
-    /// <exception cref="DiskImageException">InvalidArgument (a base image), ReadOnly (children, listed), Unsupported (qcow2 internal snapshots), Locked, open and I/O errors.</exception>
+    /// <exception cref="DiskImageException">InvalidArgument (a base image), ReadOnly (children, listed; a sealed clone), Unsupported (qcow2 internal snapshots), Locked, open and I/O errors.</exception>
     public static ResetResult Run(string image, OpenOptions? options = null)
     {
         options ??= OpenOptions.ReadOnly;
@@ -37,6 +37,8 @@ public static class Reset
         if (src is Formats.Qcow2.Qcow2Layer { RewriteWouldLose: string lost })
             throw new DiskImageException(ErrorKind.Unsupported, $"a reset replaces the file, which would drop {lost}", image);
         Dependents.RefuseChildren(src, options, "reset");
+        // A sealed clone may have clones elsewhere that read through it: a reset would change what they read.
+        Seals.Check(src, options.Sealed, "reset it");
         long sizeBefore = src.File.Length;
         // Same disk id, so a hypervisor keeps knowing the disk; a new version, since the content changed.
         var identity = new ImageIdentity(src.Identity.Id, Guid.NewGuid());

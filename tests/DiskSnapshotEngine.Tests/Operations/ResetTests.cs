@@ -105,4 +105,21 @@ public class ResetTests
         OpsKit.AssertContent(baseModel, clone, "after reset");
         Assert.False(File.Exists(clone + Reset.TempSuffix));
     }
+    /// <summary>A sealed clone (clones elsewhere may read through it) is refused like a write (exit 15), file unchanged.</summary>
+    [Theory]
+    [InlineData(".vhdx")]
+    [InlineData(".vdi")]
+    [InlineData(".qcow2")]
+    public async Task Reset_refuses_a_sealed_clone_and_changes_nothing(string ext)
+    {
+        using var dir = new TempDirectory("reset-sealed");
+        var (_, clone, _) = BaseAndClone(dir, ext, 66);
+        Assert.Equal(0, (await CliRunner.RunAsync("seal", clone)).ExitCode);
+        var bytes = File.ReadAllBytes(clone);
+        var r = await CliRunner.RunAsync("reset", clone);
+        Assert.True(r.ExitCode == 15, r.ToString());
+        Assert.Contains("sealed", r.StdErr);
+        Assert.Equal(bytes, File.ReadAllBytes(clone));
+        Assert.False(File.Exists(clone + Reset.TempSuffix));
+    }
 }

@@ -40,8 +40,9 @@ public static class Reset
         // A sealed clone may have clones elsewhere that read through it: a reset would change what they read.
         Seals.Check(src, options.Sealed, "reset it");
         long sizeBefore = src.File.Length;
-        // Same disk id, so a hypervisor keeps knowing the disk; a new version, since the content changed.
-        var identity = new ImageIdentity(src.Identity.Id, Guid.NewGuid());
+        // Same disk id, so a hypervisor keeps knowing the disk; a new version, since the content changed. qcow2 has no
+        // disk id: dse's own id of it is kept instead, which a parent's seal may record as its sole clone.
+        var identity = new ImageIdentity(src.Identity.Id == Guid.Empty ? Seals.CloneIdOf(src) : src.Identity.Id, Guid.NewGuid());
         var createOptions = new ImageCreateOptions(src.VirtualSize, ImageType.Differencing, src.BlockSize,
             src.LogicalSectorSize, src.PhysicalSectorSize, identity);
         try

@@ -122,4 +122,25 @@ public class ResetTests
         Assert.Equal(bytes, File.ReadAllBytes(clone));
         Assert.False(File.Exists(clone + Reset.TempSuffix));
     }
+
+    /// <summary>
+    /// A qcow2 clone has no disk id; its parent's seal records dse's own id of it. The reset clone keeps that id, so
+    /// merging it back still needs no unseal (as for VHDX and VDI, whose disk id reset keeps).
+    /// </summary>
+    [Theory]
+    [InlineData(".qcow2")]
+    [InlineData(".vhdx")]
+    public async Task Reset_keeps_the_clone_its_parents_sole_clone(string ext)
+    {
+        using var dir = new TempDirectory("reset-sole");
+        string basePath = dir.File("base" + ext), clone = dir.File("clone" + ext);
+        OpsKit.CreateBase(basePath, Size);
+        Assert.Equal(0, (await CliRunner.RunAsync("create", clone, "--parent", basePath)).ExitCode);
+        Assert.Equal(0, (await CliRunner.RunAsync("reset", clone)).ExitCode);
+        using (var parent = DiskImage.OpenLayer(basePath, false))
+        using (var child = DiskImage.OpenLayer(clone, false))
+            Assert.True(DiskSnapshotEngine.Block.Seals.IsSoleChild(parent, child), "the parent's seal still records the reset clone");
+        var merge = await CliRunner.RunAsync("merge", clone);
+        Assert.True(merge.ExitCode == 0, merge.ToString());
+    }
 }

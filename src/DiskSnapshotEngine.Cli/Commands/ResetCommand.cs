@@ -13,7 +13,7 @@ internal static class ResetCommand
         var json = CommonOptions.Json();
         var command = new Command("reset",
             "Throw away a linked clone's own writes in constant time: it reads as its parent again, same path, disk id and parent link. " +
-            "Refused on a base image and on a clone other images read through.")
+            "Refused on a base image, on a clone other images read through and on a sealed clone.")
         {
             image, json,
         };

@@ -128,4 +128,42 @@ public class ResetTests
         OpsKit.AssertContent(baseModel, clone, "after reset");
         Assert.False(File.Exists(clone + Reset.TempSuffix));
     }
+    /// <summary>A sealed clone (clones elsewhere may read through it) is refused like a write (exit 15), file unchanged.</summary>
+    [Theory]
+    [InlineData(".vhdx")]
+    [InlineData(".vdi")]
+    [InlineData(".qcow2")]
+    public async Task Reset_refuses_a_sealed_clone_and_changes_nothing(string ext)
+    {
+        using var dir = new TempDirectory("reset-sealed");
+        var (_, clone, _) = BaseAndClone(dir, ext, 66);
+        Assert.Equal(0, (await CliRunner.RunAsync("seal", clone)).ExitCode);
+        var bytes = File.ReadAllBytes(clone);
+        var r = await CliRunner.RunAsync("reset", clone);
+        Assert.True(r.ExitCode == 15, r.ToString());
+        Assert.Contains("sealed", r.StdErr);
+        Assert.Equal(bytes, File.ReadAllBytes(clone));
+        Assert.False(File.Exists(clone + Reset.TempSuffix));
+    }
+
+    /// <summary>
+    /// A qcow2 clone has no disk id; its parent's seal records dse's own id of it. The reset clone keeps that id, so
+    /// merging it back still needs no unseal (as for VHDX and VDI, whose disk id reset keeps).
+    /// </summary>
+    [Theory]
+    [InlineData(".qcow2")]
+    [InlineData(".vhdx")]
+    public async Task Reset_keeps_the_clone_its_parents_sole_clone(string ext)
+    {
+        using var dir = new TempDirectory("reset-sole");
+        string basePath = dir.File("base" + ext), clone = dir.File("clone" + ext);
+        OpsKit.CreateBase(basePath, Size);
+        Assert.Equal(0, (await CliRunner.RunAsync("create", clone, "--parent", basePath)).ExitCode);
+        Assert.Equal(0, (await CliRunner.RunAsync("reset", clone)).ExitCode);
+        using (var parent = DiskImage.OpenLayer(basePath, false))
+        using (var child = DiskImage.OpenLayer(clone, false))
+            Assert.True(DiskSnapshotEngine.Block.Seals.IsSoleChild(parent, child), "the parent's seal still records the reset clone");
+        var merge = await CliRunner.RunAsync("merge", clone);
+        Assert.True(merge.ExitCode == 0, merge.ToString());
+    }
 }

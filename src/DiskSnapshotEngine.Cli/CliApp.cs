@@ -18,10 +18,53 @@ internal static class CliApp
 
     /// <summary>Runs <paramref name="args"/> and returns the exit code (see <see cref="ExitCodes"/>).</summary>
     public static Task<int> RunAsync(string[] args, CliHost host, CancellationSignal? signal = null) =>
-        // Not an async method itself: its state machine would hold parser types, and loading them is start-up time.
-        Commands.InfoCommand.IsPlain(args) ? Task.FromResult(RunPlainInfo(args[1], host, signal)) : RunParsedAsync(args, host, signal);
+        RunAsync(args, host, signal, DirectRun.Match(args));
 
-    private static async Task<int> RunParsedAsync(string[] args, CliHost host, CancellationSignal? signal)
+    /// <summary>As above, <paramref name="direct"/> being <see cref="DirectRun.Match"/> of <paramref name="args"/>.</summary>
+    public static Task<int> RunAsync(string[] args, CliHost host, CancellationSignal? signal, DirectRun? direct)
+    {
+        // Not an async method itself: its state machine would hold parser types, and loading them is start-up time.
+        if (Commands.InfoCommand.IsPlain(args)) return Task.FromResult(RunPlainInfo(args[1], host, signal));
+        if (IsVersion(args)) return Task.FromResult(RunVersion(args, host));
+        return direct is not null ? Task.FromResult(RunDirect(direct, host, signal)) : RunParsedAsync(args, host, signal);
+    }
+
+    /// <summary><c>dse --version</c> or <c>dse --version --json</c> (in either order): answered without the parser.</summary>
+    public static bool IsVersion(string[] args) =>
+        args is ["--version"] || (args.Length == 2 && args.Contains("--version") && args.Contains(CommandCatalog.JsonOption));
+
+    // The parser's own --version prints the informational version alone on a line (it reads the same attribute);
+    // with --json it is one object like every other answer.
+    private static int RunVersion(string[] args, CliHost host)
+    {
+        host.Out.WriteLine(args.Length == 2 ? Output.Json.Serialize(new VersionView(Version)) : Version);
+        try { host.Out.Flush(); }
+        catch (IOException) { }
+        return ExitCodes.Ok;
+    }
+
+    // A verb's plain command line without the parser (DirectRun): the same output, the same error mapping.
+    private static int RunDirect(DirectRun direct, CliHost host, CancellationSignal? signal)
+    {
+        var context = new CliContext(host, direct.Args.Json, direct.Args.Quiet, direct.Args.Verbose, signal?.Token ?? CancellationToken.None);
+        try
+        {
+            // Every await below the verb's body continues off any synchronization context (ConfigureAwait(false)).
+            return direct.Body(context).GetAwaiter().GetResult();
+        }
+        catch (Exception e)
+        {
+            return Report(e, host, context.Verbose, signal?.ExitCode, context.Json);
+        }
+        finally
+        {
+            try { host.Out.Flush(); }
+            catch (IOException) { }
+        }
+    }
+
+    /// <summary>The parser's path for every command line (tests compare the direct paths with it).</summary>
+    internal static async Task<int> RunParsedAsync(string[] args, CliHost host, CancellationSignal? signal)
     {
         var root = CommandCatalog.BuildRoot(args.Length > 0 ? args[0] : null);
         var parse = root.Parse(args);

@@ -2,23 +2,45 @@ using System.CommandLine;
 
 namespace DiskSnapshotEngine.Cli;
 
-/// <summary>What a verb's action gets: the parsed command line, the streams, the cancellation token.</summary>
-internal sealed class CliContext(ParseResult parse, CliHost host, CancellationToken cancellationToken)
+/// <summary>
+/// What a verb's action gets: the parsed command line, the streams, the cancellation token. A verb run by
+/// <see cref="DirectDispatch"/> has no parse result (start-up time), only the three common flags.
+/// </summary>
+internal sealed class CliContext
 {
-    public ParseResult Parse { get; } = parse;
-    public CliHost Host { get; } = host;
-    public CancellationToken CancellationToken { get; } = cancellationToken;
+    private readonly ParseResult? _parse;
+
+    public CliContext(ParseResult parse, CliHost host, CancellationToken cancellationToken)
+        : this(host, CommandCatalog.Flag(parse, CommandCatalog.JsonOption),
+            parse.GetValue<bool>(CommandCatalog.QuietOption), parse.GetValue<bool>(CommandCatalog.VerboseOption), cancellationToken) =>
+        _parse = parse;
+
+    /// <summary>A context without a parse result (<see cref="DirectDispatch"/>).</summary>
+    public CliContext(CliHost host, bool json, bool quiet, bool verbose, CancellationToken cancellationToken)
+    {
+        Host = host;
+        CancellationToken = cancellationToken;
+        Json = json;
+        Quiet = quiet;
+        Verbose = verbose;
+    }
+
+    /// <summary>The parsed command line (only verbs run through the parser have one).</summary>
+    public ParseResult Parse => _parse ?? throw new InvalidOperationException("this verb was run without the parser");
+
+    public CliHost Host { get; }
+    public CancellationToken CancellationToken { get; }
     public TextWriter Out => Host.Out;
     public TextWriter Error => Host.Error;
 
     /// <summary>True when <c>--json</c> was given: stdout carries one JSON document, stderr JSON lines.</summary>
-    public bool Json => CommandCatalog.Flag(Parse, CommandCatalog.JsonOption);
+    public bool Json { get; }
 
     /// <summary>True when <c>--quiet</c> was given: no progress.</summary>
-    public bool Quiet => Parse.GetValue<bool>(CommandCatalog.QuietOption);
+    public bool Quiet { get; }
 
     /// <summary>True when <c>--verbose</c> was given: format-specific fields, stack traces.</summary>
-    public bool Verbose => Parse.GetValue<bool>(CommandCatalog.VerboseOption);
+    public bool Verbose { get; }
 
     /// <summary>The value of an option or argument of the verb.</summary>
     public T? Get<T>(Option<T> option) => Parse.GetValue(option);

@@ -12,9 +12,12 @@ internal static class Program
         // metadata committed). A second one is left to the default handler, which ends the process at once.
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => c.Cancel = signal.Raise(ExitCodes.Interrupted));
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => c.Cancel = signal.Raise(ExitCodes.Terminated));
-        // A plain `info IMAGE` (what scripts run most) also skips System.Console's set-up when it can (Utf8Stdout).
-        var host = Commands.InfoCommand.IsPlain(args) ? Output.Utf8Stdout.TryCreateHost() ?? CliHost.Console : CliHost.Console;
-        return CliApp.RunAsync(args, host, signal).GetAwaiter().GetResult();
+        // A plain `info IMAGE` (what scripts run most), --version and the verbs run without the parser (DirectRun) also
+        // skip System.Console's set-up when they can (Utf8Stdout).
+        var direct = DirectRun.Match(args);
+        var host = direct is not null || Commands.InfoCommand.IsPlain(args) || CliApp.IsVersion(args)
+            ? Output.Utf8Stdout.TryCreateHost() ?? CliHost.Console : CliHost.Console;
+        return CliApp.RunAsync(args, host, signal, direct).GetAwaiter().GetResult();
     }
 }
 

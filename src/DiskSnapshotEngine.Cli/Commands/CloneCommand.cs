@@ -38,37 +38,56 @@ internal static class CloneCommand
                 ("--block-size", r.GetResult(blockSize) is not null));
         });
 
-        VerbAction.Set(command, async context =>
-        {
-            string source = context.Get(src)!, destination = context.Get(dst)!;
-            ImageFormat? fmt = context.Get(profile) is null ? FormatOption.Resolve(context, format, destination) : null;
-            string image = Path.GetFullPath(destination), from = Path.GetFullPath(source);
-            if (context.Get(linked))
-            {
-                LinkedClone.Create(source, destination, fmt);
-                SealCommand.WarnIfParentUnsealed(context, source, destination);
-                context.Result(new { image, source = from, linked = true, parent = Output.ParentLinkView.Read(image, from), bytesWritten = 0L, bytesZero = 0L },
-                    $"created linked clone {image} of {from}");
-                return ExitCodes.Ok;
-            }
-            var open = chainOptions.ToOpenOptions(context.Parse, writable: false);
-            var options = new CloneOptions(fmt, context.Get(type) == "fixed" ? ImageType.Fixed : ImageType.Dynamic,
-                context.Get(blockSize) is long bs ? checked((int)bs) : null)
-            { Open = open, Durable = !context.Get(noSync) };
-            if (context.Get(profile) is not null)
-            {
-                long size;
-                using (var chain = DiskImage.Open(source, open)) size = chain.VirtualSize;
-                long rounded = AzureProfileOption.Round(context, size);
-                AzureVhdProfile.CreateOptions(rounded, Path.GetFullPath(destination));
-                options = options with { Format = ImageFormat.Vhd, Type = ImageType.Fixed, VirtualSize = rounded };
-            }
-            var stats = await ProgressDisplay.RunAsync(context, "clone", p =>
-                FullClone.RunAsync(source, destination, options, p, context.CancellationToken)).ConfigureAwait(false);
-            context.Result(new { image, source = from, linked = false, parent = (Output.ParentLinkView?)null, stats.BytesWritten, stats.BytesZero },
-                $"cloned {from} to {image}: {SizeParser.Describe(stats.BytesWritten)} written, {SizeParser.Describe(stats.BytesZero)} of zero data skipped");
-            return ExitCodes.Ok;
-        });
+        VerbAction.Set(command, context => Run(context, new Request(context.Get(src)!, context.Get(dst)!, context.Get(format),
+            context.Get(type) == "fixed", context.Get(blockSize), context.Get(linked), context.Get(profile), context.Get(noSync),
+            writable => chainOptions.ToOpenOptions(context.Parse, writable))));
         return command;
+    }
+
+    /// <summary>What a clone is asked for: the values of its arguments and options, the chain options when needed.</summary>
+    internal sealed record Request(string Source, string Destination, string? Format, bool Fixed, long? BlockSize, bool Linked,
+        string? Profile, bool NoSync, Func<bool, OpenOptions> Open);
+
+    /// <summary><c>dse clone SRC DST</c> with no option but --format, --type, --block-size, --no-sync and the common flags, without the parser.</summary>
+    public static DirectRun? Direct(string[] args)
+    {
+        if (DirectArgs.Read(args, 2, ["--no-sync"], ["--format", "--type", "--block-size"]) is not { } a ||
+            !DirectRun.IsFormat(a.Value("--format")) || a.Value("--type") is not (null or "dynamic" or "fixed") ||
+            !DirectRun.TrySize(a.Value("--block-size"), out long? blockSize))
+            return null;
+        return new DirectRun(a, context => Run(context, new Request(a.Arguments[0], a.Arguments[1], a.Value("--format"),
+            a.Value("--type") == "fixed", blockSize, Linked: false, Profile: null, a.Flag("--no-sync"), DirectRun.NoChainOptions)));
+    }
+
+    private static async Task<int> Run(CliContext context, Request request)
+    {
+        string source = request.Source, destination = request.Destination;
+        ImageFormat? fmt = request.Profile is null ? FormatOption.Resolve(context, request.Format, destination) : null;
+        string image = Path.GetFullPath(destination), from = Path.GetFullPath(source);
+        if (request.Linked)
+        {
+            LinkedClone.Create(source, destination, fmt);
+            SealCommand.WarnIfParentUnsealed(context, source, destination);
+            context.Result(new { image, source = from, linked = true, parent = Output.ParentLinkView.Read(image, from), bytesWritten = 0L, bytesZero = 0L },
+                $"created linked clone {image} of {from}");
+            return ExitCodes.Ok;
+        }
+        var open = request.Open(false);
+        var options = new CloneOptions(fmt, request.Fixed ? ImageType.Fixed : ImageType.Dynamic,
+            request.BlockSize is long bs ? checked((int)bs) : null)
+        { Open = open, Durable = !request.NoSync };
+        if (request.Profile is not null)
+        {
+            long size;
+            using (var chain = DiskImage.Open(source, open)) size = chain.VirtualSize;
+            long rounded = AzureProfileOption.Round(context, size);
+            AzureVhdProfile.CreateOptions(rounded, Path.GetFullPath(destination));
+            options = options with { Format = ImageFormat.Vhd, Type = ImageType.Fixed, VirtualSize = rounded };
+        }
+        var stats = await ProgressDisplay.RunAsync(context, "clone", p =>
+            FullClone.RunAsync(source, destination, options, p, context.CancellationToken)).ConfigureAwait(false);
+        context.Result(new { image, source = from, linked = false, parent = (Output.ParentLinkView?)null, stats.BytesWritten, stats.BytesZero },
+            $"cloned {from} to {image}: {SizeParser.Describe(stats.BytesWritten)} written, {SizeParser.Describe(stats.BytesZero)} of zero data skipped");
+        return ExitCodes.Ok;
     }
 }

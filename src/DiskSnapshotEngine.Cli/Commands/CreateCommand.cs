@@ -57,45 +57,64 @@ internal static class CreateCommand
                 ("--logical-sector-size 4096", result.GetValue(sector) == 4096));
         });
 
-        VerbAction.Set(command, context =>
+        VerbAction.Set(command, context => Run(context, new Request(context.Get(image)!, context.Get(format), context.Get(size),
+            context.Get(type) == "fixed", context.Get(blockSize), context.Get(sector), context.Get(parent), context.Get(profile))));
+        return command;
+    }
+
+    /// <summary>What a create is asked for: the values of its argument and options.</summary>
+    internal sealed record Request(string Image, string? Format, long? Size, bool Fixed, long? BlockSize, int? SectorSize, string? Parent, string? Profile);
+
+    /// <summary><c>dse create IMAGE --size SIZE</c> with no option but --type, --block-size, --logical-sector-size, --format and the common flags, without the parser.</summary>
+    public static DirectRun? Direct(string[] args)
+    {
+        if (DirectArgs.Read(args, 1, [], ["--size", "--type", "--block-size", "--logical-sector-size", "--format"]) is not { } a ||
+            a.Value("--size") is null || !DirectRun.TrySize(a.Value("--size"), out long? size) ||
+            !DirectRun.TrySize(a.Value("--block-size"), out long? blockSize) || a.Value("--type") is not (null or "dynamic" or "fixed") ||
+            a.Value("--logical-sector-size") is not (null or "512" or "4096") || !DirectRun.IsFormat(a.Value("--format")))
+            return null;
+        int? sector = a.Value("--logical-sector-size") is { } s ? int.Parse(s, System.Globalization.CultureInfo.InvariantCulture) : null;
+        return new DirectRun(a, context => Task.FromResult(Run(context, new Request(a.Arguments[0], a.Value("--format"), size,
+            a.Value("--type") == "fixed", blockSize, sector, Parent: null, Profile: null))));
+    }
+
+    private static int Run(CliContext context, Request request)
+    {
+        string path = request.Image;
+        IDiskLayer layer;
+        string? parentImage = null;
+        if (request.Parent is { } parentPath)
         {
-            string path = context.Get(image)!;
-            IDiskLayer layer;
-            string? parentImage = null;
-            if (context.Get(parent) is { } parentPath)
-            {
-                LinkedClone.Create(parentPath, path, FormatOption.Resolve(context, format, path));
-                layer = DiskImage.OpenLayer(path, writable: false);
-                parentImage = Path.GetFullPath(parentPath);
-                SealCommand.WarnIfParentUnsealed(context, parentPath, path);
-            }
-            else if (context.Get(profile) is not null)
-            {
-                long rounded = AzureProfileOption.Round(context, context.Get(size)!.Value);
-                layer = DiskImage.Create(path, AzureVhdProfile.CreateOptions(rounded, path), ImageFormat.Vhd);
-            }
+            LinkedClone.Create(parentPath, path, FormatOption.Resolve(context, request.Format, path));
+            layer = DiskImage.OpenLayer(path, writable: false);
+            parentImage = Path.GetFullPath(parentPath);
+            SealCommand.WarnIfParentUnsealed(context, parentPath, path);
+        }
+        else if (request.Profile is not null)
+        {
+            long rounded = AzureProfileOption.Round(context, request.Size!.Value);
+            layer = DiskImage.Create(path, AzureVhdProfile.CreateOptions(rounded, path), ImageFormat.Vhd);
+        }
+        else
+        {
+            var options = new ImageCreateOptions(
+                request.Size!.Value,
+                request.Fixed ? ImageType.Fixed : ImageType.Dynamic,
+                request.BlockSize is long bs ? checked((int)Math.Min(bs, int.MaxValue)) : null,
+                request.SectorSize ?? 512);
+            layer = DiskImage.Create(path, options, FormatOption.Resolve(context, request.Format, path));
+        }
+        using (layer)
+        {
+            layer.Flush();
+            var view = LayerView.Of(layer, parentImage);
+            if (context.Json) context.WriteJson(view);
             else
             {
-                var options = new ImageCreateOptions(
-                    context.Get(size)!.Value,
-                    context.Get(type) == "fixed" ? ImageType.Fixed : ImageType.Dynamic,
-                    context.Get(blockSize) is long bs ? checked((int)Math.Min(bs, int.MaxValue)) : null,
-                    context.Get(sector) ?? 512);
-                layer = DiskImage.Create(path, options, FormatOption.Resolve(context, format, path));
+                context.Out.WriteLine($"created {view.Image}");
+                view.WriteText(context.Out, context.Verbose, "  ");
             }
-            using (layer)
-            {
-                layer.Flush();
-                var view = LayerView.Of(layer, parentImage);
-                if (context.Json) context.WriteJson(view);
-                else
-                {
-                    context.Out.WriteLine($"created {view.Image}");
-                    view.WriteText(context.Out, context.Verbose, "  ");
-                }
-            }
-            return ExitCodes.Ok;
-        });
-        return command;
+        }
+        return ExitCodes.Ok;
     }
 }

@@ -24,26 +24,34 @@ internal static class ExportCommand
         };
         var chainOptions = ChainOptions.AddTo(command, forceShare: true);
 
-        VerbAction.Set(command, async context =>
-        {
-            string target = context.Get(output)!;
-            RefuseImageExtension(context.Get(image)!, target);
-            using var chain = DiskImage.Open(context.Get(image)!, chainOptions.ToOpenOptions(context, writable: false));
-            if (target == "-")
-            {
-                context.Out.Flush();
-                var stdout = context.Host.OpenStdout();
-                await RawExport.ExportToStreamAsync(chain, stdout, null, context.CancellationToken).ConfigureAwait(false);
-                return ExitCodes.Ok;
-            }
-            await ProgressDisplay.RunAsync(context, "export", progress =>
-                RawExport.ExportToFileAsync(chain, target, context.Get(force), progress, !context.Get(noSync), context.CancellationToken)).ConfigureAwait(false);
-            string written = Path.GetFullPath(target);
-            context.Result(new { image = chain.Top.Path, output = written, format = "raw", virtualSize = chain.VirtualSize },
-                $"exported {SizeParser.Describe(chain.VirtualSize)} to {written}");
-            return ExitCodes.Ok;
-        });
+        VerbAction.Set(command, context => Run(context, context.Get(image)!, context.Get(output)!, context.Get(force), context.Get(noSync),
+            writable => chainOptions.ToOpenOptions(context, writable)));
         return command;
+    }
+
+    /// <summary><c>dse export IMAGE OUTPUT</c> with no option but --force, --sync, --no-sync and the common flags, without the parser.</summary>
+    public static DirectRun? Direct(string[] args) =>
+        DirectArgs.Read(args, 2, ["--force", "--sync", "--no-sync"], []) is { } a
+            ? new DirectRun(a, context => Run(context, a.Arguments[0], a.Arguments[1], a.Flag("--force"), a.Flag("--no-sync"), DirectRun.NoChainOptions))
+            : null;
+
+    private static async Task<int> Run(CliContext context, string image, string target, bool force, bool noSync, Func<bool, OpenOptions> open)
+    {
+        RefuseImageExtension(image, target);
+        using var chain = DiskImage.Open(image, open(false));
+        if (target == "-")
+        {
+            context.Out.Flush();
+            var stdout = context.Host.OpenStdout();
+            await RawExport.ExportToStreamAsync(chain, stdout, null, context.CancellationToken).ConfigureAwait(false);
+            return ExitCodes.Ok;
+        }
+        await ProgressDisplay.RunAsync(context, "export", progress =>
+            RawExport.ExportToFileAsync(chain, target, force, progress, !noSync, context.CancellationToken)).ConfigureAwait(false);
+        string written = Path.GetFullPath(target);
+        context.Result(new { image = chain.Top.Path, output = written, format = "raw", virtualSize = chain.VirtualSize },
+            $"exported {SizeParser.Describe(chain.VirtualSize)} to {written}");
+        return ExitCodes.Ok;
     }
 
     // A raw file under an image extension would be taken for that format by every other program (and by dse itself

@@ -30,31 +30,38 @@ internal static class MergeCommand
             if (r.GetResult(pull) is { Implicit: false } && r.GetResult(into) is not null) r.AddError("--into cannot be combined with --pull");
         });
 
-        VerbAction.Set(command, async context =>
-        {
-            // A snapshot's layer changes only through snapshot delete, which keeps the catalog right.
-            var open = chainOptions.ToOpenOptions(context.Parse, writable: false);
-            if (context.Get(force)) open = open with { Sealed = Block.SealPolicy.Override };
-            var options = new MergeOptions { Open = open, Guard = SnapshotMergeGuard.Instance };
-            string path = context.Get(image)!;
-            bool isPull = context.Get(pull);
-            var result = await ProgressDisplay.RunAsync(context, isPull ? "pull" : "merge", p => isPull
-                ? Merge.PullAsync(path, options, p, context.CancellationToken)
-                : Merge.CommitAsync(path, context.Get(into), options, p, context.CancellationToken)).ConfigureAwait(false);
-            if (context.Json)
-                context.WriteJson(new { image = Path.GetFullPath(path), target = result.Target, result.Resumed, result.Stats.BytesWritten, result.Stats.BytesZero, result.Relinked, result.Removed, result.Unsealed });
-            else
-            {
-                if (result.Resumed) context.Note("an interrupted run was found and finished");
-                context.Out.WriteLine(isPull
-                    ? $"pulled {SizeParser.Describe(result.Stats.BytesWritten + result.Stats.BytesZero)} into {Path.GetFullPath(path)}; its parent is now {result.Target}"
-                    : $"merged into {result.Target}: {SizeParser.Describe(result.Stats.BytesWritten)} of data, {SizeParser.Describe(result.Stats.BytesZero)} of zeros");
-                foreach (var c in result.Relinked) context.Out.WriteLine($"  relinked {c}");
-                foreach (var r in result.Removed) context.Out.WriteLine($"  removed {r}");
-                if (result.Unsealed is { } u) context.Out.WriteLine($"  unsealed {u}: its only linked clone was merged into it");
-            }
-            return ExitCodes.Ok;
-        });
+        VerbAction.Set(command, context => Run(context, context.Get(image)!, context.Get(into), context.Get(pull), context.Get(force),
+            writable => chainOptions.ToOpenOptions(context.Parse, writable)));
         return command;
+    }
+
+    /// <summary><c>dse merge IMAGE</c> with no option but --into, --force and the common flags, without the parser.</summary>
+    public static DirectRun? Direct(string[] args) =>
+        DirectArgs.Read(args, 1, ["--force"], ["--into"]) is { } a
+            ? new DirectRun(a, context => Run(context, a.Arguments[0], a.Value("--into"), isPull: false, a.Flag("--force"), DirectRun.NoChainOptions))
+            : null;
+
+    private static async Task<int> Run(CliContext context, string path, string? into, bool isPull, bool force, Func<bool, OpenOptions> chainOpen)
+    {
+        // A snapshot's layer changes only through snapshot delete, which keeps the catalog right.
+        var open = chainOpen(false);
+        if (force) open = open with { Sealed = Block.SealPolicy.Override };
+        var options = new MergeOptions { Open = open, Guard = SnapshotMergeGuard.Instance };
+        var result = await ProgressDisplay.RunAsync(context, isPull ? "pull" : "merge", p => isPull
+            ? Merge.PullAsync(path, options, p, context.CancellationToken)
+            : Merge.CommitAsync(path, into, options, p, context.CancellationToken)).ConfigureAwait(false);
+        if (context.Json)
+            context.WriteJson(new { image = Path.GetFullPath(path), target = result.Target, result.Resumed, result.Stats.BytesWritten, result.Stats.BytesZero, result.Relinked, result.Removed, result.Unsealed });
+        else
+        {
+            if (result.Resumed) context.Note("an interrupted run was found and finished");
+            context.Out.WriteLine(isPull
+                ? $"pulled {SizeParser.Describe(result.Stats.BytesWritten + result.Stats.BytesZero)} into {Path.GetFullPath(path)}; its parent is now {result.Target}"
+                : $"merged into {result.Target}: {SizeParser.Describe(result.Stats.BytesWritten)} of data, {SizeParser.Describe(result.Stats.BytesZero)} of zeros");
+            foreach (var c in result.Relinked) context.Out.WriteLine($"  relinked {c}");
+            foreach (var r in result.Removed) context.Out.WriteLine($"  removed {r}");
+            if (result.Unsealed is { } u) context.Out.WriteLine($"  unsealed {u}: its only linked clone was merged into it");
+        }
+        return ExitCodes.Ok;
     }
 }

@@ -33,50 +33,57 @@ internal static class WriteCommand
         };
         var chainOptions = ChainOptions.AddTo(command);
 
-        VerbAction.Set(command, async context =>
-        {
-            string path = context.Get(image)!;
-            long at = context.Get(offset)!.Value;
-            string inputPath = context.Get(input)!;
-            using var source = OpenInput(context, inputPath);
-            using var chain = DiskImage.Open(path, chainOptions.ToOpenOptions(context.Parse, writable: true) with
-            {
-                RefuseWriteWithChildren = !context.Get(force),
-                Sealed = context.Get(force) ? Block.SealPolicy.Override : Block.SealPolicy.Refuse,
-            });
-
-            // A regular file's length is known: refuse before writing anything rather than fail half-way.
-            if (source.CanSeek && (at > chain.VirtualSize || source.Length > chain.VirtualSize - at))
-                throw new DiskImageException(ErrorKind.OutOfBounds,
-                    $"writing {source.Length} bytes at offset {at} goes past the end of the virtual disk ({chain.VirtualSize} bytes)", chain.Top.Path);
-
-            // A managed buffer, not a pooled native one: a read from a pipe or terminal cannot be interrupted, so on
-            // Ctrl-C it is abandoned (WaitAsync) and may still complete into this buffer later.
-            var buffer = new byte[ChunkSize];
-            // Stdin's length is unknown: its progress counts bytes against the rest of the disk.
-            long total = source.CanSeek ? source.Length : chain.VirtualSize - at;
-            long written = await ProgressDisplay.RunAsync(context, "write", async progress =>
-            {
-                long done = 0;
-                while (true)
-                {
-                    int n = await Task.Run(() => source.ReadAtLeast(buffer, buffer.Length, throwOnEndOfStream: false))
-                        .WaitAsync(context.CancellationToken).ConfigureAwait(false);
-                    if (n == 0) break;
-                    context.CancellationToken.ThrowIfCancellationRequested();
-                    chain.Write(at + done, buffer.AsSpan(0, n));
-                    done += n;
-                    progress?.Report(new OperationProgress("copy", done, total));
-                    if (n < buffer.Length) break;
-                }
-                chain.Flush();
-                return done;
-            }).ConfigureAwait(false);
-            context.Result(new { image = chain.Top.Path, offset = at, bytesWritten = written },
-                $"wrote {written} bytes at offset {at} into {chain.Top.Path}");
-            return ExitCodes.Ok;
-        });
+        VerbAction.Set(command, context => Run(context, context.Get(image)!, context.Get(offset)!.Value, context.Get(input)!, context.Get(force),
+            writable => chainOptions.ToOpenOptions(context.Parse, writable)));
         return command;
+    }
+
+    /// <summary><c>dse write IMAGE --offset N --input FILE</c> with no option but --force and the common flags, without the parser.</summary>
+    public static DirectRun? Direct(string[] args) =>
+        DirectArgs.Read(args, 1, ["--force"], ["--offset", "--input"]) is { } a && a.Value("--input") is { } input &&
+        a.Value("--offset") is not null && DirectRun.TrySize(a.Value("--offset"), out long? offset, allowZero: true)
+            ? new DirectRun(a, context => Run(context, a.Arguments[0], offset!.Value, input, a.Flag("--force"), DirectRun.NoChainOptions))
+            : null;
+
+    private static async Task<int> Run(CliContext context, string path, long at, string inputPath, bool force, Func<bool, OpenOptions> chainOpen)
+    {
+        using var source = OpenInput(context, inputPath);
+        using var chain = DiskImage.Open(path, chainOpen(true) with
+        {
+            RefuseWriteWithChildren = !force,
+            Sealed = force ? Block.SealPolicy.Override : Block.SealPolicy.Refuse,
+        });
+
+        // A regular file's length is known: refuse before writing anything rather than fail half-way.
+        if (source.CanSeek && (at > chain.VirtualSize || source.Length > chain.VirtualSize - at))
+            throw new DiskImageException(ErrorKind.OutOfBounds,
+                $"writing {source.Length} bytes at offset {at} goes past the end of the virtual disk ({chain.VirtualSize} bytes)", chain.Top.Path);
+
+        // A managed buffer, not a pooled native one: a read from a pipe or terminal cannot be interrupted, so on
+        // Ctrl-C it is abandoned (WaitAsync) and may still complete into this buffer later.
+        var buffer = new byte[ChunkSize];
+        // Stdin's length is unknown: its progress counts bytes against the rest of the disk.
+        long total = source.CanSeek ? source.Length : chain.VirtualSize - at;
+        long written = await ProgressDisplay.RunAsync(context, "write", async progress =>
+        {
+            long done = 0;
+            while (true)
+            {
+                int n = await Task.Run(() => source.ReadAtLeast(buffer, buffer.Length, throwOnEndOfStream: false))
+                    .WaitAsync(context.CancellationToken).ConfigureAwait(false);
+                if (n == 0) break;
+                context.CancellationToken.ThrowIfCancellationRequested();
+                chain.Write(at + done, buffer.AsSpan(0, n));
+                done += n;
+                progress?.Report(new OperationProgress("copy", done, total));
+                if (n < buffer.Length) break;
+            }
+            chain.Flush();
+            return done;
+        }).ConfigureAwait(false);
+        context.Result(new { image = chain.Top.Path, offset = at, bytesWritten = written },
+            $"wrote {written} bytes at offset {at} into {chain.Top.Path}");
+        return ExitCodes.Ok;
     }
 
     private static Stream OpenInput(CliContext context, string path)

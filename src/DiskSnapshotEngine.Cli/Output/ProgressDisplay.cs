@@ -11,11 +11,12 @@ namespace DiskSnapshotEngine.Cli.Output;
 internal static class ProgressDisplay
 {
     /// <summary>Runs <paramref name="work"/> with a progress sink when progress is to be shown (see the type).</summary>
-    public static async Task<T> RunAsync<T>(CliContext context, string title, Func<IProgress<OperationProgress>?, Task<T>> work)
-    {
-        if (context.Quiet || !context.Host.ErrorIsTerminal)
-            return await work(null).ConfigureAwait(false);
+    public static Task<T> RunAsync<T>(CliContext context, string title, Func<IProgress<OperationProgress>?, Task<T>> work) =>
+        // Not async, and the bar in a method of its own: without a bar Spectre.Console is not even loaded (start-up time).
+        context.Quiet || !context.Host.ErrorIsTerminal ? work(null) : WithBarAsync(context, title, work);
 
+    private static async Task<T> WithBarAsync<T>(CliContext context, string title, Func<IProgress<OperationProgress>?, Task<T>> work)
+    {
         // Interactive because stderr is a terminal, whatever stdin is (write --input - reads a pipe).
         var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(context.Error), Interactive = InteractionSupport.Yes });
         return await console.Progress()

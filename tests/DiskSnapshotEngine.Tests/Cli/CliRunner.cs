@@ -46,10 +46,13 @@ public static class CliRunner
 
     public static Task<CliResult> RunWithStdinAsync(byte[]? stdin, params string[] args) => RunInProcessAsync(stdin, false, args);
 
+    /// <summary>As <see cref="RunWithStdinAsync"/>, always through the command-line parser (never a direct path such as DirectRun).</summary>
+    public static Task<CliResult> RunParsedAsync(byte[]? stdin, params string[] args) => RunInProcessAsync(stdin, false, args, parsed: true);
+
     /// <summary>As <see cref="RunAsync"/>, with stderr taken for a terminal (progress is shown there).</summary>
     public static Task<CliResult> RunWithTerminalStderrAsync(params string[] args) => RunInProcessAsync(null, true, args);
 
-    private static async Task<CliResult> RunInProcessAsync(byte[]? stdin, bool errorIsTerminal, string[] args)
+    private static async Task<CliResult> RunInProcessAsync(byte[]? stdin, bool errorIsTerminal, string[] args, bool parsed = false)
     {
         var output = new StringWriter();
         var error = new StringWriter();
@@ -63,7 +66,7 @@ public static class CliRunner
             OutputIsTerminal = false,
             ErrorIsTerminal = errorIsTerminal,
         };
-        int code = await CliApp.RunAsync(args, host);
+        int code = await (parsed ? CliApp.RunParsedAsync(args, host, null) : CliApp.RunAsync(args, host));
         return new CliResult(code, output.ToString(), error.ToString(), stdout.ToArray());
     }
 

@@ -36,7 +36,8 @@ public sealed class LoopFileSystem : IDisposable
 
     public void Dispose()
     {
-        ExternalTool.Run("umount", Path);
+        // Busy (a handle the test has not closed yet): detached now, freed by the kernel once closed; no mount is left.
+        if (ExternalTool.Run("umount", Path).ExitCode != 0) ExternalTool.Run("umount", "-l", Path);
         try { Directory.Delete(Path, true); } catch (IOException) { }
         try { System.IO.File.Delete(_backing); } catch (IOException) { }
     }

@@ -220,7 +220,11 @@ internal static class VmCommand
                 LibvirtOverlay.Remove(overlayPath);
                 throw;
             }
-            if (overlayPath is not null && !context.Get(dryRun) && !context.Json) context.Out.WriteLine($"created {overlayPath} (qcow2 overlay of {state.CurrentChain()[1].Path})");
+            if (overlayPath is not null && !context.Get(dryRun))
+            {
+                if (!context.Json) context.Out.WriteLine($"created {overlayPath} (qcow2 overlay of {state.CurrentChain()[1].Path})");
+                SealCommand.WarnIfParentUnsealed(context, state.CurrentChain()[1].Path, overlayPath); // as clone --linked says it
+            }
             if (context.Json)
             {
                 context.WriteJson(new

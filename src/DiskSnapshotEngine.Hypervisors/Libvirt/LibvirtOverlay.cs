@@ -28,7 +28,10 @@ public static class LibvirtOverlay
     public static VmDiskState Planned(VmDiskState state, string overlayPath) =>
         state.WithNewCurrentChild(new MediumInfo(Guid.NewGuid(), overlayPath, MediumFormats.Qcow2, state.CurrentMedium.LogicalSize, []));
 
-    /// <summary>Creates the overlay as a linked clone of the disk's current image and returns the overlay's state.</summary>
+    /// <summary>
+    /// Creates the overlay as a linked clone of the disk's current image and returns the overlay's state. A current image
+    /// this process cannot write (<see cref="Seals.WhyNotWritable"/>) is left unsealed, as <see cref="LinkedClone.Create"/> leaves it.
+    /// </summary>
     /// <exception cref="DiskImageException">As <see cref="LinkedClone.Create"/> and <see cref="DiskImage.Open(string, OpenOptions)"/>.</exception>
     public static VmDiskState Create(VmDiskState state, string overlayPath, OpenOptions options)
     {
@@ -49,7 +52,8 @@ public static class LibvirtOverlay
     // A VM's overlay lives as long as the VM, and a golden image serves several VMs. Sealed as 'dse seal' seals it (no
     // clone recorded as its only one), the golden is not written again when the next VM's overlay is made: a write
     // QEMU forbids while it runs the first VM (the backing file is locked against writers). A golden sealed that way
-    // already, or one without a seal mark (raw), is left as it is.
+    // already, or one without a seal mark (raw), is left as it is; so is one this process cannot write (a read-only
+    // mount, its mode, an immutable file), as by any linked clone: what stops this write stops every dse verb's too.
     private static void SealForSeveralClones(string golden, OpenOptions options)
     {
         using (var chain = DiskImage.Open(golden, options))
@@ -57,7 +61,8 @@ public static class LibvirtOverlay
             if (chain.Top is not ISealableLayer || (Seals.Of(chain.Top) != SealReasons.None && !Seals.SoleChildOf(chain.Top).IsKnown))
                 return;
         }
-        DiskImage.Seal(golden);
+        if (Seals.WhyNotWritable(golden) is null)
+            DiskImage.Seal(golden);
     }
 
     /// <summary>Removes an overlay made for a registration that then failed.</summary>

@@ -22,16 +22,8 @@ public class ReadOnlyGoldenTests
         string input = dir.File("data.bin");
         File.WriteAllBytes(input, RandomData.Bytes(300_000, 5));
         var formats = new[] { "vhdx", "vdi", "qcow2" };
-        foreach (var ext in formats)
-        {
-            await Ok("create", fs.File($"golden.{ext}"), "--size", "16M");
-            await Ok("write", fs.File($"golden.{ext}"), "--offset", "1M", "--input", input);
-        }
-        // Sealed before it was exported, with its first clone recorded as the only one: a second clone cannot update that.
-        await Ok("create", fs.File("sealed.vhdx"), "--size", "16M");
-        await Ok("clone", "--linked", fs.File("sealed.vhdx"), fs.File("first.vhdx"));
-        fs.Remount("ro");
-        var before = Directory.GetFiles(fs.Path).ToDictionary(f => f, ContentHash.OfFile);
+        // sealed.vhdx: sealed before it was exported, with its first clone recorded as the only one.
+        var before = await ReadOnlyGoldens.MakeAsync(fs, input, "vhdx", formats);
 
         foreach (var ext in formats)
         {
@@ -78,7 +70,7 @@ public class ReadOnlyGoldenTests
         Assert.Contains("seal still records another linked clone as its only one (the file system is read-only", second.StdErr);
         Assert.True((await CliRunner.InfoAsync(fs.File("sealed.vhdx"))).GetProperty("sealed").GetBoolean());
 
-        foreach (var (file, hash) in before) Assert.Equal($"{file} {hash}", $"{file} {ContentHash.OfFile(file)}");
+        ReadOnlyGoldens.AssertUnchanged(before);
     }
 
     /// <summary>

@@ -172,4 +172,45 @@ public class LibvirtOverlayTests
         Assert.Equal(15, (await CliRunner.RunAsync("merge", first)).ExitCode);
         Assert.Equal(goldenHash, ContentHash.OfFile(golden));
     }
+
+    /// <summary>
+    /// A golden on a read-only file system is already immutable: the overlay is made without writing the seal, with the
+    /// note a linked clone gives (<c>clone --linked</c>), and QEMU reads the golden through it unchanged. VHDX goes
+    /// through the NBD path; a golden sealed with its sole clone recorded says that record could not be updated.
+    /// </summary>
+    [RequiresLoopMountFact("qemu-img", "virsh")]
+    public async Task A_golden_on_a_read_only_mount_gets_its_overlay_unsealed_with_the_note_and_is_not_written()
+    {
+        using var fs = LoopFileSystem.Create(64, "mkfs.ext4", "-q", "-F");
+        using var dir = new TempDirectory("libvirt-overlay-ro");
+        string input = dir.File("data.bin");
+        File.WriteAllBytes(input, RandomData.Bytes(300_000, 8));
+        var formats = new[] { "vdi", "qcow2", "vhdx" };
+        var before = await ReadOnlyGoldens.MakeAsync(fs, input, "vdi", formats);
+
+        string sealedGolden = fs.File("sealed.vdi");
+        foreach (var (golden, note) in formats.Select(e => fs.File($"golden.{e}")).Select(g => (g, $"{g} was not sealed (the file system is read-only)"))
+            .Append((sealedGolden, $"{sealedGolden}'s seal still records another linked clone as its only one (the file system is read-only")))
+        {
+            string name = Path.GetFileNameWithoutExtension(golden) + Path.GetExtension(golden)[1..], overlay = dir.File($"{name}.qcow2");
+            var r = await CliRunner.RunAsync("vm", "register", "libvirt", "--name", name, "--disk", golden, "--overlay", overlay,
+                "--connect", "test:///default", "--json");
+            Assert.True(r.ExitCode == 0, $"{golden}: {r}");
+            using (var doc = JsonDocument.Parse(r.StdOut))
+                Assert.Equal(overlay, doc.RootElement.GetProperty("overlay").GetString());
+            using (var doc = JsonDocument.Parse(Assert.Single(r.StdErr.Split('\n', StringSplitOptions.RemoveEmptyEntries))))
+                Assert.Contains(note, doc.RootElement.GetProperty("note").GetProperty("message").GetString());
+
+            // QEMU's own view: a qcow2 backed by the golden, in its format, reading as the golden.
+            var info = JsonDocument.Parse(ExternalTool.RunChecked("qemu-img", "info", "--output=json", overlay)).RootElement;
+            Assert.Equal("qcow2", info.GetProperty("format").GetString());
+            string backingFile = info.GetProperty("backing-filename").GetString()!; // relative to the overlay's folder
+            Assert.Equal(golden, Path.GetFullPath(Path.Combine(Path.GetDirectoryName(overlay)!, backingFile)));
+            Assert.Equal(Path.GetExtension(golden)[1..], info.GetProperty("backing-filename-format").GetString());
+            ExternalTool.RunChecked("qemu-img", "compare", overlay, golden);
+            ExternalTool.RunChecked("qemu-img", "check", overlay);
+        }
+        Assert.False((await CliRunner.InfoAsync(fs.File("golden.vdi"))).GetProperty("sealed").GetBoolean());
+        ReadOnlyGoldens.AssertUnchanged(before);
+    }
 }

@@ -72,8 +72,9 @@ public static class DiskImage
         return CreateWith(driver, path, options, parent);
     }
 
-    // A child of a chain already MaxDepth deep could never be opened: refused before anything is written. A parent
-    // chain that does not open for another reason is the child's business later, as before.
+    // A child of a chain already MaxDepth deep, or of one that loops, could never be opened: refused (ChainInvalid)
+    // before anything is written, the parent's seal included. A parent chain that does not open for another reason
+    // (a missing grandparent, say) is the child's business later, as before.
     private static void RefuseTooDeep(string path, string parentPath, Func<string, bool, IImageFile>? fileOpener)
     {
         int depth;
@@ -82,11 +83,11 @@ public static class DiskImage
             using var chain = Open(parentPath, fileOpener is null ? OpenOptions.ReadOnly : OpenOptions.ReadOnly with { FileOpener = fileOpener });
             depth = chain.Layers.Count;
         }
-        catch (DiskImageException e) when (e.Kind != ErrorKind.ChainInvalid || !e.Detail.Contains("deeper than"))
+        catch (DiskImageException e) when (e.Kind != ErrorKind.ChainInvalid)
         {
             return;
         }
-        catch (DiskImageException)
+        catch (DiskImageException e) when (e.Detail.Contains("deeper than"))
         {
             depth = ChainRules.MaxDepth;
         }

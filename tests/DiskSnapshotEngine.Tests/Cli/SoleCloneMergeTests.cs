@@ -165,7 +165,7 @@ public class SoleCloneMergeTests
         string first = dir.File("vms/a/k.qcow2"), second = dir.File("vms/b/k.qcow2");
         await Ok("create", first, "--parent", golden);
         var before = await File.ReadAllBytesAsync(golden);
-        using (QemuHolder.Start(first, "qcow2"))
+        using (QemuHolder.Start(first, "qcow2", backing: golden))
         {
             var refused = await CliRunner.RunAsync("create", second, "--parent", golden);
             Assert.Equal(12, refused.ExitCode);

@@ -114,7 +114,7 @@ public static class DiskImage
         {
             throw new DiskImageException(ErrorKind.Locked,
                 $"cannot record the new linked clone in the parent's seal: {e.Detail}; close it and try again " +
-                "(a parent sealed with 'dse seal' while nothing has it open is not written by later clones)", parentPath, inner: e);
+                "(a parent sealed with 'dse seal' while nothing has it open is not written by later clones)", e.Path ?? Path.GetFullPath(parentPath), inner: e);
         }
         using (layer)
         {

@@ -74,8 +74,9 @@ public static class DiskImage
         return CreateWith(driver, path, options, parent);
     }
 
-    // A child of a chain already MaxDepth deep could never be opened: refused before anything is written. A parent
-    // chain that does not open for another reason is the child's business later, as before.
+    // A child of a chain already MaxDepth deep, or of one that loops, could never be opened: refused (ChainInvalid)
+    // before anything is written, the parent's seal included. A parent chain that does not open for another reason
+    // (a missing grandparent, say) is the child's business later, as before.
     private static void RefuseTooDeep(string path, string parentPath, Func<string, bool, IImageFile>? fileOpener)
     {
         int depth;
@@ -84,11 +85,11 @@ public static class DiskImage
             using var chain = Open(parentPath, fileOpener is null ? OpenOptions.ReadOnly : OpenOptions.ReadOnly with { FileOpener = fileOpener });
             depth = chain.Layers.Count;
         }
-        catch (DiskImageException e) when (e.Kind != ErrorKind.ChainInvalid || !e.Detail.Contains("deeper than"))
+        catch (DiskImageException e) when (e.Kind != ErrorKind.ChainInvalid)
         {
             return;
         }
-        catch (DiskImageException)
+        catch (DiskImageException e) when (e.Detail.Contains("deeper than"))
         {
             depth = ChainRules.MaxDepth;
         }
@@ -110,7 +111,7 @@ public static class DiskImage
         {
             throw new DiskImageException(ErrorKind.Locked,
                 $"cannot record the new linked clone in the parent's seal: {e.Detail}; close it and try again " +
-                "(a parent sealed with 'dse seal' while nothing has it open is not written by later clones)", parentPath, inner: e);
+                "(a parent sealed with 'dse seal' while nothing has it open is not written by later clones)", e.Path ?? Path.GetFullPath(parentPath), inner: e);
         }
         using (layer)
         {

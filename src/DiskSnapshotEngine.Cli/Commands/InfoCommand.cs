@@ -71,7 +71,7 @@ internal static class InfoCommand
             return brief ? view : view with { MinimumSize = Operations.Resize.MinimumSize(chain) };
         }
         catch (DiskImageException e) when (e.Kind is ErrorKind.ParentNotFound or ErrorKind.ParentMismatch or ErrorKind.ChainInvalid
-                                            or ErrorKind.InvalidFormat or ErrorKind.CorruptImage or ErrorKind.Unsupported or ErrorKind.Locked)
+                                            or ErrorKind.InvalidFormat or ErrorKind.CorruptImage or ErrorKind.Unsupported or ErrorKind.Locked or ErrorKind.FileNotFound)
         {
             return LayerView.Of(layer, brief: brief);
         }

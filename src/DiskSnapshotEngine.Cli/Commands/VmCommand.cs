@@ -251,7 +251,8 @@ internal static class VmCommand
             if (r.Service is { } planned)
             {
                 context.Out.Write(planned.UnitText);
-                context.Note($"save the unit as /etc/systemd/system/{planned.UnitName} and run: {planned.EnableCommand()}");
+                string unitFile = Path.Combine(context.Get(unitDir) is { } d ? Path.GetFullPath(d) : "/etc/systemd/system", planned.UnitName);
+                context.Note($"save the unit as {ExternalCommand.ShellQuote(unitFile)} and run: {planned.EnableCommand()}");
             }
             context.Note(string.Create(CultureInfo.InvariantCulture, $"save this XML as {context.Get(name)}.xml and run: {r.Command}"));
             return ExitCodes.Ok;

@@ -69,6 +69,21 @@ public class InterfaceTests
         Assert.StartsWith("not found", facts["parent"]);
     }
 
+    /// <summary>A parent path that names a directory (or a device) is a parent not found for info, which still shows the image.</summary>
+    [Fact]
+    public async Task Info_of_a_child_whose_parent_path_is_a_directory_shows_the_image()
+    {
+        using var dir = new TempDirectory("info");
+        await Ok("create", dir.File("base.qcow2"), "--size", "16M");
+        await Ok("create", dir.File("child.qcow2"), "--parent", dir.File("base.qcow2"));
+        File.Delete(dir.File("base.qcow2"));
+        Directory.CreateDirectory(dir.File("base.qcow2"));
+        var facts = Lines((await Ok("info", dir.File("child.qcow2"))).StdOut, out _);
+        Assert.StartsWith("not found", facts["parent"]);
+        var chain = await CliRunner.RunAsync("export", dir.File("child.qcow2"), "-");
+        Assert.True(chain.ExitCode == 8, chain.ToString());
+    }
+
     [Fact]
     public async Task Vhdx_info_lists_no_candidate_path_twice()
     {

@@ -82,4 +82,20 @@ public class HeaderFieldLimitTests
         Assert.Contains("256 images deep", e.Detail);
         Assert.False(File.Exists(tooDeep));
     }
+    /// <summary>A parent whose chain loops (qemu-img rebase -u can make one) gets no child, and its file is not sealed.</summary>
+    [RequiresToolFact("qemu-img")]
+    public async Task A_child_of_a_looping_chain_is_refused_and_the_parent_is_unchanged()
+    {
+        using var dir = new TempDirectory("loop-chain");
+        string a = dir.File("a.qcow2"), b = dir.File("b.qcow2"), c = dir.File("c.qcow2");
+        DiskImage.Create(a, new ImageCreateOptions(1L << 20)).Dispose();
+        DiskImage.CreateDifferencing(b, a, sealParentAs: SealReasons.None).Dispose();
+        ExternalTool.RunChecked("qemu-img", "rebase", "-u", "-f", "qcow2", "-b", "b.qcow2", "-F", "qcow2", a);
+        var bytes = File.ReadAllBytes(b);
+        var r = await CliRunner.RunAsync("create", c, "--parent", b);
+        Assert.True(r.ExitCode == 11, r.ToString());
+        Assert.Contains("loops", r.StdErr);
+        Assert.False(File.Exists(c));
+        Assert.Equal(bytes, File.ReadAllBytes(b));
+    }
 }

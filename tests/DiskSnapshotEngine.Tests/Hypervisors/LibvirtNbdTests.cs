@@ -94,6 +94,19 @@ public class LibvirtNbdTests
         Assert.DoesNotContain("[Service]", f.StdOut);
     }
 
+    /// <summary>A dry run with --unit-dir says to save the unit there (not in /etc/systemd/system), shell-quoted.</summary>
+    [Fact]
+    public async Task A_dry_run_names_the_unit_dir_it_was_given()
+    {
+        using var dir = new TempDirectory("libvirt-nbd");
+        var (_, child) = DifferencingVhdx(dir);
+        string units = dir.File("unit dir");
+        var dry = await CliRunner.RunAsync("vm", "register", "libvirt", "--name", "a&b", "--disk", child, "--dry-run", "--unit-dir", units);
+        Assert.True(dry.ExitCode == 0, dry.ToString());
+        Assert.Contains($"save the unit as '{units}/dse-nbd-a\\x26b.service' and run:", dry.StdErr);
+        Assert.False(Directory.Exists(units));
+    }
+
     [Fact]
     public async Task A_golden_VHDX_is_served_read_only_and_attached_read_only()
     {

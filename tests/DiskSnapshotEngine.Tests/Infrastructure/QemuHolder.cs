@@ -17,8 +17,11 @@ public sealed class QemuHolder : IDisposable
 
     public int Pid => _process.Id;
 
-    /// <summary>Starts qemu-io on <paramref name="path"/> and waits until its locks are on the file.</summary>
-    public static QemuHolder Start(string path, string format, bool readOnly = false, bool forceShare = false)
+    /// <summary>
+    /// Starts qemu-io on <paramref name="path"/> and waits until its locks are on the file, and on
+    /// <paramref name="backing"/> when given (qemu locks the top image before it opens its backing file).
+    /// </summary>
+    public static QemuHolder Start(string path, string format, bool readOnly = false, bool forceShare = false, string? backing = null)
     {
         var psi = new ProcessStartInfo(ExternalTool.Find("qemu-io") ?? "qemu-io")
         {
@@ -38,7 +41,7 @@ public sealed class QemuHolder : IDisposable
         holder._process.BeginOutputReadLine();
         holder._process.BeginErrorReadLine();
         var deadline = DateTime.UtcNow.AddSeconds(30);
-        while (!LockProbe.Locks(path).Any(l => l.Contains("OFDLCK")))
+        while (!LockProbe.Locks(path).Any(l => l.Contains("OFDLCK")) || (backing is not null && !LockProbe.Locks(backing).Any(l => l.Contains("OFDLCK"))))
         {
             if (holder._process.HasExited || DateTime.UtcNow > deadline)
             {

@@ -48,15 +48,19 @@ internal static class CloneCommand
     internal sealed record Request(string Source, string Destination, string? Format, bool Fixed, long? BlockSize, bool Linked,
         string? Profile, bool NoSync, Func<bool, OpenOptions> Open);
 
-    /// <summary><c>dse clone SRC DST</c> with no option but --format, --type, --block-size, --no-sync and the common flags, without the parser.</summary>
+    /// <summary>
+    /// <c>dse clone SRC DST</c> with no option but --format, --type, --block-size, --linked (without --type and
+    /// --block-size, which the parser refuses with it), --no-sync and the common flags, without the parser.
+    /// </summary>
     public static DirectRun? Direct(string[] args)
     {
-        if (DirectArgs.Read(args, 2, ["--no-sync"], ["--format", "--type", "--block-size"]) is not { } a ||
+        if (DirectArgs.Read(args, 2, ["--no-sync", "--linked"], ["--format", "--type", "--block-size"]) is not { } a ||
             !DirectRun.IsFormat(a.Value("--format")) || a.Value("--type") is not (null or "dynamic" or "fixed") ||
-            !DirectRun.TrySize(a.Value("--block-size"), out long? blockSize))
+            !DirectRun.TrySize(a.Value("--block-size"), out long? blockSize) ||
+            (a.Flag("--linked") && (a.Value("--type") is not null || blockSize is not null)))
             return null;
         return new DirectRun(a, context => Run(context, new Request(a.Arguments[0], a.Arguments[1], a.Value("--format"),
-            a.Value("--type") == "fixed", blockSize, Linked: false, Profile: null, a.Flag("--no-sync"), DirectRun.NoChainOptions)));
+            a.Value("--type") == "fixed", blockSize, a.Flag("--linked"), Profile: null, a.Flag("--no-sync"), DirectRun.NoChainOptions)));
     }
 
     private static async Task<int> Run(CliContext context, Request request)

@@ -65,11 +65,21 @@ internal static class CreateCommand
     /// <summary>What a create is asked for: the values of its argument and options.</summary>
     internal sealed record Request(string Image, string? Format, long? Size, bool Fixed, long? BlockSize, int? SectorSize, string? Parent, string? Profile);
 
-    /// <summary><c>dse create IMAGE --size SIZE</c> with no option but --type, --block-size, --logical-sector-size, --format and the common flags, without the parser.</summary>
+    /// <summary>
+    /// <c>dse create IMAGE --size SIZE</c> with no option but --type, --block-size, --logical-sector-size, --format and
+    /// the common flags, or <c>dse create IMAGE --parent PARENT</c> with no option but --format and the common flags,
+    /// without the parser.
+    /// </summary>
     public static DirectRun? Direct(string[] args)
     {
-        if (DirectArgs.Read(args, 1, [], ["--size", "--type", "--block-size", "--logical-sector-size", "--format"]) is not { } a ||
-            a.Value("--size") is null || !DirectRun.TrySize(a.Value("--size"), out long? size) ||
+        if (DirectArgs.Read(args, 1, [], ["--size", "--type", "--block-size", "--logical-sector-size", "--format", "--parent"]) is not { } a)
+            return null;
+        if (a.Value("--parent") is { } parent)
+            return a.Value("--size") is null && a.Value("--type") is null && a.Value("--block-size") is null &&
+                   a.Value("--logical-sector-size") is null && DirectRun.IsFormat(a.Value("--format"))
+                ? new DirectRun(a, context => Task.FromResult(Run(context, new Request(a.Arguments[0], a.Value("--format"), null, false, null, null, parent, Profile: null))))
+                : null;
+        if (a.Value("--size") is null || !DirectRun.TrySize(a.Value("--size"), out long? size) ||
             !DirectRun.TrySize(a.Value("--block-size"), out long? blockSize) || a.Value("--type") is not (null or "dynamic" or "fixed") ||
             a.Value("--logical-sector-size") is not (null or "512" or "4096") || !DirectRun.IsFormat(a.Value("--format")))
             return null;

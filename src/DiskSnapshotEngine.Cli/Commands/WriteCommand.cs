@@ -69,8 +69,10 @@ internal static class WriteCommand
             long done = 0;
             while (true)
             {
-                int n = await Task.Run(() => source.ReadAtLeast(buffer, buffer.Length, throwOnEndOfStream: false))
-                    .WaitAsync(context.CancellationToken).ConfigureAwait(false);
+                // A file is read here (it does not block for long); only a pipe's read is left behind on Ctrl-C.
+                int n = source.CanSeek ? source.ReadAtLeast(buffer, buffer.Length, throwOnEndOfStream: false)
+                    : await Task.Run(() => source.ReadAtLeast(buffer, buffer.Length, throwOnEndOfStream: false))
+                        .WaitAsync(context.CancellationToken).ConfigureAwait(false);
                 if (n == 0) break;
                 context.CancellationToken.ThrowIfCancellationRequested();
                 chain.Write(at + done, buffer.AsSpan(0, n));

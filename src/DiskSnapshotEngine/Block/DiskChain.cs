@@ -123,7 +123,7 @@ public sealed class DiskChain : IDisposable
         int depth = Math.Min(layerCount, _layers.Length);
         ChainExtent? pending = null;
         var resolved = Resolve(0, depth, offset, length);
-        if (skipFileHoles) resolved = resolved.SelectMany(SplitFileHoles);
+        if (skipFileHoles) resolved = SplitFileHoles(resolved);
         foreach (var e in resolved)
         {
             if (pending is { } p && p.End == e.Offset && p.Kind == e.Kind && p.LayerIndex == e.LayerIndex
@@ -179,6 +179,14 @@ public sealed class DiskChain : IDisposable
 
     // Large VHDX blocks (32 MiB by default) are often mostly holes in the file: the bytes never written there read as
     // zeros, and SEEK_DATA/SEEK_HOLE finds them without reading.
+    // A loop of ours rather than LINQ's SelectMany: its instantiation over ChainExtent is compiled at run time (start-up).
+    private IEnumerable<ChainExtent> SplitFileHoles(IEnumerable<ChainExtent> extents)
+    {
+        foreach (var e in extents)
+            foreach (var part in SplitFileHoles(e))
+                yield return part;
+    }
+
     private IEnumerable<ChainExtent> SplitFileHoles(ChainExtent e)
     {
         // Encoded data has no file range to probe.

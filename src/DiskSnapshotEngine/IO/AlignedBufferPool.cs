@@ -14,13 +14,15 @@ internal static class AlignedBufferPool
     /// <summary>Alignment of every buffer (the largest logical sector size we support).</summary>
     public const int Alignment = 4096;
     private const int MaxPooledPerClass = 8;
-    private static readonly ConcurrentDictionary<int, ConcurrentBag<AlignedBuffer>> s_pools = new();
+    // One bag per power-of-two size, indexed by its exponent (an array, not a dictionary keyed by int, whose
+    // instantiation ReadyToRun leaves to the JIT at every start).
+    private static readonly ConcurrentBag<AlignedBuffer>?[] s_pools = new ConcurrentBag<AlignedBuffer>?[32];
 
     /// <summary>Rents a buffer of at least <paramref name="minimumLength"/> bytes (rounded up to a power of two, at least 4 KiB). Dispose returns it.</summary>
     public static AlignedBuffer Rent(int minimumLength)
     {
         int size = (int)Math.Max(Alignment, System.Numerics.BitOperations.RoundUpToPowerOf2((uint)Math.Max(1, minimumLength)));
-        if (s_pools.TryGetValue(size, out var bag) && bag.TryTake(out var buffer))
+        if (s_pools[System.Numerics.BitOperations.Log2((uint)size)] is { } bag && bag.TryTake(out var buffer))
         {
             buffer.Rented();
             return buffer;
@@ -30,7 +32,8 @@ internal static class AlignedBufferPool
 
     internal static void Return(AlignedBuffer buffer)
     {
-        var bag = s_pools.GetOrAdd(buffer.Capacity, _ => new ConcurrentBag<AlignedBuffer>());
+        ref var slot = ref s_pools[System.Numerics.BitOperations.Log2((uint)buffer.Capacity)];
+        var bag = Volatile.Read(ref slot) ?? Interlocked.CompareExchange(ref slot, new ConcurrentBag<AlignedBuffer>(), null) ?? slot!;
         if (bag.Count < MaxPooledPerClass) bag.Add(buffer);
         else buffer.Free();
     }

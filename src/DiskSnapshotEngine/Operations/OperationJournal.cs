@@ -1,5 +1,4 @@
 using System.Text.Json;
-using System.Text.Json.Serialization;
 using DiskSnapshotEngine.Errors;
 
 namespace DiskSnapshotEngine.Operations;
@@ -36,7 +35,7 @@ internal sealed record OperationJournal
 
     public static string PathFor(string image) => Path.GetFullPath(image) + Suffix;
 
-    public void Save() => DurableFiles.WriteAllTextAtomic(PathFor(Image), JsonSerializer.Serialize(this, OperationJournalJson.Default.OperationJournal));
+    public void Save() => DurableFiles.WriteAllTextAtomic(PathFor(Image), OperationJournalJson.Write(this));
 
     public static OperationJournal? Load(string image)
     {
@@ -44,10 +43,9 @@ internal sealed record OperationJournal
         if (!File.Exists(path)) return null;
         try
         {
-            return JsonSerializer.Deserialize(File.ReadAllText(path), OperationJournalJson.Default.OperationJournal)
-                ?? throw new JsonException("empty journal");
+            return OperationJournalJson.Read(File.ReadAllText(path));
         }
-        catch (JsonException e)
+        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException)
         {
             throw new DiskImageException(ErrorKind.CorruptImage,
                 $"the operation journal cannot be read ({e.Message}); inspect it and remove it to start over", path, "journal", inner: e);
@@ -70,8 +68,71 @@ internal sealed record OperationJournal
     public void Delete() => DurableFiles.Delete(PathFor(Image));
 }
 
-// Source-generated (no reflection at run time): a merge saves its journal three times, and the reflection-based
-// serializer's first use costs a cold process tens of milliseconds of JIT.
-[JsonSourceGenerationOptions(WriteIndented = true, DefaultIgnoreCondition = JsonIgnoreCondition.Never)]
-[JsonSerializable(typeof(OperationJournal))]
-internal sealed partial class OperationJournalJson : JsonSerializerContext;
+// Written and read with the writer and the document (not the serializer, even source-generated: its metadata types
+// instantiated over bool and Guid are compiled at run time, over a hundred methods in every cold merge). The layout is
+// the serializer's for this record: its property names in declaration order, indented, null written, so journals of
+// interrupted runs written by earlier versions still load (unknown properties are ignored, as the serializer does).
+internal static class OperationJournalJson
+{
+    public static string Write(OperationJournal journal)
+    {
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>();
+        using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
+        {
+            w.WriteStartObject();
+            w.WriteString(nameof(OperationJournal.Operation), journal.Operation);
+            w.WriteString(nameof(OperationJournal.Image), journal.Image);
+            w.WriteString(nameof(OperationJournal.Target), journal.Target);
+            w.WriteString(nameof(OperationJournal.TargetId), journal.TargetId);
+            WriteArray(w, nameof(OperationJournal.Merged), journal.Merged);
+            WriteArray(w, nameof(OperationJournal.Children), journal.Children);
+            w.WriteBoolean(nameof(OperationJournal.ReplaceImage), journal.ReplaceImage);
+            w.WriteBoolean(nameof(OperationJournal.LiftSeal), journal.LiftSeal);
+            w.WriteString(nameof(OperationJournal.Phase), journal.Phase);
+            w.WriteEndObject();
+        }
+        return System.Text.Encoding.UTF8.GetString(buffer.WrittenSpan);
+    }
+
+    /// <exception cref="JsonException">Not a journal (a required property missing, or not JSON).</exception>
+    /// <exception cref="InvalidOperationException">A property of the wrong kind.</exception>
+    /// <exception cref="FormatException">A TargetId that is not a GUID.</exception>
+    public static OperationJournal Read(string text)
+    {
+        using var document = JsonDocument.Parse(text);
+        var root = document.RootElement;
+        if (root.ValueKind == JsonValueKind.Null) throw new JsonException("empty journal");
+        if (root.ValueKind != JsonValueKind.Object) throw new JsonException($"a journal is a JSON object, not {root.ValueKind}");
+        return new OperationJournal
+        {
+            Operation = Required(root, nameof(OperationJournal.Operation)),
+            Image = Required(root, nameof(OperationJournal.Image)),
+            Target = root.TryGetProperty(nameof(OperationJournal.Target), out var target) ? target.GetString() : null,
+            TargetId = root.TryGetProperty(nameof(OperationJournal.TargetId), out var id) ? id.GetGuid() : Guid.Empty,
+            Merged = Strings(root, nameof(OperationJournal.Merged)),
+            Children = Strings(root, nameof(OperationJournal.Children)),
+            ReplaceImage = root.TryGetProperty(nameof(OperationJournal.ReplaceImage), out var replace) && replace.GetBoolean(),
+            LiftSeal = root.TryGetProperty(nameof(OperationJournal.LiftSeal), out var lift) && lift.GetBoolean(),
+            Phase = Required(root, nameof(OperationJournal.Phase)),
+        };
+    }
+
+    private static void WriteArray(Utf8JsonWriter w, string name, string[] values)
+    {
+        w.WriteStartArray(name);
+        foreach (var v in values) w.WriteStringValue(v);
+        w.WriteEndArray();
+    }
+
+    private static string Required(JsonElement root, string name) =>
+        root.TryGetProperty(name, out var p) && p.GetString() is { } value ? value : throw new JsonException($"the journal has no {name}");
+
+    private static string[] Strings(JsonElement root, string name)
+    {
+        if (!root.TryGetProperty(name, out var array) || array.ValueKind == JsonValueKind.Null) return Array.Empty<string>();
+        var values = new string[array.GetArrayLength()];
+        int i = 0;
+        foreach (var v in array.EnumerateArray()) values[i++] = v.GetString() ?? throw new JsonException($"a null in the journal's {name}");
+        return values;
+    }
+}

@@ -30,11 +30,15 @@ internal sealed class CliHost
         Out = System.Console.Out,
         Error = System.Console.Error,
         OpenStdin = System.Console.OpenStandardInput,
-        // fd 1 as a plain stream, not Console.OpenStandardOutput: the console stream drops writes that fail with EPIPE,
-        // so an export into a pipe whose reader went away would read the whole disk into nowhere and exit 0.
-        OpenStdout = () => OperatingSystem.IsWindows() ? System.Console.OpenStandardOutput()
-            : new FileStream(new Microsoft.Win32.SafeHandles.SafeFileHandle(1, ownsHandle: false), FileAccess.Write, bufferSize: 0),
+        OpenStdout = OpenStdoutBytes,
         OutputIsTerminal = !System.Console.IsOutputRedirected,
         ErrorIsTerminal = !System.Console.IsErrorRedirected,
     };
+
+    /// <summary>
+    /// Stdout as bytes: fd 1 as a plain stream, not Console.OpenStandardOutput, whose stream drops writes that fail with
+    /// EPIPE, so an export into a pipe whose reader went away would read the whole disk into nowhere and exit 0.
+    /// </summary>
+    public static Stream OpenStdoutBytes() => OperatingSystem.IsWindows() ? System.Console.OpenStandardOutput()
+        : new FileStream(new Microsoft.Win32.SafeHandles.SafeFileHandle(1, ownsHandle: false), FileAccess.Write, bufferSize: 0);
 }

@@ -25,7 +25,7 @@ internal sealed partial class Utf8Stdout : TextWriter
             Out = new Utf8Stdout(),
             Error = new ConsoleErrorOnUse(),
             OpenStdin = () => Console.OpenStandardInput(),
-            OpenStdout = () => Console.OpenStandardOutput(),
+            OpenStdout = CliHost.OpenStdoutBytes,
             OutputIsTerminal = false,
             ErrorIsTerminal = isatty(2) == 1,
         }

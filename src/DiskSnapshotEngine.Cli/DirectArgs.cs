@@ -3,7 +3,7 @@ namespace DiskSnapshotEngine.Cli;
 /// <summary>
 /// The words of a plain verb command line, read without the command-line parser (start-up time): the verb's
 /// arguments, each named option at most once with its value, flags. It accepts only what the parser reads the same
-/// way without a doubt; anything else (help, an unknown or repeated option, <c>--opt=value</c>, a flag followed by
+/// way without a doubt; anything else (help, also as /? or /h, an unknown or repeated option, <c>--opt=value</c>, a flag followed by
 /// true/false, a response file, a directive, <c>--</c>, a missing or extra argument) gives null, and the parser, with
 /// its own errors and help, reads the line instead.
 /// </summary>
@@ -46,7 +46,7 @@ internal sealed class DirectArgs
         for (int i = 1; i < args.Length; i++)
         {
             string word = args[i];
-            if (word.Length == 0 || word[0] is '@' or '[') return null;
+            if (ParserWord(word)) return null;
             if (word.Length > 1 && word[0] == '-')
             {
                 if (valued.Contains(word))
@@ -54,7 +54,7 @@ internal sealed class DirectArgs
                     // The value is the next word, unless the parser would read that as an option (or it is missing).
                     if (i + 1 >= args.Length || read._values.ContainsKey(word)) return null;
                     string value = args[++i];
-                    if (value.Length == 0 || (value.Length > 1 && value[0] == '-') || value[0] is '@' or '[') return null;
+                    if (ParserWord(value) || (value.Length > 1 && value[0] == '-')) return null;
                     read._values.Add(word, value);
                 }
                 else if (flags.Contains(word) || s_common.AsSpan().Contains(word))
@@ -69,4 +69,8 @@ internal sealed class DirectArgs
         if (read.Flag(CommandCatalog.QuietOption) && read.Flag("-q")) return null;
         return read._arguments.Count == arguments ? read : null;
     }
+
+    // An empty word, a response file (@), a directive ([), and "/?" or "/h", the parser's help without a dash (also as a
+    // file's name or an option's value: the parser reads them as help wherever they stand).
+    private static bool ParserWord(string word) => word.Length == 0 || word[0] is '@' or '[' || word is "/?" or "/h";
 }

@@ -174,5 +174,9 @@ public sealed partial class DirectRunTests
     [InlineData("merge", "D/s.vhdx", "--force", "--force")]
     [InlineData("merge")]
     [InlineData("--version", "--verbose")]
+    [InlineData("merge", "/?")]
+    [InlineData("create", "/h", "--size", "1M", "--format", "raw")]
+    [InlineData("export", "D/s.vhdx", "/h")]
+    [InlineData("merge", "D/s.vhdx", "--into", "/?")]
     public Task Any_other_line_goes_through_the_parser(params string[] line) => AssertSame(false, Image, line);
 }

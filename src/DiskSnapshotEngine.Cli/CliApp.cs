@@ -38,8 +38,7 @@ internal static class CliApp
     private static int RunVersion(string[] args, CliHost host)
     {
         host.Out.WriteLine(args.Length == 2 ? Output.Json.Serialize(new VersionView(Version)) : Version);
-        try { host.Out.Flush(); }
-        catch (IOException) { }
+        FlushAfterResult(host);
         return ExitCodes.Ok;
     }
 
@@ -50,7 +49,11 @@ internal static class CliApp
         try
         {
             // Every await below the verb's body continues off any synchronization context (ConfigureAwait(false)).
-            return direct.Body(context).GetAwaiter().GetResult();
+            int code = direct.Body(context).GetAwaiter().GetResult();
+            // The result is written here (Utf8Stdout): a failed write (full disk, closed stdout) fails the verb as the
+            // console's write of the result does on the parser's path.
+            host.Out.Flush();
+            return code;
         }
         catch (Exception e)
         {
@@ -58,9 +61,15 @@ internal static class CliApp
         }
         finally
         {
-            try { host.Out.Flush(); }
-            catch (IOException) { }
+            FlushAfterResult(host);
         }
+    }
+
+    // A last flush after the result or an error: a stdout that cannot take it (a full disk, closed) changes nothing now.
+    private static void FlushAfterResult(CliHost host)
+    {
+        try { host.Out.Flush(); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
     }
 
     /// <summary>The parser's path for every command line (tests compare the direct paths with it).</summary>
@@ -111,8 +120,7 @@ internal static class CliApp
         finally
         {
             s_host.Value = previous;
-            try { host.Out.Flush(); }
-            catch (IOException) { }
+            FlushAfterResult(host);
         }
     }
 
@@ -137,8 +145,7 @@ internal static class CliApp
         }
         finally
         {
-            try { host.Out.Flush(); }
-            catch (IOException) { }
+            FlushAfterResult(host);
         }
     }
 

@@ -53,7 +53,10 @@ internal sealed partial class Utf8Stdout : TextWriter
                 int errno = Marshal.GetLastPInvokeError();
                 if (errno == Eintr) continue;
                 if (errno == Epipe) return; // as the console does: output nobody reads is dropped
-                throw new IOException(Marshal.GetPInvokeErrorMessage(errno), errno);
+                // Any other failure (a full disk, a closed descriptor): the console's stream writes the rest, so that it
+                // fails with the exception, hence the error line and exit code, the console's write gives.
+                using (var console = Console.OpenStandardOutput()) console.Write(bytes, done, bytes.Length - done);
+                return;
             }
         }
     }

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Text.RegularExpressions;
 using DiskSnapshotEngine.Cli;
 using DiskSnapshotEngine.Tests.Infrastructure;
@@ -179,4 +180,38 @@ public sealed partial class DirectRunTests
     [InlineData("export", "D/s.vhdx", "/h")]
     [InlineData("merge", "D/s.vhdx", "--into", "/?")]
     public Task Any_other_line_goes_through_the_parser(params string[] line) => AssertSame(false, Image, line);
+
+    /// <summary>
+    /// The result line cannot be written (stdout on a full device, or closed): as a process, where the direct path
+    /// writes stdout itself (Utf8Stdout), the line fails as it does through the parser, with the console's error and
+    /// exit 70 (the direct path exited 0, the result lost).
+    /// </summary>
+    [Theory]
+    [InlineData(">/dev/full", "--json")]
+    [InlineData(">&-", "-q")]
+    public async Task A_result_that_cannot_be_written_fails_as_through_the_parser(string redirect, string flag)
+    {
+        using var dir = new TempDirectory("direct-stdout");
+        await Image(dir.File);
+        async Task<(int Exit, string Error)> Run(params string[] args)
+        {
+            var psi = new ProcessStartInfo("sh") { RedirectStandardError = true, UseShellExecute = false };
+            psi.ArgumentList.Add("-c");
+            psi.ArgumentList.Add($"exec dotnet \"$0\" \"$@\" {redirect}");
+            psi.ArgumentList.Add(CliRunner.DsePath);
+            foreach (var a in args) psi.ArgumentList.Add(a);
+            psi.Environment.Remove("DSE_DEBUG");
+            psi.Environment["LC_ALL"] = "C.UTF-8"; // the direct path's own stdout writer needs a UTF-8 locale
+            using var process = Process.Start(psi)!;
+            string error = await process.StandardError.ReadToEndAsync();
+            await process.WaitForExitAsync();
+            return (process.ExitCode, error);
+        }
+        string[] line = ["clone", dir.File("s.vhdx"), dir.File("o1.vdi"), flag];
+        Assert.NotNull(DirectRun.Match(line));
+        var direct = await Run(line);
+        var parsed = await Run("clone", dir.File("s.vhdx"), dir.File("o2.vdi"), flag, "--no-sync", "false");
+        Assert.Equal(ExitCodes.Internal, parsed.Exit);
+        Assert.Equal(parsed, direct);
+    }
 }

@@ -36,10 +36,25 @@ internal static class ExtentPump
     /// smaller, so pieces line up with the target's blocks). Small blocks (qcow2 clusters, VDI blocks) still travel in large pieces: fewer system calls
     /// and handoffs, and the formats skip all-zero blocks inside a piece themselves.
     /// </summary>
-    public static int ChunkFor(int targetBlockSize) =>
-        targetBlockSize <= 0 || targetBlockSize >= MaxChunk ? MaxChunk : MaxChunk / targetBlockSize * targetBlockSize;
+    /// <param name="targetBlockSize">The target's allocation unit (0 or less: none).</param>
+    /// <param name="pageCache">The target is written through the page cache (a <c>--no-sync</c> copy): pieces of
+    /// <see cref="PageCacheChunk"/>, except for blocks between that and 4 MiB (VDI, VHD), which stay whole as above so
+    /// that a new block is written in one piece (blocks of 4 MiB and more get pieces of a block in any case).</param>
+    public static int ChunkFor(int targetBlockSize, bool pageCache = false)
+    {
+        int max = pageCache && (targetBlockSize <= PageCacheChunk || targetBlockSize >= MaxChunk) ? PageCacheChunk : MaxChunk;
+        return targetBlockSize <= 0 || targetBlockSize >= max ? max : max / targetBlockSize * targetBlockSize;
+    }
 
     private const int MaxChunk = 4 << 20;
+
+    /// <summary>
+    /// Piece size for copies through the page cache: a piece read into a buffer is written from it while it is still
+    /// in the processor's cache (L2 is 512 KiB a core here). A buffered copy of 2 GiB measured on this 2-core machine:
+    /// 256 KiB pieces cost about half the CPU of 1 MiB pieces and a third of 4 MiB ones (the buffer no longer fits,
+    /// and the data crosses the memory bus twice more). Durable copies write with O_DIRECT and keep large pieces.
+    /// </summary>
+    public const int PageCacheChunk = 256 << 10;
 
     /// <summary>
     /// Moves every byte of <paramref name="ranges"/>: <paramref name="read"/> fills a buffer from the source,

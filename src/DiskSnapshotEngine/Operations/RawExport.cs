@@ -33,7 +33,12 @@ public static class RawExport
     /// <exception cref="DiskImageException">AlreadyExists, InvalidArgument (the output is an image of the chain), FileNotFound (the output is not a regular file), DiskFull, Io, CorruptImage (while reading a layer).</exception>
     /// <exception cref="OperationCanceledException">When <paramref name="cancel"/> is cancelled.</exception>
     public static async Task ExportToFileAsync(DiskChain chain, string outputPath, bool overwrite = false,
-        IProgress<OperationProgress>? progress = null, bool durable = true, CancellationToken cancel = default)
+        IProgress<OperationProgress>? progress = null, bool durable = true, CancellationToken cancel = default) =>
+        await ExportToFileAsync(chain, outputPath, overwrite, progress, durable, ExtentPump.PageCacheWorkers, cancel).ConfigureAwait(false);
+
+    /// <summary>As above; a --no-sync export copies with <paramref name="workers"/> threads (tests vary it).</summary>
+    internal static async Task ExportToFileAsync(DiskChain chain, string outputPath, bool overwrite,
+        IProgress<OperationProgress>? progress, bool durable, int workers, CancellationToken cancel)
     {
         ArgumentNullException.ThrowIfNull(chain);
         string full = Path.GetFullPath(outputPath);
@@ -65,9 +70,13 @@ public static class RawExport
             // Holes are skipped: a new file reads as zeros wherever nothing was written. The data runs are written
             // from the buffer they were read into to find the zero pieces: durable, straight to the disk (O_DIRECT);
             // --no-sync, into the page cache in pieces small enough to be written while still in the processor's
-            // cache (cheaper than having the kernel copy them from the source again, measured).
-            await PumpAsync(chain, plan, (offset, data) => WriteSkippingZeros(output, offset, data), static (_, _) => { },
-                durable ? ChunkSize : ExtentPump.PageCacheChunk, progress, cancel).ConfigureAwait(false);
+            // cache (cheaper than having the kernel copy them from the source again, measured), by workers that each
+            // read and write their own pieces (the file takes concurrent writes; its size is set already).
+            if (durable)
+                await PumpAsync(chain, plan, (offset, data) => WriteSkippingZeros(output, offset, data), static (_, _) => { },
+                    ChunkSize, progress, cancel).ConfigureAwait(false);
+            else
+                await CopyToPageCacheAsync(chain, plan, output, workers, progress, cancel).ConfigureAwait(false);
             output.SetLength(chain.VirtualSize);
             if (durable) output.Flush();
             output.Dispose();
@@ -80,6 +89,26 @@ public static class RawExport
             // A partial export looks like a whole disk with zeros at the end: never leave one behind.
             if (!done) DurableFiles.TryDelete(temp);
         }
+    }
+
+    // The --no-sync file export: data pieces moved by parallel workers, progress scaled to the virtual disk.
+    private static async Task CopyToPageCacheAsync(DiskChain chain, ExtentPlan plan, ImageFile output, int workers,
+        IProgress<OperationProgress>? progress, CancellationToken cancel)
+    {
+        long total = chain.VirtualSize;
+        progress?.Report(new OperationProgress(Phase, 0, total));
+        try
+        {
+            await ExtentPump.RunWorkersAsync(plan.Ranges, ExtentPump.PageCacheChunk, workers, plan.Read,
+                (offset, data, _, isZero) => { if (!isZero) WriteSkippingZeros(output, offset, data); },
+                done => progress?.Report(new OperationProgress(Phase, (long)((double)done / plan.Bytes * total), total)),
+                cancel).ConfigureAwait(false);
+        }
+        catch (DiskImageException e) when (e.Kind == ErrorKind.Cancelled)
+        {
+            throw new OperationCanceledException(e.Message, e, cancel);
+        }
+        progress?.Report(new OperationProgress(Phase, total, total));
     }
 
     // Granularity of the zero scan: the common file-system block, and what qemu-img convert uses by default (-S 4k).

@@ -1,4 +1,5 @@
 using DiskSnapshotEngine.Errors;
+using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
 
 namespace DiskSnapshotEngine.IO;
@@ -79,6 +80,7 @@ internal sealed class ImageFile : IImageFile
         if (!CanWrite) ThrowHelper.ReadOnly(Path, "write");
         if (!TryWriteDirect(buffer, fileOffset))
         {
+            if (_allocateFirst && buffer.Length >= DirectMinimum) Allocate(fileOffset, buffer.Length);
             try { RandomAccess.Write(_handle, buffer, fileOffset); }
             catch (IOException e) { throw Translate(e, Path, "write"); }
             catch (ArgumentOutOfRangeException e) { throw TooLarge(e, Path, fileOffset + buffer.Length); }
@@ -126,6 +128,45 @@ internal sealed class ImageFile : IImageFile
         catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
         {
             // No libc open to call: buffered writes work everywhere.
+        }
+    }
+
+    /// <summary>
+    /// For a file written through the page cache and never synced by us (<c>--no-sync</c> outputs): each large write
+    /// first allocates its range (<see cref="Allocate"/>), so the kernel maps it as one extent at once instead of
+    /// reserving and tracking every 4 KiB page for delayed allocation; measured on ext4, that is about a fifth of
+    /// the CPU a buffered copy costs. Only ranges about to be written are allocated, so holes stay holes.
+    /// </summary>
+    internal void UseAllocatedWrites() => _allocateFirst = OperatingSystem.IsLinux();
+
+    private bool _allocateFirst;
+
+    /// <summary>
+    /// With <see cref="UseAllocatedWrites"/>, allocates [<paramref name="offset"/>, +<paramref name="length"/>) before
+    /// it is written (fallocate, the file's size unchanged); where the file system cannot, nothing is asked again.
+    /// </summary>
+    /// <exception cref="DiskImageException">DiskFull: no space left for the range.</exception>
+    internal void Allocate(long offset, long length)
+    {
+        if (!_allocateFirst || length <= 0) return;
+        bool added = false;
+        try
+        {
+            _handle.DangerousAddRef(ref added);
+            if (Libc.Fallocate((int)_handle.DangerousGetHandle(), Libc.FALLOC_FL_KEEP_SIZE, offset, length) == 0) return;
+            int errno = Marshal.GetLastPInvokeError();
+            if (OsErrors.IsDiskFull(errno))
+                throw new DiskImageException(ErrorKind.DiskFull, $"cannot allocate {length} bytes at {offset}: no space left on the device", Path, fileOffset: offset);
+            // Not supported here (or refused for another reason): the write itself reports any real problem.
+            _allocateFirst = false;
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        {
+            _allocateFirst = false;
+        }
+        finally
+        {
+            if (added) _handle.DangerousRelease();
         }
     }
 

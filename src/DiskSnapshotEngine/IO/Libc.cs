@@ -59,6 +59,14 @@ internal static partial class Libc
     [LibraryImport("libc", EntryPoint = "posix_fallocate")]
     public static partial int PosixFallocate(int fd, long offset, long length);
 
+    /// <summary>fallocate(2) with mode 0: allocates blocks for the range (unwritten, reading as zeros); -1 and errno on
+    /// failure (EOPNOTSUPP where the file system cannot), never emulated by writing zeros as posix_fallocate may be.</summary>
+    [LibraryImport("libc", EntryPoint = "fallocate", SetLastError = true)]
+    public static partial int Fallocate(int fd, int mode, long offset, long length);
+
+    /// <summary>fallocate(2) mode: allocate without changing the file's size.</summary>
+    public const int FALLOC_FL_KEEP_SIZE = 1;
+
     /// <summary>posix_fadvise(2) with POSIX_FADV_RANDOM (1): 0, or the error number itself.</summary>
     [LibraryImport("libc", EntryPoint = "posix_fadvise")]
     public static partial int PosixFadvise(int fd, long offset, long length, int advice);

@@ -26,6 +26,8 @@ internal static class SharedExtents
     public static long TryCopy(ImageFile source, long sourceOffset, ImageFile target, long targetOffset, long length)
     {
         if (!OperatingSystem.IsLinux() || length <= 0) return 0;
+        // A page-cache output allocates the range first (see ImageFile.UseAllocatedWrites): the copy is cheaper.
+        target.Allocate(targetOffset, length);
         bool srcAdded = false, dstAdded = false;
         long done = 0;
         try

@@ -78,8 +78,12 @@ internal sealed class ExtentPlan
     /// tried again; there, with <paramref name="copyInKernel"/>, the kernel copies the placed ranges instead
     /// (copy_file_range: for copies that end in the page cache). Ranges the placement refuses, or not on
     /// <see cref="SharedExtents.Alignment"/>, are left to the caller's copy. <paramref name="moved"/>: bytes done here.
+    /// Pieces are at most <see cref="SharePiece"/>, so <paramref name="progress"/> (bytes done so far) moves and
+    /// <paramref name="cancel"/> stops the copy between them.
     /// </summary>
-    public ExtentPlan ShareInto(ImageFile targetFile, IPlaceableLayer? placement, out long moved, bool copyInKernel = false)
+    /// <exception cref="Errors.DiskImageException">Cancelled, DiskFull, and what the placement throws.</exception>
+    public ExtentPlan ShareInto(ImageFile targetFile, IPlaceableLayer? placement, out long moved, bool copyInKernel = false,
+        Action<long>? progress = null, CancellationToken cancel = default)
     {
         moved = 0;
         var rest = new List<ChainExtent>();
@@ -95,8 +99,9 @@ internal sealed class ExtentPlan
                 while (e.End - off >= SharedExtents.Alignment
                     && (!noClone.Contains(e.LayerIndex) || (copyInKernel && !noCopy.Contains(e.LayerIndex))))
                 {
+                    if (cancel.IsCancellationRequested) throw ExtentPump.Cancelled();
                     long source = e.FileOffset + (off - e.Offset);
-                    long want = SpanHelpers.AlignDown(e.End - off, SharedExtents.Alignment);
+                    long want = Math.Min(SharePiece, SpanHelpers.AlignDown(e.End - off, SharedExtents.Alignment));
                     long place = off, placed = want;
                     if (!SharedExtents.IsAligned(source, off, want)
                         || (placement is not null && !placement.TryPlace(off, want, out place, out placed))
@@ -116,6 +121,7 @@ internal sealed class ExtentPlan
                     // What is not done here (a placed range included) is written by the caller's copy.
                     moved += done;
                     off += done;
+                    if (done > 0) progress?.Invoke(moved);
                     if (done < placed) break;
                 }
             }
@@ -124,6 +130,10 @@ internal sealed class ExtentPlan
         }
         return moved == 0 ? this : new ExtentPlan(_chain, rest);
     }
+
+    /// <summary>Largest range <c>ShareInto</c> shares or copies in one go (a kernel copy of a large extent
+    /// would otherwise neither report progress nor see a cancellation until it ends).</summary>
+    public const long SharePiece = 64L << 20;
 
     /// <summary>Reads [<paramref name="offset"/>, +buffer.Length), which <see cref="Ranges"/> must cover, from the planned extents.</summary>
     public void Read(long offset, Span<byte> buffer)
@@ -143,36 +153,6 @@ internal sealed class ExtentPlan
         }
         _cursor = i;
     }
-
-    /// <summary>
-    /// Has the kernel copy [<paramref name="offset"/>, +<paramref name="length"/>), which <see cref="Ranges"/> must
-    /// cover, from the layers' files into <paramref name="target"/> at the same offset (copy_file_range: the data
-    /// lands in the page cache without passing through our buffers, so this serves outputs that are not synced).
-    /// Stops at the first piece it cannot copy: encoded data, a layer file the kernel refused (not asked again), a
-    /// short copy. It keeps no cursor (unlike <see cref="Read"/>), so one writer thread may call it while the reader reads.
-    /// </summary>
-    /// <returns>Bytes copied from <paramref name="offset"/> on; the caller writes the rest itself.</returns>
-    public long CopyInKernel(long offset, long length, ImageFile target)
-    {
-        long done = 0;
-        for (int i = Search(offset); done < length && i < _extents.Count; i++)
-        {
-            var e = _extents[i];
-            long at = offset + done;
-            if (e.Offset > at || e.Kind != ExtentKind.Data || e.IsEncoded || _noKernelCopy.Contains(e.LayerIndex)
-                || _chain.Layers[e.LayerIndex].File is not ImageFile source)
-                break;
-            long want = Math.Min(length - done, e.End - at);
-            long n = SharedExtents.TryCopy(source, e.FileOffset + (at - e.Offset), target, at, want);
-            if (n == 0) _noKernelCopy.Add(e.LayerIndex);
-            done += n;
-            if (n < want) break;
-        }
-        return done;
-    }
-
-    // Layers whose files the kernel would not copy from (another file system, no copy_file_range).
-    private readonly HashSet<int> _noKernelCopy = new();
 
     // The first extent ending after offset.
     private int Find(long offset)

@@ -53,6 +53,9 @@ public static class FullClone
                 file = plain;
             }
             else file = TempImageFile.Create(temp, direct: options.Durable);
+            // A clone left in the page cache allocates each range just before it is written (one extent at once,
+            // not page by page: cheaper, see ImageFile.UseAllocatedWrites); a durable one writes with O_DIRECT.
+            if (!options.Durable) (file is TempImageFile staged ? staged.Inner : (ImageFile)file).UseAllocatedWrites();
             target = driver.Create(file, createOptions, null);
             var output = new DiskChain(new[] { target });
             long written = 0, zero = 0, shared = 0;
@@ -61,10 +64,11 @@ public static class FullClone
             // clone left in the page cache (--no-sync) has the kernel copy the rest (copy_file_range), as cp does.
             if (target is IPlaceableLayer placeable && (file is TempImageFile t ? t.Inner : file as ImageFile) is { } targetFile)
             {
-                plan = plan.ShareInto(targetFile, placeable, out shared, copyInKernel: !options.Durable);
+                plan = plan.ShareInto(targetFile, placeable, out shared, copyInKernel: !options.Durable,
+                    done => progress?.Report(new OperationProgress("cloning", done, dataBytes)), cancel);
                 written += shared;
             }
-            await ExtentPump.RunAsync(plan.Ranges, ExtentPump.ChunkFor(target.BlockSize), plan.Read,
+            await ExtentPump.RunAsync(plan.Ranges, ExtentPump.ChunkFor(target.BlockSize, pageCache: !options.Durable), plan.Read,
                 (off, data, len, isZero) =>
                 {
                     // A new image reads as zeros everywhere, so an all-zero piece needs no write at all.

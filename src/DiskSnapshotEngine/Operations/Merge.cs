@@ -119,7 +119,7 @@ public static partial class Merge
         long shared = 0;
         // Where the file system shares extents (reflink), data the target can place is not copied at all.
         if (target is IPlaceableLayer placeable && target.File is ImageFile placeFile)
-            plan = plan.ShareInto(placeFile, placeable, out shared);
+            plan = plan.ShareInto(placeFile, placeable, out shared, cancel: cancel);
         long written = shared, zero = 0;
         await ExtentPump.RunAsync(plan.Ranges, ExtentPump.ChunkFor(target.BlockSize), plan.Read,
             (off, data, len, isZero) =>

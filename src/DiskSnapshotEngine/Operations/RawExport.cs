@@ -33,7 +33,12 @@ public static class RawExport
     /// <exception cref="DiskImageException">AlreadyExists, InvalidArgument (the output is an image of the chain), FileNotFound (the output is not a regular file), DiskFull, Io, CorruptImage (while reading a layer).</exception>
     /// <exception cref="OperationCanceledException">When <paramref name="cancel"/> is cancelled.</exception>
     public static async Task ExportToFileAsync(DiskChain chain, string outputPath, bool overwrite = false,
-        IProgress<OperationProgress>? progress = null, bool durable = true, CancellationToken cancel = default)
+        IProgress<OperationProgress>? progress = null, bool durable = true, CancellationToken cancel = default) =>
+        await ExportToFileAsync(chain, outputPath, overwrite, progress, durable, ExtentPump.PageCacheWorkers, cancel).ConfigureAwait(false);
+
+    /// <summary>As above; a --no-sync export copies with <paramref name="workers"/> threads (tests vary it).</summary>
+    internal static async Task ExportToFileAsync(DiskChain chain, string outputPath, bool overwrite,
+        IProgress<OperationProgress>? progress, bool durable, int workers, CancellationToken cancel)
     {
         ArgumentNullException.ThrowIfNull(chain);
         string full = Path.GetFullPath(outputPath);
@@ -55,24 +60,23 @@ public static class RawExport
         // A durable export ends with an fsync of everything anyway: its data can go straight to the disk
         // (see ImageFile.UseDirectWrites). A --no-sync export stays in the page cache, as cp would.
         if (durable) output.UseDirectWrites();
+        else output.UseAllocatedWrites();
         bool done = false;
         try
         {
             // Data the file system can share with the output (reflink) is not copied at all.
             output.SetLength(chain.VirtualSize);
             var plan = ExtentPlan.Of(chain).ShareInto(output, out _);
-            // Holes are skipped: a new file reads as zeros wherever nothing was written.
-            // A --no-sync export has the kernel copy the data runs from the layers' files (copy_file_range, as
-            // cp does): the bytes still pass through our buffer once, to find the zero pieces, but are not written
-            // from it. A durable export writes them from the buffer (O_DIRECT), which the kernel copy cannot do.
-            DataSink writeRun = durable ? (offset, data) => output.Write(data, offset)
-                : (offset, data) =>
-                {
-                    int copied = (int)plan.CopyInKernel(offset, data.Length, output);
-                    if (copied < data.Length) output.Write(data[copied..], offset + copied);
-                };
-            await PumpAsync(chain, plan, (offset, data) => WriteSkippingZeros(writeRun, offset, data), static (_, _) => { },
-                progress, cancel).ConfigureAwait(false);
+            // Holes are skipped: a new file reads as zeros wherever nothing was written. The data runs are written
+            // from the buffer they were read into to find the zero pieces: durable, straight to the disk (O_DIRECT);
+            // --no-sync, into the page cache in pieces small enough to be written while still in the processor's
+            // cache (cheaper than having the kernel copy them from the source again, measured), by workers that each
+            // read and write their own pieces (the file takes concurrent writes; its size is set already).
+            if (durable)
+                await PumpAsync(chain, plan, (offset, data) => WriteSkippingZeros(output, offset, data), static (_, _) => { },
+                    ChunkSize, progress, cancel).ConfigureAwait(false);
+            else
+                await CopyToPageCacheAsync(chain, plan, output, workers, progress, cancel).ConfigureAwait(false);
             output.SetLength(chain.VirtualSize);
             if (durable) output.Flush();
             output.Dispose();
@@ -87,6 +91,26 @@ public static class RawExport
         }
     }
 
+    // The --no-sync file export: data pieces moved by parallel workers, progress scaled to the virtual disk.
+    private static async Task CopyToPageCacheAsync(DiskChain chain, ExtentPlan plan, ImageFile output, int workers,
+        IProgress<OperationProgress>? progress, CancellationToken cancel)
+    {
+        long total = chain.VirtualSize;
+        progress?.Report(new OperationProgress(Phase, 0, total));
+        try
+        {
+            await ExtentPump.RunWorkersAsync(plan.Ranges, ExtentPump.PageCacheChunk, workers, plan.Read,
+                (offset, data, _, isZero) => { if (!isZero) WriteSkippingZeros(output, offset, data); },
+                done => progress?.Report(new OperationProgress(Phase, (long)((double)done / plan.Bytes * total), total)),
+                cancel).ConfigureAwait(false);
+        }
+        catch (DiskImageException e) when (e.Kind == ErrorKind.Cancelled)
+        {
+            throw new OperationCanceledException(e.Message, e, cancel);
+        }
+        progress?.Report(new OperationProgress(Phase, total, total));
+    }
+
     // Granularity of the zero scan: the common file-system block, and what qemu-img convert uses by default (-S 4k).
     private const int ZeroScanGranule = 4096;
 
@@ -96,7 +120,7 @@ public static class RawExport
     /// this a sparse image would export dense. The scan stops at the first non-zero byte of each piece, so
     /// dense data costs almost nothing.
     /// </summary>
-    private static void WriteSkippingZeros(DataSink writeRun, long offset, ReadOnlySpan<byte> data)
+    private static void WriteSkippingZeros(ImageFile output, long offset, ReadOnlySpan<byte> data)
     {
         int at = 0;
         while (at < data.Length)
@@ -106,7 +130,7 @@ public static class RawExport
             int start = at;
             while (at < data.Length && !SpanHelpers.IsAllZero(Granule(data, at))) at += ZeroScanGranule;
             int end = Math.Min(at, data.Length);
-            writeRun(offset + start, data[start..end]);
+            output.Write(data[start..end], offset + start);
         }
     }
 
@@ -141,7 +165,7 @@ public static class RawExport
                         length -= n;
                     }
                 },
-                progress, cancel).ConfigureAwait(false);
+                ChunkSize, progress, cancel).ConfigureAwait(false);
             output.Flush();
         }
         catch (IOException e)
@@ -155,7 +179,7 @@ public static class RawExport
     // The pump moves the planned data; the ranges between (and after the last) reach writeHole, in order, so a
     // sequential output gets every byte and the progress counts the whole virtual disk.
     private static async Task PumpAsync(DiskChain chain, ExtentPlan plan, DataSink writeData, Action<long, long> writeHole,
-        IProgress<OperationProgress>? progress, CancellationToken cancel)
+        int chunkSize, IProgress<OperationProgress>? progress, CancellationToken cancel)
     {
         long total = chain.VirtualSize;
         progress?.Report(new OperationProgress(Phase, 0, total));
@@ -171,7 +195,7 @@ public static class RawExport
         }
         try
         {
-            await ExtentPump.RunAsync(plan.Ranges, ChunkSize, plan.Read,
+            await ExtentPump.RunAsync(plan.Ranges, chunkSize, plan.Read,
                 (offset, data, length, isZero) => Piece(offset, data, length, isZero),
                 null, cancel).ConfigureAwait(false);
         }

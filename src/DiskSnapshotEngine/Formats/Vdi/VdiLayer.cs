@@ -159,7 +159,9 @@ internal sealed partial class VdiLayer : IDiskLayer, ISealableLayer, IIdentityWr
         return off;
     }
 
-    private bool IsAllocated(uint block) => _map.Get(block) < VdiBlockMap.Zero;
+    // A placed block (its data put in by another call, its map entry still pending) is held too: a write into it goes
+    // in place, never through a whole-block copy that would read the unmapped block as zeros over the placed data.
+    private bool IsAllocated(uint block) => _map.Get(block) < VdiBlockMap.Zero || _placed.ContainsKey(block);
 
     // ---- writes -------------------------------------------------------------------------------------------------
 

@@ -175,11 +175,11 @@ internal static class CliApp
                 exit = signalExitCode ?? ExitCodes.Internal;
                 if (json) WriteError(host, json, "internal", $"{e.GetType().Name}: {OneLine(e.Message)}", null, exit);
                 else
-                    host.Error.WriteLine($"dse: internal error: {e.GetType().Name}: {OneLine(e.Message)}" +
+                    ErrorLine(host, $"dse: internal error: {e.GetType().Name}: {OneLine(e.Message)}" +
                         (verbose ? "" : " (run with --verbose or DSE_DEBUG=1 for details)"));
                 break;
         }
-        if (verbose) host.Error.WriteLine(e.ToString());
+        if (verbose) ErrorLine(host, e.ToString());
         return exit;
     }
 
@@ -187,7 +187,7 @@ internal static class CliApp
     {
         string word = code == ExitCodes.Terminated ? "terminated" : "interrupted";
         if (json) WriteError(host, json, "cancelled", word, null, code);
-        else host.Error.WriteLine($"dse: {word}");
+        else ErrorLine(host, $"dse: {word}");
         return code;
     }
 
@@ -199,11 +199,23 @@ internal static class CliApp
     {
         if (!json)
         {
-            host.Error.WriteLine($"dse: error: {message}");
+            ErrorLine(host, $"dse: error: {message}");
             return;
         }
         var error = new { error = new { kind, message, path, exitCode } };
-        host.Error.WriteLine(JsonSerializer.Serialize(error, Output.Json.OneLine));
+        ErrorLine(host, JsonSerializer.Serialize(error, Output.Json.OneLine));
+    }
+
+    // A stderr that is full (2>/dev/full) or closed (2>&-) cannot take the line: the exit code still says what happened,
+    // which is better than the runtime aborting the process (exit 134) on an exception thrown while reporting one.
+    private static void ErrorLine(CliHost host, string line)
+    {
+        try
+        {
+            host.Error.WriteLine(line);
+            host.Error.Flush();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
     }
 
     // A word like an option that no option of the verb takes would be taken as the image (or push the image out as an

@@ -26,6 +26,29 @@ public class ProcessTests
         Assert.Equal(0, help.ExitCode);
     }
 
+    [Theory]
+    [InlineData("2>/dev/full", "info")]
+    [InlineData("2>&-", "info")]
+    [InlineData("2>/dev/full", "clone")]
+    [InlineData("2>&-", "info --json")]
+    public async Task An_error_with_stderr_full_or_closed_still_exits_with_its_code(string redirect, string verb)
+    {
+        // The runtime aborted (exit 134) when the error line itself could not be written.
+        using var dir = new TempDirectory("cli");
+        var args = verb.Split(' ').ToList();
+        args.Insert(1, dir.File("missing.vhdx"));
+        if (verb == "clone") args.Insert(2, dir.File("out.vhdx"));
+        var psi = new System.Diagnostics.ProcessStartInfo("sh") { UseShellExecute = false };
+        psi.ArgumentList.Add("-c");
+        psi.ArgumentList.Add($"exec dotnet \"$0\" \"$@\" {redirect}");
+        psi.ArgumentList.Add(CliRunner.DsePath);
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        using var process = System.Diagnostics.Process.Start(psi)!;
+        await process.WaitForExitAsync();
+        Assert.Equal(ExitCodes.FileNotFound, process.ExitCode);
+        Assert.False(File.Exists(dir.File("out.vhdx")));
+    }
+
     [Fact]
     public async Task Stdin_write_and_stdout_export_through_pipes()
     {

@@ -85,8 +85,14 @@ internal sealed class ImageFile : IImageFile
             catch (IOException e) { throw Translate(e, Path, "write"); }
             catch (ArgumentOutOfRangeException e) { throw TooLarge(e, Path, fileOffset + buffer.Length); }
         }
-        long end = fileOffset + buffer.Length;
-        if (end > _length) _length = end;
+        // Page-cache workers write one file from two threads: the length only grows, whichever write ends last.
+        long end = fileOffset + buffer.Length, seen = Volatile.Read(ref _length);
+        while (end > seen)
+        {
+            long was = Interlocked.CompareExchange(ref _length, end, seen);
+            if (was == seen) break;
+            seen = was;
+        }
     }
 
     // Direct I/O needs the memory, the offset and the length aligned to the device's logical block; 4 KiB covers

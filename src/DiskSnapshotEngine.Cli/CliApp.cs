@@ -79,12 +79,8 @@ internal static class CliApp
         var parse = root.Parse(args);
         // The verb may not be known (a parse error), so --json is looked for in the words themselves.
         bool json = args.Contains(CommandCatalog.JsonOption);
-        if (json && args.Length == 2 && args.Contains("--version"))
-        {
-            // The parser's own --version prints text only; with --json it is one object like every other answer.
-            host.Out.WriteLine(Output.Json.Serialize(new VersionView(Version)));
-            return ExitCodes.Ok;
-        }
+        // The parser's own --version prints text only; with --json it is one object like every other answer.
+        if (json && IsVersion(args)) return RunVersion(args, host);
         if (UnknownOption(parse) is { } unknown)
         {
             string hint = unknown == "-v" ? " (--version prints the version, --verbose shows more)" : "";

@@ -53,16 +53,18 @@ public static class FullClone
                 file = plain;
             }
             else file = TempImageFile.Create(temp, direct: options.Durable);
+            var imageFile = file is TempImageFile staged ? staged.Inner : file as ImageFile;
             // A clone left in the page cache allocates each range just before it is written (one extent at once,
-            // not page by page: cheaper, see ImageFile.UseAllocatedWrites); a durable one writes with O_DIRECT.
-            if (!options.Durable) (file is TempImageFile staged ? staged.Inner : (ImageFile)file).UseAllocatedWrites();
+            // not page by page: cheaper, see ImageFile.UseAllocatedWrites); a durable one writes with O_DIRECT. A fixed
+            // image has all its space reserved at creation already.
+            if (!options.Durable && options.Type != ImageType.Fixed) imageFile?.UseAllocatedWrites();
             target = driver.Create(file, createOptions, null);
             var output = new DiskChain(new[] { target });
             long written = 0, zero = 0, shared = 0;
             // Data the file system can share (reflink) is not copied at all: the target places each block-aligned
             // range (a raw file where it is, a VHDX in a fresh block) and the source's extents are cloned there. A
             // clone left in the page cache (--no-sync) has the kernel copy the rest (copy_file_range), as cp does.
-            if (target is IPlaceableLayer placeable && (file is TempImageFile t ? t.Inner : file as ImageFile) is { } targetFile)
+            if (target is IPlaceableLayer placeable && imageFile is { } targetFile)
             {
                 plan = plan.ShareInto(targetFile, placeable, out shared, copyInKernel: !options.Durable,
                     done => progress?.Report(new OperationProgress("cloning", done, dataBytes)), cancel);

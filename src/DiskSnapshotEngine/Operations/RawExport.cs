@@ -73,8 +73,7 @@ public static class RawExport
             // cache (cheaper than having the kernel copy them from the source again, measured), by workers that each
             // read and write their own pieces (the file takes concurrent writes; its size is set already).
             if (durable)
-                await PumpAsync(chain, plan, (offset, data) => WriteSkippingZeros(output, offset, data), static (_, _) => { },
-                    ChunkSize, progress, cancel).ConfigureAwait(false);
+                await PumpAsync(chain, plan, (offset, data) => WriteSkippingZeros(output, offset, data), static (_, _) => { }, progress, cancel).ConfigureAwait(false);
             else
                 await CopyToPageCacheAsync(chain, plan, output, workers, progress, cancel).ConfigureAwait(false);
             output.SetLength(chain.VirtualSize);
@@ -164,8 +163,7 @@ public static class RawExport
                         output.Write(zeros.Span[..n]);
                         length -= n;
                     }
-                },
-                ChunkSize, progress, cancel).ConfigureAwait(false);
+                }, progress, cancel).ConfigureAwait(false);
             output.Flush();
         }
         catch (IOException e)
@@ -179,7 +177,7 @@ public static class RawExport
     // The pump moves the planned data; the ranges between (and after the last) reach writeHole, in order, so a
     // sequential output gets every byte and the progress counts the whole virtual disk.
     private static async Task PumpAsync(DiskChain chain, ExtentPlan plan, DataSink writeData, Action<long, long> writeHole,
-        int chunkSize, IProgress<OperationProgress>? progress, CancellationToken cancel)
+        IProgress<OperationProgress>? progress, CancellationToken cancel)
     {
         long total = chain.VirtualSize;
         progress?.Report(new OperationProgress(Phase, 0, total));
@@ -195,7 +193,7 @@ public static class RawExport
         }
         try
         {
-            await ExtentPump.RunAsync(plan.Ranges, chunkSize, plan.Read,
+            await ExtentPump.RunAsync(plan.Ranges, ChunkSize, plan.Read,
                 (offset, data, length, isZero) => Piece(offset, data, length, isZero),
                 null, cancel).ConfigureAwait(false);
         }

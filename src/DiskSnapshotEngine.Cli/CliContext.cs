@@ -58,6 +58,13 @@ internal sealed class CliContext
         else Out.WriteLine(text);
     }
 
+    /// <summary>As <see cref="Result(object, string)"/>, building the JSON only when it is written (it may open files).</summary>
+    public void Result(Func<object> json, string text)
+    {
+        if (Json) WriteJson(json());
+        else Out.WriteLine(text);
+    }
+
     /// <summary>A remark that is not the command's output (stderr), so stdout stays parseable.</summary>
     public void Note(string message) => Remark("note", message);
 

@@ -72,7 +72,7 @@ internal static class CloneCommand
         {
             LinkedClone.Create(source, destination, fmt);
             SealCommand.WarnIfParentUnsealed(context, source, destination);
-            context.Result(new { image, source = from, linked = true, parent = Output.ParentLinkView.Read(image, from), bytesWritten = 0L, bytesZero = 0L },
+            context.Result(() => new { image, source = from, linked = true, parent = Output.ParentLinkView.Read(image, from), bytesWritten = 0L, bytesZero = 0L },
                 $"created linked clone {image} of {from}");
             return ExitCodes.Ok;
         }

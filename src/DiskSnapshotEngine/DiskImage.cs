@@ -41,7 +41,12 @@ public static class DiskImage
     /// <exception cref="DiskImageException">InvalidArgument, AlreadyExists, FileNotFound, Unsupported (the format cannot be a child of that parent),
     /// Locked (the parent must be sealed but another process has it open), DiskFull, Io.</exception>
     internal static IDiskLayer CreateDifferencing(string path, string parentPath, ImageFormat? format = null,
-        Func<string, bool, IImageFile>? fileOpener = null, SealReasons sealParentAs = SealReasons.Golden)
+        Func<string, bool, IImageFile>? fileOpener = null, SealReasons sealParentAs = SealReasons.Golden) =>
+        CreateDifferencing(path, parentPath, format, fileOpener, sealParentAs, out _);
+
+    /// <summary>As above; <paramref name="parentSeal"/> tells what became of the parent's seal (what the CLI notes).</summary>
+    internal static IDiskLayer CreateDifferencing(string path, string parentPath, ImageFormat? format,
+        Func<string, bool, IImageFile>? fileOpener, SealReasons sealParentAs, out ParentSeal parentSeal)
     {
         var driver = format is ImageFormat f ? ImageFormats.Get(f) : ImageFormats.ForNewFile(path);
         ParentDescriptor parent;
@@ -49,6 +54,8 @@ public static class DiskImage
         SealReasons seal;
         SoleChild sole;
         bool sealable;
+        string parentFull;
+        ImageFormat parentFormat;
         using (var top = OpenLayer(parentPath, writable: false, fileOpener))
         {
             var node = FileNode.Of(parentPath, "parent image");
@@ -59,6 +66,7 @@ public static class DiskImage
             seal = Seals.Of(top);
             sole = Seals.SoleChildOf(top);
             sealable = top is ISealableLayer;
+            (parentFull, parentFormat) = (top.Path, top.Format);
         }
         RefuseTooDeep(path, parentPath, fileOpener);
         // The child's ids are chosen now: the parent's seal records the first clone's id before the clone exists (a
@@ -68,8 +76,18 @@ public static class DiskImage
         // be made while others run on it; otherwise the seal changes (see Seals.WithNewChild). A parent this process
         // cannot write (a read-only mount, its mode, an immutable file) is left as it is: what stops this write stops
         // every later one too, and the caller says so.
-        if (sealable && Seals.WithNewChild(seal, sole, sealParentAs, childIdentity.Id) != (seal, sole) && Seals.WhyNotWritable(parentPath) is null)
-            SealParent(parentPath, parent.Identity, sealParentAs, childIdentity.Id, fileOpener);
+        string? why = null;
+        if (sealable && Seals.WithNewChild(seal, sole, sealParentAs, childIdentity.Id) != (seal, sole))
+        {
+            why = Seals.WhyNotWritable(parentPath);
+            if (why is null) SealParent(parentPath, parent.Identity, sealParentAs, childIdentity.Id, fileOpener);
+        }
+        parentSeal = new ParentSeal(parentFull, parentFormat,
+            !sealable ? ParentSealOutcome.NoMark
+            : why is null ? ParentSealOutcome.Sealed
+            : seal == SealReasons.None ? ParentSealOutcome.LeftUnsealed
+            : sole.IsKnown ? ParentSealOutcome.SoleChildStale // the new child is not the one recorded
+            : ParentSealOutcome.Sealed, why);
         var options = new ImageCreateOptions(parent.VirtualSize, ImageType.Differencing, null, parent.LogicalSectorSize, physicalSectorSize, childIdentity);
         return CreateWith(driver, path, options, parent);
     }

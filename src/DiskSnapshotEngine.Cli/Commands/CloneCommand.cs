@@ -70,8 +70,7 @@ internal static class CloneCommand
         string image = Path.GetFullPath(destination), from = Path.GetFullPath(source);
         if (request.Linked)
         {
-            LinkedClone.Create(source, destination, fmt);
-            SealCommand.WarnIfParentUnsealed(context, source, destination);
+            SealCommand.WarnIfParentUnsealed(context, LinkedClone.Create(source, destination, fmt));
             context.Result(() => new { image, source = from, linked = true, parent = Output.ParentLinkView.Read(image, from), bytesWritten = 0L, bytesZero = 0L },
                 $"created linked clone {image} of {from}");
             return ExitCodes.Ok;

@@ -95,10 +95,10 @@ internal static class CreateCommand
         string? parentImage = null;
         if (request.Parent is { } parentPath)
         {
-            LinkedClone.Create(parentPath, path, FormatOption.Resolve(context, request.Format, path));
+            var parentSeal = LinkedClone.Create(parentPath, path, FormatOption.Resolve(context, request.Format, path));
             layer = DiskImage.OpenLayer(path, writable: false);
             parentImage = Path.GetFullPath(parentPath);
-            SealCommand.WarnIfParentUnsealed(context, parentPath, path);
+            SealCommand.WarnIfParentUnsealed(context, parentSeal);
         }
         else if (request.Profile is not null)
         {

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using DiskSnapshotEngine.Block;
+using DiskSnapshotEngine.Operations;
 
 namespace DiskSnapshotEngine.Cli.Commands;
 
@@ -41,26 +42,24 @@ internal static class SealCommand
 
     /// <summary>
     /// After a linked clone: say so, in one line, when its parent carries no seal mark (VHD, raw) or this process could
-    /// not write it (a read-only file system, a mode that denies this user, an immutable file).
+    /// not write it (a read-only file system, a mode that denies this user, an immutable file), from what the clone's
+    /// creation found (<see cref="LinkedClone.Create"/>).
     /// </summary>
-    public static void WarnIfParentUnsealed(CliContext context, string parentPath, string childPath)
+    public static void WarnIfParentUnsealed(CliContext context, ParentSeal parent)
     {
-        using var parent = DiskImage.OpenLayer(parentPath, writable: false);
-        if (parent is not ISealableLayer)
+        switch (parent.Outcome)
         {
-            context.Note($"{parent.Path} is not sealed: {Seals.NoMark(parent.Format)}; dse verbs will not refuse to change it");
-            return;
-        }
-        if (Seals.WhyNotWritable(parent.Path) is not { } why) return;
-        if (Seals.Of(parent) == SealReasons.None)
-            context.Note($"{parent.Path} was not sealed ({why}): while that holds nothing changes it and dse verbs that would write it fail (exit 15); " +
-                "once it can be written, 'dse seal' it so that no dse verb changes it");
-        else if (Seals.SoleChildOf(parent).IsKnown)
-        {
-            using var child = DiskImage.OpenLayer(childPath, writable: false);
-            if (!Seals.IsSoleChild(parent, child))
-                context.Note($"{parent.Path}'s seal still records another linked clone as its only one ({why}: not updated); " +
+            case ParentSealOutcome.NoMark:
+                context.Note($"{parent.Path} is not sealed: {Seals.NoMark(parent.Format)}; dse verbs will not refuse to change it");
+                break;
+            case ParentSealOutcome.LeftUnsealed:
+                context.Note($"{parent.Path} was not sealed ({parent.WhyNotWritable}): while that holds nothing changes it and dse verbs that would write it fail (exit 15); " +
+                    "once it can be written, 'dse seal' it so that no dse verb changes it");
+                break;
+            case ParentSealOutcome.SoleChildStale:
+                context.Note($"{parent.Path}'s seal still records another linked clone as its only one ({parent.WhyNotWritable}: not updated); " +
                     "once it can be written, 'dse seal' it before merging any clone into it");
+                break;
         }
     }
 }

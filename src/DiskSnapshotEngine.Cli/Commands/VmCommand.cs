@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using DiskSnapshotEngine.Block;
 using DiskSnapshotEngine.Hypervisors.HyperV;
 using DiskSnapshotEngine.Hypervisors.Libvirt;
 using DiskSnapshotEngine.Hypervisors.Model;
@@ -201,10 +202,11 @@ internal static class VmCommand
         {
             var state = LoadDiskState(context, disk, chain);
             string? overlayPath = context.Get(overlay) is { } o ? LibvirtOverlay.CheckPath(o) : null;
+            ParentSeal? goldenSeal = null;
             if (overlayPath is not null)
             {
                 state = context.Get(dryRun) ? LibvirtOverlay.Planned(state, overlayPath)
-                    : LibvirtOverlay.Create(state, overlayPath, chain.ToOpenOptions(context.Parse, writable: false));
+                    : LibvirtOverlay.Create(state, overlayPath, chain.ToOpenOptions(context.Parse, writable: false), out goldenSeal);
                 if (context.Get(dryRun))
                     context.Note($"without --dry-run, first creates the overlay: dse create {ExternalCommand.ShellQuote(overlayPath)} --parent {ExternalCommand.ShellQuote(state.CurrentChain()[1].Path)}");
             }
@@ -223,7 +225,7 @@ internal static class VmCommand
             if (overlayPath is not null && !context.Get(dryRun))
             {
                 if (!context.Json) context.Out.WriteLine($"created {overlayPath} (qcow2 overlay of {state.CurrentChain()[1].Path})");
-                SealCommand.WarnIfParentUnsealed(context, state.CurrentChain()[1].Path, overlayPath); // as clone --linked says it
+                SealCommand.WarnIfParentUnsealed(context, goldenSeal!); // as clone --linked says it
             }
             if (context.Json)
             {

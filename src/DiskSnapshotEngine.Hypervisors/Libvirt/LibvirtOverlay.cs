@@ -32,11 +32,15 @@ public static class LibvirtOverlay
     /// Creates the overlay as a linked clone of the disk's current image and returns the overlay's state. A current image
     /// this process cannot write (<see cref="Seals.WhyNotWritable"/>) is left unsealed, as <see cref="LinkedClone.Create"/> leaves it.
     /// </summary>
+    /// <param name="state">The disk whose current image becomes the overlay's parent.</param>
+    /// <param name="overlayPath">The overlay's path (see <see cref="CheckPath"/>).</param>
+    /// <param name="options">How the chain is opened.</param>
+    /// <param name="goldenSeal">What became of the current image's seal, as <see cref="LinkedClone.Create"/> returns it.</param>
     /// <exception cref="DiskImageException">As <see cref="LinkedClone.Create"/> and <see cref="DiskImage.Open(string, OpenOptions)"/>.</exception>
-    public static VmDiskState Create(VmDiskState state, string overlayPath, OpenOptions options)
+    public static VmDiskState Create(VmDiskState state, string overlayPath, OpenOptions options, out ParentSeal goldenSeal)
     {
         SealForSeveralClones(state.CurrentMedium.Path, options);
-        LinkedClone.Create(state.CurrentMedium.Path, overlayPath, ImageFormat.Qcow2);
+        goldenSeal = LinkedClone.Create(state.CurrentMedium.Path, overlayPath, ImageFormat.Qcow2);
         try
         {
             using var chain = DiskImage.Open(overlayPath, options);

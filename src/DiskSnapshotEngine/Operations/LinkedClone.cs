@@ -18,11 +18,13 @@ public static class LinkedClone
     /// <param name="parent">The image the clone reads through (any supported format).</param>
     /// <param name="image">The new clone's path; its extension names the format unless <paramref name="format"/> does.</param>
     /// <param name="format">The clone's format (VHDX, VDI, VHD, qcow2; a format that cannot be a child of the parent is refused).</param>
+    /// <returns>The parent and what became of its seal (sealed; or left as it was, and why), for the caller to tell the user.</returns>
     /// <exception cref="DiskImageException">InvalidArgument, AlreadyExists, FileNotFound, Unsupported, Locked (the
     /// parent's seal must change but another process has it open), DiskFull, Io.</exception>
-    public static void Create(string parent, string image, ImageFormat? format = null)
+    public static ParentSeal Create(string parent, string image, ImageFormat? format = null)
     {
-        using var child = DiskImage.CreateDifferencing(image, parent, format);
+        using var child = DiskImage.CreateDifferencing(image, parent, format, null, SealReasons.Golden, out var parentSeal);
         child.Flush();
+        return parentSeal;
     }
 }

@@ -155,20 +155,35 @@ internal sealed class ImageFile : IImageFile
     internal void Allocate(long offset, long length)
     {
         if (!_allocateFirst || length <= 0) return;
+        // Not supported here (or refused for another reason): the write itself reports any real problem.
+        if (!TryFallocate(offset, length, keepSize: true)) _allocateFirst = false;
+    }
+
+    /// <summary>
+    /// Allocates [<paramref name="offset"/>, +<paramref name="length"/>): with <paramref name="keepSize"/>, fallocate(2)
+    /// with FALLOC_FL_KEEP_SIZE (never emulated); else posix_fallocate(3), which grows the file and which the C library
+    /// emulates by writing where the file system cannot. One errno policy for both: ENOSPC or EDQUOT is DiskFull
+    /// naming the range; any other refusal (EOPNOTSUPP, ENOSYS, no such libc entry) is false, and the caller falls back
+    /// (a sparse size, a plain write), which reports any real problem itself.
+    /// </summary>
+    /// <exception cref="DiskImageException">DiskFull: no space left for the range.</exception>
+    private bool TryFallocate(long offset, long length, bool keepSize)
+    {
         bool added = false;
         try
         {
             _handle.DangerousAddRef(ref added);
-            if (Libc.Fallocate((int)_handle.DangerousGetHandle(), Libc.FALLOC_FL_KEEP_SIZE, offset, length) == 0) return;
-            int errno = Marshal.GetLastPInvokeError();
+            int fd = (int)_handle.DangerousGetHandle();
+            int errno = keepSize
+                ? (Libc.Fallocate(fd, Libc.FALLOC_FL_KEEP_SIZE, offset, length) == 0 ? 0 : Marshal.GetLastPInvokeError())
+                : Libc.PosixFallocate(fd, offset, length); // returns the error number itself
             if (OsErrors.IsDiskFull(errno))
                 throw new DiskImageException(ErrorKind.DiskFull, $"cannot allocate {length} bytes at {offset}: no space left on the device", Path, fileOffset: offset);
-            // Not supported here (or refused for another reason): the write itself reports any real problem.
-            _allocateFirst = false;
+            return errno == 0;
         }
         catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
         {
-            _allocateFirst = false;
+            return false;
         }
         finally
         {
@@ -236,25 +251,10 @@ internal sealed class ImageFile : IImageFile
     {
         if (!CanWrite) ThrowHelper.ReadOnly(Path, "resize");
         if (length <= _length) return;
-        if (OperatingSystem.IsLinux())
+        if (OperatingSystem.IsLinux() && TryFallocate(0, length, keepSize: false))
         {
-            bool added = false;
-            try
-            {
-                _handle.DangerousAddRef(ref added);
-                int rc = Libc.PosixFallocate((int)_handle.DangerousGetHandle(), 0, length);
-                if (rc is Libc.ENOSPC or Libc.EDQUOT)
-                    throw new DiskImageException(ErrorKind.DiskFull, $"cannot reserve {length} bytes: no space left on the device", Path);
-                if (rc == 0)
-                {
-                    _length = length;
-                    return;
-                }
-            }
-            finally
-            {
-                if (added) _handle.DangerousRelease();
-            }
+            _length = length;
+            return;
         }
         SetLength(length);
     }

@@ -53,12 +53,12 @@ internal sealed class ImageFile : IImageFile
         }
     }
 
-    /// <summary>Creates a new file (never overwrites), locked exclusive. <paramref name="preallocate"/> reserves space (fallocate) for fixed images.</summary>
+    /// <summary>Creates a new, empty file (never overwrites), locked exclusive; a fixed image reserves its space with <see cref="Reserve"/>.</summary>
     /// <exception cref="DiskImageException">AlreadyExists, DiskFull, Io.</exception>
-    public static ImageFile Create(string path, long preallocate = 0)
+    public static ImageFile Create(string path)
     {
         string full = System.IO.Path.GetFullPath(path);
-        var handle = LockedOpen.Create(full, preallocate);
+        var handle = LockedOpen.Create(full);
         try { return new ImageFile(handle, full, true); }
         catch (IOException e)
         {

@@ -54,13 +54,13 @@ internal static class LockedOpen
     /// holds the lock instead (so it outlives this handle and follows the file through renames).
     /// </summary>
     /// <exception cref="DiskImageException">AlreadyExists, DiskFull, FileNotFound (no such folder), Io.</exception>
-    public static SafeFileHandle Create(string full, long preallocate)
+    public static SafeFileHandle Create(string full)
     {
         if (File.Exists(full) || Directory.Exists(full))
             throw new DiskImageException(ErrorKind.AlreadyExists, "the file already exists; refusing to overwrite it", full);
         if (!OperatingSystem.IsLinux())
         {
-            try { return File.OpenHandle(full, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, FileOptions.RandomAccess, preallocate); }
+            try { return File.OpenHandle(full, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, FileOptions.RandomAccess); }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw OsErrors.Translate(e, full, "create"); }
         }
         int fd = Libc.Open(full, Libc.O_RDWR | Libc.O_CREAT | Libc.O_EXCL | Libc.O_CLOEXEC, 0x1B6 /* 0666, less the umask */);
@@ -71,11 +71,6 @@ internal static class LockedOpen
             var st = StatOf(handle, full);
             if (LockScope.Current is { } scope) scope.Adopt(full, st);
             else FileLock.Acquire(handle, full, FileLockMode.Exclusive, "create");
-            if (preallocate > 0)
-            {
-                int rc = Libc.PosixFallocate(fd, 0, preallocate);
-                if (rc != 0) throw OsErrors.FromErrno(rc, full, $"reserve {preallocate} bytes");
-            }
             _ = Libc.PosixFadvise(fd, 0, 0, Libc.POSIX_FADV_RANDOM);
             return handle;
         }

@@ -95,19 +95,26 @@ public static class RawExport
         IProgress<OperationProgress>? progress, CancellationToken cancel)
     {
         long total = chain.VirtualSize;
+        await ReportedAsync(total, progress, () => ExtentPump.RunWorkersAsync(plan.Ranges, ExtentPump.PageCacheChunk, workers, plan.Read,
+            (offset, data, _, isZero) => { if (!isZero) WriteSkippingZeros(output, offset, data); },
+            done => progress?.Report(new OperationProgress(Phase, (long)((double)done / plan.Bytes * total), total)),
+            cancel), cancel).ConfigureAwait(false);
+        progress?.Report(new OperationProgress(Phase, total, total));
+    }
+
+    // The frame of both pumps: progress starts at 0 of the virtual disk, and the pump's Cancelled error is the
+    // OperationCanceledException this type's callers are promised. Each pump reports its own end.
+    private static async Task ReportedAsync(long total, IProgress<OperationProgress>? progress, Func<Task> pump, CancellationToken cancel)
+    {
         progress?.Report(new OperationProgress(Phase, 0, total));
         try
         {
-            await ExtentPump.RunWorkersAsync(plan.Ranges, ExtentPump.PageCacheChunk, workers, plan.Read,
-                (offset, data, _, isZero) => { if (!isZero) WriteSkippingZeros(output, offset, data); },
-                done => progress?.Report(new OperationProgress(Phase, (long)((double)done / plan.Bytes * total), total)),
-                cancel).ConfigureAwait(false);
+            await pump().ConfigureAwait(false);
         }
         catch (DiskImageException e) when (e.Kind == ErrorKind.Cancelled)
         {
             throw new OperationCanceledException(e.Message, e, cancel);
         }
-        progress?.Report(new OperationProgress(Phase, total, total));
     }
 
     // Granularity of the zero scan: the common file-system block, and what qemu-img convert uses by default (-S 4k).
@@ -180,7 +187,6 @@ public static class RawExport
         IProgress<OperationProgress>? progress, CancellationToken cancel)
     {
         long total = chain.VirtualSize;
-        progress?.Report(new OperationProgress(Phase, 0, total));
         long next = 0;
         // Everything before offset that the plan skipped is a hole; then the piece itself.
         void Piece(long offset, ReadOnlySpan<byte> data, long length, bool isZero)
@@ -191,16 +197,9 @@ public static class RawExport
             next = offset + length;
             progress?.Report(new OperationProgress(Phase, next, total));
         }
-        try
-        {
-            await ExtentPump.RunAsync(plan.Ranges, ChunkSize, plan.Read,
-                (offset, data, length, isZero) => Piece(offset, data, length, isZero),
-                null, cancel).ConfigureAwait(false);
-        }
-        catch (DiskImageException e) when (e.Kind == ErrorKind.Cancelled)
-        {
-            throw new OperationCanceledException(e.Message, e, cancel);
-        }
+        await ReportedAsync(total, progress, () => ExtentPump.RunAsync(plan.Ranges, ChunkSize, plan.Read,
+            (offset, data, length, isZero) => Piece(offset, data, length, isZero),
+            null, cancel), cancel).ConfigureAwait(false);
         if (next < total) Piece(total, ReadOnlySpan<byte>.Empty, 0, isZero: true);
     }
 }

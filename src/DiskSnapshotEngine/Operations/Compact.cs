@@ -35,7 +35,7 @@ public static class Compact
         IProgress<OperationProgress>? progress, long? virtualSize, CancellationToken cancel)
     {
         options ??= OpenOptions.ReadOnly;
-        using var rewrite = ImageRewrite.Begin(image, options, TempSuffix);
+        using var rewrite = ImageRewrite.Begin(image, options, TempSuffix, "compact");
         image = rewrite.Image;
         var chain = rewrite.Chain;
         var src = chain.Top;
@@ -43,7 +43,7 @@ public static class Compact
             throw new DiskImageException(ErrorKind.Unsupported, "a raw image has no block map to compact (use a sparse copy)", image);
         if (src.Type == ImageType.Fixed)
             throw new DiskImageException(ErrorKind.Unsupported, "a fixed image has every block allocated by design; convert it with a dynamic full clone instead", image);
-        rewrite.RefuseLoss("compact");
+        rewrite.RefuseLoss();
         bool differencing = src.ParentLink is not null;
         long sizeBefore = src.File.Length;
         long size = virtualSize ?? chain.VirtualSize;

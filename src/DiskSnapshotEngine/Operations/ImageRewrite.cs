@@ -13,10 +13,12 @@ namespace DiskSnapshotEngine.Operations;
 internal sealed class ImageRewrite : IDisposable
 {
     private readonly LockScope _scope;
+    private readonly string _verb;
 
-    private ImageRewrite(LockScope scope, string image, string temp, DiskChain chain)
+    private ImageRewrite(LockScope scope, string verb, string image, string temp, DiskChain chain)
     {
         _scope = scope;
+        _verb = verb;
         Image = image;
         Temp = temp;
         Chain = chain;
@@ -31,9 +33,9 @@ internal sealed class ImageRewrite : IDisposable
     /// <summary>The image and its parents, open read-only.</summary>
     public DiskChain Chain { get; }
 
-    /// <summary>Locks <paramref name="image"/>, removes a stale temporary file and opens the chain.</summary>
+    /// <summary>Locks <paramref name="image"/>, removes a stale temporary file and opens the chain, for <paramref name="verb"/> (named in refusals).</summary>
     /// <exception cref="Errors.DiskImageException">Locked, open and I/O errors.</exception>
-    public static ImageRewrite Begin(string image, OpenOptions options, string tempSuffix)
+    public static ImageRewrite Begin(string image, OpenOptions options, string tempSuffix, string verb)
     {
         image = Path.GetFullPath(image);
         var scope = LockScope.Begin();
@@ -42,7 +44,7 @@ internal sealed class ImageRewrite : IDisposable
             scope.Lock(image);
             string temp = image + tempSuffix;
             DurableFiles.TryDelete(temp);
-            return new ImageRewrite(scope, image, temp, DiskImage.Open(image, options with { Writable = false }));
+            return new ImageRewrite(scope, verb, image, temp, DiskImage.Open(image, options with { Writable = false }));
         }
         catch
         {
@@ -53,28 +55,29 @@ internal sealed class ImageRewrite : IDisposable
 
     /// <summary>
     /// Refuses (Unsupported) when the image holds what a rewrite into a new file would drop (<see cref="IRewriteLoss"/>):
-    /// one check and one message for every verb that rewrites (compact, reset).
+    /// one check and one message for every verb that rewrites (compact, reset). <see cref="CreateTarget"/> runs it
+    /// too; a verb calls it earlier to order its refusals.
     /// </summary>
-    public void RefuseLoss(string verb)
+    public void RefuseLoss()
     {
         if (Chain.Top is IRewriteLoss { RewriteWouldLose: string lost })
-            throw new Errors.DiskImageException(Errors.ErrorKind.Unsupported, $"{verb} rewrites the image into a new file, which would drop {lost}", Image);
+            throw new Errors.DiskImageException(Errors.ErrorKind.Unsupported, $"{_verb} rewrites the image into a new file, which would drop {lost}", Image);
     }
 
     /// <summary>
-    /// Creates the temporary file (held by the scope) and a new image in it, of the original's format; the caller
-    /// owns both. Nothing is left open when the driver refuses.
+    /// Creates the temporary file (held by the scope) and a new image in it, of the original's format, carrying over
+    /// what the original's file alone holds (<see cref="IRewriteLoss.CarryOver"/>) once <see cref="RefuseLoss"/> found
+    /// nothing it would drop; the caller owns both. Nothing is left open when the driver refuses.
     /// </summary>
     public (TempImageFile File, IDiskLayer Layer) CreateTarget(ImageCreateOptions options, ParentDescriptor? parent)
     {
+        RefuseLoss();
         var file = TempImageFile.Create(Temp);
         IDiskLayer? layer = null;
         try
         {
             layer = ImageFormats.Get(Chain.Top.Format).Create(file, options, parent);
-            // qcow2 header extensions this engine does not know live only in the header: the new file carries them on.
-            if (Chain.Top is Formats.Qcow2.Qcow2Layer original && layer is Formats.Qcow2.Qcow2Layer rewritten)
-                rewritten.KeepForeignExtensionsOf(original);
+            (Chain.Top as IRewriteLoss)?.CarryOver(layer);
             return (file, layer);
         }
         catch

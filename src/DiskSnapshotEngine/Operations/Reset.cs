@@ -28,13 +28,13 @@ public static class Reset
     public static ResetResult Run(string image, OpenOptions? options = null)
     {
         options ??= OpenOptions.ReadOnly;
-        using var rewrite = ImageRewrite.Begin(image, options, TempSuffix);
+        using var rewrite = ImageRewrite.Begin(image, options, TempSuffix, "reset");
         image = rewrite.Image;
         var chain = rewrite.Chain;
         var src = chain.Top;
         if (src.ParentLink is null || chain.Layers.Count < 2)
             ThrowHelper.InvalidArgument("the image has no parent: a reset would leave nothing to read (it is a base image, not a linked clone)", image);
-        rewrite.RefuseLoss("reset");
+        rewrite.RefuseLoss();
         Dependents.RefuseChildren(src, options, "reset");
         // A sealed clone may have clones elsewhere that read through it: a reset would change what they read.
         Seals.Check(src, options.Sealed, "reset it");

@@ -338,10 +338,15 @@ internal sealed partial class Qcow2Layer
     }
 
     /// <summary>
-    /// Gives this new image the header extensions <paramref name="original"/> carries that this engine does not
-    /// interpret (qcow2.txt keeps unknown extensions), so that a rewrite into a new file does not drop them.
+    /// Gives the new image a rewrite made the header extensions this one carries that this engine does not interpret
+    /// (qcow2.txt keeps unknown extensions), so that the rewrite does not drop them.
     /// </summary>
-    internal void KeepForeignExtensionsOf(Qcow2Layer original)
+    void IRewriteLoss.CarryOver(IDiskLayer rewritten)
+    {
+        if (rewritten is Qcow2Layer target) target.KeepForeignExtensionsOf(this);
+    }
+
+    private void KeepForeignExtensionsOf(Qcow2Layer original)
     {
         var foreign = original._extensions.Items.Where(e => !Qcow2HeaderExtensions.IsKnown(e.Type)).ToList();
         if (foreign.Count == 0) return;

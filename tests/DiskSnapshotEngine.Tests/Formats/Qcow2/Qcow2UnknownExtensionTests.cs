@@ -7,7 +7,7 @@ namespace DiskSnapshotEngine.Tests.Formats.Qcow2;
 
 /// <summary>
 /// qcow2.txt "Header extensions": an extension this engine does not know is kept byte for byte by every verb that
-/// writes the image, including those that rewrite it into a new file (compact, resize --shrink).
+/// writes the image, including those that rewrite it into a new file (compact, resize --shrink, reset).
 /// </summary>
 public class Qcow2UnknownExtensionTests
 {
@@ -48,7 +48,7 @@ public class Qcow2UnknownExtensionTests
     }
 
     [RequiresToolFact("qemu-img")]
-    public async Task Write_compact_and_a_rewriting_resize_keep_an_unknown_header_extension()
+    public async Task Write_compact_a_rewriting_resize_and_reset_keep_an_unknown_header_extension()
     {
         using var dir = new TempDirectory("q2ext");
         string image = dir.File("disk.qcow2"), raw = dir.File("disk.raw");
@@ -67,5 +67,16 @@ public class Qcow2UnknownExtensionTests
         // The content is the same (the first 8 MiB of it).
         using (var f = new FileStream(raw, FileMode.Open)) f.SetLength(8 << 20);
         Qcow2TestKit.QemuImg("compare", "-f", "qcow2", "-F", "raw", image, raw);
+
+        // reset rewrites a child into a new, empty file over the same parent: the child's own extension goes with it.
+        string child = dir.File("child.qcow2");
+        Qcow2TestKit.QemuImg("create", "-f", "qcow2", child, "8M");
+        AddForeignExtension(child); // before the backing file name is there (the helper does not move it)
+        Qcow2TestKit.QemuImg("rebase", "-u", "-b", image, "-F", "qcow2", child);
+        AssertKept(child, "qemu-img rebase -u");
+        await Ok("write", child, "--offset", "0", "--input", dir.File("data.bin"));
+        await Ok("reset", child);
+        AssertKept(child, "reset");
+        Qcow2TestKit.QemuImg("compare", image, child);
     }
 }

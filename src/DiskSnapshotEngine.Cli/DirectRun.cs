@@ -33,12 +33,15 @@ internal sealed class DirectRun(DirectArgs args, Func<CliContext, Task<int>> bod
     /// <summary>True when <paramref name="name"/> is absent or a format --format accepts.</summary>
     public static bool IsFormat(string? name) => name is null || Array.IndexOf(FormatOption.Names, name) >= 0;
 
+    /// <summary>True when <paramref name="value"/> is absent or one of the <paramref name="names"/> the parser's option accepts (AcceptOnlyFromAmong of the same list).</summary>
+    public static bool IsOneOf(string? value, string[] names) => value is null || Array.IndexOf(names, value) >= 0;
+
     /// <summary>True when <paramref name="text"/> is absent or a size the parser's SIZE option accepts (a positive one unless <paramref name="allowZero"/>).</summary>
     public static bool TrySize(string? text, out long? size, bool allowZero = false)
     {
         size = null;
         if (text is null) return true;
-        if (!SizeParser.TryParse(text, out long value, out _) || (value == 0 && !allowZero)) return false;
+        if (!SizeParser.TryParseOption(text, allowZero, out long value, out _)) return false;
         size = value;
         return true;
     }

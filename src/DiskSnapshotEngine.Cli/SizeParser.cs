@@ -73,20 +73,21 @@ internal static class SizeParser
             CustomParser = result =>
             {
                 string token = result.Tokens.Count > 0 ? result.Tokens[0].Value : "";
-                if (!TryParse(token, out long v, out string error))
-                {
-                    result.AddError($"{name}: {error}");
-                    return null;
-                }
-                if (v == 0 && !allowZero)
-                {
-                    result.AddError($"{name}: must be greater than zero");
-                    return null;
-                }
-                return v;
+                if (TryParseOption(token, allowZero, out long v, out string error)) return v;
+                result.AddError($"{name}: {error}");
+                return null;
             },
         };
         return option;
+    }
+
+    /// <summary>The rule of a SIZE option's value (<see cref="Option"/>, and the direct run's check of it): a size, positive unless <paramref name="allowZero"/>.</summary>
+    public static bool TryParseOption(string text, bool allowZero, out long value, out string error)
+    {
+        if (!TryParse(text, out value, out error)) return false;
+        if (value != 0 || allowZero) return true;
+        error = "must be greater than zero";
+        return false;
     }
 
     /// <summary>Human form: "64 MiB (67108864 bytes)", or just bytes when not a whole unit.</summary>

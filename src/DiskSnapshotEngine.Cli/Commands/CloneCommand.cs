@@ -16,7 +16,7 @@ internal static class CloneCommand
         var dst = new Argument<string>("DST") { Description = "The new image; never overwritten. Its extension chooses the format unless --format." };
         var format = FormatOption.Create("the clone");
         var type = new Option<string>("--type") { Description = "dynamic (only data allocated) or fixed.", DefaultValueFactory = _ => "dynamic" };
-        type.AcceptOnlyFromAmong("dynamic", "fixed");
+        type.AcceptOnlyFromAmong(CreateCommand.TypeNames);
         var blockSize = SizeParser.Option("--block-size", "Allocation unit of the clone (the format's default when omitted).");
         var linked = new Option<bool>("--linked") { Description = "Make a linked clone: an empty differencing child of SRC (constant time)." };
         var profile = AzureProfileOption.Create("azure: the clone as Azure takes it, a fixed VHD whose size is the source's rounded up to a whole number of MiB (said on stderr; the added tail reads as zeros).");
@@ -29,8 +29,8 @@ internal static class CloneCommand
         var chainOptions = ChainOptions.AddTo(command);
         command.Validators.Add(r =>
         {
-            if (r.GetResult(linked) is { Implicit: false } && (r.GetResult(type) is { Implicit: false } || r.GetResult(blockSize) is not null))
-                r.AddError("--type and --block-size do not apply to a linked clone (it takes its parent's geometry)");
+            if (LinkedGeometryError(r.GetResult(linked) is { Implicit: false }, r.GetResult(type) is { Implicit: false }, r.GetResult(blockSize) is not null) is { } error)
+                r.AddError(error);
             AzureProfileOption.Validate(r, profile, dst,
                 ("--linked", r.GetValue(linked)),
                 ("--format " + r.GetValue(format), r.GetValue(format) is { } f && f != "vhd"),
@@ -44,6 +44,10 @@ internal static class CloneCommand
         return command;
     }
 
+    /// <summary>The rule, for the parser's validator and the direct run alike: a linked clone takes its parent's geometry (no --type, no --block-size).</summary>
+    internal static string? LinkedGeometryError(bool linked, bool typeGiven, bool blockSizeGiven) =>
+        linked && (typeGiven || blockSizeGiven) ? "--type and --block-size do not apply to a linked clone (it takes its parent's geometry)" : null;
+
     /// <summary>What a clone is asked for: the values of its arguments and options, the chain options when needed.</summary>
     internal sealed record Request(string Source, string Destination, string? Format, bool Fixed, long? BlockSize, bool Linked,
         string? Profile, bool NoSync, Func<bool, OpenOptions> Open);
@@ -55,9 +59,9 @@ internal static class CloneCommand
     public static DirectRun? Direct(string[] args)
     {
         if (DirectArgs.Read(args, 2, ["--no-sync", "--linked"], ["--format", "--type", "--block-size"]) is not { } a ||
-            !DirectRun.IsFormat(a.Value("--format")) || a.Value("--type") is not (null or "dynamic" or "fixed") ||
+            !DirectRun.IsFormat(a.Value("--format")) || !DirectRun.IsOneOf(a.Value("--type"), CreateCommand.TypeNames) ||
             !DirectRun.TrySize(a.Value("--block-size"), out long? blockSize) ||
-            (a.Flag("--linked") && (a.Value("--type") is not null || blockSize is not null)))
+            LinkedGeometryError(a.Flag("--linked"), a.Value("--type") is not null, a.Value("--block-size") is not null) is not null)
             return null;
         return new DirectRun(a, context => Run(context, new Request(a.Arguments[0], a.Arguments[1], a.Value("--format"),
             a.Value("--type") == "fixed", blockSize, a.Flag("--linked"), Profile: null, a.Flag("--no-sync"), DirectRun.NoChainOptions)));

@@ -20,10 +20,10 @@ internal static class CreateCommand
             Description = "dynamic (blocks allocated on first write; sparse raw) or fixed (all space allocated now).",
             DefaultValueFactory = _ => "dynamic",
         };
-        type.AcceptOnlyFromAmong("dynamic", "fixed");
+        type.AcceptOnlyFromAmong(TypeNames);
         var blockSize = SizeParser.Option("--block-size", "Allocation unit (VHDX payload block, VDI block, qcow2 cluster); the format's default when omitted.");
         var sector = new Option<int?>("--logical-sector-size") { Description = "Logical sector size of the virtual disk: 512 (default) or 4096." };
-        sector.AcceptOnlyFromAmong("512", "4096");
+        sector.AcceptOnlyFromAmong(SectorSizeNames);
         var parent = new Option<string>("--parent")
         {
             Description = "Create a differencing child (linked clone) of this image instead; size and sector size come from it. The parent's content is not modified: it is sealed (dse seal) so that no dse verb changes it while the child reads through it.",
@@ -36,19 +36,12 @@ internal static class CreateCommand
         {
             image, size, type, blockSize, sector, parent, profile, format, json,
         };
+        var geometry = new Option[] { size, type, blockSize, sector };
         command.Validators.Add(result =>
         {
             bool hasParent = result.GetResult(parent) is not null;
-            if (hasParent)
-            {
-                foreach (var (option, name) in new (Option, string)[] { (size, "--size"), (type, "--type"), (blockSize, "--block-size"), (sector, "--logical-sector-size") })
-                    if (result.GetResult(option) is { Implicit: false })
-                        result.AddError($"{name} cannot be combined with --parent (a child takes its parent's geometry)");
-            }
-            else if (result.GetResult(size) is null)
-            {
-                result.AddError("--size is required (or --parent to create a differencing child)");
-            }
+            foreach (string error in GeometryErrors(hasParent, name => result.GetResult(geometry.First(o => o.Name == name)) is { Implicit: false }))
+                result.AddError(error);
             AzureProfileOption.Validate(result, profile, image,
                 ("--parent", hasParent),
                 ("--format " + result.GetValue(format), result.GetValue(format) is { } f && f != "vhd"),
@@ -62,6 +55,30 @@ internal static class CreateCommand
         return command;
     }
 
+    /// <summary>The values --type accepts (create, clone, measure).</summary>
+    internal static readonly string[] TypeNames = ["dynamic", "fixed"];
+
+    /// <summary>The values --logical-sector-size accepts.</summary>
+    internal static readonly string[] SectorSizeNames = ["512", "4096"];
+
+    private static readonly string[] s_geometry = ["--size", "--type", "--block-size", "--logical-sector-size"];
+
+    /// <summary>
+    /// The geometry rule, for the parser's validator and the direct run alike: a child takes its parent's geometry (no
+    /// --size, --type, --block-size, --logical-sector-size with --parent); a base image needs --size.
+    /// <paramref name="given"/> tells whether the user gave the option of that name.
+    /// </summary>
+    internal static IEnumerable<string> GeometryErrors(bool hasParent, Func<string, bool> given)
+    {
+        if (!hasParent)
+        {
+            if (!given("--size")) yield return "--size is required (or --parent to create a differencing child)";
+            yield break;
+        }
+        foreach (string name in s_geometry)
+            if (given(name)) yield return $"{name} cannot be combined with --parent (a child takes its parent's geometry)";
+    }
+
     /// <summary>What a create is asked for: the values of its argument and options.</summary>
     internal sealed record Request(string Image, string? Format, long? Size, bool Fixed, long? BlockSize, int? SectorSize, string? Parent, string? Profile);
 
@@ -72,16 +89,13 @@ internal static class CreateCommand
     /// </summary>
     public static DirectRun? Direct(string[] args)
     {
-        if (DirectArgs.Read(args, 1, [], ["--size", "--type", "--block-size", "--logical-sector-size", "--format", "--parent"]) is not { } a)
+        if (DirectArgs.Read(args, 1, [], ["--size", "--type", "--block-size", "--logical-sector-size", "--format", "--parent"]) is not { } a ||
+            GeometryErrors(a.Value("--parent") is not null, name => a.Value(name) is not null).Any() || !DirectRun.IsFormat(a.Value("--format")))
             return null;
         if (a.Value("--parent") is { } parent)
-            return a.Value("--size") is null && a.Value("--type") is null && a.Value("--block-size") is null &&
-                   a.Value("--logical-sector-size") is null && DirectRun.IsFormat(a.Value("--format"))
-                ? new DirectRun(a, context => Task.FromResult(Run(context, new Request(a.Arguments[0], a.Value("--format"), null, false, null, null, parent, Profile: null))))
-                : null;
-        if (a.Value("--size") is null || !DirectRun.TrySize(a.Value("--size"), out long? size) ||
-            !DirectRun.TrySize(a.Value("--block-size"), out long? blockSize) || a.Value("--type") is not (null or "dynamic" or "fixed") ||
-            a.Value("--logical-sector-size") is not (null or "512" or "4096") || !DirectRun.IsFormat(a.Value("--format")))
+            return new DirectRun(a, context => Task.FromResult(Run(context, new Request(a.Arguments[0], a.Value("--format"), null, false, null, null, parent, Profile: null))));
+        if (!DirectRun.TrySize(a.Value("--size"), out long? size) || !DirectRun.TrySize(a.Value("--block-size"), out long? blockSize) ||
+            !DirectRun.IsOneOf(a.Value("--type"), TypeNames) || !DirectRun.IsOneOf(a.Value("--logical-sector-size"), SectorSizeNames))
             return null;
         int? sector = a.Value("--logical-sector-size") is { } s ? int.Parse(s, System.Globalization.CultureInfo.InvariantCulture) : null;
         return new DirectRun(a, context => Task.FromResult(Run(context, new Request(a.Arguments[0], a.Value("--format"), size,

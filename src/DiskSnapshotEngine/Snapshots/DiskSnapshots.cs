@@ -274,7 +274,7 @@ public static partial class DiskSnapshots
         if (layer is not ISealableLayer || (Seals.Of(layer) & SealReasons.Snapshot) != 0) return;
         if (Seals.WhyNotWritable(layer.Path) is { } why)
             throw new DiskImageException(ErrorKind.ReadOnly,
-                $"cannot {action}: {why}, so its snapshot layer could not be sealed (and the current state would keep its mode); " +
+                $"cannot {action}: {why}, and a snapshot layer must be sealed (the disk's file becomes the layer); " +
                 "make the file writable for this user first", layer.Path);
     }
 

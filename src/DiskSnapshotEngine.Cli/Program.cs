@@ -7,6 +7,7 @@ internal static class Program
     // Not async: the async entry point's state machine is compiled at every start (ReadyToRun leaves it out).
     private static int Main(string[] args)
     {
+        InheritedSignals.RestoreForServers(args);
         var signal = new CancellationSignal();
         // First SIGINT/SIGTERM: cancel the running operation so it stops cleanly (partial outputs removed,
         // metadata committed). A second one is left to the default handler, which ends the process at once.

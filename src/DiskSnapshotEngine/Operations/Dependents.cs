@@ -48,14 +48,29 @@ internal static class Dependents
             }
             catch (DiskImageException e) when (e.Kind == ErrorKind.Locked)
             {
-                // A file another process is writing may well be a child in use: not knowing is not "no".
-                throw new DiskImageException(ErrorKind.Locked,
-                    $"cannot tell whether {node.FullPath} depends on {parent.Path}: {e.Detail}", parent.Path, inner: e);
+                // A file another process is writing (a VM beside this one) is read without a lock, as qemu-img -U
+                // reads, for its parent link only: an unrelated image does not stop the verb. One that links here is
+                // a child in use, and one whose header cannot be read now may be: not knowing is not "no".
+                bool? links = PeekLinksTo(file, parent);
+                if (links == false) continue;
+                string what = links == true ? $"{node.FullPath} reads through it and is in use" : $"cannot tell whether {node.FullPath} depends on {parent.Path}";
+                throw new DiskImageException(ErrorKind.Locked, $"{what}: {e.Detail}", parent.Path, inner: e);
             }
             catch (DiskImageException) { }
             finally { layer?.Dispose(); }
         }
         return found;
+    }
+
+    // Whether the image at path links to parent, read without taking a lock; null when its header cannot be read.
+    private static bool? PeekLinksTo(string path, IDiskLayer parent)
+    {
+        try
+        {
+            using var layer = DiskImage.OpenLayer(path, writable: false, (p, _) => ImageFile.Open(p, FileLockMode.ForceShare));
+            return LinksTo(layer, parent);
+        }
+        catch (DiskImageException) { return null; }
     }
 
     /// <summary>

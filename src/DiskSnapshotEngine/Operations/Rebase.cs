@@ -29,6 +29,28 @@ public static class Rebase
         OpenOptions? options = null, IProgress<OperationProgress>? progress = null, CancellationToken cancel = default)
     {
         options ??= OpenOptions.ReadOnly;
+        var result = await RelinkAsync(image, newParent, unsafeMode, options, progress, cancel).ConfigureAwait(false);
+        SealNewParent(result.NewParent, options);
+        return result;
+    }
+
+    // The new parent is now read through as a linked clone's parent is, so it is sealed as 'dse seal' seals it (no sole
+    // clone recorded: the image was not made from it). A sealed one keeps its seal (a snapshot layer stays one: rebasing
+    // the current state onto it is the snapshot verbs' business). It is left as it is, as a linked clone leaves its parent, when it
+    // carries no mark (VHD, raw) or this process cannot write it, and when another process has it open (a VM reading it
+    // as its backing file): the relink stands either way.
+    private static void SealNewParent(string parent, OpenOptions options)
+    {
+        using (var layer = DiskImage.OpenLayer(parent, writable: false, options.FileOpener))
+            if (layer is not ISealableLayer || Seals.Of(layer) != SealReasons.None) return;
+        if (Seals.WhyNotWritable(parent) is not null) return;
+        try { DiskImage.Seal(parent, SealReasons.Golden, options.FileOpener); }
+        catch (DiskImageException e) when (e.Kind == ErrorKind.Locked) { }
+    }
+
+    private static async Task<RebaseResult> RelinkAsync(string image, string newParent, bool unsafeMode,
+        OpenOptions options, IProgress<OperationProgress>? progress, CancellationToken cancel)
+    {
         image = Path.GetFullPath(image);
         newParent = Path.GetFullPath(newParent);
         using var fresh = DiskImage.Open(newParent, options with { Writable = false });

@@ -45,6 +45,7 @@ public static partial class DiskSnapshots
                     "cannot take a snapshot of it: the image is sealed as a golden image (linked clones may read through it by its path, " +
                     "and a snapshot would move its file to the snapshot's name); take the snapshot of a linked clone instead, " +
                     $"or 'dse unseal {disk}' first if no clone depends on it", disk);
+            RefuseUnsealable(layer, "take a snapshot");
             // A child that names the disk by path (VHDX) would find the new empty current state there instead of the
             // content it was made from, so it is relinked to the snapshot layer (the same file under its new name).
             // A child that names the disk by identity (VDI) follows the file to its snapshot name by itself.
@@ -199,6 +200,11 @@ public static partial class DiskSnapshots
         var catalog = FinishPending(disk, options);
         var entry = catalog.Find(name, disk);
         RefuseDependents(disk, catalog, options);
+        if (File.Exists(PathOf(disk, entry)))
+        {
+            using var layer = DiskImage.OpenLayer(PathOf(disk, entry), false, options.FileOpener);
+            RefuseUnsealable(layer, $"revert to snapshot '{name}'");
+        }
         catalog = catalog with { Pending = new PendingSnapshotOperation { Operation = "revert", Snapshot = entry } };
         catalog.Save(disk);
         FinishRevert(disk, catalog, entry, options);
@@ -257,6 +263,19 @@ public static partial class DiskSnapshots
         if (children.Count > 0)
             throw new DiskImageException(ErrorKind.ReadOnly,
                 $"cannot discard the current state: other images depend on it: {string.Join("; ", children)}", disk);
+    }
+
+    // A snapshot layer is sealed as it gets its child (below). Unlike a golden image (read-only by intent, its clones new
+    // files of their own), a layer this process cannot write is not taken unsealed: the disk's file becomes that layer
+    // and the new current state keeps the disk's mode, so it could not be written either, nor the snapshot deleted
+    // (deleting merges layers). Refused before anything changes; root, whom a mode does not stop, seals it.
+    private static void RefuseUnsealable(IDiskLayer layer, string action)
+    {
+        if (layer is not ISealableLayer || (Seals.Of(layer) & SealReasons.Snapshot) != 0) return;
+        if (Seals.WhyNotWritable(layer.Path) is { } why)
+            throw new DiskImageException(ErrorKind.ReadOnly,
+                $"cannot {action}: {why}, and a snapshot layer must be sealed (the disk's file becomes the layer); " +
+                "make the file writable for this user first", layer.Path);
     }
 
     // Creates an empty child of the layer under a temporary name, then renames it over the disk's path in one step.

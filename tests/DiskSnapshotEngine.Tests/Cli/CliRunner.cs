@@ -100,6 +100,10 @@ public static class CliRunner
         return Process.Start(psi)!;
     }
 
+    /// <summary>Runs dse as the user nobody (uid 65534, through setpriv; the caller must be root), as a lab user without privileges.</summary>
+    public static (int ExitCode, string StdOut, string StdErr) RunAsNobody(params string[] args) =>
+        Infrastructure.ExternalTool.Run("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", Infrastructure.ExternalTool.Find("dotnet") ?? "dotnet", DsePath, .. args]);
+
     /// <summary>Runs dse as a real process, feeding <paramref name="stdin"/> and capturing stdout as bytes.</summary>
     public static async Task<CliResult> RunProcessAsync(byte[]? stdin, params string[] args)
     {

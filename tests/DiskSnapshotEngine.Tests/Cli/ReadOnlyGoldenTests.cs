@@ -114,6 +114,5 @@ public class ReadOnlyGoldenTests
         Assert.True(code == 0, stderr);
     }
 
-    private static (int ExitCode, string StdOut, string StdErr) AsNobody(params string[] args) =>
-        ExternalTool.Run("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", ExternalTool.Find("dotnet") ?? "dotnet", CliRunner.DsePath, .. args]);
+    private static (int ExitCode, string StdOut, string StdErr) AsNobody(params string[] args) => CliRunner.RunAsNobody(args);
 }

@@ -47,3 +47,13 @@ public sealed class RequiresMountFactAttribute : FactAttribute
             Skip = "needs root to mount a small tmpfs (CI runs as root); the fault-injecting tests cover disk-full otherwise";
     }
 }
+
+/// <summary>A theory skipped, with the reason, where a tmpfs cannot be mounted (not root).</summary>
+public sealed class RequiresMountTheoryAttribute : TheoryAttribute
+{
+    public RequiresMountTheoryAttribute()
+    {
+        if (!OperatingSystem.IsLinux() || Environment.UserName != "root")
+            Skip = "needs root to mount a tmpfs (CI runs as root)";
+    }
+}

@@ -112,13 +112,8 @@ internal sealed class Qcow2Driver : IImageFormatDriver
 
     /// <summary>
     /// The backing file name a child at <paramref name="childPath"/> records for <paramref name="parentPath"/>:
-    /// relative to the child's folder, as qemu resolves it, when the two share a root; absolute otherwise.
+    /// relative to the child's folder (as qemu resolves it) when <see cref="ParentPath"/> allows; absolute otherwise.
     /// </summary>
-    internal static string BackingName(string childPath, string parentPath)
-    {
-        string dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(childPath)) ?? "/";
-        string full = System.IO.Path.GetFullPath(parentPath);
-        string relative = System.IO.Path.GetRelativePath(dir, full);
-        return System.IO.Path.IsPathRooted(relative) ? full : relative;
-    }
+    internal static string BackingName(string childPath, string parentPath) =>
+        ParentPath.Relative(childPath, parentPath) ?? System.IO.Path.GetFullPath(parentPath);
 }

@@ -68,9 +68,7 @@ internal static class VdiParentLocator
     public static void Write(IImageFile file, VdiHeader header, string parentPath)
     {
         string full = System.IO.Path.GetFullPath(parentPath);
-        string childDir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(file.Path)) ?? "/";
-        string rel = System.IO.Path.GetRelativePath(childDir, full);
-        if (System.IO.Path.IsPathRooted(rel)) rel = ""; // another drive: only the absolute path names it
+        string rel = ParentPath.Relative(file.Path, full) ?? ""; // another drive or file system: only the absolute path names it
         byte[] relBytes = Encoding.UTF8.GetBytes(rel.Replace(System.IO.Path.DirectorySeparatorChar, '/'));
         byte[] absBytes = Encoding.UTF8.GetBytes(full.Replace(System.IO.Path.DirectorySeparatorChar, '/'));
         long room = Room(header);

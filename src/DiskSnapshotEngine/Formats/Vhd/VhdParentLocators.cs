@@ -29,9 +29,7 @@ internal static class VhdParentLocators
     {
         var list = new List<(uint, byte[])>();
         string parent = Path.GetFullPath(parentPath);
-        string childDir = Path.GetDirectoryName(Path.GetFullPath(childPath)) ?? "/";
-        string rel = Path.GetRelativePath(childDir, parent);
-        if (!Path.IsPathRooted(rel))
+        if (ParentPath.Relative(childPath, parent) is { } rel)
         {
             rel = rel.Replace('/', '\\');
             if (!rel.StartsWith("..", StringComparison.Ordinal)) rel = ".\\" + rel;

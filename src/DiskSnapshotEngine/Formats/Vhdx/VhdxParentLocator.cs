@@ -28,9 +28,7 @@ internal sealed class VhdxParentLocator
         {
             KeyValuePair.Create("parent_linkage", parent.Identity.Version.ToString("B")),
         };
-        string childDir = Path.GetDirectoryName(Path.GetFullPath(childPath)) ?? "/";
-        string rel = Path.GetRelativePath(childDir, parent.Path);
-        if (!Path.IsPathRooted(rel))
+        if (ParentPath.Relative(childPath, parent.Path) is { } rel)
         {
             // MS-VHDX 2.6.2.6.1 shows relative paths Windows-style, starting from the child's folder.
             rel = rel.Replace('/', '\\');

@@ -1,0 +1,57 @@
+using DiskSnapshotEngine.Cli;
+using DiskSnapshotEngine.Errors;
+using DiskSnapshotEngine.Tests.Cli;
+using DiskSnapshotEngine.Tests.Infrastructure;
+
+namespace DiskSnapshotEngine.Tests.Operations;
+
+/// <summary>
+/// VMs side by side in one folder: while QEMU runs one of them, dse still writes, serves and snapshots another, since
+/// the running image's parent link is read without a lock (as qemu-img -U reads) and names another image. A locked
+/// image that does read through the target still stops the verb.
+/// </summary>
+public class DependentsLockTests
+{
+    [RequiresToolFact("qemu-io")]
+    public async Task A_sibling_vm_qemu_writes_does_not_stop_a_write_to_an_unrelated_image_beside_it()
+    {
+        using var dir = new TempDirectory("dependents-lock");
+        string golden = dir.File("golden.vhdx"), vm1 = dir.File("vm1.vhdx"), vm2 = dir.File("vm2.qcow2"), input = dir.File("in.bin");
+        await CliRunner.OkAsync("create", golden, "--size", "16M");
+        await CliRunner.OkAsync("create", vm1, "--parent", golden);
+        await CliRunner.OkAsync("create", vm2, "--parent", golden);
+        File.WriteAllBytes(input, RandomData.Bytes(70_000, 5));
+
+        using (QemuHolder.Start(vm2, "qcow2", backing: golden))
+        {
+            var write = await CliRunner.RunAsync("write", vm1, "--offset", "4096", "--input", input);
+            Assert.True(write.ExitCode == 0, write.ToString());
+            var snapshot = await CliRunner.RunAsync("snapshot", "create", vm1, "--name", "s1");
+            Assert.True(snapshot.ExitCode == 0, snapshot.ToString());
+        }
+        using var chain = DiskImage.Open(vm1);
+        var got = new byte[70_000];
+        chain.Read(4096, got);
+        Assert.True(got.AsSpan().SequenceEqual(File.ReadAllBytes(input)));
+    }
+
+    [RequiresToolFact("qemu-io")]
+    public async Task A_child_qemu_writes_still_stops_a_write_to_its_parent()
+    {
+        using var dir = new TempDirectory("dependents-lock");
+        string parent = dir.File("p.vhdx"), child = dir.File("c.vhdx"), input = dir.File("in.bin");
+        await CliRunner.OkAsync("create", parent, "--size", "16M");
+        await CliRunner.OkAsync("create", child, "--parent", parent);
+        await CliRunner.OkAsync("unseal", parent);
+        File.WriteAllBytes(input, RandomData.Bytes(4096, 6));
+        string hash = ContentHash.OfFile(parent);
+        // dse holds the child for writing (as dse serve does) without the chain: only the child's lock is taken.
+        using (DiskImage.OpenLayer(child, writable: true))
+        {
+            var write = await CliRunner.RunProcessAsync(null, "write", parent, "--offset", "0", "--input", input);
+            Assert.True(write.ExitCode == ExitCodes.ForKind(ErrorKind.Locked), write.ToString());
+            Assert.Contains($"{parent}: {child} reads through it and is in use", write.StdErr);
+        }
+        Assert.Equal(hash, ContentHash.OfFile(parent));
+    }
+}

@@ -8,7 +8,11 @@ namespace DiskSnapshotEngine.Operations;
 /// <param name="Stats">Bytes copied into the image to keep its content.</param>
 /// <param name="NewParent">The parent the image now links to.</param>
 /// <param name="Mode">"safe" (differences copied), "identity" (the new parent is the same image, moved or copied), "content" (unsafe: the new parent was verified equal), or "unverified" (unsafe, old parent missing and the format records no parent identity: relinked as asked).</param>
-public sealed record RebaseResult(CopyStats Stats, string NewParent, string Mode);
+public sealed record RebaseResult(CopyStats Stats, string NewParent, string Mode)
+{
+    /// <summary>What became of the new parent's seal (as for a linked clone's parent); null when another process had it open and it was left as it was.</summary>
+    public ParentSeal? NewParentSeal { get; init; }
+}
 
 /// <summary>
 /// Rebase: gives an image a new parent. Safe mode keeps the image's content identical: wherever the image holds
@@ -30,8 +34,7 @@ public static class Rebase
     {
         options ??= OpenOptions.ReadOnly;
         var result = await RelinkAsync(image, newParent, unsafeMode, options, progress, cancel).ConfigureAwait(false);
-        SealNewParent(result.NewParent, options);
-        return result;
+        return result with { NewParentSeal = SealNewParent(result.NewParent, options) };
     }
 
     // The new parent is now read through as a linked clone's parent is, so it is sealed as 'dse seal' seals it (no sole
@@ -39,13 +42,19 @@ public static class Rebase
     // the current state onto it is the snapshot verbs' business). It is left as it is, as a linked clone leaves its parent, when it
     // carries no mark (VHD, raw) or this process cannot write it, and when another process has it open (a VM reading it
     // as its backing file): the relink stands either way.
-    private static void SealNewParent(string parent, OpenOptions options)
+    private static ParentSeal? SealNewParent(string parent, OpenOptions options)
     {
+        ImageFormat format;
         using (var layer = DiskImage.OpenLayer(parent, writable: false, options.FileOpener))
-            if (layer is not ISealableLayer || Seals.Of(layer) != SealReasons.None) return;
-        if (Seals.WhyNotWritable(parent) is not null) return;
+        {
+            format = layer.Format;
+            if (layer is not ISealableLayer) return new ParentSeal(parent, format, ParentSealOutcome.NoMark, null);
+            if (Seals.Of(layer) != SealReasons.None) return new ParentSeal(parent, format, ParentSealOutcome.Sealed, null);
+        }
+        if (Seals.WhyNotWritable(parent) is { } why) return new ParentSeal(parent, format, ParentSealOutcome.LeftUnsealed, why);
         try { DiskImage.Seal(parent, SealReasons.Golden, options.FileOpener); }
-        catch (DiskImageException e) when (e.Kind == ErrorKind.Locked) { }
+        catch (DiskImageException e) when (e.Kind == ErrorKind.Locked) { return null; }
+        return new ParentSeal(parent, format, ParentSealOutcome.Sealed, null);
     }
 
     private static async Task<RebaseResult> RelinkAsync(string image, string newParent, bool unsafeMode,

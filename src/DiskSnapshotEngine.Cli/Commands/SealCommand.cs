@@ -25,7 +25,7 @@ internal static class SealCommand
             var was = seal ? DiskImage.Seal(path) : DiskImage.Unseal(path);
             var now = seal ? was | SealReasons.Golden : SealReasons.None;
             if (context.Get(json))
-                context.WriteJson(new { image = path, @sealed = now != SealReasons.None, seal = Names(now), was = Names(was) });
+                context.WriteJson(new SealView(path, now != SealReasons.None, Names(now), Names(was)));
             else if (seal)
                 context.Out.WriteLine(was == now ? $"{path} was already sealed: {Seals.Describe(now)}" : $"sealed {path}: {Seals.Describe(now)}");
             else
@@ -63,4 +63,7 @@ internal static class SealCommand
                     "once it can be written, 'dse seal' it before merging any clone into it");
         }
     }
+
+    /// <summary>The --json document of seal and unseal.</summary>
+    internal sealed record SealView(string Image, bool Sealed, string[] Seal, string[] Was);
 }

@@ -12,16 +12,15 @@ require_tools() {
   done
 }
 
-# publish_dse DIR: publishes dse into DIR (Release, ReadyToRun, framework-dependent: start-up does not include JIT
-# compilation) and sets the array DSE to the command that runs it; a plain Release build when that publish fails.
+# publish_dse DIR: publishes dse into DIR as the default publish does (Release, Native AOT: a native binary, no runtime
+# start-up or JIT) and sets the array DSE to the command that runs it; a plain Release build when that publish fails.
 publish_dse() {
-  echo "publishing dse (Release, ReadyToRun)..."
+  echo "publishing dse (Release, Native AOT)..."
   mkdir -p "$1"
-  if dotnet publish -c Release -r linux-x64 --self-contained false -p:PublishReadyToRun=true -v q -nologo \
-       -o "$1" "$ROOT/src/DiskSnapshotEngine.Cli" >/dev/null 2>&1; then
+  if dotnet publish -c Release -v q -nologo -o "$1" "$ROOT/src/DiskSnapshotEngine.Cli" >/dev/null 2>&1; then
     DSE=("$1/dse")
   else
-    echo "  (ReadyToRun publish failed; using a plain Release build)"
+    echo "  (Native AOT publish failed; using a plain Release build)"
     dotnet build -c Release -v q -nologo "$ROOT/src/DiskSnapshotEngine.Cli" >/dev/null
     DSE=(dotnet "$ROOT/src/DiskSnapshotEngine.Cli/bin/Release/net10.0/dse.dll")
   fi

@@ -32,7 +32,7 @@ trap '[ "$KEEP" = 1 ] || rm -rf "$WORK"' EXIT
 require_tools side-by-side qemu-img dotnet /usr/bin/time
 (( DATA_MIB <= VIRT_MIB && MERGE_MIB <= VIRT_MIB )) || { echo "side-by-side: DATA_MIB and MERGE_MIB must fit in VIRT_MIB" >&2; exit 2; }
 
-# dse is measured as installed (README): published with ReadyToRun, so start-up does not include JIT compilation.
+# dse is measured as installed (README): the default publish, Native AOT, so start-up includes no runtime or JIT.
 publish_dse "$WORK/dse-bin"
 cd "$WORK"
 echo "work folder: $WORK (virtual ${VIRT_MIB} MiB, data ${DATA_MIB} MiB, merge ${MERGE_MIB} MiB)"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start-up of the common verbs as scripts call them (as published: ReadyToRun, framework-dependent): --version, info,
+# Start-up of the common verbs as scripts call them (as published: Native AOT): --version, info,
 # create, clone, export, write and merge on a small VHDX (64 MiB, 1 MiB of data), 15 runs each after 3 warm-ups with
 # hyperfine. Prints median and fastest wall time and CPU (user + sys, the figure that other load disturbs least).
 # No target: it shows what each verb pays before its own work. Usage: benchmarks/startup-verbs.sh

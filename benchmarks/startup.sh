@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start-up latency: `dse info` (as published: ReadyToRun, only the verb that runs is built) against `qemu-img info`
+# Start-up latency: `dse info` (as published: Native AOT, only the verb that runs is built) against `qemu-img info`
 # on the same 1 GiB VHDX, 15 runs each after 3 warm-ups, with hyperfine (Debian package hyperfine).
 # Target: dse info median <= 80 ms. Usage: benchmarks/startup.sh   (DSE=/path/to/dse to measure another binary)
 set -euo pipefail

@@ -126,7 +126,7 @@ internal static class CliApp
             ?.InformationalVersion ?? typeof(CliApp).Assembly.GetName().Version?.ToString() ?? "unknown";
 
     /// <summary><c>dse --version --json</c>: <c>{"version": "..."}</c>.</summary>
-    private sealed record VersionView(string Version);
+    internal sealed record VersionView(string Version);
 
     // `info IMAGE` without the parser (start-up time): the same output, the same error mapping.
     private static int RunPlainInfo(string image, CliHost host, CancellationSignal? signal)
@@ -198,8 +198,7 @@ internal static class CliApp
             ErrorLine(host, $"dse: error: {message}");
             return;
         }
-        var error = new { error = new { kind, message, path, exitCode } };
-        ErrorLine(host, JsonSerializer.Serialize(error, Output.Json.OneLine));
+        ErrorLine(host, Output.Json.OneLineOf(new ErrorView(new ErrorDetail(kind, message, path, exitCode))));
     }
 
     // A stderr that is full (2>/dev/full) or closed (2>&-) cannot take the line: the exit code still says what happened,
@@ -241,3 +240,9 @@ internal static class CliApp
 
 /// <summary>A command-line mistake found after parsing (options that exclude each other); exit code 2.</summary>
 internal sealed class UsageException(string message) : Exception(message);
+
+/// <summary>An error with --json: <c>{"error":{"kind","message","path","exitCode"}}</c>.</summary>
+internal sealed record ErrorView(ErrorDetail Error);
+
+/// <summary>The members of <see cref="ErrorView"/>.</summary>
+internal sealed record ErrorDetail(string Kind, string Message, string? Path, int ExitCode);

@@ -52,14 +52,14 @@ internal sealed class CliContext
     public void WriteJson<T>(T value) => Out.WriteLine(Output.Json.Serialize(value));
 
     /// <summary>The verb's result: <paramref name="json"/> with <c>--json</c>, else the line <paramref name="text"/>.</summary>
-    public void Result(object json, string text)
+    public void Result<T>(T json, string text)
     {
         if (Json) WriteJson(json);
         else Out.WriteLine(text);
     }
 
-    /// <summary>As <see cref="Result(object, string)"/>, building the JSON only when it is written (it may open files).</summary>
-    public void Result(Func<object> json, string text)
+    /// <summary>As <see cref="Result{T}(T, string)"/>, building the JSON only when it is written (it may open files).</summary>
+    public void Result<T>(Func<T> json, string text)
     {
         if (Json) WriteJson(json());
         else Out.WriteLine(text);
@@ -73,9 +73,12 @@ internal sealed class CliContext
 
     // With --json stderr stays machine-readable: one JSON object per line, as errors are.
     private void Remark(string kind, string message) => Error.WriteLine(Json
-        ? System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, object> { [kind] = new { message } }, Output.Json.OneLine)
+        ? Output.Json.OneLineOf(new Dictionary<string, MessageView> { [kind] = new(message) })
         : $"dse: {kind}: {message}");
 }
+
+/// <summary>A note or warning with --json: <c>{"note":{"message":"..."}}</c>.</summary>
+internal sealed record MessageView(string Message);
 
 /// <summary>Attaches verb bodies to commands, giving them a <see cref="CliContext"/>.</summary>
 internal static class VerbAction

@@ -44,17 +44,8 @@ internal static class CheckCommand
             int Count(CheckSeverity s) => report.Problems.Count(p => p.Severity == s);
             if (context.Get(json))
             {
-                context.WriteJson(new
-                {
-                    image = chain.Top.Path,
-                    layers = chain.Layers.Select(l => l.Path).ToArray(),
-                    clean = report.IsClean,
-                    hasErrors = report.HasErrors,
-                    errors = Count(CheckSeverity.Error),
-                    warnings = Count(CheckSeverity.Warning),
-                    leaks = Count(CheckSeverity.Leak),
-                    problems = ProblemView.Of(report.Problems),
-                });
+                context.WriteJson(new CheckView(chain.Top.Path, chain.Layers.Select(l => l.Path).ToArray(), report.IsClean, report.HasErrors,
+                    Count(CheckSeverity.Error), Count(CheckSeverity.Warning), Count(CheckSeverity.Leak), ProblemView.Of(report.Problems)));
             }
             else
             {
@@ -82,7 +73,7 @@ internal static class CheckCommand
             using var chain = DiskImage.Open(path);
             reasons.AddRange(chain.Check().Problems.Where(p => p.Severity == CheckSeverity.Error).Select(p => p.ToString()));
         }
-        if (json) context.WriteJson(new { image = path, profile = AzureProfileOption.Azure, accepted = reasons.Count == 0, reasons });
+        if (json) context.WriteJson(new AzureView(path, AzureProfileOption.Azure, reasons.Count == 0, reasons));
         else if (reasons.Count == 0)
             context.Out.WriteLine($"{path}: Azure takes it: a fixed VHD of a whole number of MiB, the file that size plus its 512-byte footer");
         else
@@ -92,4 +83,8 @@ internal static class CheckCommand
         }
         return reasons.Count == 0 ? ExitCodes.Ok : ExitCodes.ProblemsFound;
     }
+
+    // The --json documents of check and check --profile azure (keys in this order).
+    internal sealed record CheckView(string Image, string[] Layers, bool Clean, bool HasErrors, int Errors, int Warnings, int Leaks, IReadOnlyList<ProblemView> Problems);
+    internal sealed record AzureView(string Image, string Profile, bool Accepted, List<string> Reasons);
 }

@@ -10,7 +10,7 @@ internal static class CheckRepair
     {
         var result = Repair.RunAsync(image, open, context.CancellationToken).GetAwaiter().GetResult();
         bool errors = result.Remaining.Any(p => p.Severity == CheckSeverity.Error);
-        if (json) context.WriteJson(new { image = result.Image, @fixed = result.Fixed, remaining = result.Remaining, hasErrors = errors });
+        if (json) context.WriteJson(new RepairView(result.Image, result.Fixed, result.Remaining, errors));
         else
         {
             foreach (var p in result.Fixed) context.Out.WriteLine($"fixed: {p}");
@@ -22,4 +22,7 @@ internal static class CheckRepair
         }
         return errors ? ExitCodes.ProblemsFound : ExitCodes.Ok;
     }
+
+    /// <summary>The --json document of check --repair.</summary>
+    internal sealed record RepairView(string Image, IReadOnlyList<CheckProblem> Fixed, IReadOnlyList<CheckProblem> Remaining, bool HasErrors);
 }

@@ -75,7 +75,7 @@ internal static class CloneCommand
         if (request.Linked)
         {
             SealCommand.WarnIfParentUnsealed(context, LinkedClone.Create(source, destination, fmt));
-            context.Result(() => new { image, source = from, linked = true, parent = Output.ParentLinkView.Read(image, from), bytesWritten = 0L, bytesZero = 0L },
+            context.Result(() => new CloneView(image, from, Linked: true, Output.ParentLinkView.Read(image, from), 0, 0),
                 $"created linked clone {image} of {from}");
             return ExitCodes.Ok;
         }
@@ -93,8 +93,11 @@ internal static class CloneCommand
         }
         var stats = await ProgressDisplay.RunAsync(context, "clone", p =>
             FullClone.RunAsync(source, destination, options, p, context.CancellationToken)).ConfigureAwait(false);
-        context.Result(new { image, source = from, linked = false, parent = (Output.ParentLinkView?)null, stats.BytesWritten, stats.BytesZero },
+        context.Result(new CloneView(image, from, Linked: false, Parent: null, stats.BytesWritten, stats.BytesZero),
             $"cloned {from} to {image}: {SizeParser.Describe(stats.BytesWritten)} written, {SizeParser.Describe(stats.BytesZero)} of zero data skipped");
         return ExitCodes.Ok;
     }
+
+    /// <summary>The --json document of clone.</summary>
+    internal sealed record CloneView(string Image, string Source, bool Linked, Output.ParentLinkView? Parent, long BytesWritten, long BytesZero);
 }

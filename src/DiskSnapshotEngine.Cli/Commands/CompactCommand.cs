@@ -22,10 +22,13 @@ internal static class CompactCommand
             var open = chainOptions.ToOpenOptions(context.Parse, writable: false);
             var result = await ProgressDisplay.RunAsync(context, "compact", p =>
                 Compact.RunAsync(context.Get(image)!, open, p, context.CancellationToken)).ConfigureAwait(false);
-            context.Result(new { image = Path.GetFullPath(context.Get(image)!), result.SizeBefore, result.SizeAfter, result.Stats.BytesWritten, result.Stats.BytesZero },
+            context.Result(new CompactView(Path.GetFullPath(context.Get(image)!), result.SizeBefore, result.SizeAfter, result.Stats.BytesWritten, result.Stats.BytesZero),
                 $"compacted {Path.GetFullPath(context.Get(image)!)}: {SizeParser.Describe(result.SizeBefore)} -> {SizeParser.Describe(result.SizeAfter)}");
             return ExitCodes.Ok;
         });
         return command;
     }
+
+    /// <summary>The --json document of compact.</summary>
+    internal sealed record CompactView(string Image, long SizeBefore, long SizeAfter, long BytesWritten, long BytesZero);
 }

@@ -22,10 +22,13 @@ internal static class CompareCommand
             var open = chainOptions.ToOpenOptions(context, writable: false);
             var result = await ProgressDisplay.RunAsync(context, "compare", p =>
                 Task.FromResult(ImageCompare.Run(context.Get(a)!, context.Get(b)!, open, p, context.CancellationToken))).ConfigureAwait(false);
-            context.Result(new { images = new[] { Path.GetFullPath(context.Get(a)!), Path.GetFullPath(context.Get(b)!) }, result.Identical, result.FirstDifference, result.Reason },
+            context.Result(new CompareView([Path.GetFullPath(context.Get(a)!), Path.GetFullPath(context.Get(b)!)], result.Identical, result.FirstDifference, result.Reason),
                 result.Identical ? "images are identical" : $"images differ: {result.Reason}");
             return result.Identical ? ExitCodes.Ok : ExitCodes.ProblemsFound;
         });
         return command;
     }
+
+    /// <summary>The --json document of compare.</summary>
+    internal sealed record CompareView(string[] Images, bool Identical, long? FirstDifference, string? Reason);
 }

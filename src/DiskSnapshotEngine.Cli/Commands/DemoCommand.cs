@@ -129,7 +129,7 @@ internal static class DemoCommand
             all &= holds;
         }
         w.WriteLine(all ? "demo: every proof holds" : "demo: SOME PROOFS FAILED");
-        if (context.Json) context.WriteJson(new { dir, passed = all, proofs = proofs.Select(p => new { p.Claim, p.Holds }) });
+        if (context.Json) context.WriteJson(new DemoView(dir, all, proofs.Select(p => new ProofView(p.Claim, p.Holds))));
         return all ? ExitCodes.Ok : ExitCodes.ProblemsFound;
     }
 
@@ -166,4 +166,8 @@ internal static class DemoCommand
         }
         return Convert.ToHexStringLower(sha.GetHashAndReset());
     }
+
+    // The --json document of demo.
+    internal sealed record DemoView(string Dir, bool Passed, IEnumerable<ProofView> Proofs);
+    internal sealed record ProofView(string Claim, bool Holds);
 }

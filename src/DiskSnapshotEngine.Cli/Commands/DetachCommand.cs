@@ -25,11 +25,14 @@ internal static class DetachCommand
                 Detach.RunAsync(context.Get(image)!, open, p, context.CancellationToken)).ConfigureAwait(false);
             // What was copied at the top, named as clone, merge and rebase name it (README "JSON output").
             if (context.Get(json))
-                context.WriteJson(new { image = result.Image, formerParents = result.FormerParents, bytesWritten = result.Stats.BytesWritten, bytesZero = result.Stats.BytesZero });
+                context.WriteJson(new DetachView(result.Image, result.FormerParents, result.Stats.BytesWritten, result.Stats.BytesZero));
             else if (result.FormerParents.Count == 0) context.Out.WriteLine($"{result.Image} has no parent: it is already independent");
             else context.Out.WriteLine($"detached {result.Image}: {SizeParser.Describe(result.Stats.BytesWritten)} copied in from {string.Join(" -> ", result.FormerParents)}; it is now a base image");
             return ExitCodes.Ok;
         });
         return command;
     }
+
+    /// <summary>The --json document of detach.</summary>
+    internal sealed record DetachView(string Image, IReadOnlyList<string> FormerParents, long BytesWritten, long BytesZero);
 }

@@ -49,7 +49,7 @@ internal static class ExportCommand
         await ProgressDisplay.RunAsync(context, "export", progress =>
             RawExport.ExportToFileAsync(chain, target, force, progress, !noSync, context.CancellationToken)).ConfigureAwait(false);
         string written = Path.GetFullPath(target);
-        context.Result(new { image = chain.Top.Path, output = written, format = "raw", virtualSize = chain.VirtualSize },
+        context.Result(new ExportView(chain.Top.Path, written, "raw", chain.VirtualSize),
             $"exported {SizeParser.Describe(chain.VirtualSize)} to {written}");
         return ExitCodes.Ok;
     }
@@ -66,4 +66,7 @@ internal static class ExportCommand
                 $"dse clone {ExternalCommand.ShellQuote(image)} {ExternalCommand.ShellQuote(target)}; for a raw disk name it .img or .raw",
                 Path.GetFullPath(target));
     }
+
+    /// <summary>The --json document of export.</summary>
+    internal sealed record ExportView(string Image, string Output, string Format, long VirtualSize);
 }

@@ -28,7 +28,7 @@ internal static class MapCommand
                 {
                     if (!first) context.Out.WriteLine(",");
                     first = false;
-                    context.Out.Write("  " + System.Text.Json.JsonSerializer.Serialize(JsonEntry(e), Output.Json.OneLine));
+                    context.Out.Write("  " + Output.Json.OneLineOf(JsonEntry(e)));
                 }
                 context.Out.WriteLine();
                 context.Out.WriteLine("]");
@@ -48,14 +48,9 @@ internal static class MapCommand
 
     // The library's -1 ("no layer", "no plain file offset") is null here, as every absent value in the JSON output;
     // data without a file offset is stored encoded (the text's "(compressed)").
-    private static object JsonEntry(MapEntry e) => new
-    {
-        offset = e.Offset,
-        length = e.Length,
-        kind = e.Kind,
-        layerIndex = e.LayerIndex < 0 ? (int?)null : e.LayerIndex,
-        file = e.File,
-        fileOffset = e.FileOffset < 0 ? (long?)null : e.FileOffset,
-        compressed = e.Kind == ExtentKind.Data && e.File is not null && e.FileOffset < 0,
-    };
+    private static EntryView JsonEntry(MapEntry e) => new(e.Offset, e.Length, e.Kind, e.LayerIndex < 0 ? null : e.LayerIndex, e.File,
+        e.FileOffset < 0 ? null : e.FileOffset, e.Kind == ExtentKind.Data && e.File is not null && e.FileOffset < 0);
+
+    /// <summary>One extent in map's --json array.</summary>
+    internal sealed record EntryView(long Offset, long Length, ExtentKind Kind, int? LayerIndex, string? File, long? FileOffset, bool Compressed);
 }

@@ -51,7 +51,7 @@ internal static class MergeCommand
             ? Merge.PullAsync(path, options, p, context.CancellationToken)
             : Merge.CommitAsync(path, into, options, p, context.CancellationToken)).ConfigureAwait(false);
         if (context.Json)
-            context.WriteJson(new { image = Path.GetFullPath(path), target = result.Target, result.Resumed, result.Stats.BytesWritten, result.Stats.BytesZero, result.Relinked, result.Removed, result.Unsealed });
+            context.WriteJson(new MergeView(Path.GetFullPath(path), result.Target, result.Resumed, result.Stats.BytesWritten, result.Stats.BytesZero, result.Relinked, result.Removed, result.Unsealed));
         else
         {
             if (result.Resumed) context.Note("an interrupted run was found and finished");
@@ -64,4 +64,8 @@ internal static class MergeCommand
         }
         return ExitCodes.Ok;
     }
+
+    /// <summary>The --json document of merge.</summary>
+    internal sealed record MergeView(string Image, string Target, bool Resumed, long BytesWritten, long BytesZero, IReadOnlyList<string> Relinked,
+        IReadOnlyList<string> Removed, string? Unsealed);
 }

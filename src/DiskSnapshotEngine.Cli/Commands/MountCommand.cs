@@ -98,7 +98,7 @@ internal static class MountCommand
             if (exited.IsCompleted)
                 throw new DiskImageException(ErrorKind.ExternalTool,
                     $"nbdfuse exited with {process.ExitCode} before mounting: {FirstLine(await stderr.ConfigureAwait(false))}", Path.GetDirectoryName(file));
-            context.Result(new { image, file, readOnly },
+            context.Result(new MountView(image, file, readOnly),
                 $"mounted {file} ({(readOnly ? "read-only" : "read-write")}); unmount with: fusermount3 -u {ExternalCommand.ShellQuote(Path.GetDirectoryName(file)!)} (or Ctrl-C here)");
             context.Out.Flush();
             try { await exited.WaitAsync(context.CancellationToken).ConfigureAwait(false); }
@@ -130,4 +130,7 @@ internal static class MountCommand
 
     private static string FirstLine(string text) =>
         text.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).FirstOrDefault() ?? "no message";
+
+    /// <summary>The --json document of mount.</summary>
+    internal sealed record MountView(string Image, string File, bool ReadOnly);
 }

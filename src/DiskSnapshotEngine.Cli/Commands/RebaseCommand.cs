@@ -30,10 +30,13 @@ internal static class RebaseCommand
                 Rebase.RunAsync(context.Get(image)!, context.Get(parent)!, context.Get(unsafeOpt), open, p, context.CancellationToken)).ConfigureAwait(false);
             string path = Path.GetFullPath(context.Get(image)!);
             if (result.NewParentSeal is { } seal) SealCommand.WarnIfParentUnsealed(context, seal); // as clone --linked says it
-            context.Result(() => new { image = path, parent = Output.ParentLinkView.Read(path, result.NewParent), result.Mode, result.Stats.BytesWritten, result.Stats.BytesZero },
+            context.Result(() => new RebaseView(path, Output.ParentLinkView.Read(path, result.NewParent), result.Mode, result.Stats.BytesWritten, result.Stats.BytesZero),
                 $"{Path.GetFullPath(context.Get(image)!)} now links to {result.NewParent} ({result.Mode}; {SizeParser.Describe(result.Stats.BytesWritten + result.Stats.BytesZero)} copied)");
             return ExitCodes.Ok;
         });
         return command;
     }
+
+    /// <summary>The --json document of rebase.</summary>
+    internal sealed record RebaseView(string Image, Output.ParentLinkView? Parent, string Mode, long BytesWritten, long BytesZero);
 }

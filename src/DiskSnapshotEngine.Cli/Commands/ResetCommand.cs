@@ -23,10 +23,13 @@ internal static class ResetCommand
             var result = Reset.Run(context.Get(image)!, chainOptions.ToOpenOptions(context.Parse, writable: false));
             // The parent as info shows it (one shape wherever a verb names a parent), not the library record's path.
             if (context.Get(json))
-                context.WriteJson(new { image = result.Image, parent = ParentLinkView.Read(result.Image, result.Parent), result.SizeBefore, result.SizeAfter });
+                context.WriteJson(new ResetView(result.Image, ParentLinkView.Read(result.Image, result.Parent), result.SizeBefore, result.SizeAfter));
             else context.Out.WriteLine($"reset {result.Image}: it reads as {result.Parent} again ({SizeParser.Describe(result.SizeBefore)} -> {SizeParser.Describe(result.SizeAfter)})");
             return ExitCodes.Ok;
         });
         return command;
     }
+
+    /// <summary>The --json document of reset.</summary>
+    internal sealed record ResetView(string Image, ParentLinkView? Parent, long SizeBefore, long SizeAfter);
 }

@@ -15,7 +15,7 @@ internal static class RollbackCommand
         VerbAction.Set(command, context => vm.AroundChangeAsync(context, context.Get(disk)!, chainOptions, (path, open) =>
         {
             var entry = DiskSnapshots.Rollback(path, open);
-            context.Result(new { image = path, snapshot = entry.Name }, $"rolled back to '{entry.Name}'");
+            context.Result(new SnapshotCommand.NameView(path, entry.Name), $"rolled back to '{entry.Name}'");
             return Task.CompletedTask;
         }));
         return command;

@@ -26,7 +26,7 @@ internal static class SealCommand
             var was = seal ? DiskImage.Seal(path) : DiskImage.Unseal(path);
             var now = seal ? was | SealReasons.Golden : SealReasons.None;
             if (context.Get(json))
-                context.WriteJson(new { image = path, @sealed = now != SealReasons.None, seal = Names(now), was = Names(was) });
+                context.WriteJson(new SealView(path, now != SealReasons.None, Names(now), Names(was)));
             else if (seal)
                 context.Out.WriteLine(was == now ? $"{path} was already sealed: {Seals.Describe(now)}" : $"sealed {path}: {Seals.Describe(now)}");
             else
@@ -62,4 +62,7 @@ internal static class SealCommand
                 break;
         }
     }
+
+    /// <summary>The --json document of seal and unseal.</summary>
+    internal sealed record SealView(string Image, bool Sealed, string[] Seal, string[] Was);
 }

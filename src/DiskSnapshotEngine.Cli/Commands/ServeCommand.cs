@@ -60,17 +60,8 @@ internal static class ServeCommand
     {
         if (json)
         {
-            context.Out.WriteLine(System.Text.Json.JsonSerializer.Serialize(new
-            {
-                image,
-                uri = server.Uri,
-                socket = server.SocketPath,
-                address = server.SocketPath is null ? options.BindAddress : null,
-                port = server.Port,
-                exportName = options.ExportName,
-                readOnly = server.ReadOnly,
-                size = server.Size,
-            }, Output.Json.OneLine));
+            context.Out.WriteLine(Output.Json.OneLineOf(new ServeView(image, server.Uri, server.SocketPath,
+                server.SocketPath is null ? options.BindAddress : null, server.Port, options.ExportName, server.ReadOnly, server.Size)));
         }
         else
         {
@@ -80,4 +71,7 @@ internal static class ServeCommand
         }
         context.Out.Flush();
     }
+
+    /// <summary>serve's --json announcement, one line.</summary>
+    internal sealed record ServeView(string Image, string Uri, string? Socket, string? Address, int? Port, string ExportName, bool ReadOnly, long Size);
 }

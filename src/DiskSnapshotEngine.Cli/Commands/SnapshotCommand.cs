@@ -35,15 +35,15 @@ internal static class SnapshotCommand
         VerbAction.Set(command, context => vm.AroundChangeAsync(context, context.Get(disk)!, chainOptions, (path, open) =>
         {
             var entry = DiskSnapshots.Create(path, context.Get(name)!, context.Get(description), open);
-            context.Result(new { image = path, snapshot = View(path, entry) }, $"snapshot '{entry.Name}' created ({entry.File})");
+            context.Result(new CreatedView(path, View(path, entry)), $"snapshot '{entry.Name}' created ({entry.File})");
             return Task.CompletedTask;
         }));
         return command;
     }
 
     // A snapshot as --json shows it: its layer's full path (the catalog records the name beside the disk), as list gives it.
-    private static object View(string disk, SnapshotEntry e) =>
-        new { e.Id, e.Name, e.Description, e.Created, e.Parent, file = DiskSnapshots.PathOf(disk, e) };
+    private static SnapshotView View(string disk, SnapshotEntry e) =>
+        new(e.Id, e.Name, e.Description, e.Created, e.Parent, DiskSnapshots.PathOf(disk, e));
 
     private static Command BuildList()
     {
@@ -58,15 +58,8 @@ internal static class SnapshotCommand
             long currentSize = File.Exists(path) ? new FileInfo(path).Length : -1;
             if (context.Get(json))
             {
-                context.WriteJson(new
-                {
-                    image = path,
-                    currentStateSize = currentSize < 0 ? (long?)null : currentSize,
-                    snapshots = list.Select(s => new
-                    {
-                        s.Entry.Id, s.Entry.Name, s.Entry.Description, s.Entry.Created, s.Entry.Parent, file = s.Path, s.FileSize, s.IsCurrent,
-                    }),
-                });
+                context.WriteJson(new ListView(path, currentSize < 0 ? null : currentSize,
+                    list.Select(s => new ListEntryView(s.Entry.Id, s.Entry.Name, s.Entry.Description, s.Entry.Created, s.Entry.Parent, s.Path, s.FileSize, s.IsCurrent))));
                 return ExitCodes.Ok;
             }
             if (list.Count == 0) context.Out.WriteLine($"{path}: no snapshots");
@@ -93,7 +86,7 @@ internal static class SnapshotCommand
         VerbAction.Set(command, context => vm.AroundChangeAsync(context, context.Get(disk)!, chainOptions, (path, open) =>
         {
             DiskSnapshots.Revert(path, context.Get(name)!, open);
-            context.Result(new { image = path, snapshot = context.Get(name) }, $"reverted to '{context.Get(name)}'");
+            context.Result(new NameView(path, context.Get(name)), $"reverted to '{context.Get(name)}'");
             return Task.CompletedTask;
         }));
         return command;
@@ -110,7 +103,7 @@ internal static class SnapshotCommand
         {
             await ProgressDisplay.RunAsync(context, "delete", p =>
                 DiskSnapshots.DeleteAsync(path, context.Get(name)!, open, p, context.CancellationToken)).ConfigureAwait(false);
-            context.Result(new { image = path, snapshot = context.Get(name), deleted = true }, $"snapshot '{context.Get(name)}' deleted");
+            context.Result(new DeletedView(path, context.Get(name), Deleted: true), $"snapshot '{context.Get(name)}' deleted");
         }));
         return command;
     }
@@ -127,7 +120,7 @@ internal static class SnapshotCommand
             if (context.Json)
             {
                 string path = Path.GetFullPath(context.Get(disk)!);
-                context.WriteJson(new { image = path, snapshots = result.Catalog.Snapshots.Select(e => View(path, e)), problems = ProblemView.Of(result.Problems) });
+                context.WriteJson(new RepairView(path, result.Catalog.Snapshots.Select(e => View(path, e)), ProblemView.Of(result.Problems)));
             }
             else
             {
@@ -139,4 +132,13 @@ internal static class SnapshotCommand
         });
         return command;
     }
+
+    // The --json documents of the snapshot verbs (keys in this order).
+    internal sealed record SnapshotView(Guid Id, string Name, string? Description, DateTimeOffset Created, Guid? Parent, string File);
+    internal sealed record CreatedView(string Image, SnapshotView Snapshot);
+    internal sealed record ListEntryView(Guid Id, string Name, string? Description, DateTimeOffset Created, Guid? Parent, string File, long FileSize, bool IsCurrent);
+    internal sealed record ListView(string Image, long? CurrentStateSize, IEnumerable<ListEntryView> Snapshots);
+    internal sealed record NameView(string Image, string? Snapshot);
+    internal sealed record DeletedView(string Image, string? Snapshot, bool Deleted);
+    internal sealed record RepairView(string Image, IEnumerable<SnapshotView> Snapshots, IReadOnlyList<ProblemView> Problems);
 }

@@ -67,11 +67,8 @@ internal static class VmCommand
             var r = new VirtualBoxRegistrar().Register(spec, state, context.Get(folder), context.Get(dryRun));
             if (context.Json)
             {
-                context.WriteJson(new
-                {
-                    name = spec.Name, image = Path.GetFullPath(context.Get(disk)!), dryRun = context.Get(dryRun),
-                    vboxFile = context.Get(dryRun) ? null : r.VboxPath, r.Registered, commands = r.Commands.Select(c => c.ToString()),
-                });
+                context.WriteJson(new VboxView(spec.Name, Path.GetFullPath(context.Get(disk)!), context.Get(dryRun),
+                    context.Get(dryRun) ? null : r.VboxPath, r.Registered, r.Commands.Select(c => c.ToString())));
                 if (r.Notice is not null && !context.Get(dryRun)) context.Note(r.Notice);
                 return ExitCodes.Ok;
             }
@@ -104,7 +101,7 @@ internal static class VmCommand
         {
             string vbox = Path.GetFullPath(context.Get(vm)!);
             VmFileOption.Sync(vbox, Path.GetFullPath(context.Get(disk)!), chain.ToOpenOptions(context.Parse, writable: false));
-            context.Result(new { vboxFile = vbox, image = Path.GetFullPath(context.Get(disk)!) }, $"updated {vbox}");
+            context.Result(new VboxSyncView(vbox, Path.GetFullPath(context.Get(disk)!)), $"updated {vbox}");
             return ExitCodes.Ok;
         });
         return command;
@@ -156,7 +153,7 @@ internal static class VmCommand
     {
         if (context.Json)
         {
-            context.WriteJson(new { name, r.Ran, script = r.Ran ? null : r.Script });
+            context.WriteJson(new HyperVView(name, r.Ran, r.Ran ? null : r.Script));
             if (r.Notice is not null) context.Note(r.Notice);
             return ExitCodes.Ok;
         }
@@ -229,12 +226,9 @@ internal static class VmCommand
             }
             if (context.Json)
             {
-                context.WriteJson(new
-                {
-                    name = context.Get(name), image = Path.GetFullPath(context.Get(disk)!), overlay = overlayPath, r.Defined, r.DomainXml, command = r.Command.ToString(),
-                    nbdSocket = r.Service?.SocketPath, unitName = r.Service?.UnitName, unitFile = r.UnitPath,
-                    unitText = r.UnitPath is null ? r.Service?.UnitText : null, enableCommand = r.Service?.EnableCommand(),
-                });
+                context.WriteJson(new LibvirtView(context.Get(name), Path.GetFullPath(context.Get(disk)!), overlayPath, r.Defined, r.DomainXml,
+                    r.Command.ToString(), r.Service?.SocketPath, r.Service?.UnitName, r.UnitPath, r.UnitPath is null ? r.Service?.UnitText : null,
+                    r.Service?.EnableCommand()));
                 return ExitCodes.Ok;
             }
             if (r.Defined)
@@ -268,7 +262,8 @@ internal static class VmCommand
     /// </summary>
     private static IReadOnlyList<string> SelfCommand()
     {
-        string dll = typeof(VmCommand).Assembly.Location;
+        // dse.dll beside the running code (Assembly.Location is empty in a Native AOT dse, which takes the first branch).
+        string dll = Path.Combine(AppContext.BaseDirectory, "dse.dll");
         string? host = Environment.ProcessPath;
         if (host is not null && Path.GetFileNameWithoutExtension(host) == "dse") return [host];
         if (host is not null && Path.GetFileNameWithoutExtension(host) == "dotnet") return [host, dll];
@@ -276,4 +271,11 @@ internal static class VmCommand
             .Select(d => Path.Combine(d, "dotnet")).FirstOrDefault(File.Exists) ?? "/usr/bin/dotnet";
         return [dotnet, dll];
     }
+
+    // The --json documents of vm register/sync/checkpoint (keys in this order).
+    internal sealed record VboxView(string Name, string Image, bool DryRun, string? VboxFile, bool Registered, IEnumerable<string> Commands);
+    internal sealed record VboxSyncView(string VboxFile, string Image);
+    internal sealed record HyperVView(string? Name, bool Ran, string? Script);
+    internal sealed record LibvirtView(string? Name, string Image, string? Overlay, bool Defined, string DomainXml, string Command, string? NbdSocket,
+        string? UnitName, string? UnitFile, string? UnitText, string? EnableCommand);
 }

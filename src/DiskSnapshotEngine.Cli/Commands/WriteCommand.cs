@@ -83,7 +83,7 @@ internal static class WriteCommand
             chain.Flush();
             return done;
         }).ConfigureAwait(false);
-        context.Result(new { image = chain.Top.Path, offset = at, bytesWritten = written },
+        context.Result(new WriteView(chain.Top.Path, at, written),
             $"wrote {written} bytes at offset {at} into {chain.Top.Path}");
         return ExitCodes.Ok;
     }
@@ -103,4 +103,7 @@ internal static class WriteCommand
             throw DiskImageException.FromOsError(e, full, "open the input");
         }
     }
+
+    /// <summary>The --json document of write.</summary>
+    internal sealed record WriteView(string Image, long Offset, long BytesWritten);
 }

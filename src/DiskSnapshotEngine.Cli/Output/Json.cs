@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using System.Text.Json.Serialization.Metadata;
 using DiskSnapshotEngine.Block;
 
 namespace DiskSnapshotEngine.Cli.Output;
@@ -15,13 +16,22 @@ internal static class Json
         WriteIndented = true,
         // Paths and messages stay readable ('<', '>', quotes unescaped); the output is never embedded in HTML.
         Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
-        Converters = { new ExtentKindConverter(), new JsonStringEnumConverter(JsonNamingPolicy.CamelCase) },
+        // The generic enum converter (the non-generic one builds its converter at run time, which Native AOT cannot).
+        Converters = { new ExtentKindConverter(), new JsonStringEnumConverter<CheckSeverity>(JsonNamingPolicy.CamelCase) },
+        // Only the types JsonContext generated at build time: the JIT build fails on a type the AOT build could not write.
+        TypeInfoResolver = JsonContext.Default,
     };
 
     /// <summary>The same style on one line (streamed arrays, stderr messages, serve's announcement).</summary>
     public static JsonSerializerOptions OneLine { get; } = new(Options) { WriteIndented = false };
 
-    public static string Serialize<T>(T value) => JsonSerializer.Serialize(value, Options);
+    /// <summary><paramref name="value"/> as an indented document.</summary>
+    public static string Serialize<T>(T value) => JsonSerializer.Serialize(value, TypeInfo<T>(Options));
+
+    /// <summary><paramref name="value"/> on one line.</summary>
+    public static string OneLineOf<T>(T value) => JsonSerializer.Serialize(value, TypeInfo<T>(OneLine));
+
+    private static JsonTypeInfo<T> TypeInfo<T>(JsonSerializerOptions options) => (JsonTypeInfo<T>)options.GetTypeInfo(typeof(T));
 
     /// <summary>The word the text output uses for an extent kind: data, zero, absent.</summary>
     public static string Word(ExtentKind kind) => kind switch { ExtentKind.Data => "data", ExtentKind.Zero => "zero", _ => "absent" };

@@ -58,13 +58,6 @@ public sealed record SnapshotCatalog
     /// <summary>An operation that was started and not yet recorded as finished, or null.</summary>
     public PendingSnapshotOperation? Pending { get; init; }
 
-    private static readonly JsonSerializerOptions s_json = new()
-    {
-        WriteIndented = true,
-        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
-        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
-    };
-
     /// <summary>Path of the catalog of <paramref name="disk"/>.</summary>
     public static string PathFor(string disk) => Path.GetFullPath(disk) + Suffix;
 
@@ -76,7 +69,7 @@ public sealed record SnapshotCatalog
         if (!System.IO.File.Exists(path)) return new SnapshotCatalog { Disk = Path.GetFileName(disk) };
         try
         {
-            var c = JsonSerializer.Deserialize<SnapshotCatalog>(System.IO.File.ReadAllText(path), s_json)
+            var c = JsonSerializer.Deserialize(System.IO.File.ReadAllText(path), SnapshotCatalogJson.Default.SnapshotCatalog)
                 ?? throw new JsonException("empty file");
             if (c.FormatVersion != 1) throw new JsonException($"unknown formatVersion {c.FormatVersion}");
             return c;
@@ -89,10 +82,10 @@ public sealed record SnapshotCatalog
     }
 
     /// <summary>Writes the catalog atomically (temp file, fsync, rename, fsync of the folder).</summary>
-    public void Save(string disk) => DurableFiles.WriteAllTextAtomic(PathFor(disk), JsonSerializer.Serialize(this, s_json), like: Path.GetFullPath(disk));
+    public void Save(string disk) => DurableFiles.WriteAllTextAtomic(PathFor(disk), JsonSerializer.Serialize(this, SnapshotCatalogJson.Default.SnapshotCatalog), like: Path.GetFullPath(disk));
 
     /// <summary>Serialises for <c>--json</c> output.</summary>
-    public string ToJson() => JsonSerializer.Serialize(this, s_json);
+    public string ToJson() => JsonSerializer.Serialize(this, SnapshotCatalogJson.Default.SnapshotCatalog);
 
     /// <summary>The snapshot named <paramref name="name"/>.</summary>
     /// <exception cref="DiskImageException">InvalidArgument listing the known names.</exception>

@@ -73,27 +73,41 @@ public static class CliRunner
     /// <summary>The built dse.dll next to the tests (the test project references the CLI project).</summary>
     public static string DsePath => Path.Combine(AppContext.BaseDirectory, "dse.dll");
 
-    /// <summary>Starts <c>dotnet dse.dll args</c> with redirected streams.</summary>
-    public static Process Start(params string[] args) => StartWith(null, args);
+    /// <summary>
+    /// The Native AOT dse that tests/run.sh publishes with the default <c>dotnet publish</c> (what users and the benchmarks
+    /// run), named by DSE_AOT; null when the tests run alone (<c>dotnet test</c>).
+    /// </summary>
+    public static string? AotPath { get; } = Environment.GetEnvironmentVariable("DSE_AOT") is { Length: > 0 } p ? Path.GetFullPath(p) : null;
+
+    /// <summary>
+    /// How the process tests start dse: the Native AOT binary when there is one (<see cref="AotPath"/>), else
+    /// <c>dotnet dse.dll</c>; the program first, then its first arguments.
+    /// </summary>
+    public static string[] ProcessCommand => AotPath is { } aot ? [aot] : JitCommand;
+
+    /// <summary>The JIT build as a process: <c>dotnet dse.dll</c>.</summary>
+    public static string[] JitCommand => [Infrastructure.ExternalTool.Find("dotnet") ?? "dotnet", DsePath];
+
+    /// <summary>Starts dse (<see cref="ProcessCommand"/>) with redirected streams.</summary>
+    public static Process Start(params string[] args) => StartWith(ProcessCommand, null, args);
 
     /// <summary>
     /// Starts dse with its copy loop slowed by the DSE_TEST_PIECE_DELAY_MS failpoint, so that a test can be sure the
     /// operation is still running when it sends a signal.
     /// </summary>
     public static Process StartSlowed(int pieceDelayMs, params string[] args) =>
-        StartWith(new Dictionary<string, string> { ["DSE_TEST_PIECE_DELAY_MS"] = pieceDelayMs.ToString(System.Globalization.CultureInfo.InvariantCulture) }, args);
+        StartWith(ProcessCommand, new Dictionary<string, string> { ["DSE_TEST_PIECE_DELAY_MS"] = pieceDelayMs.ToString(System.Globalization.CultureInfo.InvariantCulture) }, args);
 
-    private static Process StartWith(IReadOnlyDictionary<string, string>? environment, string[] args)
+    private static Process StartWith(string[] command, IReadOnlyDictionary<string, string>? environment, string[] args)
     {
-        var psi = new ProcessStartInfo("dotnet")
+        var psi = new ProcessStartInfo(command[0])
         {
             RedirectStandardInput = true,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        psi.ArgumentList.Add(DsePath);
-        foreach (var a in args) psi.ArgumentList.Add(a);
+        foreach (var a in command.Skip(1).Concat(args)) psi.ArgumentList.Add(a);
         psi.Environment.Remove("DSE_DEBUG");
         psi.Environment.Remove("DSE_TEST_PIECE_DELAY_MS");
         foreach (var (key, value) in environment ?? new Dictionary<string, string>()) psi.Environment[key] = value;
@@ -105,9 +119,12 @@ public static class CliRunner
         Infrastructure.ExternalTool.Run("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", Infrastructure.ExternalTool.Find("dotnet") ?? "dotnet", DsePath, .. args]);
 
     /// <summary>Runs dse as a real process, feeding <paramref name="stdin"/> and capturing stdout as bytes.</summary>
-    public static async Task<CliResult> RunProcessAsync(byte[]? stdin, params string[] args)
+    public static Task<CliResult> RunProcessAsync(byte[]? stdin, params string[] args) => RunProcessAsync(ProcessCommand, stdin, args);
+
+    /// <summary>As <see cref="RunProcessAsync(byte[], string[])"/>, started by <paramref name="command"/> (program and first arguments).</summary>
+    public static async Task<CliResult> RunProcessAsync(string[] command, byte[]? stdin, params string[] args)
     {
-        using var p = Start(args);
+        using var p = StartWith(command, null, args);
         var stdout = new MemoryStream();
         var copyOut = p.StandardOutput.BaseStream.CopyToAsync(stdout);
         var readErr = p.StandardError.ReadToEndAsync();

@@ -13,7 +13,7 @@ namespace DiskSnapshotEngine.Tests.Cli;
 /// </summary>
 public sealed partial class DirectRunTests
 {
-    private static readonly byte[] s_stdin = RandomData.Bytes(70_000, 7);
+    internal static byte[] Stdin { get; } = RandomData.Bytes(70_000, 7);
 
     // D/ stands for the folder of the run; every line is given relative to it.
     private static async Task AssertSame(bool direct, Func<Func<string, string>, Task> setUp, params string[] line)
@@ -25,8 +25,8 @@ public sealed partial class DirectRunTests
         string[] In(TempDirectory dir) => line.Select(w => w.StartsWith("D/", StringComparison.Ordinal) ? dir.File(w[2..]) : w).ToArray();
         Assert.True(direct == DirectRun.Match(In(a)) is not null || CliApp.IsVersion(line),
             $"dse {string.Join(' ', line)} should {(direct ? "" : "not ")}run without the parser");
-        var run = await CliRunner.RunWithStdinAsync(s_stdin, In(a));
-        var parsed = await CliRunner.RunParsedAsync(s_stdin, In(b));
+        var run = await CliRunner.RunWithStdinAsync(Stdin, In(a));
+        var parsed = await CliRunner.RunParsedAsync(Stdin, In(b));
         // The folder as written, and as a VHDX's Windows-style parent locator entry writes it (verbose info).
         string Same(string text, TempDirectory dir) => Guid().Replace(text.Replace(dir.Path, "D", StringComparison.Ordinal)
             .Replace(dir.Path.Replace('/', '\\'), "D", StringComparison.Ordinal), "GUID");
@@ -37,11 +37,11 @@ public sealed partial class DirectRunTests
     }
 
     [GeneratedRegex("[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")]
-    private static partial Regex Guid();
+    internal static partial Regex Guid();
 
-    private static Task Nothing(Func<string, string> _) => Task.CompletedTask;
+    internal static Task Nothing(Func<string, string> _) => Task.CompletedTask;
 
-    private static async Task Image(Func<string, string> file)
+    internal static async Task Image(Func<string, string> file)
     {
         await CliRunner.OkAsync("create", file("s.vhdx"), "--size", "8M");
         await File.WriteAllBytesAsync(file("in.bin"), RandomData.Bytes(100_000, 3));
@@ -49,7 +49,7 @@ public sealed partial class DirectRunTests
         await File.WriteAllBytesAsync(file("taken.raw"), [1]);
     }
 
-    private static async Task Child(Func<string, string> file)
+    internal static async Task Child(Func<string, string> file)
     {
         await Image(file);
         await CliRunner.OkAsync("create", file("c.vhdx"), "--parent", file("s.vhdx"));
@@ -200,9 +200,8 @@ public sealed partial class DirectRunTests
         {
             var psi = new ProcessStartInfo("sh") { RedirectStandardError = true, UseShellExecute = false };
             psi.ArgumentList.Add("-c");
-            psi.ArgumentList.Add($"exec dotnet \"$0\" \"$@\" {redirect}");
-            psi.ArgumentList.Add(CliRunner.DsePath);
-            foreach (var a in args) psi.ArgumentList.Add(a);
+            psi.ArgumentList.Add($"exec \"$0\" \"$@\" {redirect}");
+            foreach (var a in CliRunner.ProcessCommand.Concat(args)) psi.ArgumentList.Add(a);
             psi.Environment.Remove("DSE_DEBUG");
             psi.Environment["LC_ALL"] = "C.UTF-8"; // the direct path's own stdout writer needs a UTF-8 locale
             using var process = Process.Start(psi)!;

@@ -34,6 +34,30 @@ public partial class JsonSchemaTests
     public async Task Every_verb_answers_json_in_one_schema(string ext)
     {
         using var dir = new TempDirectory("json");
+        var runs = await Scenario(dir, ext);
+        foreach (var (verb, args) in runs)
+        {
+            var r = await CliRunner.RunAsync([.. args, "--json"]);
+            Assert.True(r.ExitCode == 0, $"dse {string.Join(' ', args)} --json: {r}");
+            CheckDocument(verb, r.StdOut);
+            CheckStderr(verb, r.StdErr);
+        }
+
+        var served = await ServeOnce(dir.File($"base.{ext}"));
+        CheckDocument("serve", served.StdOut);
+
+        // Every verb of the catalog ran, so a verb added later without a line here fails this test.
+        var ran = runs.Select(r => r.Verb).Append("serve").Concat(s_notRunHere.Keys).ToHashSet();
+        var notRun = AllVerbs().Where(v => !ran.Contains(v)).ToList();
+        Assert.True(notRun.Count == 0, $"verbs not run with --json here: {string.Join(", ", notRun)}");
+    }
+
+    /// <summary>
+    /// Makes in <paramref name="dir"/> the images the lines need and returns a line of every verb (but serve and those in
+    /// s_notRunHere), in order: a line may use what an earlier one made. Each runs with exit 0, with or without --json.
+    /// </summary>
+    internal static async Task<List<(string Verb, string[] Args)>> Scenario(TempDirectory dir, string ext)
+    {
         string F(string name) => dir.File($"{name}.{ext}");
         File.WriteAllBytes(dir.File("data.bin"), RandomData.Bytes(300_000, 7));
         await Ok("create", F("chainbase"), "--size", "16M");
@@ -84,21 +108,7 @@ public partial class JsonSchemaTests
             ("vm register libvirt", ["vm", "register", "libvirt", "--name", "t", "--disk", F("base"), "--dry-run"]),
             ("vm checkpoint hyperv", ["vm", "checkpoint", "hyperv", "--name", "t", "--dry-run"]),
         };
-        foreach (var (verb, args) in runs)
-        {
-            var r = await CliRunner.RunAsync([.. args, "--json"]);
-            Assert.True(r.ExitCode == 0, $"dse {string.Join(' ', args)} --json: {r}");
-            CheckDocument(verb, r.StdOut);
-            CheckStderr(verb, r.StdErr);
-        }
-
-        var served = await ServeOnce(F("base"));
-        CheckDocument("serve", served.StdOut);
-
-        // Every verb of the catalog ran, so a verb added later without a line here fails this test.
-        var ran = runs.Select(r => r.Verb).Append("serve").Concat(s_notRunHere.Keys).ToHashSet();
-        var notRun = AllVerbs().Where(v => !ran.Contains(v)).ToList();
-        Assert.True(notRun.Count == 0, $"verbs not run with --json here: {string.Join(", ", notRun)}");
+        return runs;
     }
 
     [Fact]

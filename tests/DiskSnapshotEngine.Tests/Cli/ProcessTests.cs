@@ -40,9 +40,8 @@ public class ProcessTests
         if (verb == "clone") args.Insert(2, dir.File("out.vhdx"));
         var psi = new System.Diagnostics.ProcessStartInfo("sh") { UseShellExecute = false };
         psi.ArgumentList.Add("-c");
-        psi.ArgumentList.Add($"exec dotnet \"$0\" \"$@\" {redirect}");
-        psi.ArgumentList.Add(CliRunner.DsePath);
-        foreach (var a in args) psi.ArgumentList.Add(a);
+        psi.ArgumentList.Add($"exec \"$0\" \"$@\" {redirect}");
+        foreach (var a in CliRunner.ProcessCommand.Concat(args)) psi.ArgumentList.Add(a);
         using var process = System.Diagnostics.Process.Start(psi)!;
         await process.WaitForExitAsync();
         Assert.Equal(ExitCodes.FileNotFound, process.ExitCode);

@@ -81,10 +81,10 @@ public sealed class Qcow2QemuReadTests
     }
 
     [RequiresToolFact("qemu-img", "qemu-io")]
-    public void Every_refcount_width_and_version_2_read_like_qemu()
+    public void Every_refcount_width_and_version_2_read_like_qemu() // refcount_order 0 to 6
     {
         using var dir = new TempDirectory("qcow2");
-        foreach (var options in new[] { "refcount_bits=1", "refcount_bits=2", "refcount_bits=16", "refcount_bits=64", "compat=0.10", "cluster_size=512,refcount_bits=8" })
+        foreach (var options in new[] { "refcount_bits=1", "refcount_bits=2", "refcount_bits=4", "refcount_bits=16", "refcount_bits=32", "refcount_bits=64", "compat=0.10", "cluster_size=512,refcount_bits=8" })
         {
             string q = dir.File(options.Replace('=', '-').Replace(',', '-') + ".qcow2");
             QemuImg("create", "-f", "qcow2", "-o", options, q, Size.ToString());

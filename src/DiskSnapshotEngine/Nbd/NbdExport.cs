@@ -52,7 +52,7 @@ internal sealed class NbdExport : IDisposable
 
     /// <summary>
     /// Reads <paramref name="data"/>.Length bytes at <paramref name="offset"/>. Data runs are read straight from the
-    /// layer files into <paramref name="data"/>; runs that read as zeros are left as holes (described in
+    /// layer files into <paramref name="data"/> (encoded ones decoded by their layer); runs that read as zeros are left as holes (described in
     /// <paramref name="runs"/>) unless <paramref name="fillHoles"/>, or they are too short to be worth a chunk.
     /// </summary>
     /// <returns>The number of runs written to <paramref name="runs"/>, in order, covering the piece.</returns>
@@ -67,7 +67,8 @@ internal sealed class NbdExport : IDisposable
                 int start = (int)(e.Offset - offset), length = (int)e.Length;
                 var part = data.Slice(start, length);
                 bool hole = e.Kind != ExtentKind.Data;
-                if (!hole) _chain.Layers[e.LayerIndex].File.ReadExactly(part, e.FileOffset, "payload block");
+                // Through the chain: compressed qcow2 clusters have no file offset, their layer decodes them.
+                if (!hole) _chain.ReadExtent(e, e.Offset, part);
                 // The last slot is kept for a data run, so a piece can never need more runs than there are.
                 else if (fillHoles || length < MinHole || count >= runs.Length - 1)
                 {

@@ -33,6 +33,7 @@ internal sealed class Qcow2Refcounts
     private readonly List<long> _pendingFrees = new();
     private long _nextFree = -1;
     private int _dirtyBlocks;
+    private HashSet<long>? _blockOffsets;
 
     public Qcow2Refcounts(IImageFile file, Qcow2Geometry geometry, long tableOffset, uint tableClusters)
     {
@@ -58,6 +59,30 @@ internal sealed class Qcow2Refcounts
     public bool NearlyFullOfDirty => _dirtyBlocks >= _capacity / 2;
 
     public ulong MaxValue => _g.RefcountBits == 64 ? ulong.MaxValue : (1UL << _g.RefcountBits) - 1;
+
+    /// <summary>True when host offset <paramref name="offset"/> holds a refcount block.</summary>
+    public bool IsBlock(long offset) => BlockOffsets.Contains(offset);
+
+    /// <summary>
+    /// Throws CorruptImage when two table entries name one refcount block, or a block is also an L2 table
+    /// (<paramref name="isL2Table"/>): an update of one would change the other.
+    /// </summary>
+    public void CheckBlocksDistinct(Func<long, bool> isL2Table)
+    {
+        _ = BlockOffsets; // duplicates first
+        for (int i = 0; i < _table.Length; i++)
+        {
+            long offset = (long)(_table[i] & Qcow2L2Entry.OffsetMask);
+            if (offset != 0 && isL2Table(offset))
+                ThrowHelper.Corrupt(_g.Path, "refcount table", _tableOffset + i * 8L, $"refcount block {i} at {offset} is also an L2 table");
+        }
+    }
+
+    // Built on first use, for writers only, and kept current as blocks are added.
+    private HashSet<long> BlockOffsets => _blockOffsets ??= CollectBlockOffsets();
+
+    private HashSet<long> CollectBlockOffsets() =>
+        Qcow2Tables.DistinctOffsets(_table, _g.Path, "refcount table", _tableOffset, (i, offset) => $"refcount block {i} at {offset} is named by an earlier entry too");
 
     /// <summary>Refcount of host cluster <paramref name="cluster"/> (0 past the table or in a missing block).</summary>
     public ulong Get(long cluster)
@@ -137,6 +162,7 @@ internal sealed class Qcow2Refcounts
         Cache(index, block);
         MarkDirty(block);
         _table[index] = (ulong)(cluster << _g.ClusterBits);
+        _blockOffsets?.Add(cluster << _g.ClusterBits);
         _dirtyTableEntries.Add(index);
         Write(block.Data, cluster % _g.RefcountsPerBlock, 1);
     }
@@ -176,6 +202,7 @@ internal sealed class Qcow2Refcounts
             var block = new Block { Data = new byte[_g.ClusterSize] };
             Cache(i, block);
             MarkDirty(block);
+            _blockOffsets?.Add(next << _g.ClusterBits);
             _table[i] = (ulong)(next++ << _g.ClusterBits);
         }
         for (long c = cluster; c < next; c++) Set(c, 1);

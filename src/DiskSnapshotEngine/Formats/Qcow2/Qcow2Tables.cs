@@ -33,6 +33,7 @@ internal sealed class Qcow2Tables
     private readonly int _capacity;
     private int _dirtyL1First = int.MaxValue, _dirtyL1Last = -1;
     private int _dirtyTables;
+    private HashSet<long>? _l2Offsets;
 
     public Qcow2Tables(IImageFile file, Qcow2Geometry geometry, ulong[] l1, long l1Offset)
     {
@@ -58,6 +59,33 @@ internal sealed class Qcow2Tables
 
     /// <summary>True when an L2 table covers guest cluster <paramref name="cluster"/> (else its whole L2 range is unallocated).</summary>
     public bool HasL2(long cluster) => (_l1[cluster / _g.L2Entries] & Qcow2L2Entry.OffsetMask) != 0;
+
+    /// <summary>True when host offset <paramref name="offset"/> holds an active L2 table.</summary>
+    public bool IsL2Table(long offset) => L2Offsets.Contains(offset);
+
+    /// <summary>Throws CorruptImage when two L1 entries name one L2 table (a write through one would change both).</summary>
+    public void CheckL2TablesDistinct() => _ = L2Offsets;
+
+    // Built on first use, for writers only, and kept current as tables are added.
+    private HashSet<long> L2Offsets => _l2Offsets ??= CollectL2Offsets();
+
+    private HashSet<long> CollectL2Offsets() =>
+        DistinctOffsets(_l1, _g.Path, "L1 table", _l1Offset, (i, offset) => $"L1 entry {i} names the L2 table at {offset}, which an earlier entry names too");
+
+    /// <summary>
+    /// The cluster offsets a table's entries name (L1: L2 tables, refcount table: blocks); CorruptImage when one is
+    /// named twice, since an update through one entry would then change what the other maps.
+    /// </summary>
+    internal static HashSet<long> DistinctOffsets(ulong[] entries, string path, string structure, long tableOffset, Func<int, long, string> twice)
+    {
+        var set = new HashSet<long>();
+        for (int i = 0; i < entries.Length; i++)
+        {
+            long offset = (long)(entries[i] & Qcow2L2Entry.OffsetMask);
+            if (offset != 0 && !set.Add(offset)) ThrowHelper.Corrupt(path, structure, tableOffset + i * 8L, twice(i, offset));
+        }
+        return set;
+    }
 
     /// <summary>The entry of virtual cluster <paramref name="cluster"/> (all zeros when no L2 table maps it).</summary>
     public Qcow2L2Entry Get(long cluster)
@@ -110,6 +138,7 @@ internal sealed class Qcow2Tables
         table = new Table { Words = new ulong[_g.ClusterSize / 8], Dirty = true };
         _dirtyTables++;
         Insert(offset, table);
+        _l2Offsets?.Add(offset);
         _l1[l1Index] = Qcow2L2Entry.Data(offset);
         _dirtyL1First = Math.Min(_dirtyL1First, (int)l1Index);
         _dirtyL1Last = Math.Max(_dirtyL1Last, (int)l1Index);

@@ -104,4 +104,33 @@ public sealed class Qcow2CrashTests
     [Fact]
     public void Disk_full_at_any_write_is_reported_as_DiskFull_and_leaves_a_consistent_image() =>
         s_kit.DiskFullAtAnyWrite(s_kit.Build(differencing: true));
+
+    // 512-byte clusters: an L2 table maps 64 of them, so this update needs new L2 tables and new L1 entries (the
+    // updates above all stay in the first L2 table, so the L2-before-L1 order is proven here only).
+    private static readonly LayerCrashKit s_newTablesKit = new(new Qcow2Driver(), ".qcow2", Unit: 512, Units: 140, PrepareFirstTable, UpdateNewTables)
+    {
+        UpdateFlushes = true,
+        RewrittenAfterCrash = [0, 2],
+    };
+
+    private static void PrepareFirstTable(DiskChain chain, int cluster) => chain.Write(1L * cluster, RandomData.Bytes(cluster, 5));
+
+    private static void UpdateNewTables(DiskChain chain, int cluster)
+    {
+        chain.Write(70L * cluster, RandomData.Bytes(cluster, 51));          // a cluster of L2 table 1
+        chain.Write(1L * cluster + 7, RandomData.Bytes(100, 52));           // in place, in L2 table 0
+        chain.Write(130L * cluster + 100, RandomData.Bytes(300, 53));       // part of a cluster of L2 table 2
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void New_l2_tables_cut_after_every_write_or_at_every_barrier_leave_old_or_new_content(bool differencing)
+    {
+        var s = s_newTablesKit.Build(differencing);
+        foreach (int i in new[] { 1, 70, 130 })
+            Assert.False(s.Old[i].AsSpan().SequenceEqual(s.New[i]), $"cluster {i} must change");
+        s_newTablesKit.CutAfterEveryWrite(s, minWrites: 4, randomLosses: 3);
+        s_newTablesKit.PowerLossAtEveryBarrier(s, minBarriers: 2, allSubsetsUpTo: 5, sampledSubsets: 24);
+    }
 }

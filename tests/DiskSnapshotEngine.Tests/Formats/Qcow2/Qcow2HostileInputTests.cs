@@ -162,4 +162,77 @@ public sealed class Qcow2HostileInputTests : IDisposable
         Patch(at, 0x12345678_00100000UL);
         Expect(ErrorKind.CorruptImage, "header extension", "runs past");
     }
+
+    /// <summary>A write that would land on metadata is refused with a typed error and changes nothing (qemu's overlap check).</summary>
+    private void ExpectWriteRefused(string path, long at, string structure, string messagePart)
+    {
+        string before = ContentHash.OfFile(path);
+        var e = Assert.Throws<DiskImageException>(() =>
+        {
+            using var chain = DiskImage.Open(path, OpenOptions.ReadWrite);
+            chain.Write(at, RandomData.Bytes(4096, 9));
+            chain.Flush();
+        });
+        Assert.Equal(ErrorKind.CorruptImage, e.Kind);
+        Assert.Equal(structure, e.Structure);
+        Assert.Contains(messagePart, e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+        Assert.Equal(before, ContentHash.OfFile(path));
+        using var reader = DiskImage.Open(path); // still readable, as qemu reads it
+        reader.Read(at, new byte[4096]);
+    }
+
+    private ulong RefcountBlock0 => U64(_refcountTable) & 0x00FFFFFFFFFFFE00UL;
+
+    [Fact]
+    public void A_data_cluster_over_an_l2_table_is_not_written_over()
+    {
+        Patch(_l2 + 8 * 2, (ulong)_l2 | (1UL << 63)); // guest cluster 2 maps its own L2 table
+        ExpectWriteRefused(_path, 2L * 65536, "L2 table", "holds an L2 table");
+    }
+
+    [Fact]
+    public void A_data_cluster_over_a_refcount_block_is_not_written_over()
+    {
+        Patch(_l2 + 8 * 2, RefcountBlock0);
+        ExpectWriteRefused(_path, 2L * 65536, "L2 table", "holds a refcount block");
+    }
+
+    [Fact]
+    public void A_refcount_block_that_is_an_l2_table_refuses_writes()
+    {
+        Patch(_refcountTable, (ulong)_l2);
+        ExpectWriteRefused(_path, 3L * MiB, "refcount table", "also an L2 table");
+    }
+
+    [Fact]
+    public void Two_refcount_table_entries_naming_one_block_refuse_writes()
+    {
+        Patch(_refcountTable + 8, RefcountBlock0);
+        ExpectWriteRefused(_path, 3L * MiB, "refcount table", "named by an earlier entry");
+    }
+
+    [Fact]
+    public void A_refcount_block_past_the_end_or_over_the_l1_refuses_writes()
+    {
+        Patch(_refcountTable, 1UL << 50);
+        ExpectWriteRefused(_path, 3L * MiB, "refcount table", "past the end of the file");
+        Patch(_refcountTable, (ulong)_l1);
+        ExpectWriteRefused(_path, 3L * MiB, "refcount table", "overlaps the L1 table");
+    }
+
+    [Fact]
+    public void Two_l1_entries_naming_one_l2_table_refuse_writes()
+    {
+        // 1 GiB of 64 KiB clusters: two L1 entries; the second is made to name the first one's L2 table.
+        string path = _dir.File("shared-l2.qcow2");
+        using (var l = DiskImage.Create(path, new ImageCreateOptions(1L << 30)))
+        using (var c = new DiskSnapshotEngine.Block.DiskChain(new[] { l }))
+            c.Write(0, RandomData.Bytes(4096, 2));
+        var bytes = File.ReadAllBytes(path);
+        long l1 = (long)BinaryPrimitives.ReadUInt64BigEndian(bytes.AsSpan(40));
+        bytes.AsSpan((int)l1, 8).CopyTo(bytes.AsSpan((int)l1 + 8));
+        File.WriteAllBytes(path, bytes);
+        ExpectWriteRefused(path, 600L * MiB, "L1 table", "which an earlier entry names too");
+    }
 }

@@ -81,10 +81,10 @@ public sealed class Qcow2QemuReadTests
     }
 
     [RequiresToolFact("qemu-img", "qemu-io")]
-    public void Every_refcount_width_and_version_2_read_like_qemu()
+    public void Every_refcount_width_and_version_2_read_like_qemu() // refcount_order 0 to 6
     {
         using var dir = new TempDirectory("qcow2");
-        foreach (var options in new[] { "refcount_bits=1", "refcount_bits=2", "refcount_bits=16", "refcount_bits=64", "compat=0.10", "cluster_size=512,refcount_bits=8" })
+        foreach (var options in new[] { "refcount_bits=1", "refcount_bits=2", "refcount_bits=4", "refcount_bits=16", "refcount_bits=32", "refcount_bits=64", "compat=0.10", "cluster_size=512,refcount_bits=8" })
         {
             string q = dir.File(options.Replace('=', '-').Replace(',', '-') + ".qcow2");
             QemuImg("create", "-f", "qcow2", "-o", options, q, Size.ToString());
@@ -136,5 +136,36 @@ public sealed class Qcow2QemuReadTests
         var e = Assert.Throws<DiskImageException>(() => DiskImage.Open(q, OpenOptions.ReadWrite));
         Assert.Equal(ErrorKind.Unsupported, e.Kind);
         Assert.Contains("internal snapshot", e.Message);
+    }
+
+    /// <summary>
+    /// lazy_refcounts: qemu sets the dirty bit while it defers refcount updates; killed (qemu-io abort) it leaves the bit
+    /// set. Such an image reads like qemu reads it and refuses writes; a clean one is written like any other.
+    /// </summary>
+    [RequiresToolFact("qemu-img", "qemu-io")]
+    public void Lazy_refcounts_a_dirty_image_reads_like_qemu_and_opens_read_only_a_clean_one_takes_writes()
+    {
+        using var dir = new TempDirectory("qcow2");
+        string clean = dir.File("lazy.qcow2"), dirty = dir.File("dirty.qcow2");
+        QemuImg("create", "-f", "qcow2", "-o", "lazy_refcounts=on", clean, Size.ToString());
+        QemuIo(clean, "write -P 0x61 0 1M");
+        File.Copy(clean, dirty);
+        ExternalTool.Run("qemu-io", "-c", "write -P 0x62 2M 1M", "-c", "abort", dirty);
+        var header = new byte[80];
+        using (var f = File.OpenRead(dirty)) f.ReadExactly(header);
+        Assert.Equal(1UL, System.Buffers.Binary.BinaryPrimitives.ReadUInt64BigEndian(header.AsSpan(72)) & 1); // qemu left it dirty
+
+        AssertReadsLikeQemu(dirty);
+        var e = Assert.Throws<DiskImageException>(() => DiskImage.Open(dirty, OpenOptions.ReadWrite));
+        Assert.Equal(ErrorKind.Unsupported, e.Kind);
+        Assert.Contains("dirty bit", e.Message);
+
+        var model = new byte[Size];
+        model.AsSpan(0, MiB).Fill(0x61);
+        var data = RandomData.Bytes(3 * MiB, 12);
+        using (var chain = DiskImage.Open(clean, OpenOptions.ReadWrite)) chain.Write(5000, data);
+        data.CopyTo(model, 5000);
+        AssertQemuCheckClean(clean);
+        AssertQemuReadsModel(clean, model);
     }
 }

@@ -14,7 +14,7 @@ public class Qcow2UnknownExtensionTests
     private const uint ForeignType = 0x12345678;
     private static readonly byte[] s_payload = Encoding.ASCII.GetBytes("kept-by-every-writer");
 
-    // Inserts the foreign extension first in the list that starts at header_length (offset 100).
+    // Inserts the foreign extension first in the list that starts at header_length (offset 100), before the backing file name.
     private static void AddForeignExtension(string path)
     {
         using var f = new FileStream(path, FileMode.Open, FileAccess.ReadWrite);
@@ -29,8 +29,17 @@ public class Qcow2UnknownExtensionTests
         BinaryPrimitives.WriteUInt32BigEndian(ours.AsSpan(4), (uint)s_payload.Length);
         s_payload.CopyTo(ours, 8);
         var rest = cluster.AsSpan(start, end + 8 - start).ToArray();
+        // The backing file name (after the end marker) moves along, and backing_file_offset with it.
+        long nameAt = (long)BinaryPrimitives.ReadUInt64BigEndian(cluster.AsSpan(8));
+        var name = nameAt == 0 ? [] : cluster.AsSpan((int)nameAt, (int)BinaryPrimitives.ReadUInt32BigEndian(cluster.AsSpan(16))).ToArray();
+        cluster.AsSpan(start).Clear();
         ours.CopyTo(cluster, start);
         rest.CopyTo(cluster, start + ours.Length);
+        if (nameAt != 0)
+        {
+            name.CopyTo(cluster, start + ours.Length + rest.Length);
+            BinaryPrimitives.WriteUInt64BigEndian(cluster.AsSpan(8), (ulong)(start + ours.Length + rest.Length));
+        }
         f.Position = 0;
         f.Write(cluster);
     }
@@ -78,5 +87,31 @@ public class Qcow2UnknownExtensionTests
         await Ok("reset", child);
         AssertKept(child, "reset");
         Qcow2TestKit.QemuImg("compare", image, child);
+    }
+
+    /// <summary>The verbs that rewrite only the header cluster: the seal a linked clone records, rebase and pull (a new backing name).</summary>
+    [RequiresToolFact("qemu-img")]
+    public async Task Sealing_rebase_and_pull_keep_an_unknown_header_extension()
+    {
+        using var dir = new TempDirectory("q2ext");
+        string golden = dir.File("golden.qcow2"), mid = dir.File("mid.qcow2"), top = dir.File("top.qcow2"), other = dir.File("other.qcow2");
+        Qcow2TestKit.QemuImg("create", "-f", "qcow2", golden, "16M");
+        Qcow2TestKit.QemuIo(golden, "write -P 0x21 0 3M");
+        AddForeignExtension(golden);
+        await Ok("clone", "--linked", golden, mid);
+        AssertKept(golden, "the seal of clone --linked");
+        Qcow2TestKit.QemuIo(mid, "write -P 0x22 1M 1M");
+        Qcow2TestKit.QemuImg("create", "-f", "qcow2", "-b", "mid.qcow2", "-F", "qcow2", top);
+        Qcow2TestKit.QemuIo(top, "write -P 0x23 2M 64k");
+        AddForeignExtension(top);
+        string expected = dir.File("expected.raw");
+        Qcow2TestKit.QemuImg("convert", "-O", "raw", top, expected);
+
+        await Ok("merge", "--pull", top);
+        AssertKept(top, "merge --pull");
+        Qcow2TestKit.QemuImg("create", "-f", "qcow2", other, "16M");
+        await Ok("rebase", top, "--parent", other);
+        AssertKept(top, "rebase");
+        Qcow2TestKit.QemuImg("compare", "-F", "raw", top, expected);
     }
 }

@@ -91,6 +91,10 @@ public sealed class Qcow2WriteInteropTests
             ("zstd", new[] { "convert", "-c", "-O", "qcow2", "-o", "compression_type=zstd", raw }),
             ("extended", new[] { "convert", "-O", "qcow2", "-o", "extended_l2=on", raw }),
             ("refcount1", new[] { "convert", "-O", "qcow2", "-o", "refcount_bits=1", raw }),
+            ("refcount2", new[] { "create", "-f", "qcow2", "-o", "refcount_bits=2" }),
+            ("refcount4", new[] { "convert", "-O", "qcow2", "-o", "refcount_bits=4", raw }),
+            ("refcount8", new[] { "create", "-f", "qcow2", "-o", "refcount_bits=8,cluster_size=4k" }),
+            ("refcount32", new[] { "convert", "-O", "qcow2", "-o", "refcount_bits=32", raw }),
             ("refcount64-small", new[] { "create", "-f", "qcow2", "-o", "refcount_bits=64,cluster_size=512" }),
             ("v2", new[] { "convert", "-O", "qcow2", "-o", "compat=0.10", raw }),
         };

@@ -69,6 +69,7 @@ public static class DiskImage
             (parentFull, parentFormat) = (top.Path, top.Format);
         }
         RefuseTooDeep(path, parentPath, fileOpener);
+        driver.CheckParent(path, parent); // a refused combination (a VHDX child of a qcow2) leaves the parent unsealed
         // The child's ids are chosen now: the parent's seal records the first clone's id before the clone exists (a
         // failed create leaves a record naming no file, which only makes the next clone turn it to "unknown").
         var childIdentity = new ImageIdentity(Guid.NewGuid(), Guid.NewGuid());

@@ -58,6 +58,13 @@ public interface IImageFormatDriver
     IDiskLayer Open(IImageFile file, bool writable);
 
     /// <summary>
+    /// Refuses a parent this format cannot link a child to (Unsupported), before anything is written: the linked clone
+    /// asks it before sealing the parent, so a refused clone changes nothing. <see cref="Create"/> asks it too.
+    /// </summary>
+    /// <exception cref="Errors.DiskImageException">Unsupported.</exception>
+    void CheckParent(string path, ParentDescriptor parent) { }
+
+    /// <summary>
     /// Writes a new image into the empty <paramref name="file"/> and returns it opened for writing.
     /// For <see cref="ImageType.Differencing"/>, <paramref name="parent"/> describes the parent. Takes ownership of
     /// <paramref name="file"/> on success only.

@@ -34,6 +34,13 @@ internal sealed class VdiDriver : IImageFormatDriver
         return new VdiLayer(file, header, writable);
     }
 
+    public void CheckParent(string path, ParentDescriptor parent)
+    {
+        if (parent.Identity.Id == Guid.Empty)
+            throw new DiskImageException(ErrorKind.Unsupported,
+                $"the parent {parent.Path} has no identity a VDI can link to ({parent.Format.Name()} images carry none)", path);
+    }
+
     public IDiskLayer Create(IImageFile file, ImageCreateOptions options, ParentDescriptor? parent)
     {
         string path = file.Path;
@@ -55,9 +62,7 @@ internal sealed class VdiDriver : IImageFormatDriver
         {
             case ImageType.Differencing:
                 if (parent is null) ThrowHelper.InvalidArgument("a differencing VDI needs a parent", path);
-                if (parent.Identity.Id == Guid.Empty)
-                    throw new DiskImageException(ErrorKind.Unsupported,
-                        $"the parent {parent.Path} has no identity a VDI can link to ({parent.Format.Name()} images carry none)", path);
+                CheckParent(path, parent);
                 ChainRules.CheckCompatible(path, options.LogicalSectorSize, parent.Path, parent.LogicalSectorSize);
                 ChainRules.CheckSameSize(path, options.VirtualSize, parent.Path, parent.VirtualSize);
                 type = VdiImageType.Diff;

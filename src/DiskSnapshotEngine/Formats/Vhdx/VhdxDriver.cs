@@ -202,14 +202,19 @@ internal sealed class VhdxDriver : IImageFormatDriver
 
     // ---------------------------------------------------------------- create
 
+    public void CheckParent(string path, ParentDescriptor parent)
+    {
+        if (parent.Format != ImageFormat.Vhdx)
+            throw new DiskImageException(ErrorKind.Unsupported, $"a differencing VHDX's parent must be a VHDX (MS-VHDX 2.6.2.6), not {parent.Format.Name()}", path);
+    }
+
     public IDiskLayer Create(IImageFile file, ImageCreateOptions options, ParentDescriptor? parent)
     {
         bool diff = options.Type == ImageType.Differencing;
         if (diff)
         {
             if (parent is null) ThrowHelper.InvalidArgument("a differencing image needs a parent", file.Path);
-            if (parent.Format != ImageFormat.Vhdx)
-                throw new DiskImageException(ErrorKind.Unsupported, $"a differencing VHDX's parent must be a VHDX (MS-VHDX 2.6.2.6), not {parent.Format.Name()}", file.Path);
+            CheckParent(file.Path, parent);
             ChainRules.CheckCompatible(file.Path, options.LogicalSectorSize, parent.Path, parent.LogicalSectorSize);
         }
         int blockSize = options.BlockSize ?? (diff ? DefaultChildBlockSize : DefaultBaseBlockSize);

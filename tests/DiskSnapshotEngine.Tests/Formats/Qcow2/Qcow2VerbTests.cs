@@ -203,13 +203,18 @@ public sealed class Qcow2VerbTests
         using var dir = new TempDirectory("qcow2-verbs");
         string q = dir.File("base.qcow2");
         await Dse("create", q, "--size", "8M");
+        string before = ContentHash.OfFile(q);
         var vhdx = await CliRunner.RunAsync("create", dir.File("child.vhdx"), "--parent", q);
         Assert.Equal(5, vhdx.ExitCode);
         Assert.Contains("must be a VHDX (MS-VHDX 2.6.2.6), not qcow2", vhdx.StdErr); // the format as users type it, not the enum's "Qcow2"
         var vdi = await CliRunner.RunAsync("create", dir.File("child.vdi"), "--parent", q);
         Assert.Equal(5, vdi.ExitCode);
         Assert.Contains("no identity a VDI can link to (qcow2 images carry none)", vdi.StdErr);
-        Assert.False(File.Exists(dir.File("child.vhdx")) || File.Exists(dir.File("child.vdi")));
+        var linked = await CliRunner.RunAsync("clone", "--linked", q, dir.File("linked.vhdx"));
+        Assert.Equal(5, linked.ExitCode);
+        Assert.False(File.Exists(dir.File("child.vhdx")) || File.Exists(dir.File("child.vdi")) || File.Exists(dir.File("linked.vhdx")));
+        // A refused child changes nothing: the qcow2 parent is not sealed for a clone that was never made.
+        Assert.Equal(before, ContentHash.OfFile(q));
         // qemu lets an overlay be larger than its backing file: the chain has the overlay's size.
         string big = dir.File("big.qcow2");
         QemuImg("create", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", big, "16M");

@@ -68,6 +68,7 @@ public static class DiskImage
             sealable = top is ISealableLayer;
             (parentFull, parentFormat) = (top.Path, top.Format);
         }
+        LockedOpen.CheckCreatable(Path.GetFullPath(path)); // found here, not after the parent is sealed
         RefuseTooDeep(path, parentPath, fileOpener);
         driver.CheckParent(path, parent); // a refused combination (a VHDX child of a qcow2) leaves the parent unsealed
         // The child's ids are chosen now: the parent's seal records the first clone's id before the clone exists (a

@@ -60,9 +60,10 @@ public interface IImageFormatDriver
     /// <summary>
     /// Refuses a parent this format cannot link a child to (Unsupported), before anything is written: the linked clone
     /// asks it before sealing the parent, so a refused clone changes nothing. <see cref="Create"/> asks it too.
+    /// No default: a driver that forgot it (or declared it with another signature) would accept every parent silently.
     /// </summary>
     /// <exception cref="Errors.DiskImageException">Unsupported.</exception>
-    void CheckParent(string path, ParentDescriptor parent) { }
+    void CheckParent(string path, ParentDescriptor parent);
 
     /// <summary>
     /// Writes a new image into the empty <paramref name="file"/> and returns it opened for writing.

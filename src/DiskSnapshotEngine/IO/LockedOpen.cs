@@ -56,8 +56,7 @@ internal static class LockedOpen
     /// <exception cref="DiskImageException">AlreadyExists, DiskFull, FileNotFound (no such folder), Io.</exception>
     public static SafeFileHandle Create(string full)
     {
-        if (File.Exists(full) || Directory.Exists(full))
-            throw new DiskImageException(ErrorKind.AlreadyExists, "the file already exists; refusing to overwrite it", full);
+        CheckCreatable(full);
         if (!OperatingSystem.IsLinux())
         {
             try { return File.OpenHandle(full, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, FileOptions.RandomAccess); }
@@ -81,6 +80,19 @@ internal static class LockedOpen
             catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
             throw;
         }
+    }
+
+    /// <summary>
+    /// Refuses, as <see cref="Create"/> would, a path that exists or whose folder does not: asked by a caller that
+    /// writes something else first (a linked clone seals its parent), so that a refused create changes nothing.
+    /// </summary>
+    /// <exception cref="DiskImageException">AlreadyExists, FileNotFound.</exception>
+    public static void CheckCreatable(string full)
+    {
+        if (File.Exists(full) || Directory.Exists(full))
+            throw new DiskImageException(ErrorKind.AlreadyExists, "the file already exists; refusing to overwrite it", full);
+        if (Path.GetDirectoryName(full) is { Length: > 0 } folder && !Directory.Exists(folder))
+            throw new DiskImageException(ErrorKind.FileNotFound, $"cannot create: the folder {folder} does not exist", full);
     }
 
     /// <summary>open(2) without any lock.</summary>

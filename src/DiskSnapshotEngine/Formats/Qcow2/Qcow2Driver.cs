@@ -107,6 +107,9 @@ internal sealed class Qcow2Driver : IImageFormatDriver
                 $"the image has {h.NbSnapshots} internal snapshot(s): writing would need copy-on-write of shared clusters, which this engine does not do (it opens read-only)");
     }
 
+    // A backing file may be any image qemu reads; the name, not an id, is the link, so every parent is accepted.
+    public void CheckParent(string path, ParentDescriptor parent) { }
+
     public IDiskLayer Create(IImageFile file, ImageCreateOptions options, ParentDescriptor? parent) =>
         Qcow2Creator.Create(file, options, parent);
 

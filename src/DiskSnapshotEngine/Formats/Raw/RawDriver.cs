@@ -14,10 +14,11 @@ internal sealed class RawDriver : IImageFormatDriver
 
     public IDiskLayer Open(IImageFile file, bool writable) => new RawLayer(file, writable);
 
+    public void CheckParent(string path, ParentDescriptor parent) => RefuseChild(path);
+
     public IDiskLayer Create(IImageFile file, ImageCreateOptions options, ParentDescriptor? parent)
     {
-        if (options.Type == ImageType.Differencing)
-            throw new DiskImageException(ErrorKind.Unsupported, "a raw image cannot be a differencing child", file.Path);
+        if (options.Type == ImageType.Differencing) RefuseChild(file.Path);
         if (options.BlockSize is not null)
             ThrowHelper.InvalidArgument("a raw image has no allocation unit: --block-size does not apply to it", file.Path);
         // Dynamic raw is a sparse file; fixed raw has its space reserved (fallocate) so it cannot run out later.
@@ -26,4 +27,7 @@ internal sealed class RawDriver : IImageFormatDriver
         file.Flush();
         return new RawLayer(file, writable: true, options.LogicalSectorSize);
     }
+
+    private static void RefuseChild(string path) =>
+        throw new DiskImageException(ErrorKind.Unsupported, "a raw image cannot be a differencing child", path);
 }

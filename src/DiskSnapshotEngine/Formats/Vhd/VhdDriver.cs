@@ -107,8 +107,17 @@ internal sealed class VhdDriver : IImageFormatDriver
             file.Write(buffer.Span[..(int)Math.Min(buffer.Capacity, total - done)], TableOffset + done);
     }
 
-    /// <summary>Refuses a parent a differencing VHD cannot name.</summary>
+    public void CheckParent(string path, ParentDescriptor parent) => CheckLink(path, parent);
+
+    /// <summary>Refuses a parent a differencing VHD of <paramref name="size"/> bytes cannot name.</summary>
     internal static void CheckParent(string path, long size, ParentDescriptor parent)
+    {
+        CheckLink(path, parent);
+        ChainRules.CheckSameSize(path, size, parent.Path, parent.VirtualSize);
+    }
+
+    // The rules that do not need the child's size, so a linked clone asks them before it seals the parent.
+    private static void CheckLink(string path, ParentDescriptor parent)
     {
         // The Parent Unique ID names a VHD footer's Unique Id; Hyper-V opens VHD children of VHD parents only.
         if (parent.Format != ImageFormat.Vhd)
@@ -116,7 +125,6 @@ internal sealed class VhdDriver : IImageFormatDriver
         if (parent.Identity.Id == Guid.Empty)
             throw new DiskImageException(ErrorKind.Unsupported, $"the parent {parent.Path} has an empty Unique Id, which a child cannot name", path);
         ChainRules.CheckCompatible(path, 512, parent.Path, parent.LogicalSectorSize);
-        ChainRules.CheckSameSize(path, size, parent.Path, parent.VirtualSize);
     }
 
     /// <summary>

@@ -120,7 +120,8 @@ public static class DiskImage
 
     // Writes the seal into the parent (its content version does not change). The new seal is computed from the mark
     // read under the exclusive lock, so two clones made at once never both record themselves as the sole child.
-    private static void SealParent(string parentPath, ImageIdentity expected, SealReasons add, Guid childId, Func<string, bool, IImageFile>? fileOpener)
+    // Rebase passes no child id (Guid.Empty): the image it links was not made from the parent, so none is recorded.
+    internal static void SealParent(string parentPath, ImageIdentity expected, SealReasons add, Guid childId, Func<string, bool, IImageFile>? fileOpener)
     {
         IDiskLayer layer;
         try

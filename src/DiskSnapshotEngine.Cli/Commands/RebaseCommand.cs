@@ -29,7 +29,7 @@ internal static class RebaseCommand
             var result = await ProgressDisplay.RunAsync(context, "rebase", p =>
                 Rebase.RunAsync(context.Get(image)!, context.Get(parent)!, context.Get(unsafeOpt), open, p, context.CancellationToken)).ConfigureAwait(false);
             string path = Path.GetFullPath(context.Get(image)!);
-            if (result.NewParentSeal is { } seal) SealCommand.WarnIfParentUnsealed(context, seal); // as clone --linked says it
+            SealCommand.WarnIfParentUnsealed(context, result.NewParentSeal); // as clone --linked says it
             context.Result(() => new RebaseView(path, Output.ParentLinkView.Read(path, result.NewParent), result.Mode, result.Stats.BytesWritten, result.Stats.BytesZero),
                 $"{Path.GetFullPath(context.Get(image)!)} now links to {result.NewParent} ({result.Mode}; {SizeParser.Describe(result.Stats.BytesWritten + result.Stats.BytesZero)} copied)");
             return ExitCodes.Ok;

@@ -10,8 +10,8 @@ namespace DiskSnapshotEngine.Operations;
 /// <param name="Mode">"safe" (differences copied), "identity" (the new parent is the same image, moved or copied), "content" (unsafe: the new parent was verified equal), or "unverified" (unsafe, old parent missing and the format records no parent identity: relinked as asked).</param>
 public sealed record RebaseResult(CopyStats Stats, string NewParent, string Mode)
 {
-    /// <summary>What became of the new parent's seal (as for a linked clone's parent); null when another process had it open and it was left as it was.</summary>
-    public ParentSeal? NewParentSeal { get; init; }
+    /// <summary>What became of the new parent's seal (as for a linked clone's parent); set by <see cref="Rebase.RunAsync"/>.</summary>
+    public ParentSeal NewParentSeal { get; init; } = null!;
 }
 
 /// <summary>
@@ -33,28 +33,43 @@ public static class Rebase
         OpenOptions? options = null, IProgress<OperationProgress>? progress = null, CancellationToken cancel = default)
     {
         options ??= OpenOptions.ReadOnly;
+        ImageFormat parentFormat; // known before the relink, so that nothing after it can fail the verb
+        using (var layer = DiskImage.OpenLayer(newParent, writable: false, options.FileOpener)) parentFormat = layer.Format;
         var result = await RelinkAsync(image, newParent, unsafeMode, options, progress, cancel).ConfigureAwait(false);
-        return result with { NewParentSeal = SealNewParent(result.NewParent, options) };
+        return result with { NewParentSeal = SealNewParent(result.NewParent, parentFormat, options) };
     }
 
     // The new parent is now read through as a linked clone's parent is, so it is sealed as 'dse seal' seals it (no sole
-    // clone recorded: the image was not made from it). A sealed one keeps its seal (a snapshot layer stays one: rebasing
-    // the current state onto it is the snapshot verbs' business). It is left as it is, as a linked clone leaves its parent, when it
-    // carries no mark (VHD, raw) or this process cannot write it, and when another process has it open (a VM reading it
-    // as its backing file): the relink stands either way.
-    private static ParentSeal? SealNewParent(string parent, OpenOptions options)
+    // clone recorded: the image was not made from it). A sealed one keeps its reasons (a snapshot layer stays one:
+    // rebasing the current state onto it is the snapshot verbs' business), but a sole clone its seal records is no longer
+    // the only image reading through it: the record turns unknown, as a second linked clone makes it (Seals.WithNewChild,
+    // with no clone id). The relink is committed: whatever keeps the seal from being written (no mark, a file this
+    // process cannot write, another process holding it, an I/O error) leaves it as it was and says why; the verb succeeds.
+    private static ParentSeal SealNewParent(string parent, ImageFormat format, OpenOptions options)
     {
-        ImageFormat format;
-        using (var layer = DiskImage.OpenLayer(parent, writable: false, options.FileOpener))
+        SealReasons seal = SealReasons.None;
+        SoleChild sole = SoleChild.Unknown;
+        try
         {
-            format = layer.Format;
-            if (layer is not ISealableLayer) return new ParentSeal(parent, format, ParentSealOutcome.NoMark, null);
-            if (Seals.Of(layer) != SealReasons.None) return new ParentSeal(parent, format, ParentSealOutcome.Sealed, null);
+            ImageIdentity identity;
+            using (var layer = DiskImage.OpenLayer(parent, writable: false, options.FileOpener))
+            {
+                if (layer is not ISealableLayer) return new ParentSeal(parent, format, ParentSealOutcome.NoMark, null);
+                (seal, sole, identity) = (Seals.Of(layer), Seals.SoleChildOf(layer), layer.Identity);
+            }
+            var add = seal == SealReasons.None ? SealReasons.Golden : SealReasons.None;
+            if (Seals.WithNewChild(seal, sole, add, Guid.Empty) == (seal, sole)) return new ParentSeal(parent, format, ParentSealOutcome.Sealed, null);
+            if (Seals.WhyNotWritable(parent) is { } why) return Unwritten(why);
+            DiskImage.SealParent(parent, identity, add, Guid.Empty, options.FileOpener);
+            return new ParentSeal(parent, format, ParentSealOutcome.Sealed, null);
         }
-        if (Seals.WhyNotWritable(parent) is { } why) return new ParentSeal(parent, format, ParentSealOutcome.LeftUnsealed, why);
-        try { DiskImage.Seal(parent, SealReasons.Golden, options.FileOpener); }
-        catch (DiskImageException e) when (e.Kind == ErrorKind.Locked) { return null; }
-        return new ParentSeal(parent, format, ParentSealOutcome.Sealed, null);
+        catch (DiskImageException e)
+        {
+            return Unwritten(e.Kind == ErrorKind.Locked ? "another process has it open" : e.Detail);
+        }
+
+        ParentSeal Unwritten(string why) => new(parent, format,
+            seal == SealReasons.None ? ParentSealOutcome.LeftUnsealed : ParentSealOutcome.SoleChildStale, why);
     }
 
     private static async Task<RebaseResult> RelinkAsync(string image, string newParent, bool unsafeMode,

@@ -1,5 +1,8 @@
 using DiskSnapshotEngine.Cli;
+using DiskSnapshotEngine.Block;
 using DiskSnapshotEngine.Errors;
+using DiskSnapshotEngine.IO;
+using DiskSnapshotEngine.Operations;
 using DiskSnapshotEngine.Tests.Cli;
 using DiskSnapshotEngine.Tests.Infrastructure;
 
@@ -28,5 +31,48 @@ public class RebaseSealTests
         var write = await CliRunner.RunAsync("write", b, "--offset", "0", "--input", input);
         Assert.True(write.ExitCode == ExitCodes.ForKind(ErrorKind.ReadOnly) && write.StdErr.Contains("sealed"), write.ToString());
         Assert.Equal(hash, ContentHash.OfFile(b));
+    }
+
+    [Fact]
+    public async Task Rebasing_onto_a_parent_with_a_sole_clone_makes_the_record_unknown_so_merging_that_clone_is_refused()
+    {
+        using var dir = new TempDirectory("rebase-sole");
+        Directory.CreateDirectory(dir.File("vms"));
+        string golden = dir.File("golden.vhdx"), sole = dir.File("sole.vhdx"), other = dir.File("other.vhdx"), child = dir.File("vms/c.vhdx");
+        await CliRunner.OkAsync("create", golden, "--size", "16M");
+        await CliRunner.OkAsync("clone", "--linked", golden, sole); // recorded as the golden's only clone
+        await CliRunner.OkAsync("create", other, "--size", "16M");
+        await CliRunner.OkAsync("create", child, "--parent", other);
+
+        var rebase = await CliRunner.OkAsync("rebase", child, "--parent", golden);
+        Assert.Equal("", rebase.StdErr);
+        // The rebased image reads through the golden from another folder: only the seal can stop the merge.
+        string hash = ContentHash.OfFile(golden);
+        var merge = await CliRunner.RunAsync("merge", sole);
+        Assert.True(merge.ExitCode == ExitCodes.ForKind(ErrorKind.ReadOnly) && merge.StdErr.Contains("sealed"), merge.ToString());
+        Assert.Equal(hash, ContentHash.OfFile(golden));
+    }
+
+    [Theory]
+    [InlineData(ErrorKind.Locked, "another process has it open")]
+    [InlineData(ErrorKind.Io, "the disk went away")]
+    public async Task A_seal_that_cannot_be_written_after_the_relink_leaves_it_unsealed_and_the_rebase_stands(ErrorKind kind, string why)
+    {
+        using var dir = new TempDirectory("rebase-seal-fails");
+        string a = dir.File("a.vhdx"), b = dir.File("b.vhdx"), child = dir.File("c.vhdx");
+        await CliRunner.OkAsync("create", a, "--size", "16M");
+        await CliRunner.OkAsync("create", b, "--size", "16M");
+        await CliRunner.OkAsync("create", child, "--parent", a);
+        var open = OpenOptions.ReadOnly.FileOpener;
+        // Only the seal's write fails: the relink (which opens b read-only and the child for writing) goes through.
+        Func<string, bool, IImageFile> opener = (path, writable) => writable && path == b
+            ? throw new DiskImageException(kind, "the disk went away", path)
+            : open(path, writable);
+
+        var result = await Rebase.RunAsync(child, b, options: OpenOptions.ReadOnly with { FileOpener = opener });
+        Assert.Equal(new ParentSeal(b, ImageFormat.Vhdx, ParentSealOutcome.LeftUnsealed, why), result.NewParentSeal);
+        using (var chain = DiskImage.Open(child)) Assert.Equal(b, chain.Layers[1].Path);
+        using var layer = DiskImage.OpenLayer(b, writable: false);
+        Assert.Equal(SealReasons.None, Seals.Of(layer));
     }
 }

@@ -18,6 +18,8 @@ internal static partial class InheritedSignals
     /// <summary>Resets an inherited ignored SIGINT to the default for a server verb; call before registering handlers.</summary>
     public static void RestoreForServers(string[] args)
     {
+        // /proc/self/status and this signal number are Linux's; elsewhere the runtime's own handling stands.
+        if (!OperatingSystem.IsLinux()) return;
         if (args.Length == 0 || args[0] is not ("serve" or "mount") || !IsIgnored(SigInt)) return;
         // Only an ignored disposition is replaced, so a handler the runtime installed at start-up is never clobbered.
         signal(SigInt, SigDfl);

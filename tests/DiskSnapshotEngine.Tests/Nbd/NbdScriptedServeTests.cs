@@ -17,8 +17,9 @@ public class NbdScriptedServeTests
         await CliRunner.OkAsync("create", image, "--size", "64M");
         string socket = dir.File("d.sock"), stderr = dir.File("serve.err");
         // What a lab script does: start the server as a background job; the shell exits and leaves it running.
-        var pidText = ExternalTool.RunChecked("bash", "-c", "dotnet \"$0\" serve \"$1\" --socket \"$2\" >/dev/null 2>\"$3\" & echo $!",
-            CliRunner.DsePath, image, socket, stderr);
+        // The shipped binary when DSE_AOT names it (its signal set-up is not the JIT host's), else dotnet dse.dll.
+        var pidText = ExternalTool.RunChecked("bash", ["-c", "\"${@:4}\" serve \"$1\" --socket \"$2\" >/dev/null 2>\"$3\" & echo $!",
+            "script", image, socket, stderr, .. CliRunner.ProcessCommand]);
         int pid = int.Parse(pidText.Trim(), System.Globalization.CultureInfo.InvariantCulture);
         try
         {

@@ -285,7 +285,7 @@ public static class DiskImage
     {
         var folders = new List<string> { Operations.Dependents.FolderOf(layer.Path) };
         folders.AddRange(options.SearchPaths.Where(Directory.Exists));
-        var children = Operations.Dependents.ChildrenOf(layer, folders, options.FileOpener);
+        var children = Operations.Dependents.ChildrenOf(layer, folders, options);
         if (children.Count > 0)
             throw new DiskImageException(ErrorKind.ReadOnly,
                 $"the image has {children.Count} child image(s) that read through it ({string.Join(", ", children)}); writing would change what they read " +

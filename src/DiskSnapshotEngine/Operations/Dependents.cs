@@ -28,9 +28,10 @@ internal static class Dependents
 
     /// <summary>
     /// Paths of every image in <paramref name="folders"/> whose parent link names <paramref name="parent"/>,
-    /// except the files in <paramref name="exclude"/>. Files that are not readable images are ignored.
+    /// except the files in <paramref name="exclude"/>. Files that are not readable images are ignored. Files are opened
+    /// with <paramref name="options"/>' opener (a locked one is peeked at with it too, as <see cref="OpenOptions.ForceShare"/>).
     /// </summary>
-    public static List<string> ChildrenOf(IDiskLayer parent, IEnumerable<string> folders, Func<string, bool, IImageFile>? opener,
+    public static List<string> ChildrenOf(IDiskLayer parent, IEnumerable<string> folders, OpenOptions options,
         IEnumerable<string>? exclude = null)
     {
         var excluded = (exclude ?? Array.Empty<string>()).Where(FileNode.IsRegularFile).Select(p => FileNode.Of(p)).ToList();
@@ -43,15 +44,19 @@ internal static class Dependents
             IDiskLayer? layer = null;
             try
             {
-                layer = DiskImage.OpenLayer(file, writable: false, opener);
+                layer = DiskImage.OpenLayer(file, writable: false, options.FileOpener);
                 if (LinksTo(layer, parent)) found.Add(node.FullPath);
             }
             catch (DiskImageException e) when (e.Kind == ErrorKind.Locked)
             {
                 // A file another process is writing (a VM beside this one) is read without a lock, as qemu-img -U
                 // reads, for its parent link only: an unrelated image does not stop the verb. One that links here is
-                // a child in use, and one whose header cannot be read now may be: not knowing is not "no".
-                bool? links = PeekLinksTo(file, parent);
+                // a child in use, and one whose header cannot be read now may be: not knowing is not "no". qcow2, VDI
+                // and VHD headers carry no checksum, so a read in the middle of a header rewrite may name no parent
+                // or another one: a "no" counts only when a second read says it too.
+                var peek = options with { ForceShare = true };
+                bool? links = PeekLinksTo(file, parent, peek);
+                if (links == false && PeekLinksTo(file, parent, peek) != false) links = null;
                 if (links == false) continue;
                 string what = links == true ? $"{node.FullPath} reads through it and is in use" : $"cannot tell whether {node.FullPath} depends on {parent.Path}";
                 throw new DiskImageException(ErrorKind.Locked, $"{what}: {e.Detail}", parent.Path, inner: e);
@@ -62,12 +67,13 @@ internal static class Dependents
         return found;
     }
 
-    // Whether the image at path links to parent, read without taking a lock; null when its header cannot be read.
-    private static bool? PeekLinksTo(string path, IDiskLayer parent)
+    // Whether the image at path links to parent, read without taking a lock (options ask for force share); null when
+    // its header cannot be read.
+    private static bool? PeekLinksTo(string path, IDiskLayer parent, OpenOptions options)
     {
         try
         {
-            using var layer = DiskImage.OpenLayer(path, writable: false, (p, _) => ImageFile.Open(p, FileLockMode.ForceShare));
+            using var layer = DiskImage.OpenLayer(path, writable: false, options.FileOpener);
             return LinksTo(layer, parent);
         }
         catch (DiskImageException) { return null; }
@@ -78,7 +84,7 @@ internal static class Dependents
     /// it: <paramref name="verb"/> would change what they read, or the identity they link to.
     /// </summary>
     public static void RefuseChildren(IDiskLayer layer, OpenOptions options, string verb) =>
-        RefuseChildren(layer, options, verb, ChildrenOf(layer, FoldersOf(layer, options), options.FileOpener));
+        RefuseChildren(layer, options, verb, ChildrenOf(layer, FoldersOf(layer, options), options));
 
     /// <summary>The refusal of <see cref="RefuseChildren(IDiskLayer, OpenOptions, string)"/> for children already found.</summary>
     public static void RefuseChildren(IDiskLayer layer, OpenOptions options, string verb, IReadOnlyList<string> children)

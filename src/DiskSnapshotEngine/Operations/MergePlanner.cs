@@ -32,7 +32,7 @@ internal static class MergePlanner
         // they disappear, which would silently corrupt such a dependent.
         var blockers = new List<string>();
         for (int i = 1; i <= a; i++)
-            foreach (var c in Dependents.ChildrenOf(layers[i], folders, options.Open.FileOpener, chainPaths))
+            foreach (var c in Dependents.ChildrenOf(layers[i], folders, options.Open, chainPaths))
                 blockers.Add($"{c} (child of {layers[i].Path})");
         if (blockers.Count > 0)
             throw new DiskImageException(ErrorKind.ReadOnly,
@@ -48,7 +48,7 @@ internal static class MergePlanner
         // by dse's doing, so its golden seal does not stop the merge (and is lifted from the target once it is done).
         for (int i = 0; i <= a; i++)
             Seals.Check(layers[i], options.Open.Sealed, i == a ? "merge into it" : "merge it away", SoleChildWaiver(layers, i));
-        var children = Dependents.ChildrenOf(layers[0], folders, options.Open.FileOpener, chainPaths);
+        var children = Dependents.ChildrenOf(layers[0], folders, options.Open, chainPaths);
         if (options.Publish == MergePublish.ReplaceImage && children.Count > 0)
             throw new DiskImageException(ErrorKind.ReadOnly, $"cannot merge: images depend on it: {string.Join("; ", children)}", image);
         MergeSizes.CheckSmallerImage(chain, a, children.Count > 0, options.Publish == MergePublish.ReplaceImage, image);

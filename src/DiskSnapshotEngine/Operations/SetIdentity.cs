@@ -33,7 +33,7 @@ public static class SetIdentity
                     ? $"a {probe.Format.ToString().ToLowerInvariant()} image records no disk id that could be changed"
                     : $"a new disk id for a {probe.Format.ToString().ToLowerInvariant()} image is not supported (VHDX, VDI and VHD are)", image);
             var folders = Dependents.FoldersOf(probe, options);
-            var children = Dependents.ChildrenOf(probe, folders, options.FileOpener);
+            var children = Dependents.ChildrenOf(probe, folders, options);
             // Children that find their parent by id (VDI) also "link" to a cp copy of that parent; the copy may take a
             // new id when the original (same id and version) is still there for them to read through.
             if (!children.All(c => LinksById(c, options)) || Twin(probe, folders, options) is null)

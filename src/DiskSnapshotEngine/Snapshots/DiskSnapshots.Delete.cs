@@ -33,7 +33,7 @@ public static partial class DiskSnapshots
         using (var layer = DiskImage.OpenLayer(layerPath, writable: false, options.FileOpener))
         {
             Seals.Check(layer, SealPolicy.SnapshotLayers, $"delete snapshot '{name}'");
-            children = Dependents.ChildrenOf(layer, new[] { Dependents.FolderOf(disk) }, options.FileOpener);
+            children = Dependents.ChildrenOf(layer, new[] { Dependents.FolderOf(disk) }, options);
             var known = catalog.Snapshots.Select(s => Path.GetFullPath(PathOf(disk, s))).Append(disk).ToHashSet(StringComparer.Ordinal);
             var strangers = children.Where(c => !known.Contains(c)).ToList();
             if (strangers.Count > 0)

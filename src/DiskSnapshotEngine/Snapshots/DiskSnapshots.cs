@@ -49,7 +49,7 @@ public static partial class DiskSnapshots
             // A child that names the disk by path (VHDX) would find the new empty current state there instead of the
             // content it was made from, so it is relinked to the snapshot layer (the same file under its new name).
             // A child that names the disk by identity (VDI) follows the file to its snapshot name by itself.
-            pathLinked = Dependents.ChildrenOf(layer, new[] { Dependents.FolderOf(disk) }, options.FileOpener)
+            pathLinked = Dependents.ChildrenOf(layer, new[] { Dependents.FolderOf(disk) }, options)
                 .Where(c => { using var l = DiskImage.OpenLayer(c, false, options.FileOpener); return IsIntactPathLinkedChild(l, layer, disk); })
                 .ToArray();
         }
@@ -259,7 +259,7 @@ public static partial class DiskSnapshots
     {
         using var d = DiskImage.OpenLayer(disk, false, options.FileOpener);
         Seals.Check(d, SealPolicy.SnapshotLayers, "discard the current state");
-        var children = Dependents.ChildrenOf(d, new[] { Dependents.FolderOf(disk) }, options.FileOpener);
+        var children = Dependents.ChildrenOf(d, new[] { Dependents.FolderOf(disk) }, options);
         if (children.Count > 0)
             throw new DiskImageException(ErrorKind.ReadOnly,
                 $"cannot discard the current state: other images depend on it: {string.Join("; ", children)}", disk);

@@ -1,5 +1,7 @@
 using DiskSnapshotEngine.Cli;
 using DiskSnapshotEngine.Errors;
+using DiskSnapshotEngine.IO;
+using DiskSnapshotEngine.Operations;
 using DiskSnapshotEngine.Tests.Cli;
 using DiskSnapshotEngine.Tests.Infrastructure;
 
@@ -53,5 +55,33 @@ public class DependentsLockTests
             Assert.Contains($"{parent}: {child} reads through it and is in use", write.StdErr);
         }
         Assert.Equal(hash, ContentHash.OfFile(parent));
+    }
+
+    [Fact]
+    public async Task A_locked_sibling_whose_header_reads_differently_the_second_time_is_not_taken_for_a_stranger()
+    {
+        using var dir = new TempDirectory("dependents-peek");
+        string parent = dir.File("p.vhdx"), child = dir.File("c.qcow2"), stranger = dir.File("other/s.qcow2");
+        Directory.CreateDirectory(dir.File("other"));
+        await CliRunner.OkAsync("create", parent, "--size", "16M");
+        await CliRunner.OkAsync("create", child, "--parent", parent);
+        await CliRunner.OkAsync("create", stranger, "--size", "16M");
+        // The child is being written by another process (its lock is refused), and the first unlocked read of its header
+        // lands mid-rewrite: it reads as an image with no parent (the stranger's header); the second read is the real one.
+        int opens = 0;
+        Func<string, bool, IImageFile> opener = (path, writable) => path != child ? ImageFile.Open(path, writable)
+            : ++opens switch
+            {
+                1 => throw new DiskImageException(ErrorKind.Locked, "the file is locked by a VM", path),
+                2 => ImageFile.Open(stranger, FileLockMode.ForceShare),
+                _ => ImageFile.Open(path, FileLockMode.ForceShare),
+            };
+        using var layer = DiskImage.OpenLayer(parent, writable: false);
+
+        var e = Assert.Throws<DiskImageException>(() =>
+            Dependents.ChildrenOf(layer, [dir.Path], OpenOptions.ReadOnly with { FileOpener = opener }));
+        Assert.Equal(ErrorKind.Locked, e.Kind);
+        Assert.Contains($"cannot tell whether {child} depends on {parent}", e.Detail);
+        Assert.Equal(3, opens); // the caller's opener served both unlocked reads
     }
 }

@@ -1,4 +1,8 @@
 using System.Text.Json;
+using System.Text.Json.Serialization.Metadata;
+using DiskSnapshotEngine.Block;
+using DiskSnapshotEngine.Cli.Commands;
+using DiskSnapshotEngine.Cli.Output;
 
 namespace DiskSnapshotEngine.Tests.Cli;
 
@@ -77,5 +81,41 @@ public partial class JsonSchemaTests
         Assert.True(s_keys.TryGetValue(name, out var expected), $"dse {name} --json: no pinned keys (add its line to s_keys)");
         using var doc = JsonDocument.Parse(stdout);
         Assert.True(expected == ShapeOf(doc.RootElement), $"dse {name} --json changed its keys:\n  was: {expected}\n  now: {ShapeOf(doc.RootElement)}");
+    }
+
+    // A check finding (ProblemView, unchanged since 553dff2; the scenario's images have none): its keys, and its severity
+    // as the camelCase word, through Json and through the generated context called directly.
+    [Fact]
+    public void A_finding_keeps_its_keys_and_a_direct_context_call_writes_the_same_style()
+    {
+        var finding = new ProblemView(CheckSeverity.Leak, "/x.qcow2", "refcount block", 65536, "cluster 3 is not referenced");
+        foreach (var text in new[] { Json.Serialize(finding), JsonSerializer.Serialize(finding, JsonContext.Default.ProblemView) })
+        {
+            using var doc = JsonDocument.Parse(text);
+            Assert.Equal("severity,image,structure,fileOffset,message", ShapeOf(doc.RootElement));
+            Assert.Equal("leak", doc.RootElement.GetProperty("severity").GetString());
+        }
+        using var compact = JsonDocument.Parse(JsonSerializer.Serialize(new CompactCommand.CompactView("/x.vhdx", 1, 2, 3, 4), JsonContext.Default.CompactView));
+        Assert.Equal("image,sizeBefore,sizeAfter,bytesWritten,bytesZero", ShapeOf(compact.RootElement));
+    }
+
+    // README "JSON output": enum values are camelCase words. Every enum any document holds (the generated context lists
+    // each type of the graph), every value, in Json's style and in the context's own.
+    [Fact]
+    public void Every_enum_in_a_document_is_a_camelCase_word()
+    {
+        var enums = typeof(JsonContext).GetProperties()
+            .Where(p => typeof(JsonTypeInfo).IsAssignableFrom(p.PropertyType))
+            .Select(p => ((JsonTypeInfo)p.GetValue(JsonContext.Default)!).Type)
+            .Where(t => t.IsEnum).ToList();
+        Assert.Contains(typeof(CheckSeverity), enums);
+        foreach (var type in enums)
+            foreach (var value in Enum.GetValues(type))
+                foreach (var options in new[] { Json.Options, JsonContext.Default.Options })
+                {
+                    using var doc = JsonDocument.Parse(JsonSerializer.Serialize(value, type, options));
+                    Assert.True(doc.RootElement.ValueKind == JsonValueKind.String && CamelCase().IsMatch(doc.RootElement.GetString()!),
+                        $"{type.Name}.{value} is written {doc.RootElement.GetRawText()}, not a camelCase word");
+                }
     }
 }

@@ -15,7 +15,7 @@ internal static class MeasureCommand
         var format = new Option<string>("--format") { Description = $"Format of the clone: {string.Join(", ", names)} (default: SRC's format)." };
         format.AcceptOnlyFromAmong(names);
         var type = new Option<string>("--type") { Description = "dynamic or fixed.", DefaultValueFactory = _ => "dynamic" };
-        type.AcceptOnlyFromAmong("dynamic", "fixed");
+        type.AcceptOnlyFromAmong(CreateCommand.TypeNames);
         var blockSize = SizeParser.Option("--block-size", "Allocation unit of the clone (the format's default when omitted).");
         var json = CommonOptions.Json();
         var command = new Command("measure",

@@ -41,9 +41,10 @@ internal static class SealCommand
         Enum.GetValues<SealReasons>().Where(r => r != SealReasons.None && seal.HasFlag(r)).Select(r => r.ToString().ToLowerInvariant()).ToArray();
 
     /// <summary>
-    /// After a linked clone: say so, in one line, when its parent carries no seal mark (VHD, raw) or this process could
-    /// not write it (a read-only file system, a mode that denies this user, an immutable file), from what the clone's
-    /// creation found (<see cref="LinkedClone.Create"/>).
+    /// After a verb linked a child to a parent (a linked clone, create --parent, rebase, vm register's golden image):
+    /// say so, in one line, when that parent carries no seal mark (VHD, raw) or this process could not write it (a
+    /// read-only file system, a mode that denies this user, an immutable file), from what sealing it found
+    /// (<see cref="LinkedClone.Create"/>).
     /// </summary>
     public static void WarnIfParentUnsealed(CliContext context, ParentSeal parent)
     {

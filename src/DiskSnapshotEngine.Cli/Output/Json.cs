@@ -11,13 +11,12 @@ namespace DiskSnapshotEngine.Cli.Output;
 /// </summary>
 internal static class Json
 {
-    public static JsonSerializerOptions Options { get; } = new(JsonSerializerDefaults.Web)
+    // JsonContext's own options (Web defaults, the enum converters of its JsonSourceGenerationOptions) copied: one style.
+    public static JsonSerializerOptions Options { get; } = new(JsonContext.Default.Options)
     {
         WriteIndented = true,
         // Paths and messages stay readable ('<', '>', quotes unescaped); the output is never embedded in HTML.
         Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
-        // The generic enum converter (the non-generic one builds its converter at run time, which Native AOT cannot).
-        Converters = { new ExtentKindConverter(), new JsonStringEnumConverter<CheckSeverity>(JsonNamingPolicy.CamelCase) },
         // Only the types JsonContext generated at build time: the JIT build fails on a type the AOT build could not write.
         TypeInfoResolver = JsonContext.Default,
     };
@@ -66,7 +65,15 @@ internal static class Json
         return result;
     }
 
-    private sealed class ExtentKindConverter : JsonConverter<ExtentKind>
+    /// <summary>
+    /// An enum of a view as its member name in camelCase. The generic converter (the non-generic one builds its
+    /// converter at run time, which Native AOT cannot), with a parameterless constructor for JsonSourceGenerationOptions.
+    /// </summary>
+    internal sealed class CamelCaseEnum<TEnum>() : JsonStringEnumConverter<TEnum>(JsonNamingPolicy.CamelCase)
+        where TEnum : struct, Enum;
+
+    /// <summary>An extent kind in the words of the text output (<see cref="Word"/>).</summary>
+    internal sealed class ExtentKindConverter : JsonConverter<ExtentKind>
     {
         public override ExtentKind Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
             reader.GetString() switch { "data" => ExtentKind.Data, "zero" => ExtentKind.Zero, _ => ExtentKind.NotPresent };

@@ -1,3 +1,4 @@
+using System.Text.Json;
 using System.Text.Json.Serialization;
 using DiskSnapshotEngine.Block;
 using DiskSnapshotEngine.Cli.Commands;
@@ -11,6 +12,9 @@ namespace DiskSnapshotEngine.Cli.Output;
 /// in every build and test. The values of a format's details (<see cref="Json.Value"/>) are listed as the types an
 /// <c>object</c> holds there.
 /// </summary>
+// The style of Json.Options (camelCase keys, enum values as camelCase strings) is the context's own, so a direct
+// JsonContext.Default.X call writes the same keys; Json.Options adds the indentation and the relaxed encoder.
+[JsonSourceGenerationOptions(JsonSerializerDefaults.Web, Converters = [typeof(Json.ExtentKindConverter), typeof(Json.CamelCaseEnum<CheckSeverity>)])]
 [JsonSerializable(typeof(CliApp.VersionView))]
 [JsonSerializable(typeof(ErrorView))]
 [JsonSerializable(typeof(Dictionary<string, MessageView>))]

@@ -41,10 +41,12 @@ public partial class JsonSchemaTests
             Assert.True(r.ExitCode == 0, $"dse {string.Join(' ', args)} --json: {r}");
             CheckDocument(verb, r.StdOut);
             CheckStderr(verb, r.StdErr);
+            CheckKeys(verb, args, r.StdOut);
         }
 
         var served = await ServeOnce(dir.File($"base.{ext}"));
         CheckDocument("serve", served.StdOut);
+        CheckKeys("serve", [], served.StdOut);
 
         // Every verb of the catalog ran, so a verb added later without a line here fails this test.
         var ran = runs.Select(r => r.Verb).Append("serve").Concat(s_notRunHere.Keys).ToHashSet();

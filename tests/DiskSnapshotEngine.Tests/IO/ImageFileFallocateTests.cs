@@ -21,6 +21,7 @@ public class ImageFileFallocateTests
         {
             var e = Assert.Throws<DiskImageException>(() => reserved.Reserve(TooMuch));
             Assert.Equal((ErrorKind.DiskFull, 0L), (e.Kind, e.FileOffset));
+            Assert.Contains($"cannot allocate {TooMuch} bytes at 0: no space left", e.Message); // Allocate's words (it said "cannot reserve")
             Assert.Equal(0, reserved.Length);
             reserved.Reserve(1 << 20);
             Assert.Equal((1L << 20, 1L << 20), (reserved.Length, ImageFile.AllocatedBytes(reserved.Path)));

@@ -47,14 +47,10 @@ internal sealed partial class Qcow2Layer
 
     // A writable image has no internal snapshots, so every host cluster it maps has refcount 1 (COPIED); one that
     // does not is corrupt, and writing it in place could change what another reference reads. A data cluster that is
-    // an L2 table or a refcount block is corrupt too (qemu's overlap check): guest data would overwrite the metadata.
+    // metadata is corrupt too (CheckNotMetadata).
     private bool Owned(long cluster, Qcow2L2Entry e)
     {
-        long host = e.HostOffset;
-        if (_tables.IsL2Table(host) || Refcounts.IsBlock(host))
-            throw new DiskImageException(ErrorKind.CorruptImage,
-                $"guest cluster {cluster} maps host cluster {host}, which holds {(_tables.IsL2Table(host) ? "an L2 table" : "a refcount block")}: a write there would overwrite it",
-                Path, "L2 table", _tables.EntryOffset(cluster));
+        CheckNotMetadata(cluster, e.HostOffset);
         if (e.IsCopied) return true;
         ulong refcount = Refcounts.Get(e.HostOffset >> _g.ClusterBits);
         if (refcount == 1) return true;
@@ -225,9 +221,7 @@ internal sealed partial class Qcow2Layer
         lock (_sync)
         {
             if (_started) return;
-            // qemu's overlap check, once: every L2 table and refcount block in a cluster of its own.
-            _tables.CheckL2TablesDistinct();
-            Refcounts.CheckBlocksDistinct(_tables.IsL2Table);
+            CheckMetadataDistinct();
             if (_header.AutoclearFeatures != 0)
             {
                 _header.AutoclearFeatures = 0;

@@ -68,7 +68,6 @@ public static class DiskImage
             sealable = top is ISealableLayer;
             (parentFull, parentFormat) = (top.Path, top.Format);
         }
-        LockedOpen.CheckCreatable(Path.GetFullPath(path)); // found here, not after the parent is sealed
         RefuseTooDeep(path, parentPath, fileOpener);
         driver.CheckParent(path, parent); // a refused combination (a VHDX child of a qcow2) leaves the parent unsealed
         // The child's ids are chosen now: the parent's seal records the first clone's id before the clone exists (a
@@ -78,20 +77,25 @@ public static class DiskImage
         // be made while others run on it; otherwise the seal changes (see Seals.WithNewChild). A parent this process
         // cannot write (a read-only mount, its mode, an immutable file) is left as it is: what stops this write stops
         // every later one too, and the caller says so.
+        // The seal is written once the child's file exists (created exclusively and locked): whatever refuses that
+        // create (the name taken, a missing or read-only folder, a full disk) leaves the parent as it was.
         string? why = null;
+        Action? sealIt = null;
         if (sealable && Seals.WithNewChild(seal, sole, sealParentAs, childIdentity.Id) != (seal, sole))
-        {
-            why = Seals.WhyNotWritable(parentPath);
-            if (why is null) SealParent(parentPath, parent.Identity, sealParentAs, childIdentity.Id, fileOpener);
-        }
+            sealIt = () =>
+            {
+                why = Seals.WhyNotWritable(parentPath);
+                if (why is null) SealParent(parentPath, parent.Identity, sealParentAs, childIdentity.Id, fileOpener);
+            };
+        var options = new ImageCreateOptions(parent.VirtualSize, ImageType.Differencing, null, parent.LogicalSectorSize, physicalSectorSize, childIdentity);
+        var child = CreateWith(driver, path, options, parent, sealIt);
         parentSeal = new ParentSeal(parentFull, parentFormat,
             !sealable ? ParentSealOutcome.NoMark
             : why is null ? ParentSealOutcome.Sealed
             : seal == SealReasons.None ? ParentSealOutcome.LeftUnsealed
             : sole.IsKnown ? ParentSealOutcome.SoleChildStale // the new child is not the one recorded
             : ParentSealOutcome.Sealed, why);
-        var options = new ImageCreateOptions(parent.VirtualSize, ImageType.Differencing, null, parent.LogicalSectorSize, physicalSectorSize, childIdentity);
-        return CreateWith(driver, path, options, parent);
+        return child;
     }
 
     // A child of a chain already MaxDepth deep, or of one that loops, could never be opened: refused (ChainInvalid)
@@ -176,7 +180,9 @@ public static class DiskImage
         return was;
     }
 
-    private static IDiskLayer CreateWith(IImageFormatDriver driver, string path, ImageCreateOptions options, ParentDescriptor? parent)
+    // beforeFormat runs once the file exists and before the format is written into it; if it fails, the file goes too.
+    private static IDiskLayer CreateWith(IImageFormatDriver driver, string path, ImageCreateOptions options, ParentDescriptor? parent,
+        Action? beforeFormat = null)
     {
         if (options.VirtualSize <= 0)
             ThrowHelper.InvalidArgument($"virtual size must be positive (got {options.VirtualSize})", path);
@@ -187,6 +193,7 @@ public static class DiskImage
         var file = ImageFile.Create(path);
         try
         {
+            beforeFormat?.Invoke();
             return driver.Create(file, options, parent);
         }
         catch

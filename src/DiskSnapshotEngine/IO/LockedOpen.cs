@@ -82,12 +82,8 @@ internal static class LockedOpen
         }
     }
 
-    /// <summary>
-    /// Refuses, as <see cref="Create"/> would, a path that exists or whose folder does not: asked by a caller that
-    /// writes something else first (a linked clone seals its parent), so that a refused create changes nothing.
-    /// </summary>
-    /// <exception cref="DiskImageException">AlreadyExists, FileNotFound.</exception>
-    public static void CheckCreatable(string full)
+    // Refuses a path that exists or whose folder does not, with a message naming which.
+    private static void CheckCreatable(string full)
     {
         if (File.Exists(full) || Directory.Exists(full))
             throw new DiskImageException(ErrorKind.AlreadyExists, "the file already exists; refusing to overwrite it", full);

@@ -36,4 +36,21 @@ public sealed class LinkedCloneRefusalTests
         Assert.Equal([1, 2, 3], await File.ReadAllBytesAsync(existing));
         Assert.False(File.Exists(dir.File("c.vhd")) || File.Exists(dir.File("c.img")));
     }
+
+    // A folder on a read-only mount exists and holds no such name, so only the exclusive create itself can refuse
+    // it (EROFS): the parent's seal is written after that create, never before.
+    [RequiresMountFact]
+    public async Task A_clone_into_a_read_only_folder_leaves_the_parent_byte_for_byte()
+    {
+        using var dir = new TempDirectory("clone-refused-ro");
+        using var fs = SmallFileSystem.TryMount(16)!;
+        string golden = dir.File("golden.vhdx");
+        await CliRunner.OkAsync("create", golden, "--size", "8M");
+        fs.RemountReadOnly();
+        string before = ContentHash.OfFile(golden);
+        var result = await CliRunner.RunAsync("clone", "--linked", golden, fs.File("c.vhdx"));
+        Assert.True(result.ExitCode != 0, $"a clone into a read-only folder succeeded: {result.StdOut}");
+        Assert.True(before == ContentHash.OfFile(golden), $"the refused clone changed the parent: {result.StdErr}");
+        Assert.False(File.Exists(fs.File("c.vhdx")));
+    }
 }

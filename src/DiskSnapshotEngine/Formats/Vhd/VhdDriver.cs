@@ -78,7 +78,7 @@ internal sealed class VhdDriver : IImageFormatDriver
         if (options.Type == ImageType.Differencing)
         {
             if (parent is null) ThrowHelper.InvalidArgument("a differencing image needs a parent", path);
-            CheckParent(path, size, parent);
+            CheckRelink(path, size, parent);
             locators = VhdParentLocators.Build(path, parent.Path);
             locatorEntries = VhdParentLocators.Layout(locators, end, out end);
             Link(header, parent, locatorEntries);
@@ -109,8 +109,8 @@ internal sealed class VhdDriver : IImageFormatDriver
 
     public void CheckParent(string path, ParentDescriptor parent) => CheckLink(path, parent);
 
-    /// <summary>Refuses a parent a differencing VHD of <paramref name="size"/> bytes cannot name.</summary>
-    internal static void CheckParent(string path, long size, ParentDescriptor parent)
+    /// <summary>Refuses a parent a differencing VHD of <paramref name="size"/> bytes cannot name (create and relink).</summary>
+    internal static void CheckRelink(string path, long size, ParentDescriptor parent)
     {
         CheckLink(path, parent);
         ChainRules.CheckSameSize(path, size, parent.Path, parent.VirtualSize);

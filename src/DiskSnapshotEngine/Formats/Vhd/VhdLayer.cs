@@ -356,7 +356,7 @@ internal sealed class VhdLayer : IDiskLayer, IIdentityWritable
         EnsureWritable("set the parent");
         if (!IsDifferencing)
             throw new DiskImageException(ErrorKind.Unsupported, $"a {_type.ToString().ToLowerInvariant()} VHD has no parent link", Path, "hard disk footer");
-        VhdDriver.CheckParent(Path, _size, parent);
+        VhdDriver.CheckRelink(Path, _size, parent);
         BeginChange();
         // The new locators, and a copy of the header naming them, go to fresh space at the end of the file (the footer
         // moves past them first), then one header write switches to them: a crash leaves the old link or the new one (a

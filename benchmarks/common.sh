@@ -25,7 +25,8 @@ publish_dse() {
     echo "  Native AOT publish failed ($1/publish.log); publishing ReadyToRun instead"
     rm -rf "$1/r2r"
     dotnet publish -c Release -v q -nologo -p:PublishAot=false -p:PublishReadyToRun=true -o "$1/r2r" \
-      "$ROOT/src/DiskSnapshotEngine.Cli" >/dev/null
+      "$ROOT/src/DiskSnapshotEngine.Cli" >"$1/r2r.log" 2>&1 && [ -f "$1/r2r/dse.dll" ] ||
+      { tail -20 "$1/r2r.log" >&2; echo "  the ReadyToRun publish failed too ($1/r2r.log)" >&2; exit 1; }
     DSE=(dotnet "$1/r2r/dse.dll")
     echo "  measuring the ReadyToRun dse (dotnet $1/r2r/dse.dll), NOT the Native AOT one: start-up figures are higher"
   fi

@@ -43,7 +43,7 @@ internal static class SealCommand
     /// <summary>
     /// After a verb linked a child to a parent (a linked clone, create --parent, rebase, vm register's golden image):
     /// say so, in one line, when that parent carries no seal mark (VHD, raw) or this process could not write it (a
-    /// read-only file system, a mode that denies this user, an immutable file), from what sealing it found
+    /// read-only file system, a mode that denies this user, an immutable file) or writing the seal failed, from what sealing it found
     /// (<see cref="LinkedClone.Create"/>).
     /// </summary>
     public static void WarnIfParentUnsealed(CliContext context, ParentSeal parent)
@@ -54,12 +54,15 @@ internal static class SealCommand
                 context.Note($"{parent.Path} is not sealed: {Seals.NoMark(parent.Format)}; dse verbs will not refuse to change it");
                 break;
             case ParentSealOutcome.LeftUnsealed:
-                context.Note($"{parent.Path} was not sealed ({parent.WhyNotWritable}): while that holds nothing changes it and dse verbs that would write it fail (exit 15); " +
+                context.Note($"{parent.Path} was not sealed ({parent.Reason}): while that holds nothing changes it and dse verbs that would write it fail (exit 15); " +
                     "once it can be written, 'dse seal' it so that no dse verb changes it");
                 break;
             case ParentSealOutcome.SoleChildStale:
-                context.Note($"{parent.Path}'s seal still records another linked clone as its only one ({parent.WhyNotWritable}: not updated); " +
+                context.Note($"{parent.Path}'s seal still records another linked clone as its only one ({parent.Reason}: not updated); " +
                     "once it can be written, 'dse seal' it before merging any clone into it");
+                break;
+            case ParentSealOutcome.SealFailed:
+                context.Note($"{parent.Path} was not sealed ({parent.Reason}); run 'dse seal {parent.Path}'");
                 break;
         }
     }

@@ -65,7 +65,8 @@ public static class Rebase
         }
         catch (DiskImageException e)
         {
-            return Unwritten(e.Kind == ErrorKind.Locked ? "another process has it open" : e.Detail);
+            // Unlike an unwritable file, nothing keeps this parent from changing: the user must seal it.
+            return new ParentSeal(parent, format, ParentSealOutcome.SealFailed, e.Kind == ErrorKind.Locked ? "another process has it open" : e.Detail);
         }
 
         ParentSeal Unwritten(string why) => new(parent, format,

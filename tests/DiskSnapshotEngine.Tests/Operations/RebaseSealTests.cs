@@ -70,9 +70,25 @@ public class RebaseSealTests
             : open(path, writable);
 
         var result = await Rebase.RunAsync(child, b, options: OpenOptions.ReadOnly with { FileOpener = opener });
-        Assert.Equal(new ParentSeal(b, ImageFormat.Vhdx, ParentSealOutcome.LeftUnsealed, why), result.NewParentSeal);
+        Assert.Equal(new ParentSeal(b, ImageFormat.Vhdx, ParentSealOutcome.SealFailed, why), result.NewParentSeal);
         using (var chain = DiskImage.Open(child)) Assert.Equal(b, chain.Layers[1].Path);
         using var layer = DiskImage.OpenLayer(b, writable: false);
         Assert.Equal(SealReasons.None, Seals.Of(layer));
+    }
+
+    [Fact]
+    public async Task A_new_parent_another_process_holds_gets_the_note_to_seal_it_not_the_unwritable_one()
+    {
+        using var dir = new TempDirectory("rebase-seal-held");
+        string a = dir.File("a.vhdx"), b = dir.File("b.vhdx"), child = dir.File("c.vhdx");
+        await CliRunner.OkAsync("create", a, "--size", "16M");
+        await CliRunner.OkAsync("create", b, "--size", "16M");
+        await CliRunner.OkAsync("create", child, "--parent", a);
+        // A reader's shared lock lets the relink read b but keeps the seal's exclusive open out.
+        CliResult rebase;
+        using (DiskImage.Open(b)) rebase = await CliRunner.OkAsync("rebase", child, "--parent", b);
+        var note = Assert.Single(rebase.StdErr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Contains($"{b} was not sealed (another process has it open); run 'dse seal {b}'", note);
+        Assert.DoesNotContain("exit 15", note);
     }
 }

@@ -51,11 +51,10 @@ public static class DiskImage
         var driver = format is ImageFormat f ? ImageFormats.Get(f) : ImageFormats.ForNewFile(path);
         ParentDescriptor parent;
         int physicalSectorSize;
-        SealReasons seal;
-        SoleChild sole;
-        bool sealable;
-        string parentFull;
-        ImageFormat parentFormat;
+        // The child's ids are chosen now: the parent's seal records the first clone's id before the clone exists (a
+        // failed create leaves a record naming no file, which only makes the next clone turn it to "unknown").
+        var childIdentity = new ImageIdentity(Guid.NewGuid(), Guid.NewGuid());
+        NewReaderSeal seal;
         using (var top = OpenLayer(parentPath, writable: false, fileOpener))
         {
             var node = FileNode.Of(parentPath, "parent image");
@@ -63,38 +62,16 @@ public static class DiskImage
                 ThrowHelper.InvalidArgument("an image cannot be its own parent", path);
             parent = ParentDescriptor.Of(top);
             physicalSectorSize = top.PhysicalSectorSize;
-            seal = Seals.Of(top);
-            sole = Seals.SoleChildOf(top);
-            sealable = top is ISealableLayer;
-            (parentFull, parentFormat) = (top.Path, top.Format);
+            seal = NewReaderSeal.For(top, sealParentAs, childIdentity.Id);
         }
         RefuseTooDeep(path, parentPath, fileOpener);
         driver.CheckParent(path, parent); // a refused combination (a VHDX child of a qcow2) leaves the parent unsealed
-        // The child's ids are chosen now: the parent's seal records the first clone's id before the clone exists (a
-        // failed create leaves a record naming no file, which only makes the next clone turn it to "unknown").
-        var childIdentity = new ImageIdentity(Guid.NewGuid(), Guid.NewGuid());
-        // A parent that already has the reasons and no sole child recorded is not written again, so further clones can
-        // be made while others run on it; otherwise the seal changes (see Seals.WithNewChild). A parent this process
-        // cannot write (a read-only mount, its mode, an immutable file) is left as it is: what stops this write stops
-        // every later one too, and the caller says so.
         // The seal is written once the child's file exists (created exclusively and locked): whatever refuses that
         // create (the name taken, a missing or read-only folder, a full disk) leaves the parent as it was.
-        string? why = null;
-        Action? sealIt = null;
-        if (sealable && Seals.WithNewChild(seal, sole, sealParentAs, childIdentity.Id) != (seal, sole))
-            sealIt = () =>
-            {
-                why = Seals.WhyNotWritable(parentPath);
-                if (why is null) SealParent(parentPath, parent.Identity, sealParentAs, childIdentity.Id, fileOpener);
-            };
+        ParentSeal? outcome = null;
         var options = new ImageCreateOptions(parent.VirtualSize, ImageType.Differencing, null, parent.LogicalSectorSize, physicalSectorSize, childIdentity);
-        var child = CreateWith(driver, path, options, parent, sealIt);
-        parentSeal = new ParentSeal(parentFull, parentFormat,
-            !sealable ? ParentSealOutcome.NoMark
-            : why is null ? ParentSealOutcome.Sealed
-            : seal == SealReasons.None ? ParentSealOutcome.LeftUnsealed
-            : sole.IsKnown ? ParentSealOutcome.SoleChildStale // the new child is not the one recorded
-            : ParentSealOutcome.Sealed, why);
+        var child = CreateWith(driver, path, options, parent, () => outcome = seal.Apply(fileOpener));
+        parentSeal = outcome!;
         return child;
     }
 
@@ -120,32 +97,6 @@ public static class DiskImage
         if (depth >= ChainRules.MaxDepth)
             throw new DiskImageException(ErrorKind.ChainInvalid,
                 $"the parent's chain is already {ChainRules.MaxDepth} images deep, the most dse opens; merge some layers first (dse merge)", path, "parent link");
-    }
-
-    // Writes the seal into the parent (its content version does not change). The new seal is computed from the mark
-    // read under the exclusive lock, so two clones made at once never both record themselves as the sole child.
-    // Rebase passes no child id (Guid.Empty): the image it links was not made from the parent, so none is recorded.
-    internal static void SealParent(string parentPath, ImageIdentity expected, SealReasons add, Guid childId, Func<string, bool, IImageFile>? fileOpener)
-    {
-        IDiskLayer layer;
-        try
-        {
-            layer = OpenLayer(parentPath, writable: true, fileOpener);
-        }
-        catch (DiskImageException e) when (e.Kind == ErrorKind.Locked)
-        {
-            throw new DiskImageException(ErrorKind.Locked,
-                $"cannot record the new linked clone in the parent's seal: {e.Detail}; close it and try again " +
-                "(a parent sealed with 'dse seal' while nothing has it open is not written by later clones)", e.Path ?? Path.GetFullPath(parentPath), inner: e);
-        }
-        using (layer)
-        {
-            if (layer.Identity != expected)
-                throw new DiskImageException(ErrorKind.ParentMismatch, "the parent changed while it was being opened", parentPath);
-            var sealable = (ISealableLayer)layer;
-            var (seal, sole) = Seals.WithNewChild(sealable.Seal, sealable.SoleChild, add, childId);
-            sealable.SetSeal(seal, sole);
-        }
     }
 
     /// <summary>

@@ -8,11 +8,8 @@ namespace DiskSnapshotEngine.Operations;
 /// <param name="Stats">Bytes copied into the image to keep its content.</param>
 /// <param name="NewParent">The parent the image now links to.</param>
 /// <param name="Mode">"safe" (differences copied), "identity" (the new parent is the same image, moved or copied), "content" (unsafe: the new parent was verified equal), or "unverified" (unsafe, old parent missing and the format records no parent identity: relinked as asked).</param>
-public sealed record RebaseResult(CopyStats Stats, string NewParent, string Mode)
-{
-    /// <summary>What became of the new parent's seal (as for a linked clone's parent); set by <see cref="Rebase.RunAsync"/>.</summary>
-    public ParentSeal NewParentSeal { get; init; } = null!;
-}
+/// <param name="NewParentSeal">What became of the new parent's seal (as for a linked clone's parent).</param>
+public sealed record RebaseResult(CopyStats Stats, string NewParent, string Mode, ParentSeal NewParentSeal);
 
 /// <summary>
 /// Rebase: gives an image a new parent. Safe mode keeps the image's content identical: wherever the image holds
@@ -33,47 +30,37 @@ public static class Rebase
         OpenOptions? options = null, IProgress<OperationProgress>? progress = null, CancellationToken cancel = default)
     {
         options ??= OpenOptions.ReadOnly;
-        ImageFormat parentFormat; // known before the relink, so that nothing after it can fail the verb
-        using (var layer = DiskImage.OpenLayer(newParent, writable: false, options.FileOpener)) parentFormat = layer.Format;
-        var result = await RelinkAsync(image, newParent, unsafeMode, options, progress, cancel).ConfigureAwait(false);
-        return result with { NewParentSeal = SealNewParent(result.NewParent, parentFormat, options) };
+        var (stats, parent, mode, seal) = await RelinkAsync(image, newParent, unsafeMode, options, progress, cancel).ConfigureAwait(false);
+        return new RebaseResult(stats, parent, mode, SealNewParent(seal, options));
     }
 
     // The new parent is now read through as a linked clone's parent is, so it is sealed as 'dse seal' seals it (no sole
     // clone recorded: the image was not made from it). A sealed one keeps its reasons (a snapshot layer stays one:
     // rebasing the current state onto it is the snapshot verbs' business), but a sole clone its seal records is no longer
     // the only image reading through it: the record turns unknown, as a second linked clone makes it (Seals.WithNewChild,
-    // with no clone id). The relink is committed: whatever keeps the seal from being written (no mark, a file this
-    // process cannot write, another process holding it, an I/O error) leaves it as it was and says why; the verb succeeds.
-    private static ParentSeal SealNewParent(string parent, ImageFormat format, OpenOptions options)
+    // with no clone id). Decided from the new parent as the relink opened it, written once the relink is done (the
+    // relink's shared lock on it released).
+    private static NewReaderSeal SealFor(IDiskLayer newParent) =>
+        NewReaderSeal.For(newParent, Seals.Of(newParent) == SealReasons.None ? SealReasons.Golden : SealReasons.None, Guid.Empty);
+
+    // The relink is committed: whatever keeps the seal from being written (no mark, a file this process cannot write,
+    // another process holding it, an I/O error) leaves it as it was and says why; the verb succeeds.
+    private static ParentSeal SealNewParent(NewReaderSeal seal, OpenOptions options)
     {
-        SealReasons seal = SealReasons.None;
-        SoleChild sole = SoleChild.Unknown;
         try
         {
-            ImageIdentity identity;
-            using (var layer = DiskImage.OpenLayer(parent, writable: false, options.FileOpener))
-            {
-                if (layer is not ISealableLayer) return new ParentSeal(parent, format, ParentSealOutcome.NoMark, null);
-                (seal, sole, identity) = (Seals.Of(layer), Seals.SoleChildOf(layer), layer.Identity);
-            }
-            var add = seal == SealReasons.None ? SealReasons.Golden : SealReasons.None;
-            if (Seals.WithNewChild(seal, sole, add, Guid.Empty) == (seal, sole)) return new ParentSeal(parent, format, ParentSealOutcome.Sealed, null);
-            if (Seals.WhyNotWritable(parent) is { } why) return Unwritten(why);
-            DiskImage.SealParent(parent, identity, add, Guid.Empty, options.FileOpener);
-            return new ParentSeal(parent, format, ParentSealOutcome.Sealed, null);
+            return seal.Apply(options.FileOpener);
         }
         catch (DiskImageException e)
         {
             // Unlike an unwritable file, nothing keeps this parent from changing: the user must seal it.
-            return new ParentSeal(parent, format, ParentSealOutcome.SealFailed, e.Kind == ErrorKind.Locked ? "another process has it open" : e.Detail);
+            return seal.Failed(e.Kind == ErrorKind.Locked ? "another process has it open" : e.Detail);
         }
-
-        ParentSeal Unwritten(string why) => new(parent, format,
-            seal == SealReasons.None ? ParentSealOutcome.LeftUnsealed : ParentSealOutcome.SoleChildStale, why);
     }
 
-    private static async Task<RebaseResult> RelinkAsync(string image, string newParent, bool unsafeMode,
+    private sealed record Relinked(CopyStats Stats, string NewParent, string Mode, NewReaderSeal Seal);
+
+    private static async Task<Relinked> RelinkAsync(string image, string newParent, bool unsafeMode,
         OpenOptions options, IProgress<OperationProgress>? progress, CancellationToken cancel)
     {
         image = Path.GetFullPath(image);
@@ -82,6 +69,7 @@ public static class Rebase
         if (ChainOpener.IndexOf(fresh, image) >= 0)
             throw new DiskImageException(ErrorKind.ChainInvalid, $"{newParent} is the image itself or one of its descendants", image, "parent link");
         var newTop = fresh.Top;
+        var seal = SealFor(newTop);
 
         DiskChain chain;
         try
@@ -115,7 +103,7 @@ public static class Rebase
                     mode = "content";
                 }
                 Relink(top, newTop);
-                return new RebaseResult(new CopyStats(0, 0), newParent, mode);
+                return new Relinked(new CopyStats(0, 0), newParent, mode, seal);
             }
 
             // Where the image holds nothing and either parent holds data, the two may differ: those are the only
@@ -156,7 +144,7 @@ public static class Rebase
             // Copied data must be durable before the link changes, or a crash could expose the new parent's bytes.
             top.Flush();
             Relink(top, newTop);
-            return new RebaseResult(new CopyStats(written, zero), newParent, "safe");
+            return new Relinked(new CopyStats(written, zero), newParent, "safe", seal);
         }
     }
 
@@ -181,7 +169,7 @@ public static class Rebase
         top.Flush();
     }
 
-    private static RebaseResult RelinkMoved(string image, IDiskLayer newTop, OpenOptions options, DiskImageException notFound, bool unsafeMode)
+    private static Relinked RelinkMoved(string image, IDiskLayer newTop, OpenOptions options, DiskImageException notFound, bool unsafeMode)
     {
         using var top = DiskImage.OpenLayer(image, writable: true, options.FileOpener);
         var link = top.ParentLink!;
@@ -194,7 +182,7 @@ public static class Rebase
                     "if it is the same image, moved, rebase with --unsafe", image, "parent link");
             ChainRules.CheckCompatible(top, newTop);
             Relink(top, newTop);
-            return new RebaseResult(new CopyStats(0, 0), newTop.Path, "unverified");
+            return new Relinked(new CopyStats(0, 0), newTop.Path, "unverified", SealFor(newTop));
         }
         bool sameId = link.ParentId is not Guid id || id == newTop.Identity.Id;
         bool sameVersion = newTop.Identity.Version == link.ParentVersion || link.AlternateParentVersion == newTop.Identity.Version;
@@ -204,6 +192,6 @@ public static class Rebase
                 $"({link.VersionName} {{{link.ParentVersion}}}, found {{{newTop.Identity.Version}}}), so the content cannot be kept", image, "parent link");
         ChainRules.CheckCompatible(top, newTop);
         Relink(top, newTop);
-        return new RebaseResult(new CopyStats(0, 0), newTop.Path, "identity");
+        return new Relinked(new CopyStats(0, 0), newTop.Path, "identity", SealFor(newTop));
     }
 }

@@ -91,4 +91,25 @@ public class RebaseSealTests
         Assert.Contains($"{b} was not sealed (another process has it open); run 'dse seal {b}'", note);
         Assert.DoesNotContain("exit 15", note);
     }
+
+    [Fact]
+    public async Task The_new_parent_is_opened_once_to_read_and_once_to_write_its_seal()
+    {
+        using var dir = new TempDirectory("rebase-seal-opens");
+        string a = dir.File("a.vhdx"), b = dir.File("b.vhdx"), child = dir.File("c.vhdx");
+        await CliRunner.OkAsync("create", a, "--size", "16M");
+        await CliRunner.OkAsync("create", b, "--size", "16M");
+        await CliRunner.OkAsync("create", child, "--parent", a);
+        var open = OpenOptions.ReadOnly.FileOpener;
+        var opens = new List<bool>();
+        Func<string, bool, IImageFile> opener = (path, writable) =>
+        {
+            if (path == b) opens.Add(writable);
+            return open(path, writable);
+        };
+
+        var result = await Rebase.RunAsync(child, b, options: OpenOptions.ReadOnly with { FileOpener = opener });
+        Assert.Equal(ParentSealOutcome.Sealed, result.NewParentSeal.Outcome);
+        Assert.Equal([false, true], opens);
+    }
 }

@@ -50,6 +50,14 @@ public interface IImageFormatDriver
     bool ProbeTail(ReadOnlySpan<byte> tail) => false;
 
     /// <summary>
+    /// How many bytes at the start of <paramref name="layer"/>'s file hold everything its parent link is read from, for
+    /// a reader without a lock that compares two reads of them (a header rewritten meanwhile differs); null when the
+    /// format's headers carry checksums a torn read fails, so that one read suffices. 64 KiB by default: VDI's header
+    /// and VHD's footer copy and dynamic header (whose Parent Unique ID links the child) sit in its first KiB or two.
+    /// </summary>
+    long? LinkHeaderBytes(IDiskLayer layer) => 64 << 10;
+
+    /// <summary>
     /// Opens an image. Must be cheap (headers and metadata; maps are read lazily) so that parents can be probed and
     /// linked clones made in constant time. Takes ownership of <paramref name="file"/> on success only.
     /// A failed open never writes to the file.

@@ -1,5 +1,6 @@
 using DiskSnapshotEngine.Block;
 using DiskSnapshotEngine.Errors;
+using DiskSnapshotEngine.Formats;
 using DiskSnapshotEngine.IO;
 
 namespace DiskSnapshotEngine.Operations;
@@ -51,12 +52,8 @@ internal static class Dependents
             {
                 // A file another process is writing (a VM beside this one) is read without a lock, as qemu-img -U
                 // reads, for its parent link only: an unrelated image does not stop the verb. One that links here is
-                // a child in use, and one whose header cannot be read now may be: not knowing is not "no". qcow2, VDI
-                // and VHD headers carry no checksum, so a read in the middle of a header rewrite may name no parent
-                // or another one: a "no" counts only when a second read says it too.
-                var peek = options with { ForceShare = true };
-                bool? links = PeekLinksTo(file, parent, peek);
-                if (links == false && PeekLinksTo(file, parent, peek) != false) links = null;
+                // a child in use, and one whose header cannot be read now may be: not knowing is not "no".
+                bool? links = PeekLinksTo(file, parent, options with { ForceShare = true });
                 if (links == false) continue;
                 string what = links == true ? $"{node.FullPath} reads through it and is in use" : $"cannot tell whether {node.FullPath} depends on {parent.Path}";
                 throw new DiskImageException(ErrorKind.Locked, $"{what}: {e.Detail}", parent.Path, inner: e);
@@ -68,15 +65,48 @@ internal static class Dependents
     }
 
     // Whether the image at path links to parent, read without taking a lock (options ask for force share); null when
-    // its header cannot be read.
+    // its header cannot be read, or may have been read in the middle of a rewrite. qcow2, VDI and VHD headers carry no
+    // checksum over the parent link (or dse accepts a copy), so a torn read may name no parent or another one: a "no"
+    // counts only when a second read finds the same header bytes (LinkHeaderBytes) as before the first. A VHDX, whose
+    // headers carry checksums and whose metadata changes through the log, is read once. The layer is opened once.
     private static bool? PeekLinksTo(string path, IDiskLayer parent, OpenOptions options)
     {
         try
         {
-            using var layer = DiskImage.OpenLayer(path, writable: false, options.FileOpener);
-            return LinksTo(layer, parent);
+            var file = options.FileOpener(path, false);
+            IDiskLayer layer;
+            byte[] head;
+            try
+            {
+                head = Head(file, 0, PeekHead);
+                layer = ImageFormats.Detect(file).Open(file, false);
+            }
+            catch
+            {
+                file.Dispose();
+                throw;
+            }
+            using (layer)
+            {
+                if (LinksTo(layer, parent)) return true;
+                if (ImageFormats.Get(layer.Format).LinkHeaderBytes(layer) is not long bytes) return false;
+                // Past the first read's bytes (a qcow2 with clusters over 64 KiB), compared from after the parse on.
+                var rest = bytes > PeekHead ? Head(file, PeekHead, bytes - PeekHead) : [];
+                using var again = options.FileOpener(path, false);
+                return Head(again, 0, head.Length).AsSpan().SequenceEqual(head) && Head(again, PeekHead, rest.Length).AsSpan().SequenceEqual(rest) ? false : null;
+            }
         }
         catch (DiskImageException) { return null; }
+    }
+
+    private const int PeekHead = 64 << 10;
+
+    // Up to count bytes of the file from offset (fewer at its end).
+    private static byte[] Head(IImageFile file, long offset, long count)
+    {
+        var buffer = new byte[Math.Clamp(file.Length - offset, 0, count)];
+        int n = file.Read(buffer, offset);
+        return n == buffer.Length ? buffer : buffer[..n];
     }
 
     /// <summary>

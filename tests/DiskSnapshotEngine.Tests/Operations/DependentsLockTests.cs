@@ -84,4 +84,58 @@ public class DependentsLockTests
         Assert.Contains($"cannot tell whether {child} depends on {parent}", e.Detail);
         Assert.Equal(3, opens); // the caller's opener served both unlocked reads
     }
+
+    [Fact]
+    public async Task A_locked_vhdx_sibling_that_links_elsewhere_is_read_once()
+    {
+        using var dir = new TempDirectory("dependents-peek-vhdx");
+        string parent = dir.File("p.vhdx"), sibling = dir.File("s.vhdx");
+        await CliRunner.OkAsync("create", parent, "--size", "16M");
+        await CliRunner.OkAsync("create", sibling, "--size", "16M");
+        // Its headers carry checksums: a torn read fails them, so one unlocked read is an answer.
+        int opens = 0;
+        Func<string, bool, IImageFile> opener = (path, writable) => path != sibling ? ImageFile.Open(path, writable)
+            : ++opens switch
+            {
+                1 => throw new DiskImageException(ErrorKind.Locked, "the file is locked by a VM", path),
+                2 => ImageFile.Open(path, FileLockMode.ForceShare),
+                _ => throw new DiskImageException(ErrorKind.Io, "read a second time", path),
+            };
+        using var layer = DiskImage.OpenLayer(parent, writable: false);
+
+        Assert.Empty(Dependents.ChildrenOf(layer, [dir.Path], OpenOptions.ReadOnly with { FileOpener = opener }));
+        Assert.Equal(2, opens);
+    }
+
+    [Fact]
+    public async Task A_locked_qcow2_sibling_is_read_again_for_its_header_only()
+    {
+        using var dir = new TempDirectory("dependents-peek-qcow2");
+        string parent = dir.File("p.vhdx"), other = dir.File("o.vhdx"), sibling = dir.File("s.qcow2"), head = dir.File("head/s.qcow2");
+        Directory.CreateDirectory(dir.File("head"));
+        await CliRunner.OkAsync("create", parent, "--size", "16M");
+        await CliRunner.OkAsync("create", other, "--size", "16M");
+        await CliRunner.OkAsync("create", sibling, "--parent", other);
+        // The second read is served by a copy of the sibling's first cluster only: the header bytes are the same, but
+        // a layer could not be opened from it (its tables lie past that end).
+        using (var source = File.OpenRead(sibling))
+        using (var copy = File.Create(head))
+        {
+            var first = new byte[64 << 10];
+            source.ReadExactly(first);
+            copy.Write(first);
+        }
+        int opens = 0;
+        Func<string, bool, IImageFile> opener = (path, writable) => path != sibling ? ImageFile.Open(path, writable)
+            : ++opens switch
+            {
+                1 => throw new DiskImageException(ErrorKind.Locked, "the file is locked by a VM", path),
+                2 => ImageFile.Open(path, FileLockMode.ForceShare),
+                _ => ImageFile.Open(head, FileLockMode.ForceShare),
+            };
+        using var layer = DiskImage.OpenLayer(parent, writable: false);
+
+        Assert.Empty(Dependents.ChildrenOf(layer, [dir.Path], OpenOptions.ReadOnly with { FileOpener = opener }));
+        Assert.Equal(3, opens);
+    }
 }

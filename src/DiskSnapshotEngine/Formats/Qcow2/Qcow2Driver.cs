@@ -17,6 +17,10 @@ internal sealed class Qcow2Driver : IImageFormatDriver
     public const int DefaultClusterSize = 64 << 10;
 
     public ImageFormat Format => ImageFormat.Qcow2;
+
+    /// <inheritdoc/>
+    /// <remarks>Cluster 0: the header and the backing file name, which dse reads only from there (as qemu requires).</remarks>
+    public long? LinkHeaderBytes(IDiskLayer layer) => Math.Max(64 << 10, layer.BlockSize);
     public string Name => "qcow2";
     public IReadOnlyList<string> Extensions { get; } = new[] { ".qcow2" };
 

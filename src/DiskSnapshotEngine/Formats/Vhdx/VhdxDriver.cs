@@ -15,6 +15,10 @@ internal sealed class VhdxDriver : IImageFormatDriver
     private const long LogSize = MiB, MetadataSize = MiB;
 
     public ImageFormat Format => ImageFormat.Vhdx;
+
+    /// <inheritdoc/>
+    /// <remarks>None: the headers carry CRC-32C and the metadata holding the parent locator changes only through the log (spec 2.2.2, 2.3).</remarks>
+    public long? LinkHeaderBytes(IDiskLayer layer) => null;
     public string Name => "vhdx";
     public IReadOnlyList<string> Extensions { get; } = new[] { ".vhdx", ".avhdx" };
     public bool Probe(ReadOnlySpan<byte> head) => VhdxFileIdentifier.HasSignature(head);

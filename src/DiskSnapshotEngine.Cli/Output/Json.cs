@@ -12,13 +12,13 @@ namespace DiskSnapshotEngine.Cli.Output;
 internal static class Json
 {
     // JsonContext's own options (Web defaults, the enum converters of its JsonSourceGenerationOptions) copied: one style.
+    // The copy keeps their resolver, JsonContext.Default: only the types it generated at build time, so the JIT build
+    // fails on a type the AOT build could not write.
     public static JsonSerializerOptions Options { get; } = new(JsonContext.Default.Options)
     {
         WriteIndented = true,
         // Paths and messages stay readable ('<', '>', quotes unescaped); the output is never embedded in HTML.
         Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
-        // Only the types JsonContext generated at build time: the JIT build fails on a type the AOT build could not write.
-        TypeInfoResolver = JsonContext.Default,
     };
 
     /// <summary>The same style on one line (streamed arrays, stderr messages, serve's announcement).</summary>

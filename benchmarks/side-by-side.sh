@@ -64,6 +64,7 @@ truncate -s "${VIRT_MIB}M" merge.raw
 mpieces=$(( MERGE_MIB / CHUNK_MIB )); (( mpieces > 0 )) || mpieces=1
 mstride=$(( VIRT_MIB / mpieces / CHUNK_MIB * CHUNK_MIB )); (( mstride >= CHUNK_MIB )) || mstride=$CHUNK_MIB
 "${DSE[@]}" clone src.vdi base.vdi >/dev/null
+chmod 600 base.vdi # private: its sole linked clone merges back without 'dse unseal' (README, Reliability)
 "${DSE[@]}" clone --linked base.vdi top.vdi >/dev/null
 for ((i = 0; i < mpieces; i++)); do
   off=$(( (i * mstride + mstride / 2) / CHUNK_MIB * CHUNK_MIB ))

@@ -34,7 +34,13 @@ internal sealed class NewReaderSeal
     /// not made from it, never recorded as its sole clone) reads through it and the seal gains <paramref name="add"/>
     /// (see <see cref="Seals.WithNewChild"/>).
     /// </summary>
-    public static NewReaderSeal For(IDiskLayer parent, SealReasons add, Guid childId) => new(parent, add, childId);
+    /// <remarks>
+    /// The clone is recorded only when nobody may read the parent without being allowed to write it
+    /// (<see cref="FileNode.ReadableByNonWriters"/>): such a reader's clones cannot record themselves, so the record
+    /// would call this clone the only one when it is not.
+    /// </remarks>
+    public static NewReaderSeal For(IDiskLayer parent, SealReasons add, Guid childId) =>
+        new(parent, add, childId != Guid.Empty && FileNode.ReadableByNonWriters(parent.Path) is null ? childId : Guid.Empty);
 
     /// <summary>
     /// Writes the seal when it must change (a parent that already has the reasons and no sole clone recorded is not

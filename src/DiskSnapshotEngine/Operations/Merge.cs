@@ -106,7 +106,7 @@ public static partial class Merge
             throw new DiskImageException(ErrorKind.ChainInvalid,
                 $"the chain changed since the merge was planned: layer {a} is {target.Path}, the journal names {journal.Target}",
                 journal.Image, "journal");
-        if (journal.LiftSeal) Seals.Check(target, options.Open.Sealed, "merge into it", MergePlanner.SoleChildWaiver(chain.Layers, a));
+        if (journal.LiftSeal) Seals.Check(target, options.Open.Sealed, "merge into it", MergePlanner.SoleChildWaiver(chain.Layers, a, options.Open.Sealed, "merge into it"));
         // Only the merged chain depends on the target, and every byte written is one that chain already shows
         // above it, so the target keeps its version: the image and its children stay linked throughout.
         target.PreserveVersionOnWrite = true;

@@ -1,5 +1,6 @@
 using DiskSnapshotEngine.Block;
 using DiskSnapshotEngine.Errors;
+using DiskSnapshotEngine.IO;
 
 namespace DiskSnapshotEngine.Operations;
 
@@ -45,9 +46,13 @@ internal static class MergePlanner
         // Beyond the dependents these folders show: a sealed layer may have children anywhere (its seal says so), so
         // the target must not change and no layer between may disappear, whatever the folders hold. One exception: a
         // layer whose seal records the merged layer above it as the only clone dse made of it has no other dependent
-        // by dse's doing, so its golden seal does not stop the merge (and is lifted from the target once it is done).
+        // by dse's doing, so its golden seal does not stop the merge (and is lifted from the target once it is done),
+        // as long as nobody else may read it (see SoleChildWaiver).
         for (int i = 0; i <= a; i++)
-            Seals.Check(layers[i], options.Open.Sealed, i == a ? "merge into it" : "merge it away", SoleChildWaiver(layers, i));
+        {
+            string action = i == a ? "merge into it" : "merge it away";
+            Seals.Check(layers[i], options.Open.Sealed, action, SoleChildWaiver(layers, i, options.Open.Sealed, action));
+        }
         var children = Dependents.ChildrenOf(layers[0], folders, options.Open, chainPaths);
         if (options.Publish == MergePublish.ReplaceImage && children.Count > 0)
             throw new DiskImageException(ErrorKind.ReadOnly, $"cannot merge: images depend on it: {string.Join("; ", children)}", image);
@@ -67,7 +72,7 @@ internal static class MergePlanner
             Children = children.ToArray(),
             Phase = "copy",
             ReplaceImage = options.Publish == MergePublish.ReplaceImage,
-            LiftSeal = (Seals.Of(layers[a]) & SoleChildWaiver(layers, a)) != SealReasons.None,
+            LiftSeal = (Seals.Of(layers[a]) & SoleChildWaiver(layers, a, options.Open.Sealed, "merge into it")) != SealReasons.None,
         };
         return journal;
     }
@@ -77,7 +82,20 @@ internal static class MergePlanner
     public static void Check(string image, string? ancestor, MergeOptions options) =>
         MergeSizes.CheckGrowth(Plan(Path.GetFullPath(image), ancestor, options), options);
 
-    /// <summary>Golden when layer <paramref name="i"/>'s seal records the layer above it (which the merge consumes) as its sole clone.</summary>
-    public static SealReasons SoleChildWaiver(IReadOnlyList<IDiskLayer> layers, int i) =>
-        i > 0 && Seals.IsSoleChild(layers[i], layers[i - 1]) ? SealReasons.Golden : SealReasons.None;
+    /// <summary>
+    /// Golden when layer <paramref name="i"/>'s seal records the layer above it (which the merge consumes) as its sole
+    /// clone and nobody may read the layer without being allowed to write it (<see cref="FileNode.ReadableByNonWriters"/>):
+    /// such a reader may have made linked clones of it that the seal could not record (a user's clone of root's golden).
+    /// </summary>
+    /// <exception cref="DiskImageException">ReadOnly when the record is not trusted for that reason and <paramref name="policy"/> does not accept the seal.</exception>
+    public static SealReasons SoleChildWaiver(IReadOnlyList<IDiskLayer> layers, int i, SealPolicy policy, string action)
+    {
+        if (i == 0 || !Seals.IsSoleChild(layers[i], layers[i - 1])) return SealReasons.None;
+        if (FileNode.ReadableByNonWriters(layers[i].Path) is not { } who) return SealReasons.Golden;
+        if (!Seals.Allows(policy, Seals.Of(layers[i])))
+            throw new DiskImageException(ErrorKind.ReadOnly,
+                $"cannot {action}: it is sealed and readable by other users ({who}), who may have linked clones dse cannot see; " +
+                $"'dse unseal {layers[i].Path}' when none exist, or merge --force", layers[i].Path);
+        return SealReasons.None;
+    }
 }

@@ -16,7 +16,13 @@ namespace DiskSnapshotEngine.Tests.Block;
 /// </summary>
 public class SoleChildRecordTests
 {
-    private static string MakeBase(TempDirectory dir, string name) => SealMarkTests.MakeBase(dir, name);
+    // Private (0600): nobody else may read it, so its first clone is recorded (FileNode.ReadableByNonWriters).
+    private static string MakeBase(TempDirectory dir, string name)
+    {
+        string path = SealMarkTests.MakeBase(dir, name);
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        return path;
+    }
 
     private static (SealReasons Seal, SoleChild Sole, Guid CloneId) Read(string path)
     {

@@ -34,6 +34,8 @@ public class SoleCloneMergeTests
         string golden = dir.File($"templates/golden.{ext}");
         await Ok("create", golden, "--size", "8M");
         await Ok("write", golden, "--offset", "0", "--input", await Input(dir, 300_000, 1));
+        // Private (0600): nobody else may read it, so its first clone is trusted as its only one.
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(golden, UnixFileMode.UserRead | UnixFileMode.UserWrite);
         return (dir, golden);
     }
 
@@ -127,6 +129,7 @@ public class SoleCloneMergeTests
         string mid = dir.File("vms/a/mid.vhdx"), top = dir.File("vms/b/top.vhdx");
         await Ok("create", mid, "--parent", golden);
         await Ok("write", mid, "--offset", "0", "--input", await Input(dir, 4096, 4));
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(mid, UnixFileMode.UserRead | UnixFileMode.UserWrite); // private too
         await Ok("create", top, "--parent", mid);
         await Ok("write", top, "--offset", "2M", "--input", await Input(dir, 4096, 5));
         var expected = (await Ok("export", top, "-")).StdOutBytes;

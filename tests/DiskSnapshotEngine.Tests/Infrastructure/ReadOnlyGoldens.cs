@@ -18,6 +18,8 @@ internal static class ReadOnlyGoldens
             await VerbScenarios.Ok("write", fs.File($"golden.{ext}"), "--offset", "1M", "--input", input);
         }
         await VerbScenarios.Ok("create", fs.File($"sealed.{sealedExt}"), "--size", "16M");
+        // Private (0600), so that its first clone is recorded as its only one.
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(fs.File($"sealed.{sealedExt}"), UnixFileMode.UserRead | UnixFileMode.UserWrite);
         await VerbScenarios.Ok("clone", "--linked", fs.File($"sealed.{sealedExt}"), fs.File($"first.{sealedExt}"));
         fs.Remount("ro");
         return Directory.GetFiles(fs.Path).ToDictionary(f => f, ContentHash.OfFile);

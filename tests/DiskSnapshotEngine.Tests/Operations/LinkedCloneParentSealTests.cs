@@ -37,6 +37,7 @@ public class LinkedCloneParentSealTests
         using var dir = new TempDirectory("clone-seal-ro");
         string plain = fs.File("plain.vdi"), sole = fs.File("sole.vdi"), golden = fs.File("golden.vdi");
         foreach (var path in new[] { plain, sole, golden }) OpsKit.CreateBase(path, Size);
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(sole, UnixFileMode.UserRead | UnixFileMode.UserWrite); // private: the clone is recorded
         LinkedClone.Create(sole, dir.File("first.vdi")); // records its first clone as the only one
         DiskImage.Seal(golden); // sealed by the user: no clone recorded
         fs.Remount("ro");

@@ -158,6 +158,7 @@ public class ResetTests
         using var dir = new TempDirectory("reset-sole");
         string basePath = dir.File("base" + ext), clone = dir.File("clone" + ext);
         OpsKit.CreateBase(basePath, Size);
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(basePath, UnixFileMode.UserRead | UnixFileMode.UserWrite); // private: its sole clone is trusted
         Assert.Equal(0, (await CliRunner.RunAsync("create", clone, "--parent", basePath)).ExitCode);
         Assert.Equal(0, (await CliRunner.RunAsync("reset", clone)).ExitCode);
         using (var parent = DiskImage.OpenLayer(basePath, false))

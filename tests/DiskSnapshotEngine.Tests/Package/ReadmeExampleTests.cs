@@ -41,6 +41,7 @@ public sealed class ReadmeExampleTests
         DiskSnapshots.Revert(disk, "clean");            // the write is gone
         LinkedClone.Create(disk, trial);                // try a change in a linked clone...
         using (var t = DiskImage.Open(trial, OpenOptions.ReadWrite)) t.Write(0, "tested"u8);
+        DiskImage.Unseal(disk);                         // no clone but trial reads through vm.vhdx
         await Merge.CommitAsync(trial);                 // ...and keep it: into vm.vhdx; trial.vhdx is removed
         using var merged = DiskImage.Open(disk);
         var text = new byte[7];

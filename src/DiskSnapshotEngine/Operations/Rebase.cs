@@ -30,9 +30,31 @@ public static class Rebase
         OpenOptions? options = null, IProgress<OperationProgress>? progress = null, CancellationToken cancel = default)
     {
         options ??= OpenOptions.ReadOnly;
-        var (stats, parent, mode, seal) = await RelinkAsync(image, newParent, unsafeMode, options, progress, cancel).ConfigureAwait(false);
-        return new RebaseResult(stats, parent, mode, SealNewParent(seal, options));
+        var (stats, parent, mode, seal, oldRecord) = await RelinkAsync(image, newParent, unsafeMode, options, progress, cancel).ConfigureAwait(false);
+        var result = new RebaseResult(stats, parent, mode, SealNewParent(seal, options));
+        if (oldRecord is { } stale) ForgetSoleClone(stale, options);
+        return result;
     }
+
+    // The old parent's seal named the image as its only clone; the image no longer reads through it, so the record turns
+    // unknown ("sealed, no sole clone"), as 'dse seal' leaves it. Done after the relink: a crash or a failure between
+    // leaves a record naming an image that is no longer its child, which no merge can use (a merge into the old parent
+    // must come from one of its children, and rebasing the image back turns the record unknown). Best effort: another
+    // process holding the old parent (a VM on another clone) leaves it so.
+    private static void ForgetSoleClone(SoleRecord stale, OpenOptions options)
+    {
+        try
+        {
+            using var layer = DiskImage.OpenLayer(stale.Parent, writable: true, options.FileOpener);
+            if (layer.Identity != stale.Identity || layer is not ISealableLayer sealable || !sealable.SoleChild.Is(stale.CloneId)) return;
+            sealable.SetSeal(sealable.Seal);
+            layer.Flush();
+        }
+        catch (DiskImageException) { }
+    }
+
+    // A parent whose seal records the image (clone id CloneId) as its only clone.
+    private sealed record SoleRecord(string Parent, ImageIdentity Identity, Guid CloneId);
 
     // The new parent is now read through as a linked clone's parent is, so it is sealed as 'dse seal' seals it (no sole
     // clone recorded: the image was not made from it). A sealed one keeps its reasons (a snapshot layer stays one:
@@ -58,7 +80,7 @@ public static class Rebase
         }
     }
 
-    private sealed record Relinked(CopyStats Stats, string NewParent, string Mode, NewReaderSeal Seal);
+    private sealed record Relinked(CopyStats Stats, string NewParent, string Mode, NewReaderSeal Seal, SoleRecord? OldRecord = null);
 
     private static async Task<Relinked> RelinkAsync(string image, string newParent, bool unsafeMode,
         OpenOptions options, IProgress<OperationProgress>? progress, CancellationToken cancel)
@@ -91,6 +113,7 @@ public static class Rebase
                 ChainRules.CheckSameSize(top.Path, top.VirtualSize, newTop.Path, newTop.VirtualSize);
             var old = new DiskChain(chain.Layers.Skip(1).ToArray());
             var oldTop = old.Top;
+            var oldRecord = Seals.IsSoleChild(oldTop, top) ? new SoleRecord(oldTop.Path, oldTop.Identity, Seals.CloneIdOf(top)) : null;
             if (unsafeMode)
             {
                 string mode = "identity";
@@ -103,7 +126,7 @@ public static class Rebase
                     mode = "content";
                 }
                 Relink(top, newTop);
-                return new Relinked(new CopyStats(0, 0), newParent, mode, seal);
+                return new Relinked(new CopyStats(0, 0), newParent, mode, seal, oldRecord);
             }
 
             // Where the image holds nothing and either parent holds data, the two may differ: those are the only
@@ -144,7 +167,7 @@ public static class Rebase
             // Copied data must be durable before the link changes, or a crash could expose the new parent's bytes.
             top.Flush();
             Relink(top, newTop);
-            return new Relinked(new CopyStats(written, zero), newParent, "safe", seal);
+            return new Relinked(new CopyStats(written, zero), newParent, "safe", seal, oldRecord);
         }
     }
 

@@ -1,3 +1,5 @@
+using System.Runtime.Versioning;
+using System.Text.Json;
 using DiskSnapshotEngine.Cli;
 using DiskSnapshotEngine.Block;
 using DiskSnapshotEngine.Errors;
@@ -9,6 +11,7 @@ using DiskSnapshotEngine.Tests.Infrastructure;
 namespace DiskSnapshotEngine.Tests.Operations;
 
 /// <summary>A rebased image reads through its new parent as a linked clone does, so the new parent is sealed like one.</summary>
+[UnsupportedOSPlatform("windows")]
 public class RebaseSealTests
 {
     [Fact]
@@ -111,5 +114,22 @@ public class RebaseSealTests
         var result = await Rebase.RunAsync(child, b, options: OpenOptions.ReadOnly with { FileOpener = opener });
         Assert.Equal(ParentSealOutcome.Sealed, result.NewParentSeal.Outcome);
         Assert.Equal([false, true], opens);
+    }
+
+    [LinuxFact]
+    public async Task Rebasing_the_sole_clone_away_turns_its_old_parents_record_unknown()
+    {
+        using var dir = new TempDirectory("rebase-old-sole");
+        string golden = dir.File("golden.vhdx"), other = dir.File("other.vhdx"), clone = dir.File("c.vhdx");
+        await CliRunner.OkAsync("create", golden, "--size", "16M");
+        File.SetUnixFileMode(golden, UnixFileMode.UserRead | UnixFileMode.UserWrite); // private: the clone is recorded
+        await CliRunner.OkAsync("create", other, "--size", "16M");
+        await CliRunner.OkAsync("clone", "--linked", golden, clone);
+        Assert.Equal(JsonValueKind.String, (await CliRunner.InfoAsync(golden)).GetProperty("soleChild").ValueKind);
+
+        await CliRunner.OkAsync("rebase", clone, "--parent", other);
+        var info = await CliRunner.InfoAsync(golden);
+        Assert.True(info.GetProperty("sealed").GetBoolean());
+        Assert.Equal(JsonValueKind.Null, info.GetProperty("soleChild").ValueKind);
     }
 }

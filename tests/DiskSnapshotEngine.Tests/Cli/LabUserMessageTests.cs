@@ -14,7 +14,7 @@ public class LabUserMessageTests
     private const string ForceShareHint = "; -U reads it anyway, as qemu-img -U does, without consistency guarantees";
 
     /// <summary>
-    /// compact, resize (a rewrite), snapshot create, and a clone or export into root's folder: the one-line error names
+    /// compact, resize (a rewrite), snapshot create, and a clone, export or new image in root's folder: the one-line error names
     /// the image (or output) and its folder, exit 15, and leaves no temporary file; whether the user may write the image
     /// itself or not.
     /// </summary>
@@ -38,6 +38,8 @@ public class LabUserMessageTests
             (["snapshot", "create", mine, "--name", "s"], mine, null),
             (["clone", golden, dir.File("copy.vhdx")], dir.File("copy.vhdx"), null),
             (["export", golden, dir.File("copy.raw")], dir.File("copy.raw"), null),
+            (["create", dir.File("new.vhdx"), "--size", "1M"], dir.File("new.vhdx"), null),
+            (["clone", "--linked", golden, dir.File("linked.vhdx")], dir.File("linked.vhdx"), null),
         })
         {
             var (code, _, stderr) = CliRunner.RunAsNobody(args);

@@ -84,6 +84,15 @@ public class LabUserMessageTests
             Assert.Contains($"dse unseal {golden}", asRoot.StdErr);
             Assert.DoesNotContain("full clone", asRoot.StdErr);
         }
+
+        // serve opens it for writing unless --read-only, which is what both users can do.
+        string[] serve = ["serve", golden, "--socket", dir.File("s.sock")];
+        var (serveCode, _, serveError) = CliRunner.RunAsNobody(serve);
+        Assert.True(serveCode == ExitReadOnly, serveError);
+        var rootServe = await CliRunner.RunAsync(serve);
+        Assert.True(rootServe.ExitCode == ExitReadOnly, rootServe.ToString());
+        foreach (var stderr in new[] { serveError, rootServe.StdErr })
+            Assert.EndsWith("; 'dse serve --read-only' serves it without writing to it", stderr.TrimEnd());
         Assert.Equal(hash, ContentHash.OfFile(golden));
     }
 

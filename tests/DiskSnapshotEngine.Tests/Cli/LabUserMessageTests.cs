@@ -75,7 +75,7 @@ public class LabUserMessageTests
             Assert.True(code == ExitReadOnly, $"dse {string.Join(' ', args)}: exit {code}: {stderr}");
             Assert.Contains($"{golden}: cannot ", stderr);
             Assert.Contains("the image is sealed", stderr);
-            Assert.Contains($"it is owned by root (mode 0644) and this user may not write it, so it cannot be unsealed either: work on a full clone (dse clone {golden} COPY)", stderr);
+            Assert.Contains($"its owner root and mode 0644 do not let this user write it, so it cannot be unsealed either: work on a full clone (dse clone {golden} COPY)", stderr);
             Assert.DoesNotContain("dse unseal", stderr);
 
             // Root may write it: the advice is to unseal it.

@@ -57,6 +57,8 @@ internal sealed class ChainOptions
     public OpenOptions ToOpenOptions(CliContext context, bool writable)
     {
         var options = ToOpenOptions(context.Parse, writable);
+        // A verb that only reads could have read a locked image with -U: its Locked error says so (ForceShareHint).
+        context.OffersForceShare = ForceShare is not null && !writable && !options.ForceShare;
         if (options.ForceShare)
             context.Warn("--force-share: the images are read without locks; if another process is writing them, the content read may be inconsistent");
         return options;
@@ -94,6 +96,22 @@ internal sealed class ChainOptions
             ForceShare = !writable && ForceShare is not null && parse.GetValue(ForceShare),
         };
     }
+}
+
+/// <summary>
+/// The one place that suggests -U: a Locked error (another process, dse or QEMU, has the image open) of a verb that only
+/// reads and takes -U, run without it, ends with how to read anyway. Verbs that write never suggest it.
+/// </summary>
+internal static class ForceShareHint
+{
+    /// <summary>The words added to the error, after "; ".</summary>
+    public const string Text = "-U reads it anyway, as qemu-img -U does, without consistency guarantees";
+
+    /// <summary><paramref name="e"/> with the hint when <paramref name="offered"/> and it is a Locked error; else <paramref name="e"/> itself.</summary>
+    public static Exception Add(Exception e, bool offered) =>
+        offered && e is DiskImageException { Kind: ErrorKind.Locked } d && !d.Detail.EndsWith(Text, StringComparison.Ordinal)
+            ? new DiskImageException(d.Kind, $"{d.Detail}; {Text}", d.Path, d.Structure, d.FileOffset, d)
+            : e;
 }
 
 /// <summary>Small options several verbs share (a fresh instance per verb).</summary>

@@ -57,7 +57,7 @@ internal static class CliApp
         }
         catch (Exception e)
         {
-            return Report(e, host, context.Verbose, signal?.ExitCode, context.Json);
+            return Report(ForceShareHint.Add(e, context.OffersForceShare), host, context.Verbose, signal?.ExitCode, context.Json);
         }
         finally
         {
@@ -137,7 +137,7 @@ internal static class CliApp
         }
         catch (Exception e)
         {
-            return Report(e, host, verbose: false, signal?.ExitCode);
+            return Report(ForceShareHint.Add(e, offered: true), host, verbose: false, signal?.ExitCode);
         }
         finally
         {

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using DiskSnapshotEngine.Errors;
 
 namespace DiskSnapshotEngine.Cli;
 
@@ -42,6 +43,9 @@ internal sealed class CliContext
     /// <summary>True when <c>--verbose</c> was given: format-specific fields, stack traces.</summary>
     public bool Verbose { get; }
 
+    /// <summary>True once the verb opened images only to read them, without -U, and takes -U (see <see cref="ForceShareHint"/>).</summary>
+    public bool OffersForceShare { get; set; }
+
     /// <summary>The value of an option or argument of the verb.</summary>
     public T? Get<T>(Option<T> option) => Parse.GetValue(option);
 
@@ -83,9 +87,13 @@ internal sealed record MessageView(string Message);
 /// <summary>Attaches verb bodies to commands, giving them a <see cref="CliContext"/>.</summary>
 internal static class VerbAction
 {
-    public static void Set(Command command, Func<CliContext, int> body) =>
-        command.SetAction((parse, token) => Task.FromResult(body(new CliContext(parse, CliApp.Host, token))));
+    public static void Set(Command command, Func<CliContext, int> body) => Set(command, context => Task.FromResult(body(context)));
 
     public static void Set(Command command, Func<CliContext, Task<int>> body) =>
-        command.SetAction((parse, token) => body(new CliContext(parse, CliApp.Host, token)));
+        command.SetAction(async (parse, token) =>
+        {
+            var context = new CliContext(parse, CliApp.Host, token);
+            try { return await body(context).ConfigureAwait(false); }
+            catch (DiskImageException e) when (context.OffersForceShare) { throw ForceShareHint.Add(e, offered: true); }
+        });
 }

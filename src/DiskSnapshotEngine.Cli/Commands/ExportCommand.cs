@@ -32,7 +32,11 @@ internal static class ExportCommand
     /// <summary><c>dse export IMAGE OUTPUT</c> with no option but --force, --sync, --no-sync and the common flags, without the parser.</summary>
     public static DirectRun? Direct(string[] args) =>
         DirectArgs.Read(args, 2, ["--force", "--sync", "--no-sync"], []) is { } a
-            ? new DirectRun(a, context => Run(context, a.Arguments[0], a.Arguments[1], a.Flag("--force"), a.Flag("--no-sync"), DirectRun.NoChainOptions))
+            ? new DirectRun(a, context =>
+            {
+                context.OffersForceShare = true; // it reads only, without -U: a Locked error says how to read anyway
+                return Run(context, a.Arguments[0], a.Arguments[1], a.Flag("--force"), a.Flag("--no-sync"), DirectRun.NoChainOptions);
+            })
             : null;
 
     private static async Task<int> Run(CliContext context, string image, string target, bool force, bool noSync, Func<bool, OpenOptions> open)

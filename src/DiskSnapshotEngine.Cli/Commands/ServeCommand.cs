@@ -1,5 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
+using DiskSnapshotEngine.Block;
+using DiskSnapshotEngine.Errors;
 using DiskSnapshotEngine.Nbd;
 
 namespace DiskSnapshotEngine.Cli.Commands;
@@ -34,7 +36,7 @@ internal static class ServeCommand
                 throw new UsageException("--socket cannot be combined with --port or --bind");
             bool writable = !context.Get(readOnly);
             var open = chainOptions.ToOpenOptions(context.Parse, writable) with { RefuseWriteWithChildren = writable };
-            using var chain = DiskImage.Open(context.Get(image)!, open);
+            using var chain = OpenServed(context.Get(image)!, open);
             var options = new NbdServerOptions
             {
                 SocketPath = socketPath is null ? null : Path.GetFullPath(socketPath),
@@ -54,6 +56,16 @@ internal static class ServeCommand
             return ExitCodes.Ok;
         });
         return command;
+    }
+
+    // An image this user may not write, a sealed golden or one with children can still be served to readers.
+    private static DiskChain OpenServed(string image, OpenOptions open)
+    {
+        try { return DiskImage.Open(image, open); }
+        catch (DiskImageException e) when (open.Writable && e.Kind == ErrorKind.ReadOnly)
+        {
+            throw new DiskImageException(e.Kind, $"{e.Detail}; 'dse serve --read-only' serves it without writing to it", e.Path, e.Structure, e.FileOffset, e);
+        }
     }
 
     private static void Announce(CliContext context, string image, NbdServer server, NbdServerOptions options, bool json)

@@ -228,7 +228,7 @@ internal static class VmCommand
             {
                 context.WriteJson(new LibvirtView(context.Get(name), Path.GetFullPath(context.Get(disk)!), overlayPath, r.Defined, r.DomainXml,
                     r.Command.ToString(), r.Service?.SocketPath, r.Service?.UnitName, r.UnitPath, r.UnitPath is null ? r.Service?.UnitText : null,
-                    r.Service?.EnableCommand()));
+                    r.UnitPath is { } written ? r.Service?.EnableCommandFor(written) : r.Service?.EnableCommand()));
                 return ExitCodes.Ok;
             }
             if (r.Defined)
@@ -239,7 +239,7 @@ internal static class VmCommand
                     if (r.UnitPath is { } unit) context.Out.WriteLine($"wrote {unit}");
                     else context.Out.Write(service.UnitText);
                     context.Note($"the disk is an NBD source on {service.SocketPath}: " + (r.UnitPath is null ? $"save the unit above as /etc/systemd/system/{service.UnitName}, then run " : "run ") +
-                        $"{service.EnableCommand()} before starting the domain");
+                        $"{(r.UnitPath is { } written ? service.EnableCommandFor(written) : service.EnableCommand())} before starting the domain");
                 }
                 return ExitCodes.Ok;
             }
@@ -248,7 +248,7 @@ internal static class VmCommand
             {
                 context.Out.Write(planned.UnitText);
                 string unitFile = Path.Combine(context.Get(unitDir) is { } d ? Path.GetFullPath(d) : "/etc/systemd/system", planned.UnitName);
-                context.Note($"save the unit as {ExternalCommand.ShellQuote(unitFile)} and run: {planned.EnableCommand()}");
+                context.Note($"save the unit as {ExternalCommand.ShellQuote(unitFile)} and run: {planned.EnableCommandFor(unitFile)}");
             }
             context.Note(string.Create(CultureInfo.InvariantCulture, $"save this XML as {context.Get(name)}.xml and run: {r.Command}"));
             return ExitCodes.Ok;

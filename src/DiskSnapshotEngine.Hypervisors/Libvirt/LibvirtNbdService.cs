@@ -73,6 +73,21 @@ public sealed record LibvirtNbdService(string UnitName, string SocketPath, Exter
     /// <summary>The shell commands that load and start the unit (its name quoted: escaped names hold backslashes).</summary>
     public string EnableCommand() => EnableCommand(UnitName);
 
+    /// <summary>
+    /// As <see cref="EnableCommand()"/> for the unit saved as <paramref name="unitFile"/>: one in a folder systemd does
+    /// not read (a --unit-dir elsewhere) is enabled by its path, which links it into systemd's search path.
+    /// </summary>
+    public string EnableCommandFor(string unitFile) =>
+        s_systemUnitFolders.Contains(Path.GetDirectoryName(Path.GetFullPath(unitFile)))
+            ? EnableCommand()
+            : $"systemctl enable --now {ExternalCommand.ShellQuote(Path.GetFullPath(unitFile))}";
+
+    // The system unit folders systemd reads by itself (systemd.unit(5), system unit search path).
+    private static readonly HashSet<string?> s_systemUnitFolders = new(StringComparer.Ordinal)
+    {
+        "/etc/systemd/system", "/run/systemd/system", "/usr/local/lib/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system",
+    };
+
     private static string EnableCommand(string unitName) =>
         $"systemctl daemon-reload && systemctl enable --now {ExternalCommand.ShellQuote(unitName)}";
 }

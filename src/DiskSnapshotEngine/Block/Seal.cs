@@ -144,10 +144,7 @@ public static class Seals
     {
         var seal = Of(layer) & ~waived;
         if (Allows(policy, seal)) return;
-        string how = (seal & SealReasons.Golden) != 0
-            ? $"unseal it first if no linked clone reads through it: dse unseal {layer.Path}"
-            : "use 'dse snapshot delete' or 'dse snapshot revert' (or 'dse unseal' it first)";
         throw new DiskImageException(ErrorKind.ReadOnly,
-            $"cannot {action}: the image is sealed as a {Describe(seal)}; {how}", layer.Path);
+            $"cannot {action}: the image is sealed as a {Describe(seal)}; {SealAdvice.For(layer.Path, seal)}", layer.Path);
     }
 }

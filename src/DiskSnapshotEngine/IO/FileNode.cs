@@ -74,7 +74,7 @@ internal readonly record struct FileNode(ulong Device, ulong Inode, string FullP
         return System.Runtime.InteropServices.Marshal.GetLastPInvokeError() switch
         {
             Libc.EROFS => "the file system is read-only",
-            Libc.EACCES => "this user may not write the file (its mode; root may)",
+            Libc.EACCES => DeniedByMode(path),
             Libc.EPERM => "the file may not be written (immutable attribute or a security policy)",
             _ => null,
         };
@@ -98,6 +98,25 @@ internal readonly record struct FileNode(ulong Device, ulong Inode, string FullP
         string file = File.ResolveLinkTarget(path, returnFinalTarget: true)?.FullName ?? path;
         byte none = 0;
         return Libc.GetXattr(file, "system.posix_acl_access", ref none, 0) >= 0 ? $"{bits} and a POSIX ACL" : null;
+    }
+
+    // Who may write it instead: the owner and the mode, which root's lab goldens (0644) deny other users by.
+    private static string DeniedByMode(string path) =>
+        Libc.Stat(path, out var st) == 0
+            ? $"its owner {UserName(st.Uid)} and mode {Convert.ToString(st.Mode & 0xFFF, 8).PadLeft(4, '0')} do not let this user write it"
+            : "this user may not write it";
+
+    // The account name of a uid from /etc/passwd ("uid N" when it has none there).
+    private static string UserName(uint uid)
+    {
+        string id = uid.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        try
+        {
+            foreach (var line in File.ReadLines("/etc/passwd"))
+                if (line.Split(':') is [var name, _, var u, ..] && u == id) return name;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+        return "uid " + id;
     }
 
     /// <summary>True when the path exists and is a regular file (no exception).</summary>

@@ -45,7 +45,7 @@ internal static partial class Libc
     public static partial long LSeek(int fd, long offset, int whence);
 
     /// <summary>faccessat(2) arguments: the working directory, write permission, the effective (not real) user and group.</summary>
-    public const int AT_FDCWD = -100, W_OK = 2, AT_EACCESS = 0x200;
+    public const int AT_FDCWD = -100, W_OK = 2, X_OK = 1, AT_EACCESS = 0x200;
 
     /// <summary>faccessat(2): 0 when the process may access the path as <paramref name="mode"/> asks, or -1 (EROFS, EACCES, EPERM...).</summary>
     [LibraryImport("libc", EntryPoint = "faccessat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]

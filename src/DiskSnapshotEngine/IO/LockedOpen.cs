@@ -63,7 +63,13 @@ internal static class LockedOpen
             catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw OsErrors.Translate(e, full, "create"); }
         }
         int fd = Libc.Open(full, Libc.O_RDWR | Libc.O_CREAT | Libc.O_EXCL | Libc.O_CLOEXEC, 0x1B6 /* 0666, less the umask */);
-        if (fd < 0) throw OsErrors.FromErrno(Marshal.GetLastPInvokeError(), full, "create");
+        if (fd < 0)
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            // Refused by the folder (its mode, a read-only mount): say so, as the verbs that check it up front do.
+            if (errno is Libc.EACCES or Libc.EPERM or Libc.EROFS) FolderAccess.Require(full, "create it");
+            throw OsErrors.FromErrno(errno, full, "create");
+        }
         var handle = new SafeFileHandle(fd, ownsHandle: true);
         try
         {

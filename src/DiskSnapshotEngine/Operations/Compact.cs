@@ -35,7 +35,8 @@ public static class Compact
         IProgress<OperationProgress>? progress, long? virtualSize, CancellationToken cancel)
     {
         options ??= OpenOptions.ReadOnly;
-        using var rewrite = ImageRewrite.Begin(image, options, TempSuffix, "compact");
+        // A resize that cannot happen in place (or a merge growing its target) is named as such in refusals.
+        using var rewrite = ImageRewrite.Begin(image, options, TempSuffix, virtualSize is null ? "compact" : "resize");
         image = rewrite.Image;
         var chain = rewrite.Chain;
         var src = chain.Top;

@@ -24,6 +24,7 @@ public static class FullClone
         string dest = Path.GetFullPath(destination);
         if (File.Exists(dest) || Directory.Exists(dest))
             throw new DiskImageException(ErrorKind.AlreadyExists, "the file already exists; refusing to overwrite it", dest);
+        FolderAccess.Require(dest, "create it"); // named, rather than the partial file beside it
         var driver = options.Format is ImageFormat f ? ImageFormats.Get(f) : ImageFormats.ForNewFile(dest);
 
         using var src = DiskImage.Open(source, options.Open with { Writable = false });

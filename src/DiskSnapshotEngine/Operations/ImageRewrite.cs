@@ -33,11 +33,15 @@ internal sealed class ImageRewrite : IDisposable
     /// <summary>The image and its parents, open read-only.</summary>
     public DiskChain Chain { get; }
 
-    /// <summary>Locks <paramref name="image"/>, removes a stale temporary file and opens the chain, for <paramref name="verb"/> (named in refusals).</summary>
-    /// <exception cref="Errors.DiskImageException">Locked, open and I/O errors.</exception>
+    /// <summary>
+    /// Locks <paramref name="image"/>, removes a stale temporary file and opens the chain, for <paramref name="verb"/>
+    /// (named in refusals). A folder this user may not create the temporary file in is refused first, naming the image.
+    /// </summary>
+    /// <exception cref="Errors.DiskImageException">ReadOnly (the image's folder), Locked, open and I/O errors.</exception>
     public static ImageRewrite Begin(string image, OpenOptions options, string tempSuffix, string verb)
     {
         image = Path.GetFullPath(image);
+        FolderAccess.Require(image, $"{verb} it", $"{verb} rewrites the image beside itself, then renames it over");
         var scope = LockScope.Begin();
         try
         {

@@ -54,6 +54,7 @@ public static class RawExport
                 throw new DiskImageException(ErrorKind.FileNotFound, "the output exists and is not a regular file", full);
         }
 
+        FolderAccess.Require(full, "create it"); // named, rather than the partial file beside it
         string temp = full + ".dse-partial";
         DurableFiles.TryDelete(temp);
         var output = ImageFile.Create(temp);

@@ -43,8 +43,7 @@ public static partial class DiskSnapshots
             if ((Seals.Of(layer) & SealReasons.Golden) != 0)
                 throw new DiskImageException(ErrorKind.ReadOnly,
                     "cannot take a snapshot of it: the image is sealed as a golden image (linked clones may read through it by its path, " +
-                    "and a snapshot would move its file to the snapshot's name); take the snapshot of a linked clone instead, " +
-                    $"or 'dse unseal {disk}' first if no clone depends on it", disk);
+                    $"and a snapshot would move its file to the snapshot's name); take the snapshot of a linked clone instead, or {SealAdvice.For(disk, SealReasons.Golden)}", disk);
             RefuseUnsealable(layer, "take a snapshot");
             // A child that names the disk by path (VHDX) would find the new empty current state there instead of the
             // content it was made from, so it is relinked to the snapshot layer (the same file under its new name).
@@ -78,6 +77,9 @@ public static partial class DiskSnapshots
     /// </summary>
     private static LockScope LockDisk(string disk, bool exclusive = true)
     {
+        // The verbs that change snapshots write beside the disk (layers, the catalog): a folder this user may not
+        // write is named up front rather than by the temporary catalog file whose creation fails half-way.
+        if (exclusive) FolderAccess.Require(disk, "change its snapshots", "the snapshot layers and the catalog are written beside the disk");
         var scope = LockScope.Begin();
         try
         {

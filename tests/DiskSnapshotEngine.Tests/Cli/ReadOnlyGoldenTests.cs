@@ -104,7 +104,7 @@ public class ReadOnlyGoldenTests
         string hash = ContentHash.OfFile(userGolden);
         var (code, _, stderr) = AsNobody("clone", "--linked", userGolden, dir.File("userclone.vhdx"));
         Assert.True(code == 0, stderr);
-        Assert.Contains($"{userGolden} was not sealed (this user may not write the file (its mode; root may))", Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries)));
+        Assert.Contains($"{userGolden} was not sealed (its owner root and mode 0444 do not let this user write it)", Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries)));
         Assert.Equal(hash, ContentHash.OfFile(userGolden));
         (code, _, stderr) = AsNobody("write", userGolden, "--offset", "0", "--input", input);
         Assert.True(code == ExitReadOnly, stderr);

@@ -73,6 +73,8 @@ public class LibvirtNbdTests
         string unitFile = units.File("dse-nbd-lab\\x20\\x27vm\\x27.service");
         Assert.Contains($"wrote {unitFile}", r.StdOut);
         Assert.Contains("[Service]", File.ReadAllText(unitFile));
+        // A folder systemd does not read: the unit is enabled by its path (which links it in), not by its name.
+        Assert.Contains($"run systemctl enable --now '{unitFile}' before starting the domain", r.StdErr);
 
         // The same unit name again: refused, and the existing file kept.
         var again = await CliRunner.RunAsync("vm", "register", "libvirt", "--name", "lab 'vm'", "--disk", child, "--connect", "test:///default", "--unit-dir", units.Path);
@@ -103,7 +105,7 @@ public class LibvirtNbdTests
         string units = dir.File("unit dir");
         var dry = await CliRunner.RunAsync("vm", "register", "libvirt", "--name", "a&b", "--disk", child, "--dry-run", "--unit-dir", units);
         Assert.True(dry.ExitCode == 0, dry.ToString());
-        Assert.Contains($"save the unit as '{units}/dse-nbd-a\\x26b.service' and run:", dry.StdErr);
+        Assert.Contains($"save the unit as '{units}/dse-nbd-a\\x26b.service' and run: systemctl enable --now '{units}/dse-nbd-a\\x26b.service'", dry.StdErr);
         Assert.False(Directory.Exists(units));
     }
 

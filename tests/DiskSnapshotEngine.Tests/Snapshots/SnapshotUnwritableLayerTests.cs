@@ -30,7 +30,7 @@ public class SnapshotUnwritableLayerTests
 
         var (code, _, stderr) = CliRunner.RunAsNobody("snapshot", "create", disk, "--name", "s1");
         Assert.True(code == ExitReadOnly, stderr);
-        Assert.Contains($"{disk}: cannot take a snapshot: this user may not write the file (its mode; root may), and a snapshot layer must be sealed", stderr);
+        Assert.Contains($"{disk}: cannot take a snapshot: its owner nobody and mode 0444 do not let this user write it, and a snapshot layer must be sealed", stderr);
         Assert.Equal(before, Listing(dir.Path));
 
         // Root may write it: the snapshot is taken and its layer sealed; the files keep the disk's owner and mode.

@@ -57,6 +57,7 @@ public static class RawExport
         string temp = full + ".dse-partial";
         DurableFiles.TryDelete(temp);
         var output = ImageFile.Create(temp);
+        FileOwnership.RestrictToSources(temp, chain.Layers.Select(l => l.Path));
         // A durable export ends with an fsync of everything anyway: its data can go straight to the disk
         // (see ImageFile.UseDirectWrites). A --no-sync export stays in the page cache, as cp would.
         if (durable) output.UseDirectWrites();

@@ -41,7 +41,8 @@ public static class RawExport
         IProgress<OperationProgress>? progress, bool durable, int workers, CancellationToken cancel)
     {
         ArgumentNullException.ThrowIfNull(chain);
-        string full = Path.GetFullPath(outputPath);
+        // Through a symbolic link the export is written to its target (as a shell's '>' would), and the link stays.
+        string full = FileNode.Target(outputPath);
         if (File.Exists(full) || Directory.Exists(full))
         {
             var node = FileNode.Of(full, "output");

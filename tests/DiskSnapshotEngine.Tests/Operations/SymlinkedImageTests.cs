@@ -73,6 +73,24 @@ public class SymlinkedImageTests
         }
     }
 
+    [Fact]
+    public async Task An_export_through_a_symlink_writes_its_target_and_keeps_the_link()
+    {
+        using var dir = new TempDirectory("symlinked-export");
+        string disk = dir.File("d.vhdx"), old = dir.File("old.raw"), link = dir.File("out.raw"), dangling = dir.File("new.raw");
+        await CliRunner.OkAsync("create", disk, "--size", "1M");
+        File.WriteAllBytes(old, new byte[] { 1, 2, 3 });
+        File.CreateSymbolicLink(link, "old.raw");
+        File.CreateSymbolicLink(dangling, "made.raw");
+        Assert.Equal(16, (await CliRunner.RunAsync("export", disk, link)).ExitCode); // the target exists: --force needed
+        await CliRunner.OkAsync("export", disk, link, "--force");
+        Assert.Equal("old.raw", new FileInfo(link).LinkTarget);
+        Assert.Equal(1 << 20, new FileInfo(old).Length);
+        await CliRunner.OkAsync("export", disk, dangling);
+        Assert.Equal("made.raw", new FileInfo(dangling).LinkTarget);
+        Assert.Equal(1 << 20, new FileInfo(dir.File("made.raw")).Length);
+    }
+
     private static string Hash(string path) => Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(path)));
 
     private static long Inode(string path)

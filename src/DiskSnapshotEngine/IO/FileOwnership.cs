@@ -51,7 +51,7 @@ internal static class FileOwnership
     /// <c>cp</c> does: a copy of a 0600 disk is 0600 whatever the umask, never readable by more users than the disk.
     /// The owner's bits, the owner and attributes stay those of a new file of the user running dse.
     /// </summary>
-    /// <exception cref="DiskImageException">Io when the new file's mode cannot be read or set.</exception>
+    /// <exception cref="DiskImageException">Io when the new file's mode cannot be read.</exception>
     public static void RestrictToSources(string target, IEnumerable<string> sources)
     {
         if (!OperatingSystem.IsLinux()) return;
@@ -63,11 +63,10 @@ internal static class FileOwnership
             mode &= 0xFC0 | (from.Mode & 0x3F); // owner and special bits stay; group and other only as the source allows
         }
         if (mode == (st.Mode & 0xFFF)) return;
+        // A file system without modes of its own (vfat, a CIFS share: access set by the mount) refuses chmod; there
+        // is nothing to restrict there, and the copy must not fail for it.
         try { File.SetUnixFileMode(target, (UnixFileMode)mode); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new DiskImageException(ErrorKind.Io, $"cannot restrict the new file's mode to its source's: {e.Message}", target, inner: e);
-        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
     }
 
     private static DiskImageException Error(string path, string what)

@@ -119,6 +119,26 @@ internal readonly record struct FileNode(ulong Device, ulong Inode, string FullP
         return "uid " + id;
     }
 
+    /// <summary>
+    /// The full path of the file <paramref name="path"/> finally names, its symbolic links followed: a verb that
+    /// replaces an image by a new file renames it over the target, so a link (a disk kept on a bigger mount and linked
+    /// into the hypervisor's folder) stays a link to the new file. A path that is no link, or one that cannot be
+    /// followed (dangling, a loop), is returned as given: opening it then says why.
+    /// </summary>
+    public static string Target(string path)
+    {
+        string full = System.IO.Path.GetFullPath(path);
+        try { return File.ResolveLinkTarget(full, returnFinalTarget: true) is { } target ? target.FullName : full; }
+        catch (IOException) { return full; }
+    }
+
+    /// <summary>The target a symbolic link at <paramref name="path"/> names (as written in the link), or null when the path is no link.</summary>
+    public static string? LinkTargetOf(string path)
+    {
+        try { return new FileInfo(path).LinkTarget; }
+        catch (IOException) { return null; }
+    }
+
     /// <summary>True when the path exists and is a regular file (no exception).</summary>
     public static bool IsRegularFile(string path)
     {

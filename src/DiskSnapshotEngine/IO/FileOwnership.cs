@@ -46,6 +46,29 @@ internal static class FileOwnership
         }
     }
 
+    /// <summary>
+    /// Takes away from a new file every group and other permission that one of <paramref name="sources"/> denies, as
+    /// <c>cp</c> does: a copy of a 0600 disk is 0600 whatever the umask, never readable by more users than the disk.
+    /// The owner's bits, the owner and attributes stay those of a new file of the user running dse.
+    /// </summary>
+    /// <exception cref="DiskImageException">Io when the new file's mode cannot be read.</exception>
+    public static void RestrictToSources(string target, IEnumerable<string> sources)
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        if (Libc.Stat(target, out var st) != 0) throw Error(target, "cannot read the mode");
+        uint mode = st.Mode & 0xFFF;
+        foreach (var source in sources)
+        {
+            if (Libc.Stat(source, out var from) != 0) continue; // a layer with no file of its own (in memory) denies nothing
+            mode &= 0xFC0 | (from.Mode & 0x3F); // owner and special bits stay; group and other only as the source allows
+        }
+        if (mode == (st.Mode & 0xFFF)) return;
+        // A file system without modes of its own (vfat, a CIFS share: access set by the mount) refuses chmod; there
+        // is nothing to restrict there, and the copy must not fail for it.
+        try { File.SetUnixFileMode(target, (UnixFileMode)mode); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+    }
+
     private static DiskImageException Error(string path, string what)
     {
         int errno = Marshal.GetLastPInvokeError();

@@ -54,6 +54,7 @@ public static class FullClone
                 file = plain;
             }
             else file = TempImageFile.Create(temp, direct: options.Durable);
+            FileOwnership.RestrictToSources(temp, src.Layers.Select(l => l.Path));
             var imageFile = file is TempImageFile staged ? staged.Inner : file as ImageFile;
             // A clone left in the page cache allocates each range just before it is written (one extent at once,
             // not page by page: cheaper, see ImageFile.UseAllocatedWrites); a durable one writes with O_DIRECT. A fixed

@@ -24,7 +24,7 @@ internal sealed class ImageRewrite : IDisposable
         Chain = chain;
     }
 
-    /// <summary>The image's full path.</summary>
+    /// <summary>The image's full path (a symbolic link's target).</summary>
     public string Image { get; }
 
     /// <summary>The temporary file beside it (the image's path and the verb's suffix).</summary>
@@ -40,7 +40,8 @@ internal sealed class ImageRewrite : IDisposable
     /// <exception cref="Errors.DiskImageException">ReadOnly (the image's folder), Locked, open and I/O errors.</exception>
     public static ImageRewrite Begin(string image, OpenOptions options, string tempSuffix, string verb)
     {
-        image = Path.GetFullPath(image);
+        // Through a symbolic link, the file renamed over is the link's target: the link stays, naming the new file.
+        image = FileNode.Target(image);
         FolderAccess.Require(image, $"{verb} it", $"{verb} rewrites the image beside itself, then renames it over");
         var scope = LockScope.Begin();
         try

@@ -41,7 +41,8 @@ public static class RawExport
         IProgress<OperationProgress>? progress, bool durable, int workers, CancellationToken cancel)
     {
         ArgumentNullException.ThrowIfNull(chain);
-        string full = Path.GetFullPath(outputPath);
+        // Through a symbolic link the export is written to its target (as a shell's '>' would), and the link stays.
+        string full = FileNode.Target(outputPath);
         if (File.Exists(full) || Directory.Exists(full))
         {
             var node = FileNode.Of(full, "output");
@@ -58,6 +59,7 @@ public static class RawExport
         string temp = full + ".dse-partial";
         DurableFiles.TryDelete(temp);
         var output = ImageFile.Create(temp);
+        FileOwnership.RestrictToSources(temp, chain.Layers.Select(l => l.Path));
         // A durable export ends with an fsync of everything anyway: its data can go straight to the disk
         // (see ImageFile.UseDirectWrites). A --no-sync export stays in the page cache, as cp would.
         if (durable) output.UseDirectWrites();

@@ -28,6 +28,7 @@ public static partial class DiskSnapshots
         disk = Path.GetFullPath(disk);
         // A disk whose file is missing (a create cut between its rename steps where links are unavailable) is
         // repaired without a lock on it: there is no file to hold.
+        RefuseLink(disk);
         using var scope = LockScope.Begin();
         scope.LockIfExists(disk);
         SnapshotCatalog? old = null;

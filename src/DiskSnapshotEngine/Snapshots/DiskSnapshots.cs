@@ -77,6 +77,7 @@ public static partial class DiskSnapshots
     /// </summary>
     private static LockScope LockDisk(string disk, bool exclusive = true)
     {
+        if (exclusive) RefuseLink(disk);
         // The verbs that change snapshots write beside the disk (layers, the catalog): a folder this user may not
         // write is named up front rather than by the temporary catalog file whose creation fails half-way.
         if (exclusive) FolderAccess.Require(disk, "change its snapshots", "the snapshot layers and the catalog are written beside the disk");
@@ -92,6 +93,18 @@ public static partial class DiskSnapshots
             scope.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// Refuses (InvalidArgument) a disk named through a symbolic link: a snapshot verb moves the disk's file to a layer
+    /// and puts a new file at the disk's path, which would replace the link by a regular file beside it and leave the
+    /// link's target as a layer; following the link instead would put the layers beside the target, where a child's
+    /// relative parent path no longer resolves for QEMU, which reads it from the link's folder.
+    /// </summary>
+    private static void RefuseLink(string disk)
+    {
+        if (FileNode.LinkTargetOf(disk) is string target)
+            ThrowHelper.InvalidArgument($"the disk is a symbolic link to {target}: a snapshot verb would replace the link by a new file; name the link's target instead", disk);
     }
 
     /// <summary>

@@ -20,7 +20,7 @@ public class OwnershipTests
     [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
     public async Task A_disk_keeps_owner_mode_acl_and_attributes_through_every_verb_that_replaces_it()
     {
-        foreach (var format in new[] { "vhdx", "vdi" })
+        foreach (var format in new[] { "vhdx", "vdi", "qcow2", "vhd" })
         foreach (var mode in new[] { UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead, UnixFileMode.UserRead | UnixFileMode.GroupRead | UnixFileMode.OtherRead })
         {
             using var dir = new TempDirectory("owner");
@@ -44,6 +44,8 @@ public class OwnershipTests
             }
 
             await Run("compact", "compact", disk);
+            await Run("resize by rewrite", "resize", disk, "--size", "3G"); // past a qcow2's L1 clusters, a VHD always
+            if (format != "qcow2") await Run("set-identity", "set-identity", disk, "--new"); // qcow2 has no disk id
             await Run("snapshot create", "snapshot", "create", disk, "--name", "s1");
             Assert.Equal(0, (await CliRunner.RunAsync("write", disk, "--offset", "3M", "--input", input)).ExitCode);
             // s1 is the base with one child, the disk: its delete commits the disk into it and renames it over the disk.

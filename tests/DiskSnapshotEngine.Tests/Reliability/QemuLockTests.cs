@@ -153,6 +153,62 @@ public class QemuLockTests
         }
     }
 
+    [RequiresToolFact("qemu-io", "qemu-img")]
+    public async Task Every_verb_that_writes_a_qcow2_vhd_or_raw_image_or_its_qcow2_parent_is_refused_while_qemu_holds_it()
+    {
+        foreach (var (ext, qemuFormat) in new[] { ("qcow2", "qcow2"), ("vhd", "vpc"), ("img", "raw") })
+        {
+            using var dir = new TempDirectory("qemu-holds-all");
+            string disk = dir.File("d." + ext), other = dir.File("o." + ext), input = dir.File("in.bin");
+            await CliRunner.OkAsync("create", disk, "--size", "16M");
+            await CliRunner.OkAsync("create", other, "--size", "16M");
+            File.WriteAllBytes(input, RandomData.Bytes(70_000, 49));
+            await CliRunner.OkAsync("write", disk, "--offset", "4096", "--input", input);
+            var before = Snapshot(dir.Path);
+            using (var qemu = QemuHolder.Start(disk, qemuFormat))
+            {
+                foreach (var args in new[]
+                         {
+                             new[] { "write", disk, "--offset", "0", "--input", input, "--force" }, new[] { "compact", disk },
+                             new[] { "resize", disk, "--size", "2G" }, new[] { "resize", disk, "--size", "8M", "--shrink" },
+                             new[] { "set-identity", disk, "--new" }, new[] { "seal", disk }, new[] { "unseal", disk },
+                             new[] { "snapshot", "create", disk, "--name", "s" }, new[] { "snapshot", "repair", disk }, new[] { "rollback", disk },
+                             new[] { "check", "--repair", disk }, new[] { "clone", "--linked", disk, dir.File("c2.qcow2") },
+                             new[] { "clone", disk, dir.File("full." + ext) }, new[] { "export", disk, dir.File("out.raw") },
+                             new[] { "vm", "register", "libvirt", "--name", "x", "--disk", disk, "--overlay", dir.File("ov.qcow2"), "--dry-run" },
+                         })
+                    await AssertHeldByQemu(qemu, args);
+            }
+            Assert.Equal(before, Snapshot(dir.Path));
+            if (ext == "vhd") continue; // qemu reads no VHD child's parent
+
+            // A qcow2 child QEMU writes: its parent is read-locked, and every verb that would change it is refused.
+            string child = dir.File("c.qcow2"), sibling = dir.File("s.qcow2");
+            await CliRunner.OkAsync("create", child, "--parent", disk);
+            await CliRunner.OkAsync("create", sibling, "--parent", disk);
+            await CliRunner.OkAsync("write", sibling, "--offset", "0", "--input", input);
+            before = Snapshot(dir.Path);
+            using (var qemu = QemuHolder.Start(child, "qcow2", backing: disk))
+            {
+                var verbs = new List<string[]>
+                {
+                    new[] { "merge", sibling, "--force" }, new[] { "write", disk, "--offset", "0", "--input", input },
+                    new[] { "resize", disk, "--size", "32M" },
+                    new[] { "merge", child, "--force" }, new[] { "reset", child }, new[] { "rebase", child, "--parent", other, "--unsafe" },
+                };
+                // A raw parent has no block map to compact and takes no snapshot (exit 5 before any lock).
+                if (ext != "img") verbs.AddRange(new[] { new[] { "compact", disk }, new[] { "snapshot", "create", disk, "--name", "s" } });
+                foreach (var args in verbs)
+                {
+                    var r = await CliRunner.RunAsync(args);
+                    Assert.True(r.ExitCode == ExitLocked, $"{ext}: dse {string.Join(' ', args)}: {r}");
+                    Assert.Contains($"QEMU pid {qemu.Pid}", r.StdErr);
+                }
+            }
+            Assert.Equal(before, Snapshot(dir.Path));
+        }
+    }
+
     // Starts `dse write IMAGE --offset 0 --input -` and returns once its first chunk is in the image: its chain, with
     // every parent's lock, is open then, and stays open while the process waits for the rest of its stdin. (Waiting
     // for a lock alone is not enough: the writer's check for children opens and closes every image of the folder

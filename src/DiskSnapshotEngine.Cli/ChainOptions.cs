@@ -9,7 +9,7 @@ namespace DiskSnapshotEngine.Cli;
 /// </summary>
 internal sealed class ChainOptions
 {
-    private ChainOptions(Command command, bool forceShare)
+    private ChainOptions(Command command, bool forceShare, bool internalSnapshot)
     {
         SearchPaths = new Option<string[]>("--search-path")
         {
@@ -39,6 +39,15 @@ internal sealed class ChainOptions
             };
             command.Options.Add(ForceShare);
         }
+        if (internalSnapshot)
+        {
+            InternalSnapshot = new Option<string>("--internal-snapshot")
+            {
+                Description = "Read IMAGE (a qcow2) as it was at this internal snapshot, read-only: its id, or else its name (as qemu-img -s; 'dse info' lists them).",
+                HelpName = "ID|NAME",
+            };
+            command.Options.Add(InternalSnapshot);
+        }
     }
 
     public Option<string[]> SearchPaths { get; }
@@ -48,8 +57,14 @@ internal sealed class ChainOptions
     /// <summary>-U/--force-share, on the verbs that only read (info, map, export, compare, check); null elsewhere.</summary>
     public Option<bool>? ForceShare { get; }
 
+    /// <summary>--internal-snapshot, on the verbs that can read a qcow2 internal snapshot of their (first) image; null elsewhere.</summary>
+    public Option<string>? InternalSnapshot { get; }
+
     /// <summary>Adds the chain options to a verb that opens an existing image; <paramref name="forceShare"/> adds -U (read verbs only).</summary>
-    public static ChainOptions AddTo(Command command, bool forceShare = false) => new(command, forceShare);
+    /// <param name="command">The verb.</param>
+    /// <param name="forceShare">Adds -U (read verbs only).</param>
+    /// <param name="internalSnapshot">Adds --internal-snapshot (verbs that only read their image).</param>
+    public static ChainOptions AddTo(Command command, bool forceShare = false, bool internalSnapshot = false) => new(command, forceShare, internalSnapshot);
 
     /// <summary>
     /// The open options, and with -U the one-line warning that the images are read without locks.
@@ -94,6 +109,7 @@ internal sealed class ChainOptions
             LocationSources = sources,
             IgnoreParentMismatch = parse.GetValue(IgnoreParentMismatch),
             ForceShare = !writable && ForceShare is not null && parse.GetValue(ForceShare),
+            InternalSnapshot = InternalSnapshot is null ? null : parse.GetValue(InternalSnapshot),
         };
     }
 }

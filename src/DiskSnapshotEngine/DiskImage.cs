@@ -158,18 +158,39 @@ public static class DiskImage
 
     /// <summary>Opens one image file without its parents.</summary>
     /// <exception cref="DiskImageException">FileNotFound, Locked, InvalidFormat, CorruptImage, Unsupported, Io.</exception>
-    public static IDiskLayer OpenLayer(string path, bool writable, Func<string, bool, IImageFile>? fileOpener = null)
+    public static IDiskLayer OpenLayer(string path, bool writable, Func<string, bool, IImageFile>? fileOpener = null) =>
+        OpenLayer(path, writable, fileOpener, internalSnapshot: null);
+
+    /// <summary>Opens one image file without its parents, as <paramref name="options"/> ask (writable, internal snapshot, file opener).</summary>
+    /// <exception cref="DiskImageException">As <see cref="OpenLayer(string, bool, Func{string, bool, IImageFile}?)"/>; InvalidArgument, ReadOnly for an internal snapshot.</exception>
+    public static IDiskLayer OpenLayer(string path, OpenOptions options) =>
+        OpenLayer(path, options.Writable, options.FileOpener, options.InternalSnapshot);
+
+    private static IDiskLayer OpenLayer(string path, bool writable, Func<string, bool, IImageFile>? fileOpener, string? internalSnapshot)
     {
+        if (writable) RefuseWritableSnapshot(path, internalSnapshot);
         var file = (fileOpener ?? OpenOptions.ReadOnly.FileOpener)(path, writable);
         try
         {
-            return ImageFormats.Detect(file).Open(file, writable);
+            var driver = ImageFormats.Detect(file);
+            if (internalSnapshot is null) return driver.Open(file, writable);
+            if (driver is not IInternalSnapshotDriver snapshots)
+                throw new DiskImageException(ErrorKind.InvalidArgument,
+                    $"a {driver.Name} image has no internal snapshots (only qcow2 has); '{internalSnapshot}' names none", path);
+            return snapshots.OpenInternalSnapshot(file, internalSnapshot);
         }
         catch
         {
             file.Dispose();
             throw;
         }
+    }
+
+    // A snapshot shares its clusters with the current state and other snapshots: it is only ever read.
+    private static void RefuseWritableSnapshot(string path, string? internalSnapshot)
+    {
+        if (internalSnapshot is not null)
+            throw new DiskImageException(ErrorKind.ReadOnly, $"internal snapshot '{internalSnapshot}' opens read-only: it cannot be written", path);
     }
 
     /// <summary>Opens an image and resolves its whole parent chain (parents read-only and shared-locked).</summary>
@@ -191,7 +212,8 @@ public static class DiskImage
         var nodes = new List<FileNode>();
         try
         {
-            layers.Add(OpenLayer(path, writableIndex == 0, options.FileOpener));
+            if (writableIndex >= 0) RefuseWritableSnapshot(path, options.InternalSnapshot);
+            layers.Add(OpenLayer(path, writableIndex == 0, options.FileOpener, options.InternalSnapshot));
             // Named after the open: a snapshot command may rename a new file over the path until the open's lock is
             // taken, and the chain must know the file it opened (a stale one would make its parent look like a loop).
             nodes.Add(FileNode.Of(path));

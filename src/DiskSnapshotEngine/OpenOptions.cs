@@ -47,6 +47,12 @@ public sealed record OpenOptions
     /// </summary>
     public bool ForceShare { get; init; }
 
+    /// <summary>
+    /// Read the top image as it was at this internal snapshot (qcow2; its id, or else its name, as qemu-img -s matches),
+    /// read-only: a writable open with it is refused (ReadOnly). Parents are read as they are. Null: the current state.
+    /// </summary>
+    public string? InternalSnapshot { get; init; }
+
     private readonly Func<string, bool, IImageFile>? _fileOpener;
 
     /// <summary>Opens files; tests replace it to inject faults. Arguments: path, writable. The default honours <see cref="ForceShare"/>.</summary>

@@ -26,9 +26,11 @@ internal static class CloneCommand
         {
             src, dst, format, type, blockSize, linked, profile, noSync, json,
         };
-        var chainOptions = ChainOptions.AddTo(command);
+        var chainOptions = ChainOptions.AddTo(command, internalSnapshot: true);
         command.Validators.Add(r =>
         {
+            if (r.GetValue(linked) && chainOptions.InternalSnapshot is { } snapshot && r.GetResult(snapshot) is not null)
+                r.AddError("--internal-snapshot does not apply to a linked clone (it would read the image's current state): make a full clone of the snapshot");
             if (LinkedGeometryError(r.GetResult(linked) is { Implicit: false }, r.GetResult(type) is { Implicit: false }, r.GetResult(blockSize) is not null) is { } error)
                 r.AddError(error);
             AzureProfileOption.Validate(r, profile, dst,

@@ -9,19 +9,22 @@ internal static class CompareCommand
 {
     public static Command Build()
     {
-        var a = new Argument<string>("A") { Description = "First image (any format, read through its chain)." };
+        var a = new Argument<string>("A") { Description = "First image (any format, read through its chain; with --internal-snapshot, as it was at that snapshot)." };
         var b = new Argument<string>("B") { Description = "Second image." };
         var json = CommonOptions.Json();
         var command = new Command("compare", "Compare the content of two images; exit 0 when identical, 1 when they differ (with the first differing offset).")
         {
             a, b, json,
         };
-        var chainOptions = ChainOptions.AddTo(command, forceShare: true);
+        var chainOptions = ChainOptions.AddTo(command, forceShare: true, internalSnapshot: true);
         VerbAction.Set(command, async context =>
         {
             var open = chainOptions.ToOpenOptions(context, writable: false);
+            // --internal-snapshot names a snapshot of A: B is read as it is.
+            using var chainA = DiskImage.Open(context.Get(a)!, open);
+            using var chainB = DiskImage.Open(context.Get(b)!, open with { InternalSnapshot = null });
             var result = await ProgressDisplay.RunAsync(context, "compare", p =>
-                Task.FromResult(ImageCompare.Run(context.Get(a)!, context.Get(b)!, open, p, context.CancellationToken))).ConfigureAwait(false);
+                Task.FromResult(ImageCompare.Run(chainA, chainB, p, context.CancellationToken))).ConfigureAwait(false);
             context.Result(new CompareView([Path.GetFullPath(context.Get(a)!), Path.GetFullPath(context.Get(b)!)], result.Identical, result.FirstDifference, result.Reason),
                 result.Identical ? "images are identical" : $"images differ: {result.Reason}");
             return result.Identical ? ExitCodes.Ok : ExitCodes.ProblemsFound;

@@ -22,7 +22,7 @@ internal static class ExportCommand
         {
             image, output, force, sync, noSync,
         };
-        var chainOptions = ChainOptions.AddTo(command, forceShare: true);
+        var chainOptions = ChainOptions.AddTo(command, forceShare: true, internalSnapshot: true);
 
         VerbAction.Set(command, context => Run(context, context.Get(image)!, context.Get(output)!, context.Get(force), context.Get(noSync),
             writable => chainOptions.ToOpenOptions(context, writable)));

@@ -17,7 +17,7 @@ internal static class InfoCommand
         {
             image, chain, json,
         };
-        var chainOptions = ChainOptions.AddTo(command, forceShare: true);
+        var chainOptions = ChainOptions.AddTo(command, forceShare: true, internalSnapshot: true);
 
         VerbAction.Set(command, context =>
         {
@@ -61,7 +61,7 @@ internal static class InfoCommand
     // that, and when the parent cannot be found or verified the image is still shown, its parent as not found.
     private static LayerView View(string path, OpenOptions open, bool brief)
     {
-        using var layer = DiskImage.OpenLayer(path, writable: false, open.FileOpener);
+        using var layer = DiskImage.OpenLayer(path, open);
         if (layer.ParentLink is null) return LayerView.Of(layer, brief: brief);
         try
         {

@@ -15,7 +15,7 @@ internal static class MapCommand
         {
             image, json,
         };
-        var chainOptions = ChainOptions.AddTo(command, forceShare: true);
+        var chainOptions = ChainOptions.AddTo(command, forceShare: true, internalSnapshot: true);
         VerbAction.Set(command, context =>
         {
             using var chain = DiskImage.Open(context.Get(image)!, chainOptions.ToOpenOptions(context, writable: false));

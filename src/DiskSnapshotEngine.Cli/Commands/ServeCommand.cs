@@ -27,7 +27,7 @@ internal static class ServeCommand
         {
             image, socket, port, bind, readOnly, exportName, json,
         };
-        var chainOptions = ChainOptions.AddTo(command);
+        var chainOptions = ChainOptions.AddTo(command, internalSnapshot: true);
 
         VerbAction.Set(command, async context =>
         {
@@ -35,6 +35,8 @@ internal static class ServeCommand
             if (socketPath is not null && (context.Get(port) is not null || context.Get(bind) is not null))
                 throw new UsageException("--socket cannot be combined with --port or --bind");
             bool writable = !context.Get(readOnly);
+            if (writable && chainOptions.InternalSnapshot is { } snapshot && context.Get(snapshot) is not null)
+                throw new UsageException("--internal-snapshot needs --read-only (a snapshot is only read)");
             var open = chainOptions.ToOpenOptions(context.Parse, writable) with { RefuseWriteWithChildren = writable };
             using var chain = OpenServed(context.Get(image)!, open);
             var options = new NbdServerOptions

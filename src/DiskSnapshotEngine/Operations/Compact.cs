@@ -50,9 +50,9 @@ public static class Compact
         long size = virtualSize ?? chain.VirtualSize;
 
         // Only the image's own layer is rewritten: its Data and Zero runs (a Zero run in a child hides parent data).
-        var plan = chain.GetExtents(0, Math.Min(size, chain.VirtualSize), 1)
-            .Where(e => e.Kind == ExtentKind.Data || (differencing && e.Kind == ExtentKind.Zero))
-            .Select(e => new CopyRange(e.Offset, e.Length)).ToList();
+        var extents = chain.GetExtents(0, Math.Min(size, chain.VirtualSize), 1)
+            .Where(e => e.Kind == ExtentKind.Data || (differencing && e.Kind == ExtentKind.Zero)).ToList();
+        var plan = extents.Select(e => new CopyRange(e.Offset, e.Length)).ToList();
         long total = plan.Sum(r => r.Length);
         DurableFiles.RequireFreeSpace(image, total, "the compact");
 
@@ -70,7 +70,7 @@ public static class Compact
             var output = new DiskChain(new[] { target }.Concat(chain.Layers.Skip(1)).ToArray());
             // Same content as the original: keep its version so children stay linked.
             target.PreserveVersionOnWrite = true;
-            long written = 0, zero = 0;
+            long written = CopyStoredCompressed(src, target, extents, ref plan, cancel), zero = 0;
             await ExtentPump.RunAsync(plan, ExtentPump.ChunkFor(target.BlockSize),
                 (off, buf) => chain.Read(off, buf),
                 (off, data, len, isZero) =>
@@ -103,5 +103,32 @@ public static class Compact
             rewrite.Discard();
             throw;
         }
+    }
+
+    // Compressed clusters (qcow2 to qcow2 of the same cluster size and compression type) are copied as stored, so they
+    // stay compressed; the plan keeps the rest, and any cluster that could not be copied so, to be written decoded.
+    private static long CopyStoredCompressed(IDiskLayer src, IDiskLayer target, List<ChainExtent> extents, ref List<CopyRange> plan,
+        CancellationToken cancel)
+    {
+        if (src is not IStoredCompressedLayer from || target is not IStoredCompressedLayer to || !to.CanStoreCompressedFrom(from)) return 0;
+        var rest = new List<CopyRange>();
+        long copied = 0, unit = target.BlockSize;
+        foreach (var e in extents)
+        {
+            if (!e.IsEncoded)
+            {
+                rest.Add(new CopyRange(e.Offset, e.Length));
+                continue;
+            }
+            for (long at = e.Offset; at < e.Offset + e.Length; at += unit)
+            {
+                if (cancel.IsCancellationRequested) throw ExtentPump.Cancelled();
+                long length = Math.Min(unit, e.Offset + e.Length - at);
+                if (at % unit == 0 && from.ReadStoredCompressed(at) is { } stored && to.WriteStoredCompressed(at, stored)) copied += length;
+                else rest.Add(new CopyRange(at, length));
+            }
+        }
+        plan = rest;
+        return copied;
     }
 }

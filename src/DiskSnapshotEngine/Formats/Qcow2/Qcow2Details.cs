@@ -18,6 +18,8 @@ internal static class Qcow2Details
         void Add(string k, string v) => list.Add(KeyValuePair.Create(k, v));
         Add("version", h.Version.ToString(CultureInfo.InvariantCulture));
         Add("size", N((long)h.Size));
+        if (layer.Snapshot is { } view)
+            Add("internal snapshot", $"{Qcow2SnapshotView.Describe(view)}, read-only: this view's size is {N(g.VirtualSize)}");
         Add("cluster_size", N(g.ClusterSize));
         Add("cluster_bits", N(h.ClusterBits));
         Add("refcount_bits", N(g.RefcountBits));

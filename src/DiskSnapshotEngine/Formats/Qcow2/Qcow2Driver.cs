@@ -11,7 +11,7 @@ namespace DiskSnapshotEngine.Formats.Qcow2;
 /// backing file by path (relative to its own folder when it can) and records the backing format, so qemu opens
 /// the chain itself.
 /// </summary>
-internal sealed class Qcow2Driver : IImageFormatDriver
+internal sealed class Qcow2Driver : IImageFormatDriver, IInternalSnapshotDriver
 {
     /// <summary>qemu-img's default cluster size.</summary>
     public const int DefaultClusterSize = 64 << 10;
@@ -26,7 +26,12 @@ internal sealed class Qcow2Driver : IImageFormatDriver
 
     public bool Probe(ReadOnlySpan<byte> head) => Qcow2Header.HasMagic(head);
 
-    public IDiskLayer Open(IImageFile file, bool writable)
+    public IDiskLayer Open(IImageFile file, bool writable) => Open(file, writable, snapshot: null);
+
+    /// <summary>The image as it was at internal snapshot <paramref name="snapshot"/> (id or name), read-only (<see cref="Qcow2SnapshotView"/>).</summary>
+    public IDiskLayer OpenInternalSnapshot(IImageFile file, string snapshot) => Open(file, writable: false, snapshot);
+
+    private static Qcow2Layer Open(IImageFile file, bool writable, string? snapshot)
     {
         string path = file.Path;
         // Nothing is written before everything below is validated: a failed open leaves the file as it was.
@@ -73,6 +78,13 @@ internal sealed class Qcow2Driver : IImageFormatDriver
         }
         if (writable) CheckWritable(path, header);
         if (writable && !file.CanWrite) ThrowHelper.ReadOnly(path, "open for writing");
+        if (snapshot is not null)
+        {
+            var s = Qcow2SnapshotView.Find(
+                header.NbSnapshots == 0 ? [] : Qcow2Snapshot.ReadTable(file, path, (long)header.SnapshotsOffset, header.NbSnapshots), snapshot, path);
+            var (sg, st) = Qcow2SnapshotView.Open(file, g, s);
+            return new Qcow2Layer(file, header, extensions, backing, sg, st, writable: false, s);
+        }
         var l1 = Qcow2Tables.ReadL1(file, l1Offset, header.L1Size);
         var tables = new Qcow2Tables(file, g, l1, l1Offset);
         return new Qcow2Layer(file, header, extensions, backing, g, tables, writable);

@@ -36,6 +36,14 @@ internal sealed class Qcow2Geometry
     public long RefcountsPerBlock { get; }
     public long VirtualSize { get; }
 
+    /// <summary>The same geometry for a disk of another size (an internal snapshot's), with the same reserved ranges.</summary>
+    public Qcow2Geometry WithVirtualSize(long virtualSize)
+    {
+        var g = new Qcow2Geometry(Path, ClusterBits, ExtendedL2, System.Numerics.BitOperations.Log2((uint)RefcountBits), virtualSize);
+        g.Reserved.AddRange(Reserved);
+        return g;
+    }
+
     /// <summary>L1 entries needed to map the whole virtual disk.</summary>
     public long L1EntriesNeeded => VirtualSize == 0 ? 0 : ((VirtualSize - 1) >> ClusterBits) / L2Entries + 1;
 

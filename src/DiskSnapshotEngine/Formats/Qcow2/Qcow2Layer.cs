@@ -26,8 +26,9 @@ internal sealed partial class Qcow2Layer : IDiskLayer, IEncodedDataLayer, ISeala
     private bool _disposed;
 
     internal Qcow2Layer(IImageFile file, Qcow2Header header, Qcow2HeaderExtensions extensions, string? backingFile,
-        Qcow2Geometry geometry, Qcow2Tables tables, bool writable)
+        Qcow2Geometry geometry, Qcow2Tables tables, bool writable, Qcow2Snapshot? snapshot = null)
     {
+        Snapshot = snapshot;
         File = file;
         _header = header;
         _extensions = extensions;
@@ -59,6 +60,9 @@ internal sealed partial class Qcow2Layer : IDiskLayer, IEncodedDataLayer, ISeala
     public ImageIdentity Identity => default;
 
     private bool HasBacking => _backingFile is not null;
+
+    /// <summary>The internal snapshot this read-only view shows, or null for the active state.</summary>
+    internal Qcow2Snapshot? Snapshot { get; }
 
     /// <summary>The backing file name as stored (relative names are relative to this image's folder).</summary>
     public string? BackingFile => _backingFile;

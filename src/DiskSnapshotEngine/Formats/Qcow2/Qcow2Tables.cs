@@ -5,7 +5,7 @@ using DiskSnapshotEngine.IO;
 namespace DiskSnapshotEngine.Formats.Qcow2;
 
 /// <summary>
-/// qcow2.txt "Cluster mapping": the active L1 table (in memory, at most qemu's 32 MiB) and a bounded LRU cache of
+/// qcow2.txt "Cluster mapping": the active L1 table, or an internal snapshot's for a read-only view (in memory, at most qemu's 32 MiB) and a bounded LRU cache of
 /// L2 tables. Changes stay in memory until the layer commits them in crash-safe order: dirty L2 tables first
 /// (<see cref="WriteDirtyL2"/>), then the L1 entries that point at new ones (<see cref="WriteDirtyL1"/>).
 /// Dirty tables are never evicted; the layer commits before the cache fills with them. Callers hold the layer's lock.
@@ -28,6 +28,7 @@ internal sealed class Qcow2Tables
     private readonly Qcow2Geometry _g;
     private readonly ulong[] _l1;
     private readonly long _l1Offset;
+    private readonly string _l1Name;
     private readonly Dictionary<long, Table> _cache = new();
     private readonly LinkedList<long> _lru = new();
     private readonly int _capacity;
@@ -35,8 +36,10 @@ internal sealed class Qcow2Tables
     private int _dirtyTables;
     private HashSet<long>? _l2Offsets;
 
-    public Qcow2Tables(IImageFile file, Qcow2Geometry geometry, ulong[] l1, long l1Offset)
+    /// <summary>Tables over the L1 table read at <paramref name="l1Offset"/>, named <paramref name="l1Name"/> in errors ("L1 table", or a snapshot's).</summary>
+    public Qcow2Tables(IImageFile file, Qcow2Geometry geometry, ulong[] l1, long l1Offset, string l1Name = "L1 table")
     {
+        _l1Name = l1Name;
         _file = file;
         _g = geometry;
         _l1 = l1;
@@ -58,7 +61,11 @@ internal sealed class Qcow2Tables
     public IReadOnlyList<ulong> L1 => _l1;
 
     /// <summary>True when an L2 table covers guest cluster <paramref name="cluster"/> (else its whole L2 range is unallocated).</summary>
-    public bool HasL2(long cluster) => (_l1[cluster / _g.L2Entries] & Qcow2L2Entry.OffsetMask) != 0;
+    public bool HasL2(long cluster) => (L1At(cluster / _g.L2Entries) & Qcow2L2Entry.OffsetMask) != 0;
+
+    // An internal snapshot's L1 table may be shorter than its disk needs: past its end, as qemu reads it, nothing is allocated.
+    // The active table always covers the disk (the header checks), so writes never index past it.
+    private ulong L1At(long index) => index < _l1.Length ? _l1[index] : 0;
 
     /// <summary>True when host offset <paramref name="offset"/> holds an active L2 table.</summary>
     public bool IsL2Table(long offset) => L2Offsets.Contains(offset);
@@ -100,7 +107,7 @@ internal sealed class Qcow2Tables
     /// <summary>File offset of a cluster's L2 entry, for error messages (null when no L2 table maps it).</summary>
     public long? EntryOffset(long cluster)
     {
-        long l2 = (long)(_l1[cluster / _g.L2Entries] & Qcow2L2Entry.OffsetMask);
+        long l2 = (long)(L1At(cluster / _g.L2Entries) & Qcow2L2Entry.OffsetMask);
         return l2 == 0 ? null : l2 + (cluster % _g.L2Entries) * _g.EntryBytes;
     }
 
@@ -147,7 +154,7 @@ internal sealed class Qcow2Tables
 
     private Table? Load(long l1Index)
     {
-        long offset = (long)(_l1[l1Index] & Qcow2L2Entry.OffsetMask);
+        long offset = (long)(L1At(l1Index) & Qcow2L2Entry.OffsetMask);
         if (offset == 0) return null;
         if (_cache.TryGetValue(offset, out var hit))
         {
@@ -156,9 +163,9 @@ internal sealed class Qcow2Tables
             return hit;
         }
         long at = _l1Offset + l1Index * 8;
-        _g.CheckTableCluster(offset, $"L2 table of L1 entry {l1Index}", "L1 table", at);
+        _g.CheckTableCluster(offset, $"L2 table of L1 entry {l1Index}", _l1Name, at);
         if (offset > _file.Length - _g.ClusterSize)
-            ThrowHelper.Corrupt(_g.Path, "L1 table", at, $"L1 entry {l1Index} points at an L2 table at {offset}, past the end of the file at {_file.Length}");
+            ThrowHelper.Corrupt(_g.Path, _l1Name, at, $"L1 entry {l1Index} points at an L2 table at {offset}, past the end of the file at {_file.Length}");
         var table = new Table { Words = new ulong[_g.ClusterSize / 8] };
         ReadWords(_file, offset, table.Words, "L2 table");
         Insert(offset, table);

@@ -30,23 +30,9 @@ public sealed class Qcow2HostileInputTests : IDisposable
 
     public void Dispose() => _dir.Dispose();
 
-    private ulong U64(long at)
-    {
-        using var f = File.OpenRead(_path);
-        var b = new byte[8];
-        f.Position = at;
-        f.ReadExactly(b);
-        return BinaryPrimitives.ReadUInt64BigEndian(b);
-    }
+    private ulong U64(long at) => ReadU64(_path, at);
 
-    private void Patch(long at, ulong value, int width = 8)
-    {
-        var b = new byte[8];
-        BinaryPrimitives.WriteUInt64BigEndian(b, value);
-        using var f = File.OpenWrite(_path);
-        f.Position = at;
-        f.Write(b, 8 - width, width);
-    }
+    private void Patch(long at, ulong value, int width = 8) => PatchBigEndian(_path, at, value, width);
 
     private DiskImageException Expect(ErrorKind kind, string structure, string? messagePart = null) =>
         HostileInput.Expect(_path, kind, structure, messagePart, allocationLimit: 64L << 20);

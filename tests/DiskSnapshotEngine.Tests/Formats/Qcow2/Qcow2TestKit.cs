@@ -101,5 +101,25 @@ internal static class Qcow2TestKit
         return path;
     }
 
+    /// <summary>A big-endian 64-bit field of a file (qcow2 headers and tables are big-endian).</summary>
+    public static ulong ReadU64(string path, long at)
+    {
+        using var f = File.OpenRead(path);
+        var b = new byte[8];
+        f.Position = at;
+        f.ReadExactly(b);
+        return System.Buffers.Binary.BinaryPrimitives.ReadUInt64BigEndian(b);
+    }
+
+    /// <summary>Overwrites a big-endian field of <paramref name="width"/> bytes (the low bytes of <paramref name="value"/>).</summary>
+    public static void PatchBigEndian(string path, long at, ulong value, int width = 8)
+    {
+        var b = new byte[8];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(b, value);
+        using var f = File.OpenWrite(path);
+        f.Position = at;
+        f.Write(b, 8 - width, width);
+    }
+
     public static void AssertClean(CheckReport report) => Assert.True(report.IsClean, string.Join("\n", report.Problems));
 }

@@ -223,14 +223,7 @@ public sealed class Qcow2VerbTests
         Assert.Contains("16777216", info.StdOut);
     }
 
-    private static long ReadBigEndian(string path, long at)
-    {
-        using var f = File.OpenRead(path);
-        var b = new byte[8];
-        f.Position = at;
-        f.ReadExactly(b);
-        return System.Buffers.Binary.BinaryPrimitives.ReadInt64BigEndian(b);
-    }
+    private static long ReadBigEndian(string path, long at) => (long)ReadU64(path, at);
 
     private static void WriteBigEndian(string path, long at, long value)
     {

@@ -82,9 +82,11 @@ internal readonly record struct FileNode(ulong Device, ulong Inode, string FullP
 
     /// <summary>
     /// Who may read the file at <paramref name="path"/> without being allowed to write it, by its mode, in words for a
-    /// message ("mode 0644"), or null when nobody: group-readable requires group-writable, other-readable requires
-    /// other-writable. A POSIX access ACL, a mode that cannot be read, or a system without modes (Windows) counts as
-    /// "not private" (conservative). Such readers may make linked clones of the file that cannot record themselves in it.
+    /// message ("mode 0644 in folders others can enter"), or null when nobody: group-readable requires group-writable,
+    /// other-readable requires other-writable, unless a folder on its way lets no one else search it
+    /// (<see cref="FolderAccess.ClosedToOthers"/>). A POSIX access ACL, a mode that cannot be read, or a system without
+    /// modes (Windows) counts as "not private" (conservative). Such readers may make linked clones of the file that
+    /// cannot record themselves in it.
     /// </summary>
     public static string? ReadableByNonWriters(string path)
     {
@@ -93,11 +95,12 @@ internal readonly record struct FileNode(ulong Device, ulong Inode, string FullP
         int mode = (int)st.Mode & 0xFFF;
         const int groupRead = 0x20, groupWrite = 0x10, otherRead = 0x4, otherWrite = 0x2; // 040, 020, 004, 002
         string bits = $"mode {Convert.ToString(mode, 8).PadLeft(4, '0')}";
-        if ((mode & groupRead) != 0 && (mode & groupWrite) == 0 || (mode & otherRead) != 0 && (mode & otherWrite) == 0) return bits;
         // lgetxattr does not follow a symbolic link: ask the file the stat above described.
         string file = File.ResolveLinkTarget(path, returnFinalTarget: true)?.FullName ?? path;
         byte none = 0;
-        return Libc.GetXattr(file, "system.posix_acl_access", ref none, 0) >= 0 ? $"{bits} and a POSIX ACL" : null;
+        string? who = (mode & groupRead) != 0 && (mode & groupWrite) == 0 || (mode & otherRead) != 0 && (mode & otherWrite) == 0 ? bits
+            : Libc.GetXattr(file, "system.posix_acl_access", ref none, 0) >= 0 ? $"{bits} and a POSIX ACL" : null;
+        return who is null || FolderAccess.ClosedToOthers(path, st.Uid) ? null : $"{who} in folders others can enter";
     }
 
     // Who may write it instead: the owner and the mode, which root's lab goldens (0644) deny other users by.

@@ -40,4 +40,30 @@ internal static class FolderAccess
             throw new DiskImageException(ErrorKind.ReadOnly,
                 $"cannot {action}: its folder {folder} is {reason}{(why is null ? "" : $" ({why})")}", full);
     }
+
+    /// <summary>
+    /// True when a folder on the way to <paramref name="file"/> (its canonical path, links resolved) lets no group
+    /// and no other user search it (no g+x, no o+x, no POSIX access ACL, which counts as searchable) and belongs to
+    /// <paramref name="owner"/> or root: then only they reach the file, whatever its own mode (a 0700 home or
+    /// `mktemp -d` folder). False when every folder may be searched by someone else, or when it cannot be told.
+    /// </summary>
+    public static bool ClosedToOthers(string file, uint owner)
+    {
+        if (!OperatingSystem.IsLinux()) return false;
+        nint resolved = Libc.RealPath(file, 0);
+        if (resolved == 0) return false;
+        string real;
+        try { real = Marshal.PtrToStringUTF8(resolved) ?? ""; }
+        finally { Libc.Free(resolved); }
+        const int groupSearch = 0x8, otherSearch = 0x1; // 010, 001
+        byte none = 0;
+        for (string? folder = Path.GetDirectoryName(real); !string.IsNullOrEmpty(folder); folder = Path.GetDirectoryName(folder))
+        {
+            if (Libc.Stat(folder, out var st) != 0) return false;
+            if (((int)st.Mode & (groupSearch | otherSearch)) == 0 && (st.Uid == owner || st.Uid == 0)
+                && Libc.GetXattr(folder, "system.posix_acl_access", ref none, 0) < 0)
+                return true;
+        }
+        return false;
+    }
 }

@@ -144,6 +144,14 @@ internal static partial class Libc
     [LibraryImport("libc", EntryPoint = "lgetxattr", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial nint GetXattr(string path, string name, ref byte value, nuint size);
 
+    /// <summary>realpath(3) with a null buffer: a malloc'd canonical path (free it with <see cref="Free"/>), or 0.</summary>
+    [LibraryImport("libc", EntryPoint = "realpath", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial nint RealPath(string path, nint resolved);
+
+    /// <summary>free(3) of memory libc allocated.</summary>
+    [LibraryImport("libc", EntryPoint = "free")]
+    public static partial void Free(nint memory);
+
     /// <summary>lsetxattr(2) with flags 0 (create or replace).</summary>
     [LibraryImport("libc", EntryPoint = "lsetxattr", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int SetXattr(string path, string name, ref byte value, nuint size, int flags);

@@ -19,6 +19,9 @@ public class SoleCloneTrustTests
     private const UnixFileMode Private = UnixFileMode.UserRead | UnixFileMode.UserWrite; // 0600
     private const UnixFileMode Readable = Private | UnixFileMode.GroupRead | UnixFileMode.OtherRead; // 0644
 
+    private const UnixFileMode Searchable = (UnixFileMode)0x1ED; // 0755: others may enter (/ and /tmp are o+x too)
+    private const UnixFileMode Closed = (UnixFileMode)0x1C0; // 0700: only the owner enters
+
     private static async Task<string> Golden(TempDirectory dir, string name, UnixFileMode mode)
     {
         string golden = dir.File(name);
@@ -41,6 +44,7 @@ public class SoleCloneTrustTests
     public async Task Only_a_golden_nobody_else_may_read_records_its_first_clone_as_the_sole_one()
     {
         using var dir = new TempDirectory("sole-trust-record");
+        File.SetUnixFileMode(dir.Path, Searchable); // the rule looks at the folders too
         var modes = new (string Name, UnixFileMode Mode, bool Recorded)[]
         {
             ("shared.vhdx", Readable, false),
@@ -61,6 +65,7 @@ public class SoleCloneTrustTests
     public async Task A_posix_acl_counts_as_shared()
     {
         using var dir = new TempDirectory("sole-trust-acl");
+        File.SetUnixFileMode(dir.Path, Searchable); // the rule looks at the folders too
         string golden = await Golden(dir, "g.vhdx", Private | UnixFileMode.GroupRead | UnixFileMode.GroupWrite);
         // 0660 with nobody (65534) allowed to read: user::rw- user:65534:r-- group::rw- mask::rw- other::---
         // (acl_ea_header version 2, then tag, perm, id per entry; linux/posix_acl_xattr.h).
@@ -75,7 +80,7 @@ public class SoleCloneTrustTests
             BinaryPrimitives.WriteUInt32LittleEndian(e[4..], entries[i].Id);
         }
         Assert.True(Libc.SetXattr(golden, "system.posix_acl_access", ref acl[0], (nuint)acl.Length, 0) == 0, "setxattr of the ACL");
-        Assert.Equal("mode 0660 and a POSIX ACL", FileNode.ReadableByNonWriters(golden));
+        Assert.Equal("mode 0660 and a POSIX ACL in folders others can enter", FileNode.ReadableByNonWriters(golden));
 
         await CliRunner.OkAsync("clone", "--linked", golden, dir.File("c.vhdx"));
         Assert.Equal(JsonValueKind.Null, await SoleChildKind(golden));
@@ -98,6 +103,7 @@ public class SoleCloneTrustTests
     public async Task A_golden_made_readable_after_its_clone_refuses_the_merge_and_stays_as_it_was()
     {
         using var dir = new TempDirectory("sole-trust-chmod");
+        File.SetUnixFileMode(dir.Path, Searchable); // the rule looks at the folders too
         string golden = await Golden(dir, "g.vhdx", Private), clone = dir.File("c.vhdx");
         await CliRunner.OkAsync("clone", "--linked", golden, clone);
         await CliRunner.OkAsync("write", clone, "--offset", "1M", "--input", Input(dir, 2));
@@ -106,7 +112,7 @@ public class SoleCloneTrustTests
 
         var refused = await CliRunner.RunAsync("merge", clone);
         Assert.True(refused.ExitCode == ExitReadOnly, refused.ToString());
-        Assert.Contains($"is sealed and readable by other users (mode 0644), who may have linked clones dse cannot see; 'dse unseal {golden}' when none exist, or merge --force",
+        Assert.Contains($"is sealed and readable by other users (mode 0644 in folders others can enter), who may have linked clones dse cannot see; 'dse unseal {golden}' when none exist, or merge --force",
             Assert.Single(refused.StdErr.Split('\n', StringSplitOptions.RemoveEmptyEntries)));
         Assert.Equal(goldenHash, ContentHash.OfFile(golden));
         Assert.Equal(cloneHash, ContentHash.OfFile(clone));
@@ -114,6 +120,54 @@ public class SoleCloneTrustTests
         // --force is this merge's waiver: it runs, and the seal (not trusted to be the last clone's) stays.
         await CliRunner.OkAsync("merge", clone, "--force");
         Assert.True((await CliRunner.InfoAsync(golden)).GetProperty("sealed").GetBoolean());
+    }
+
+    [LinuxFact]
+    public async Task A_readable_golden_in_a_folder_nobody_else_enters_is_private()
+    {
+        using var dir = new TempDirectory("sole-trust-closed");
+        File.SetUnixFileMode(dir.Path, Closed); // a `mktemp -d` folder or a 0700 home
+        string golden = await Golden(dir, "g.vhdx", Readable), clone = dir.File("c.vhdx");
+        Assert.Null(FileNode.ReadableByNonWriters(golden));
+        await CliRunner.OkAsync("clone", "--linked", golden, clone);
+        Assert.Equal(JsonValueKind.String, await SoleChildKind(golden));
+        await CliRunner.OkAsync("write", clone, "--offset", "1M", "--input", Input(dir, 2));
+
+        var merged = await CliRunner.OkAsync("merge", clone);
+        Assert.Contains($"unsealed {golden}", merged.StdOut);
+        Assert.False((await CliRunner.InfoAsync(golden)).GetProperty("sealed").GetBoolean());
+    }
+
+    [LinuxFact]
+    public async Task A_readable_golden_whose_folders_others_may_enter_records_no_sole_clone()
+    {
+        using var dir = new TempDirectory("sole-trust-open");
+        File.SetUnixFileMode(dir.Path, Searchable); // the rule looks at the folders too
+        string golden = await Golden(dir, "g.vhdx", Readable), clone = dir.File("c.vhdx");
+        Assert.Equal("mode 0644 in folders others can enter", FileNode.ReadableByNonWriters(golden));
+        await CliRunner.OkAsync("clone", "--linked", golden, clone);
+        Assert.Equal(JsonValueKind.Null, await SoleChildKind(golden));
+        var refused = await CliRunner.RunAsync("merge", clone);
+        Assert.True(refused.ExitCode == ExitReadOnly && refused.StdErr.Contains("sealed"), refused.ToString());
+    }
+
+    [LinuxFact]
+    public async Task A_folder_opened_after_the_clone_refuses_the_merge_and_leaves_both_as_they_were()
+    {
+        using var dir = new TempDirectory("sole-trust-reopen");
+        File.SetUnixFileMode(dir.Path, Closed);
+        string golden = await Golden(dir, "g.vhdx", Readable), clone = dir.File("c.vhdx");
+        await CliRunner.OkAsync("clone", "--linked", golden, clone);
+        Assert.Equal(JsonValueKind.String, await SoleChildKind(golden));
+        await CliRunner.OkAsync("write", clone, "--offset", "1M", "--input", Input(dir, 2));
+        File.SetUnixFileMode(dir.Path, Searchable);
+        string goldenHash = ContentHash.OfFile(golden), cloneHash = ContentHash.OfFile(clone);
+
+        var refused = await CliRunner.RunAsync("merge", clone);
+        Assert.True(refused.ExitCode == ExitReadOnly, refused.ToString());
+        Assert.Contains("is sealed and readable by other users (mode 0644 in folders others can enter)", refused.StdErr);
+        Assert.Equal(goldenHash, ContentHash.OfFile(golden));
+        Assert.Equal(cloneHash, ContentHash.OfFile(clone));
     }
 
     [RootFact("makes a linked clone as nobody through setpriv")]

@@ -15,7 +15,7 @@ public static partial class Merge
         IProgress<OperationProgress>? progress = null, CancellationToken cancel = default)
     {
         options ??= new MergeOptions();
-        image = Path.GetFullPath(image);
+        image = FileNode.Target(image); // through a symbolic link: the real child is merged, removed or relinked
         using var scope = LockScope.Begin();
         scope.LockIfExists(image);
         var journal = OperationJournal.LoadOwn(image, "pull");

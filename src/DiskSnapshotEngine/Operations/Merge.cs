@@ -25,7 +25,7 @@ public static partial class Merge
         IProgress<OperationProgress>? progress = null, CancellationToken cancel = default)
     {
         options ??= new MergeOptions();
-        image = Path.GetFullPath(image);
+        image = FileNode.Target(image); // through a symbolic link: the real child is merged, removed or relinked
         // Every file the merge writes, relinks, renames or removes is locked from before the first change until the
         // end, the image first (its journal is read under that lock): a reader sees the chain before or after the
         // merge, or exit 12, never the target renamed over the image with the merged layers still linked.

@@ -80,7 +80,7 @@ internal static class MergePlanner
     /// <summary>Refuses now, changing nothing, any commit that <see cref="Merge.CommitAsync"/> would refuse before its first change (for callers that record their own plan first).</summary>
     /// <exception cref="DiskImageException">As <see cref="Plan"/> and <see cref="MergeSizes.CheckGrowth(OperationJournal, MergeOptions)"/>.</exception>
     public static void Check(string image, string? ancestor, MergeOptions options) =>
-        MergeSizes.CheckGrowth(Plan(Path.GetFullPath(image), ancestor, options), options);
+        MergeSizes.CheckGrowth(Plan(FileNode.Target(image), ancestor, options), options);
 
     /// <summary>
     /// Golden when layer <paramref name="i"/>'s seal records the layer above it (which the merge consumes) as its sole

@@ -85,7 +85,7 @@ public static class Rebase
     private static async Task<Relinked> RelinkAsync(string image, string newParent, bool unsafeMode,
         OpenOptions options, IProgress<OperationProgress>? progress, CancellationToken cancel)
     {
-        image = Path.GetFullPath(image);
+        image = FileNode.Target(image); // the relative backing path is from the real child's folder, not a link's
         newParent = Path.GetFullPath(newParent);
         using var fresh = DiskImage.Open(newParent, options with { Writable = false });
         if (ChainOpener.IndexOf(fresh, image) >= 0)

@@ -62,4 +62,24 @@ public class SymlinkedMergeTests
             }
         }
     }
+
+    [Fact]
+    public async Task A_rebase_through_a_symlink_in_another_folder_links_the_real_child_to_its_new_parent()
+    {
+        foreach (var format in new[] { "vhdx", "qcow2" })
+        {
+            var (dir, golden, child, _, content) = await Chain("symlinked-rebase", format);
+            using (dir)
+            {
+                string copy = dir.File($"real/g2.{format}"), deep = dir.File($"links/deep/c.{format}");
+                await CliRunner.OkAsync("clone", golden, copy);
+                Directory.CreateDirectory(dir.File("links/deep"));
+                File.CreateSymbolicLink(deep, $"../../real/c.{format}");
+                var r = await CliRunner.RunAsync("rebase", deep, "--parent", copy);
+                Assert.True(r.ExitCode == 0, $"{format}: {r}");
+                Assert.Equal(copy, (await CliRunner.InfoAsync(child)).GetProperty("parent").GetProperty("image").GetString());
+                Assert.Equal(content, (await CliRunner.OkAsync("export", child, "-")).StdOutBytes);
+            }
+        }
+    }
 }

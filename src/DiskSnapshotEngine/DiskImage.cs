@@ -71,6 +71,8 @@ public static class DiskImage
         ParentSeal? outcome = null;
         var options = new ImageCreateOptions(parent.VirtualSize, ImageType.Differencing, null, parent.LogicalSectorSize, physicalSectorSize, childIdentity);
         var child = CreateWith(driver, path, options, parent, () => outcome = seal.Apply(fileOpener));
+        // A child holds copies of parent sectors (a qcow2's or VDI's partial clusters): no more readable than its parent.
+        FileOwnership.RestrictToSources(path, [parentPath]);
         parentSeal = outcome!;
         return child;
     }

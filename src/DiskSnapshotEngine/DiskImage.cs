@@ -58,8 +58,10 @@ public static class DiskImage
         using (var top = OpenLayer(parentPath, writable: false, fileOpener))
         {
             var node = FileNode.Of(parentPath, "parent image");
-            if (File.Exists(path) && FileNode.Of(path).SameFileAs(node))
+            if (FileNode.IsRegularFile(path) && FileNode.Of(path).SameFileAs(node))
                 ThrowHelper.InvalidArgument("an image cannot be its own parent", path);
+            if (File.Exists(path) || Directory.Exists(path)) // a FIFO or a dangling link too, as create and a full clone say
+                throw new DiskImageException(ErrorKind.AlreadyExists, "the file already exists; refusing to overwrite it", Path.GetFullPath(path));
             parent = ParentDescriptor.Of(top);
             physicalSectorSize = top.PhysicalSectorSize;
             seal = NewReaderSeal.For(top, sealParentAs, childIdentity.Id);

@@ -106,7 +106,7 @@ public class SoleCloneTrustTests
 
         var refused = await CliRunner.RunAsync("merge", clone);
         Assert.True(refused.ExitCode == ExitReadOnly, refused.ToString());
-        Assert.Contains($"is sealed and readable by other users (mode 0644), who may have linked clones dse cannot see; 'dse unseal {golden}' when none exist, or merge --force",
+        Assert.Contains($"is sealed and readable by other users (mode 0644), who may have linked clones dse cannot see; unseal it first if no linked clone reads through it: dse unseal {golden}, or merge --force",
             Assert.Single(refused.StdErr.Split('\n', StringSplitOptions.RemoveEmptyEntries)));
         Assert.Equal(goldenHash, ContentHash.OfFile(golden));
         Assert.Equal(cloneHash, ContentHash.OfFile(clone));

@@ -36,19 +36,22 @@ public class RebaseSealTests
         Assert.Equal(hash, ContentHash.OfFile(b));
     }
 
-    [Fact]
+    [LinuxFact]
     public async Task Rebasing_onto_a_parent_with_a_sole_clone_makes_the_record_unknown_so_merging_that_clone_is_refused()
     {
         using var dir = new TempDirectory("rebase-sole");
         Directory.CreateDirectory(dir.File("vms"));
         string golden = dir.File("golden.vhdx"), sole = dir.File("sole.vhdx"), other = dir.File("other.vhdx"), child = dir.File("vms/c.vhdx");
         await CliRunner.OkAsync("create", golden, "--size", "16M");
+        File.SetUnixFileMode(golden, UnixFileMode.UserRead | UnixFileMode.UserWrite); // private: the clone is recorded
         await CliRunner.OkAsync("clone", "--linked", golden, sole); // recorded as the golden's only clone
         await CliRunner.OkAsync("create", other, "--size", "16M");
         await CliRunner.OkAsync("create", child, "--parent", other);
+        Assert.Equal(JsonValueKind.String, (await CliRunner.InfoAsync(golden)).GetProperty("soleChild").ValueKind);
 
         var rebase = await CliRunner.OkAsync("rebase", child, "--parent", golden);
         Assert.Equal("", rebase.StdErr);
+        Assert.Equal(JsonValueKind.Null, (await CliRunner.InfoAsync(golden)).GetProperty("soleChild").ValueKind);
         // The rebased image reads through the golden from another folder: only the seal can stop the merge.
         string hash = ContentHash.OfFile(golden);
         var merge = await CliRunner.RunAsync("merge", sole);

@@ -86,7 +86,7 @@ public class RebaseSealTests
     public async Task A_new_parent_another_process_holds_gets_the_note_to_seal_it_not_the_unwritable_one()
     {
         using var dir = new TempDirectory("rebase-seal-held");
-        string a = dir.File("a.vhdx"), b = dir.File("b.vhdx"), child = dir.File("c.vhdx");
+        string a = dir.File("a.vhdx"), b = dir.File("new parent.vhdx"), child = dir.File("c.vhdx");
         await CliRunner.OkAsync("create", a, "--size", "16M");
         await CliRunner.OkAsync("create", b, "--size", "16M");
         await CliRunner.OkAsync("create", child, "--parent", a);
@@ -94,7 +94,7 @@ public class RebaseSealTests
         CliResult rebase;
         using (DiskImage.Open(b)) rebase = await CliRunner.OkAsync("rebase", child, "--parent", b);
         var note = Assert.Single(rebase.StdErr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
-        Assert.Contains($"{b} was not sealed (another process has it open); run 'dse seal {b}'", note);
+        Assert.Contains($"{b} was not sealed (another process has it open); stop the process that holds it, then run: dse seal '{b}'", note);
         Assert.DoesNotContain("exit 15", note);
     }
 

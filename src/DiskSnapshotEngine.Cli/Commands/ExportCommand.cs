@@ -50,9 +50,9 @@ internal static class ExportCommand
             await RawExport.ExportToStreamAsync(chain, stdout, null, context.CancellationToken).ConfigureAwait(false);
             return ExitCodes.Ok;
         }
-        await ProgressDisplay.RunAsync(context, "export", progress =>
+        // Through a link the file written is its target: name that one.
+        string written = await ProgressDisplay.RunAsync(context, "export", progress =>
             RawExport.ExportToFileAsync(chain, target, force, progress, !noSync, context.CancellationToken)).ConfigureAwait(false);
-        string written = Path.GetFullPath(target);
         context.Result(new ExportView(chain.Top.Path, written, "raw", chain.VirtualSize),
             $"exported {SizeParser.Describe(chain.VirtualSize)} to {written}");
         return ExitCodes.Ok;

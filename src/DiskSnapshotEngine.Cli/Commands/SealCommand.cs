@@ -1,5 +1,6 @@
 using System.CommandLine;
 using DiskSnapshotEngine.Block;
+using DiskSnapshotEngine.IO;
 using DiskSnapshotEngine.Operations;
 
 namespace DiskSnapshotEngine.Cli.Commands;
@@ -62,7 +63,8 @@ internal static class SealCommand
                     "once it can be written, 'dse seal' it before merging any clone into it");
                 break;
             case ParentSealOutcome.SealFailed:
-                context.Note($"{parent.Path} was not sealed ({parent.Reason}); run 'dse seal {parent.Path}'");
+                context.Note($"{parent.Path} was not sealed ({parent.Reason}); " +
+                    (parent.Reason == ParentSeal.Held ? "stop the process that holds it, then " : "") + $"run: dse seal {ShellWords.Quote(parent.Path)}");
                 break;
         }
     }

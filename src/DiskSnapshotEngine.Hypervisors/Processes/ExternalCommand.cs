@@ -23,11 +23,7 @@ public sealed record ExternalCommand(string Program, IReadOnlyList<string> Argum
     }
 
     /// <summary>Quotes one word for a POSIX shell: bare when it is only safe characters, otherwise single-quoted with ' as '\''.</summary>
-    public static string ShellQuote(string word)
-    {
-        if (word.Length > 0 && word.All(c => char.IsAsciiLetterOrDigit(c) || "-_./:=,+@%".Contains(c))) return word;
-        return "'" + word.Replace("'", "'\\''", StringComparison.Ordinal) + "'";
-    }
+    public static string ShellQuote(string word) => DiskSnapshotEngine.IO.ShellWords.Quote(word);
 }
 
 /// <summary>The outcome of a finished command.</summary>

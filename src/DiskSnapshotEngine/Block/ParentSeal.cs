@@ -31,4 +31,8 @@ public enum ParentSealOutcome
 /// <param name="Format">The parent's format.</param>
 /// <param name="Outcome">What became of its seal.</param>
 /// <param name="Reason">What kept its seal from being written (<see cref="Seals.WhyNotWritable"/>, or the failed write's error), when something did; else null.</param>
-public sealed record ParentSeal(string Path, ImageFormat Format, ParentSealOutcome Outcome, string? Reason);
+public sealed record ParentSeal(string Path, ImageFormat Format, ParentSealOutcome Outcome, string? Reason)
+{
+    /// <summary>The <see cref="Reason"/> when another process holds the parent open (a lock keeps the seal's write out).</summary>
+    public const string Held = "another process has it open";
+}

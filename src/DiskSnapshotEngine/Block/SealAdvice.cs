@@ -13,13 +13,9 @@ internal static class SealAdvice
     public static string For(string path, SealReasons seal)
     {
         if (FileNode.WhyNotWritable(path) is string why)
-            return $"{why}, so it cannot be unsealed either: work on a full clone (dse clone {Quote(path)} COPY)";
+            return $"{why}, so it cannot be unsealed either: work on a full clone (dse clone {ShellWords.Quote(path)} COPY)";
         return (seal & SealReasons.Golden) != 0
-            ? $"unseal it first if no linked clone reads through it: dse unseal {Quote(path)}"
+            ? $"unseal it first if no linked clone reads through it: dse unseal {ShellWords.Quote(path)}"
             : "use 'dse snapshot delete' or 'dse snapshot revert' (or 'dse unseal' it first)";
     }
-
-    // A path as a shell word, so that the command can be pasted (quoted only when it needs to be).
-    private static string Quote(string path) =>
-        path.All(c => char.IsAsciiLetterOrDigit(c) || "/._-+,:@%=".Contains(c)) ? path : "'" + path.Replace("'", "'\\''") + "'";
 }

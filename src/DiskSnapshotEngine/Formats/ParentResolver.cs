@@ -98,11 +98,7 @@ internal static class ParentResolver
     }
 
     // File.Exists is false for a symlink loop or a dangling link; FileNode must still examine those and say why.
-    private static bool IsSymlink(string path)
-    {
-        try { return new FileInfo(path).LinkTarget is not null; }
-        catch (IOException) { return true; }
-    }
+    private static bool IsSymlink(string path) => FileNode.LinkTargetOf(path) is not null;
 
     private static void RefuseCycle(IDiskLayer child, FileNode node, IReadOnlyList<FileNode> chainNodes)
     {

@@ -124,15 +124,38 @@ internal readonly record struct FileNode(ulong Device, ulong Inode, string FullP
 
     /// <summary>
     /// The full path of the file <paramref name="path"/> finally names, its symbolic links followed: a verb that
-    /// replaces an image by a new file renames it over the target, so a link (a disk kept on a bigger mount and linked
-    /// into the hypervisor's folder) stays a link to the new file. A path that is no link, or one that cannot be
-    /// followed (dangling, a loop), is returned as given: opening it then says why.
+    /// replaces an image (or writes an output) renames a new file over the target, so a link (a disk kept on a bigger
+    /// mount and linked into the hypervisor's folder) stays a link to the new file. A path that is no link, or one that
+    /// cannot be followed (a loop), is returned as given: opening it then says why. Every place that follows a
+    /// user-given link before writing goes through here, because the rename does not pass the kernel's check.
     /// </summary>
+    /// <exception cref="DiskImageException">ReadOnly: a link the kernel's fs.protected_symlinks would not follow.</exception>
     public static string Target(string path)
     {
         string full = System.IO.Path.GetFullPath(path);
-        try { return File.ResolveLinkTarget(full, returnFinalTarget: true) is { } target ? target.FullName : full; }
-        catch (IOException) { return full; }
+        for (int hop = 0; hop < MaxLinkHops && LinkTargetOf(full) is string link; hop++)
+        {
+            RefuseUnprotectedLink(full);
+            full = System.IO.Path.GetFullPath(link, System.IO.Path.GetDirectoryName(full)!);
+        }
+        return full;
+    }
+
+    // Linux's limit on the links followed in one path lookup (MAXSYMLINKS).
+    private const int MaxLinkHops = 40;
+
+    // The rule of fs.protected_symlinks (Documentation/admin-guide/sysctl/fs.rst), applied by us since rename(2) over a
+    // link's target is our own following, not open(2)'s: in a sticky world-writable folder a link is followed only when
+    // it is owned by the user following it or by the folder's owner; another user's link there could aim anywhere.
+    private static void RefuseUnprotectedLink(string link)
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        const uint sticky = 0x200, otherWrite = 0x2; // 01000, 0002
+        string folder = System.IO.Path.GetDirectoryName(link)!;
+        if (Libc.Stat(folder, out var dir) != 0 || (dir.Mode & sticky) == 0 || (dir.Mode & otherWrite) == 0) return;
+        if (Libc.LStat(link, out var st) == 0 && (st.Uid == Libc.GetEuid() || st.Uid == dir.Uid)) return;
+        throw new DiskImageException(ErrorKind.ReadOnly,
+            "the symbolic link is in a sticky world-writable folder and owned by neither this user nor the folder's owner; refusing to follow it (fs.protected_symlinks)", link);
     }
 
     /// <summary>The target a symbolic link at <paramref name="path"/> names (as written in the link), or null when the path is no link.</summary>

@@ -173,6 +173,14 @@ internal static partial class Libc
     public static int Stat(string path, out StatInfo info) =>
         StatCall((ref byte b) => NativeStat(path, ref b), (ref byte b) => NativeXStat(StatVersion, path, ref b), out info);
 
+    /// <summary>lstat(2) of <paramref name="path"/> (a symbolic link itself, not its target): 0 and the fields, or -1.</summary>
+    public static int LStat(string path, out StatInfo info) =>
+        StatCall((ref byte b) => NativeLStat(path, ref b), (ref byte b) => NativeLXStat(StatVersion, path, ref b), out info);
+
+    /// <summary>geteuid(2): the user the process acts as.</summary>
+    [LibraryImport("libc", EntryPoint = "geteuid")]
+    public static partial uint GetEuid();
+
     /// <summary>fstat(2) of an open descriptor: 0 and the fields, or -1.</summary>
     public static int FStat(int fd, out StatInfo info) =>
         StatCall((ref byte b) => NativeFStat(fd, ref b), (ref byte b) => NativeFXStat(StatVersion, fd, ref b), out info);
@@ -207,6 +215,9 @@ internal static partial class Libc
     [LibraryImport("libc", EntryPoint = "stat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int NativeStat(string path, ref byte buf);
 
+    [LibraryImport("libc", EntryPoint = "lstat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int NativeLStat(string path, ref byte buf);
+
     [LibraryImport("libc", EntryPoint = "fstat", SetLastError = true)]
     private static partial int NativeFStat(int fd, ref byte buf);
 
@@ -215,6 +226,9 @@ internal static partial class Libc
 
     [LibraryImport("libc", EntryPoint = "__xstat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int NativeXStat(int ver, string path, ref byte buf);
+
+    [LibraryImport("libc", EntryPoint = "__lxstat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int NativeLXStat(int ver, string path, ref byte buf);
 
     [LibraryImport("libc", EntryPoint = "__fxstat", SetLastError = true)]
     private static partial int NativeFXStat(int ver, int fd, ref byte buf);

@@ -41,15 +41,16 @@ internal sealed class ImageRewrite : IDisposable
     public static ImageRewrite Begin(string image, OpenOptions options, string tempSuffix, string verb)
     {
         // Through a symbolic link, the file renamed over is the link's target: the link stays, naming the new file.
-        image = FileNode.Target(image);
-        FolderAccess.Require(image, $"{verb} it", $"{verb} rewrites the image beside itself, then renames it over");
+        // The chain is opened at the path as given, so a relative parent is looked up beside the link, as QEMU does.
+        string target = FileNode.Target(image);
+        FolderAccess.Require(target, $"{verb} it", $"{verb} rewrites the image beside itself, then renames it over");
         var scope = LockScope.Begin();
         try
         {
-            scope.Lock(image);
-            string temp = image + tempSuffix;
+            scope.Lock(target);
+            string temp = target + tempSuffix;
             DurableFiles.TryDelete(temp);
-            return new ImageRewrite(scope, verb, image, temp, DiskImage.Open(image, options with { Writable = false }));
+            return new ImageRewrite(scope, verb, target, temp, DiskImage.Open(image, options with { Writable = false }));
         }
         catch
         {

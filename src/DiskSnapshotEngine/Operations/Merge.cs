@@ -45,7 +45,7 @@ public static partial class Merge
         var stats = new CopyStats(0, 0);
         if (journal.Phase == "copy")
         {
-            stats = await CopyIntoAncestorAsync(journal, options, progress, cancel).ConfigureAwait(false);
+            stats = await CopyIntoAncestorAsync(journal, resumed, options, progress, cancel).ConfigureAwait(false);
             journal = journal with { Phase = "relink" };
             journal.Save();
         }
@@ -92,7 +92,7 @@ public static partial class Merge
             scope.LockIfExists(file);
     }
 
-    private static async Task<CopyStats> CopyIntoAncestorAsync(OperationJournal journal, MergeOptions options,
+    private static async Task<CopyStats> CopyIntoAncestorAsync(OperationJournal journal, bool resumed, MergeOptions options,
         IProgress<OperationProgress>? progress, CancellationToken cancel)
     {
         // The journal lists the merged layers top first; the target is the next one down.
@@ -106,7 +106,8 @@ public static partial class Merge
             throw new DiskImageException(ErrorKind.ChainInvalid,
                 $"the chain changed since the merge was planned: layer {a} is {target.Path}, the journal names {journal.Target}",
                 journal.Image, "journal");
-        if (journal.LiftSeal) Seals.Check(target, options.Open.Sealed, "merge into it", MergePlanner.SoleChildWaiver(chain.Layers, a, options.Open.Sealed, "merge into it"));
+        // A resume trusts the waiver the plan recorded: it must always be able to finish (a chmod since must not strand it half done).
+        if (journal.LiftSeal && !resumed) Seals.Check(target, options.Open.Sealed, "merge into it", MergePlanner.SoleChildWaiver(chain.Layers, a, options.Open.Sealed, "merge into it"));
         // Only the merged chain depends on the target, and every byte written is one that chain already shows
         // above it, so the target keeps its version: the image and its children stay linked throughout.
         target.PreserveVersionOnWrite = true;

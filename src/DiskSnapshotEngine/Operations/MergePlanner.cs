@@ -95,7 +95,8 @@ internal static class MergePlanner
         if (!Seals.Allows(policy, Seals.Of(layers[i])))
             throw new DiskImageException(ErrorKind.ReadOnly,
                 $"cannot {action}: it is sealed and readable by other users ({who}), who may have linked clones dse cannot see; " +
-                $"'dse unseal {layers[i].Path}' when none exist, or merge --force", layers[i].Path);
+                SealAdvice.For(layers[i].Path, Seals.Of(layers[i])) +
+                (FileNode.WhyNotWritable(layers[i].Path) is null ? ", or merge --force" : ""), layers[i].Path);
         return SealReasons.None;
     }
 }

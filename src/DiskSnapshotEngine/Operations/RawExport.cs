@@ -30,14 +30,15 @@ public static class RawExport
     /// <param name="durable">fsync the output before it is renamed into place (the CLI's default; <c>--no-sync</c>
     /// leaves it to the page cache as cp and qemu-img do: a power loss soon after may leave the file incomplete).</param>
     /// <param name="cancel">Stops the export; the partial output is deleted.</param>
-    /// <exception cref="DiskImageException">AlreadyExists, InvalidArgument (the output is an image of the chain), FileNotFound (the output is not a regular file), DiskFull, Io, CorruptImage (while reading a layer).</exception>
+    /// <returns>The full path of the file written (a symbolic link's target).</returns>
+    /// <exception cref="DiskImageException">AlreadyExists, InvalidArgument (the output is an image of the chain), FileNotFound (the output is not a regular file), ReadOnly (a link in a sticky folder that another user owns), DiskFull, Io, CorruptImage (while reading a layer).</exception>
     /// <exception cref="OperationCanceledException">When <paramref name="cancel"/> is cancelled.</exception>
-    public static async Task ExportToFileAsync(DiskChain chain, string outputPath, bool overwrite = false,
+    public static async Task<string> ExportToFileAsync(DiskChain chain, string outputPath, bool overwrite = false,
         IProgress<OperationProgress>? progress = null, bool durable = true, CancellationToken cancel = default) =>
         await ExportToFileAsync(chain, outputPath, overwrite, progress, durable, ExtentPump.PageCacheWorkers, cancel).ConfigureAwait(false);
 
     /// <summary>As above; a --no-sync export copies with <paramref name="workers"/> threads (tests vary it).</summary>
-    internal static async Task ExportToFileAsync(DiskChain chain, string outputPath, bool overwrite,
+    internal static async Task<string> ExportToFileAsync(DiskChain chain, string outputPath, bool overwrite,
         IProgress<OperationProgress>? progress, bool durable, int workers, CancellationToken cancel)
     {
         ArgumentNullException.ThrowIfNull(chain);
@@ -84,6 +85,7 @@ public static class RawExport
             output.Dispose();
             DurableFiles.Rename(temp, full, overwrite, syncFolders: durable);
             done = true;
+            return full;
         }
         finally
         {

@@ -76,7 +76,7 @@ public static class Rebase
         catch (DiskImageException e)
         {
             // Unlike an unwritable file, nothing keeps this parent from changing: the user must seal it.
-            return seal.Failed(e.Kind == ErrorKind.Locked ? "another process has it open" : e.Detail);
+            return seal.Failed(e.Kind == ErrorKind.Locked ? ParentSeal.Held : e.Detail);
         }
     }
 

@@ -97,6 +97,33 @@ public class LabUserMessageTests
     }
 
     /// <summary>
+    /// Merging a clone into root's golden that records it as its only clone but is now readable by others (0644): the
+    /// refusal keeps its reason (other users may have clones dse cannot see) and tells this user, who may not write the
+    /// golden, to work on a full clone, never to unseal it.
+    /// </summary>
+    [RootFact("runs dse as nobody through setpriv")]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public async Task A_merge_into_roots_readable_sealed_golden_gets_the_full_clone_advice_not_dse_unseal()
+    {
+        using var dir = new TempDirectory("lab-merge-seal");
+        File.SetUnixFileMode(dir.Path, (UnixFileMode)0x1ED); // 0755
+        string golden = dir.File("golden.vhdx"), clone = dir.File("clone.vhdx");
+        await Ok("create", golden, "--size", "16M");
+        File.SetUnixFileMode(golden, (UnixFileMode)0x180); // 0600: the clone is recorded as its only one
+        await Ok("clone", "--linked", golden, clone);
+        ExternalTool.RunChecked("chown", "65534:65534", clone);
+        File.SetUnixFileMode(golden, (UnixFileMode)0x1A4); // 0644
+        string hash = ContentHash.OfFile(golden);
+
+        var (code, _, stderr) = CliRunner.RunAsNobody(["merge", clone]);
+        Assert.True(code == ExitReadOnly, $"exit {code}: {stderr}");
+        Assert.Contains("readable by other users (mode 0644), who may have linked clones dse cannot see", stderr);
+        Assert.Contains($"work on a full clone (dse clone {golden} COPY)", stderr);
+        Assert.DoesNotContain("dse unseal", stderr);
+        Assert.Equal(hash, ContentHash.OfFile(golden));
+    }
+
+    /// <summary>
     /// While another process writes an image, every verb that only reads and takes -U says that -U reads it anyway (the
     /// plain info and export lines too, which run without the parser); the verbs that write, and clone (no -U), do not.
     /// </summary>

@@ -36,19 +36,22 @@ public class RebaseSealTests
         Assert.Equal(hash, ContentHash.OfFile(b));
     }
 
-    [Fact]
+    [LinuxFact]
     public async Task Rebasing_onto_a_parent_with_a_sole_clone_makes_the_record_unknown_so_merging_that_clone_is_refused()
     {
         using var dir = new TempDirectory("rebase-sole");
         Directory.CreateDirectory(dir.File("vms"));
         string golden = dir.File("golden.vhdx"), sole = dir.File("sole.vhdx"), other = dir.File("other.vhdx"), child = dir.File("vms/c.vhdx");
         await CliRunner.OkAsync("create", golden, "--size", "16M");
+        File.SetUnixFileMode(golden, UnixFileMode.UserRead | UnixFileMode.UserWrite); // private: the clone is recorded
         await CliRunner.OkAsync("clone", "--linked", golden, sole); // recorded as the golden's only clone
         await CliRunner.OkAsync("create", other, "--size", "16M");
         await CliRunner.OkAsync("create", child, "--parent", other);
+        Assert.Equal(JsonValueKind.String, (await CliRunner.InfoAsync(golden)).GetProperty("soleChild").ValueKind);
 
         var rebase = await CliRunner.OkAsync("rebase", child, "--parent", golden);
         Assert.Equal("", rebase.StdErr);
+        Assert.Equal(JsonValueKind.Null, (await CliRunner.InfoAsync(golden)).GetProperty("soleChild").ValueKind);
         // The rebased image reads through the golden from another folder: only the seal can stop the merge.
         string hash = ContentHash.OfFile(golden);
         var merge = await CliRunner.RunAsync("merge", sole);
@@ -83,7 +86,7 @@ public class RebaseSealTests
     public async Task A_new_parent_another_process_holds_gets_the_note_to_seal_it_not_the_unwritable_one()
     {
         using var dir = new TempDirectory("rebase-seal-held");
-        string a = dir.File("a.vhdx"), b = dir.File("b.vhdx"), child = dir.File("c.vhdx");
+        string a = dir.File("a.vhdx"), b = dir.File("new parent.vhdx"), child = dir.File("c.vhdx");
         await CliRunner.OkAsync("create", a, "--size", "16M");
         await CliRunner.OkAsync("create", b, "--size", "16M");
         await CliRunner.OkAsync("create", child, "--parent", a);
@@ -91,7 +94,7 @@ public class RebaseSealTests
         CliResult rebase;
         using (DiskImage.Open(b)) rebase = await CliRunner.OkAsync("rebase", child, "--parent", b);
         var note = Assert.Single(rebase.StdErr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
-        Assert.Contains($"{b} was not sealed (another process has it open); run 'dse seal {b}'", note);
+        Assert.Contains($"{b} was not sealed (another process has it open); stop the process that holds it, then run: dse seal '{b}'", note);
         Assert.DoesNotContain("exit 15", note);
     }
 

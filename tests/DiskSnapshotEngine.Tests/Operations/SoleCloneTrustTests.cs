@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Runtime.Versioning;
 using System.Text.Json;
 using DiskSnapshotEngine.IO;
+using DiskSnapshotEngine.Operations;
 using DiskSnapshotEngine.Tests.Cli;
 using DiskSnapshotEngine.Tests.Infrastructure;
 
@@ -112,7 +113,7 @@ public class SoleCloneTrustTests
 
         var refused = await CliRunner.RunAsync("merge", clone);
         Assert.True(refused.ExitCode == ExitReadOnly, refused.ToString());
-        Assert.Contains($"is sealed and readable by other users (mode 0644 in folders others can enter), who may have linked clones dse cannot see; 'dse unseal {golden}' when none exist, or merge --force",
+        Assert.Contains($"is sealed and readable by other users (mode 0644 in folders others can enter), who may have linked clones dse cannot see; unseal it first if no linked clone reads through it: dse unseal {golden}, or merge --force",
             Assert.Single(refused.StdErr.Split('\n', StringSplitOptions.RemoveEmptyEntries)));
         Assert.Equal(goldenHash, ContentHash.OfFile(golden));
         Assert.Equal(cloneHash, ContentHash.OfFile(clone));
@@ -193,5 +194,29 @@ public class SoleCloneTrustTests
         Assert.Equal(goldenHash, ContentHash.OfFile(golden));
         (code, _, stderr) = CliRunner.RunAsNobody("check", userClone);
         Assert.True(code == 0, stderr);
+    }
+    [LinuxFact]
+    public async Task A_merge_cut_after_its_journal_finishes_on_rerun_even_if_the_golden_was_made_readable_since()
+    {
+        using var dir = new TempDirectory("sole-trust-resume");
+        string golden = await Golden(dir, "g.vhdx", Private), clone = dir.File("c.vhdx");
+        await CliRunner.OkAsync("clone", "--linked", golden, clone);
+        await CliRunner.OkAsync("write", clone, "--offset", "1M", "--input", Input(dir, 2));
+        string expected;
+        using (var before = DiskImage.Open(clone)) expected = ContentHash.Of(before);
+        var open = OpenOptions.ReadOnly.FileOpener;
+        // The copy's first write to the golden fails as if the process died there: the journal is on disk.
+        Func<string, bool, IImageFile> cut = (path, writable) => writable && path == golden
+            ? throw new IOException("killed")
+            : open(path, writable);
+        await Assert.ThrowsAnyAsync<Exception>(() => Merge.CommitAsync(clone, null, new MergeOptions { Open = OpenOptions.ReadOnly with { FileOpener = cut } }));
+        Assert.True(File.Exists(clone));
+        File.SetUnixFileMode(golden, Readable);
+
+        var rerun = await CliRunner.RunAsync("merge", clone);
+        Assert.True(rerun.ExitCode == 0, rerun.ToString());
+        Assert.False(File.Exists(clone));
+        using var merged = DiskImage.Open(golden);
+        Assert.Equal(expected, ContentHash.Of(merged));
     }
 }

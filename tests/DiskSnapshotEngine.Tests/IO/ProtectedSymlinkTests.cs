@@ -1,0 +1,58 @@
+using System.Security.Cryptography;
+using DiskSnapshotEngine.Tests.Cli;
+using DiskSnapshotEngine.Tests.Infrastructure;
+
+namespace DiskSnapshotEngine.Tests.IO;
+
+/// <summary>
+/// A verb that writes through a user-given symbolic link renames its new file over the link's target itself, which
+/// fs.protected_symlinks (an open(2) check) does not guard: dse applies the kernel's rule. In a sticky world-writable
+/// folder a link another user owns is refused (ReadOnly, exit 15) and nothing is written, its target nor beside it.
+/// </summary>
+public class ProtectedSymlinkTests
+{
+    [RootFact("owns a link by nobody in a sticky folder")]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public async Task Root_does_not_follow_another_users_link_in_a_sticky_folder()
+    {
+        using var dir = new TempDirectory("sticky");
+        string image = dir.File("d.vhdx"), sticky = Directory.CreateDirectory(dir.File("tmp")).FullName;
+        File.SetUnixFileMode(sticky, (UnixFileMode)Convert.ToInt32("1777", 8));
+        Assert.Equal(0, (await CliRunner.RunAsync("create", image, "--size", "4M")).ExitCode);
+        string secret = dir.File("secret"), dangling = dir.File("elsewhere.raw");
+        File.WriteAllText(secret, "root only");
+        File.SetUnixFileMode(secret, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        byte[] before = SHA256.HashData(File.ReadAllBytes(secret));
+
+        foreach (var (name, target) in new[] { ("out.raw", secret), ("new.raw", dangling) })
+        {
+            string link = Path.Combine(sticky, name);
+            File.CreateSymbolicLink(link, target);
+            Assert.Equal(0, ExternalTool.Run("chown", "-h", "nobody", link).ExitCode);
+            var r = await CliRunner.RunAsync("export", image, link, "--force");
+            Assert.True(r.ExitCode == 15, $"{name}: {r}");
+            Assert.Contains(link, r.StdErr);
+            Assert.Equal(before, SHA256.HashData(File.ReadAllBytes(secret)));
+            Assert.False(File.Exists(dangling), "a dangling link made root create its target");
+            Assert.Empty(Directory.GetFiles(dir.Path, "*.dse-*"));
+            Assert.True(new FileInfo(link).LinkTarget == target, "the link was replaced");
+        }
+    }
+
+    [RootFact("owns the link, as the running user")]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public async Task Own_link_in_a_sticky_folder_is_followed_and_the_target_is_named()
+    {
+        using var dir = new TempDirectory("sticky");
+        string image = dir.File("d.vhdx"), sticky = Directory.CreateDirectory(dir.File("tmp")).FullName;
+        File.SetUnixFileMode(sticky, (UnixFileMode)Convert.ToInt32("1777", 8));
+        Assert.Equal(0, (await CliRunner.RunAsync("create", image, "--size", "4M")).ExitCode);
+        string target = dir.File("real.raw"), link = Path.Combine(sticky, "out.raw");
+        File.CreateSymbolicLink(link, target);
+        var r = await CliRunner.RunAsync("export", image, link);
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.Equal(4 << 20, new FileInfo(target).Length);
+        Assert.Contains(target, r.StdOut);
+        Assert.True(new FileInfo(link).LinkTarget == target, "the link was replaced");
+    }
+}

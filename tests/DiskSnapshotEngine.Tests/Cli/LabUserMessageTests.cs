@@ -117,7 +117,7 @@ public class LabUserMessageTests
 
         var (code, _, stderr) = CliRunner.RunAsNobody(["merge", clone]);
         Assert.True(code == ExitReadOnly, $"exit {code}: {stderr}");
-        Assert.Contains("readable by other users (mode 0644), who may have linked clones dse cannot see", stderr);
+        Assert.Contains("readable by other users (mode 0644 in folders others can enter), who may have linked clones dse cannot see", stderr);
         Assert.Contains($"work on a full clone (dse clone {golden} COPY)", stderr);
         Assert.DoesNotContain("dse unseal", stderr);
         Assert.Equal(hash, ContentHash.OfFile(golden));

@@ -94,9 +94,12 @@ internal readonly record struct FileNode(ulong Device, ulong Inode, string FullP
         if (Libc.Stat(path, out var st) != 0) return "a mode that cannot be read";
         int mode = (int)st.Mode & 0xFFF;
         const int groupRead = 0x20, groupWrite = 0x10, otherRead = 0x4, otherWrite = 0x2; // 040, 020, 004, 002
-        string bits = $"mode {Convert.ToString(mode, 8).PadLeft(4, '0')}";
-        // lgetxattr does not follow a symbolic link: ask the file the stat above described.
-        string file = File.ResolveLinkTarget(path, returnFinalTarget: true)?.FullName ?? path;
+        string bits = ModeText(st.Mode);
+        // lgetxattr does not follow a symbolic link: ask the file the stat above described (a link that cannot be
+        // followed any more, replaced by a loop since the stat, counts as not private).
+        string file;
+        try { file = File.ResolveLinkTarget(path, returnFinalTarget: true)?.FullName ?? path; }
+        catch (IOException) { return $"{bits} behind a link that cannot be followed"; }
         byte none = 0;
         string? who = (mode & groupRead) != 0 && (mode & groupWrite) == 0 || (mode & otherRead) != 0 && (mode & otherWrite) == 0 ? bits
             : Libc.GetXattr(file, "system.posix_acl_access", ref none, 0) >= 0 ? $"{bits} and a POSIX ACL" : null;
@@ -106,8 +109,11 @@ internal readonly record struct FileNode(ulong Device, ulong Inode, string FullP
     // Who may write it instead: the owner and the mode, which root's lab goldens (0644) deny other users by.
     private static string DeniedByMode(string path) =>
         Libc.Stat(path, out var st) == 0
-            ? $"its owner {UserName(st.Uid)} and mode {Convert.ToString(st.Mode & 0xFFF, 8).PadLeft(4, '0')} do not let this user write it"
+            ? $"its owner {UserName(st.Uid)} and {ModeText(st.Mode)} do not let this user write it"
             : "this user may not write it";
+
+    // A file's permission bits as ls and chmod write them: "mode 0644".
+    private static string ModeText(uint mode) => $"mode {Convert.ToString(mode & 0xFFF, 8).PadLeft(4, '0')}";
 
     // The account name of a uid from /etc/passwd ("uid N" when it has none there).
     private static string UserName(uint uid)

@@ -19,6 +19,7 @@ declare -A package_of=(
   [systemd-analyze]=systemd
   [mkfs.xfs]=xfsprogs
   [filefrag]=e2fsprogs
+  [strace]=strace
   [mkfs.ext4]=e2fsprogs
   [gcc]=gcc
 )

@@ -47,27 +47,26 @@ internal static class FileOwnership
     }
 
     /// <summary>
-    /// Takes away from a new file every group and other permission that one of <paramref name="sources"/> denies, as
-    /// <c>cp</c> does: a copy of a 0600 disk is 0600 whatever the umask, never readable by more users than the disk.
-    /// The owner's bits, the owner and attributes stay those of a new file of the user running dse.
+    /// The mode to create a new file with so that it is never readable by more users than <paramref name="sources"/>,
+    /// as <c>cp</c> makes it: 0666 (less the umask, which open(2) applies) less every group and other permission that
+    /// one of the sources denies. Given to the create itself, not set afterwards: another user could open a file
+    /// created readable before a chmod, and an open descriptor keeps reading whatever is written later. A file
+    /// system without modes of its own (vfat, a CIFS share: access set by the mount) ignores it.
     /// </summary>
-    /// <exception cref="DiskImageException">Io when the new file's mode cannot be read.</exception>
-    public static void RestrictToSources(string target, IEnumerable<string> sources)
+    public static uint CreateModeFor(IEnumerable<string> sources)
     {
-        if (!OperatingSystem.IsLinux()) return;
-        if (Libc.Stat(target, out var st) != 0) throw Error(target, "cannot read the mode");
-        uint mode = st.Mode & 0xFFF;
+        uint mode = NewFileMode;
+        if (!OperatingSystem.IsLinux()) return mode;
         foreach (var source in sources)
         {
             if (Libc.Stat(source, out var from) != 0) continue; // a layer with no file of its own (in memory) denies nothing
-            mode &= 0xFC0 | (from.Mode & 0x3F); // owner and special bits stay; group and other only as the source allows
+            mode &= 0xFC0 | (from.Mode & 0x3F); // owner bits stay; group and other only as the source allows
         }
-        if (mode == (st.Mode & 0xFFF)) return;
-        // A file system without modes of its own (vfat, a CIFS share: access set by the mount) refuses chmod; there
-        // is nothing to restrict there, and the copy must not fail for it.
-        try { File.SetUnixFileMode(target, (UnixFileMode)mode); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+        return mode;
     }
+
+    /// <summary>0666: the mode open(2) is asked for a new file when nothing restricts it (the umask then applies).</summary>
+    public const uint NewFileMode = 0x1B6;
 
     private static DiskImageException Error(string path, string what)
     {

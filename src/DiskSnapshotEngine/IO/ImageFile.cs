@@ -53,12 +53,12 @@ internal sealed class ImageFile : IImageFile
         }
     }
 
-    /// <summary>Creates a new, empty file (never overwrites), locked exclusive; a fixed image reserves its space with <see cref="Reserve"/>.</summary>
+    /// <summary>Creates a new, empty file (never overwrites), locked exclusive, with <paramref name="mode"/> less the umask; a fixed image reserves its space with <see cref="Reserve"/>.</summary>
     /// <exception cref="DiskImageException">AlreadyExists, DiskFull, Io.</exception>
-    public static ImageFile Create(string path)
+    public static ImageFile Create(string path, uint mode = FileOwnership.NewFileMode)
     {
         string full = System.IO.Path.GetFullPath(path);
-        var handle = LockedOpen.Create(full);
+        var handle = LockedOpen.Create(full, mode);
         try { return new ImageFile(handle, full, true); }
         catch (IOException e)
         {

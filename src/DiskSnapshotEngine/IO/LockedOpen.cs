@@ -51,10 +51,11 @@ internal static class LockedOpen
 
     /// <summary>
     /// Creates a new file (never overwrites) and locks it exclusively; inside a <see cref="LockScope"/> the scope
-    /// holds the lock instead (so it outlives this handle and follows the file through renames).
+    /// holds the lock instead (so it outlives this handle and follows the file through renames). <paramref name="mode"/>
+    /// is given to open(2), which takes the umask from it (see <see cref="FileOwnership.CreateModeFor"/>).
     /// </summary>
     /// <exception cref="DiskImageException">AlreadyExists, DiskFull, FileNotFound (no such folder), Io.</exception>
-    public static SafeFileHandle Create(string full)
+    public static SafeFileHandle Create(string full, uint mode = FileOwnership.NewFileMode)
     {
         CheckCreatable(full);
         if (!OperatingSystem.IsLinux())
@@ -62,7 +63,7 @@ internal static class LockedOpen
             try { return File.OpenHandle(full, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, FileOptions.RandomAccess); }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw OsErrors.Translate(e, full, "create"); }
         }
-        int fd = Libc.Open(full, Libc.O_RDWR | Libc.O_CREAT | Libc.O_EXCL | Libc.O_CLOEXEC, 0x1B6 /* 0666, less the umask */);
+        int fd = Libc.Open(full, Libc.O_RDWR | Libc.O_CREAT | Libc.O_EXCL | Libc.O_CLOEXEC, (int)mode);
         if (fd < 0)
         {
             int errno = Marshal.GetLastPInvokeError();

@@ -70,7 +70,9 @@ public static class Compact
             var output = new DiskChain(new[] { target }.Concat(chain.Layers.Skip(1)).ToArray());
             // Same content as the original: keep its version so children stay linked.
             target.PreserveVersionOnWrite = true;
-            long written = CopyStoredCompressed(src, target, extents, ref plan, cancel), zero = 0;
+            long copied = CopyStoredCompressed(src, target, extents, ref plan,
+                done => progress?.Report(new OperationProgress("compacting", done, total)), cancel);
+            long written = copied, zero = 0;
             await ExtentPump.RunAsync(plan, ExtentPump.ChunkFor(target.BlockSize),
                 (off, buf) => chain.Read(off, buf),
                 (off, data, len, isZero) =>
@@ -85,7 +87,8 @@ public static class Compact
                     output.Write(off, data);
                     written += len;
                 },
-                done => progress?.Report(new OperationProgress("compacting", done, total)), cancel).ConfigureAwait(false);
+                // The clusters copied as stored are done already: the count goes on from them up to the total.
+                done => progress?.Report(new OperationProgress("compacting", copied + done, total)), cancel).ConfigureAwait(false);
             target.Flush();
             tempFile.MakeDurable();
             if (target.Identity != src.Identity)
@@ -108,7 +111,7 @@ public static class Compact
     // Compressed clusters (qcow2 to qcow2 of the same cluster size and compression type) are copied as stored, so they
     // stay compressed; the plan keeps the rest, and any cluster that could not be copied so, to be written decoded.
     private static long CopyStoredCompressed(IDiskLayer src, IDiskLayer target, List<ChainExtent> extents, ref List<CopyRange> plan,
-        CancellationToken cancel)
+        Action<long> progress, CancellationToken cancel)
     {
         if (src is not IStoredCompressedLayer from || target is not IStoredCompressedLayer to || !to.CanStoreCompressedFrom(from)) return 0;
         var rest = new List<CopyRange>();
@@ -124,7 +127,11 @@ public static class Compact
             {
                 if (cancel.IsCancellationRequested) throw ExtentPump.Cancelled();
                 long length = Math.Min(unit, e.Offset + e.Length - at);
-                if (at % unit == 0 && from.ReadStoredCompressed(at) is { } stored && to.WriteStoredCompressed(at, stored)) copied += length;
+                if (at % unit == 0 && from.ReadStoredCompressed(at) is { } stored && to.WriteStoredCompressed(at, stored))
+                {
+                    copied += length;
+                    progress(copied);
+                }
                 else rest.Add(new CopyRange(at, length));
             }
         }

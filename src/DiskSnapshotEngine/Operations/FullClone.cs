@@ -45,16 +45,17 @@ public static class FullClone
             var createOptions = new ImageCreateOptions(size, options.Type, options.BlockSize, top.LogicalSectorSize, top.PhysicalSectorSize);
             if (createOptions.BlockSize is int bs && bs <= 0)
                 ThrowHelper.InvalidArgument($"block size must be positive (got {bs})", dest);
+            // Never readable by more users than the source, from its creation on (see FileOwnership.CreateModeFor).
+            uint mode = FileOwnership.CreateModeFor(src.Layers.Select(l => l.Path));
             // A fixed clone must really reserve its space (fallocate), which only the plain file does.
             if (options.Type == ImageType.Fixed)
             {
-                var plain = ImageFile.Create(temp);
+                var plain = ImageFile.Create(temp, mode);
                 // Nobody reads the clone before its final fsync either: bulk data can bypass the page cache.
                 if (options.Durable) plain.UseDirectWrites();
                 file = plain;
             }
-            else file = TempImageFile.Create(temp, direct: options.Durable);
-            FileOwnership.RestrictToSources(temp, src.Layers.Select(l => l.Path));
+            else file = TempImageFile.Create(temp, direct: options.Durable, mode);
             var imageFile = file is TempImageFile staged ? staged.Inner : file as ImageFile;
             // A clone left in the page cache allocates each range just before it is written (one extent at once,
             // not page by page: cheaper, see ImageFile.UseAllocatedWrites); a durable one writes with O_DIRECT. A fixed

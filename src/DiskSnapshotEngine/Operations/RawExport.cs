@@ -59,8 +59,8 @@ public static class RawExport
         FolderAccess.Require(full, "create it"); // named, rather than the partial file beside it
         string temp = full + ".dse-partial";
         DurableFiles.TryDelete(temp);
-        var output = ImageFile.Create(temp);
-        FileOwnership.RestrictToSources(temp, chain.Layers.Select(l => l.Path));
+        // Never readable by more users than the chain, from its creation on (see FileOwnership.CreateModeFor).
+        var output = ImageFile.Create(temp, FileOwnership.CreateModeFor(chain.Layers.Select(l => l.Path)));
         // A durable export ends with an fsync of everything anyway: its data can go straight to the disk
         // (see ImageFile.UseDirectWrites). A --no-sync export stays in the page cache, as cp would.
         if (durable) output.UseDirectWrites();

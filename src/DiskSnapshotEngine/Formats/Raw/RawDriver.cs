@@ -14,6 +14,9 @@ internal sealed class RawDriver : IImageFormatDriver
 
     public IDiskLayer Open(IImageFile file, bool writable) => new RawLayer(file, writable);
 
+    /// <summary>None: a raw file has no header and never a parent link, so no torn read can hide one (no second read).</summary>
+    public long? LinkHeaderBytes(IDiskLayer layer) => null;
+
     public void CheckParent(string path, ParentDescriptor parent) => RefuseChild(path);
 
     public IDiskLayer Create(IImageFile file, ImageCreateOptions options, ParentDescriptor? parent)

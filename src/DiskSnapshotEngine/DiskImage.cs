@@ -72,9 +72,9 @@ public static class DiskImage
         // create (the name taken, a missing or read-only folder, a full disk) leaves the parent as it was.
         ParentSeal? outcome = null;
         var options = new ImageCreateOptions(parent.VirtualSize, ImageType.Differencing, null, parent.LogicalSectorSize, physicalSectorSize, childIdentity);
-        var child = CreateWith(driver, path, options, parent, () => outcome = seal.Apply(fileOpener));
-        // A child holds copies of parent sectors (a qcow2's or VDI's partial clusters): no more readable than its parent.
-        FileOwnership.RestrictToSources(path, [parentPath]);
+        // A child holds copies of parent sectors (a qcow2's or VDI's partial clusters): created no more readable than its
+        // parent, so no other user can open it before its mode says so.
+        var child = CreateWith(driver, path, options, parent, () => outcome = seal.Apply(fileOpener), FileOwnership.CreateModeFor([parentPath]));
         parentSeal = outcome!;
         return child;
     }
@@ -137,7 +137,7 @@ public static class DiskImage
 
     // beforeFormat runs once the file exists and before the format is written into it; if it fails, the file goes too.
     private static IDiskLayer CreateWith(IImageFormatDriver driver, string path, ImageCreateOptions options, ParentDescriptor? parent,
-        Action? beforeFormat = null)
+        Action? beforeFormat = null, uint mode = FileOwnership.NewFileMode)
     {
         if (options.VirtualSize <= 0)
             ThrowHelper.InvalidArgument($"virtual size must be positive (got {options.VirtualSize})", path);
@@ -145,7 +145,7 @@ public static class DiskImage
             ThrowHelper.InvalidArgument($"logical sector size must be 512 or 4096 (got {options.LogicalSectorSize})", path);
         if (options.VirtualSize % options.LogicalSectorSize != 0)
             ThrowHelper.InvalidArgument($"virtual size {options.VirtualSize} is not a multiple of the logical sector size {options.LogicalSectorSize}", path);
-        var file = ImageFile.Create(path);
+        var file = ImageFile.Create(path, mode);
         try
         {
             beforeFormat?.Invoke();

@@ -172,4 +172,30 @@ public class LabUserMessageTests
         }
         Assert.Equal(0, writer.ExitCode);
     }
+
+    /// <summary>
+    /// A lab user's linked clone of root's golden (0644: left unsealed, as this user cannot write it) merged into it: refused
+    /// (exit 15) naming the golden and why, before anything is written: no journal beside the clone, both files unchanged.
+    /// </summary>
+    [RootFact("runs dse as nobody through setpriv")]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public async Task A_merge_into_a_golden_the_user_cannot_write_is_refused_before_its_journal()
+    {
+        using var dir = new TempDirectory("lab-merge-journal");
+        File.SetUnixFileMode(dir.Path, (UnixFileMode)0x1ED); // 0755, root's
+        string golden = dir.File("golden.vdi"), home = Path.Combine(dir.Path, "home"), clone = Path.Combine(home, "c.vdi");
+        await Ok("create", golden, "--size", "16M");
+        Directory.CreateDirectory(home);
+        ExternalTool.RunChecked("chown", "65534:65534", home);
+        var (made, _, madeErr) = CliRunner.RunAsNobody(["clone", "--linked", golden, clone]);
+        Assert.True(made == 0, $"clone --linked as nobody: exit {made}: {madeErr}");
+        string goldenHash = ContentHash.OfFile(golden), cloneHash = ContentHash.OfFile(clone);
+
+        var (code, _, stderr) = CliRunner.RunAsNobody(["merge", clone]);
+        Assert.True(code == ExitReadOnly, $"exit {code}: {stderr}");
+        Assert.Contains($"{golden}: cannot merge into it: its owner root and mode 0644 do not let this user write it", stderr);
+        Assert.Equal([clone], Directory.GetFiles(home));
+        Assert.Equal(goldenHash, ContentHash.OfFile(golden));
+        Assert.Equal(cloneHash, ContentHash.OfFile(clone));
+    }
 }

@@ -91,19 +91,26 @@ internal readonly record struct FileNode(ulong Device, ulong Inode, string FullP
     public static string? ReadableByNonWriters(string path)
     {
         if (!OperatingSystem.IsLinux()) return "permissions this system does not show as modes";
-        if (Libc.Stat(path, out var st) != 0) return "a mode that cannot be read";
+        // One canonical path for the mode, the ACL (lgetxattr does not follow links) and the folders on the way, so
+        // all three describe the same file.
+        if (Canonical(path) is not { } file || Libc.Stat(file, out var st) != 0) return "a mode that cannot be read";
         int mode = (int)st.Mode & 0xFFF;
         const int groupRead = 0x20, groupWrite = 0x10, otherRead = 0x4, otherWrite = 0x2; // 040, 020, 004, 002
         string bits = ModeText(st.Mode);
-        // lgetxattr does not follow a symbolic link: ask the file the stat above described (a link that cannot be
-        // followed any more, replaced by a loop since the stat, counts as not private).
-        string file;
-        try { file = File.ResolveLinkTarget(path, returnFinalTarget: true)?.FullName ?? path; }
-        catch (IOException) { return $"{bits} behind a link that cannot be followed"; }
         byte none = 0;
         string? who = (mode & groupRead) != 0 && (mode & groupWrite) == 0 || (mode & otherRead) != 0 && (mode & otherWrite) == 0 ? bits
             : Libc.GetXattr(file, "system.posix_acl_access", ref none, 0) >= 0 ? $"{bits} and a POSIX ACL" : null;
-        return who is null || FolderAccess.ClosedToOthers(path, st.Uid) ? null : $"{who} in folders others can enter";
+        return who is null || FolderAccess.ClosedToOthers(file, st.Uid) ? null : $"{who} in folders others can enter";
+    }
+
+    /// <summary>The canonical absolute path of <paramref name="path"/> (realpath(3): every link resolved), or null when it cannot be resolved.</summary>
+    public static string? Canonical(string path)
+    {
+        if (!OperatingSystem.IsLinux()) return null;
+        nint resolved = Libc.RealPath(path, 0);
+        if (resolved == 0) return null;
+        try { return Marshal.PtrToStringUTF8(resolved); }
+        finally { Libc.Free(resolved); }
     }
 
     // Who may write it instead: the owner and the mode, which root's lab goldens (0644) deny other users by.

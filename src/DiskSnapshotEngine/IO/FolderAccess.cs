@@ -49,12 +49,7 @@ internal static class FolderAccess
     /// </summary>
     public static bool ClosedToOthers(string file, uint owner)
     {
-        if (!OperatingSystem.IsLinux()) return false;
-        nint resolved = Libc.RealPath(file, 0);
-        if (resolved == 0) return false;
-        string real;
-        try { real = Marshal.PtrToStringUTF8(resolved) ?? ""; }
-        finally { Libc.Free(resolved); }
+        if (FileNode.Canonical(file) is not { } real) return false;
         const int groupSearch = 0x8, otherSearch = 0x1; // 010, 001
         byte none = 0;
         for (string? folder = Path.GetDirectoryName(real); !string.IsNullOrEmpty(folder); folder = Path.GetDirectoryName(folder))

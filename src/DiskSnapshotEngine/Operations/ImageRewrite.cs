@@ -40,9 +40,9 @@ internal sealed class ImageRewrite : IDisposable
     /// <exception cref="Errors.DiskImageException">ReadOnly (the image's folder), Locked, open and I/O errors.</exception>
     public static ImageRewrite Begin(string image, OpenOptions options, string tempSuffix, string verb)
     {
-        // Through a symbolic link, the file renamed over is the link's target: the link stays, naming the new file.
-        // The chain is opened at the path as given, so a relative parent is looked up beside the link, as QEMU does.
-        string target = FileNode.Target(image);
+        // Through a symbolic link, the file renamed over is the link's target and the chain is opened at the link (NamedImage).
+        var named = NamedImage.Of(image);
+        string target = named.File;
         FolderAccess.Require(target, $"{verb} it", $"{verb} rewrites the image beside itself, then renames it over");
         var scope = LockScope.Begin();
         try
@@ -50,7 +50,7 @@ internal sealed class ImageRewrite : IDisposable
             scope.Lock(target);
             string temp = target + tempSuffix;
             DurableFiles.TryDelete(temp);
-            return new ImageRewrite(scope, verb, target, temp, DiskImage.Open(image, options with { Writable = false }));
+            return new ImageRewrite(scope, verb, target, temp, DiskImage.Open(named.Path, options with { Writable = false }));
         }
         catch
         {

@@ -149,4 +149,17 @@ internal static class Dependents
 
     /// <summary>The folder of a file.</summary>
     public static string FolderOf(string path) => Path.GetDirectoryName(Path.GetFullPath(path)) ?? "/";
+
+    /// <summary>
+    /// The folder of <paramref name="path"/> and, when the path reaches its file through a symbolic link, the folder of
+    /// the real file: children made beside either read through the same file.
+    /// </summary>
+    public static IEnumerable<string> FoldersBeside(string path)
+    {
+        string folder = FolderOf(path);
+        yield return folder;
+        // Compared canonical to canonical: a folder reached through a linked folder (/tmp -> /private/tmp) is listed once.
+        if (FileNode.Canonical(path) is { } real && FolderOf(real) is var realFolder && realFolder != FileNode.Canonical(folder))
+            yield return realFolder;
+    }
 }

@@ -15,11 +15,14 @@ public static partial class Merge
         IProgress<OperationProgress>? progress = null, CancellationToken cancel = default)
     {
         options ??= new MergeOptions();
-        image = FileNode.Target(image); // through a symbolic link: the real child is merged, removed or relinked
+        // Through a symbolic link: the chain is opened at the link, the real child is written in place (NamedImage).
+        var named = NamedImage.Of(image);
         using var scope = LockScope.Begin();
-        scope.LockIfExists(image);
-        var journal = OperationJournal.LoadOwn(image, "pull");
+        scope.LockIfExists(named.File);
+        var journal = OperationJournal.LoadOwn(named.Path, "pull");
         bool resumed = journal is not null;
+        // A rerun opens the chain where the interrupted run did, whichever name leads it to the journal.
+        image = journal?.Image ?? named.Path;
 
         using var chain = ChainOpener.Open(image, options.Open, 0);
         var top = chain.Top;

@@ -25,17 +25,18 @@ public static partial class Merge
         IProgress<OperationProgress>? progress = null, CancellationToken cancel = default)
     {
         options ??= new MergeOptions();
-        image = FileNode.Target(image); // through a symbolic link: the real child is merged, removed or relinked
+        // Through a symbolic link: the chain is opened at the link, the real child is merged away (NamedImage).
+        var named = NamedImage.Of(image);
         // Every file the merge writes, relinks, renames or removes is locked from before the first change until the
         // end, the image first (its journal is read under that lock): a reader sees the chain before or after the
         // merge, or exit 12, never the target renamed over the image with the merged layers still linked.
         using var scope = LockScope.Begin();
-        scope.LockIfExists(image);
-        var journal = OperationJournal.LoadOwn(image, "commit");
+        scope.LockIfExists(named.File);
+        var journal = OperationJournal.LoadOwn(named.Path, "commit");
         bool resumed = journal is not null;
         if (journal is null)
         {
-            journal = MergePlanner.Plan(image, ancestor, options);
+            journal = MergePlanner.Plan(named.Path, ancestor, options);
             // A target this user may not write (root's golden, left unsealed by a clone it could not seal) is refused
             // before the target grows or the journal is written: a refused merge leaves no file behind.
             if (FileNode.WhyNotWritable(journal.Target!) is { } why)
@@ -76,20 +77,23 @@ public static partial class Merge
         if (journal.ReplaceImage && File.Exists(journal.Target!))
         {
             // One atomic rename replaces the image by the merged target: the image's path always names a complete disk.
-            DurableFiles.Rename(journal.Target!, image, overwrite: true);
+            // Real file over real file: a link to either stays a link.
+            DurableFiles.Rename(FileNode.Target(journal.Target!), FileNode.Target(journal.Image), overwrite: true);
             removed.Add(journal.Target!);
         }
         foreach (var layer in journal.ReplaceImage ? journal.Merged.Skip(1) : journal.Merged)
         {
             if (!File.Exists(layer)) continue;
-            DurableFiles.Delete(layer);
+            // A layer reached through a link is its target: the real file goes, and the data with it.
+            DurableFiles.Delete(FileNode.Target(layer));
             removed.Add(layer);
         }
         journal.Delete();
         return new MergeResult(stats, journal.Target!, relinked, removed, resumed) { Unsealed = journal.LiftSeal && !journal.ReplaceImage ? journal.Target : null };
     }
 
-    // Locks the files a commit changes; the plan's chain is closed by then (its shared locks would conflict).
+    // Locks the files a commit changes (a link's target: the lock is taken through a descriptor the path opens); the
+    // plan's chain is closed by then (its shared locks would conflict).
     private static void Hold(LockScope scope, OperationJournal journal)
     {
         foreach (var file in journal.Merged.Append(journal.Target!).Concat(journal.Children))

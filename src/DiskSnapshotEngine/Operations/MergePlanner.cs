@@ -26,7 +26,7 @@ internal static class MergePlanner
                     $"{Path.GetFullPath(ancestor)} is not an ancestor of the image (its chain: {string.Join(" -> ", chain.Layers.Select(l => l.Path))})", image);
         }
         var layers = chain.Layers;
-        var folders = layers.Select(l => Dependents.FolderOf(l.Path)).Concat(options.ChildFolders).ToList();
+        var folders = layers.SelectMany(l => Dependents.FoldersBeside(l.Path)).Concat(options.ChildFolders).ToList();
         var chainPaths = layers.Select(l => l.Path).ToList();
 
         // The target and every layer between must have no dependent outside the chain: their content changes or
@@ -80,7 +80,7 @@ internal static class MergePlanner
     /// <summary>Refuses now, changing nothing, any commit that <see cref="Merge.CommitAsync"/> would refuse before its first change (for callers that record their own plan first).</summary>
     /// <exception cref="DiskImageException">As <see cref="Plan"/> and <see cref="MergeSizes.CheckGrowth(OperationJournal, MergeOptions)"/>.</exception>
     public static void Check(string image, string? ancestor, MergeOptions options) =>
-        MergeSizes.CheckGrowth(Plan(FileNode.Target(image), ancestor, options), options);
+        MergeSizes.CheckGrowth(Plan(NamedImage.Of(image).Path, ancestor, options), options);
 
     /// <summary>
     /// Golden when layer <paramref name="i"/>'s seal records the layer above it (which the merge consumes) as its sole

@@ -10,12 +10,12 @@ namespace DiskSnapshotEngine.Operations;
 /// </summary>
 internal sealed record OperationJournal
 {
-    /// <summary>Journal file name suffix (beside the image the command names).</summary>
+    /// <summary>Journal file name suffix (beside the file the image's name leads to).</summary>
     public const string Suffix = ".dse-journal.json";
 
     /// <summary>"commit" or "pull".</summary>
     public required string Operation { get; init; }
-    /// <summary>The image the command named.</summary>
+    /// <summary>The image the command named, as given (a link, when it was one): a resume opens the chain there again.</summary>
     public required string Image { get; init; }
     /// <summary>Commit: the layer receiving the data. Pull: the new parent (the grandparent).</summary>
     public string? Target { get; init; }
@@ -33,7 +33,11 @@ internal sealed record OperationJournal
     public required string Phase { get; init; }
 
 
-    public static string PathFor(string image) => Path.GetFullPath(image) + Suffix;
+    // Beside the file the name leads to (a link's target, NamedImage.File), not beside the link: that is the file the
+    // operation writes or removes, and whatever name the user gives it next time (the link, the real file, another
+    // link) leads there, so a rerun finds the journal. The journal records the name the chain was opened through
+    // (Image), so the rerun opens the same chain, parents beside the link included, whichever name it was given.
+    public static string PathFor(string image) => IO.FileNode.Target(image) + Suffix;
 
     public void Save() => DurableFiles.WriteAllTextAtomic(PathFor(Image), OperationJournalJson.Write(this));
 

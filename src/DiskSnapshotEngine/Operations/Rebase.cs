@@ -85,7 +85,9 @@ public static class Rebase
     private static async Task<Relinked> RelinkAsync(string image, string newParent, bool unsafeMode,
         OpenOptions options, IProgress<OperationProgress>? progress, CancellationToken cancel)
     {
-        image = FileNode.Target(image); // the relative backing path is from the real child's folder, not a link's
+        // Through a symbolic link: the chain is opened at the link (its old parent is the one QEMU finds there), the link's
+        // target is relinked in place, and its new relative backing path is made from the link's folder (NamedImage).
+        image = NamedImage.Of(image).Path;
         newParent = Path.GetFullPath(newParent);
         using var fresh = DiskImage.Open(newParent, options with { Writable = false });
         if (ChainOpener.IndexOf(fresh, image) >= 0)

@@ -1,0 +1,235 @@
+using System.Diagnostics;
+using System.Text.Json;
+using DiskSnapshotEngine.Tests.Cli;
+using DiskSnapshotEngine.Tests.Infrastructure;
+
+namespace DiskSnapshotEngine.Tests.Operations;
+
+/// <summary>
+/// Merge, pull and rebase of a qcow2 child named through a symbolic link (vms/t.qcow2 -> ../big/t.qcow2) whose parent
+/// is a relative name (p.qcow2, itself a child of g.qcow2): dse opens the chain QEMU opens through the link, with the
+/// parent beside the link, whatever lies beside the link's target; the link's target is the file that changes and the
+/// link stays a link. qemu-img names the parents and checks the content.
+/// </summary>
+public class LinkedChainTests
+{
+    // Where the parents are: "link" (beside the link only), "target" (beside the link's target only) or "both" (beside
+    // both, the copy beside the target with other content: pattern 5 where the one beside the link has 7).
+    private sealed record Layout(TempDirectory Dir, string Vms, string Big, string Link, string Real, string Flat) : IDisposable
+    {
+        // The parent beside the target where there is one: no verb through the link may change it.
+        private readonly string? _other = File.Exists(Path.Combine(Big, "p.qcow2")) ? ContentHash.OfFile(Path.Combine(Big, "p.qcow2")) : null;
+
+        public string Beside(string name) => Path.Combine(Vms, name);
+        public void OtherUntouched() { if (_other is not null) Assert.Equal(_other, ContentHash.OfFile(Path.Combine(Big, "p.qcow2"))); }
+        public void Dispose() => Dir.Dispose();
+    }
+
+    private static Layout Make(string name, string place, string topWrite = "write -P 9 2M 1M", string size = "8M")
+    {
+        var dir = new TempDirectory(name);
+        string vms = Directory.CreateDirectory(dir.File("vms")).FullName, big = Directory.CreateDirectory(dir.File("big")).FullName;
+        var parents = place switch { "link" => [(vms, 7)], "target" => [(big, 7)], _ => new[] { (vms, 7), (big, 5) } };
+        foreach (var (folder, pattern) in parents)
+        {
+            string g = Path.Combine(folder, "g.qcow2"), p = Path.Combine(folder, "p.qcow2");
+            ExternalTool.RunChecked("qemu-img", "create", "-q", "-f", "qcow2", g, size);
+            ExternalTool.RunChecked("qemu-io", "-c", "write -P 3 4M 1M", g);
+            ExternalTool.RunChecked("qemu-img", "create", "-q", "-f", "qcow2", "-b", "g.qcow2", "-F", "qcow2", p);
+            ExternalTool.RunChecked("qemu-io", "-c", $"write -P {pattern} 0 1M", p);
+        }
+        // The child is made beside the first parent (qemu-img opens its backing file), then moved beside the target.
+        string made = Path.Combine(parents[0].Item1, "t.qcow2"), real = Path.Combine(big, "t.qcow2"), link = Path.Combine(vms, "t.qcow2");
+        ExternalTool.RunChecked("qemu-img", "create", "-q", "-f", "qcow2", "-b", "p.qcow2", "-F", "qcow2", made);
+        ExternalTool.RunChecked("qemu-io", "-c", topWrite, made);
+        if (made != real) File.Move(made, real);
+        File.CreateSymbolicLink(link, "../big/t.qcow2");
+        // What QEMU reads through the link (the real file where QEMU cannot open the link's chain).
+        string flat = dir.File("t.raw");
+        ExternalTool.RunChecked("qemu-img", "convert", "-U", "-O", "raw", place == "target" ? real : link, flat);
+        return new Layout(dir, vms, big, link, real, flat);
+    }
+
+    // The chain qemu-img opens at path, top first, each file as QEMU names it (a relative backing name combined with the
+    // name of the image it was read from, "vms/../new.qcow2" written without its "..").
+    private static string[] QemuChain(string path) =>
+        JsonDocument.Parse(ExternalTool.RunChecked("qemu-img", "info", "-U", "--backing-chain", "--output=json", path)).RootElement
+            .EnumerateArray().Select(e => Path.GetFullPath(e.GetProperty("filename").GetString()!)).ToArray();
+
+    private static async Task<string?> DseParent(string path) =>
+        (await CliRunner.InfoAsync(path)).GetProperty("parent").GetProperty("image").GetString();
+
+    // Every file under the folder (links followed) with its content hash, and every link with what it names.
+    private static string Snapshot(string folder) => string.Join("\n", Directory.GetFiles(folder, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal)
+        .Select(f => new FileInfo(f).LinkTarget is { } to ? $"{f} -> {to}" : $"{f} {ContentHash.OfFile(f)}"));
+
+    private static void SameContent(string image, string flat)
+    {
+        ExternalTool.RunChecked("qemu-img", "check", "-U", image);
+        ExternalTool.RunChecked("qemu-img", "compare", "-U", "-F", "raw", image, flat);
+    }
+
+    // The state a verb through the link starts from: QEMU and dse name the same parent, the one beside the link.
+    private static async Task<(Layout Layout, string[] Chain)> Start(string name, string place, string topWrite = "write -P 9 2M 1M", string size = "8M")
+    {
+        var l = Make(name, place, topWrite, size);
+        var chain = QemuChain(l.Link);
+        Assert.Equal([l.Link, l.Beside("p.qcow2"), l.Beside("g.qcow2")], chain);
+        Assert.Equal(chain[1], await DseParent(l.Link));
+        return (l, chain);
+    }
+
+    private static void LinkKept(Layout l, string what)
+    {
+        Assert.True(new FileInfo(l.Link).LinkTarget == "../big/t.qcow2", $"{what}: the link was replaced");
+        Assert.Empty(Directory.GetFiles(l.Dir.Path, "*.dse-*", SearchOption.AllDirectories));
+    }
+
+    [RequiresToolTheory("qemu-img", "qemu-io")]
+    [InlineData("link")]
+    [InlineData("both")]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public async Task A_merge_through_a_link_merges_into_the_parent_QEMU_finds_beside_the_link(string place)
+    {
+        var (l, chain) = await Start("link-merge", place);
+        using var owned = l;
+        var r = await CliRunner.RunAsync("merge", l.Link);
+        Assert.True(r.ExitCode == 0, $"{place}: {r}");
+        Assert.False(File.Exists(l.Real), "the real child was left");
+        // The parent beside the link now holds what the link showed; the one beside the target is untouched.
+        SameContent(chain[1], l.Flat);
+        l.OtherUntouched();
+        Assert.Empty(Directory.GetFiles(l.Dir.Path, "*.dse-*", SearchOption.AllDirectories));
+    }
+
+    [RequiresToolTheory("qemu-img", "qemu-io")]
+    [InlineData("link")]
+    [InlineData("both")]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public async Task A_pull_through_a_link_pulls_the_parent_QEMU_finds_beside_the_link(string place)
+    {
+        using var l = (await Start("link-pull", place)).Layout;
+        var r = await CliRunner.RunAsync("merge", l.Link, "--pull");
+        Assert.True(r.ExitCode == 0, $"{place}: {r}");
+        LinkKept(l, "pull");
+        // The real child now reads through the grandparent beside the link, as it showed before.
+        Assert.Equal([l.Link, l.Beside("g.qcow2")], QemuChain(l.Link));
+        Assert.Equal(l.Beside("g.qcow2"), await DseParent(l.Link));
+        SameContent(l.Link, l.Flat);
+        l.OtherUntouched();
+    }
+
+    [RequiresToolTheory("qemu-img", "qemu-io")]
+    [InlineData("link")]
+    [InlineData("both")]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public async Task A_rebase_through_a_link_keeps_what_QEMU_read_through_the_link(string place)
+    {
+        using var l = (await Start("link-rebase", place)).Layout;
+        string fresh = l.Dir.File("new.qcow2");
+        ExternalTool.RunChecked("qemu-img", "create", "-q", "-f", "qcow2", fresh, "8M");
+        ExternalTool.RunChecked("qemu-io", "-c", "write -P 1 6M 1M", fresh);
+
+        var r = await CliRunner.RunAsync("rebase", l.Link, "--parent", fresh);
+        Assert.True(r.ExitCode == 0, $"{place}: {r}");
+        LinkKept(l, "rebase");
+        Assert.Equal([l.Link, fresh], QemuChain(l.Link));
+        SameContent(l.Link, l.Flat);
+        l.OtherUntouched();
+    }
+
+    [RequiresToolFact("qemu-img", "qemu-io")]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public async Task Merge_pull_and_rebase_through_a_link_refuse_a_parent_found_beside_the_target_only()
+    {
+        using var l = Make("link-target-only", "target");
+        string fresh = l.Dir.File("new.qcow2");
+        ExternalTool.RunChecked("qemu-img", "create", "-q", "-f", "qcow2", fresh, "8M");
+        // QEMU cannot open the chain through the link either: it looks for vms/p.qcow2.
+        var info = ExternalTool.Run("qemu-img", "info", "-U", "--backing-chain", l.Link);
+        Assert.True(info.ExitCode != 0 && info.StdErr.Contains(l.Beside("p.qcow2")), info.ToString());
+        string before = Snapshot(l.Dir.Path);
+
+        foreach (var (args, exit) in new[] { (new[] { "merge", l.Link }, 9), (["merge", l.Link, "--pull"], 9), (["rebase", l.Link, "--parent", fresh], 10) })
+        {
+            var r = await CliRunner.RunAsync(args);
+            Assert.True(r.ExitCode == exit, $"{args[0]} {args[^1]}: {r}");
+            Assert.Contains(l.Beside("p.qcow2"), r.StdErr);
+            Assert.Equal(before, Snapshot(l.Dir.Path));
+        }
+    }
+
+    /// <summary>
+    /// A merge through a link killed (SIGKILL) while copying, then run again naming the link's target: the journal is
+    /// beside the file merged away (the target), so either name finds it, and it records the name the chain was opened
+    /// through, so the rerun merges into the same parent (beside the link) and not into one beside the target.
+    /// </summary>
+    [RequiresToolFact("qemu-img", "qemu-io")]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public async Task A_merge_through_a_link_killed_midway_finishes_when_rerun_under_the_real_name()
+    {
+        var (l, chain) = await Start("link-merge-kill", "both", "write -P 9 16M 64M", "96M");
+        using var owned = l;
+        string journal = l.Real + ".dse-journal.json";
+
+        using var p = CliRunner.StartSlowed(200, "merge", l.Link);
+        p.StandardInput.Close();
+        var stderr = p.StandardError.ReadToEndAsync();
+        var sw = Stopwatch.StartNew();
+        while (!File.Exists(journal) && !p.HasExited && sw.Elapsed < TimeSpan.FromSeconds(60)) await Task.Delay(5);
+        if (p.HasExited) Assert.Fail($"the merge ended before it was killed: exit {p.ExitCode}: {await stderr}");
+        p.Kill();
+        await p.WaitForExitAsync();
+
+        Assert.True(File.Exists(journal), "no journal beside the link's target");
+        Assert.False(File.Exists(l.Link + ".dse-journal.json"), "a journal beside the link");
+        // Interrupted: the link reads exactly as before.
+        SameContent(l.Link, l.Flat);
+
+        var rerun = await CliRunner.RunProcessAsync(null, "merge", l.Real);
+        Assert.True(rerun.ExitCode == 0, rerun.ToString());
+        Assert.Contains("an interrupted run was found and finished", rerun.StdErr);
+        Assert.Contains($"merged into {chain[1]}", rerun.StdOut);
+        Assert.False(File.Exists(l.Real));
+        SameContent(chain[1], l.Flat);
+        l.OtherUntouched();
+        Assert.Empty(Directory.GetFiles(l.Dir.Path, "*.dse-*", SearchOption.AllDirectories));
+    }
+
+    /// <summary>
+    /// The parent a merge writes is reached through a link (vms/base.qcow2 -> ../gold/base.qcow2): a child of the real
+    /// file beside it (gold/other.qcow2) depends on it and stops the merge, although the link's folder shows none;
+    /// without it the merge writes the real file in place and the parent's link stays a link.
+    /// </summary>
+    [RequiresToolFact("qemu-img", "qemu-io")]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public async Task A_merge_into_a_parent_named_through_a_link_sees_the_children_beside_the_real_file()
+    {
+        using var dir = new TempDirectory("link-merge-target");
+        string vms = Directory.CreateDirectory(dir.File("vms")).FullName, gold = Directory.CreateDirectory(dir.File("gold")).FullName;
+        string real = Path.Combine(gold, "base.qcow2"), link = Path.Combine(vms, "base.qcow2"), image = Path.Combine(vms, "d.qcow2"), other = Path.Combine(gold, "other.qcow2");
+        ExternalTool.RunChecked("qemu-img", "create", "-q", "-f", "qcow2", real, "8M");
+        ExternalTool.RunChecked("qemu-io", "-c", "write -P 7 0 1M", real);
+        File.CreateSymbolicLink(link, "../gold/base.qcow2");
+        ExternalTool.RunChecked("qemu-img", "create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", image);
+        ExternalTool.RunChecked("qemu-io", "-c", "write -P 9 0 512K", image);
+        ExternalTool.RunChecked("qemu-img", "create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", other);
+        string flat = dir.File("d.raw"), otherFlat = dir.File("other.raw");
+        ExternalTool.RunChecked("qemu-img", "convert", "-O", "raw", image, flat);
+        ExternalTool.RunChecked("qemu-img", "convert", "-O", "raw", other, otherFlat);
+        string before = Snapshot(dir.Path);
+
+        var r = await CliRunner.RunAsync("merge", image);
+        Assert.True(r.ExitCode == 15, r.ToString());
+        Assert.Contains($"{other} (child of {link})", r.StdErr);
+        Assert.Equal(before, Snapshot(dir.Path));
+        SameContent(other, otherFlat);
+
+        File.Delete(other);
+        r = await CliRunner.RunAsync("merge", image);
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.True(new FileInfo(link).LinkTarget == "../gold/base.qcow2", "the parent's link was replaced");
+        Assert.False(File.Exists(image));
+        SameContent(real, flat);
+    }
+}

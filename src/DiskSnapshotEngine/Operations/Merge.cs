@@ -37,10 +37,6 @@ public static partial class Merge
         if (journal is null)
         {
             journal = MergePlanner.Plan(named.Path, ancestor, options);
-            // A target this user may not write (root's golden, left unsealed by a clone it could not seal) is refused
-            // before the target grows or the journal is written: a refused merge leaves no file behind.
-            if (FileNode.WhyNotWritable(journal.Target!) is { } why)
-                throw new DiskImageException(ErrorKind.ReadOnly, $"cannot merge into it: {why}", journal.Target!);
             Hold(scope, journal);
             await MergeSizes.GrowTargetAsync(journal, options, cancel).ConfigureAwait(false);
             journal.Save();

@@ -26,6 +26,15 @@ internal static class MergePlanner
                     $"{Path.GetFullPath(ancestor)} is not an ancestor of the image (its chain: {string.Join(" -> ", chain.Layers.Select(l => l.Path))})", image);
         }
         var layers = chain.Layers;
+        // A target this user may not write (root's golden, left unsealed by a clone it could not seal) is refused
+        // first, before the images depending on it are named (the refusal the user must act on first) and before the
+        // target grows or the journal is written: a refused merge leaves no file behind. A sealed one is refused by its
+        // seal, whose advice says why it cannot be written and what to do instead (SealAdvice).
+        if (FileNode.WhyNotWritable(layers[a].Path) is { } why)
+        {
+            Seals.Check(layers[a], options.Open.Sealed, "merge into it", SoleChildWaiver(layers, a, options.Open.Sealed, "merge into it"));
+            throw new DiskImageException(ErrorKind.ReadOnly, $"cannot merge into it: {why}", layers[a].Path);
+        }
         var folders = layers.SelectMany(l => Dependents.FoldersBeside(l.Path)).Concat(options.ChildFolders).ToList();
         var chainPaths = layers.Select(l => l.Path).ToList();
 

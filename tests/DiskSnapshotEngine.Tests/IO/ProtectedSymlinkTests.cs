@@ -39,6 +39,34 @@ public class ProtectedSymlinkTests
         }
     }
 
+    [RootFact("owns a link by nobody in a sticky folder")]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public async Task Merge_pull_and_rebase_do_not_follow_another_users_link_in_a_sticky_folder()
+    {
+        using var dir = new TempDirectory("sticky-merge");
+        string sticky = Directory.CreateDirectory(dir.File("tmp")).FullName;
+        File.SetUnixFileMode(sticky, (UnixFileMode)Convert.ToInt32("1777", 8));
+        string golden = dir.File("g.vhdx"), parent = dir.File("p.vhdx"), child = dir.File("c.vhdx"), other = dir.File("o.vhdx");
+        await CliRunner.OkAsync("create", golden, "--size", "4M");
+        await CliRunner.OkAsync("create", parent, "--parent", golden);
+        await CliRunner.OkAsync("create", child, "--parent", parent);
+        await CliRunner.OkAsync("create", other, "--size", "4M");
+        string link = Path.Combine(sticky, "c.vhdx");
+        File.CreateSymbolicLink(link, child);
+        Assert.Equal(0, ExternalTool.Run("chown", "-h", "nobody", link).ExitCode);
+        var before = new[] { golden, parent, child, other }.Select(f => SHA256.HashData(File.ReadAllBytes(f))).ToList();
+
+        foreach (var args in new[] { new[] { "merge", link, "--force" }, ["merge", link, "--pull", "--force"], ["rebase", link, "--parent", other] })
+        {
+            var r = await CliRunner.RunAsync(args);
+            Assert.True(r.ExitCode == 15, $"{string.Join(' ', args)}: {r}");
+            Assert.Contains(link, r.StdErr);
+            Assert.Equal(before, new[] { golden, parent, child, other }.Select(f => SHA256.HashData(File.ReadAllBytes(f))).ToList());
+            Assert.Empty(Directory.GetFiles(dir.Path, "*.dse-*", SearchOption.AllDirectories));
+            Assert.True(new FileInfo(link).LinkTarget == child, "the link was replaced");
+        }
+    }
+
     [RootFact("owns the link, as the running user")]
     [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
     public async Task Own_link_in_a_sticky_folder_is_followed_and_the_target_is_named()

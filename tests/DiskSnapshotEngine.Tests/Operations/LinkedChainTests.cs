@@ -25,8 +25,11 @@ public class LinkedChainTests
         public void Dispose() => Dir.Dispose();
     }
 
-    private static Layout Make(string name, string place, string topWrite = "write -P 9 2M 1M", string size = "8M")
+    // A large layout gives the copy 32 MiB to move (the child's 16M-48M, or the parent's 48M-80M for a pull), so a
+    // slowed run is still copying when it is killed.
+    private static Layout Make(string name, string place, bool large)
     {
+        string size = large ? "96M" : "8M";
         var dir = new TempDirectory(name);
         string vms = Directory.CreateDirectory(dir.File("vms")).FullName, big = Directory.CreateDirectory(dir.File("big")).FullName;
         var parents = place switch { "link" => [(vms, 7)], "target" => [(big, 7)], _ => new[] { (vms, 7), (big, 5) } };
@@ -37,11 +40,12 @@ public class LinkedChainTests
             ExternalTool.RunChecked("qemu-io", "-c", "write -P 3 4M 1M", g);
             ExternalTool.RunChecked("qemu-img", "create", "-q", "-f", "qcow2", "-b", "g.qcow2", "-F", "qcow2", p);
             ExternalTool.RunChecked("qemu-io", "-c", $"write -P {pattern} 0 1M", p);
+            if (large) ExternalTool.RunChecked("qemu-io", "-c", $"write -P {pattern} 48M 32M", p);
         }
         // The child is made beside the first parent (qemu-img opens its backing file), then moved beside the target.
         string made = Path.Combine(parents[0].Item1, "t.qcow2"), real = Path.Combine(big, "t.qcow2"), link = Path.Combine(vms, "t.qcow2");
         ExternalTool.RunChecked("qemu-img", "create", "-q", "-f", "qcow2", "-b", "p.qcow2", "-F", "qcow2", made);
-        ExternalTool.RunChecked("qemu-io", "-c", topWrite, made);
+        ExternalTool.RunChecked("qemu-io", "-c", large ? "write -P 9 16M 32M" : "write -P 9 2M 1M", made);
         if (made != real) File.Move(made, real);
         File.CreateSymbolicLink(link, "../big/t.qcow2");
         // What QEMU reads through the link (the real file where QEMU cannot open the link's chain).
@@ -70,9 +74,9 @@ public class LinkedChainTests
     }
 
     // The state a verb through the link starts from: QEMU and dse name the same parent, the one beside the link.
-    private static async Task<(Layout Layout, string[] Chain)> Start(string name, string place, string topWrite = "write -P 9 2M 1M", string size = "8M")
+    private static async Task<(Layout Layout, string[] Chain)> Start(string name, string place, bool large = false)
     {
-        var l = Make(name, place, topWrite, size);
+        var l = Make(name, place, large);
         var chain = QemuChain(l.Link);
         Assert.Equal([l.Link, l.Beside("p.qcow2"), l.Beside("g.qcow2")], chain);
         Assert.Equal(chain[1], await DseParent(l.Link));
@@ -142,7 +146,7 @@ public class LinkedChainTests
     [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
     public async Task Merge_pull_and_rebase_through_a_link_refuse_a_parent_found_beside_the_target_only()
     {
-        using var l = Make("link-target-only", "target");
+        using var l = Make("link-target-only", "target", large: false);
         string fresh = l.Dir.File("new.qcow2");
         ExternalTool.RunChecked("qemu-img", "create", "-q", "-f", "qcow2", fresh, "8M");
         // QEMU cannot open the chain through the link either: it looks for vms/p.qcow2.
@@ -160,19 +164,22 @@ public class LinkedChainTests
     }
 
     /// <summary>
-    /// A merge through a link killed (SIGKILL) while copying, then run again naming the link's target: the journal is
-    /// beside the file merged away (the target), so either name finds it, and it records the name the chain was opened
-    /// through, so the rerun merges into the same parent (beside the link) and not into one beside the target.
+    /// A merge or pull through a link killed (SIGKILL) while copying, then run again naming the link's target: the journal
+    /// is beside the file written or merged away (the target), so either name finds it, and it records the name the chain
+    /// was opened through, so the rerun uses the same parent (beside the link), not the one beside the target.
     /// </summary>
-    [RequiresToolFact("qemu-img", "qemu-io")]
+    [RequiresToolTheory("qemu-img", "qemu-io")]
+    [InlineData("merge")]
+    [InlineData("pull")]
     [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
-    public async Task A_merge_through_a_link_killed_midway_finishes_when_rerun_under_the_real_name()
+    public async Task A_merge_or_pull_through_a_link_killed_midway_finishes_when_rerun_under_the_real_name(string verb)
     {
-        var (l, chain) = await Start("link-merge-kill", "both", "write -P 9 16M 64M", "96M");
+        var (l, chain) = await Start($"link-{verb}-kill", "both", large: true);
         using var owned = l;
         string journal = l.Real + ".dse-journal.json";
+        string[] Args(string image) => verb == "pull" ? ["merge", image, "--pull"] : ["merge", image];
 
-        using var p = CliRunner.StartSlowed(200, "merge", l.Link);
+        using var p = CliRunner.StartSlowed(200, Args(l.Link));
         p.StandardInput.Close();
         var stderr = p.StandardError.ReadToEndAsync();
         var sw = Stopwatch.StartNew();
@@ -186,12 +193,21 @@ public class LinkedChainTests
         // Interrupted: the link reads exactly as before.
         SameContent(l.Link, l.Flat);
 
-        var rerun = await CliRunner.RunProcessAsync(null, "merge", l.Real);
+        var rerun = await CliRunner.RunProcessAsync(null, Args(l.Real));
         Assert.True(rerun.ExitCode == 0, rerun.ToString());
         Assert.Contains("an interrupted run was found and finished", rerun.StdErr);
-        Assert.Contains($"merged into {chain[1]}", rerun.StdOut);
-        Assert.False(File.Exists(l.Real));
-        SameContent(chain[1], l.Flat);
+        if (verb == "merge")
+        {
+            Assert.Contains($"merged into {chain[1]}", rerun.StdOut);
+            Assert.False(File.Exists(l.Real));
+            SameContent(chain[1], l.Flat);
+        }
+        else
+        {
+            LinkKept(l, "pull");
+            Assert.Equal([l.Link, l.Beside("g.qcow2")], QemuChain(l.Link));
+            SameContent(l.Link, l.Flat);
+        }
         l.OtherUntouched();
         Assert.Empty(Directory.GetFiles(l.Dir.Path, "*.dse-*", SearchOption.AllDirectories));
     }

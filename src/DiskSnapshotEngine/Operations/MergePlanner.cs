@@ -66,6 +66,10 @@ internal static class MergePlanner
         if (options.Publish == MergePublish.ReplaceImage && children.Count > 0)
             throw new DiskImageException(ErrorKind.ReadOnly, $"cannot merge: images depend on it: {string.Join("; ", children)}", image);
         MergeSizes.CheckSmallerImage(chain, a, children.Count > 0, options.Publish == MergePublish.ReplaceImage, image);
+        // Every file the merge writes, relinks, renames or removes is a link's target when reached through one
+        // (NamedImage): a link fs.protected_symlinks would not follow is refused now, not in the remove phase after the copy.
+        foreach (var path in layers.Take(a + 1).Select(l => l.Path).Concat(children))
+            _ = FileNode.Target(path);
         long needed = 0;
         foreach (var e in chain.GetExtents(0, chain.VirtualSize, a))
             if (e.Kind == ExtentKind.Data) needed += e.Length;

@@ -67,6 +67,34 @@ public class ProtectedSymlinkTests
         }
     }
 
+    /// <summary>
+    /// A layer the merge removes reached through another user's link in a sticky folder (the chain's parent found beside
+    /// the child there): refused before the copy (exit 15, nothing written), not after it in the remove phase.
+    /// </summary>
+    [RootFact("owns a link by nobody in a sticky folder")]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public async Task A_merge_refuses_a_layer_reached_through_another_users_link_before_copying()
+    {
+        using var dir = new TempDirectory("sticky-merge-layer");
+        string sticky = Directory.CreateDirectory(dir.File("tmp")).FullName;
+        File.SetUnixFileMode(sticky, (UnixFileMode)Convert.ToInt32("1777", 8));
+        string golden = dir.File("g.vhdx"), parent = dir.File("p.vhdx"), link = Path.Combine(sticky, "p.vhdx"), child = Path.Combine(sticky, "c.vhdx");
+        await CliRunner.OkAsync("create", golden, "--size", "4M");
+        await CliRunner.OkAsync("create", parent, "--parent", golden);
+        File.CreateSymbolicLink(link, parent);
+        await CliRunner.OkAsync("create", child, "--parent", link);
+        File.WriteAllBytes(dir.File("in.bin"), RandomData.Bytes(65536, 3));
+        await CliRunner.OkAsync("write", child, "--offset", "0", "--input", dir.File("in.bin"));
+        Assert.Equal(0, ExternalTool.Run("chown", "-h", "nobody", link).ExitCode);
+        var before = new[] { golden, parent, child }.Select(f => SHA256.HashData(File.ReadAllBytes(f))).ToList();
+
+        var r = await CliRunner.RunAsync("merge", child, "--into", golden, "--force");
+        Assert.True(r.ExitCode == 15, r.ToString());
+        Assert.Contains(link, r.StdErr);
+        Assert.Equal(before, new[] { golden, parent, child }.Select(f => SHA256.HashData(File.ReadAllBytes(f))).ToList());
+        Assert.Empty(Directory.GetFiles(dir.Path, "*.dse-*", SearchOption.AllDirectories));
+    }
+
     [RootFact("owns the link, as the running user")]
     [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
     public async Task Own_link_in_a_sticky_folder_is_followed_and_the_target_is_named()

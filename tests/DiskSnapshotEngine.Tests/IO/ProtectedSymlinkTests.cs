@@ -39,13 +39,23 @@ public class ProtectedSymlinkTests
         }
     }
 
+    // A folder like /tmp (mode 1777: world-writable and sticky) in the test's folder.
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    private static string StickyFolder(TempDirectory dir)
+    {
+        string sticky = Directory.CreateDirectory(dir.File("tmp")).FullName;
+        File.SetUnixFileMode(sticky, (UnixFileMode)Convert.ToInt32("1777", 8));
+        return sticky;
+    }
+
+    private static List<byte[]> Hashes(params string[] files) => files.Select(f => SHA256.HashData(File.ReadAllBytes(f))).ToList();
+
     [RootFact("owns a link by nobody in a sticky folder")]
     [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
     public async Task Merge_pull_and_rebase_do_not_follow_another_users_link_in_a_sticky_folder()
     {
         using var dir = new TempDirectory("sticky-merge");
-        string sticky = Directory.CreateDirectory(dir.File("tmp")).FullName;
-        File.SetUnixFileMode(sticky, (UnixFileMode)Convert.ToInt32("1777", 8));
+        string sticky = StickyFolder(dir);
         string golden = dir.File("g.vhdx"), parent = dir.File("p.vhdx"), child = dir.File("c.vhdx"), other = dir.File("o.vhdx");
         await CliRunner.OkAsync("create", golden, "--size", "4M");
         await CliRunner.OkAsync("create", parent, "--parent", golden);
@@ -54,14 +64,14 @@ public class ProtectedSymlinkTests
         string link = Path.Combine(sticky, "c.vhdx");
         File.CreateSymbolicLink(link, child);
         Assert.Equal(0, ExternalTool.Run("chown", "-h", "nobody", link).ExitCode);
-        var before = new[] { golden, parent, child, other }.Select(f => SHA256.HashData(File.ReadAllBytes(f))).ToList();
+        var before = Hashes(golden, parent, child, other);
 
         foreach (var args in new[] { new[] { "merge", link, "--force" }, ["merge", link, "--pull", "--force"], ["rebase", link, "--parent", other] })
         {
             var r = await CliRunner.RunAsync(args);
             Assert.True(r.ExitCode == 15, $"{string.Join(' ', args)}: {r}");
             Assert.Contains(link, r.StdErr);
-            Assert.Equal(before, new[] { golden, parent, child, other }.Select(f => SHA256.HashData(File.ReadAllBytes(f))).ToList());
+            Assert.Equal(before, Hashes(golden, parent, child, other));
             Assert.Empty(Directory.GetFiles(dir.Path, "*.dse-*", SearchOption.AllDirectories));
             Assert.True(new FileInfo(link).LinkTarget == child, "the link was replaced");
         }
@@ -76,8 +86,7 @@ public class ProtectedSymlinkTests
     public async Task A_merge_refuses_a_layer_reached_through_another_users_link_before_copying()
     {
         using var dir = new TempDirectory("sticky-merge-layer");
-        string sticky = Directory.CreateDirectory(dir.File("tmp")).FullName;
-        File.SetUnixFileMode(sticky, (UnixFileMode)Convert.ToInt32("1777", 8));
+        string sticky = StickyFolder(dir);
         string golden = dir.File("g.vhdx"), parent = dir.File("p.vhdx"), link = Path.Combine(sticky, "p.vhdx"), child = Path.Combine(sticky, "c.vhdx");
         await CliRunner.OkAsync("create", golden, "--size", "4M");
         await CliRunner.OkAsync("create", parent, "--parent", golden);
@@ -86,12 +95,12 @@ public class ProtectedSymlinkTests
         File.WriteAllBytes(dir.File("in.bin"), RandomData.Bytes(65536, 3));
         await CliRunner.OkAsync("write", child, "--offset", "0", "--input", dir.File("in.bin"));
         Assert.Equal(0, ExternalTool.Run("chown", "-h", "nobody", link).ExitCode);
-        var before = new[] { golden, parent, child }.Select(f => SHA256.HashData(File.ReadAllBytes(f))).ToList();
+        var before = Hashes(golden, parent, child);
 
         var r = await CliRunner.RunAsync("merge", child, "--into", golden, "--force");
         Assert.True(r.ExitCode == 15, r.ToString());
         Assert.Contains(link, r.StdErr);
-        Assert.Equal(before, new[] { golden, parent, child }.Select(f => SHA256.HashData(File.ReadAllBytes(f))).ToList());
+        Assert.Equal(before, Hashes(golden, parent, child));
         Assert.Empty(Directory.GetFiles(dir.Path, "*.dse-*", SearchOption.AllDirectories));
     }
 

@@ -301,7 +301,7 @@ public static partial class DiskSnapshots
         ImageFormat format;
         using (var l = DiskImage.OpenLayer(layerPath, false, options.FileOpener)) format = l.Format;
         // The layer is sealed as a snapshot layer as its child is made (a resumed create too): only the snapshot verbs change it.
-        using (var child = DiskImage.CreateDifferencing(temp, layerPath, format, options.FileOpener, SealReasons.Snapshot)) child.Flush();
+        using (var child = DiskImage.CreateDifferencing(temp, layerPath, format, options.FileOpener, SealReasons.Snapshot, named: disk)) child.Flush();
         DurableFiles.Rename(temp, disk, overwrite: true);
     }
 

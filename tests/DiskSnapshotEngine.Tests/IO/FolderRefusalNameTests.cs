@@ -1,0 +1,77 @@
+using DiskSnapshotEngine.Cli;
+using DiskSnapshotEngine.Errors;
+using DiskSnapshotEngine.Tests.Cli;
+using DiskSnapshotEngine.Tests.Infrastructure;
+
+namespace DiskSnapshotEngine.Tests.IO;
+
+/// <summary>
+/// A verb that creates its output under a temporary name beside the file the user gave (a clone's or export's partial
+/// output, compact's new image, a snapshot's new current state) is refused naming the user's file and its folder, in
+/// one line with exit 15, whether the check up front refuses it or the create of the temporary file itself does.
+/// </summary>
+[System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+public sealed class FolderRefusalNameTests
+{
+    private static readonly int ExitReadOnly = ExitCodes.ForKind(ErrorKind.ReadOnly);
+    private const UnixFileMode Mode0755 = (UnixFileMode)0x1ED, Mode0777 = (UnixFileMode)0x1FF, Mode1777 = (UnixFileMode)0x3FF;
+
+    [RootFact("runs dse as nobody through setpriv")]
+    public async Task Every_verb_into_a_folder_nobody_cannot_write_names_the_users_file_and_the_folder()
+    {
+        using var dir = new TempDirectory("folder-refusal");
+        File.SetUnixFileMode(dir.Path, Mode0777);
+        string closed = dir.File("closed");
+        Directory.CreateDirectory(closed);
+        File.SetUnixFileMode(closed, Mode0755); // root's: nobody may not create files here
+        string source = dir.File("source.qcow2"), image = Path.Combine(closed, "image.qcow2");
+        await CliRunner.OkAsync("create", source, "--size", "8M");
+        await CliRunner.OkAsync("create", image, "--size", "8M");
+        ExternalTool.RunChecked("chown", "65534:65534", source, image); // nobody may read both and write the image
+
+        (string[] Args, string Named)[] cases =
+        [
+            (["clone", source, Path.Combine(closed, "clone.qcow2")], Path.Combine(closed, "clone.qcow2")),
+            (["export", source, Path.Combine(closed, "export.raw")], Path.Combine(closed, "export.raw")),
+            (["compact", image], image),
+            (["create", Path.Combine(closed, "new.qcow2"), "--size", "8M"], Path.Combine(closed, "new.qcow2")),
+        ];
+        foreach (var (args, named) in cases)
+            Expect(args, named, closed);
+        Assert.Equal(["image.qcow2"], Directory.GetFileSystemEntries(closed).Select(Path.GetFileName));
+    }
+
+    // A sticky world-writable folder (/tmp's mode) lets nobody create files but not remove root's: a temporary file a
+    // crashed run of root left there blocks the create. The refusal names the user's file, not only that file.
+    [RootFact("runs dse as nobody through setpriv")]
+    public async Task A_temporary_file_another_user_left_in_a_sticky_folder_is_refused_naming_the_users_file()
+    {
+        using var dir = new TempDirectory("folder-refusal-sticky");
+        File.SetUnixFileMode(dir.Path, Mode1777);
+        string source = dir.File("source.qcow2"), image = dir.File("image.qcow2");
+        await CliRunner.OkAsync("create", source, "--size", "8M");
+        await CliRunner.OkAsync("create", image, "--size", "8M");
+        ExternalTool.RunChecked("chown", "65534:65534", source, image);
+        string clone = dir.File("clone.qcow2"), export = dir.File("export.raw");
+        foreach (var stale in new[] { clone + ".dse-partial", export + ".dse-partial", image + ".dse-compact" })
+            File.WriteAllBytes(stale, [1, 2, 3]); // root's, left by a crashed run
+
+        Expect(["clone", source, clone], clone, dir.Path, staleNamed: true);
+        Expect(["export", source, export], export, dir.Path, staleNamed: true);
+        Expect(["compact", image], image, dir.Path, staleNamed: true);
+        Assert.False(File.Exists(clone) || File.Exists(export));
+    }
+
+    // One line, exit 15, naming the user's file first and its folder; no temporary name unless it is the one to remove.
+    private static void Expect(string[] args, string named, string folder, bool staleNamed = false)
+    {
+        var (code, stdout, stderr) = CliRunner.RunAsNobody(args);
+        string command = $"dse {string.Join(' ', args)}";
+        Assert.True(code == ExitReadOnly, $"{command}: exit {code}, stdout {stdout}, stderr {stderr}");
+        string line = Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.True(line.StartsWith($"dse: error: {named}: ", StringComparison.Ordinal), $"{command}: {line}");
+        Assert.True(line.Contains(folder, StringComparison.Ordinal), $"{command} does not name the folder: {line}");
+        if (staleNamed) Assert.Contains("cannot be removed by this user", line);
+        else Assert.DoesNotContain(".dse-", line);
+    }
+}

@@ -65,6 +65,17 @@ internal sealed class Qcow2Header
     /// <summary>compression_type: 0 zlib (deflate), 1 zstd; absent means 0.</summary>
     public byte CompressionType => HeaderLength > 104 ? _raw[104] : (byte)0;
 
+    /// <summary>
+    /// Sets compression_type and the incompatible bit that goes with it (set for any type but zlib), in a version 3
+    /// header long enough to hold the field (a created one is).
+    /// </summary>
+    public void SetCompressionType(byte type)
+    {
+        if (Version < 3 || HeaderLength <= 104) throw new InvalidOperationException("the header has no compression_type field");
+        _raw[104] = type;
+        IncompatibleFeatures = type == 0 ? IncompatibleFeatures & ~CompressionTypeBit : IncompatibleFeatures | CompressionTypeBit;
+    }
+
     public long ClusterSize => 1L << ClusterBits;
     public bool HasExtendedL2 => (IncompatibleFeatures & ExtendedL2Bit) != 0;
 

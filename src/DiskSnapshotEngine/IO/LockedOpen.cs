@@ -93,10 +93,13 @@ internal static class LockedOpen
         }
     }
 
-    // Refuses a path that exists or whose folder does not, with a message naming which (and the file the user gave). A
-    // temporary file still there after the caller removed it (a stale one from a crashed run) is one this user may not
-    // remove: another user's, in a sticky folder such as /tmp.
-    private static void CheckCreatable(string full, string? named)
+    /// <summary>
+    /// Refuses a path that exists or whose folder does not, as <see cref="Create"/> does, naming <paramref name="named"/>
+    /// (the file the user gave) for a temporary <paramref name="full"/>: one still there after the caller removed it (a
+    /// stale one from a crashed run) is one this user may not remove, another user's in a sticky folder such as /tmp.
+    /// </summary>
+    /// <exception cref="DiskImageException">AlreadyExists, ReadOnly (a temporary file left), FileNotFound (no such folder).</exception>
+    public static void CheckCreatable(string full, string? named)
     {
         string user = named is null ? full : Path.GetFullPath(named);
         string folder = Path.GetDirectoryName(full) ?? "/";

@@ -48,18 +48,22 @@ public sealed class FolderRefusalNameTests
     {
         using var dir = new TempDirectory("folder-refusal-sticky");
         File.SetUnixFileMode(dir.Path, Mode1777);
-        string source = dir.File("source.qcow2"), image = dir.File("image.qcow2");
+        string source = dir.File("source.qcow2"), image = dir.File("image.qcow2"), disk = dir.File("disk.qcow2");
         await CliRunner.OkAsync("create", source, "--size", "8M");
         await CliRunner.OkAsync("create", image, "--size", "8M");
-        ExternalTool.RunChecked("chown", "65534:65534", source, image);
+        await CliRunner.OkAsync("create", disk, "--size", "8M");
+        ExternalTool.RunChecked("chown", "65534:65534", source, image, disk);
+        var listing = Directory.GetFileSystemEntries(dir.Path).Order().ToArray();
         string clone = dir.File("clone.qcow2"), export = dir.File("export.raw");
-        foreach (var stale in new[] { clone + ".dse-partial", export + ".dse-partial", image + ".dse-compact" })
-            File.WriteAllBytes(stale, [1, 2, 3]); // root's, left by a crashed run
+        string[] stale = [clone + ".dse-partial", export + ".dse-partial", image + ".dse-compact", disk + ".dse-new"];
+        foreach (var file in stale) File.WriteAllBytes(file, [1, 2, 3]); // root's, left by a crashed run
 
         Expect(["clone", source, clone], clone, dir.Path, staleNamed: true);
         Expect(["export", source, export], export, dir.Path, staleNamed: true);
         Expect(["compact", image], image, dir.Path, staleNamed: true);
-        Assert.False(File.Exists(clone) || File.Exists(export));
+        Expect(["snapshot", "create", disk, "--name", "s1"], disk, dir.Path, staleNamed: true);
+        // Refused before anything changed: no output, no snapshot layer, no catalog, only the stale files added.
+        Assert.Equal(listing.Concat(stale).Order(), Directory.GetFileSystemEntries(dir.Path).Order());
     }
 
     // One line, exit 15, naming the user's file first and its folder; no temporary name unless it is the one to remove.

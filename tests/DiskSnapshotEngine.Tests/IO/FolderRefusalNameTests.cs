@@ -66,6 +66,22 @@ public sealed class FolderRefusalNameTests
         Assert.Equal(listing.Concat(stale).Order(), Directory.GetFileSystemEntries(dir.Path).Order());
     }
 
+    // The create itself refused by the folder (the path the verbs' checks up front do not stop: here a file system
+    // remounted read-only after them, as a policy access(2) does not consult would refuse it): the user's file is named.
+    [RequiresMountFact]
+    public void A_temporary_file_the_folder_refuses_is_named_by_the_users_file()
+    {
+        using var fs = SmallFileSystem.TryMount(16)!;
+        fs.RemountReadOnly();
+        string named = fs.File("out.qcow2");
+        var e = Assert.Throws<DiskImageException>(() => DiskSnapshotEngine.IO.ImageFile.Create(named + ".dse-partial", named: named));
+        Assert.Equal(ErrorKind.ReadOnly, e.Kind);
+        Assert.Equal(named, e.Path);
+        Assert.Contains($"cannot create its new file beside it: its folder {fs.Path} is on a read-only file system", e.Message);
+        Assert.DoesNotContain(".dse-", e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+    }
+
     // One line, exit 15, naming the user's file first and its folder; no temporary name unless it is the one to remove.
     private static void Expect(string[] args, string named, string folder, bool staleNamed = false)
     {

@@ -41,12 +41,15 @@ public static class DiskImage
     /// <exception cref="DiskImageException">InvalidArgument, AlreadyExists, FileNotFound, Unsupported (the format cannot be a child of that parent),
     /// Locked (the parent must be sealed but another process has it open), DiskFull, Io.</exception>
     internal static IDiskLayer CreateDifferencing(string path, string parentPath, ImageFormat? format = null,
-        Func<string, bool, IImageFile>? fileOpener = null, SealReasons sealParentAs = SealReasons.Golden) =>
-        CreateDifferencing(path, parentPath, format, fileOpener, sealParentAs, out _);
+        Func<string, bool, IImageFile>? fileOpener = null, SealReasons sealParentAs = SealReasons.Golden, string? named = null) =>
+        CreateDifferencing(path, parentPath, format, fileOpener, sealParentAs, out _, named);
 
-    /// <summary>As above; <paramref name="parentSeal"/> tells what became of the parent's seal (what the CLI notes).</summary>
+    /// <summary>
+    /// As above; <paramref name="parentSeal"/> tells what became of the parent's seal (what the CLI notes). A temporary
+    /// <paramref name="path"/> beside <paramref name="named"/>, the file the user gave, is refused naming that file.
+    /// </summary>
     internal static IDiskLayer CreateDifferencing(string path, string parentPath, ImageFormat? format,
-        Func<string, bool, IImageFile>? fileOpener, SealReasons sealParentAs, out ParentSeal parentSeal)
+        Func<string, bool, IImageFile>? fileOpener, SealReasons sealParentAs, out ParentSeal parentSeal, string? named = null)
     {
         var driver = format is ImageFormat f ? ImageFormats.Get(f) : ImageFormats.ForNewFile(path);
         ParentDescriptor parent;
@@ -60,7 +63,8 @@ public static class DiskImage
             var node = FileNode.Of(parentPath, "parent image");
             if (FileNode.IsRegularFile(path) && FileNode.Of(path).SameFileAs(node))
                 ThrowHelper.InvalidArgument("an image cannot be its own parent", path);
-            if (File.Exists(path) || Directory.Exists(path)) // a FIFO or a dangling link too, as create and a full clone say
+            // A FIFO or a dangling link too, as create and a full clone say; a temporary file left is refused by the create.
+            if (named is null && (File.Exists(path) || Directory.Exists(path)))
                 throw new DiskImageException(ErrorKind.AlreadyExists, "the file already exists; refusing to overwrite it", Path.GetFullPath(path));
             parent = ParentDescriptor.Of(top);
             physicalSectorSize = top.PhysicalSectorSize;
@@ -74,7 +78,7 @@ public static class DiskImage
         var options = new ImageCreateOptions(parent.VirtualSize, ImageType.Differencing, null, parent.LogicalSectorSize, physicalSectorSize, childIdentity);
         // A child holds copies of parent sectors (a qcow2's or VDI's partial clusters): created no more readable than its
         // parent, so no other user can open it before its mode says so.
-        var child = CreateWith(driver, path, options, parent, () => outcome = seal.Apply(fileOpener), FileOwnership.CreateModeFor([parentPath]));
+        var child = CreateWith(driver, path, options, parent, () => outcome = seal.Apply(fileOpener), FileOwnership.CreateModeFor([parentPath]), named);
         parentSeal = outcome!;
         return child;
     }
@@ -137,7 +141,7 @@ public static class DiskImage
 
     // beforeFormat runs once the file exists and before the format is written into it; if it fails, the file goes too.
     private static IDiskLayer CreateWith(IImageFormatDriver driver, string path, ImageCreateOptions options, ParentDescriptor? parent,
-        Action? beforeFormat = null, uint mode = FileOwnership.NewFileMode)
+        Action? beforeFormat = null, uint mode = FileOwnership.NewFileMode, string? named = null)
     {
         if (options.VirtualSize <= 0)
             ThrowHelper.InvalidArgument($"virtual size must be positive (got {options.VirtualSize})", path);
@@ -145,7 +149,7 @@ public static class DiskImage
             ThrowHelper.InvalidArgument($"logical sector size must be 512 or 4096 (got {options.LogicalSectorSize})", path);
         if (options.VirtualSize % options.LogicalSectorSize != 0)
             ThrowHelper.InvalidArgument($"virtual size {options.VirtualSize} is not a multiple of the logical sector size {options.LogicalSectorSize}", path);
-        var file = ImageFile.Create(path, mode);
+        var file = ImageFile.Create(path, mode, named);
         try
         {
             beforeFormat?.Invoke();

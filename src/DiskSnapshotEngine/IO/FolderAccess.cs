@@ -18,14 +18,17 @@ internal static class FolderAccess
     public static string? WhyNotWritable(string folder)
     {
         if (!OperatingSystem.IsLinux() || Libc.FAccessAt(Libc.AT_FDCWD, folder, Libc.W_OK | Libc.X_OK, Libc.AT_EACCESS) == 0) return null;
-        return Marshal.GetLastPInvokeError() switch
-        {
-            Libc.EACCES => "not writable by this user",
-            Libc.EROFS => "on a read-only file system",
-            Libc.EPERM => "not writable (an immutable attribute or a security policy)",
-            _ => null,
-        };
+        return ReasonFor(Marshal.GetLastPInvokeError());
     }
+
+    // What a refusal by the folder (its mode, its file system, a policy) says, or null for any other error.
+    private static string? ReasonFor(int errno) => errno switch
+    {
+        Libc.EACCES => "not writable by this user",
+        Libc.EROFS => "on a read-only file system",
+        Libc.EPERM => "not writable (an immutable attribute or a security policy)",
+        _ => null,
+    };
 
     /// <summary>
     /// Refuses to <paramref name="action"/> (for example "compact it") when this user may not create files in the folder
@@ -35,11 +38,26 @@ internal static class FolderAccess
     public static void Require(string path, string action, string? why = null)
     {
         string full = Path.GetFullPath(path);
-        string folder = Path.GetDirectoryName(full) ?? "/";
-        if (WhyNotWritable(folder) is string reason)
-            throw new DiskImageException(ErrorKind.ReadOnly,
-                $"cannot {action}: its folder {folder} is {reason}{(why is null ? "" : $" ({why})")}", full);
+        if (WhyNotWritable(FolderOf(full)) is string reason) throw Refusal(full, action, reason, why);
     }
+
+    /// <summary>
+    /// The refusal when creating a file beside <paramref name="path"/> failed with <paramref name="errno"/>, or null when
+    /// the folder did not refuse it (another error). A check up front may have passed (a policy that access(2) does not
+    /// consult, a folder changed meanwhile): the refusal still names <paramref name="path"/>, the file the user gave.
+    /// </summary>
+    public static DiskImageException? Refused(string path, string action, int errno)
+    {
+        string full = Path.GetFullPath(path);
+        string? reason = WhyNotWritable(FolderOf(full)) ?? ReasonFor(errno);
+        return reason is null ? null : Refusal(full, action, reason);
+    }
+
+    // One line naming the file, its folder and why the folder refuses; the one message of every folder refusal.
+    private static DiskImageException Refusal(string full, string action, string reason, string? why = null) =>
+        new(ErrorKind.ReadOnly, $"cannot {action}: its folder {FolderOf(full)} is {reason}{(why is null ? "" : $" ({why})")}", full);
+
+    private static string FolderOf(string full) => Path.GetDirectoryName(full) ?? "/";
 
     /// <summary>
     /// True when a folder on the way to <paramref name="file"/> (its canonical path, links resolved) lets no group

@@ -54,11 +54,12 @@ internal sealed class ImageFile : IImageFile
     }
 
     /// <summary>Creates a new, empty file (never overwrites), locked exclusive, with <paramref name="mode"/> less the umask; a fixed image reserves its space with <see cref="Reserve"/>.</summary>
-    /// <exception cref="DiskImageException">AlreadyExists, DiskFull, Io.</exception>
-    public static ImageFile Create(string path, uint mode = FileOwnership.NewFileMode)
+    /// <remarks><paramref name="named"/>: the file the user gave, which refusals name, when <paramref name="path"/> is a temporary file beside it.</remarks>
+    /// <exception cref="DiskImageException">AlreadyExists, ReadOnly (the folder), DiskFull, Io.</exception>
+    public static ImageFile Create(string path, uint mode = FileOwnership.NewFileMode, string? named = null)
     {
         string full = System.IO.Path.GetFullPath(path);
-        var handle = LockedOpen.Create(full, mode);
+        var handle = LockedOpen.Create(full, mode, named);
         try { return new ImageFile(handle, full, true); }
         catch (IOException e)
         {

@@ -54,10 +54,14 @@ internal static class LockedOpen
     /// holds the lock instead (so it outlives this handle and follows the file through renames). <paramref name="mode"/>
     /// is given to open(2), which takes the umask from it (see <see cref="FileOwnership.CreateModeFor"/>).
     /// </summary>
-    /// <exception cref="DiskImageException">AlreadyExists, DiskFull, FileNotFound (no such folder), Io.</exception>
-    public static SafeFileHandle Create(string full, uint mode = FileOwnership.NewFileMode)
+    /// <remarks>
+    /// <paramref name="named"/> is the file the user gave when <paramref name="full"/> is a temporary file beside it (a
+    /// partial output, a rewrite's new image): refusals name that file, never the temporary one the user does not know.
+    /// </remarks>
+    /// <exception cref="DiskImageException">AlreadyExists, ReadOnly (the folder), DiskFull, FileNotFound (no such folder), Io.</exception>
+    public static SafeFileHandle Create(string full, uint mode = FileOwnership.NewFileMode, string? named = null)
     {
-        CheckCreatable(full);
+        CheckCreatable(full, named);
         if (!OperatingSystem.IsLinux())
         {
             try { return File.OpenHandle(full, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, FileOptions.RandomAccess); }
@@ -67,9 +71,9 @@ internal static class LockedOpen
         if (fd < 0)
         {
             int errno = Marshal.GetLastPInvokeError();
-            // Refused by the folder (its mode, a read-only mount): say so, as the verbs that check it up front do.
-            if (errno is Libc.EACCES or Libc.EPERM or Libc.EROFS) FolderAccess.Require(full, "create it");
-            throw OsErrors.FromErrno(errno, full, "create");
+            // Refused by the folder (its mode, a read-only mount, a policy): said as the verbs that check it up front say it.
+            throw FolderAccess.Refused(named ?? full, named is null ? "create it" : "create its new file beside it", errno)
+                ?? (named is null ? OsErrors.FromErrno(errno, full, "create") : OsErrors.FromErrno(errno, Path.GetFullPath(named), $"create {Path.GetFileName(full)} beside it"));
         }
         var handle = new SafeFileHandle(fd, ownsHandle: true);
         try
@@ -89,13 +93,23 @@ internal static class LockedOpen
         }
     }
 
-    // Refuses a path that exists or whose folder does not, with a message naming which.
-    private static void CheckCreatable(string full)
+    /// <summary>
+    /// Refuses a path that exists or whose folder does not, as <see cref="Create"/> does, naming <paramref name="named"/>
+    /// (the file the user gave) for a temporary <paramref name="full"/>: one still there after the caller removed it (a
+    /// stale one from a crashed run) is one this user may not remove, another user's in a sticky folder such as /tmp.
+    /// </summary>
+    /// <exception cref="DiskImageException">AlreadyExists, ReadOnly (a temporary file left), FileNotFound (no such folder).</exception>
+    public static void CheckCreatable(string full, string? named)
     {
+        string user = named is null ? full : Path.GetFullPath(named);
+        string folder = Path.GetDirectoryName(full) ?? "/";
+        if ((File.Exists(full) || Directory.Exists(full)) && named is not null)
+            throw new DiskImageException(ErrorKind.ReadOnly,
+                $"cannot create it: {Path.GetFileName(full)}, left in its folder {folder} by an earlier run, cannot be removed by this user; remove it or choose another name", user);
         if (File.Exists(full) || Directory.Exists(full))
             throw new DiskImageException(ErrorKind.AlreadyExists, "the file already exists; refusing to overwrite it", full);
-        if (Path.GetDirectoryName(full) is { Length: > 0 } folder && !Directory.Exists(folder))
-            throw new DiskImageException(ErrorKind.FileNotFound, $"cannot create: the folder {folder} does not exist", full);
+        if (folder.Length > 0 && !Directory.Exists(folder))
+            throw new DiskImageException(ErrorKind.FileNotFound, $"cannot create: the folder {folder} does not exist", user);
     }
 
     /// <summary>open(2) without any lock.</summary>

@@ -50,12 +50,12 @@ public static class FullClone
             // A fixed clone must really reserve its space (fallocate), which only the plain file does.
             if (options.Type == ImageType.Fixed)
             {
-                var plain = ImageFile.Create(temp, mode);
+                var plain = ImageFile.Create(temp, mode, dest);
                 // Nobody reads the clone before its final fsync either: bulk data can bypass the page cache.
                 if (options.Durable) plain.UseDirectWrites();
                 file = plain;
             }
-            else file = TempImageFile.Create(temp, direct: options.Durable, mode);
+            else file = TempImageFile.Create(temp, dest, direct: options.Durable, mode);
             var imageFile = file is TempImageFile staged ? staged.Inner : file as ImageFile;
             // A clone left in the page cache allocates each range just before it is written (one extent at once,
             // not page by page: cheaper, see ImageFile.UseAllocatedWrites); a durable one writes with O_DIRECT. A fixed

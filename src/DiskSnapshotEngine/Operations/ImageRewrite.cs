@@ -78,7 +78,7 @@ internal sealed class ImageRewrite : IDisposable
     public (TempImageFile File, IDiskLayer Layer) CreateTarget(ImageCreateOptions options, ParentDescriptor? parent)
     {
         RefuseLoss();
-        var file = TempImageFile.Create(Temp);
+        var file = TempImageFile.Create(Temp, Image);
         IDiskLayer? layer = null;
         try
         {

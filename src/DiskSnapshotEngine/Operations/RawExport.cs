@@ -60,7 +60,7 @@ public static class RawExport
         string temp = full + ".dse-partial";
         DurableFiles.TryDelete(temp);
         // Never readable by more users than the chain, from its creation on (see FileOwnership.CreateModeFor).
-        var output = ImageFile.Create(temp, FileOwnership.CreateModeFor(chain.Layers.Select(l => l.Path)));
+        var output = ImageFile.Create(temp, FileOwnership.CreateModeFor(chain.Layers.Select(l => l.Path)), full);
         // A durable export ends with an fsync of everything anyway: its data can go straight to the disk
         // (see ImageFile.UseDirectWrites). A --no-sync export stays in the page cache, as cp would.
         if (durable) output.UseDirectWrites();

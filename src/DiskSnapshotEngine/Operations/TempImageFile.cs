@@ -14,10 +14,13 @@ internal sealed class TempImageFile : IImageFile
 
     private TempImageFile(ImageFile inner) => _inner = inner;
 
-    /// <summary>Creates the temporary file (never overwrites) with <paramref name="mode"/> less the umask; <paramref name="direct"/> sends bulk data straight to the disk.</summary>
-    public static TempImageFile Create(string path, bool direct = true, uint mode = FileOwnership.NewFileMode)
+    /// <summary>
+    /// Creates the temporary file (never overwrites) with <paramref name="mode"/> less the umask beside
+    /// <paramref name="named"/>, the file the user gave (which refusals name); <paramref name="direct"/> sends bulk data straight to the disk.
+    /// </summary>
+    public static TempImageFile Create(string path, string named, bool direct = true, uint mode = FileOwnership.NewFileMode)
     {
-        var file = ImageFile.Create(path, mode);
+        var file = ImageFile.Create(path, mode, named);
         // Nobody reads the file before the final fsync, so bulk data can bypass the page cache (see UseDirectWrites).
         // Without a final fsync (--no-sync) the page cache is the faster path, as for cp.
         if (direct) file.UseDirectWrites();

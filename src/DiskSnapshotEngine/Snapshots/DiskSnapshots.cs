@@ -65,6 +65,7 @@ public static partial class DiskSnapshots
             File = LayerFileName(disk, id),
             Parent = CurrentParent(disk, catalog, options),
         };
+        ClearNewFile(disk);
         catalog = catalog with { Pending = new PendingSnapshotOperation { Operation = "create", Snapshot = entry, Children = pathLinked } };
         catalog.Save(disk);
         return FinishCreate(disk, catalog, entry, options);
@@ -220,6 +221,7 @@ public static partial class DiskSnapshots
             using var layer = DiskImage.OpenLayer(PathOf(disk, entry), false, options.FileOpener);
             RefuseUnsealable(layer, $"revert to snapshot '{name}'");
         }
+        ClearNewFile(disk);
         catalog = catalog with { Pending = new PendingSnapshotOperation { Operation = "revert", Snapshot = entry } };
         catalog.Save(disk);
         FinishRevert(disk, catalog, entry, options);
@@ -293,6 +295,15 @@ public static partial class DiskSnapshots
                 "make the file writable for this user first", layer.Path);
     }
 
+    // The new current state is made as DISK.dse-new: a stale one (a crashed run's) is removed under the disk's lock, and
+    // one this user may not remove (another user's, in a sticky folder) is refused now, naming the disk, before the
+    // catalog records the operation, rather than half-way through it.
+    private static void ClearNewFile(string disk)
+    {
+        DurableFiles.TryDelete(disk + NewSuffix);
+        LockedOpen.CheckCreatable(disk + NewSuffix, disk);
+    }
+
     // Creates an empty child of the layer under a temporary name, then renames it over the disk's path in one step.
     private static void ReplaceWithChildOf(string disk, string layerPath, OpenOptions options)
     {
@@ -301,7 +312,7 @@ public static partial class DiskSnapshots
         ImageFormat format;
         using (var l = DiskImage.OpenLayer(layerPath, false, options.FileOpener)) format = l.Format;
         // The layer is sealed as a snapshot layer as its child is made (a resumed create too): only the snapshot verbs change it.
-        using (var child = DiskImage.CreateDifferencing(temp, layerPath, format, options.FileOpener, SealReasons.Snapshot)) child.Flush();
+        using (var child = DiskImage.CreateDifferencing(temp, layerPath, format, options.FileOpener, SealReasons.Snapshot, named: disk)) child.Flush();
         DurableFiles.Rename(temp, disk, overwrite: true);
     }
 

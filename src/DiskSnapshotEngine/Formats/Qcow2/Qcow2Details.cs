@@ -66,7 +66,7 @@ internal static class Qcow2Details
             {
                 var all = snapshots();
                 foreach (var s in all.Take(MaxListed))
-                    Add($"snapshot {s.Id}", $"'{s.Name}' {s.Date.UtcDateTime:yyyy-MM-dd HH:mm:ss} UTC, vm state {N(s.VmStateSize)} bytes{(s.DiskSize is long d ? $", disk size {N(d)}" : "")}");
+                    Add($"snapshot {s.Id}", $"'{s.Name}' {s.Date.UtcDateTime:yyyy-MM-dd HH:mm:ss} UTC, vm state {N(s.VmStateSize)} bytes{(s.DiskSize is ulong d ? $", disk size {d.ToString(CultureInfo.InvariantCulture)}" : "")}");
                 if (all.Count > MaxListed) Add("snapshots not listed", N(all.Count - MaxListed));
             }
             catch (DiskImageException e)

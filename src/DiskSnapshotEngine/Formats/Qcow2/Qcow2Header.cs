@@ -65,6 +65,17 @@ internal sealed class Qcow2Header
     /// <summary>compression_type: 0 zlib (deflate), 1 zstd; absent means 0.</summary>
     public byte CompressionType => HeaderLength > 104 ? _raw[104] : (byte)0;
 
+    /// <summary>
+    /// Sets compression_type and the incompatible bit that goes with it (set for any type but zlib), in a version 3
+    /// header long enough to hold the field (a created one is).
+    /// </summary>
+    public void SetCompressionType(byte type)
+    {
+        if (Version < 3 || HeaderLength <= 104) throw new InvalidOperationException("the header has no compression_type field");
+        _raw[104] = type;
+        IncompatibleFeatures = type == 0 ? IncompatibleFeatures & ~CompressionTypeBit : IncompatibleFeatures | CompressionTypeBit;
+    }
+
     public long ClusterSize => 1L << ClusterBits;
     public bool HasExtendedL2 => (IncompatibleFeatures & ExtendedL2Bit) != 0;
 
@@ -126,8 +137,7 @@ internal sealed class Qcow2Header
             ThrowHelper.Unsupported(path, "header", 104, $"compression_type {CompressionType} (known: 0 zlib, 1 zstd)");
         if (HasExtendedL2 && bits < 14)
             ThrowHelper.Corrupt(path, "header", 20, $"extended L2 entries need cluster_bits of at least 14 (got {bits})");
-        if (Size > (ulong)MaxVirtualSize)
-            ThrowHelper.Unsupported(path, "header", 24, $"virtual size {Size} is above the {MaxVirtualSize} bytes this engine addresses");
+        CheckVirtualSize(Size, path, "header", 24, "virtual size");
         if (BackingFileOffset != 0)
         {
             if (BackingFileSize > MaxBackingFileSize)
@@ -140,6 +150,17 @@ internal sealed class Qcow2Header
 
     /// <summary>Largest virtual size accepted: offsets stay far from overflow (qemu stops far lower, at its L1 limit).</summary>
     public const long MaxVirtualSize = 1L << 60;
+
+    /// <summary>
+    /// Refuses a virtual size above <see cref="MaxVirtualSize"/>: the header's size and a snapshot's disk_size are any
+    /// 64-bit value in qcow2.txt (only qemu's L1 limit stops it), so a larger one is legal and Unsupported, not corrupt.
+    /// </summary>
+    /// <exception cref="DiskImageException">Unsupported naming <paramref name="field"/> at <paramref name="offset"/>.</exception>
+    public static void CheckVirtualSize(ulong size, string path, string structure, long offset, string field)
+    {
+        if (size > (ulong)MaxVirtualSize)
+            ThrowHelper.Unsupported(path, structure, offset, $"{field} {size} is above the {MaxVirtualSize} bytes this engine addresses");
+    }
 
     /// <summary>A fresh version 3 header (what qemu-img create writes by default: 16-bit refcounts, zlib).</summary>
     public static Qcow2Header CreateNew(int clusterBits, long size, uint l1Size, long l1Offset, long refcountTableOffset, uint refcountTableClusters)

@@ -18,6 +18,21 @@ internal sealed partial class Qcow2Layer : IStoredCompressedLayer
     public bool CanStoreCompressedFrom(IStoredCompressedLayer source) =>
         source is Qcow2Layer q && q._g.ClusterBits == _g.ClusterBits && q._header.CompressionType == _header.CompressionType;
 
+    // A new image (a rewrite's, before anything is written into it) takes the original's compression_type, so that
+    // the original's compressed clusters, zstd ones too, are copied as stored (CanStoreCompressedFrom).
+    private void KeepCompressionTypeOf(Qcow2Layer original)
+    {
+        byte type = original._header.CompressionType;
+        if (type == _header.CompressionType) return;
+        EnsureWritable("keep the original's compression type");
+        lock (_sync)
+        {
+            _header.SetCompressionType(type);
+            _compression = new Qcow2Compression(File, _g, type);
+            WriteHeaderCluster();
+        }
+    }
+
     public byte[]? ReadStoredCompressed(long offset)
     {
         CheckRange(offset, 1);

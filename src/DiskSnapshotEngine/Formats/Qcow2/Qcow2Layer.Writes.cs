@@ -343,11 +343,14 @@ internal sealed partial class Qcow2Layer
 
     /// <summary>
     /// Gives the new image a rewrite made the header extensions this one carries that this engine does not interpret
-    /// (qcow2.txt keeps unknown extensions), so that the rewrite does not drop them.
+    /// (qcow2.txt keeps unknown extensions), so that the rewrite does not drop them, and this one's compression type,
+    /// so that its compressed clusters can be copied as stored.
     /// </summary>
     void IRewriteLoss.CarryOver(IDiskLayer rewritten)
     {
-        if (rewritten is Qcow2Layer target) target.KeepForeignExtensionsOf(this);
+        if (rewritten is not Qcow2Layer target) return;
+        target.KeepForeignExtensionsOf(this);
+        target.KeepCompressionTypeOf(this);
     }
 
     private void KeepForeignExtensionsOf(Qcow2Layer original)

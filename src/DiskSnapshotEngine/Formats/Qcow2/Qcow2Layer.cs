@@ -20,7 +20,7 @@ internal sealed partial class Qcow2Layer : IDiskLayer, IEncodedDataLayer, ISeala
     private readonly Qcow2HeaderExtensions _extensions;
     private readonly Qcow2Geometry _g;
     private readonly Qcow2Tables _tables;
-    private readonly Qcow2Compression _compression;
+    private Qcow2Compression _compression;
     private Qcow2Refcounts? _refcounts;
     private string? _backingFile;
     private bool _disposed;

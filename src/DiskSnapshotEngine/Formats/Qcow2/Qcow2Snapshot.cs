@@ -13,7 +13,7 @@ namespace DiskSnapshotEngine.Formats.Qcow2;
 /// </code>
 /// </summary>
 internal sealed record Qcow2Snapshot(long L1TableOffset, uint L1Size, string Id, string Name, DateTimeOffset Date,
-    long VmStateSize, long? DiskSize, long EntryOffset, long EntryEnd)
+    long VmStateSize, ulong? DiskSize, long EntryOffset, long EntryEnd)
 {
     /// <summary>qemu's limits: 65536 snapshots and a 64 MiB table, which bound what a hostile header can make us read.</summary>
     public const uint MaxCount = 65536;
@@ -45,9 +45,9 @@ internal sealed record Qcow2Snapshot(long L1TableOffset, uint L1Size, string Id,
                 ThrowHelper.Corrupt(path, "snapshot table", at + 36, $"snapshot {n}: extra_data_size {extraSize} is above qemu's 1024");
             var rest = new byte[extraSize + idSize + nameSize];
             file.ReadExactly(rest, at + FixedSize, "snapshot table");
-            long? diskSize = null;
+            ulong? diskSize = null; // as stored: Qcow2Header.CheckVirtualSize refuses what is beyond reach, naming it
             if (extraSize >= 8) vmState = (long)Math.Min(BinaryPrimitives.ReadUInt64BigEndian(rest), long.MaxValue);
-            if (extraSize >= 16) diskSize = (long)Math.Min(BinaryPrimitives.ReadUInt64BigEndian(rest.AsSpan(8)), long.MaxValue);
+            if (extraSize >= 16) diskSize = BinaryPrimitives.ReadUInt64BigEndian(rest.AsSpan(8));
             string id = Encoding.UTF8.GetString(rest, (int)extraSize, idSize);
             string name = Encoding.UTF8.GetString(rest, (int)extraSize + idSize, nameSize);
             var date = DateTimeOffset.FromUnixTimeSeconds(sec).AddTicks(Math.Min(nsec, 999_999_999u) / 100);

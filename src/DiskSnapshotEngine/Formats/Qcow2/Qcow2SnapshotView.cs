@@ -35,9 +35,8 @@ internal static class Qcow2SnapshotView
     public static (Qcow2Geometry Geometry, Qcow2Tables Tables) Open(IImageFile file, Qcow2Geometry active, Qcow2Snapshot s)
     {
         string path = active.Path, what = Describe(s);
-        long size = s.DiskSize ?? active.VirtualSize;
-        if (size > Qcow2Header.MaxVirtualSize)
-            ThrowHelper.Corrupt(path, "snapshot table", s.EntryOffset + 48, $"{what}: disk_size {size} is above the {Qcow2Header.MaxVirtualSize} bytes this engine addresses");
+        if (s.DiskSize is ulong diskSize) Qcow2Header.CheckVirtualSize(diskSize, path, "snapshot table", s.EntryOffset + 48, $"{what}: disk_size");
+        long size = (long?)s.DiskSize ?? active.VirtualSize;
         long l1Bytes = s.L1Size * 8L;
         if (l1Bytes > Qcow2Tables.MaxL1Bytes)
             ThrowHelper.Corrupt(path, "snapshot table", s.EntryOffset + 8, $"{what}: l1_size {s.L1Size} is above qemu's {Qcow2Tables.MaxL1Bytes >> 20} MiB L1 table limit");

@@ -23,7 +23,7 @@ public sealed class Qcow2CompactCompressedTests
 
     // Text compresses to about three quarters: two compressed clusters do not fit in one host cluster, so packing
     // across host clusters is what keeps the file small.
-    private static string TextRaw(string path, int seed)
+    internal static string TextRaw(string path, int seed)
     {
         var rng = new Random(seed);
         var bytes = new byte[Size];

@@ -7,7 +7,8 @@ namespace DiskSnapshotEngine.Tests.Formats.Qcow2;
 /// <summary>
 /// A hostile snapshot table entry (qcow2.txt "Snapshots") read through --internal-snapshot: its L1 table past the
 /// file, over the header or the active tables, too large, or a disk_size beyond reach gives one typed error naming the
-/// snapshot, with bounded memory, and leaves the file unchanged (after <see cref="HostileInput.Expect"/>).
+/// snapshot, with bounded memory, and leaves the file unchanged (after <see cref="HostileInput.Expect"/>). A disk_size
+/// beyond what dse addresses is legal in qcow2.txt (a 64-bit field) and is Unsupported, as the same header size is.
 /// </summary>
 public sealed class Qcow2InternalSnapshotHostileTests : IDisposable
 {
@@ -33,7 +34,9 @@ public sealed class Qcow2InternalSnapshotHostileTests : IDisposable
 
     private void Patch(long at, ulong value, int width = 8) => PatchBigEndian(_path, at, value, width);
 
-    private void Expect(string structure, string messagePart)
+    private void Expect(string structure, string messagePart) => Expect(ErrorKind.CorruptImage, structure, messagePart);
+
+    private DiskImageException Expect(ErrorKind kind, string structure, string messagePart)
     {
         string before = ContentHash.OfFile(_path);
         long allocated = GC.GetAllocatedBytesForCurrentThread();
@@ -45,7 +48,7 @@ public sealed class Qcow2InternalSnapshotHostileTests : IDisposable
                 chain.Read(at, buffer.AsSpan(0, (int)Math.Min(buffer.Length, chain.VirtualSize - at)));
         });
         Assert.True(GC.GetAllocatedBytesForCurrentThread() - allocated < 64L << 20, "more than 64 MiB allocated");
-        Assert.Equal(ErrorKind.CorruptImage, e.Kind);
+        Assert.Equal(kind, e.Kind);
         Assert.Equal(structure, e.Structure);
         Assert.Equal(Path.GetFullPath(_path), e.Path);
         Assert.Contains("snapshot 1 's1'", e.Message);
@@ -54,6 +57,7 @@ public sealed class Qcow2InternalSnapshotHostileTests : IDisposable
         Assert.Equal(before, ContentHash.OfFile(_path));
         // The current state does not read the snapshot's table: it still opens.
         using var current = DiskImage.Open(_path);
+        return e;
     }
 
     [RequiresToolFact("qemu-img", "qemu-io")]
@@ -69,7 +73,31 @@ public sealed class Qcow2InternalSnapshotHostileTests : IDisposable
     public void A_huge_snapshot_l1_size_is_corrupt_before_anything_is_allocated() { Patch(_entry + 8, 0x7FFFFFFF, 4); Expect("snapshot table", "l1_size"); }
 
     [RequiresToolFact("qemu-img", "qemu-io")]
-    public void A_huge_snapshot_disk_size_is_corrupt() { Patch(_entry + 48, ulong.MaxValue); Expect("snapshot table", "disk_size"); }
+    public void A_huge_snapshot_disk_size_is_unsupported()
+    {
+        Patch(_entry + 48, ulong.MaxValue);
+        var e = Expect(ErrorKind.Unsupported, "snapshot table", $"disk_size {ulong.MaxValue} is above");
+        Assert.Equal(_entry + 48, e.FileOffset);
+    }
+
+    // One size just beyond what dse addresses, in the snapshot's disk_size and then in the header: the same refusal.
+    [RequiresToolFact("qemu-img", "qemu-io")]
+    public void A_disk_size_beyond_reach_is_refused_as_the_same_header_size_is()
+    {
+        const ulong beyond = (1UL << 60) + 512;
+        string pristine = ContentHash.OfFile(_path);
+        var original = File.ReadAllBytes(_path);
+        Patch(_entry + 48, beyond);
+        var snapshot = Expect(ErrorKind.Unsupported, "snapshot table", $"snapshot 1 's1': disk_size {beyond} is above the {1L << 60} bytes");
+
+        File.WriteAllBytes(_path, original);
+        Assert.Equal(pristine, ContentHash.OfFile(_path));
+        Patch(24, beyond);
+        var header = HostileInput.Expect(_path, ErrorKind.Unsupported, "header", $"virtual size {beyond} is above the {1L << 60} bytes");
+        Assert.Equal(snapshot.Kind, header.Kind);
+        Assert.Equal(snapshot.Message[snapshot.Message.IndexOf(" is above", StringComparison.Ordinal)..],
+            header.Message[header.Message.IndexOf(" is above", StringComparison.Ordinal)..]);
+    }
 
     [RequiresToolFact("qemu-img", "qemu-io")]
     public void A_snapshot_l2_table_past_the_end_is_corrupt_and_named_after_the_snapshot()

@@ -27,7 +27,7 @@ internal static class QemuBackingWarning
             using var chain = DiskImage.Open(file, options ?? OpenOptions.ReadOnly);
             stop = chain.Layers.FirstOrDefault(l => l.Format != ImageFormat.Qcow2) is { Type: ImageType.Differencing } l ? (l.Path, l.Format) : null;
         }
-        catch (DiskImageException)
+        catch (Exception e) when (e is DiskImageException or IOException)
         {
             return;
         }

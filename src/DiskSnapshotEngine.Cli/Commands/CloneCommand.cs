@@ -77,6 +77,7 @@ internal static class CloneCommand
         if (request.Linked)
         {
             SealCommand.WarnIfParentUnsealed(context, LinkedClone.Create(source, destination, fmt));
+            QemuBackingWarning.WarnIfQemuCannotFollow(context, destination);
             context.Result(() => new CloneView(image, from, Linked: true, Output.ParentLinkView.Read(image, from), 0, 0),
                 $"created linked clone {image} of {from}");
             return ExitCodes.Ok;

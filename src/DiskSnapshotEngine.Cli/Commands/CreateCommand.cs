@@ -113,6 +113,7 @@ internal static class CreateCommand
             layer = DiskImage.OpenLayer(path, writable: false);
             parentImage = Path.GetFullPath(parentPath);
             SealCommand.WarnIfParentUnsealed(context, parentSeal);
+            QemuBackingWarning.WarnIfQemuCannotFollow(context, path);
         }
         else if (request.Profile is not null)
         {

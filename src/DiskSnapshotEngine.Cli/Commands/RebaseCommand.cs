@@ -30,6 +30,7 @@ internal static class RebaseCommand
                 Rebase.RunAsync(context.Get(image)!, context.Get(parent)!, context.Get(unsafeOpt), open, p, context.CancellationToken)).ConfigureAwait(false);
             string path = Path.GetFullPath(context.Get(image)!);
             SealCommand.WarnIfParentUnsealed(context, result.NewParentSeal); // as clone --linked says it
+            QemuBackingWarning.WarnIfQemuCannotFollow(context, path, open);
             context.Result(() => new RebaseView(path, Output.ParentLinkView.Read(path, result.NewParent), result.Mode, result.Stats.BytesWritten, result.Stats.BytesZero),
                 $"{Path.GetFullPath(context.Get(image)!)} now links to {result.NewParent} ({result.Mode}; {SizeParser.Describe(result.Stats.BytesWritten + result.Stats.BytesZero)} copied)");
             return ExitCodes.Ok;

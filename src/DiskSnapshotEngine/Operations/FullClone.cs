@@ -89,10 +89,14 @@ public static class FullClone
             DurableFiles.Rename(temp, dest, overwrite: false, syncFolders: options.Durable);
             return new CopyStats(written, zero);
         }
-        catch
+        catch (Exception e)
         {
             DurableFiles.CloseAfterFailure(target ?? (IDisposable?)file);
             DurableFiles.TryDelete(temp);
+            // The partial file is gone: a refusal about it (the format cannot hold this size or sector size) names the
+            // clone the user asked for.
+            if (e is DiskImageException d && d.Path == temp)
+                throw new DiskImageException(d.Kind, d.Detail, dest, d.Structure, d.FileOffset, d);
             throw;
         }
     }

@@ -44,7 +44,7 @@ public static partial class DiskSnapshots
                 throw new DiskImageException(ErrorKind.ReadOnly,
                     "cannot take a snapshot of it: the image is sealed as a golden image (linked clones may read through it by its path, " +
                     $"and a snapshot would move its file to the snapshot's name); take the snapshot of a linked clone instead, or {SealAdvice.For(disk, SealReasons.Golden)}", disk);
-            RefuseUnsealable(layer, "take a snapshot");
+            RefuseUnsealable(layer, "take a snapshot", "the disk's file becomes the layer");
             // A child that names the disk by path (VHDX) would find the new empty current state there instead of the
             // content it was made from, so it is relinked to the snapshot layer (the same file under its new name).
             // A child that names the disk by identity (VDI) follows the file to its snapshot name by itself.
@@ -219,7 +219,7 @@ public static partial class DiskSnapshots
         if (File.Exists(PathOf(disk, entry)))
         {
             using var layer = DiskImage.OpenLayer(PathOf(disk, entry), false, options.FileOpener);
-            RefuseUnsealable(layer, $"revert to snapshot '{name}'");
+            RefuseUnsealable(layer, $"revert to snapshot '{name}'", "the new current state reads through it");
         }
         ClearNewFile(disk);
         catalog = catalog with { Pending = new PendingSnapshotOperation { Operation = "revert", Snapshot = entry } };
@@ -286,12 +286,12 @@ public static partial class DiskSnapshots
     // files of their own), a layer this process cannot write is not taken unsealed: the disk's file becomes that layer
     // and the new current state keeps the disk's mode, so it could not be written either, nor the snapshot deleted
     // (deleting merges layers). Refused before anything changes; root, whom a mode does not stop, seals it.
-    private static void RefuseUnsealable(IDiskLayer layer, string action)
+    private static void RefuseUnsealable(IDiskLayer layer, string action, string becauseLayer)
     {
         if (layer is not ISealableLayer || (Seals.Of(layer) & SealReasons.Snapshot) != 0) return;
         if (Seals.WhyNotWritable(layer.Path) is { } why)
             throw new DiskImageException(ErrorKind.ReadOnly,
-                $"cannot {action}: {why}, and a snapshot layer must be sealed (the disk's file becomes the layer); " +
+                $"cannot {action}: {why}, and a snapshot layer must be sealed ({becauseLayer}); " +
                 "make the file writable for this user first", layer.Path);
     }
 

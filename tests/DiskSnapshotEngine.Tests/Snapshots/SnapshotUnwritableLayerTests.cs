@@ -62,6 +62,8 @@ public class SnapshotUnwritableLayerTests
         var (code, _, stderr) = CliRunner.RunAsNobody("snapshot", "revert", disk, "--name", "bare");
         Assert.True(code == ExitReadOnly, stderr);
         Assert.Contains("cannot revert to snapshot 'bare'", stderr);
+        Assert.Contains("a snapshot layer must be sealed (the new current state reads through it)", stderr); // not create's reason
+        Assert.DoesNotContain("the disk's file becomes the layer", stderr);
         Assert.Equal(before, Listing(dir.Path));
 
         (code, _, stderr) = CliRunner.RunAsNobody("snapshot", "revert", disk, "--name", "sealed");

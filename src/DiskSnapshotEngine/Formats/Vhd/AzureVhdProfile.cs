@@ -29,7 +29,7 @@ public static class AzureVhdProfile
     {
         long rounded = RoundUp(size);
         if (rounded < MinSize || rounded > MaxSize)
-            ThrowHelper.InvalidArgument($"Azure takes disks of {MinSize >> 20} MiB to {MaxSize >> 40} TiB (asked for {size} bytes)", path);
+            ThrowHelper.InvalidArgument($"Azure takes disks of {MinSize >> 20} MiB to {MaxSize >> 40} TiB (asked for {size} bytes)", Path.GetFullPath(path)); // the full path, as every error names its file
         return new ImageCreateOptions(rounded, ImageType.Fixed);
     }
 

@@ -55,6 +55,8 @@ internal sealed class VhdDriver : IImageFormatDriver
         {
             if (size > MaxFixedSize)
                 ThrowHelper.InvalidArgument($"a fixed VHD holds at most {MaxFixedSize} bytes (got {size})", path);
+            if (options.BlockSize is int asked)
+                ThrowHelper.InvalidArgument($"a fixed VHD has no blocks (its data, then the footer): a block size ({asked}) does not apply to it", path);
             var fixedFooter = VhdFooter.CreateNew(VhdDiskType.Fixed, VhdFooter.NoDataOffset, size, geometry, id, now);
             // Space first (fallocate), so a full disk fails before anything is written; the footer, the signature, last.
             file.Reserve(size + VhdFooter.Size);

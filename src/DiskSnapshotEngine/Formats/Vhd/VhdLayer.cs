@@ -19,7 +19,7 @@ namespace DiskSnapshotEngine.Formats.Vhd;
 /// writes it back). The identity is the footer's Unique Id, which is also the version: it is what a child records (Parent
 /// Unique ID) and what Hyper-V, VirtualBox and libvhdi verify; VHD keeps no content version, so writes leave it as is.
 /// </summary>
-internal sealed class VhdLayer : IDiskLayer, IIdentityWritable
+internal sealed partial class VhdLayer : IDiskLayer, IIdentityWritable
 {
     /// <summary>Largest block accepted: the chain's copy-on-write buffer is one block.</summary>
     public const int MaxBlockSize = 256 << 20;

@@ -47,6 +47,19 @@ public sealed class VhdAzureTests : IDisposable
         Assert.DoesNotContain("rounded", exact.StdErr);
     }
 
+    [Fact]
+    public async Task A_size_out_of_range_is_refused_naming_the_full_path_as_every_error_does()
+    {
+        string full = _dir.File("small.vhd");
+        string typed = Path.GetRelativePath(Environment.CurrentDirectory, full); // as a user types it in the current folder
+        var r = await CliRunner.RunAsync("create", typed, "--size", "10M", "--profile", "azure", "--json");
+        Assert.Equal(14, r.ExitCode);
+        using var error = JsonDocument.Parse(r.StdErr.Trim());
+        Assert.Equal(full, error.RootElement.GetProperty("error").GetProperty("path").GetString());
+        Assert.StartsWith(full + ": Azure takes disks of 20 MiB", error.RootElement.GetProperty("error").GetProperty("message").GetString());
+        Assert.False(File.Exists(full));
+    }
+
     [Theory]
     [InlineData("--type", "dynamic")]
     [InlineData("--block-size", "1M")]

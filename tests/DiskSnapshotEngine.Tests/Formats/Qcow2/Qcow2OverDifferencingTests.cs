@@ -1,0 +1,60 @@
+using DiskSnapshotEngine.Tests.Cli;
+using DiskSnapshotEngine.Tests.Infrastructure;
+using static DiskSnapshotEngine.Tests.Formats.Qcow2.Qcow2TestKit;
+
+namespace DiskSnapshotEngine.Tests.Formats.Qcow2;
+
+/// <summary>
+/// A qcow2 child whose backing file is a differencing VHD, VHDX or VDI: dse reads the whole chain, QEMU does not (it
+/// follows only qcow2 backing files; its vpc driver reads a differencing VHD as a dynamic one, without its parent and
+/// without an error). The verbs that make such a child say so, since the file's purpose is to be run by QEMU.
+/// </summary>
+public sealed class Qcow2OverDifferencingTests
+{
+    [RequiresToolFact("qemu-img")]
+    public async Task A_qcow2_child_of_a_differencing_vhd_is_made_with_a_warning_that_qemu_misreads_it()
+    {
+        using var dir = new TempDirectory("qcow2-over-diff");
+        string baseVhd = dir.File("base.vhd"), mid = dir.File("mid.vhd"), data = dir.File("d.bin");
+        await CliRunner.OkAsync("create", baseVhd, "--size", "8M");
+        File.WriteAllBytes(data, RandomData.Bytes(1 << 20, seed: 7));
+        await CliRunner.OkAsync("write", baseVhd, "--offset", "0", "--input", data);
+        await CliRunner.OkAsync("create", mid, "--parent", baseVhd);
+
+        // The fact the warning is about: QEMU runs this chain without the base's data, and says nothing.
+        var plain = await CliRunner.OkAsync("create", dir.File("top.qcow2"), "--parent", mid);
+        await CliRunner.OkAsync("export", dir.File("top.qcow2"), dir.File("dse.raw"));
+        QemuImg("convert", "-f", "qcow2", "-O", "raw", dir.File("top.qcow2"), dir.File("qemu.raw"));
+        Assert.NotEqual(ContentHash.OfFile(dir.File("dse.raw")), ContentHash.OfFile(dir.File("qemu.raw")));
+
+        Assert.Contains($"QEMU cannot run {dir.File("top.qcow2")} by itself", plain.StdErr);
+        Assert.Contains($"{mid} is a differencing VHD", plain.StdErr);
+        Assert.Contains("dse serve", plain.StdErr);
+        var linked = await CliRunner.OkAsync("clone", "--linked", mid, dir.File("linked.qcow2"));
+        Assert.Contains($"QEMU cannot run {dir.File("linked.qcow2")} by itself", linked.StdErr);
+
+        // One qcow2 layer between changes nothing: QEMU still reaches the differencing VHD.
+        var deeper = await CliRunner.OkAsync("create", dir.File("deeper.qcow2"), "--parent", dir.File("top.qcow2"));
+        Assert.Contains($"{mid} is a differencing VHD", deeper.StdErr);
+
+        // A qcow2 over a base VHD, which QEMU reads whole, gets no such warning.
+        var overBase = await CliRunner.OkAsync("create", dir.File("ok.qcow2"), "--parent", baseVhd);
+        Assert.DoesNotContain("QEMU cannot run", overBase.StdErr);
+    }
+
+    [RequiresToolFact("qemu-img")]
+    public async Task A_qcow2_child_of_a_differencing_vhdx_or_vdi_is_made_with_the_warning_that_qemu_refuses_it()
+    {
+        using var dir = new TempDirectory("qcow2-over-diff");
+        foreach (string ext in new[] { "vhdx", "vdi" })
+        {
+            string baseImage = dir.File($"base.{ext}"), mid = dir.File($"mid.{ext}"), top = dir.File($"top-{ext}.qcow2");
+            await CliRunner.OkAsync("create", baseImage, "--size", "8M");
+            await CliRunner.OkAsync("create", mid, "--parent", baseImage);
+            var r = await CliRunner.OkAsync("create", top, "--parent", mid);
+            Assert.Contains($"{mid} is a differencing {ext.ToUpperInvariant()}", r.StdErr);
+            Assert.Contains("QEMU refuses to open it", r.StdErr);
+            Assert.NotEqual(0, ExternalTool.Run("qemu-img", "info", "--backing-chain", top).ExitCode);
+        }
+    }
+}

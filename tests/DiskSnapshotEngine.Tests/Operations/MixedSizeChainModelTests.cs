@@ -6,7 +6,7 @@ using FsCheck.Fluent;
 
 namespace DiskSnapshotEngine.Tests.Operations;
 
-public enum SizedStepKind { Write, Zero, Child, Resize, Merge, Pull }
+public enum SizedStepKind { Write, Zero, Child, Resize, Merge, Pull, Reset, Detach }
 
 /// <summary>One step; Size is the new size of a resize (sector-aligned), Seed the data of a write.</summary>
 public sealed record SizedStep(SizedStepKind Kind, long Offset, int Length, int Seed, long Size)
@@ -22,7 +22,8 @@ public sealed record SizedStep(SizedStepKind Kind, long Offset, int Length, int 
 
 /// <summary>
 /// Chains whose layers differ in size, driven through the public operations: random writes, new children, resizes
-/// of the top (grow and --shrink), commits into the parent and pulls, over VHDX and qcow2. The chain must read exactly
+/// of the top (grow and --shrink), commits into the parent, pulls, resets and detaches of the top, over VHDX, qcow2, VDI and VHD (whose children
+/// refuse a resize). At the end the real tools agree (<see cref="RealTools"/>). The chain must read exactly
 /// like a flat model that zero-extends on growth and cuts on shrink; a commit of a smaller top leaves the parent's
 /// size and its data past the top's end (qemu-img commit does the same). Refusals are checked against the model:
 /// a shrink over non-zero data must be refused, and a refusal of growth is allowed only over a larger parent.
@@ -31,9 +32,11 @@ public class MixedSizeChainModelTests
 {
     private const long BaseSize = (3L << 20) + 7 * 512;
 
-    [Theory]
+    [RequiresToolTheory("qemu-img")]
     [InlineData(".vhdx")]
     [InlineData(".qcow2")]
+    [InlineData(".vdi")]
+    [InlineData(".vhd")]
     public void Random_writes_and_resizes_over_layers_of_different_sizes_equal_a_flat_model(string ext)
     {
         var steps = Gen.Frequency(
@@ -47,7 +50,9 @@ public class MixedSizeChainModelTests
             (2, Gen.Constant(new SizedStep(SizedStepKind.Child, 0, 0, 0, 0))),
             (3, from sectors in Gen.Choose(1, 12 * 2048) select new SizedStep(SizedStepKind.Resize, 0, 0, 0, sectors * 512L)),
             (1, Gen.Constant(new SizedStep(SizedStepKind.Merge, 0, 0, 0, 0))),
-            (1, Gen.Constant(new SizedStep(SizedStepKind.Pull, 0, 0, 0, 0))));
+            (1, Gen.Constant(new SizedStep(SizedStepKind.Pull, 0, 0, 0, 0))),
+            (1, Gen.Constant(new SizedStep(SizedStepKind.Reset, 0, 0, 0, 0))),
+            (1, Gen.Constant(new SizedStep(SizedStepKind.Detach, 0, 0, 0, 0))));
         var scripts = from count in Gen.Choose(1, 16) from s in Gen.ArrayOf(steps, count) select s;
         var arbitrary = Arb.From(scripts, ScriptShrink.DropSteps);
         Prop.ForAll(arbitrary, s => Run(ext, s)).Check(Config.QuickThrowOnFailure.WithMaxTest(25));
@@ -93,7 +98,7 @@ public class MixedSizeChainModelTests
                     views.Add((byte[])model.Clone());
                     break;
                 case SizedStepKind.Resize:
-                    views[^1] = Resized(top, model, step.Size, paths.Count > 1 ? views[^2].Length : 0);
+                    views[^1] = Resized(top, ext, model, step.Size, paths.Count > 1 ? views[^2].Length : 0);
                     break;
                 case SizedStepKind.Merge when paths.Count > 1:
                     var parent = views[^2];
@@ -111,6 +116,26 @@ public class MixedSizeChainModelTests
                     paths.RemoveAt(paths.Count - 2);
                     views.RemoveAt(views.Count - 2);
                     break;
+                case SizedStepKind.Reset when paths.Count > 1:
+                    // The top reads as its parent again, at its own size (zeros past the parent's end).
+                    Reset.Run(top);
+                    var reset = new byte[model.Length];
+                    views[^2].AsSpan(0, Math.Min(model.Length, views[^2].Length)).CopyTo(reset);
+                    views[^1] = reset;
+                    break;
+                case SizedStepKind.Detach when paths.Count > 1:
+                    try
+                    {
+                        Detach.RunAsync(top).GetAwaiter().GetResult();
+                    }
+                    catch (DiskImageException e) when (e.Kind == ErrorKind.Unsupported && ext is ".qcow2" or ".vhd")
+                    {
+                        break; // only VHDX and VDI detach in place
+                    }
+                    // The top stands alone now: its old parents are no one's parents.
+                    paths.RemoveRange(0, paths.Count - 1);
+                    views.RemoveRange(0, views.Count - 1);
+                    break;
             }
             AssertReads(paths[^1], views[^1], $"after {step} in [{string.Join(", ", script.Select(s => s.ToString()))}]");
         }
@@ -119,11 +144,11 @@ public class MixedSizeChainModelTests
             var report = chain.Check();
             Assert.False(report.HasErrors, string.Join("; ", report.Problems));
         }
-        if (ext == ".qcow2") ExternalTool.RunChecked("qemu-img", "check", paths[^1]);
+        RealTools.AssertReadsModel(paths[^1], views[^1], $"{ext} [{string.Join(", ", script.Select(s => s.ToString()))}]");
     }
 
     // Resizes the top and returns its new model; checks that a refusal is one the model allows.
-    private static byte[] Resized(string top, byte[] model, long newSize, long parentSize)
+    private static byte[] Resized(string top, string ext, byte[] model, long newSize, long parentSize)
     {
         bool shrink = newSize < model.Length;
         try
@@ -136,6 +161,12 @@ public class MixedSizeChainModelTests
             // Growth is refused only over a parent larger than the top, whose data would show.
             else Assert.True(parentSize > model.Length, $"growth from {model.Length} to {newSize} refused over a parent of {parentSize}: {e.Message}");
             AssertReads(top, model, "after a refused resize");
+            return model;
+        }
+        catch (DiskImageException e) when (e.Kind == ErrorKind.Unsupported && parentSize > 0 && ext is ".vdi" or ".vhd")
+        {
+            // A differencing VDI or VHD keeps its parent's size (only VHDX and qcow2 children resize).
+            AssertReads(top, model, "after a refused resize of a child");
             return model;
         }
         if (shrink)

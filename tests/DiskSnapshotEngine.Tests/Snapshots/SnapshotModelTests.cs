@@ -11,7 +11,8 @@ namespace DiskSnapshotEngine.Tests.Snapshots;
 /// <summary>
 /// Model-based test: random sequences of write, snapshot create, revert, rollback, delete, merge (pull of the current
 /// state), rebase, clone and compact over one disk, checked after every step against an in-memory model of every
-/// snapshot's content and of the current state. Each step carries its own seed, so a step writes the same data
+/// snapshot's content and of the current state, over VDI, VHDX, qcow2 and VHD; at the end the real tools agree
+/// (<see cref="RealTools"/>: qemu-img check and compare, vhdimount). Each step carries its own seed, so a step writes the same data
 /// whatever comes before it, and FsCheck shrinks a failing sequence by dropping steps.
 /// </summary>
 public class SnapshotModelTests
@@ -32,16 +33,23 @@ public class SnapshotModelTests
         from seed in Gen.Choose(0, int.MaxValue - 1)
         select new Step((Op)(code % 10), code / 10, seed);
 
-    [Fact]
-    public void Random_operation_sequences_match_the_model()
+    [RequiresToolFact("qemu-img")]
+    public void Random_operation_sequences_match_the_model() => Check(".vdi", ".vhdx");
+
+    [RequiresToolFact("qemu-img")]
+    public void Random_operation_sequences_over_qcow2_and_vhd_match_the_model() => Check(".qcow2", ".vhd");
+
+    private static void Check(params string[] extensions)
     {
         var steps = s_step.ArrayOf().Where(a => a.Length >= 3).Select(a => a.Take(14).ToArray());
-        var formats = Gen.Elements(".vdi", ".vhdx");
+        var formats = Gen.Elements(extensions);
         var scenario = Gen.Zip(formats, steps);
         var arbitrary = Arb.From(scenario, s => ScriptShrink.DropSteps(s.Item2).Select(shorter => (s.Item1, shorter)));
         Prop.ForAll(arbitrary, s => Run(s.Item1, s.Item2))
             .Check(Config.QuickThrowOnFailure.WithMaxTest(40).WithQuietOnSuccess(true));
     }
+
+    private static readonly string[] s_cloneFormats = [".vhdx", ".vdi", ".img", ".qcow2", ".vhd"];
 
     private static void Run(string ext, Step[] script)
     {
@@ -104,9 +112,10 @@ public class SnapshotModelTests
                 case Op.Clone:
                     string src = Pick() is { } cs && arg % 2 == 0 ? DiskSnapshots.PathOf(disk, DiskSnapshots.Catalog(disk).Find(cs, disk)) : disk;
                     var expected = src == disk ? cur : snaps[DiskSnapshots.Catalog(disk).Snapshots.First(s => DiskSnapshots.PathOf(disk, s) == src).Name];
-                    string clone = dir.File($"clone{arg}{(arg % 3 == 0 ? ".vhdx" : arg % 3 == 1 ? ".vdi" : ".img")}");
+                    string clone = dir.File($"clone{arg}{s_cloneFormats[arg % s_cloneFormats.Length]}");
                     FullClone.RunAsync(src, clone).GetAwaiter().GetResult();
                     OpsKit.AssertContent(expected, clone, $"{step}: the clone");
+                    RealTools.AssertReadsModel(clone, expected, $"{step}: the clone");
                     File.Delete(clone);
                     break;
                 case Op.Compact:
@@ -119,5 +128,8 @@ public class SnapshotModelTests
             Assert.Equal(snaps.Keys.Order(), listed.Select(s => s.Entry.Name).Order());
             foreach (var s in listed) OpsKit.AssertContent(snaps[s.Entry.Name], s.Path, $"{ext} {step}: snapshot {s.Entry.Name}");
         }
+        string done = $"{ext} {string.Join(" ", log)}";
+        RealTools.AssertReadsModel(disk, cur, $"{done}: the current state");
+        foreach (var s in DiskSnapshots.List(disk)) RealTools.AssertReadsModel(s.Path, snaps[s.Entry.Name], $"{done}: snapshot {s.Entry.Name}");
     }
 }

@@ -85,6 +85,7 @@ public class NbdServerTests
     [InlineData("vdi")]
     [InlineData("vhd")]
     [InlineData("qcow2")]
+    [InlineData("img")]
     public void Random_writes_zeroes_and_trims_over_nbd_equal_a_flat_model_and_leave_the_parents_untouched(string format)
     {
         var op = from kind in Gen.Frequency((6, Gen.Constant(0)), (2, Gen.Constant(1)), (1, Gen.Constant(2)), (2, Gen.Constant(3)), (1, Gen.Constant(4)))
@@ -93,12 +94,13 @@ public class NbdServerTests
                  from seed in Gen.Choose(0, int.MaxValue - 1)
                  select new Op(kind, offset, (int)Math.Min(length, Size - offset), seed);
         Prop.ForAll(Arb.From(Gen.Choose(1, 20).SelectMany(n => Gen.ArrayOf(op, n))), ops => Run(ops))
-            .Check(Config.QuickThrowOnFailure.WithMaxTest(12));
+            .Check(Config.QuickThrowOnFailure.WithMaxTest(format == "vhdx" ? 12 : 6));
 
         bool Run(Op[] ops)
         {
             using var dir = new TempDirectory("nbd-model");
-            var paths = NbdTestImages.Chain(dir.Path, format, 2, Size, Block, seed: 3);
+            // A raw image has no children: it is served alone (and "the parents" are none).
+            var paths = NbdTestImages.Chain(dir.Path, format, format == "img" ? 1 : 2, Size, Block, seed: 3);
             var parentHash = ContentHash.OfFile(paths[0]);
             byte[] model;
             using (var c = DiskImage.Open(paths[^1])) model = NbdTestImages.ReadAll(c);
@@ -143,7 +145,7 @@ public class NbdServerTests
             }
             // Trimmed bytes the model does not know are taken as we read them: the real tools must read the same.
             RealTools.AssertReadsModel(paths[^1], content, $"{format} [{string.Join(", ", ops.AsEnumerable())}]");
-            Assert.Equal(parentHash, ContentHash.OfFile(paths[0]));
+            if (paths.Count > 1) Assert.Equal(parentHash, ContentHash.OfFile(paths[0]));
             return true;
         }
     }

@@ -27,7 +27,7 @@ public sealed record SizedStep(SizedStepKind Kind, long Offset, int Length, int 
 /// Chains whose layers differ in size, driven through the public operations: random writes, new children, resizes
 /// of the top (grow and --shrink), commits into the parent, pulls, resets, detaches, compacts and rebases (onto the
 /// grandparent) of the top, over VHDX, qcow2, VDI and VHD (whose children
-/// refuse a resize), and over qcow2 images qemu made (extended L2 entries; version 2; 1-bit refcounts; a compressed base) and over fixed VHD and VHDX bases. At the end the real tools agree (<see cref="RealTools"/>). The chain must read exactly
+/// refuse a resize), and over qcow2 images qemu made (extended L2 entries; version 2; 1-bit refcounts; a compressed base) and over fixed VHD and VHDX bases; a raw disk alone gets the writes and resizes. At the end the real tools agree (<see cref="RealTools"/>). The chain must read exactly
 /// like a flat model that zero-extends on growth and cuts on shrink; a commit of a smaller top leaves the parent's
 /// size and its data past the top's end (qemu-img commit does the same). Refusals are checked against the model:
 /// a shrink over non-zero data must be refused, and a refusal of growth is allowed only over a larger parent.
@@ -47,6 +47,7 @@ public class MixedSizeChainModelTests
     [InlineData(".qcow2", Compressed)]
     [InlineData(".vhd", FixedBase)]
     [InlineData(".vhdx", FixedBase)]
+    [InlineData(".img")]
     public void Random_writes_and_resizes_over_layers_of_different_sizes_equal_a_flat_model(string ext, string? qemuOptions = null)
     {
         var steps = Gen.Frequency(
@@ -117,7 +118,7 @@ public class MixedSizeChainModelTests
                         }
                     }
                     break;
-                case SizedStepKind.Child when paths.Count < 5:
+                case SizedStepKind.Child when paths.Count < 5 && ext != ".img": // a raw image has no children
                     string child = dir.File($"l{made++}" + ext);
                     if (qemuOptions is null or Compressed or FixedBase) OpsKit.CreateChild(child, top);
                     else Qcow2TestKit.QemuImg("create", "-f", "qcow2", "-o", qemuOptions, "-b", Path.GetFileName(top), "-F", "qcow2", child);
@@ -174,6 +175,11 @@ public class MixedSizeChainModelTests
                     // The top stands alone now: its old parents are no one's parents.
                     paths.RemoveRange(0, paths.Count - 1);
                     views.RemoveRange(0, views.Count - 1);
+                    break;
+                case SizedStepKind.Compact when ext == ".img":
+                    var raw = File.ReadAllBytes(top);
+                    Assert.Equal(ErrorKind.Unsupported, Assert.Throws<DiskImageException>(() => Compact.RunAsync(top).GetAwaiter().GetResult()).Kind);
+                    Assert.Equal(raw, File.ReadAllBytes(top));
                     break;
                 case SizedStepKind.Compact:
                     Compact.RunAsync(top).GetAwaiter().GetResult();

@@ -1,3 +1,4 @@
+using DiskSnapshotEngine.Block;
 using DiskSnapshotEngine.Errors;
 using DiskSnapshotEngine.Operations;
 using DiskSnapshotEngine.Snapshots;
@@ -10,10 +11,11 @@ namespace DiskSnapshotEngine.Tests.Snapshots;
 
 /// <summary>
 /// Model-based test: random sequences of write, snapshot create, revert, rollback, delete, merge (pull of the current
-/// state), rebase, clone and compact over one disk, checked after every step against an in-memory model of every
-/// snapshot's content and of the current state, over VDI, VHDX, qcow2 and VHD; at the end the real tools agree
-/// (<see cref="RealTools"/>: qemu-img check and compare, vhdimount). Each step carries its own seed, so a step writes the same data
-/// whatever comes before it, and FsCheck shrinks a failing sequence by dropping steps.
+/// state), rebase, clone (to VHDX, VDI, raw, qcow2 and VHD, dynamic or fixed) and compact over one disk of VDI, VHDX,
+/// qcow2 or VHD, checked after every step against an in-memory model of every snapshot's content and of the current
+/// state; each clone, and at the end the disk and every snapshot, also by the real tools (<see cref="RealTools"/>).
+/// Each step carries its own seed, so a step writes the same data whatever comes before it, and FsCheck shrinks a
+/// failing sequence by dropping steps.
 /// </summary>
 public class SnapshotModelTests
 {
@@ -112,8 +114,11 @@ public class SnapshotModelTests
                 case Op.Clone:
                     string src = Pick() is { } cs && arg % 2 == 0 ? DiskSnapshots.PathOf(disk, DiskSnapshots.Catalog(disk).Find(cs, disk)) : disk;
                     var expected = src == disk ? cur : snaps[DiskSnapshots.Catalog(disk).Snapshots.First(s => DiskSnapshots.PathOf(disk, s) == src).Name];
-                    string clone = dir.File($"clone{arg}{s_cloneFormats[arg % s_cloneFormats.Length]}");
-                    FullClone.RunAsync(src, clone).GetAwaiter().GetResult();
+                    string cloneExt = s_cloneFormats[arg % s_cloneFormats.Length];
+                    string clone = dir.File($"clone{arg}{cloneExt}");
+                    // Every other VHD or VHDX clone is fixed (all blocks allocated; VHD's data then its footer).
+                    bool fixedClone = cloneExt is ".vhd" or ".vhdx" && arg / s_cloneFormats.Length % 2 == 1;
+                    FullClone.RunAsync(src, clone, new CloneOptions(Type: fixedClone ? ImageType.Fixed : ImageType.Dynamic)).GetAwaiter().GetResult();
                     OpsKit.AssertContent(expected, clone, $"{step}: the clone");
                     RealTools.AssertReadsModel(clone, expected, $"{step}: the clone");
                     File.Delete(clone);

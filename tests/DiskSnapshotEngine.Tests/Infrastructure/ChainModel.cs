@@ -59,8 +59,8 @@ public abstract class ChainModelFormat
 
 /// <summary>
 /// The model test every format shares: random unaligned writes (some of zeros as data), zeroing, new children and
-/// close/reopen over a chain read back exactly like a flat in-memory disk, before and after reopening, and the
-/// map never calls data zero. FsCheck shrinks a failing script by dropping steps.
+/// close/reopen over a chain read back exactly like a flat in-memory disk, before and after reopening, the map never
+/// calls data zero, and the real tools agree (<see cref="RealTools"/>: qemu-img check and compare, vhdimount). FsCheck shrinks a failing script by dropping steps.
 /// </summary>
 public static class ChainModel
 {
@@ -134,9 +134,12 @@ public static class ChainModel
         {
             chain.Dispose();
         }
-        using var reopened = DiskImage.Open(top);
-        AssertSame(reopened, model, "after reopening");
-        format.CheckReopened(reopened);
+        using (var reopened = DiskImage.Open(top))
+        {
+            AssertSame(reopened, model, "after reopening");
+            format.CheckReopened(reopened);
+        }
+        RealTools.AssertReadsModel(top, model, $"{script}");
     }
 
     /// <summary>The chain reads the model byte for byte; its extents tile the disk and what they call zero is zero.</summary>

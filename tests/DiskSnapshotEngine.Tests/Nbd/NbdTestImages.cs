@@ -20,7 +20,7 @@ public static class NbdTestImages
         for (int i = 0; i < layers; i++)
         {
             string path = Path.Combine(dir, $"layer{i}.{extension}");
-            if (i == 0) DiskImage.Create(path, new ImageCreateOptions(size, BlockSize: blockSize)).Dispose();
+            if (i == 0) DiskImage.Create(path, new ImageCreateOptions(size, BlockSize: extension == "img" ? null : blockSize)).Dispose(); // raw: no blocks
             else DiskImage.CreateDifferencing(path, paths[^1]).Dispose();
             paths.Add(path);
             using var chain = DiskImage.Open(path, OpenOptions.ReadWrite);

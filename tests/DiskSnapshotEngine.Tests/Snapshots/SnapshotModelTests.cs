@@ -1,3 +1,4 @@
+using DiskSnapshotEngine.Block;
 using DiskSnapshotEngine.Errors;
 using DiskSnapshotEngine.Operations;
 using DiskSnapshotEngine.Snapshots;
@@ -10,9 +11,11 @@ namespace DiskSnapshotEngine.Tests.Snapshots;
 
 /// <summary>
 /// Model-based test: random sequences of write, snapshot create, revert, rollback, delete, merge (pull of the current
-/// state), rebase, clone and compact over one disk, checked after every step against an in-memory model of every
-/// snapshot's content and of the current state. Each step carries its own seed, so a step writes the same data
-/// whatever comes before it, and FsCheck shrinks a failing sequence by dropping steps.
+/// state), rebase, clone (to VHDX, VDI, raw, qcow2 and VHD, dynamic or fixed) and compact over one disk of VDI, VHDX,
+/// qcow2 or VHD, checked after every step against an in-memory model of every snapshot's content and of the current
+/// state; each clone, and at the end the disk and every snapshot, also by the real tools (<see cref="RealTools"/>).
+/// Each step carries its own seed, so a step writes the same data whatever comes before it, and FsCheck shrinks a
+/// failing sequence by dropping steps.
 /// </summary>
 public class SnapshotModelTests
 {
@@ -32,16 +35,23 @@ public class SnapshotModelTests
         from seed in Gen.Choose(0, int.MaxValue - 1)
         select new Step((Op)(code % 10), code / 10, seed);
 
-    [Fact]
-    public void Random_operation_sequences_match_the_model()
+    [RequiresToolFact("qemu-img")]
+    public void Random_operation_sequences_match_the_model() => Check(".vdi", ".vhdx");
+
+    [RequiresToolFact("qemu-img")]
+    public void Random_operation_sequences_over_qcow2_and_vhd_match_the_model() => Check(".qcow2", ".vhd");
+
+    private static void Check(params string[] extensions)
     {
         var steps = s_step.ArrayOf().Where(a => a.Length >= 3).Select(a => a.Take(14).ToArray());
-        var formats = Gen.Elements(".vdi", ".vhdx");
+        var formats = Gen.Elements(extensions);
         var scenario = Gen.Zip(formats, steps);
         var arbitrary = Arb.From(scenario, s => ScriptShrink.DropSteps(s.Item2).Select(shorter => (s.Item1, shorter)));
         Prop.ForAll(arbitrary, s => Run(s.Item1, s.Item2))
             .Check(Config.QuickThrowOnFailure.WithMaxTest(40).WithQuietOnSuccess(true));
     }
+
+    private static readonly string[] s_cloneFormats = [".vhdx", ".vdi", ".img", ".qcow2", ".vhd"];
 
     private static void Run(string ext, Step[] script)
     {
@@ -104,9 +114,13 @@ public class SnapshotModelTests
                 case Op.Clone:
                     string src = Pick() is { } cs && arg % 2 == 0 ? DiskSnapshots.PathOf(disk, DiskSnapshots.Catalog(disk).Find(cs, disk)) : disk;
                     var expected = src == disk ? cur : snaps[DiskSnapshots.Catalog(disk).Snapshots.First(s => DiskSnapshots.PathOf(disk, s) == src).Name];
-                    string clone = dir.File($"clone{arg}{(arg % 3 == 0 ? ".vhdx" : arg % 3 == 1 ? ".vdi" : ".img")}");
-                    FullClone.RunAsync(src, clone).GetAwaiter().GetResult();
+                    string cloneExt = s_cloneFormats[arg % s_cloneFormats.Length];
+                    string clone = dir.File($"clone{arg}{cloneExt}");
+                    // Every other VHD or VHDX clone is fixed (all blocks allocated; VHD's data then its footer).
+                    bool fixedClone = cloneExt is ".vhd" or ".vhdx" && arg / s_cloneFormats.Length % 2 == 1;
+                    FullClone.RunAsync(src, clone, new CloneOptions(Type: fixedClone ? ImageType.Fixed : ImageType.Dynamic)).GetAwaiter().GetResult();
                     OpsKit.AssertContent(expected, clone, $"{step}: the clone");
+                    RealTools.AssertReadsModel(clone, expected, $"{step}: the clone");
                     File.Delete(clone);
                     break;
                 case Op.Compact:
@@ -119,5 +133,8 @@ public class SnapshotModelTests
             Assert.Equal(snaps.Keys.Order(), listed.Select(s => s.Entry.Name).Order());
             foreach (var s in listed) OpsKit.AssertContent(snaps[s.Entry.Name], s.Path, $"{ext} {step}: snapshot {s.Entry.Name}");
         }
+        string done = $"{ext} {string.Join(" ", log)}";
+        RealTools.AssertReadsModel(disk, cur, $"{done}: the current state");
+        foreach (var s in DiskSnapshots.List(disk)) RealTools.AssertReadsModel(s.Path, snaps[s.Entry.Name], $"{done}: snapshot {s.Entry.Name}");
     }
 }

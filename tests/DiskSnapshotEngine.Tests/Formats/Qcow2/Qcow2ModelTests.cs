@@ -69,12 +69,9 @@ public sealed class Qcow2ModelTests
 
         public override void CheckReopened(DiskChain chain)
         {
+            // qemu-img check of every qcow2 layer and compare of the chain: ChainModel's RealTools.
             foreach (var layer in chain.Layers.Where(l => l.Format == ImageFormat.Qcow2))
-            {
                 AssertClean(layer.Check());
-                var (code, output) = QemuCheck(layer.Path);
-                Assert.True(code == 0, $"qemu-img check {layer.Path}: {output}");
-            }
         }
     }
 }

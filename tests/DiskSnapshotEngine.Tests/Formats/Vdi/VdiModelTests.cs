@@ -10,7 +10,7 @@ namespace DiskSnapshotEngine.Tests.Formats.Vdi;
 /// </summary>
 public sealed class VdiModelTests
 {
-    [Fact]
+    [RequiresToolFact("qemu-img")]
     public void Random_operations_over_a_VDI_chain_read_like_a_flat_disk() => ChainModel.Check(new VdiChain(), maxTests: 40);
 
     private sealed class VdiChain : ChainModelFormat

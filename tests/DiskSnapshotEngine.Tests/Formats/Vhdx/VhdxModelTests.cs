@@ -13,7 +13,7 @@ namespace DiskSnapshotEngine.Tests.Formats.Vhdx;
 /// </summary>
 public class VhdxModelTests
 {
-    [Fact]
+    [RequiresToolFact("qemu-img")]
     public void Random_writes_over_chains_read_back_like_a_flat_disk_also_after_reopening() => ChainModel.Check(new VhdxChain(), maxTests: 40);
 
     private sealed class VhdxChain : ChainModelFormat

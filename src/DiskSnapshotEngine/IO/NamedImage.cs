@@ -15,4 +15,11 @@ internal readonly record struct NamedImage(string Path, string File)
     /// <summary>The image at <paramref name="path"/>.</summary>
     /// <exception cref="Errors.DiskImageException">ReadOnly: a link the kernel's fs.protected_symlinks would not follow.</exception>
     public static NamedImage Of(string path) => new(System.IO.Path.GetFullPath(path), FileNode.Target(path));
+
+    /// <summary>
+    /// Refuses (ReadOnly) a link on <paramref name="path"/>'s way that the kernel's fs.protected_symlinks would not
+    /// follow: a verb that will write, rename or remove the file it leads to calls it before changing anything.
+    /// </summary>
+    /// <exception cref="Errors.DiskImageException">ReadOnly: a link the kernel would not follow.</exception>
+    public static void RequireFollowable(string path) => FileNode.Target(path);
 }

@@ -69,7 +69,7 @@ internal static class MergePlanner
         // Every file the merge writes, relinks, renames or removes is a link's target when reached through one
         // (NamedImage): a link fs.protected_symlinks would not follow is refused now, not in the remove phase after the copy.
         foreach (var path in layers.Take(a + 1).Select(l => l.Path).Concat(children))
-            _ = FileNode.Target(path);
+            NamedImage.RequireFollowable(path);
         long needed = 0;
         foreach (var e in chain.GetExtents(0, chain.VirtualSize, a))
             if (e.Kind == ExtentKind.Data) needed += e.Length;

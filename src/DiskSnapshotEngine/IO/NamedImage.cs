@@ -22,4 +22,8 @@ internal readonly record struct NamedImage(string Path, string File)
     /// </summary>
     /// <exception cref="Errors.DiskImageException">ReadOnly: a link the kernel would not follow.</exception>
     public static void RequireFollowable(string path) => FileNode.Target(path);
+
+    /// <summary>True when <paramref name="path"/> leads to <see cref="File"/> (a link re-pointed since leads elsewhere).</summary>
+    public bool LeadsHere(string path) =>
+        FileNode.IsRegularFile(path) && FileNode.IsRegularFile(File) && FileNode.Of(path).SameFileAs(FileNode.Of(File));
 }

@@ -21,6 +21,12 @@ public static partial class Merge
         scope.LockIfExists(named.File);
         var journal = OperationJournal.LoadOwn(named.Path, "pull");
         bool resumed = journal is not null;
+        // The lock is on named.File: a journal whose name (a link re-pointed since the crash) leads elsewhere would
+        // have the rerun write a file it does not hold, under a journal that is not its own.
+        if (journal is not null && !named.LeadsHere(journal.Image))
+            throw new DiskImageException(ErrorKind.ChainInvalid,
+                $"the interrupted pull's journal names {journal.Image}, which no longer leads to {named.File}",
+                OperationJournal.PathFor(named.File), "journal");
         // A rerun opens the chain where the interrupted run did, whichever name leads it to the journal.
         image = journal?.Image ?? named.Path;
 

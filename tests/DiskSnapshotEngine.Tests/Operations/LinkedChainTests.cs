@@ -83,6 +83,19 @@ public class LinkedChainTests
         return (l, chain);
     }
 
+    // Runs dse slowed and kills it (SIGKILL) once its journal exists: an interruption while copying.
+    private static async Task KillOnceJournaled(string journal, params string[] args)
+    {
+        using var p = CliRunner.StartSlowed(200, args);
+        p.StandardInput.Close();
+        var stderr = p.StandardError.ReadToEndAsync();
+        var sw = Stopwatch.StartNew();
+        while (!File.Exists(journal) && !p.HasExited && sw.Elapsed < TimeSpan.FromSeconds(60)) await Task.Delay(5);
+        if (p.HasExited) Assert.Fail($"{args[0]} ended before it was killed: exit {p.ExitCode}: {await stderr}");
+        p.Kill();
+        await p.WaitForExitAsync();
+    }
+
     private static void LinkKept(Layout l, string what)
     {
         Assert.True(new FileInfo(l.Link).LinkTarget == "../big/t.qcow2", $"{what}: the link was replaced");
@@ -179,14 +192,7 @@ public class LinkedChainTests
         string journal = l.Real + ".dse-journal.json";
         string[] Args(string image) => verb == "pull" ? ["merge", image, "--pull"] : ["merge", image];
 
-        using var p = CliRunner.StartSlowed(200, Args(l.Link));
-        p.StandardInput.Close();
-        var stderr = p.StandardError.ReadToEndAsync();
-        var sw = Stopwatch.StartNew();
-        while (!File.Exists(journal) && !p.HasExited && sw.Elapsed < TimeSpan.FromSeconds(60)) await Task.Delay(5);
-        if (p.HasExited) Assert.Fail($"the merge ended before it was killed: exit {p.ExitCode}: {await stderr}");
-        p.Kill();
-        await p.WaitForExitAsync();
+        await KillOnceJournaled(journal, Args(l.Link));
 
         Assert.True(File.Exists(journal), "no journal beside the link's target");
         Assert.False(File.Exists(l.Link + ".dse-journal.json"), "a journal beside the link");
@@ -210,6 +216,36 @@ public class LinkedChainTests
         }
         l.OtherUntouched();
         Assert.Empty(Directory.GetFiles(l.Dir.Path, "*.dse-*", SearchOption.AllDirectories));
+    }
+
+    /// <summary>
+    /// A pull through a link killed while copying, the link then re-pointed at another file: the rerun (under the real
+    /// name, which finds the journal) would lock the real file but open the chain at the journal's name, now another
+    /// file. It is refused, naming the journal and both files, and nothing changes.
+    /// </summary>
+    [RequiresToolFact("qemu-img", "qemu-io")]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public async Task A_pull_resumed_after_its_link_was_repointed_is_refused()
+    {
+        var (l, _) = await Start("link-pull-repoint", "link", large: true);
+        using var owned = l;
+        string journal = l.Real + ".dse-journal.json";
+        await KillOnceJournaled(journal, "merge", l.Link, "--pull");
+        Assert.True(File.Exists(journal), "no journal beside the link's target");
+
+        // The link now names another child of the same parent.
+        string other = Path.Combine(l.Big, "o.qcow2");
+        File.Copy(l.Real, other);
+        File.Delete(l.Link);
+        File.CreateSymbolicLink(l.Link, "../big/o.qcow2");
+        string before = Snapshot(l.Dir.Path);
+
+        var rerun = await CliRunner.RunAsync("merge", l.Real, "--pull");
+        Assert.True(rerun.ExitCode == 11, rerun.ToString());
+        Assert.Contains(journal, rerun.StdErr);
+        Assert.Contains(l.Link, rerun.StdErr);
+        Assert.Contains(l.Real, rerun.StdErr);
+        Assert.Equal(before, Snapshot(l.Dir.Path));
     }
 
     /// <summary>

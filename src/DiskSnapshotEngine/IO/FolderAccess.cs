@@ -32,13 +32,14 @@ internal static class FolderAccess
 
     /// <summary>
     /// Refuses to <paramref name="action"/> (for example "compact it") when this user may not create files in the folder
-    /// of <paramref name="path"/>; <paramref name="why"/> says why the verb writes there, when the user could not know.
+    /// of <paramref name="path"/>; <paramref name="why"/> says why the verb writes there, when the user could not know;
+    /// <paramref name="named"/> is the name the user gave for it (a link to it), which the refusal names instead.
     /// </summary>
-    /// <exception cref="DiskImageException">ReadOnly naming <paramref name="path"/> and its folder.</exception>
-    public static void Require(string path, string action, string? why = null)
+    /// <exception cref="DiskImageException">ReadOnly naming <paramref name="path"/> (or <paramref name="named"/>) and its folder.</exception>
+    public static void Require(string path, string action, string? why = null, string? named = null)
     {
         string full = Path.GetFullPath(path);
-        if (WhyNotWritable(FolderOf(full)) is string reason) throw Refusal(full, action, reason, why);
+        if (WhyNotWritable(FolderOf(full)) is string reason) throw Refusal(full, action, reason, why, named);
     }
 
     /// <summary>
@@ -54,8 +55,9 @@ internal static class FolderAccess
     }
 
     // One line naming the file, its folder and why the folder refuses; the one message of every folder refusal.
-    private static DiskImageException Refusal(string full, string action, string reason, string? why = null) =>
-        new(ErrorKind.ReadOnly, $"cannot {action}: its folder {FolderOf(full)} is {reason}{(why is null ? "" : $" ({why})")}", full);
+    // A file reached through a link is named as given (named) with its target's folder.
+    private static DiskImageException Refusal(string full, string action, string reason, string? why = null, string? named = null) =>
+        new(ErrorKind.ReadOnly, $"cannot {action}: its folder {FolderOf(full)} is {reason}{(why is null ? "" : $" ({why})")}", named ?? full);
 
     private static string FolderOf(string full) => Path.GetDirectoryName(full) ?? "/";
 

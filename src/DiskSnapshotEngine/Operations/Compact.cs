@@ -37,7 +37,7 @@ public static class Compact
         options ??= OpenOptions.ReadOnly;
         // A resize that cannot happen in place (or a merge growing its target) is named as such in refusals.
         using var rewrite = ImageRewrite.Begin(image, options, TempSuffix, virtualSize is null ? "compact" : "resize");
-        image = rewrite.Image;
+        image = rewrite.Named;
         var chain = rewrite.Chain;
         var src = chain.Top;
         if (src.Format == ImageFormat.Raw)
@@ -54,7 +54,8 @@ public static class Compact
             .Where(e => e.Kind == ExtentKind.Data || (differencing && e.Kind == ExtentKind.Zero)).ToList();
         var plan = extents.Select(e => new CopyRange(e.Offset, e.Length)).ToList();
         long total = plan.Sum(r => r.Length);
-        DurableFiles.RequireFreeSpace(image, total, "the compact");
+        // The space is counted on the volume the new file goes to: beside the link's target.
+        DurableFiles.RequireFreeSpace(rewrite.Image, total, "the compact");
 
         var createOptions = new ImageCreateOptions(size, differencing ? ImageType.Differencing : ImageType.Dynamic,
             src.BlockSize, src.LogicalSectorSize, src.PhysicalSectorSize,
@@ -98,7 +99,7 @@ public static class Compact
             target = null;
             // Durable temp file, then one atomic rename: the original is replaced whole or not at all.
             rewrite.Publish();
-            return new CompactResult(sizeBefore, new FileInfo(image).Length, new CopyStats(written, zero));
+            return new CompactResult(sizeBefore, new FileInfo(rewrite.Image).Length, new CopyStats(written, zero));
         }
         catch
         {

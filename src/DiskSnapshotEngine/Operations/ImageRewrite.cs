@@ -15,17 +15,21 @@ internal sealed class ImageRewrite : IDisposable
     private readonly LockScope _scope;
     private readonly string _verb;
 
-    private ImageRewrite(LockScope scope, string verb, string image, string temp, DiskChain chain)
+    private ImageRewrite(LockScope scope, string verb, NamedImage image, string temp, DiskChain chain)
     {
         _scope = scope;
         _verb = verb;
-        Image = image;
+        Image = image.File;
+        Named = image.Path;
         Temp = temp;
         Chain = chain;
     }
 
     /// <summary>The image's full path (a symbolic link's target).</summary>
     public string Image { get; }
+
+    /// <summary>The image's full path as the user gave it (a symbolic link, when it is one): what refusals name.</summary>
+    public string Named { get; }
 
     /// <summary>The temporary file beside it (the image's path and the verb's suffix).</summary>
     public string Temp { get; }
@@ -43,14 +47,14 @@ internal sealed class ImageRewrite : IDisposable
         // Through a symbolic link, the file renamed over is the link's target and the chain is opened at the link (NamedImage).
         var named = NamedImage.Of(image);
         string target = named.File;
-        FolderAccess.Require(target, $"{verb} it", $"{verb} rewrites the image beside itself, then renames it over");
+        FolderAccess.Require(target, $"{verb} it", $"{verb} rewrites the image beside itself, then renames it over", named.Path);
         var scope = LockScope.Begin();
         try
         {
             scope.Lock(target);
             string temp = target + tempSuffix;
             DurableFiles.TryDelete(temp);
-            return new ImageRewrite(scope, verb, target, temp, DiskImage.Open(named.Path, options with { Writable = false }));
+            return new ImageRewrite(scope, verb, named, temp, DiskImage.Open(named.Path, options with { Writable = false }));
         }
         catch
         {
@@ -67,7 +71,7 @@ internal sealed class ImageRewrite : IDisposable
     public void RefuseLoss()
     {
         if (Chain.Top is IRewriteLoss { RewriteWouldLose: string lost })
-            throw new Errors.DiskImageException(Errors.ErrorKind.Unsupported, $"{_verb} rewrites the image into a new file, which would drop {lost}", Image);
+            throw new Errors.DiskImageException(Errors.ErrorKind.Unsupported, $"{_verb} rewrites the image into a new file, which would drop {lost}", Named);
     }
 
     /// <summary>
@@ -78,7 +82,7 @@ internal sealed class ImageRewrite : IDisposable
     public (TempImageFile File, IDiskLayer Layer) CreateTarget(ImageCreateOptions options, ParentDescriptor? parent)
     {
         RefuseLoss();
-        var file = TempImageFile.Create(Temp, Image);
+        var file = TempImageFile.Create(Temp, Named);
         IDiskLayer? layer = null;
         try
         {

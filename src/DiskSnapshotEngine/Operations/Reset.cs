@@ -29,7 +29,7 @@ public static class Reset
     {
         options ??= OpenOptions.ReadOnly;
         using var rewrite = ImageRewrite.Begin(image, options, TempSuffix, "reset");
-        image = rewrite.Image;
+        image = rewrite.Named;
         var chain = rewrite.Chain;
         var src = chain.Top;
         if (src.ParentLink is null || chain.Layers.Count < 2)
@@ -62,6 +62,6 @@ public static class Reset
             rewrite.Discard();
             throw;
         }
-        return new ResetResult(image, chain.Layers[1].Path, sizeBefore, new FileInfo(image).Length);
+        return new ResetResult(rewrite.Image, chain.Layers[1].Path, sizeBefore, new FileInfo(rewrite.Image).Length);
     }
 }

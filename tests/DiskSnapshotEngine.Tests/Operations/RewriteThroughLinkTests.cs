@@ -43,4 +43,41 @@ public class RewriteThroughLinkTests
         await Step("resize", flat, "resize", link, "--size", "3G");
         await Step("reset", flatBase, "reset", link);
     }
+
+    /// <summary>
+    /// Refusals of compact, resize and reset through a link name the link the user gave, not its target: a raw image
+    /// (nothing to compact), a base image (nothing to reset to), and, for a user who may not write the target's folder,
+    /// that folder. Nothing changes.
+    /// </summary>
+    [RootFact("runs dse as nobody, which only root can")]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public async Task Refusals_through_a_link_name_the_link()
+    {
+        using var dir = new TempDirectory("rewrite-link-refusal");
+        string vms = Directory.CreateDirectory(dir.File("vms")).FullName, big = Directory.CreateDirectory(dir.File("big")).FullName;
+        string real = Path.Combine(big, "d.img"), link = Path.Combine(vms, "d.img");
+        File.WriteAllBytes(real, new byte[1 << 20]);
+        File.CreateSymbolicLink(link, "../big/d.img");
+        string before = ContentHash.OfFile(real);
+
+        foreach (var args in new[] { new[] { "compact", link }, ["reset", link] })
+        {
+            var r = await CliRunner.RunAsync(args);
+            Assert.True(r.ExitCode != 0, $"{args[0]}: {r}");
+            Assert.Contains(link, r.StdErr);
+            Assert.DoesNotContain(real, r.StdErr);
+        }
+        // The link's folder may be written by everyone; the target's folder by root only.
+        File.SetUnixFileMode(dir.Path, (UnixFileMode)Convert.ToInt32("755", 8));
+        File.SetUnixFileMode(vms, (UnixFileMode)Convert.ToInt32("777", 8));
+        File.SetUnixFileMode(big, (UnixFileMode)Convert.ToInt32("755", 8));
+        File.SetUnixFileMode(real, (UnixFileMode)Convert.ToInt32("666", 8));
+        var (code, _, stderr) = CliRunner.RunAsNobody("compact", link);
+        Assert.True(code == 15, stderr);
+        Assert.Contains($"{link}", stderr);
+        Assert.Contains($"its folder {big}", stderr);
+        Assert.DoesNotContain(real, stderr);
+        Assert.Equal(before, ContentHash.OfFile(real));
+        Assert.True(new FileInfo(link).LinkTarget == "../big/d.img");
+    }
 }

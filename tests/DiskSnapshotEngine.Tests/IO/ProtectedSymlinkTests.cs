@@ -16,8 +16,7 @@ public class ProtectedSymlinkTests
     public async Task Root_does_not_follow_another_users_link_in_a_sticky_folder()
     {
         using var dir = new TempDirectory("sticky");
-        string image = dir.File("d.vhdx"), sticky = Directory.CreateDirectory(dir.File("tmp")).FullName;
-        File.SetUnixFileMode(sticky, (UnixFileMode)Convert.ToInt32("1777", 8));
+        string image = dir.File("d.vhdx"), sticky = StickyFolder(dir);
         Assert.Equal(0, (await CliRunner.RunAsync("create", image, "--size", "4M")).ExitCode);
         string secret = dir.File("secret"), dangling = dir.File("elsewhere.raw");
         File.WriteAllText(secret, "root only");
@@ -109,8 +108,7 @@ public class ProtectedSymlinkTests
     public async Task Own_link_in_a_sticky_folder_is_followed_and_the_target_is_named()
     {
         using var dir = new TempDirectory("sticky");
-        string image = dir.File("d.vhdx"), sticky = Directory.CreateDirectory(dir.File("tmp")).FullName;
-        File.SetUnixFileMode(sticky, (UnixFileMode)Convert.ToInt32("1777", 8));
+        string image = dir.File("d.vhdx"), sticky = StickyFolder(dir);
         Assert.Equal(0, (await CliRunner.RunAsync("create", image, "--size", "4M")).ExitCode);
         string target = dir.File("real.raw"), link = Path.Combine(sticky, "out.raw");
         File.CreateSymbolicLink(link, target);

@@ -15,19 +15,20 @@ internal static class QemuBackingWarning
 {
     public static void WarnIfQemuCannotFollow(CliContext context, string image, OpenOptions? options = null)
     {
-        // The verb has succeeded: a chain that does not open now (a parent found only through a symbolic link's folder)
-        // is left to the verbs that read it, never turned into this verb's failure.
+        // The verb has succeeded: a chain that does not open now (a link loop, a link the kernel's fs.protected_symlinks
+        // refuses, a file this user may not read) is left to the verbs that read it, never turned into this verb's
+        // failure. The chain is opened at the name as given, as the verbs open it (IO/NamedImage: QEMU's rule too, a
+        // relative backing name is looked for beside the link), and the kernel follows the links.
         string path = Path.GetFullPath(image);
         (string Path, ImageFormat Format)? stop;
         try
         {
-            string file = new FileInfo(path).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? path;
-            using (var top = DiskImage.OpenLayer(file, writable: false))
+            using (var top = DiskImage.OpenLayer(path, writable: false))
                 if (top.Format != ImageFormat.Qcow2) return;
-            using var chain = DiskImage.Open(file, options ?? OpenOptions.ReadOnly);
+            using var chain = DiskImage.Open(path, options ?? OpenOptions.ReadOnly);
             stop = chain.Layers.FirstOrDefault(l => l.Format != ImageFormat.Qcow2) is { Type: ImageType.Differencing } l ? (l.Path, l.Format) : null;
         }
-        catch (Exception e) when (e is DiskImageException or IOException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or DiskImageException)
         {
             return;
         }

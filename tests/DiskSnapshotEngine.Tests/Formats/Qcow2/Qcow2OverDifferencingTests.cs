@@ -57,4 +57,24 @@ public sealed class Qcow2OverDifferencingTests
             Assert.NotEqual(0, ExternalTool.Run("qemu-img", "info", "--backing-chain", top).ExitCode);
         }
     }
+
+    [Fact]
+    public void The_warning_stays_silent_and_throws_nothing_on_a_path_it_cannot_open()
+    {
+        // The warning runs after the verb succeeded: a link loop (IOException) or a path that is a folder (.NET's
+        // UnauthorizedAccessException, which root also gets) must never turn into the verb's failure.
+        using var dir = new TempDirectory("qcow2-over-diff");
+        File.CreateSymbolicLink(dir.File("a.qcow2"), dir.File("b.qcow2"));
+        File.CreateSymbolicLink(dir.File("b.qcow2"), dir.File("a.qcow2"));
+        Directory.CreateDirectory(dir.File("folder.qcow2"));
+        var error = new StringWriter();
+        var host = new DiskSnapshotEngine.Cli.CliHost
+        {
+            Out = TextWriter.Null, Error = error, OpenStdin = () => Stream.Null, OpenStdout = () => Stream.Null,
+        };
+        var context = new DiskSnapshotEngine.Cli.CliContext(host, json: false, quiet: false, verbose: false, CancellationToken.None);
+        foreach (string path in new[] { dir.File("a.qcow2"), dir.File("folder.qcow2") })
+            Assert.Null(Record.Exception(() => DiskSnapshotEngine.Cli.QemuBackingWarning.WarnIfQemuCannotFollow(context, path)));
+        Assert.Equal("", error.ToString());
+    }
 }

@@ -34,11 +34,13 @@ internal static class QemuBackingWarning
         }
         if (stop is not { } below) return;
         string format = below.Format.Name().ToUpperInvariant();
+        // A flat qcow2 copy next to the differencing image: clone tells the output format from the extension.
+        string flat = Path.Combine(Path.GetDirectoryName(below.Path)!, Path.GetFileNameWithoutExtension(below.Path) + "-flat.qcow2");
         string what = below.Format == ImageFormat.Vhd
             ? "QEMU reads a differencing VHD as if it had no parent: the guest would see the wrong content, without an error"
             : "QEMU refuses to open it";
         context.Warn($"QEMU cannot run {path} by itself: {below.Path} is a differencing {format}, and QEMU follows only qcow2 backing files " +
             $"({what}); serve the chain (dse serve {ShellWords.Quote(path)} --socket PATH, or dse vm register libvirt) " +
-            $"or give the qcow2 a base image to read through (dse clone {ShellWords.Quote(below.Path)} BASE, then dse rebase {ShellWords.Quote(path)} --parent BASE)");
+            $"or give the qcow2 a base image to read through (dse clone {ShellWords.Quote(below.Path)} {ShellWords.Quote(flat)}, then dse rebase {ShellWords.Quote(path)} --parent {ShellWords.Quote(flat)})");
     }
 }

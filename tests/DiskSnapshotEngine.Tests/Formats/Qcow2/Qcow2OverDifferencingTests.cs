@@ -30,6 +30,16 @@ public sealed class Qcow2OverDifferencingTests
         Assert.Contains($"QEMU cannot run {dir.File("top.qcow2")} by itself", plain.StdErr);
         Assert.Contains($"{mid} is a differencing VHD", plain.StdErr);
         Assert.Contains("dse serve", plain.StdErr);
+
+        // The advice works as written: a flat qcow2 base under the child, which QEMU then reads as dse does.
+        var advice = System.Text.RegularExpressions.Regex.Match(plain.StdErr, @"\(dse clone (\S+) (\S+), then dse rebase (\S+) --parent (\S+)\)");
+        Assert.True(advice.Success, plain.StdErr);
+        await CliRunner.OkAsync("clone", advice.Groups[1].Value, advice.Groups[2].Value);
+        var rebased = await CliRunner.OkAsync("rebase", advice.Groups[3].Value, "--parent", advice.Groups[4].Value);
+        Assert.DoesNotContain("QEMU cannot run", rebased.StdErr);
+        QemuImg("convert", "-f", "qcow2", "-O", "raw", dir.File("top.qcow2"), dir.File("qemu.raw"));
+        Assert.Equal(ContentHash.OfFile(dir.File("dse.raw")), ContentHash.OfFile(dir.File("qemu.raw")));
+        await CliRunner.OkAsync("rebase", dir.File("top.qcow2"), "--parent", mid); // back over the differencing VHD
         var linked = await CliRunner.OkAsync("clone", "--linked", mid, dir.File("linked.qcow2"));
         Assert.Contains($"QEMU cannot run {dir.File("linked.qcow2")} by itself", linked.StdErr);
 

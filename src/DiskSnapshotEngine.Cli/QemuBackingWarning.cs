@@ -1,5 +1,7 @@
 using DiskSnapshotEngine.Block;
 using DiskSnapshotEngine.Errors;
+using DiskSnapshotEngine.Hypervisors.Libvirt;
+using DiskSnapshotEngine.Hypervisors.Model;
 using DiskSnapshotEngine.IO;
 
 namespace DiskSnapshotEngine.Cli;
@@ -26,7 +28,8 @@ internal static class QemuBackingWarning
             using (var top = DiskImage.OpenLayer(path, writable: false))
                 if (top.Format != ImageFormat.Qcow2) return;
             using var chain = DiskImage.Open(path, options ?? OpenOptions.ReadOnly);
-            stop = chain.Layers.FirstOrDefault(l => l.Format != ImageFormat.Qcow2) is { Type: ImageType.Differencing } l ? (l.Path, l.Format) : null;
+            int at = LibvirtDomainXml.FirstUnfollowed(chain.Layers.Select(l => MediumFormats.Of(l.Format)).ToArray());
+            stop = at < 0 ? null : (chain.Layers[at].Path, chain.Layers[at].Format);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or DiskImageException)
         {

@@ -10,6 +10,7 @@ declare -A package_of=(
   [qemu-img]=qemu-utils
   [qemu-io]=qemu-utils
   [vhdiinfo]=libvhdi-utils
+  [vhdimount]=libvhdi-utils # the model tests read VHD chains through it (FUSE; as root it unmounts with umount)
   [xmllint]=libxml2-utils
   [virsh]=libvirt-clients
   [bzip2]=bzip2

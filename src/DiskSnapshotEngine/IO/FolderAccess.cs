@@ -31,6 +31,23 @@ internal static class FolderAccess
     };
 
     /// <summary>
+    /// Why this user may not remove <paramref name="path"/> (unlink(2) needs a writable folder and, in a sticky folder
+    /// such as /tmp, a file or folder of its own unless root), or null when it may or the OS does not say (not Linux).
+    /// </summary>
+    public static string? WhyNotRemovable(string path)
+    {
+        if (!OperatingSystem.IsLinux()) return null;
+        string folder = Path.GetDirectoryName(Path.GetFullPath(path)) ?? "/";
+        if (WhyNotWritable(folder) is string reason) return $"its folder is {reason}";
+        const uint sticky = 0x200; // 01000
+        uint me = Libc.GetEuid();
+        if (me != 0 && Libc.Stat(folder, out var dir) == 0 && (dir.Mode & sticky) != 0 && dir.Uid != me
+            && Libc.LStat(path, out var file) == 0 && file.Uid != me)
+            return "it is another user's, in a sticky folder";
+        return null;
+    }
+
+    /// <summary>
     /// Refuses to <paramref name="action"/> (for example "compact it") when this user may not create files in the folder
     /// of <paramref name="path"/>; <paramref name="why"/> says why the verb writes there, when the user could not know.
     /// </summary>

@@ -95,19 +95,25 @@ internal static class LockedOpen
 
     /// <summary>
     /// Refuses a path that exists or whose folder does not, as <see cref="Create"/> does, naming <paramref name="named"/>
-    /// (the file the user gave) for a temporary <paramref name="full"/>: one still there after the caller removed it (a
-    /// stale one from a crashed run) is one this user may not remove, another user's in a sticky folder such as /tmp.
+    /// (the file the user gave) for a temporary <paramref name="full"/>. A temporary file there is said to be one this
+    /// user cannot remove only when that is so (its folder not writable, another user's in a sticky folder such as /tmp);
+    /// otherwise it already exists (another run making it now, or one a crashed run left that the caller did not remove).
     /// </summary>
-    /// <exception cref="DiskImageException">AlreadyExists, ReadOnly (a temporary file left), FileNotFound (no such folder).</exception>
+    /// <exception cref="DiskImageException">AlreadyExists, ReadOnly (a temporary file this user cannot remove), FileNotFound (no such folder).</exception>
     public static void CheckCreatable(string full, string? named)
     {
         string user = named is null ? full : Path.GetFullPath(named);
         string folder = Path.GetDirectoryName(full) ?? "/";
-        if ((File.Exists(full) || Directory.Exists(full)) && named is not null)
-            throw new DiskImageException(ErrorKind.ReadOnly,
-                $"cannot create it: {Path.GetFileName(full)}, left in its folder {folder} by an earlier run, cannot be removed by this user; remove it or choose another name", user);
         if (File.Exists(full) || Directory.Exists(full))
-            throw new DiskImageException(ErrorKind.AlreadyExists, "the file already exists; refusing to overwrite it", full);
+        {
+            if (named is null) throw new DiskImageException(ErrorKind.AlreadyExists, "the file already exists; refusing to overwrite it", full);
+            string name = Path.GetFileName(full);
+            if (FolderAccess.WhyNotRemovable(full) is { } why)
+                throw new DiskImageException(ErrorKind.ReadOnly,
+                    $"cannot create it: {name}, left in its folder {folder} by an earlier run, cannot be removed by this user ({why}); remove it or choose another name", user);
+            throw new DiskImageException(ErrorKind.AlreadyExists,
+                $"cannot create it: {name} already exists in its folder {folder} (another run may be making it now); refusing to overwrite it", user);
+        }
         if (folder.Length > 0 && !Directory.Exists(folder))
             throw new DiskImageException(ErrorKind.FileNotFound, $"cannot create: the folder {folder} does not exist", user);
     }

@@ -82,6 +82,23 @@ public sealed class FolderRefusalNameTests
         Assert.DoesNotContain('\n', e.Message);
     }
 
+    // A temporary file this user may remove (its own, in a folder it may write) is not one "this user cannot remove":
+    // it exists because another run is making it now (or the caller did not remove a stale one), so the create is
+    // refused as already existing, naming the user's file and the temporary one.
+    [Fact]
+    public void A_temporary_file_this_user_may_remove_is_refused_as_already_existing_not_as_unremovable()
+    {
+        using var dir = new TempDirectory("folder-refusal-own");
+        string named = dir.File("out.qcow2"), temp = named + ".dse-partial";
+        File.WriteAllBytes(temp, [1, 2, 3]);
+        var e = Assert.Throws<DiskImageException>(() => DiskSnapshotEngine.IO.ImageFile.Create(temp, named: named));
+        Assert.Equal(ErrorKind.AlreadyExists, e.Kind);
+        Assert.Equal(named, e.Path);
+        Assert.Contains($"out.qcow2.dse-partial already exists in its folder {dir.Path}", e.Message);
+        Assert.DoesNotContain("cannot be removed", e.Message);
+        Assert.Equal([1, 2, 3], File.ReadAllBytes(temp));
+    }
+
     // One line, exit 15, naming the user's file first and its folder; no temporary name unless it is the one to remove.
     private static void Expect(string[] args, string named, string folder, bool staleNamed = false)
     {

@@ -1,6 +1,7 @@
 using DiskSnapshotEngine.Block;
 using FsCheck;
 using FsCheck.Fluent;
+using Xunit.Abstractions;
 
 namespace DiskSnapshotEngine.Tests.Infrastructure;
 
@@ -64,16 +65,17 @@ public abstract class ChainModelFormat
 /// </summary>
 public static class ChainModel
 {
-    /// <summary>Runs <paramref name="maxTests"/> random scripts; throws with the shrunk script on the first failure.</summary>
-    public static void Check(ChainModelFormat format, int maxTests)
+    /// <summary>Runs <paramref name="maxTests"/> random scripts; throws with the shrunk script on the first failure; writes what the real tools checked to <paramref name="output"/>.</summary>
+    public static void Check(ChainModelFormat format, int maxTests, ITestOutputHelper output)
     {
+        using var realTools = new RealToolsTally(output);
         var scripts =
             from variant in Gen.Choose(0, format.BaseVariants - 1)
             from count in Gen.Choose(1, format.MaxSteps)
             from steps in Gen.ArrayOf(Steps(format), count)
             select new ChainScript(variant, steps);
         var arbitrary = Arb.From(scripts, s => ScriptShrink.DropSteps(s.Steps).Select(shorter => s with { Steps = shorter }));
-        Prop.ForAll(arbitrary, s => Run(format, s)).Check(Config.QuickThrowOnFailure.WithMaxTest(maxTests));
+        Prop.ForAll(arbitrary, s => Run(format, s, realTools)).Check(Config.QuickThrowOnFailure.WithMaxTest(maxTests));
     }
 
     private static Gen<ChainStep> Steps(ChainModelFormat f) =>
@@ -89,7 +91,7 @@ public static class ChainModel
             (1, Gen.Constant(new ChainStep(ChainStepKind.Reopen, 0, 0, 0))));
 
     /// <summary>Runs one script against the flat model.</summary>
-    public static void Run(ChainModelFormat format, ChainScript script)
+    public static void Run(ChainModelFormat format, ChainScript script, RealToolsTally realTools)
     {
         using var dir = new TempDirectory("chain-model");
         var model = new byte[format.Size];
@@ -139,7 +141,7 @@ public static class ChainModel
             AssertSame(reopened, model, "after reopening");
             format.CheckReopened(reopened);
         }
-        RealTools.AssertReadsModel(top, model, $"{script}");
+        RealTools.AssertReadsModel(top, model, $"{script}", realTools);
     }
 
     /// <summary>The chain reads the model byte for byte; its extents tile the disk and what they call zero is zero.</summary>

@@ -2,11 +2,12 @@ using DiskSnapshotEngine.Block;
 using DiskSnapshotEngine.Tests.Infrastructure;
 using FsCheck;
 using FsCheck.Fluent;
+using Xunit.Abstractions;
 
 namespace DiskSnapshotEngine.Tests.Nbd;
 
 /// <summary>The server in-process against the test client: what it reads, maps and writes, checked against the chain and a flat model.</summary>
-public class NbdServerTests
+public class NbdServerTests(ITestOutputHelper output)
 {
     private const int Block = 1 << 20;
     private const long Size = 48L << 20;
@@ -93,6 +94,7 @@ public class NbdServerTests
                  from length in Gen.OneOf(Gen.Choose(1, 5000), Gen.Choose(1, 3 * Block), Gen.Choose(1, 9 << 20))
                  from seed in Gen.Choose(0, int.MaxValue - 1)
                  select new Op(kind, offset, (int)Math.Min(length, Size - offset), seed);
+        using var realTools = new RealToolsTally(output);
         Prop.ForAll(Arb.From(Gen.Choose(1, 20).SelectMany(n => Gen.ArrayOf(op, n))), ops => Run(ops))
             .Check(Config.QuickThrowOnFailure.WithMaxTest(format == "vhdx" ? 12 : 6));
 
@@ -144,7 +146,7 @@ public class NbdServerTests
                 Assert.False(report.HasErrors, string.Join("; ", report.Problems));
             }
             // Trimmed bytes the model does not know are taken as we read them: the real tools must read the same.
-            RealTools.AssertReadsModel(paths[^1], content, $"{format} [{string.Join(", ", ops.AsEnumerable())}]");
+            RealTools.AssertReadsModel(paths[^1], content, $"{format} [{string.Join(", ", ops.AsEnumerable())}]", realTools);
             if (paths.Count > 1) Assert.Equal(parentHash, ContentHash.OfFile(paths[0]));
             return true;
         }

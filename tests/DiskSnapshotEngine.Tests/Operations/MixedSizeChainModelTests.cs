@@ -6,6 +6,7 @@ using DiskSnapshotEngine.Tests.Formats.Qcow2;
 using DiskSnapshotEngine.Tests.Infrastructure;
 using FsCheck;
 using FsCheck.Fluent;
+using Xunit.Abstractions;
 
 namespace DiskSnapshotEngine.Tests.Operations;
 
@@ -32,7 +33,7 @@ public sealed record SizedStep(SizedStepKind Kind, long Offset, int Length, int 
 /// size and its data past the top's end (qemu-img commit does the same). Refusals are checked against the model:
 /// a shrink over non-zero data must be refused, and a refusal of growth is allowed only over a larger parent.
 /// </summary>
-public class MixedSizeChainModelTests
+public class MixedSizeChainModelTests(ITestOutputHelper output)
 {
     private const long BaseSize = (3L << 20) + 7 * 512;
 
@@ -66,9 +67,10 @@ public class MixedSizeChainModelTests
             (1, Gen.Constant(new SizedStep(SizedStepKind.Detach, 0, 0, 0, 0))),
             (1, Gen.Constant(new SizedStep(SizedStepKind.Compact, 0, 0, 0, 0))),
             (1, Gen.Constant(new SizedStep(SizedStepKind.Rebase, 0, 0, 0, 0))));
+        using var realTools = new RealToolsTally(output);
         var scripts = from count in Gen.Choose(1, 16) from s in Gen.ArrayOf(steps, count) select s;
         var arbitrary = Arb.From(scripts, ScriptShrink.DropSteps);
-        Prop.ForAll(arbitrary, s => Run(ext, qemuOptions, s)).Check(Config.QuickThrowOnFailure.WithMaxTest(25));
+        Prop.ForAll(arbitrary, s => Run(ext, qemuOptions, s, realTools)).Check(Config.QuickThrowOnFailure.WithMaxTest(25));
     }
 
     // qemu's options for the base and the children it makes, or one of these: a base qemu compressed whole, a fixed
@@ -76,7 +78,7 @@ public class MixedSizeChainModelTests
     private const string Compressed = "compressed";
     private const string FixedBase = "fixed";
 
-    private static void Run(string ext, string? qemuOptions, SizedStep[] script)
+    private static void Run(string ext, string? qemuOptions, SizedStep[] script, RealToolsTally realTools)
     {
         using var dir = new TempDirectory("mixed-size-model");
         // views[k]: what layer k's chain shows, frozen once it has a child (parents are immutable); the last is the top's.
@@ -209,7 +211,7 @@ public class MixedSizeChainModelTests
             var report = chain.Check();
             Assert.False(report.HasErrors, string.Join("; ", report.Problems));
         }
-        RealTools.AssertReadsModel(paths[^1], views[^1], $"{ext} [{string.Join(", ", script.Select(s => s.ToString()))}]");
+        RealTools.AssertReadsModel(paths[^1], views[^1], $"{ext} [{string.Join(", ", script.Select(s => s.ToString()))}]", realTools);
     }
 
     // A fixed base is neither compacted nor resized (a shrink over its data may be refused for that first), unchanged.

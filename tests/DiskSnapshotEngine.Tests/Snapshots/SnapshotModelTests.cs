@@ -6,6 +6,7 @@ using DiskSnapshotEngine.Tests.Infrastructure;
 using DiskSnapshotEngine.Tests.Operations;
 using FsCheck;
 using FsCheck.Fluent;
+using Xunit.Abstractions;
 
 namespace DiskSnapshotEngine.Tests.Snapshots;
 
@@ -17,7 +18,7 @@ namespace DiskSnapshotEngine.Tests.Snapshots;
 /// Each step carries its own seed, so a step writes the same data whatever comes before it, and FsCheck shrinks a
 /// failing sequence by dropping steps.
 /// </summary>
-public class SnapshotModelTests
+public class SnapshotModelTests(ITestOutputHelper output)
 {
     private const long Size = 4L << 20;
 
@@ -41,19 +42,20 @@ public class SnapshotModelTests
     [RequiresToolFact("qemu-img")]
     public void Random_operation_sequences_over_qcow2_and_vhd_match_the_model() => Check(".qcow2", ".vhd");
 
-    private static void Check(params string[] extensions)
+    private void Check(params string[] extensions)
     {
+        using var realTools = new RealToolsTally(output);
         var steps = s_step.ArrayOf().Where(a => a.Length >= 3).Select(a => a.Take(14).ToArray());
         var formats = Gen.Elements(extensions);
         var scenario = Gen.Zip(formats, steps);
         var arbitrary = Arb.From(scenario, s => ScriptShrink.DropSteps(s.Item2).Select(shorter => (s.Item1, shorter)));
-        Prop.ForAll(arbitrary, s => Run(s.Item1, s.Item2))
+        Prop.ForAll(arbitrary, s => Run(s.Item1, s.Item2, realTools))
             .Check(Config.QuickThrowOnFailure.WithMaxTest(40).WithQuietOnSuccess(true));
     }
 
     private static readonly string[] s_cloneFormats = [".vhdx", ".vdi", ".img", ".qcow2", ".vhd"];
 
-    private static void Run(string ext, Step[] script)
+    private static void Run(string ext, Step[] script, RealToolsTally realTools)
     {
         using var dir = new TempDirectory("model");
         string disk = dir.File("vm" + ext);
@@ -120,7 +122,7 @@ public class SnapshotModelTests
                     bool fixedClone = cloneExt is ".vhd" or ".vhdx" && arg / s_cloneFormats.Length % 2 == 1;
                     FullClone.RunAsync(src, clone, new CloneOptions(Type: fixedClone ? ImageType.Fixed : ImageType.Dynamic)).GetAwaiter().GetResult();
                     OpsKit.AssertContent(expected, clone, $"{step}: the clone");
-                    RealTools.AssertReadsModel(clone, expected, $"{step}: the clone");
+                    RealTools.AssertReadsModel(clone, expected, $"{step}: the clone", realTools);
                     File.Delete(clone);
                     break;
                 case Op.Compact:
@@ -134,7 +136,7 @@ public class SnapshotModelTests
             foreach (var s in listed) OpsKit.AssertContent(snaps[s.Entry.Name], s.Path, $"{ext} {step}: snapshot {s.Entry.Name}");
         }
         string done = $"{ext} {string.Join(" ", log)}";
-        RealTools.AssertReadsModel(disk, cur, $"{done}: the current state");
-        foreach (var s in DiskSnapshots.List(disk)) RealTools.AssertReadsModel(s.Path, snaps[s.Entry.Name], $"{done}: snapshot {s.Entry.Name}");
+        RealTools.AssertReadsModel(disk, cur, $"{done}: the current state", realTools);
+        foreach (var s in DiskSnapshots.List(disk)) RealTools.AssertReadsModel(s.Path, snaps[s.Entry.Name], $"{done}: snapshot {s.Entry.Name}", realTools);
     }
 }

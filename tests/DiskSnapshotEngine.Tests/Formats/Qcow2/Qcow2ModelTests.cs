@@ -2,6 +2,7 @@ using DiskSnapshotEngine.Block;
 using DiskSnapshotEngine.Formats;
 using DiskSnapshotEngine.Tests.Infrastructure;
 using static DiskSnapshotEngine.Tests.Formats.Qcow2.Qcow2TestKit;
+using Xunit.Abstractions;
 
 namespace DiskSnapshotEngine.Tests.Formats.Qcow2;
 
@@ -11,10 +12,10 @@ namespace DiskSnapshotEngine.Tests.Formats.Qcow2;
 /// whose base is raw, VHDX, VDI, qcow2 or a qemu-compressed qcow2 always read exactly like a flat in-memory disk;
 /// every qcow2 layer checks clean, for us and for qemu-img.
 /// </summary>
-public sealed class Qcow2ModelTests
+public sealed class Qcow2ModelTests(ITestOutputHelper output)
 {
     [RequiresToolFact("qemu-img")]
-    public void Random_operations_over_mixed_chains_with_qcow2_read_like_a_flat_disk() => ChainModel.Check(new Qcow2Chain(), maxTests: 30);
+    public void Random_operations_over_mixed_chains_with_qcow2_read_like_a_flat_disk() => ChainModel.Check(new Qcow2Chain(), maxTests: 30, output);
 
     private sealed class Qcow2Chain : ChainModelFormat
     {

@@ -1,5 +1,6 @@
 using DiskSnapshotEngine.Block;
 using DiskSnapshotEngine.Tests.Infrastructure;
+using Xunit.Abstractions;
 
 namespace DiskSnapshotEngine.Tests.Formats.Vdi;
 
@@ -8,10 +9,10 @@ namespace DiskSnapshotEngine.Tests.Formats.Vdi;
 /// (new differencing child, up to 8 layers) and close/reopen always read exactly like a flat in-memory disk, and
 /// every layer checks clean.
 /// </summary>
-public sealed class VdiModelTests
+public sealed class VdiModelTests(ITestOutputHelper output)
 {
     [RequiresToolFact("qemu-img")]
-    public void Random_operations_over_a_VDI_chain_read_like_a_flat_disk() => ChainModel.Check(new VdiChain(), maxTests: 40);
+    public void Random_operations_over_a_VDI_chain_read_like_a_flat_disk() => ChainModel.Check(new VdiChain(), maxTests: 40, output);
 
     private sealed class VdiChain : ChainModelFormat
     {

@@ -1,6 +1,7 @@
 using DiskSnapshotEngine.Block;
 using DiskSnapshotEngine.Formats;
 using DiskSnapshotEngine.Tests.Infrastructure;
+using Xunit.Abstractions;
 
 namespace DiskSnapshotEngine.Tests.Formats.Vhd;
 
@@ -12,14 +13,14 @@ namespace DiskSnapshotEngine.Tests.Formats.Vhd;
 /// identity; a VHD child needs a VHD parent, so once a VDI is on top the chain goes on in VDI). The dynamic base's 512 KiB
 /// blocks differ from the children's 2 MiB blocks, so boundaries do not line up.
 /// </summary>
-public sealed class VhdModelTests
+public sealed class VhdModelTests(ITestOutputHelper output)
 {
     [RequiresToolFact("qemu-img")]
-    public void Random_operations_over_a_VHD_chain_read_like_a_flat_disk() => ChainModel.Check(new VhdChain(mixed: false), maxTests: 30);
+    public void Random_operations_over_a_VHD_chain_read_like_a_flat_disk() => ChainModel.Check(new VhdChain(mixed: false), maxTests: 30, output);
 
     [RequiresToolFact("qemu-img")]
     public void Random_operations_over_a_VHD_base_with_VHD_and_VDI_children_read_like_a_flat_disk() =>
-        ChainModel.Check(new VhdChain(mixed: true), maxTests: 30);
+        ChainModel.Check(new VhdChain(mixed: true), maxTests: 30, output);
 
     private sealed class VhdChain(bool mixed) : ChainModelFormat
     {

@@ -3,6 +3,7 @@ using DiskSnapshotEngine.Formats;
 using DiskSnapshotEngine.Formats.Vhdx;
 using DiskSnapshotEngine.IO;
 using DiskSnapshotEngine.Tests.Infrastructure;
+using Xunit.Abstractions;
 
 namespace DiskSnapshotEngine.Tests.Formats.Vhdx;
 
@@ -11,10 +12,10 @@ namespace DiskSnapshotEngine.Tests.Formats.Vhdx;
 /// 512 or 4096-byte logical sectors: random writes, zeroing, snapshots and reopening read back equal to a flat
 /// in-memory disk, before and after closing and reopening every file.
 /// </summary>
-public class VhdxModelTests
+public class VhdxModelTests(ITestOutputHelper output)
 {
     [RequiresToolFact("qemu-img")]
-    public void Random_writes_over_chains_read_back_like_a_flat_disk_also_after_reopening() => ChainModel.Check(new VhdxChain(), maxTests: 40);
+    public void Random_writes_over_chains_read_back_like_a_flat_disk_also_after_reopening() => ChainModel.Check(new VhdxChain(), maxTests: 40, output);
 
     private sealed class VhdxChain : ChainModelFormat
     {

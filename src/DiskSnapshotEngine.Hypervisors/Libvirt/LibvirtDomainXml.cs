@@ -48,17 +48,27 @@ public static class LibvirtDomainXml
     /// True when QEMU follows the disk's whole chain by itself: every image above the base is a qcow2, the one format
     /// here whose backing link (file name and backing_fmt) QEMU reads; the base may be any format QEMU opens.
     /// </summary>
-    public static bool QemuFollowsChain(VmDiskState state)
+    public static bool QemuFollowsChain(VmDiskState state) => FirstUnfollowed(Formats(state)) < 0;
+
+    /// <summary>
+    /// The index of the first image above the base (<paramref name="formatsTopFirst"/>: the chain's
+    /// <see cref="MediumFormats"/>, the current image first) that QEMU cannot follow to its parent, or -1: the one rule
+    /// for the domain XML here and for the CLI's warning on a qcow2 child of a differencing image.
+    /// </summary>
+    public static int FirstUnfollowed(IReadOnlyList<string> formatsTopFirst)
     {
-        var chain = state.CurrentChain();
-        return chain.Take(chain.Count - 1).All(m => m.Format == MediumFormats.Qcow2);
+        for (int i = 0; i < formatsTopFirst.Count - 1; i++)
+            if (formatsTopFirst[i] != MediumFormats.Qcow2) return i;
+        return -1;
     }
+
+    private static string[] Formats(VmDiskState state) => state.CurrentChain().Select(m => m.Format).ToArray();
 
     // The format of the first image above the base that QEMU cannot follow to its parent.
     private static string UnfollowedFormat(VmDiskState state)
     {
-        var chain = state.CurrentChain();
-        return chain.Take(chain.Count - 1).First(m => m.Format != MediumFormats.Qcow2).Format;
+        var formats = Formats(state);
+        return formats[FirstUnfollowed(formats)];
     }
 
     /// <summary>

@@ -285,7 +285,9 @@ public static partial class DiskSnapshots
     // A snapshot layer is sealed as it gets its child (below). Unlike a golden image (read-only by intent, its clones new
     // files of their own), a layer this process cannot write is not taken unsealed: the disk's file becomes that layer
     // and the new current state keeps the disk's mode, so it could not be written either, nor the snapshot deleted
-    // (deleting merges layers). Refused before anything changes; root, whom a mode does not stop, seals it.
+    // (deleting merges layers). On revert: the new current state reads through the snapshot's layer, which must then be
+    // sealed, and an unwritable layer could not be merged when a snapshot is deleted either. Refused before anything
+    // changes; root, whom a mode does not stop, seals it.
     private static void RefuseUnsealable(IDiskLayer layer, string action, string becauseLayer)
     {
         if (layer is not ISealableLayer || (Seals.Of(layer) & SealReasons.Snapshot) != 0) return;

@@ -2,8 +2,8 @@ using DiskSnapshotEngine.Block;
 
 namespace DiskSnapshotEngine.Formats.Vhd;
 
-// check --repair: the structures a VHD keeps twice (the footer and its copy at offset 0, the dynamic disk header and
-// the copy a relink writes first) made whole again from the valid one.
+// check --repair: a damaged end footer is rebuilt from its copy at offset 0, a damaged dynamic disk header from the
+// copy a relink writes first. A copy at offset 0 that differs from a valid end footer is left as it is (check reports it).
 internal sealed partial class VhdLayer : IRepairable
 {
     /// <summary>
@@ -16,8 +16,9 @@ internal sealed partial class VhdLayer : IRepairable
         EnsureWritable("repair");
         var changes = new List<string>();
         if (HeaderRecovered) changes.Add($"dynamic disk header at offset {HeaderOffset}: rewritten from its copy");
-        if (FooterRecovered) changes.Add("hard disk footer: written back at the end of the file from its copy at offset 0");
+        long? footerAt = FooterRecovered ? VhdOpen.FooterRepairOffset(this) : null;
         BeginChange();
+        if (footerAt is { } at) changes.Add($"hard disk footer at offset {at} (the end of the file): written back from its copy at offset 0");
         return changes;
     }
 }

@@ -30,6 +30,18 @@ public sealed class Qcow2OverDifferencingTests
         Assert.Contains($"QEMU cannot run {dir.File("top.qcow2")} by itself", plain.StdErr);
         Assert.Contains($"{mid} is a differencing VHD", plain.StdErr);
         Assert.Contains("dse serve", plain.StdErr);
+
+        // The advice works as written: a flat qcow2 base under the child, which QEMU then reads as dse does.
+        var advice = System.Text.RegularExpressions.Regex.Match(plain.StdErr, @"\(dse clone (\S+) (\S+), then dse rebase (\S+) --parent (\S+)\)");
+        Assert.True(advice.Success, plain.StdErr);
+        await CliRunner.OkAsync("clone", advice.Groups[1].Value, advice.Groups[2].Value);
+        var rebased = await CliRunner.OkAsync("rebase", advice.Groups[3].Value, "--parent", advice.Groups[4].Value);
+        Assert.DoesNotContain("QEMU cannot run", rebased.StdErr);
+        QemuImg("convert", "-f", "qcow2", "-O", "raw", dir.File("top.qcow2"), dir.File("qemu.raw"));
+        Assert.Equal(ContentHash.OfFile(dir.File("dse.raw")), ContentHash.OfFile(dir.File("qemu.raw")));
+        // rebase warns as create --parent does: back over the differencing VHD.
+        var back = await CliRunner.OkAsync("rebase", dir.File("top.qcow2"), "--parent", mid);
+        Assert.Contains($"QEMU cannot run {dir.File("top.qcow2")} by itself: {mid} is a differencing VHD", back.StdErr);
         var linked = await CliRunner.OkAsync("clone", "--linked", mid, dir.File("linked.qcow2"));
         Assert.Contains($"QEMU cannot run {dir.File("linked.qcow2")} by itself", linked.StdErr);
 
@@ -56,5 +68,25 @@ public sealed class Qcow2OverDifferencingTests
             Assert.Contains("QEMU refuses to open it", r.StdErr);
             Assert.NotEqual(0, ExternalTool.Run("qemu-img", "info", "--backing-chain", top).ExitCode);
         }
+    }
+
+    [Fact]
+    public void The_warning_stays_silent_and_throws_nothing_on_a_path_it_cannot_open()
+    {
+        // The warning runs after the verb succeeded: a link loop (IOException) or a path that is a folder (.NET's
+        // UnauthorizedAccessException, which root also gets) must never turn into the verb's failure.
+        using var dir = new TempDirectory("qcow2-over-diff");
+        File.CreateSymbolicLink(dir.File("a.qcow2"), dir.File("b.qcow2"));
+        File.CreateSymbolicLink(dir.File("b.qcow2"), dir.File("a.qcow2"));
+        Directory.CreateDirectory(dir.File("folder.qcow2"));
+        var error = new StringWriter();
+        var host = new DiskSnapshotEngine.Cli.CliHost
+        {
+            Out = TextWriter.Null, Error = error, OpenStdin = () => Stream.Null, OpenStdout = () => Stream.Null,
+        };
+        var context = new DiskSnapshotEngine.Cli.CliContext(host, json: false, quiet: false, verbose: false, CancellationToken.None);
+        foreach (string path in new[] { dir.File("a.qcow2"), dir.File("folder.qcow2") })
+            Assert.Null(Record.Exception(() => DiskSnapshotEngine.Cli.QemuBackingWarning.WarnIfQemuCannotFollow(context, path)));
+        Assert.Equal("", error.ToString());
     }
 }

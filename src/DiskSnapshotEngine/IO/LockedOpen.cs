@@ -72,8 +72,9 @@ internal static class LockedOpen
         {
             int errno = Marshal.GetLastPInvokeError();
             // Refused by the folder (its mode, a read-only mount, a policy): said as the verbs that check it up front say it.
-            throw FolderAccess.Refused(named ?? full, named is null ? "create it" : "create its new file beside it", errno)
-                ?? (named is null ? OsErrors.FromErrno(errno, full, "create") : OsErrors.FromErrno(errno, Path.GetFullPath(named), $"create {Path.GetFileName(full)} beside it"));
+            if (named is null) throw FolderAccess.Refused(full, "create it", errno) ?? OsErrors.FromErrno(errno, full, "create");
+            throw FolderAccess.Refused(named, "create its new file beside it", errno)
+                ?? OsErrors.FromErrno(errno, Path.GetFullPath(named), $"create {Path.GetFileName(full)} beside it");
         }
         var handle = new SafeFileHandle(fd, ownsHandle: true);
         try

@@ -10,39 +10,6 @@ namespace DiskSnapshotEngine.Tests.Nbd;
 /// <summary><c>dse serve</c> as a real process: what it prints, how it stops on signals, and what a SIGKILL leaves behind.</summary>
 public class NbdProcessTests
 {
-    /// <summary>A running <c>dse serve</c> and the first line it printed.</summary>
-    private sealed class ServeProcess : IDisposable
-    {
-        private readonly Task<string> _stderr;
-
-        public ServeProcess(params string[] args)
-        {
-            Process = CliRunner.Start(["serve", .. args]);
-            Process.StandardInput.Close();
-            _stderr = Process.StandardError.ReadToEndAsync();
-            var line = Process.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromMinutes(1)).GetAwaiter().GetResult();
-            FirstLine = line ?? throw new InvalidOperationException($"dse serve printed nothing: {_stderr.Result}");
-        }
-
-        public Process Process { get; }
-        public string FirstLine { get; }
-
-        public void Signal(string signal) => ExternalTool.RunChecked("kill", "-" + signal, Process.Id.ToString());
-
-        public async Task<(int ExitCode, string StdErr)> WaitAsync()
-        {
-            using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(1));
-            await Process.WaitForExitAsync(timeout.Token);
-            return (Process.ExitCode, await _stderr);
-        }
-
-        public void Dispose()
-        {
-            if (!Process.HasExited) Process.Kill();
-            Process.Dispose();
-        }
-    }
-
     [RequiresToolFact("qemu-io")]
     public async Task Qemu_io_write_lands_in_the_top_layer_and_sigterm_stops_cleanly_after_flushing()
     {

@@ -3,13 +3,18 @@ using DiskSnapshotEngine.Block;
 namespace DiskSnapshotEngine.Formats.Vhd;
 
 // check --repair: a damaged end footer is rebuilt from its copy at offset 0, a damaged dynamic disk header from the
-// copy a relink writes first. A copy at offset 0 that differs from a valid end footer is left as it is (check reports it).
+// copy a relink writes first, and a copy at offset 0 that is missing, damaged or stale is rewritten from a valid end
+// footer (the spec's authoritative one: its checksum was verified at open).
 internal sealed partial class VhdLayer : IRepairable
 {
     /// <summary>
     /// VHD specification "Hard Disk Footer Format": the footer belongs at the end of the file, where Hyper-V and libvhdi
     /// look for it; one read from its copy at offset 0 is written back there, and a header read from its copy is written
-    /// back in place, as the first change of a session does. Content and identity are untouched.
+    /// back in place, as the first change of a session does. A dynamic or differencing disk's copy at offset 0 that is not
+    /// the same as a valid footer at the end is rewritten from it: the spec makes the copy a backup of the footer, and
+    /// qemu's vpc driver reads the copy rather than the end. That is one sector write over the copy only (no block or
+    /// structure may lie there), so a crash leaves the valid end footer in use whatever the sector holds; content and
+    /// identity are untouched. A 511-byte footer (before Virtual PC 2004) gets no 512-byte copy: it stays reported.
     /// </summary>
     public IReadOnlyList<string> RepairMetadata()
     {
@@ -19,6 +24,13 @@ internal sealed partial class VhdLayer : IRepairable
         long? footerAt = FooterRecovered ? VhdOpen.FooterRepairOffset(this) : null;
         BeginChange();
         if (footerAt is { } at) changes.Add($"hard disk footer at offset {at} (the end of the file): written back from its copy at offset 0");
+        if (FooterCopyDiffers && _bat is not null && FooterLength == VhdFooter.Size)
+        {
+            File.Write(_footer.Raw, 0);
+            File.Flush();
+            FooterCopyDiffers = false;
+            changes.Add($"hard disk footer copy at offset 0: rewritten from the footer at offset {_footerOffset} (the end of the file)");
+        }
         return changes;
     }
 }

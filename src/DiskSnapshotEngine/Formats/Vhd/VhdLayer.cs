@@ -106,7 +106,7 @@ internal sealed partial class VhdLayer : IDiskLayer, IIdentityWritable
     internal long FooterOffset => _footerOffset;
     internal int FooterLength { get; private set; }
     internal bool FooterRecovered { get; private set; }
-    internal bool FooterCopyDiffers { get; }
+    internal bool FooterCopyDiffers { get; private set; }
     internal bool HeaderRecovered { get; private set; }
     internal IReadOnlyList<VhdRegion> Metadata => _metadata;
     internal IReadOnlyList<VhdParentLocators.Decoded> Locators => _locators;

@@ -1,6 +1,8 @@
 using System.Security.Cryptography;
 using DiskSnapshotEngine.Block;
+using DiskSnapshotEngine.Cli;
 using DiskSnapshotEngine.Errors;
+using DiskSnapshotEngine.Tests.Cli;
 using DiskSnapshotEngine.Tests.Infrastructure;
 using FsCheck;
 using FsCheck.Fluent;
@@ -17,7 +19,8 @@ namespace DiskSnapshotEngine.Tests.Formats.Qcow2;
 /// and leave the file byte for byte unchanged, and the step is done by qemu-io instead; once the last one is deleted,
 /// dse writes again over clusters whose refcounts and COPIED flags qemu has just lowered, the place where a stale
 /// refcount would make dse overwrite a cluster another table still uses. After every dse write and at the end: qemu-img
-/// check and dse's check clean, the active state and every snapshot left (--internal-snapshot) equal to the model.
+/// check and dse's check clean, the active state and every snapshot left (--internal-snapshot) equal to the model, and
+/// the last one read by the CLI (dse compare --internal-snapshot) equal to its copy in the model.
 /// </summary>
 public sealed class Qcow2SnapshotLifecycleModelTests(ITestOutputHelper output)
 {
@@ -28,7 +31,8 @@ public sealed class Qcow2SnapshotLifecycleModelTests(ITestOutputHelper output)
         public override string ToString() => Kind switch
         {
             StepKind.Create or StepKind.Grow => Kind.ToString(),
-            StepKind.Apply or StepKind.Delete => $"{Kind}(#{Seed})",
+            StepKind.Apply => $"{Kind}(#{Seed})",
+            StepKind.Delete => Seed % 3 == 0 ? "DeleteAll" : $"{Kind}(#{Seed})",
             _ => $"{Kind}({Offset}, +{Length}, {Seed})",
         };
     }
@@ -62,7 +66,8 @@ public sealed class Qcow2SnapshotLifecycleModelTests(ITestOutputHelper output)
     }
 
     // Offsets are drawn in the initial size; a step past the current end is clipped to it when run. Apply and
-    // Delete pick a snapshot by seed among those that exist when they run (none: the step does nothing).
+    // Delete pick a snapshot by seed among those that exist when they run (none: the step does nothing); a Delete whose
+    // seed is a multiple of 3 deletes every one.
     private static Gen<Step> Steps() =>
         Gen.Frequency(
             (6, from offset in Gen.Choose(0, (int)InitialSize - 1)
@@ -103,7 +108,7 @@ public sealed class Qcow2SnapshotLifecycleModelTests(ITestOutputHelper output)
                     if (step.Seed % 7 == 0) Array.Clear(data); // zeros written as data
                     if (snapshots.Count > 0)
                     {
-                        AssertWriteRefused(image, snapshots.Count);
+                        AssertWriteRefused(dir, image, snapshots.Count);
                         refused++;
                         Saw("dse writes refused (snapshots present)");
                         // The state moves on all the same, written by qemu.
@@ -155,13 +160,16 @@ public sealed class Qcow2SnapshotLifecycleModelTests(ITestOutputHelper output)
                     Saw(model.Length == size ? "applies" : "applies that changed the size");
                     break;
                 case StepKind.Delete when snapshots.Count > 0:
-                {
-                    int which = step.Seed % snapshots.Count;
-                    QemuImg("snapshot", "-d", snapshots[which].Name, image);
-                    snapshots.RemoveAt(which);
-                    Saw(snapshots.Count == 0 ? "deletes of the last snapshot" : "deletes");
+                    // One in three deletes them all, newest first, so that dse writes again more often.
+                    do
+                    {
+                        int which = step.Seed % 3 == 0 ? snapshots.Count - 1 : step.Seed % snapshots.Count;
+                        QemuImg("snapshot", "-d", snapshots[which].Name, image);
+                        snapshots.RemoveAt(which);
+                        Saw(snapshots.Count == 0 ? "deletes of the last snapshot" : "deletes");
+                    }
+                    while (step.Seed % 3 == 0 && snapshots.Count > 0);
                     break;
-                }
                 case StepKind.Grow:
                     // qemu resizes no version 2 image that has snapshots (their size is not recorded there).
                     if (script.Variant == 2 && snapshots.Count > 0) break;
@@ -171,18 +179,33 @@ public sealed class Qcow2SnapshotLifecycleModelTests(ITestOutputHelper output)
             }
         }
         AssertState(image, model, snapshots, $"{script}: at the end ({refused} dse write(s) refused)");
+        if (snapshots.Count > 0)
+        {
+            // The CLI's --internal-snapshot too: dse compare reads the last snapshot as A against the model's copy.
+            var (name, content) = snapshots[^1];
+            string raw = dir.File("snapshot.raw");
+            File.WriteAllBytes(raw, content);
+            var compare = CliRunner.RunAsync("compare", image, raw, "--internal-snapshot", name).GetAwaiter().GetResult();
+            Assert.True(compare.ExitCode == 0, $"{script}: dse compare --internal-snapshot {name} exited {compare.ExitCode}: {compare.StdOut}{compare.StdErr}");
+        }
         Saw($"scripts ending with {Math.Min(snapshots.Count, 3)}{(snapshots.Count >= 3 ? "+" : "")} snapshot(s) read");
         RealTools.AssertReadsModel(image, model, $"{script}", realTools);
     }
 
-    // dse's Unsupported refusal, typed and naming the header field, and not one byte of the file changed.
-    private static void AssertWriteRefused(string image, int snapshotCount)
+    // dse's Unsupported refusal, typed and naming the header field, through the library and the CLI (exit code of
+    // Unsupported), and not one byte of the file changed.
+    private static void AssertWriteRefused(TempDirectory dir, string image, int snapshotCount)
     {
         byte[] before = SHA256.HashData(File.ReadAllBytes(image));
         var e = Assert.Throws<DiskImageException>(() => DiskImage.Open(image, OpenOptions.ReadWrite).Dispose());
         Assert.Equal(ErrorKind.Unsupported, e.Kind);
         Assert.Equal("header", e.Structure);
         Assert.Contains($"{snapshotCount} internal snapshot(s)", e.Message);
+        string input = dir.File("refused.bin");
+        File.WriteAllBytes(input, [1, 2, 3]);
+        var cli = CliRunner.RunAsync("write", image, "--offset", "0", "--input", input).GetAwaiter().GetResult();
+        Assert.True(cli.ExitCode == ExitCodes.ForKind(ErrorKind.Unsupported), $"dse write exited {cli.ExitCode}: {cli.StdErr}");
+        Assert.Contains("internal snapshot(s)", cli.StdErr);
         Assert.Equal(before, SHA256.HashData(File.ReadAllBytes(image)));
     }
 

@@ -9,7 +9,8 @@ namespace DiskSnapshotEngine.Tests.Nbd;
 /// <summary>
 /// <c>dse write</c> and <c>dse serve</c> as the processes a user runs, against a flat model, over a chain of each
 /// format: random writes through <c>dse write --offset N --input FILE</c> (some fed on stdin), then a
-/// <c>dse serve</c> session in which qemu-io writes and zeroes over NBD before SIGTERM, then more <c>dse write</c>s.
+/// <c>dse serve</c> session in which qemu-io writes and zeroes over NBD and nbdcopy reads the whole disk back before
+/// SIGTERM, then more <c>dse write</c>s.
 /// Every process must exit 0; the chain then reads as the model, passes dse's check, the real tools agree
 /// (<see cref="RealTools"/>) and the parent is unchanged. The in-process paths have their own models
 /// (<see cref="NbdServerTests"/>, <see cref="ChainModel"/>): this one covers argument parsing, the streamed input,
@@ -41,7 +42,7 @@ public sealed class WriteServeProcessModelTests(ITestOutputHelper output)
             $"[{string.Join(", ", Before.AsEnumerable())}] serve [{string.Join("; ", Served.AsEnumerable())}] [{string.Join(", ", After.AsEnumerable())}]";
     }
 
-    [RequiresToolTheory("qemu-img", "qemu-io")]
+    [RequiresToolTheory("qemu-img", "qemu-io", "nbdcopy")]
     [InlineData("vhdx")]
     [InlineData("vdi")]
     [InlineData("vhd")]
@@ -115,6 +116,12 @@ public sealed class WriteServeProcessModelTests(ITestOutputHelper output)
         foreach (var o in ops)
             if (o.Pattern == 0) Array.Clear(model, (int)o.Offset, o.Length);
             else model.AsSpan((int)o.Offset, o.Length).Fill((byte)o.Pattern);
+        // Before the stop, the served disk as another NBD client (nbdcopy) reads it.
+        string copy = dir.File("served.raw");
+        ExternalTool.RunChecked("nbdcopy", $"nbd+unix:///?socket={socket}", copy);
+        long same = Operations.OpsKit.FirstDifference(model, File.ReadAllBytes(copy));
+        Assert.True(same < 0, $"{when}: nbdcopy reads the served disk differently from the model at byte {same}");
+        File.Delete(copy);
         serve.Signal("TERM");
         var (code, stderr) = serve.WaitAsync().GetAwaiter().GetResult();
         Assert.True(code == 0, $"{when}: dse serve exited {code}: {stderr}");

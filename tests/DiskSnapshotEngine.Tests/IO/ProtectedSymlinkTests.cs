@@ -1,3 +1,4 @@
+using System.Text.Json;
 using System.Security.Cryptography;
 using DiskSnapshotEngine.Tests.Cli;
 using DiskSnapshotEngine.Tests.Infrastructure;
@@ -101,6 +102,40 @@ public class ProtectedSymlinkTests
         Assert.Contains(link, r.StdErr);
         Assert.Equal(before, Hashes(golden, parent, child));
         Assert.Empty(Directory.GetFiles(dir.Path, "*.dse-*", SearchOption.AllDirectories));
+    }
+
+    /// <summary>
+    /// Rebase writes no seal through another user's link in a sticky folder (the rule merge applies): a new parent named
+    /// through one is left unsealed with the note an unwritable parent gets, and an old parent reached through one keeps
+    /// the sole clone its seal records; the rebase itself succeeds.
+    /// </summary>
+    [RootFact("owns a link by nobody in a sticky folder")]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public async Task Rebase_writes_no_seal_through_another_users_link_in_a_sticky_folder()
+    {
+        using var dir = new TempDirectory("sticky-rebase");
+        string sticky = StickyFolder(dir);
+        string parent = dir.File("p.vhdx"), child = dir.File("c.vhdx"), fresh = dir.File("n.vhdx");
+        string oldLink = Path.Combine(sticky, "p.vhdx"), newLink = Path.Combine(sticky, "n.vhdx");
+        await CliRunner.OkAsync("create", parent, "--size", "4M");
+        await CliRunner.OkAsync("create", fresh, "--size", "4M");
+        // Private, so the seal records its first linked clone (made through root's own link: followed and written).
+        File.SetUnixFileMode(parent, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        File.CreateSymbolicLink(oldLink, parent);
+        await CliRunner.OkAsync("create", child, "--parent", oldLink);
+        Assert.Equal(JsonValueKind.String, (await CliRunner.InfoAsync(parent)).GetProperty("soleChild").ValueKind);
+        File.CreateSymbolicLink(newLink, fresh);
+        foreach (var link in new[] { oldLink, newLink }) Assert.Equal(0, ExternalTool.Run("chown", "-h", "nobody", link).ExitCode);
+        var before = Hashes(parent, fresh);
+
+        var r = await CliRunner.RunAsync("rebase", child, "--parent", newLink);
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.Contains($"{newLink} was not sealed (", r.StdErr);
+        Assert.Contains("fs.protected_symlinks", r.StdErr);
+        Assert.Equal(before, Hashes(parent, fresh));
+        Assert.False((await CliRunner.InfoAsync(fresh)).GetProperty("sealed").GetBoolean());
+        Assert.Equal(JsonValueKind.String, (await CliRunner.InfoAsync(parent)).GetProperty("soleChild").ValueKind);
+        Assert.Equal(newLink, (await CliRunner.InfoAsync(child)).GetProperty("parent").GetProperty("image").GetString());
     }
 
     [RootFact("owns the link, as the running user")]

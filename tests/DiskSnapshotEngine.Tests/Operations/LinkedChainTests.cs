@@ -399,4 +399,35 @@ public class LinkedChainTests
         Assert.Empty(Directory.GetFiles(t.Dir.Path, "*.dse-*", SearchOption.AllDirectories));
         SameContent(t.Parent, t.Flat);
     }
+
+    /// <summary>
+    /// A snapshot delete that merges the current state into the snapshot's layer and renames the layer over the disk
+    /// (the disk's path never goes missing), the layer's file moved elsewhere and linked back by the user: the real file
+    /// is what is renamed, and the layer's link, which would lead nowhere, goes as a merged layer's does.
+    /// </summary>
+    [RequiresToolFact("qemu-img", "qemu-io")]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public async Task A_snapshot_delete_renaming_a_linked_layer_over_the_disk_removes_the_layers_link()
+    {
+        using var dir = new TempDirectory("link-snapshot-replace");
+        string disk = dir.File("disk.qcow2"), other = Directory.CreateDirectory(dir.File("other")).FullName;
+        await CliRunner.OkAsync("create", disk, "--size", "8M");
+        ExternalTool.RunChecked("qemu-io", "-c", "write -P 3 0 1M", disk);
+        await CliRunner.OkAsync("snapshot", "create", disk, "--name", "a");
+        ExternalTool.RunChecked("qemu-io", "-c", "write -P 9 512K 1M", disk);
+        string flat = dir.File("disk.raw");
+        ExternalTool.RunChecked("qemu-img", "convert", "-O", "raw", disk, flat);
+        string layer = Assert.Single(Directory.GetFiles(dir.Path, "disk.snap-*.qcow2")), moved = Path.Combine(other, Path.GetFileName(layer));
+        File.Move(layer, moved);
+        File.CreateSymbolicLink(layer, moved);
+        Assert.Equal([disk, layer], QemuChain(disk));
+
+        var r = await CliRunner.RunAsync("snapshot", "delete", disk, "--name", "a");
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.False(IsLink(layer) || Path.Exists(layer), "the layer's link was left");
+        Assert.False(Path.Exists(moved), "the layer's file was left");
+        Assert.Equal([disk], QemuChain(disk));
+        SameContent(disk, flat);
+        Assert.Empty(Directory.GetFiles(dir.Path, "*.dse-*", SearchOption.AllDirectories));
+    }
 }

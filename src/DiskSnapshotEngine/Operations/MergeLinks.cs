@@ -44,7 +44,8 @@ internal static class MergeLinks
         }
         catch (DiskImageException e)
         {
-            return e.Message;
+            // Why this user may not remove it in the folder's terms (a sticky folder, its mode), else what unlink said.
+            return FolderAccess.WhyNotRemovable(link.Link) ?? e.Detail;
         }
     }
 }

@@ -138,6 +138,37 @@ public class ProtectedSymlinkTests
         Assert.Equal(newLink, (await CliRunner.InfoAsync(child)).GetProperty("parent").GetProperty("image").GetString());
     }
 
+    /// <summary>
+    /// A merge run by a user through the sticky folder owner's link (followed, as fs.protected_symlinks follows it) may
+    /// not remove that link (the sticky bit keeps it from removing another user's entry): the merge finishes, the
+    /// merged file goes and the link is left with a note saying why, and no journal is left to stop a rerun.
+    /// </summary>
+    [RootFact("runs dse as nobody through setpriv")]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public async Task A_merge_through_the_folder_owners_link_in_a_sticky_folder_leaves_the_link_with_a_note()
+    {
+        using var dir = new TempDirectory("sticky-merge-keep");
+        File.SetUnixFileMode(dir.Path, (UnixFileMode)0x1FF); // 0777: nobody reaches the folders in it
+        string sticky = StickyFolder(dir), big = Directory.CreateDirectory(dir.File("big")).FullName;
+        string parent = Path.Combine(sticky, "p.vhdx"), child = Path.Combine(big, "c.vhdx"), link = Path.Combine(sticky, "c.vhdx"), flat = dir.File("c.raw");
+        await CliRunner.OkAsync("create", parent, "--size", "4M");
+        await CliRunner.OkAsync("create", child, "--parent", parent);
+        File.WriteAllBytes(dir.File("in.bin"), RandomData.Bytes(65536, 5));
+        await CliRunner.OkAsync("write", child, "--offset", "0", "--input", dir.File("in.bin"));
+        await CliRunner.OkAsync("export", child, flat);
+        foreach (var f in new[] { parent, child, big }) ExternalTool.RunChecked("chown", "65534:65534", f);
+        File.CreateSymbolicLink(link, child); // root's, the sticky folder's owner
+
+        var (code, stdout, stderr) = CliRunner.RunAsNobody("merge", link, "--force");
+        Assert.True(code == 0, stderr);
+        Assert.Contains($"left the link {link} to a merged layer: it is another user's, in a sticky folder", stderr);
+        Assert.DoesNotContain("removed link", stdout);
+        Assert.True(new FileInfo(link).LinkTarget == child, "the link was changed");
+        Assert.False(File.Exists(child), "the merged file was left");
+        Assert.Empty(Directory.GetFiles(dir.Path, "*.dse-*", SearchOption.AllDirectories));
+        Assert.Equal(0, (await CliRunner.RunAsync("compare", parent, flat)).ExitCode);
+    }
+
     [RootFact("owns the link, as the running user")]
     [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
     public async Task Own_link_in_a_sticky_folder_is_followed_and_the_target_is_named()

@@ -51,7 +51,8 @@ internal static class MergeCommand
             ? Merge.PullAsync(path, options, p, context.CancellationToken)
             : Merge.CommitAsync(path, into, options, p, context.CancellationToken)).ConfigureAwait(false);
         if (context.Json)
-            context.WriteJson(new MergeView(Path.GetFullPath(path), result.Target, result.Resumed, result.Stats.BytesWritten, result.Stats.BytesZero, result.Relinked, result.Removed, result.Unsealed));
+            context.WriteJson(new MergeView(Path.GetFullPath(path), result.Target, result.Resumed, result.Stats.BytesWritten, result.Stats.BytesZero, result.Relinked, result.Removed, result.Unsealed,
+                result.RemovedLinks, result.KeptLinks));
         else
         {
             if (result.Resumed) context.Note("an interrupted run was found and finished");
@@ -60,12 +61,15 @@ internal static class MergeCommand
                 : $"merged into {result.Target}: {SizeParser.Describe(result.Stats.BytesWritten)} of data, {SizeParser.Describe(result.Stats.BytesZero)} of zeros");
             foreach (var c in result.Relinked) context.Out.WriteLine($"  relinked {c}");
             foreach (var r in result.Removed) context.Out.WriteLine($"  removed {r}");
+            foreach (var l in result.RemovedLinks) context.Out.WriteLine($"  removed link {l}");
             if (result.Unsealed is { } u) context.Out.WriteLine($"  unsealed {u}: its only linked clone was merged into it");
         }
+        // A link left behind is said on stderr also with --json: it may lead nowhere now.
+        foreach (var k in result.KeptLinks) context.Note($"left the link {k.Link} to a merged layer: {k.Reason}");
         return ExitCodes.Ok;
     }
 
     /// <summary>The --json document of merge.</summary>
     internal sealed record MergeView(string Image, string Target, bool Resumed, long BytesWritten, long BytesZero, IReadOnlyList<string> Relinked,
-        IReadOnlyList<string> Removed, string? Unsealed);
+        IReadOnlyList<string> Removed, string? Unsealed, IReadOnlyList<string> RemovedLinks, IReadOnlyList<KeptLink> KeptLinks);
 }

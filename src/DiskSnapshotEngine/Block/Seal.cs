@@ -97,7 +97,8 @@ public static class Seals
 
     /// <summary>
     /// Why this process cannot write the seal of the image at <paramref name="path"/> (a read-only file system, a mode
-    /// that denies this user, an immutable file), or null when it can. A linked clone of such a parent leaves the seal
+    /// that denies this user, an immutable file, a symbolic link dse does not write through: fs.protected_symlinks), or
+    /// null when it can. A linked clone of such a parent leaves the seal
     /// unwritten: what keeps the file from being written keeps every dse verb from changing it too (ReadOnly, exit 15).
     /// </summary>
     public static string? WhyNotWritable(string path) => IO.FileNode.WhyNotWritable(path);

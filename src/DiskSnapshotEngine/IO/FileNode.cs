@@ -70,6 +70,9 @@ internal readonly record struct FileNode(ulong Device, ulong Inode, string FullP
     /// </summary>
     public static string? WhyNotWritable(string path)
     {
+        // A write through a link the kernel's fs.protected_symlinks rule would not follow is dse's refusal (Target),
+        // whatever the sysctl says: for a caller that may skip the write, the same "may not write it" as a mode.
+        if (WhyNotFollowable(path) is { } link) return link;
         if (!OperatingSystem.IsLinux() || Libc.FAccessAt(Libc.AT_FDCWD, path, Libc.W_OK, Libc.AT_EACCESS) == 0) return null;
         return System.Runtime.InteropServices.Marshal.GetLastPInvokeError() switch
         {
@@ -152,6 +155,23 @@ internal readonly record struct FileNode(ulong Device, ulong Inode, string FullP
             full = System.IO.Path.GetFullPath(link, System.IO.Path.GetDirectoryName(full)!);
         }
         return full;
+    }
+
+    /// <summary>
+    /// Why <see cref="Target"/> refuses to follow <paramref name="path"/>'s links (a link fs.protected_symlinks would not
+    /// follow), naming the link, or null when it follows them (or the path is no link).
+    /// </summary>
+    public static string? WhyNotFollowable(string path)
+    {
+        try
+        {
+            Target(path);
+            return null;
+        }
+        catch (DiskImageException e) when (e.Kind == ErrorKind.ReadOnly)
+        {
+            return $"{e.Detail}: {e.Path}";
+        }
     }
 
     // Linux's limit on the links followed in one path lookup (MAXSYMLINKS).

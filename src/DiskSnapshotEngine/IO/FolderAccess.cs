@@ -62,13 +62,14 @@ internal static class FolderAccess
     /// <summary>
     /// The refusal when creating a file beside <paramref name="path"/> failed with <paramref name="errno"/>, or null when
     /// the folder did not refuse it (another error). A check up front may have passed (a policy that access(2) does not
-    /// consult, a folder changed meanwhile): the refusal still names <paramref name="path"/>, the file the user gave.
+    /// consult, a folder changed meanwhile): the refusal names the folder that refused (that of <paramref name="path"/>)
+    /// and <paramref name="named"/>, the file the user gave, when that is another name (a link to a file in that folder).
     /// </summary>
-    public static DiskImageException? Refused(string path, string action, int errno)
+    public static DiskImageException? Refused(string path, string action, int errno, string? named = null)
     {
         string full = Path.GetFullPath(path);
         string? reason = WhyNotWritable(FolderOf(full)) ?? ReasonFor(errno);
-        return reason is null ? null : Refusal(full, action, reason);
+        return reason is null ? null : Refusal(full, action, reason, named: named is null ? null : Path.GetFullPath(named));
     }
 
     // One line naming the file, its folder and why the folder refuses; the one message of every folder refusal.

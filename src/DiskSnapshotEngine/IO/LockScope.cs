@@ -72,10 +72,12 @@ internal sealed class LockScope : IDisposable
         throw LockedOpen.KeptReplaced(full);
     }
 
-    /// <summary>Like <see cref="Lock"/>, but a path that does not exist is simply skipped.</summary>
+    /// <summary>Like <see cref="Lock"/>, but a path that does not exist (a dangling link included) is simply skipped.</summary>
     public void LockIfExists(string path, bool exclusive = true)
     {
-        if (File.Exists(path)) Lock(path, exclusive);
+        // File.Exists is true for a link whose target is gone (a merge's remove phase stopped after removing the
+        // target): there is nothing to lock, and a rerun through that link must still finish.
+        if (File.Exists(path) && File.ResolveLinkTarget(path, returnFinalTarget: true) is not { Exists: false }) Lock(path, exclusive);
     }
 
     /// <summary>True when the current scope (or one it is nested in) holds the file, exclusively when <paramref name="exclusive"/>.</summary>

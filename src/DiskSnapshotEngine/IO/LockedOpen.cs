@@ -73,7 +73,8 @@ internal static class LockedOpen
             int errno = Marshal.GetLastPInvokeError();
             // Refused by the folder (its mode, a read-only mount, a policy): said as the verbs that check it up front say it.
             if (named is null) throw FolderAccess.Refused(full, "create it", errno) ?? OsErrors.FromErrno(errno, full, "create");
-            throw FolderAccess.Refused(named, "create its new file beside it", errno)
+            // The folder that refused is the temporary file's (beside a link's target), named with the user's name.
+            throw FolderAccess.Refused(full, "create its new file beside it", errno, named)
                 ?? OsErrors.FromErrno(errno, Path.GetFullPath(named), $"create {Path.GetFileName(full)} beside it");
         }
         var handle = new SafeFileHandle(fd, ownsHandle: true);

@@ -99,6 +99,18 @@ public static class DurableFiles
         SyncDirectoryOf(path);
     }
 
+    /// <summary>Removes the symbolic link at <paramref name="path"/> itself (never the file it names) and makes the removal durable.</summary>
+    /// <exception cref="DiskImageException">ReadOnly (this user may not remove it), Io, naming the link.</exception>
+    internal static void DeleteLink(string path)
+    {
+        try { File.Delete(path); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw ImageFile.Translate(e, path, "remove the link");
+        }
+        SyncDirectoryOf(path);
+    }
+
     /// <summary>
     /// Closes a half-written output after a failure. Closing may write again (a format's clean close) and fail again
     /// (the disk is still full): that second error must neither hide the first nor skip the clean-up that follows.

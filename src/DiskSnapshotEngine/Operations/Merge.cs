@@ -70,22 +70,30 @@ public static partial class Merge
             journal.Save();
         }
         var removed = new List<string>();
-        if (journal.ReplaceImage && File.Exists(journal.Target!))
+        // The files the plan recorded (a layer's link's target then): a link re-pointed since is not followed to another file.
+        if (journal.ReplaceImage && journal.FileOf(journal.Target!) is var replacement && File.Exists(replacement))
         {
             // One atomic rename replaces the image by the merged target: the image's path always names a complete disk.
-            // Real file over real file: a link to either stays a link.
-            DurableFiles.Rename(FileNode.Target(journal.Target!), FileNode.Target(journal.Image), overwrite: true);
+            // Real file over real file: a link to the image stays a link; one to the target leads nowhere now (MergeLinks).
+            DurableFiles.Rename(replacement, FileNode.Target(journal.Image), overwrite: true);
             removed.Add(journal.Target!);
         }
         foreach (var layer in journal.ReplaceImage ? journal.Merged.Skip(1) : journal.Merged)
         {
-            if (!File.Exists(layer)) continue;
+            string file = journal.FileOf(layer);
+            if (!File.Exists(file)) continue;
             // A layer reached through a link is its target: the real file goes, and the data with it.
-            DurableFiles.Delete(FileNode.Target(layer));
+            DurableFiles.Delete(file);
             removed.Add(layer);
         }
+        var (removedLinks, keptLinks) = MergeLinks.Remove(journal);
         journal.Delete();
-        return new MergeResult(stats, journal.Target!, relinked, removed, resumed) { Unsealed = journal.LiftSeal && !journal.ReplaceImage ? journal.Target : null };
+        return new MergeResult(stats, journal.Target!, relinked, removed, resumed)
+        {
+            Unsealed = journal.LiftSeal && !journal.ReplaceImage ? journal.Target : null,
+            RemovedLinks = removedLinks,
+            KeptLinks = keptLinks,
+        };
     }
 
     // Locks the files a commit changes (a link's target: the lock is taken through a descriptor the path opens); the

@@ -51,4 +51,15 @@ public sealed record MergeResult(CopyStats Stats, string Target, IReadOnlyList<s
 {
     /// <summary>The target, when the merge lifted its golden seal: the merged image was the only linked clone dse had made of it.</summary>
     public string? Unsealed { get; init; }
+
+    /// <summary>Symbolic links to merged layers that the merge removed with the files they named (they would have been left dangling).</summary>
+    public IReadOnlyList<string> RemovedLinks { get; init; } = Array.Empty<string>();
+
+    /// <summary>Symbolic links to merged layers that were left where they are, each with the reason (re-pointed since the plan, or not removable by this user).</summary>
+    public IReadOnlyList<KeptLink> KeptLinks { get; init; } = Array.Empty<KeptLink>();
 }
+
+/// <summary>A symbolic link a merge left in place although the layer it named was merged away.</summary>
+/// <param name="Link">The link's path.</param>
+/// <param name="Reason">Why it was left, in words for a note ("it now leads to ...", "permission denied ...").</param>
+public sealed record KeptLink(string Link, string Reason);

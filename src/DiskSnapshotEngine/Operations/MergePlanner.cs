@@ -70,6 +70,12 @@ internal static class MergePlanner
         // (NamedImage): a link fs.protected_symlinks would not follow is refused now, not in the remove phase after the copy.
         foreach (var path in layers.Take(a + 1).Select(l => l.Path).Concat(children))
             NamedImage.RequireFollowable(path);
+        // The names the merge makes meaningless: the merged layers it removes (or, replacing the image, the target it
+        // renames away). Those named through a link are recorded with the file the link leads to now, so the remove
+        // phase removes a link only while it still leads to the file the merge removed (MergeLinks).
+        bool replace = options.Publish == MergePublish.ReplaceImage;
+        var links = layers.Take(a + 1).Skip(replace ? 1 : 0).Take(a).Select(l => l.Path)
+            .Where(p => FileNode.LinkTargetOf(p) is not null).Select(p => new JournalLink(p, FileNode.Target(p))).ToArray();
         long needed = 0;
         foreach (var e in chain.GetExtents(0, chain.VirtualSize, a))
             if (e.Kind == ExtentKind.Data) needed += e.Length;
@@ -84,7 +90,8 @@ internal static class MergePlanner
             Merged = layers.Take(a).Select(l => l.Path).ToArray(),
             Children = children.ToArray(),
             Phase = "copy",
-            ReplaceImage = options.Publish == MergePublish.ReplaceImage,
+            ReplaceImage = replace,
+            Links = links,
             LiftSeal = (Seals.Of(layers[a]) & SoleChildWaiver(layers, a, options.Open.Sealed, "merge into it")) != SealReasons.None,
         };
         return journal;

@@ -29,8 +29,18 @@ internal sealed record OperationJournal
     public bool ReplaceImage { get; init; }
     /// <summary>Commit: the target's seal records the merged layer above it as its sole clone: its golden seal is lifted after the copy.</summary>
     public bool LiftSeal { get; init; }
+    /// <summary>
+    /// Commit: each layer the merge removes (or, replacing the image, renames away) that was named through a symbolic
+    /// link, with the file the link led to at plan time. The link is removed with its file only while it still leads
+    /// there: a link re-pointed since is the user's again.
+    /// </summary>
+    public JournalLink[] Links { get; init; } = Array.Empty<JournalLink>();
     /// <summary>"copy", "relink", "remove".</summary>
     public required string Phase { get; init; }
+
+    /// <summary>The file <paramref name="layer"/> led to when the merge was planned (its own path when it was no link).</summary>
+    public string FileOf(string layer) =>
+        Array.Find(Links, l => string.Equals(l.Link, layer, StringComparison.Ordinal)) is { } link ? link.File : IO.FileNode.Target(layer);
 
 
     // Beside the file the name leads to (a link's target, NamedImage.File), not beside the link: that is the file the
@@ -39,7 +49,11 @@ internal sealed record OperationJournal
     // (Image), so the rerun opens the same chain, parents beside the link included, whichever name it was given.
     public static string PathFor(string image) => IO.FileNode.Target(image) + Suffix;
 
-    public void Save() => DurableFiles.WriteAllTextAtomic(PathFor(Image), OperationJournalJson.Write(this));
+    public void Save() => DurableFiles.WriteAllTextAtomic(OwnPath, OperationJournalJson.Write(this));
+
+    // Where this journal is: beside the file Image led to when it was planned, also once the merge has removed Image's
+    // link (the last step before the journal goes), so a rerun under the real name finds it and deletes it there.
+    private string OwnPath => FileOf(Image) + Suffix;
 
     public static OperationJournal? Load(string image)
     {
@@ -69,8 +83,11 @@ internal sealed record OperationJournal
         return journal;
     }
 
-    public void Delete() => DurableFiles.Delete(PathFor(Image));
+    public void Delete() => DurableFiles.Delete(OwnPath);
 }
+
+/// <summary>A layer's symbolic link as a merge planned it: its path and the full path of the file it led to.</summary>
+internal sealed record JournalLink(string Link, string File);
 
 // Written and read with the writer and the document (not the serializer, even source-generated: its metadata types
 // instantiated over bool and Guid are compiled at run time, over a hundred methods in every cold merge). The layout is
@@ -92,6 +109,15 @@ internal static class OperationJournalJson
             WriteArray(w, nameof(OperationJournal.Children), journal.Children);
             w.WriteBoolean(nameof(OperationJournal.ReplaceImage), journal.ReplaceImage);
             w.WriteBoolean(nameof(OperationJournal.LiftSeal), journal.LiftSeal);
+            w.WriteStartArray(nameof(OperationJournal.Links));
+            foreach (var link in journal.Links)
+            {
+                w.WriteStartObject();
+                w.WriteString(nameof(JournalLink.Link), link.Link);
+                w.WriteString(nameof(JournalLink.File), link.File);
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
             w.WriteString(nameof(OperationJournal.Phase), journal.Phase);
             w.WriteEndObject();
         }
@@ -117,6 +143,7 @@ internal static class OperationJournalJson
             Children = Strings(root, nameof(OperationJournal.Children)),
             ReplaceImage = root.TryGetProperty(nameof(OperationJournal.ReplaceImage), out var replace) && replace.GetBoolean(),
             LiftSeal = root.TryGetProperty(nameof(OperationJournal.LiftSeal), out var lift) && lift.GetBoolean(),
+            Links = LinksOf(root),
             Phase = Required(root, nameof(OperationJournal.Phase)),
         };
     }
@@ -126,6 +153,16 @@ internal static class OperationJournalJson
         w.WriteStartArray(name);
         foreach (var v in values) w.WriteStringValue(v);
         w.WriteEndArray();
+    }
+
+    // A journal written before links were recorded has none: its links are left as that version left them.
+    private static JournalLink[] LinksOf(JsonElement root)
+    {
+        if (!root.TryGetProperty(nameof(OperationJournal.Links), out var array) || array.ValueKind == JsonValueKind.Null) return Array.Empty<JournalLink>();
+        var links = new JournalLink[array.GetArrayLength()];
+        int i = 0;
+        foreach (var l in array.EnumerateArray()) links[i++] = new JournalLink(Required(l, nameof(JournalLink.Link)), Required(l, nameof(JournalLink.File)));
+        return links;
     }
 
     private static string Required(JsonElement root, string name) =>

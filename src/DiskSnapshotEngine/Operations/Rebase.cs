@@ -43,6 +43,9 @@ public static class Rebase
     // process holding the old parent (a VM on another clone) leaves it so.
     private static void ForgetSoleClone(SoleRecord stale, OpenOptions options)
     {
+        // A parent this process may not write (its mode, or reached through a link dse does not write through) is left
+        // as an unwritable one is: the relink is done, and the stale record harms nothing.
+        if (Seals.WhyNotWritable(stale.Parent) is not null) return;
         try
         {
             using var layer = DiskImage.OpenLayer(stale.Parent, writable: true, options.FileOpener);

@@ -37,7 +37,7 @@ public partial class JsonSchemaTests
         ["set-identity --new"] = Shape("image,oldId,newId"),
         ["seal"] = Shape("image,sealed,seal,was"),
         ["unseal"] = Shape("image,sealed,seal,was"),
-        ["merge"] = Shape("image,target,resumed,bytesWritten,bytesZero,relinked,removed,unsealed"),
+        ["merge"] = Shape("image,target,resumed,bytesWritten,bytesZero,relinked,removed,unsealed,removedLinks,keptLinks"),
         ["rebase --parent"] = Shape("image,parent,mode,bytesWritten,bytesZero", Parent),
         ["snapshot create --name"] = Shape("image,snapshot", "snapshot{id,name,description,created,parent,file}"),
         ["snapshot list"] = Shape("image,currentStateSize,snapshots", "snapshots[{id,name,description,created,parent,file,fileSize,isCurrent}]"),

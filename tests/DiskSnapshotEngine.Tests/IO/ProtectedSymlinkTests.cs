@@ -1,3 +1,4 @@
+using System.Text.Json;
 using System.Security.Cryptography;
 using DiskSnapshotEngine.Tests.Cli;
 using DiskSnapshotEngine.Tests.Infrastructure;
@@ -101,6 +102,71 @@ public class ProtectedSymlinkTests
         Assert.Contains(link, r.StdErr);
         Assert.Equal(before, Hashes(golden, parent, child));
         Assert.Empty(Directory.GetFiles(dir.Path, "*.dse-*", SearchOption.AllDirectories));
+    }
+
+    /// <summary>
+    /// Rebase writes no seal through another user's link in a sticky folder (the rule merge applies): a new parent named
+    /// through one is left unsealed with the note an unwritable parent gets, and an old parent reached through one keeps
+    /// the sole clone its seal records; the rebase itself succeeds.
+    /// </summary>
+    [RootFact("owns a link by nobody in a sticky folder")]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public async Task Rebase_writes_no_seal_through_another_users_link_in_a_sticky_folder()
+    {
+        using var dir = new TempDirectory("sticky-rebase");
+        string sticky = StickyFolder(dir);
+        string parent = dir.File("p.vhdx"), child = dir.File("c.vhdx"), fresh = dir.File("n.vhdx");
+        string oldLink = Path.Combine(sticky, "p.vhdx"), newLink = Path.Combine(sticky, "n.vhdx");
+        await CliRunner.OkAsync("create", parent, "--size", "4M");
+        await CliRunner.OkAsync("create", fresh, "--size", "4M");
+        // Private, so the seal records its first linked clone (made through root's own link: followed and written).
+        File.SetUnixFileMode(parent, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        File.CreateSymbolicLink(oldLink, parent);
+        await CliRunner.OkAsync("create", child, "--parent", oldLink);
+        Assert.Equal(JsonValueKind.String, (await CliRunner.InfoAsync(parent)).GetProperty("soleChild").ValueKind);
+        File.CreateSymbolicLink(newLink, fresh);
+        foreach (var link in new[] { oldLink, newLink }) Assert.Equal(0, ExternalTool.Run("chown", "-h", "nobody", link).ExitCode);
+        var before = Hashes(parent, fresh);
+
+        var r = await CliRunner.RunAsync("rebase", child, "--parent", newLink);
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.Contains($"{newLink} was not sealed (", r.StdErr);
+        Assert.Contains("fs.protected_symlinks", r.StdErr);
+        Assert.Equal(before, Hashes(parent, fresh));
+        Assert.False((await CliRunner.InfoAsync(fresh)).GetProperty("sealed").GetBoolean());
+        Assert.Equal(JsonValueKind.String, (await CliRunner.InfoAsync(parent)).GetProperty("soleChild").ValueKind);
+        Assert.Equal(newLink, (await CliRunner.InfoAsync(child)).GetProperty("parent").GetProperty("image").GetString());
+    }
+
+    /// <summary>
+    /// A merge run by a user through the sticky folder owner's link (followed, as fs.protected_symlinks follows it) may
+    /// not remove that link (the sticky bit keeps it from removing another user's entry): the merge finishes, the
+    /// merged file goes and the link is left with a note saying why, and no journal is left to stop a rerun.
+    /// </summary>
+    [RootFact("runs dse as nobody through setpriv")]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public async Task A_merge_through_the_folder_owners_link_in_a_sticky_folder_leaves_the_link_with_a_note()
+    {
+        using var dir = new TempDirectory("sticky-merge-keep");
+        File.SetUnixFileMode(dir.Path, (UnixFileMode)0x1FF); // 0777: nobody reaches the folders in it
+        string sticky = StickyFolder(dir), big = Directory.CreateDirectory(dir.File("big")).FullName;
+        string parent = Path.Combine(sticky, "p.vhdx"), child = Path.Combine(big, "c.vhdx"), link = Path.Combine(sticky, "c.vhdx"), flat = dir.File("c.raw");
+        await CliRunner.OkAsync("create", parent, "--size", "4M");
+        await CliRunner.OkAsync("create", child, "--parent", parent);
+        File.WriteAllBytes(dir.File("in.bin"), RandomData.Bytes(65536, 5));
+        await CliRunner.OkAsync("write", child, "--offset", "0", "--input", dir.File("in.bin"));
+        await CliRunner.OkAsync("export", child, flat);
+        foreach (var f in new[] { parent, child, big }) ExternalTool.RunChecked("chown", "65534:65534", f);
+        File.CreateSymbolicLink(link, child); // root's, the sticky folder's owner
+
+        var (code, stdout, stderr) = CliRunner.RunAsNobody("merge", link, "--force");
+        Assert.True(code == 0, stderr);
+        Assert.Contains($"left the link {link} to a merged layer: it is another user's, in a sticky folder", stderr);
+        Assert.DoesNotContain("removed link", stdout);
+        Assert.True(new FileInfo(link).LinkTarget == child, "the link was changed");
+        Assert.False(File.Exists(child), "the merged file was left");
+        Assert.Empty(Directory.GetFiles(dir.Path, "*.dse-*", SearchOption.AllDirectories));
+        Assert.Equal(0, (await CliRunner.RunAsync("compare", parent, flat)).ExitCode);
     }
 
     [RootFact("owns the link, as the running user")]

@@ -113,6 +113,10 @@ public class LinkedChainTests
         var r = await CliRunner.RunAsync("merge", l.Link);
         Assert.True(r.ExitCode == 0, $"{place}: {r}");
         Assert.False(File.Exists(l.Real), "the real child was left");
+        // The link named the merged child only: it goes with it, and is said to.
+        Assert.False(IsLink(l.Link) || Path.Exists(l.Link), "the link to the merged child was left dangling");
+        Assert.Contains($"removed link {l.Link}", r.StdOut);
+        Assert.Equal([chain[1], chain[2]], QemuChain(chain[1]));
         // The parent beside the link now holds what the link showed; the one beside the target is untouched.
         SameContent(chain[1], l.Flat);
         l.OtherUntouched();
@@ -283,5 +287,147 @@ public class LinkedChainTests
         Assert.True(new FileInfo(link).LinkTarget == "../gold/base.qcow2", "the parent's link was replaced");
         Assert.False(File.Exists(image));
         SameContent(real, flat);
+    }
+
+    // A chain of three qcow2 files each named through a link in vms (t -> ../big/t, m -> ../mid/m) over a real parent
+    // beside the links (vms/p, the relative name m gives): merging t into p removes both files and makes both links
+    // meaningless.
+    private sealed record Three(TempDirectory Dir, string Vms, string Top, string Mid, string TopFile, string MidFile, string Parent, string Flat);
+
+    private static Three MakeThree(string name)
+    {
+        var dir = new TempDirectory(name);
+        string vms = Directory.CreateDirectory(dir.File("vms")).FullName;
+        Directory.CreateDirectory(dir.File("big"));
+        Directory.CreateDirectory(dir.File("mid"));
+        string p = Path.Combine(vms, "p.qcow2"), m = Path.Combine(vms, "m.qcow2"), t = Path.Combine(vms, "t.qcow2");
+        ExternalTool.RunChecked("qemu-img", "create", "-q", "-f", "qcow2", p, "8M");
+        ExternalTool.RunChecked("qemu-io", "-c", "write -P 3 0 2M", p);
+        ExternalTool.RunChecked("qemu-img", "create", "-q", "-f", "qcow2", "-b", "p.qcow2", "-F", "qcow2", m);
+        ExternalTool.RunChecked("qemu-io", "-c", "write -P 5 1M 2M", m);
+        ExternalTool.RunChecked("qemu-img", "create", "-q", "-f", "qcow2", "-b", "m.qcow2", "-F", "qcow2", t);
+        ExternalTool.RunChecked("qemu-io", "-c", "write -P 9 2M 2M", t);
+        string flat = dir.File("t.raw");
+        ExternalTool.RunChecked("qemu-img", "convert", "-O", "raw", t, flat);
+        string mFile = dir.File("mid/m.qcow2"), tFile = dir.File("big/t.qcow2");
+        File.Move(m, mFile);
+        File.Move(t, tFile);
+        File.CreateSymbolicLink(m, "../mid/m.qcow2");
+        File.CreateSymbolicLink(t, "../big/t.qcow2");
+        Assert.Equal([t, m, p], QemuChain(t));
+        return new Three(dir, vms, t, m, tFile, mFile, p, flat);
+    }
+
+    private static bool IsLink(string path) => new FileInfo(path).LinkTarget is not null;
+
+    /// <summary>
+    /// A merge through links stopped in its remove phase after the top's file went (here the middle layer's folder is
+    /// immutable, so its delete fails: the state a kill -9 between the two deletes leaves, journal in phase "remove"),
+    /// then, before the rerun, the middle layer's link is re-pointed by the user at another file. The rerun under the
+    /// link's name (dangling now: the journal is beside its recorded target) finishes: the merged file is removed, the
+    /// top's link with it, and the re-pointed link and the file it now names are left, with a note.
+    /// </summary>
+    [RootFact("makes a folder immutable (chattr +i)")]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public async Task A_merge_through_links_stopped_in_its_remove_phase_finishes_on_rerun_and_spares_a_repointed_link()
+    {
+        var t = MakeThree("link-merge-remove");
+        using var owned = t.Dir;
+        string journal = t.TopFile + ".dse-journal.json", midFolder = Path.GetDirectoryName(t.MidFile)!;
+        ExternalTool.RunChecked("chattr", "+i", midFolder);
+        try
+        {
+            var stopped = await CliRunner.RunAsync("merge", t.Top, "--into", t.Parent);
+            Assert.True(stopped.ExitCode != 0, stopped.ToString());
+            Assert.Contains(t.MidFile, stopped.StdErr);
+        }
+        finally { ExternalTool.RunChecked("chattr", "-i", midFolder); }
+        Assert.Contains("\"Phase\": \"remove\"", File.ReadAllText(journal));
+        Assert.False(File.Exists(t.TopFile), "the top's file was not removed before the stop");
+        Assert.True(IsLink(t.Top) && IsLink(t.Mid), "a link was removed before the stop");
+        SameContent(t.Parent, t.Flat);
+
+        // The user points the middle layer's name at another file meanwhile.
+        string other = t.Dir.File("mid/other.qcow2");
+        File.Copy(t.MidFile, other);
+        string otherHash = ContentHash.OfFile(other);
+        File.Delete(t.Mid);
+        File.CreateSymbolicLink(t.Mid, "../mid/other.qcow2");
+
+        var rerun = await CliRunner.RunAsync("merge", t.Top, "--into", t.Parent, "--json");
+        Assert.True(rerun.ExitCode == 0, rerun.ToString());
+        var doc = JsonDocument.Parse(rerun.StdOut).RootElement;
+        Assert.True(doc.GetProperty("resumed").GetBoolean());
+        Assert.Equal([t.Top], doc.GetProperty("removedLinks").EnumerateArray().Select(e => e.GetString()));
+        var kept = Assert.Single(doc.GetProperty("keptLinks").EnumerateArray());
+        Assert.Equal(t.Mid, kept.GetProperty("link").GetString());
+        Assert.Contains($"it now leads to {other}, not to the merged {t.MidFile}", kept.GetProperty("reason").GetString());
+        Assert.Contains($"left the link {t.Mid}", rerun.StdErr);
+
+        Assert.False(Path.Exists(t.MidFile) || Path.Exists(journal), "the merged file or the journal was left");
+        Assert.False(IsLink(t.Top) || Path.Exists(t.Top), "the top's link was left");
+        Assert.True(new FileInfo(t.Mid).LinkTarget == "../mid/other.qcow2", "the re-pointed link was changed");
+        Assert.Equal(otherHash, ContentHash.OfFile(other));
+        Assert.Equal([t.Parent], QemuChain(t.Parent));
+        SameContent(t.Parent, t.Flat);
+    }
+
+    /// <summary>
+    /// A merged layer's link in a folder this user may not change (immutable here; another user's folder or a sticky
+    /// one for a user who owns neither the link nor the folder): the merge is not refused for a name, it finishes, and
+    /// the link is left with a note saying why; nothing is left half done (no journal).
+    /// </summary>
+    [RootFact("makes a folder immutable (chattr +i)")]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public async Task A_merged_layers_link_this_user_may_not_remove_is_left_with_a_note()
+    {
+        var t = MakeThree("link-merge-keep");
+        using var owned = t.Dir;
+        // The links' folder (it also holds the parent, written in place, not through the folder).
+        ExternalTool.RunChecked("chattr", "+i", t.Vms);
+        CliResult r;
+        try { r = await CliRunner.RunAsync("merge", t.Top, "--into", t.Parent); }
+        finally { ExternalTool.RunChecked("chattr", "-i", t.Vms); }
+        Assert.True(r.ExitCode == 0, r.ToString());
+        foreach (var link in new[] { t.Top, t.Mid })
+        {
+            Assert.Contains($"left the link {link} to a merged layer: its folder is not writable (an immutable attribute", r.StdErr);
+            Assert.True(IsLink(link), $"{link} was removed");
+        }
+        Assert.DoesNotContain("removed link", r.StdOut);
+        Assert.False(Path.Exists(t.TopFile) || Path.Exists(t.MidFile), "a merged file was left");
+        Assert.Empty(Directory.GetFiles(t.Dir.Path, "*.dse-*", SearchOption.AllDirectories));
+        SameContent(t.Parent, t.Flat);
+    }
+
+    /// <summary>
+    /// A snapshot delete that merges the current state into the snapshot's layer and renames the layer over the disk
+    /// (the disk's path never goes missing), the layer's file moved elsewhere and linked back by the user: the real file
+    /// is what is renamed, and the layer's link, which would lead nowhere, goes as a merged layer's does.
+    /// </summary>
+    [RequiresToolFact("qemu-img", "qemu-io")]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public async Task A_snapshot_delete_renaming_a_linked_layer_over_the_disk_removes_the_layers_link()
+    {
+        using var dir = new TempDirectory("link-snapshot-replace");
+        string disk = dir.File("disk.qcow2"), other = Directory.CreateDirectory(dir.File("other")).FullName;
+        await CliRunner.OkAsync("create", disk, "--size", "8M");
+        ExternalTool.RunChecked("qemu-io", "-c", "write -P 3 0 1M", disk);
+        await CliRunner.OkAsync("snapshot", "create", disk, "--name", "a");
+        ExternalTool.RunChecked("qemu-io", "-c", "write -P 9 512K 1M", disk);
+        string flat = dir.File("disk.raw");
+        ExternalTool.RunChecked("qemu-img", "convert", "-O", "raw", disk, flat);
+        string layer = Assert.Single(Directory.GetFiles(dir.Path, "disk.snap-*.qcow2")), moved = Path.Combine(other, Path.GetFileName(layer));
+        File.Move(layer, moved);
+        File.CreateSymbolicLink(layer, moved);
+        Assert.Equal([disk, layer], QemuChain(disk));
+
+        var r = await CliRunner.RunAsync("snapshot", "delete", disk, "--name", "a");
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.False(IsLink(layer) || Path.Exists(layer), "the layer's link was left");
+        Assert.False(Path.Exists(moved), "the layer's file was left");
+        Assert.Equal([disk], QemuChain(disk));
+        SameContent(disk, flat);
+        Assert.Empty(Directory.GetFiles(dir.Path, "*.dse-*", SearchOption.AllDirectories));
     }
 }

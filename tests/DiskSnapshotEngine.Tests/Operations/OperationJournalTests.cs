@@ -16,7 +16,8 @@ public sealed class OperationJournalTests
     private static IEnumerable<OperationJournal> Journals()
     {
         yield return new OperationJournal { Operation = "commit", Image = "/d/child.vhdx", Target = "/d/base.vhdx", TargetId = Guid.NewGuid(),
-            Merged = ["/d/child.vhdx", "/d/mid.vhdx"], Children = ["/d/c1.vdi"], ReplaceImage = true, LiftSeal = true, Phase = "copy" };
+            Merged = ["/d/child.vhdx", "/d/mid.vhdx"], Children = ["/d/c1.vdi"], ReplaceImage = true, LiftSeal = true, Phase = "copy",
+            Links = [new JournalLink("/d/mid.vhdx", "/e/mid.vhdx"), new JournalLink("/d/ü \"x\".vhdx", "/e/y.vhdx")] };
         yield return new OperationJournal { Operation = "pull", Image = "/d/déjà vu \"q\".qcow2", Phase = "relink" };
         yield return new OperationJournal { Operation = "commit", Image = "/d/a.vhdx", Target = "/d/b.vhdx", Children = ["x", ""], Phase = "remove" };
     }
@@ -31,6 +32,7 @@ public sealed class OperationJournalTests
         Assert.Equal(expected.Children, actual.Children);
         Assert.Equal(expected.ReplaceImage, actual.ReplaceImage);
         Assert.Equal(expected.LiftSeal, actual.LiftSeal);
+        Assert.Equal(expected.Links, actual.Links);
         Assert.Equal(expected.Phase, actual.Phase);
     }
 
@@ -53,6 +55,7 @@ public sealed class OperationJournalTests
         Assert.Equal(("pull", "/i", "copy", (string?)null), (journal.Operation, journal.Image, journal.Phase, journal.Target));
         Assert.Equal(new Guid("00000000-0000-0000-0000-000000000001"), journal.TargetId);
         Assert.Empty(journal.Merged);
+        Assert.Empty(journal.Links);
         Assert.False(journal.ReplaceImage);
     }
 

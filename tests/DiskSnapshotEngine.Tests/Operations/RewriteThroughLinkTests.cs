@@ -80,4 +80,31 @@ public class RewriteThroughLinkTests
         Assert.Equal(before, ContentHash.OfFile(real));
         Assert.True(new FileInfo(link).LinkTarget == "../big/d.img");
     }
+
+    /// <summary>
+    /// The new file of a rewrite through a link goes beside the link's target; when its folder refuses the create after
+    /// the verb's check up front passed (a folder changed meanwhile, here made immutable before the create itself), the
+    /// refusal names the file the user gave and the folder that refused: the target's, not the link's.
+    /// </summary>
+    [RootFact("makes a folder immutable (chattr +i)")]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public void A_refused_create_beside_a_links_target_names_the_targets_folder()
+    {
+        using var dir = new TempDirectory("rewrite-link-refused");
+        string vms = Directory.CreateDirectory(dir.File("vms")).FullName, big = Directory.CreateDirectory(dir.File("big")).FullName;
+        string real = Path.Combine(big, "d.qcow2"), link = Path.Combine(vms, "d.qcow2");
+        File.WriteAllBytes(real, new byte[4096]);
+        File.CreateSymbolicLink(link, "../big/d.qcow2");
+        string temp = DiskSnapshotEngine.IO.FileNode.Target(link) + ".dse-tmp";
+        ExternalTool.RunChecked("chattr", "+i", big);
+        try
+        {
+            var e = Assert.Throws<DiskSnapshotEngine.Errors.DiskImageException>(() => DiskSnapshotEngine.IO.LockedOpen.Create(temp, named: link).Dispose());
+            Assert.Equal(DiskSnapshotEngine.Errors.ErrorKind.ReadOnly, e.Kind);
+            Assert.Equal(link, e.Path);
+            Assert.Contains($"its folder {big} is not writable", e.Detail);
+        }
+        finally { ExternalTool.RunChecked("chattr", "-i", big); }
+        Assert.False(File.Exists(temp));
+    }
 }

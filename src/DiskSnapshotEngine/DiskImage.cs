@@ -268,7 +268,8 @@ public static class DiskImage
     }
 
     // Parents stay immutable: a child records its parent's content version, so a write would break it (or, with the
-    // override, make it read different data).
+    // override, make it read different data). The override is write's --force alone: serve and mount, which refuse
+    // the same way, have none, so the message names the one verb that has it.
     private static void RefuseIfParent(IDiskLayer layer, OpenOptions options)
     {
         var folders = new List<string> { Operations.Dependents.FolderOf(layer.Path) };
@@ -277,7 +278,7 @@ public static class DiskImage
         if (children.Count > 0)
             throw new DiskImageException(ErrorKind.ReadOnly,
                 $"the image has {children.Count} child image(s) that read through it ({string.Join(", ", children)}); writing would change what they read " +
-                "(merge or delete them first, write into a child instead, or force the write)", layer.Path);
+                "(merge or delete them first, or write into a child instead; only 'dse write --force' writes it anyway)", layer.Path);
     }
 
     /// <summary>

@@ -184,7 +184,7 @@ public static class DiskImage
             if (internalSnapshot is null) return driver.Open(file, writable);
             if (driver is not IInternalSnapshotDriver snapshots)
                 throw new DiskImageException(ErrorKind.InvalidArgument,
-                    $"a {driver.Name} image has no internal snapshots (only qcow2 has); '{internalSnapshot}' names none", path);
+                    $"a {driver.Name} image has no internal snapshots (only qcow2 has); '{internalSnapshot}' names none", file.Path);
             return snapshots.OpenInternalSnapshot(file, internalSnapshot);
         }
         catch
@@ -198,7 +198,8 @@ public static class DiskImage
     private static void RefuseWritableSnapshot(string path, string? internalSnapshot)
     {
         if (internalSnapshot is not null)
-            throw new DiskImageException(ErrorKind.ReadOnly, $"internal snapshot '{internalSnapshot}' opens read-only: it cannot be written", path);
+            throw new DiskImageException(ErrorKind.ReadOnly, $"internal snapshot '{internalSnapshot}' opens read-only: it cannot be written",
+                Path.GetFullPath(path)); // named as every other error names an image, whatever form the caller gave
     }
 
     /// <summary>Opens an image and resolves its whole parent chain (parents read-only and shared-locked).</summary>

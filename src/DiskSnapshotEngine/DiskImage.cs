@@ -184,7 +184,7 @@ public static class DiskImage
             if (internalSnapshot is null) return driver.Open(file, writable);
             if (driver is not IInternalSnapshotDriver snapshots)
                 throw new DiskImageException(ErrorKind.InvalidArgument,
-                    $"a {driver.Name} image has no internal snapshots (only qcow2 has); '{internalSnapshot}' names none", path);
+                    $"a {driver.Name} image has no internal snapshots (only qcow2 has); '{internalSnapshot}' names none", file.Path);
             return snapshots.OpenInternalSnapshot(file, internalSnapshot);
         }
         catch
@@ -198,7 +198,8 @@ public static class DiskImage
     private static void RefuseWritableSnapshot(string path, string? internalSnapshot)
     {
         if (internalSnapshot is not null)
-            throw new DiskImageException(ErrorKind.ReadOnly, $"internal snapshot '{internalSnapshot}' opens read-only: it cannot be written", path);
+            throw new DiskImageException(ErrorKind.ReadOnly, $"internal snapshot '{internalSnapshot}' opens read-only: it cannot be written",
+                Path.GetFullPath(path)); // named as every other error names an image, whatever form the caller gave
     }
 
     /// <summary>Opens an image and resolves its whole parent chain (parents read-only and shared-locked).</summary>
@@ -268,7 +269,8 @@ public static class DiskImage
     }
 
     // Parents stay immutable: a child records its parent's content version, so a write would break it (or, with the
-    // override, make it read different data).
+    // override, make it read different data). The override is write's --force alone: serve and mount, which refuse
+    // the same way, have none, so the message names the one verb that has it.
     private static void RefuseIfParent(IDiskLayer layer, OpenOptions options)
     {
         var folders = new List<string> { Operations.Dependents.FolderOf(layer.Path) };
@@ -277,7 +279,7 @@ public static class DiskImage
         if (children.Count > 0)
             throw new DiskImageException(ErrorKind.ReadOnly,
                 $"the image has {children.Count} child image(s) that read through it ({string.Join(", ", children)}); writing would change what they read " +
-                "(merge or delete them first, write into a child instead, or force the write)", layer.Path);
+                "(merge or delete them first, or write into a child instead; only 'dse write --force' writes it anyway)", layer.Path);
     }
 
     /// <summary>

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using DiskSnapshotEngine.Cli.Output;
 using DiskSnapshotEngine.Operations;
+using DiskSnapshotEngine.Snapshots;
 
 namespace DiskSnapshotEngine.Cli.Commands;
 
@@ -22,7 +23,8 @@ internal static class DetachCommand
         {
             var open = chainOptions.ToOpenOptions(context.Parse, writable: false);
             var result = await ProgressDisplay.RunAsync(context, "detach", show: !context.Get(json), p =>
-                Detach.RunAsync(context.Get(image)!, open, p, context.CancellationToken)).ConfigureAwait(false);
+                // A snapshot's layer leaves the current state's chain only through snapshot delete, which keeps the catalog right.
+                Detach.RunAsync(context.Get(image)!, open, SnapshotMergeGuard.Instance, p, context.CancellationToken)).ConfigureAwait(false);
             // What was copied at the top, named as clone, merge and rebase name it (README "JSON output").
             if (context.Get(json))
                 context.WriteJson(new DetachView(result.Image, result.FormerParents, result.Stats.BytesWritten, result.Stats.BytesZero));

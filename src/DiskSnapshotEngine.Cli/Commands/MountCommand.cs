@@ -34,7 +34,8 @@ internal static class MountCommand
             string nbdfuse = ProcessCommandRunner.FindOnPath(Tool)
                 ?? throw new DiskImageException(ErrorKind.ExternalTool,
                     "dse mount drives nbdfuse, which is not installed (apt-get install libnbd-bin); without it, run 'dse serve' and connect an NBD client (qemu-nbd -c, nbd-client, qemu)");
-            if (!Directory.Exists(dir)) throw new DiskImageException(ErrorKind.FileNotFound, "the mount point is not a directory", dir);
+            if (!Directory.Exists(dir))
+                throw new DiskImageException(ErrorKind.FileNotFound, File.Exists(dir) ? "the mount point is not a directory" : "the mount point does not exist", dir);
             bool writable = !context.Get(readOnly);
             var open = chainOptions.ToOpenOptions(context.Parse, writable) with { RefuseWriteWithChildren = writable };
             using var chain = DiskImage.Open(context.Get(image)!, open);

@@ -11,9 +11,16 @@ namespace DiskSnapshotEngine.Nbd;
 internal static class NbdUnixSocket
 {
     /// <summary>Binds and listens at <paramref name="path"/>.</summary>
-    /// <exception cref="DiskImageException">AlreadyExists when another server listens there or the path is not a socket; Io.</exception>
+    /// <exception cref="DiskImageException">AlreadyExists when another server listens there or the path is not a socket;
+    /// FileNotFound when its folder does not exist; ReadOnly when this user may not create files there; Io.</exception>
     public static Socket Bind(string path)
     {
+        // bind(2) says ENOENT as "Cannot assign requested address" and EACCES as a bare "Permission denied" (exit 7):
+        // the folder is named instead, with the exit codes create gives for the same folders.
+        string folder = Path.GetDirectoryName(Path.GetFullPath(path)) ?? "/";
+        if (!Directory.Exists(folder))
+            throw new DiskImageException(ErrorKind.FileNotFound, $"cannot listen on the unix socket: its folder {folder} does not exist", path);
+        FolderAccess.Require(path, "listen on the unix socket");
         if (File.Exists(path) || Directory.Exists(path)) RemoveStale(path);
         var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try

@@ -22,7 +22,16 @@ public static class Detach
     /// <summary>Makes <paramref name="image"/> independent of its parents.</summary>
     /// <exception cref="DiskImageException">InvalidArgument (a base image; an interrupted other operation), Unsupported (a format without
     /// the in-place step), DiskFull (with the space needed), Cancelled, open and I/O errors.</exception>
-    public static async Task<DetachResult> RunAsync(string image, OpenOptions? options = null,
+    public static Task<DetachResult> RunAsync(string image, OpenOptions? options = null,
+        IProgress<OperationProgress>? progress = null, CancellationToken cancel = default) =>
+        RunAsync(image, options, guard: null, progress, cancel);
+
+    /// <summary>
+    /// Makes <paramref name="image"/> independent of its parents unless <paramref name="guard"/> protects one of them
+    /// (<c>Snapshots.SnapshotMergeGuard</c>: a snapshot the image's catalog says it descends from).
+    /// </summary>
+    /// <exception cref="DiskImageException">As the overload without a guard; ReadOnly when the guard refuses, before any change.</exception>
+    public static async Task<DetachResult> RunAsync(string image, OpenOptions? options, IMergeGuard? guard,
         IProgress<OperationProgress>? progress = null, CancellationToken cancel = default)
     {
         options ??= OpenOptions.ReadOnly;
@@ -39,6 +48,12 @@ public static class Detach
         if (top is not IParentDetachable detachable)
             throw new DiskImageException(ErrorKind.Unsupported,
                 $"detaching a {top.Format.ToString().ToLowerInvariant()} image in place is not supported (VHDX and VDI are); make an independent copy with a full clone", image);
+
+        // A parent the caller protects (a snapshot of the image's own catalog) must stay in its chain: cutting the link
+        // would leave the catalog saying the current state descends from it, which no hypervisor's tree can show.
+        var parents = chain.Layers.Skip(1).Select(l => l.Path).ToList();
+        if (guard?.Refusal(parents, chain.Layers.SelectMany(l => Dependents.FoldersBeside(l.Path)).ToList()) is string refusal)
+            throw new DiskImageException(ErrorKind.ReadOnly, $"cannot detach: {refusal}", image);
 
         var plan = chain.GetExtents(0, chain.VirtualSize)
             .Where(e => e.LayerIndex >= 1 && e.Kind == ExtentKind.Data)
@@ -62,6 +77,6 @@ public static class Detach
         top.Flush();
         detachable.DetachFromParent();
         top.Flush();
-        return new DetachResult(image, chain.Layers.Skip(1).Select(l => l.Path).ToArray(), new CopyStats(written, needed - written));
+        return new DetachResult(image, parents, new CopyStats(written, needed - written));
     }
 }

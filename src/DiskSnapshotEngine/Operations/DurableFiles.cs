@@ -14,8 +14,8 @@ public static class DurableFiles
     /// <summary>
     /// Replaces <paramref name="path"/> with <paramref name="content"/> atomically: a reader (or a crash) sees
     /// either the old file or the new one, never a torn mix (temp file + fsync + rename + fsync of the folder).
-    /// The new file takes the owner, mode and attributes of the one it replaces or, for a first version, of
-    /// <paramref name="like"/> (the disk a catalog describes).
+    /// The new file takes the owner, mode and attributes of <paramref name="like"/> when given (the disk a catalog
+    /// describes, as it is now), otherwise of the one it replaces.
     /// </summary>
     public static void WriteAllTextAtomic(string path, string content, string? like = null)
     {
@@ -28,7 +28,9 @@ public static class DurableFiles
                 fs.Write(bytes);
                 fs.Flush(flushToDisk: true);
             }
-            string? template = File.Exists(path) ? path : like is not null && File.Exists(like) ? like : null;
+            // The file it sits beside decides (a catalog is as private as its disk, whatever the disk became since
+            // the last save); without one, the file replaced keeps its own owner and mode.
+            string? template = like is not null && File.Exists(like) ? like : File.Exists(path) ? path : null;
             if (template is not null) FileOwnership.Copy(template, temp);
             File.Move(temp, path, overwrite: true);
             SyncDirectoryOf(path);

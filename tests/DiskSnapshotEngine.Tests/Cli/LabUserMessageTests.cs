@@ -198,4 +198,30 @@ public class LabUserMessageTests
         Assert.Equal(goldenHash, ContentHash.OfFile(golden));
         Assert.Equal(cloneHash, ContentHash.OfFile(clone));
     }
+    /// <summary>
+    /// An unsealed image with a linked clone beside it: <c>write</c> is refused naming the option that writes it anyway
+    /// (<c>dse write --force</c>), and <c>serve</c>, which has no such option, never tells the user to "force the write".
+    /// </summary>
+    [Fact]
+    public async Task A_write_refused_for_children_names_the_option_that_forces_it_and_serve_offers_none()
+    {
+        using var dir = new TempDirectory("lab-children-force");
+        string parent = dir.File("parent.vdi"), child = dir.File("child.vdi"), data = dir.File("d.bin");
+        await Ok("create", parent, "--size", "16M");
+        await Ok("create", child, "--parent", parent);
+        await Ok("unseal", parent);
+        await File.WriteAllBytesAsync(data, RandomData.Bytes(512, 3));
+        string hash = ContentHash.OfFile(parent);
+
+        var write = await CliRunner.RunAsync("write", parent, "--offset", "0", "--input", data);
+        Assert.True(write.ExitCode == ExitReadOnly, write.ToString());
+        Assert.Contains($"{parent}: the image has 1 child image(s) that read through it ({child})", write.StdErr);
+        Assert.Contains("'dse write --force' writes it anyway", write.StdErr);
+
+        var serve = await CliRunner.RunAsync("serve", parent, "--socket", dir.File("s.sock"));
+        Assert.True(serve.ExitCode == ExitReadOnly, serve.ToString());
+        Assert.DoesNotContain("force the write", serve.StdErr);
+        Assert.Contains("'dse serve --read-only' serves it without writing to it", serve.StdErr);
+        Assert.Equal(hash, ContentHash.OfFile(parent));
+    }
 }

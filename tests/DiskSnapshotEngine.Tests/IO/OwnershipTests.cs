@@ -58,6 +58,28 @@ public class OwnershipTests
         }
     }
 
+    /// <summary>
+    /// A disk made private after its first snapshot (chmod 0600: the catalog was written at 0644 beside it): the next
+    /// snapshot verb's catalog takes the disk's mode again, as the README says, instead of keeping its own, so the
+    /// snapshot names and descriptions are no more readable than the disk.
+    /// </summary>
+    [Fact]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public async Task The_catalog_follows_the_disk_s_mode_when_the_disk_changed_since_it_was_written()
+    {
+        using var dir = new TempDirectory("owner-catalog");
+        string disk = dir.File("d.vdi"), catalog = disk + ".snapshots.json";
+        Assert.Equal(0, (await CliRunner.RunAsync("create", disk, "--size", "8M")).ExitCode);
+        File.SetUnixFileMode(disk, (UnixFileMode)0x1A4); // 0644
+        Assert.Equal(0, (await CliRunner.RunAsync("snapshot", "create", disk, "--name", "s1", "--description", "private notes")).ExitCode);
+        Assert.Equal((UnixFileMode)0x1A4, File.GetUnixFileMode(catalog));
+
+        File.SetUnixFileMode(disk, (UnixFileMode)0x180); // 0600
+        Assert.Equal(0, (await CliRunner.RunAsync("snapshot", "create", disk, "--name", "s2")).ExitCode);
+        Assert.Equal((UnixFileMode)0x180, File.GetUnixFileMode(disk));
+        Assert.Equal(Access(disk), Access(catalog));
+    }
+
     // nobody:nogroup, the mode, a user attribute, a security label and an ACL granting nobody read and write.
     [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
     private static void Give(string path, UnixFileMode mode)

@@ -58,6 +58,24 @@ public class NbdMountTests
         Assert.Equal(parentHash, ContentHash.OfFile(paths[0]));
     }
 
+    /// <summary>A mount point that does not exist is said to be missing (exit 8), one that is a file not to be a folder.</summary>
+    [RequiresToolFact("nbdfuse")]
+    public async Task A_missing_mount_point_is_named_missing_and_a_file_not_a_directory()
+    {
+        using var dir = new TempDirectory("nbd-mount-point");
+        var image = dir.File("d.vhdx");
+        DiskImage.Create(image, new DiskSnapshotEngine.Formats.ImageCreateOptions(8 << 20)).Dispose();
+        string missing = dir.File("no-such-dir"), file = dir.File("a-file");
+        await File.WriteAllTextAsync(file, "x");
+
+        var absent = await CliRunner.RunAsync("mount", image, missing);
+        Assert.True(absent.ExitCode == ExitCodes.ForKind(ErrorKind.FileNotFound), absent.ToString());
+        Assert.Contains($"{missing}: the mount point does not exist", absent.StdErr);
+        var notDir = await CliRunner.RunAsync("mount", image, file);
+        Assert.True(notDir.ExitCode == ExitCodes.ForKind(ErrorKind.FileNotFound), notDir.ToString());
+        Assert.Contains($"{file}: the mount point is not a directory", notDir.StdErr);
+    }
+
     [Fact]
     public async Task Without_nbdfuse_mount_says_what_to_install()
     {

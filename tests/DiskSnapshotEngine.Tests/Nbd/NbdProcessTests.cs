@@ -79,6 +79,32 @@ public class NbdProcessTests
     }
 
     /// <summary>
+    /// A socket path whose folder does not exist (exit 8, as create names a missing folder) or that this user may not
+    /// create files in (exit 15, as every verb that writes beside a file): named in words, not "Cannot assign
+    /// requested address" or a bare "Permission denied" under the I/O exit code 7.
+    /// </summary>
+    [RootFact("runs dse serve as nobody through setpriv")]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public async Task A_socket_in_a_missing_or_unwritable_folder_is_refused_with_the_folder_named()
+    {
+        using var dir = new TempDirectory("nbd-socket-folder");
+        File.SetUnixFileMode(dir.Path, (UnixFileMode)0x1ED); // 0755, root's
+        var image = dir.File("d.vhdx");
+        DiskImage.Create(image, new DiskSnapshotEngine.Formats.ImageCreateOptions(8 << 20)).Dispose();
+        ExternalTool.RunChecked("chown", "65534:65534", image);
+
+        string missing = dir.File("no-such-folder");
+        var noFolder = await CliRunner.RunAsync("serve", image, "--socket", Path.Combine(missing, "s.sock"));
+        Assert.True(noFolder.ExitCode == ExitCodes.ForKind(ErrorKind.FileNotFound), noFolder.ToString());
+        Assert.Contains($"cannot listen on the unix socket: its folder {missing} does not exist", noFolder.StdErr);
+
+        var (code, _, stderr) = CliRunner.RunAsNobody(["serve", image, "--socket", dir.File("s.sock")]);
+        Assert.True(code == ExitCodes.ForKind(ErrorKind.ReadOnly), $"exit {code}: {stderr}");
+        Assert.Contains($"cannot listen on the unix socket: its folder {dir.Path} is not writable by this user", stderr);
+        Assert.False(File.Exists(dir.File("s.sock")));
+    }
+
+    /// <summary>
     /// A client writes distinct ranges (every fourth with FUA) while the server is killed with SIGKILL. The image must
     /// pass <c>dse check</c>; every acknowledged write must read old or new (never a mix), and new when it had FUA; the one
     /// write in flight at the kill may be cut like a disk's, so each of its sectors reads old or new. The socket left

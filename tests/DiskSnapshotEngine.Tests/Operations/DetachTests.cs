@@ -164,4 +164,38 @@ public class DetachTests
         Assert.Equal(5, r.ExitCode);
         Assert.Equal(bytes, File.ReadAllBytes(dir.File("img" + ext)));
     }
+    /// <summary>
+    /// A disk whose current state reads through one of its own snapshots: detaching it would leave the catalog saying
+    /// the current state descends from that snapshot while it no longer does (the VirtualBox registration then found
+    /// two base images, exit 11). Refused as a plain merge of a snapshot's layer is (exit 15, the snapshot named, the
+    /// way out said), nothing changed; once the snapshot is deleted the detach runs.
+    /// </summary>
+    [Theory]
+    [InlineData(".vhdx")]
+    [InlineData(".vdi")]
+    public async Task Detach_of_a_disk_over_its_own_snapshot_is_refused_until_the_snapshot_is_deleted(string ext)
+    {
+        using var dir = new TempDirectory("detach-snapshot");
+        string golden = dir.File("golden" + ext), disk = dir.File("disk" + ext), data = dir.File("d.bin");
+        await CliRunner.OkAsync("create", golden, "--size", "8M");
+        await CliRunner.OkAsync("create", disk, "--parent", golden);
+        await File.WriteAllBytesAsync(data, RandomData.Bytes(4096, 7));
+        await CliRunner.OkAsync("write", disk, "--offset", "1M", "--input", data);
+        await CliRunner.OkAsync("snapshot", "create", disk, "--name", "s1");
+        await CliRunner.OkAsync("write", disk, "--offset", "2M", "--input", data);
+        var files = Directory.GetFiles(dir.Path).ToDictionary(f => f, ContentHash.OfFile);
+
+        var refused = await CliRunner.RunAsync("detach", disk);
+        Assert.True(refused.ExitCode == 15, refused.ToString());
+        Assert.Contains($"dse: error: {disk}: cannot detach: ", refused.StdErr);
+        Assert.Contains("is snapshot 's1'; use 'dse snapshot delete' so that the catalog stays right", refused.StdErr);
+        Assert.Equal(files, Directory.GetFiles(dir.Path).ToDictionary(f => f, ContentHash.OfFile));
+
+        string before = dir.File("before.raw");
+        await CliRunner.OkAsync("export", disk, before);
+        await CliRunner.OkAsync("snapshot", "delete", disk, "--name", "s1");
+        await CliRunner.OkAsync("detach", disk);
+        Assert.Equal(JsonValueKind.Null, (await CliRunner.InfoAsync(disk)).GetProperty("parent").ValueKind);
+        Assert.Equal(0, (await CliRunner.RunAsync("compare", disk, before)).ExitCode);
+    }
 }

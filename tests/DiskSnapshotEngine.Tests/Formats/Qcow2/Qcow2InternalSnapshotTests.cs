@@ -192,4 +192,25 @@ public sealed class Qcow2InternalSnapshotTests
         }
         Assert.Equal(before, ContentHash.OfFile(image));
     }
+    /// <summary>
+    /// An image named by a relative path: the refusal of --internal-snapshot (a VDI has none; a snapshot opens only
+    /// read-only) names the image's full path, as every other error does, not the words the user typed.
+    /// </summary>
+    [Fact]
+    public async Task An_internal_snapshot_refusal_names_the_full_path_of_an_image_given_relatively()
+    {
+        using var dir = new TempDirectory("qcow2-isnap-path");
+        string image = dir.File("disk.vdi");
+        await CliRunner.OkAsync("create", image, "--size", "1M");
+        string relative = Path.GetRelativePath(Environment.CurrentDirectory, image);
+        Assert.False(Path.IsPathRooted(relative));
+
+        var none = Assert.Throws<DiskImageException>(() => DiskImage.Open(relative, OpenOptions.ReadOnly with { InternalSnapshot = "x" }).Dispose());
+        Assert.Equal(ErrorKind.InvalidArgument, none.Kind);
+        Assert.Equal(image, none.Path);
+        Assert.StartsWith($"{image}: ", none.Message);
+        var written = Assert.Throws<DiskImageException>(() => DiskImage.Open(relative, OpenOptions.ReadWrite with { InternalSnapshot = "x" }).Dispose());
+        Assert.Equal(ErrorKind.ReadOnly, written.Kind);
+        Assert.Equal(image, written.Path);
+    }
 }

@@ -8,19 +8,19 @@
 # child). It is a reference taken in the same minutes, not a hard floor: this VM's write speed moves by 2-3x from one
 # minute to the next (buffered writes most), so only figures from alternating runs compare. Alternating runs, a sync
 # before each, medians.
-# Run from the project root:  benchmarks/merge-floor.sh   (REPS=5 for more runs)
+# Run from the project root:  benchmarks/merge-reference.sh   (REPS=5 for more runs)
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 REPS=${REPS:-3}
-WORK=${WORK:-$(mktemp -d "${TMPDIR:-/tmp}/dse-merge-floor.XXXXXX")}
+WORK=${WORK:-$(mktemp -d "${TMPDIR:-/tmp}/dse-merge-reference.XXXXXX")}
 trap 'rm -rf "$WORK"' EXIT
-require_tools merge-floor qemu-img qemu-io dd sync python3
+require_tools merge-reference qemu-img qemu-io dd sync python3
 publish_dse "$WORK/dse-bin"
 head -c 67108864 /dev/urandom > "$WORK/chunk"
 
 # The shared scenario: an 8 GiB parent holding 1 GiB (64 MiB every 512 MiB) and a child holding 1 GiB in between.
 setup() {
-  rm -f "$WORK"/p.* "$WORK"/k.* "$WORK"/floor.*
+  rm -f "$WORK"/p.* "$WORK"/k.* "$WORK"/plain.*
   "${DSE[@]}" create "$WORK/p.vhdx" --size 8G >/dev/null; qemu-img create -q -f qcow2 "$WORK/p.qcow2" 8G
   local i args=()
   for i in $(seq 0 15); do "${DSE[@]}" write "$WORK/p.vhdx" --offset $((i * 512 << 20)) --input "$WORK/chunk" >/dev/null; done
@@ -32,16 +32,16 @@ setup() {
   done
   qemu-io -f qcow2 "${args[@]}" "$WORK/k.qcow2" >/dev/null
   # The plain file's freed child: 1 GiB of data on disk, as the merged child is.
-  for i in $(seq 0 15); do dd if="$WORK/chunk" of="$WORK/floor.child" bs=4M seek=$((i * 16)) conv=notrunc status=none; done
+  for i in $(seq 0 15); do dd if="$WORK/chunk" of="$WORK/plain.child" bs=4M seek=$((i * 16)) conv=notrunc status=none; done
   sync
 }
 
 plain_file() {
   local i
-  for i in $(seq 0 15); do dd if="$WORK/chunk" of="$WORK/floor.out" bs=4M oflag=direct conv=notrunc seek=$((i * 16)) status=none; done
-  sync --data "$WORK/floor.out" && rm "$WORK/floor.child"
+  for i in $(seq 0 15); do dd if="$WORK/chunk" of="$WORK/plain.out" bs=4M oflag=direct conv=notrunc seek=$((i * 16)) status=none; done
+  sync --data "$WORK/plain.out" && rm "$WORK/plain.child"
 }
-timed() { local s e; sync; s=$(date +%s.%N); "$@" >/dev/null 2>&1 || { echo "merge-floor: $* failed" >&2; exit 1; }; e=$(date +%s.%N); python3 -c "print(round($e - $s, 3))"; }
+timed() { local s e; sync; s=$(date +%s.%N); "$@" >/dev/null 2>&1 || { echo "merge-reference: $* failed" >&2; exit 1; }; e=$(date +%s.%N); python3 -c "print(round($e - $s, 3))"; }
 
 D=(); Q=(); F=()
 for ((r = 0; r < REPS; r++)); do

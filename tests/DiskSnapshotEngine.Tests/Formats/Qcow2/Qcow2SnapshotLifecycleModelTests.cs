@@ -65,6 +65,40 @@ public sealed class Qcow2SnapshotLifecycleModelTests(ITestOutputHelper output)
         foreach (var (what, count) in seen.OrderBy(c => c.Key)) output.WriteLine($"{what}: {count}");
     }
 
+    /// <summary>
+    /// A fixed script that reaches what random scripts may miss: dse writes refused while snapshots exist, then, after
+    /// a delete of them all, dse writes over clusters qemu has just released (before and after a grow), every one checked
+    /// against the model.
+    /// </summary>
+    [RequiresToolTheory("qemu-img", "qemu-io")]
+    [InlineData(0)]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    public void Dse_writes_again_after_the_last_snapshot_is_deleted(int variant)
+    {
+        using var realTools = new RealToolsTally(output);
+        Step[] steps =
+        [
+            new(StepKind.DseWrite, 1000, 150_000, 11),
+            new(StepKind.Create, 0, 0, 0),
+            new(StepKind.DseWrite, 70_000, 5000, 12),       // refused, written by qemu
+            new(StepKind.QemuWrite, 0, 100_000, 7),
+            new(StepKind.Create, 0, 0, 0),
+            new(StepKind.Apply, 0, 0, 2),                   // back to the first snapshot
+            new(StepKind.Delete, 0, 0, 3),                  // all of them, newest first
+            new(StepKind.DseWrite, 0, 140_000, 13),         // over clusters the snapshots shared
+            new(StepKind.Grow, 0, 0, 0),
+            new(StepKind.DseWrite, 60_000, 150_000, 14),
+        ];
+        var seen = new Dictionary<string, int>();
+        Run(new Script(variant, steps), realTools, seen);
+        Assert.Equal(1, seen.GetValueOrDefault("dse writes before any snapshot"));
+        Assert.Equal(1, seen.GetValueOrDefault("dse writes refused (snapshots present)"));
+        Assert.Equal(1, seen.GetValueOrDefault("deletes of the last snapshot"));
+        Assert.Equal(2, seen.GetValueOrDefault("dse writes after the last snapshot was deleted"));
+    }
+
     // Offsets are drawn in the initial size; a step past the current end is clipped to it when run. Apply and
     // Delete pick a snapshot by seed among those that exist when they run (none: the step does nothing); a Delete whose
     // seed is a multiple of 3 deletes every one.

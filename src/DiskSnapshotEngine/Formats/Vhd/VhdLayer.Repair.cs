@@ -12,9 +12,12 @@ internal sealed partial class VhdLayer : IRepairable
     /// look for it; one read from its copy at offset 0 is written back there, and a header read from its copy is written
     /// back in place, as the first change of a session does. A dynamic or differencing disk's copy at offset 0 that is not
     /// the same as a valid footer at the end is rewritten from it: the spec makes the copy a backup of the footer, and
-    /// qemu's vpc driver reads the copy rather than the end. That is one sector write over the copy only (no block or
-    /// structure may lie there), so a crash leaves the valid end footer in use whatever the sector holds; content and
-    /// identity are untouched. A 511-byte footer (before Virtual PC 2004) gets no 512-byte copy: it stays reported.
+    /// qemu's vpc driver reads the copy rather than the end. That is one 512-byte write over the copy only (no block or
+    /// structure may lie there) and the end footer is not written, so a crash leaves the valid end footer in use; content
+    /// and identity are untouched. The dynamic disk header at offset 512 shares the copy's 4 KiB page (and a 4Kn disk's
+    /// physical sector): its bytes are not changed, but the page cache writes them back with the copy, so a device that
+    /// tore that write could damage the header as much as any in-place metadata write. A 511-byte footer (before
+    /// Virtual PC 2004) gets no copy written: it stays reported.
     /// </summary>
     public IReadOnlyList<string> RepairMetadata()
     {

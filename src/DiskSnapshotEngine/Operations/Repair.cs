@@ -13,8 +13,10 @@ public sealed record RepairResult(string Image, IReadOnlyList<CheckProblem> Fixe
 /// <summary>
 /// check --repair: fixes in the image's own layer what is safe to fix and never changes what the disk reads: a dirty
 /// VHDX log is replayed into the file (the read-write open does it), an invalid header or region table copy is
-/// rewritten from the valid one, a VHD footer is written back at the end from its copy at offset 0 or its copy from the
-/// end, a VDI cBlocksAllocated lagging its map is raised, and leaked space is reclaimed by a
+/// rewritten from the valid one, a VHD footer missing or damaged at the end of the file is written back there from its
+/// copy at offset 0, a dynamic or differencing VHD's copy at offset 0 that is missing, damaged or stale is rewritten from
+/// a valid footer at the end (not for a 511-byte footer), a VDI cBlocksAllocated lagging its map is raised, and leaked
+/// space is reclaimed by a
 /// compact (a rewrite beside the image, renamed over it, identity kept). An image with errors is left untouched:
 /// repairing them could change content.
 /// </summary>

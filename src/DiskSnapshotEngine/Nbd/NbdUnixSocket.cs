@@ -17,7 +17,9 @@ internal static class NbdUnixSocket
     {
         // bind(2) says ENOENT as "Cannot assign requested address" and EACCES as a bare "Permission denied" (exit 7):
         // the folder is named instead, with the exit codes create gives for the same folders.
-        string folder = Path.GetDirectoryName(Path.GetFullPath(path)) ?? "/";
+        // Every error names the full path, as every other error does, whatever the caller typed.
+        path = Path.GetFullPath(path);
+        string folder = Path.GetDirectoryName(path) ?? "/";
         if (!Directory.Exists(folder))
             throw new DiskImageException(ErrorKind.FileNotFound, $"cannot listen on the unix socket: its folder {folder} does not exist", path);
         FolderAccess.Require(path, "listen on the unix socket");

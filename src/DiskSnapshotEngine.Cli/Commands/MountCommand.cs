@@ -35,7 +35,7 @@ internal static class MountCommand
                 ?? throw new DiskImageException(ErrorKind.ExternalTool,
                     "dse mount drives nbdfuse, which is not installed (apt-get install libnbd-bin); without it, run 'dse serve' and connect an NBD client (qemu-nbd -c, nbd-client, qemu)");
             if (!Directory.Exists(dir))
-                throw new DiskImageException(ErrorKind.FileNotFound, File.Exists(dir) ? "the mount point is not a directory" : "the mount point does not exist", dir);
+                throw new DiskImageException(ErrorKind.FileNotFound, WhyNotAMountPoint(dir), dir);
             bool writable = !context.Get(readOnly);
             var open = chainOptions.ToOpenOptions(context.Parse, writable) with { RefuseWriteWithChildren = writable };
             using var chain = DiskImage.Open(context.Get(image)!, open);
@@ -117,6 +117,15 @@ internal static class MountCommand
             var rest = await stderr.ConfigureAwait(false);
             if (!string.IsNullOrWhiteSpace(rest)) context.Error.Write(rest);
         }
+    }
+
+    // File.Exists is true for a symbolic link whose target is gone, which is not a file either: the link is named as one.
+    private static string WhyNotAMountPoint(string dir)
+    {
+        var entry = new FileInfo(dir);
+        if (entry.LinkTarget is { } target && entry.ResolveLinkTarget(returnFinalTarget: true) is not { Exists: true })
+            return $"the mount point is a dangling symbolic link (to {target}, which does not exist)";
+        return entry.Exists ? "the mount point is not a directory" : "the mount point does not exist";
     }
 
     private static void TryUnmount(string dir)

@@ -58,7 +58,7 @@ public class NbdMountTests
         Assert.Equal(parentHash, ContentHash.OfFile(paths[0]));
     }
 
-    /// <summary>A mount point that does not exist is said to be missing (exit 8), one that is a file not to be a folder.</summary>
+    /// <summary>A mount point that does not exist is said to be missing (exit 8), one that is a file not to be a folder, a dangling link to be one.</summary>
     [RequiresToolFact("nbdfuse")]
     public async Task A_missing_mount_point_is_named_missing_and_a_file_not_a_directory()
     {
@@ -74,6 +74,11 @@ public class NbdMountTests
         var notDir = await CliRunner.RunAsync("mount", image, file);
         Assert.True(notDir.ExitCode == ExitCodes.ForKind(ErrorKind.FileNotFound), notDir.ToString());
         Assert.Contains($"{file}: the mount point is not a directory", notDir.StdErr);
+        string dangling = dir.File("dangling");
+        File.CreateSymbolicLink(dangling, missing);
+        var link = await CliRunner.RunAsync("mount", image, dangling);
+        Assert.True(link.ExitCode == ExitCodes.ForKind(ErrorKind.FileNotFound), link.ToString());
+        Assert.Contains($"{dangling}: the mount point is a dangling symbolic link (to {missing}, which does not exist)", link.StdErr);
     }
 
     [Fact]

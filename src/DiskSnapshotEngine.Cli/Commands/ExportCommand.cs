@@ -64,11 +64,16 @@ internal static class ExportCommand
     {
         if (target == "-") return;
         var named = ImageFormats.All.FirstOrDefault(d => d.Format != ImageFormat.Raw && d.Extensions.Contains(Path.GetExtension(target).ToLowerInvariant()));
-        if (named is not null)
-            throw new DiskImageException(ErrorKind.InvalidArgument,
-                $"export writes a raw disk, which must not be named {Path.GetExtension(target)}: to make a {named.Name} image use " +
-                $"dse clone {ExternalCommand.ShellQuote(image)} {ExternalCommand.ShellQuote(target)}; for a raw disk name it .img or .raw",
-                Path.GetFullPath(target));
+        if (named is null) return;
+        // Clone never replaces a file (exit 16): over an existing one the hint says so rather than suggest a refused run.
+        string clone = $"dse clone {ExternalCommand.ShellQuote(image)} {ExternalCommand.ShellQuote(target)}";
+        string how = Path.Exists(target) || new FileInfo(target).LinkTarget is not null
+            ? $"{clone} after removing {target} (clone does not replace a file), or name a new file"
+            : clone;
+        throw new DiskImageException(ErrorKind.InvalidArgument,
+            $"export writes a raw disk, which must not be named {Path.GetExtension(target)}: to make a {named.Name} image use " +
+            $"{how}; for a raw disk name it .img or .raw",
+            Path.GetFullPath(target));
     }
 
     /// <summary>The --json document of export.</summary>

@@ -192,9 +192,31 @@ public class InterfaceTests
             var r = await CliRunner.RunAsync("export", dir.File("a." + ext), dir.File(target));
             Assert.Equal(ExitCodes.InvalidArgument, r.ExitCode);
             Assert.Contains("dse clone", r.StdErr);
+            Assert.DoesNotContain("after removing", r.StdErr);
             Assert.False(File.Exists(dir.File(target)));
         }
         await Ok("export", dir.File("a." + ext), dir.File("out.img"));
+    }
+
+    /// <summary>
+    /// Over an existing file (--force given) the hint does not suggest a clone onto it, which clone refuses (exit 16):
+    /// it says to remove the file first or name a new one, and the file is unchanged.
+    /// </summary>
+    [Fact]
+    public async Task Export_under_an_image_extension_over_an_existing_file_hints_a_clone_that_would_run()
+    {
+        using var dir = new TempDirectory("fmt-exists");
+        string image = dir.File("a.vhdx"), taken = dir.File("taken.vhdx");
+        await Ok("create", image, "--size", "16M");
+        await Ok("create", taken, "--size", "8M");
+        byte[] before = File.ReadAllBytes(taken);
+
+        var r = await CliRunner.RunAsync("export", image, taken, "--force");
+        Assert.True(r.ExitCode == ExitCodes.InvalidArgument, r.ToString());
+        Assert.Contains($"dse clone {image} {taken} after removing {taken} (clone does not replace a file), or name a new file", r.StdErr);
+        Assert.Equal(before, File.ReadAllBytes(taken));
+        // What the hint warns of: clone onto the existing file is refused.
+        Assert.Equal(ExitCodes.AlreadyExists, (await CliRunner.RunAsync("clone", image, taken)).ExitCode);
     }
 
     [Fact]

@@ -41,7 +41,13 @@ public static partial class Merge
             await MergeSizes.GrowTargetAsync(journal, options, cancel).ConfigureAwait(false);
             journal.Save();
         }
-        else Hold(scope, journal);
+        else
+        {
+            Hold(scope, journal);
+            // A file the interrupted run recorded that is another file now (a new image made at the path, a layer
+            // replaced by a link) is neither removed nor "finished": the user decides.
+            journal.RequireRecordedFiles();
+        }
 
         var stats = new CopyStats(0, 0);
         if (journal.Phase == "copy")
@@ -75,7 +81,7 @@ public static partial class Merge
         {
             // One atomic rename replaces the image by the merged target: the image's path always names a complete disk.
             // Real file over real file: a link to the image stays a link; one to the target leads nowhere now (MergeLinks).
-            DurableFiles.Rename(replacement, FileNode.Target(journal.Image), overwrite: true);
+            DurableFiles.Rename(replacement, journal.FileOf(journal.Image), overwrite: true);
             removed.Add(journal.Target!);
         }
         foreach (var layer in journal.ReplaceImage ? journal.Merged.Skip(1) : journal.Merged)

@@ -92,8 +92,7 @@ public static partial class Merge
             DurableFiles.Delete(file);
             removed.Add(layer);
         }
-        var (removedLinks, keptLinks) = MergeLinks.Remove(journal);
-        journal.Delete();
+        var (removedLinks, keptLinks) = MergeLinks.RemoveAndEnd(journal);
         return new MergeResult(stats, journal.Target!, relinked, removed, resumed)
         {
             Unsealed = journal.LiftSeal && !journal.ReplaceImage ? journal.Target : null,

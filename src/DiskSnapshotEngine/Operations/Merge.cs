@@ -101,12 +101,12 @@ public static partial class Merge
         };
     }
 
-    // Locks the files a commit changes (a link's target: the lock is taken through a descriptor the path opens); the
-    // plan's chain is closed by then (its shared locks would conflict).
+    // Locks the files a commit changes, the files the plan recorded (FileOf), so that a rerun locks the files it
+    // removes, not whatever a name re-pointed since leads to; the plan's chain is closed by then (its shared locks would conflict).
     private static void Hold(LockScope scope, OperationJournal journal)
     {
         foreach (var file in journal.Merged.Append(journal.Target!).Concat(journal.Children))
-            scope.LockIfExists(file);
+            scope.LockIfExists(journal.FileOf(file));
     }
 
     private static async Task<CopyStats> CopyIntoAncestorAsync(OperationJournal journal, bool resumed, MergeOptions options,

@@ -82,7 +82,7 @@ public static partial class Merge
             // One atomic rename replaces the image by the merged target: the image's path always names a complete disk.
             // Real file over real file: a link to the image stays a link; one to the target leads nowhere now (MergeLinks).
             DurableFiles.Rename(replacement, journal.FileOf(journal.Image), overwrite: true);
-            removed.Add(journal.Target!);
+            removed.Add(replacement);
         }
         foreach (var layer in journal.ReplaceImage ? journal.Merged.Skip(1) : journal.Merged)
         {
@@ -90,7 +90,8 @@ public static partial class Merge
             if (!File.Exists(file)) continue;
             // A layer reached through a link is its target: the real file goes, and the data with it.
             DurableFiles.Delete(file);
-            removed.Add(layer);
+            // The file deleted, not the name: a link to it is reported on its own (removed or kept, MergeLinks).
+            removed.Add(file);
         }
         var (removedLinks, keptLinks) = MergeLinks.RemoveAndEnd(journal);
         return new MergeResult(stats, journal.Target!, relinked, removed, resumed)

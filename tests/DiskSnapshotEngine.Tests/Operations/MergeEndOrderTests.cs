@@ -19,11 +19,7 @@ public sealed class MergeEndOrderTests
     public async Task A_merge_through_a_link_stopped_at_its_journal_delete_finishes_on_rerun_under_the_link()
     {
         using var dir = new TempDirectory("merge-end-order");
-        string vms = Directory.CreateDirectory(dir.File("vms")).FullName, big = Directory.CreateDirectory(dir.File("big")).FullName;
-        string g = Path.Combine(vms, "g.qcow2"), real = Path.Combine(big, "t.qcow2"), link = Path.Combine(vms, "t.qcow2");
-        ExternalTool.RunChecked("qemu-img", "create", "-q", "-f", "qcow2", g, "8M");
-        ExternalTool.RunChecked("qemu-img", "create", "-q", "-f", "qcow2", "-b", g, "-F", "qcow2", real);
-        File.CreateSymbolicLink(link, "../big/t.qcow2");
+        var (g, real, link) = LinkedTop.Make(dir);
         // The remove phase reached (a kill after the relink), then the journal's delete fails.
         (MergePlanner.Plan(link, null, new MergeOptions()) with { Phase = "remove" }).Save();
         string journal = real + OperationJournal.Suffix;

@@ -77,7 +77,14 @@ internal sealed class LockScope : IDisposable
     {
         // File.Exists is true for a link whose target is gone (a merge's remove phase stopped after removing the
         // target): there is nothing to lock, and a rerun through that link must still finish.
-        if (File.Exists(path) && File.ResolveLinkTarget(path, returnFinalTarget: true) is not { Exists: false }) Lock(path, exclusive);
+        if (File.Exists(path) && !DanglingLink(path)) Lock(path, exclusive);
+    }
+
+    // A link loop is not dangling: Lock then names the loop (FileNotFound) rather than an untranslated IOException.
+    private static bool DanglingLink(string path)
+    {
+        try { return File.ResolveLinkTarget(path, returnFinalTarget: true) is { Exists: false }; }
+        catch (IOException) { return false; }
     }
 
     /// <summary>True when the current scope (or one it is nested in) holds the file, exclusively when <paramref name="exclusive"/>.</summary>

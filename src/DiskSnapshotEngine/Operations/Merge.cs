@@ -41,7 +41,13 @@ public static partial class Merge
             await MergeSizes.GrowTargetAsync(journal, options, cancel).ConfigureAwait(false);
             journal.Save();
         }
-        else Hold(scope, journal);
+        else
+        {
+            Hold(scope, journal);
+            // A file the interrupted run recorded that is another file now (a new image made at the path, a layer
+            // replaced by a link) is neither removed nor "finished": the user decides.
+            journal.RequireRecordedFiles();
+        }
 
         var stats = new CopyStats(0, 0);
         if (journal.Phase == "copy")
@@ -75,8 +81,8 @@ public static partial class Merge
         {
             // One atomic rename replaces the image by the merged target: the image's path always names a complete disk.
             // Real file over real file: a link to the image stays a link; one to the target leads nowhere now (MergeLinks).
-            DurableFiles.Rename(replacement, FileNode.Target(journal.Image), overwrite: true);
-            removed.Add(journal.Target!);
+            DurableFiles.Rename(replacement, journal.FileOf(journal.Image), overwrite: true);
+            removed.Add(replacement);
         }
         foreach (var layer in journal.ReplaceImage ? journal.Merged.Skip(1) : journal.Merged)
         {
@@ -84,10 +90,10 @@ public static partial class Merge
             if (!File.Exists(file)) continue;
             // A layer reached through a link is its target: the real file goes, and the data with it.
             DurableFiles.Delete(file);
-            removed.Add(layer);
+            // The file deleted, not the name: a link to it is reported on its own (removed or kept, MergeLinks).
+            removed.Add(file);
         }
-        var (removedLinks, keptLinks) = MergeLinks.Remove(journal);
-        journal.Delete();
+        var (removedLinks, keptLinks) = MergeLinks.RemoveAndEnd(journal);
         return new MergeResult(stats, journal.Target!, relinked, removed, resumed)
         {
             Unsealed = journal.LiftSeal && !journal.ReplaceImage ? journal.Target : null,
@@ -96,12 +102,12 @@ public static partial class Merge
         };
     }
 
-    // Locks the files a commit changes (a link's target: the lock is taken through a descriptor the path opens); the
-    // plan's chain is closed by then (its shared locks would conflict).
+    // Locks the files a commit changes, the files the plan recorded (FileOf), so that a rerun locks the files it
+    // removes, not whatever a name re-pointed since leads to; the plan's chain is closed by then (its shared locks would conflict).
     private static void Hold(LockScope scope, OperationJournal journal)
     {
         foreach (var file in journal.Merged.Append(journal.Target!).Concat(journal.Children))
-            scope.LockIfExists(file);
+            scope.LockIfExists(journal.FileOf(file));
     }
 
     private static async Task<CopyStats> CopyIntoAncestorAsync(OperationJournal journal, bool resumed, MergeOptions options,

@@ -13,22 +13,28 @@ namespace DiskSnapshotEngine.Operations;
 internal static class MergeLinks
 {
     /// <summary>
-    /// Removes the recorded links of <paramref name="journal"/> that still lead to their removed files, the image's own
-    /// link last: while it exists, a rerun under the name the user gave finds the journal. Idempotent: a link already
-    /// removed (or replaced by a file) is skipped.
+    /// Removes the recorded links of <paramref name="journal"/> that still lead to their removed files, then deletes the
+    /// journal, then the image's own link: while the journal exists, the link leads a rerun under the name the user gave
+    /// to it, and a kill after the journal is gone leaves only a dangling link (nothing left to finish). Idempotent: a
+    /// link already removed (or replaced by a file) is skipped.
     /// </summary>
-    public static (List<string> Removed, List<KeptLink> Kept) Remove(OperationJournal journal)
+    public static (List<string> Removed, List<KeptLink> Kept) RemoveAndEnd(OperationJournal journal)
     {
         var removed = new List<string>();
         var kept = new List<KeptLink>();
-        foreach (var link in journal.Links.OrderBy(l => string.Equals(l.Link, journal.Image, StringComparison.Ordinal)))
+        bool ended = false;
+        foreach (var link in journal.Links.OrderBy(l => IsImage(journal, l)))
         {
+            if (!ended && IsImage(journal, link)) { journal.Delete(); ended = true; }
             if (FileNode.LinkTargetOf(link.Link) is null) continue;
             if (WhyKept(link) is { } why) kept.Add(new KeptLink(link.Link, why));
             else removed.Add(link.Link);
         }
+        if (!ended) journal.Delete();
         return (removed, kept);
     }
+
+    private static bool IsImage(OperationJournal journal, JournalLink link) => string.Equals(link.Link, journal.Image, StringComparison.Ordinal);
 
     // Removes the link and returns null, or says why it stays.
     private static string? WhyKept(JournalLink link)

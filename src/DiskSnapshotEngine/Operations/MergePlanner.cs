@@ -92,6 +92,8 @@ internal static class MergePlanner
             Phase = "copy",
             ReplaceImage = replace,
             Links = links,
+            // Recorded under the locks the plan is taken under: the files a rerun may rename or remove, and nothing else.
+            Files = layers.Take(a + 1).Select(l => l.Path).Prepend(image).Distinct(StringComparer.Ordinal).Select(OperationJournal.Record).ToArray(),
             LiftSeal = (Seals.Of(layers[a]) & SoleChildWaiver(layers, a, options.Open.Sealed, "merge into it")) != SealReasons.None,
         };
         return journal;

@@ -35,12 +35,53 @@ internal sealed record OperationJournal
     /// there: a link re-pointed since is the user's again.
     /// </summary>
     public JournalLink[] Links { get; init; } = Array.Empty<JournalLink>();
+    /// <summary>
+    /// Commit: the image, the target and every merged layer as planned: the real file each name led to and that file's
+    /// identity (device, inode). A rerun renames and removes only these files, and only while each is still the same
+    /// file: a name re-pointed or a file replaced since (a new image made at the path) is never followed to another file.
+    /// Empty in a journal from a version that did not record them (its names are followed as that version did).
+    /// </summary>
+    public JournalFile[] Files { get; init; } = Array.Empty<JournalFile>();
     /// <summary>"copy", "relink", "remove".</summary>
     public required string Phase { get; init; }
 
     /// <summary>The file <paramref name="layer"/> led to when the merge was planned (its own path when it was no link).</summary>
     public string FileOf(string layer) =>
-        Array.Find(Links, l => string.Equals(l.Link, layer, StringComparison.Ordinal)) is { } link ? link.File : IO.FileNode.Target(layer);
+        RecordOf(layer) is { } file ? file.File
+        : Array.Find(Links, l => string.Equals(l.Link, layer, StringComparison.Ordinal)) is { } link ? link.File : IO.FileNode.Target(layer);
+
+    private JournalFile? RecordOf(string name) => Array.Find(Files, f => string.Equals(f.Name, name, StringComparison.Ordinal));
+
+    /// <summary>The real file <paramref name="name"/> leads to now, with its identity, for <see cref="Files"/>.</summary>
+    public static JournalFile Record(string name)
+    {
+        string file = IO.FileNode.Target(name);
+        var node = IO.FileNode.Of(file);
+        return new JournalFile(name, file, node.Device, node.Inode);
+    }
+
+    /// <summary>
+    /// Refuses (ChainInvalid, nothing changed) when a file this journal recorded is another file now: one that exists
+    /// at the recorded path with another identity (a file gone is what an interrupted remove phase leaves). The image's
+    /// file may be the target itself once the target was renamed over it.
+    /// </summary>
+    /// <exception cref="DiskImageException">ChainInvalid, naming the file and the journal.</exception>
+    public void RequireRecordedFiles()
+    {
+        var target = Target is null ? null : RecordOf(Target);
+        foreach (var f in Files)
+        {
+            if (!OperatingSystem.IsLinux() || IO.Libc.LStat(f.File, out var st) != 0) continue;
+            // A regular file, not only the same inode: a link made right after the file's delete may get its inode.
+            const uint fileType = 0xF000, regular = 0x8000;
+            bool same = (st.Mode & fileType) == regular && (st.Device == f.Device && st.Inode == f.Inode)
+                || (ReplaceImage && string.Equals(f.Name, Image, StringComparison.Ordinal) && target is not null && st.Device == target.Device && st.Inode == target.Inode);
+            if (!same)
+                throw new DiskImageException(ErrorKind.ChainInvalid,
+                    $"{f.File} is not the file the interrupted merge recorded (it was replaced since); nothing was changed: inspect the files and remove the journal {OwnPath} to start over",
+                    f.File, "journal");
+        }
+    }
 
 
     // Beside the file the name leads to (a link's target, NamedImage.File), not beside the link: that is the file the
@@ -89,6 +130,9 @@ internal sealed record OperationJournal
 /// <summary>A layer's symbolic link as a merge planned it: its path and the full path of the file it led to.</summary>
 internal sealed record JournalLink(string Link, string File);
 
+/// <summary>A name a merge planned to rename or remove: the real file it led to then and that file's (device, inode).</summary>
+internal sealed record JournalFile(string Name, string File, ulong Device, ulong Inode);
+
 // Written and read with the writer and the document (not the serializer, even source-generated: its metadata types
 // instantiated over bool and Guid are compiled at run time, over a hundred methods in every cold merge). The layout is
 // the serializer's for this record: its property names in declaration order, indented, null written, so journals of
@@ -118,6 +162,17 @@ internal static class OperationJournalJson
                 w.WriteEndObject();
             }
             w.WriteEndArray();
+            w.WriteStartArray(nameof(OperationJournal.Files));
+            foreach (var file in journal.Files)
+            {
+                w.WriteStartObject();
+                w.WriteString(nameof(JournalFile.Name), file.Name);
+                w.WriteString(nameof(JournalFile.File), file.File);
+                w.WriteNumber(nameof(JournalFile.Device), file.Device);
+                w.WriteNumber(nameof(JournalFile.Inode), file.Inode);
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
             w.WriteString(nameof(OperationJournal.Phase), journal.Phase);
             w.WriteEndObject();
         }
@@ -144,6 +199,7 @@ internal static class OperationJournalJson
             ReplaceImage = root.TryGetProperty(nameof(OperationJournal.ReplaceImage), out var replace) && replace.GetBoolean(),
             LiftSeal = root.TryGetProperty(nameof(OperationJournal.LiftSeal), out var lift) && lift.GetBoolean(),
             Links = LinksOf(root),
+            Files = FilesOf(root),
             Phase = Required(root, nameof(OperationJournal.Phase)),
         };
     }
@@ -163,6 +219,18 @@ internal static class OperationJournalJson
         int i = 0;
         foreach (var l in array.EnumerateArray()) links[i++] = new JournalLink(Required(l, nameof(JournalLink.Link)), Required(l, nameof(JournalLink.File)));
         return links;
+    }
+
+    // A journal written before files were recorded has none: its names are followed as that version followed them.
+    private static JournalFile[] FilesOf(JsonElement root)
+    {
+        if (!root.TryGetProperty(nameof(OperationJournal.Files), out var array) || array.ValueKind == JsonValueKind.Null) return Array.Empty<JournalFile>();
+        var files = new JournalFile[array.GetArrayLength()];
+        int i = 0;
+        foreach (var f in array.EnumerateArray())
+            files[i++] = new JournalFile(Required(f, nameof(JournalFile.Name)), Required(f, nameof(JournalFile.File)),
+                f.GetProperty(nameof(JournalFile.Device)).GetUInt64(), f.GetProperty(nameof(JournalFile.Inode)).GetUInt64());
+        return files;
     }
 
     private static string Required(JsonElement root, string name) =>

@@ -17,7 +17,8 @@ public sealed class OperationJournalTests
     {
         yield return new OperationJournal { Operation = "commit", Image = "/d/child.vhdx", Target = "/d/base.vhdx", TargetId = Guid.NewGuid(),
             Merged = ["/d/child.vhdx", "/d/mid.vhdx"], Children = ["/d/c1.vdi"], ReplaceImage = true, LiftSeal = true, Phase = "copy",
-            Links = [new JournalLink("/d/mid.vhdx", "/e/mid.vhdx"), new JournalLink("/d/ü \"x\".vhdx", "/e/y.vhdx")] };
+            Links = [new JournalLink("/d/mid.vhdx", "/e/mid.vhdx"), new JournalLink("/d/ü \"x\".vhdx", "/e/y.vhdx")],
+            Files = [new JournalFile("/d/mid.vhdx", "/e/mid.vhdx", 2049, ulong.MaxValue), new JournalFile("/d/child.vhdx", "/d/child.vhdx", 0, 7)] };
         yield return new OperationJournal { Operation = "pull", Image = "/d/déjà vu \"q\".qcow2", Phase = "relink" };
         yield return new OperationJournal { Operation = "commit", Image = "/d/a.vhdx", Target = "/d/b.vhdx", Children = ["x", ""], Phase = "remove" };
     }
@@ -33,6 +34,7 @@ public sealed class OperationJournalTests
         Assert.Equal(expected.ReplaceImage, actual.ReplaceImage);
         Assert.Equal(expected.LiftSeal, actual.LiftSeal);
         Assert.Equal(expected.Links, actual.Links);
+        Assert.Equal(expected.Files, actual.Files);
         Assert.Equal(expected.Phase, actual.Phase);
     }
 

@@ -83,4 +83,17 @@ public class LockingTests
             process.Dispose();
         }
     }
+
+    /// <summary>A symbolic-link loop given to a verb that locks before it opens is named as a loop (exit 8), not an internal error.</summary>
+    [Fact]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public async Task A_link_loop_is_named_not_an_internal_error()
+    {
+        using var dir = new TempDirectory();
+        string loop = Path.Combine(dir.Path, "loop.qcow2");
+        File.CreateSymbolicLink(loop, "loop.qcow2");
+        var run = await DiskSnapshotEngine.Tests.Cli.CliRunner.RunAsync("merge", loop);
+        Assert.True(run.ExitCode == 8, run.ToString());
+        Assert.Contains("symbolic-link loop", run.StdErr);
+    }
 }

@@ -61,12 +61,24 @@ internal static class MergeCommand
                 : $"merged into {result.Target}: {SizeParser.Describe(result.Stats.BytesWritten)} of data, {SizeParser.Describe(result.Stats.BytesZero)} of zeros");
             foreach (var c in result.Relinked) context.Out.WriteLine($"  relinked {c}");
             foreach (var r in result.Removed) context.Out.WriteLine($"  removed {r}");
-            foreach (var l in result.RemovedLinks) context.Out.WriteLine($"  removed link {l}");
+            WriteRemovedLinks(context, result.RemovedLinks);
             if (result.Unsealed is { } u) context.Out.WriteLine($"  unsealed {u}: its only linked clone was merged into it");
         }
-        // A link left behind is said on stderr also with --json: it may lead nowhere now.
-        foreach (var k in result.KeptLinks) context.Note($"left the link {k.Link} to a merged layer: {k.Reason}");
+        NoteKeptLinks(context, result.KeptLinks);
         return ExitCodes.Ok;
+    }
+
+    /// <summary>The text lines for links to merged layers that were removed (merge and snapshot delete).</summary>
+    internal static void WriteRemovedLinks(CliContext context, IReadOnlyList<string> removedLinks)
+    {
+        foreach (var l in removedLinks) context.Out.WriteLine($"  removed link {l}");
+    }
+
+    /// <summary>A note per link to a merged layer that was left (merge and snapshot delete).</summary>
+    internal static void NoteKeptLinks(CliContext context, IReadOnlyList<KeptLink> keptLinks)
+    {
+        // A link left behind is said on stderr also with --json: it may lead nowhere now.
+        foreach (var k in keptLinks) context.Note($"left the link {k.Link} to a merged layer: {k.Reason}");
     }
 
     /// <summary>The --json document of merge.</summary>

@@ -101,9 +101,11 @@ internal static class SnapshotCommand
         var vm = VmFileOption.AddTo(command);
         VerbAction.Set(command, context => vm.AroundChangeAsync(context, context.Get(disk)!, chainOptions, async (path, open) =>
         {
-            await ProgressDisplay.RunAsync(context, "delete", p =>
+            var links = await ProgressDisplay.RunAsync(context, "delete", p =>
                 DiskSnapshots.DeleteAsync(path, context.Get(name)!, open, p, context.CancellationToken)).ConfigureAwait(false);
-            context.Result(new DeletedView(path, context.Get(name), Deleted: true), $"snapshot '{context.Get(name)}' deleted");
+            context.Result(new DeletedView(path, context.Get(name), Deleted: true, links.RemovedLinks, links.KeptLinks), $"snapshot '{context.Get(name)}' deleted");
+            if (!context.Json) MergeCommand.WriteRemovedLinks(context, links.RemovedLinks);
+            MergeCommand.NoteKeptLinks(context, links.KeptLinks);
         }));
         return command;
     }
@@ -139,6 +141,6 @@ internal static class SnapshotCommand
     internal sealed record ListEntryView(Guid Id, string Name, string? Description, DateTimeOffset Created, Guid? Parent, string File, long FileSize, bool IsCurrent);
     internal sealed record ListView(string Image, long? CurrentStateSize, IEnumerable<ListEntryView> Snapshots);
     internal sealed record NameView(string Image, string? Snapshot);
-    internal sealed record DeletedView(string Image, string? Snapshot, bool Deleted);
+    internal sealed record DeletedView(string Image, string? Snapshot, bool Deleted, IReadOnlyList<string> RemovedLinks, IReadOnlyList<Operations.KeptLink> KeptLinks);
     internal sealed record RepairView(string Image, IEnumerable<SnapshotView> Snapshots, IReadOnlyList<ProblemView> Problems);
 }

@@ -14,8 +14,9 @@ public static partial class DiskSnapshots
     /// each of its children (which are then linked to its parent); a base layer with one child receives that child's
     /// data (commit); a base layer with several children is refused.
     /// </summary>
+    /// <returns>The symbolic links to merged layers that were removed or left (a left one may lead nowhere now).</returns>
     /// <exception cref="DiskImageException">InvalidArgument (unknown name), ReadOnly (images outside the snapshot tree depend on the layer, or a base layer has several children), DiskFull, open and I/O errors.</exception>
-    public static async Task DeleteAsync(string disk, string name, OpenOptions? options = null,
+    public static async Task<SnapshotDeleteResult> DeleteAsync(string disk, string name, OpenOptions? options = null,
         IProgress<OperationProgress>? progress = null, CancellationToken cancel = default)
     {
         options ??= OpenOptions.ReadOnly;
@@ -23,9 +24,9 @@ public static partial class DiskSnapshots
         using var scope = LockDisk(disk);
         var stored = SnapshotCatalog.Load(disk);
         bool rerun = stored.Pending is { Operation: "delete" } p && p.Snapshot.Name == name;
-        var catalog = await FinishPendingAsync(disk, options, progress, cancel).ConfigureAwait(false);
+        var (catalog, finished) = await FinishPendingAsync(disk, options, progress, cancel).ConfigureAwait(false);
         // Running the same delete again after an interruption finishes it: that is all there is to do.
-        if (rerun) return;
+        if (rerun) return finished;
         var entry = catalog.Find(name, disk);
         string layerPath = PathOf(disk, entry);
         string plan;
@@ -60,10 +61,10 @@ public static partial class DiskSnapshots
         foreach (var file in children.Prepend(layerPath)) scope.Lock(file);
         catalog = catalog with { Pending = new PendingSnapshotOperation { Operation = "delete", Snapshot = entry, Plan = plan, Children = children.ToArray() } };
         catalog.Save(disk);
-        await FinishDeleteAsync(disk, catalog, options, progress, cancel).ConfigureAwait(false);
+        return await FinishDeleteAsync(disk, catalog, options, progress, cancel).ConfigureAwait(false);
     }
 
-    private static async Task FinishDeleteAsync(string disk, SnapshotCatalog catalog, OpenOptions options,
+    private static async Task<SnapshotDeleteResult> FinishDeleteAsync(string disk, SnapshotCatalog catalog, OpenOptions options,
         IProgress<OperationProgress>? progress, CancellationToken cancel)
     {
         var pending = catalog.Pending!;
@@ -72,6 +73,7 @@ public static partial class DiskSnapshots
         foreach (var file in pending.Children.Prepend(layerPath)) LockScope.Current!.LockIfExists(file);
         var mergeOptions = MergeOptionsOf(options);
         string? commitChild = null;
+        var links = SnapshotDeleteResult.None;
         switch (pending.Plan)
         {
             case "pull":
@@ -85,7 +87,7 @@ public static partial class DiskSnapshots
                         stillLinked = Dependents.LinksTo(c, l);
                     // A child already linked past the layer (or with a journal of its pull) is done or resumes itself.
                     if (stillLinked || File.Exists(OperationJournal.PathFor(child)))
-                        await Merge.PullAsync(child, mergeOptions, progress, cancel).ConfigureAwait(false);
+                        links = links.With(await Merge.PullAsync(child, mergeOptions, progress, cancel).ConfigureAwait(false));
                 }
                 DurableFiles.Delete(layerPath);
                 break;
@@ -93,7 +95,7 @@ public static partial class DiskSnapshots
                 commitChild = pending.Children[0];
                 if (File.Exists(OperationJournal.PathFor(commitChild)) || File.Exists(layerPath))
                 {
-                    await Merge.CommitAsync(commitChild, layerPath, CommitOptions(disk, commitChild, options), progress, cancel).ConfigureAwait(false);
+                    links = links.With(await Merge.CommitAsync(commitChild, layerPath, CommitOptions(disk, commitChild, options), progress, cancel).ConfigureAwait(false));
                 }
                 break;
             default:
@@ -111,6 +113,7 @@ public static partial class DiskSnapshots
         }).ToList();
         Guid? current = catalog.Current == entry.Id ? entry.Parent : catalog.Current;
         (catalog with { Snapshots = remaining, Current = current, Pending = null }).Save(disk);
+        return links;
     }
 
     private static MergeOptions MergeOptionsOf(OpenOptions options) => new() { Open = options with { Sealed = SealPolicy.SnapshotLayers } };

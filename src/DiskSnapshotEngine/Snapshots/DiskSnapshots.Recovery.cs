@@ -19,16 +19,17 @@ public static partial class DiskSnapshots
         return FinishSimple(disk, catalog, options);
     }
 
-    private static async Task<SnapshotCatalog> FinishPendingAsync(string disk, OpenOptions options, IProgress<OperationProgress>? progress, CancellationToken cancel)
+    // Also returns the links a finished delete removed or left, so that rerunning that delete can report them.
+    private static async Task<(SnapshotCatalog Catalog, SnapshotDeleteResult Finished)> FinishPendingAsync(string disk, OpenOptions options, IProgress<OperationProgress>? progress, CancellationToken cancel)
     {
         var catalog = SnapshotCatalog.Load(disk);
-        if (catalog.Pending is null) return catalog;
+        if (catalog.Pending is null) return (catalog, SnapshotDeleteResult.None);
         if (catalog.Pending.Operation == "delete")
         {
-            await FinishDeleteAsync(disk, catalog, options, progress, cancel).ConfigureAwait(false);
-            return SnapshotCatalog.Load(disk);
+            var finished = await FinishDeleteAsync(disk, catalog, options, progress, cancel).ConfigureAwait(false);
+            return (SnapshotCatalog.Load(disk), finished);
         }
-        return FinishSimple(disk, catalog, options);
+        return (FinishSimple(disk, catalog, options), SnapshotDeleteResult.None);
     }
 
     private static SnapshotCatalog FinishSimple(string disk, SnapshotCatalog catalog, OpenOptions options)

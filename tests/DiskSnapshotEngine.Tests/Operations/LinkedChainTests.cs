@@ -422,8 +422,10 @@ public class LinkedChainTests
         File.CreateSymbolicLink(layer, moved);
         Assert.Equal([disk, layer], QemuChain(disk));
 
-        var r = await CliRunner.RunAsync("snapshot", "delete", disk, "--name", "a");
+        var r = await CliRunner.RunAsync("snapshot", "delete", disk, "--name", "a", "--json");
         Assert.True(r.ExitCode == 0, r.ToString());
+        // The link's removal is reported as merge reports it (the delete used to drop what its merge said).
+        Assert.Equal([layer], JsonDocument.Parse(r.StdOut).RootElement.GetProperty("removedLinks").EnumerateArray().Select(e => e.GetString()));
         Assert.False(IsLink(layer) || Path.Exists(layer), "the layer's link was left");
         Assert.False(Path.Exists(moved), "the layer's file was left");
         Assert.Equal([disk], QemuChain(disk));

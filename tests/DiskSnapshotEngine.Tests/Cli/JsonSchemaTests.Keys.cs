@@ -3,6 +3,7 @@ using System.Text.Json.Serialization.Metadata;
 using DiskSnapshotEngine.Block;
 using DiskSnapshotEngine.Cli.Commands;
 using DiskSnapshotEngine.Cli.Output;
+using DiskSnapshotEngine.Operations;
 
 namespace DiskSnapshotEngine.Tests.Cli;
 
@@ -43,7 +44,7 @@ public partial class JsonSchemaTests
         ["snapshot list"] = Shape("image,currentStateSize,snapshots", "snapshots[{id,name,description,created,parent,file,fileSize,isCurrent}]"),
         ["snapshot revert --name"] = Shape("image,snapshot"),
         ["rollback"] = Shape("image,snapshot"),
-        ["snapshot delete --name"] = Shape("image,snapshot,deleted"),
+        ["snapshot delete --name"] = Shape("image,snapshot,deleted,removedLinks,keptLinks"),
         ["snapshot repair"] = Shape("image,snapshots,problems", "snapshots[{id,name,description,created,parent,file}]"),
         ["demo --dir --format"] = Shape("dir,passed,proofs", "proofs[{claim,holds}]"),
         ["vm register virtualbox --name --disk --dry-run"] = Shape("name,image,dryRun,vboxFile,registered,commands"),
@@ -97,6 +98,20 @@ public partial class JsonSchemaTests
         }
         using var compact = JsonDocument.Parse(JsonSerializer.Serialize(new CompactCommand.CompactView("/x.vhdx", 1, 2, 3, 4), JsonContext.Default.CompactView));
         Assert.Equal("image,sizeBefore,sizeAfter,bytesWritten,bytesZero", ShapeOf(compact.RootElement));
+    }
+
+    // A link a merge (or a snapshot delete) left: the elements of keptLinks, which the scenario's runs leave empty
+    // (removedLinks holds plain paths), through Json and through the generated context called directly.
+    [Fact]
+    public void A_kept_link_keeps_its_keys()
+    {
+        var kept = new KeptLink("/vms/top.qcow2", "it now leads to /other.qcow2, not to the merged /layers/top.qcow2");
+        foreach (var text in new[] { Json.Serialize(kept), JsonSerializer.Serialize(kept, JsonContext.Default.KeptLink) })
+        {
+            using var doc = JsonDocument.Parse(text);
+            Assert.Equal("link,reason", ShapeOf(doc.RootElement));
+            Assert.Equal(kept.Reason, doc.RootElement.GetProperty("reason").GetString());
+        }
     }
 
     // README "JSON output": enum values are camelCase words. Every enum any document holds (the generated context lists

@@ -40,6 +40,15 @@ public class ProtectedSymlinkTests
         }
     }
 
+    // A folder nobody reaches (0777) holding a sticky folder and "big", a plain folder for nobody's moved files.
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    private static (TempDirectory Dir, string Sticky, string Big) StickyAndBig(string name)
+    {
+        var dir = new TempDirectory(name);
+        File.SetUnixFileMode(dir.Path, (UnixFileMode)0x1FF);
+        return (dir, StickyFolder(dir), Directory.CreateDirectory(dir.File("big")).FullName);
+    }
+
     // A folder like /tmp (mode 1777: world-writable and sticky) in the test's folder.
     [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
     private static string StickyFolder(TempDirectory dir)
@@ -179,9 +188,8 @@ public class ProtectedSymlinkTests
     [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
     public async Task A_merge_through_the_folder_owners_link_in_a_sticky_folder_leaves_the_link_with_a_note()
     {
-        using var dir = new TempDirectory("sticky-merge-keep");
-        File.SetUnixFileMode(dir.Path, (UnixFileMode)0x1FF); // 0777: nobody reaches the folders in it
-        string sticky = StickyFolder(dir), big = Directory.CreateDirectory(dir.File("big")).FullName;
+        var (dir, sticky, big) = StickyAndBig("sticky-merge-keep");
+        using var owned = dir;
         string parent = Path.Combine(sticky, "p.vhdx"), child = Path.Combine(big, "c.vhdx"), link = Path.Combine(sticky, "c.vhdx"), flat = dir.File("c.raw");
         await CliRunner.OkAsync("create", parent, "--size", "4M");
         await CliRunner.OkAsync("create", child, "--parent", parent);
@@ -215,5 +223,45 @@ public class ProtectedSymlinkTests
         Assert.Equal(4 << 20, new FileInfo(target).Length);
         Assert.Contains(target, r.StdOut);
         Assert.True(new FileInfo(link).LinkTarget == target, "the link was replaced");
+    }
+    /// <summary>
+    /// A snapshot delete whose merged layer is reached through the sticky folder owner's link (the user moved the layer's
+    /// file elsewhere and root linked it back): the delete finishes, the merged file goes, and the link it may not remove
+    /// is left with merge's note and in keptLinks (the delete used to drop what its merge said).
+    /// </summary>
+    [RootFact("runs dse as nobody through setpriv")]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public async Task A_snapshot_delete_through_the_folder_owners_link_in_a_sticky_folder_leaves_the_link_with_a_note()
+    {
+        var (dir, sticky, big) = StickyAndBig("sticky-snapshot-keep");
+        using var owned = dir;
+        string disk = Path.Combine(sticky, "disk.qcow2"), flat = dir.File("disk.raw");
+        await CliRunner.OkAsync("create", disk, "--size", "4M");
+        File.WriteAllBytes(dir.File("a.bin"), RandomData.Bytes(65536, 7));
+        File.WriteAllBytes(dir.File("b.bin"), RandomData.Bytes(65536, 8));
+        await CliRunner.OkAsync("write", disk, "--offset", "0", "--input", dir.File("a.bin"));
+        await CliRunner.OkAsync("snapshot", "create", disk, "--name", "a");
+        await CliRunner.OkAsync("write", disk, "--offset", "32768", "--input", dir.File("b.bin"));
+        await CliRunner.OkAsync("snapshot", "create", disk, "--name", "b");
+        await CliRunner.OkAsync("export", disk, flat);
+        // Snapshot b's layer (a's only child) is what deleting the base snapshot a merges away.
+        var list = JsonDocument.Parse((await CliRunner.OkAsync("snapshot", "list", disk, "--json")).StdOut).RootElement;
+        string link = list.GetProperty("snapshots").EnumerateArray().Single(e => e.GetProperty("name").GetString() == "b").GetProperty("file").GetString()!;
+        string moved = Path.Combine(big, Path.GetFileName(link));
+        File.Move(link, moved);
+        foreach (var f in Directory.GetFiles(sticky).Append(moved).Append(big)) ExternalTool.RunChecked("chown", "65534:65534", f);
+        File.CreateSymbolicLink(link, moved); // root's, the sticky folder's owner
+
+        var (code, stdout, stderr) = CliRunner.RunAsNobody("snapshot", "delete", disk, "--name", "a", "--json");
+        Assert.True(code == 0, stderr);
+        Assert.Contains($"left the link {link} to a merged layer: it is another user's, in a sticky folder", stderr);
+        var doc = JsonDocument.Parse(stdout).RootElement;
+        Assert.Empty(doc.GetProperty("removedLinks").EnumerateArray());
+        var kept = Assert.Single(doc.GetProperty("keptLinks").EnumerateArray());
+        Assert.Equal(link, kept.GetProperty("link").GetString());
+        Assert.True(new FileInfo(link).LinkTarget == moved, "the link was changed");
+        Assert.False(File.Exists(moved), "the merged file was left");
+        Assert.Empty(Directory.GetFiles(dir.Path, "*.dse-*", SearchOption.AllDirectories));
+        Assert.Equal(0, (await CliRunner.RunAsync("compare", disk, flat)).ExitCode);
     }
 }

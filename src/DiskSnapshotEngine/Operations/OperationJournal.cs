@@ -229,9 +229,13 @@ internal static class OperationJournalJson
         int i = 0;
         foreach (var f in array.EnumerateArray())
             files[i++] = new JournalFile(Required(f, nameof(JournalFile.Name)), Required(f, nameof(JournalFile.File)),
-                f.GetProperty(nameof(JournalFile.Device)).GetUInt64(), f.GetProperty(nameof(JournalFile.Inode)).GetUInt64());
+                RequiredNumber(f, nameof(JournalFile.Device)), RequiredNumber(f, nameof(JournalFile.Inode)));
         return files;
     }
+
+    // A missing number is a journal that cannot be read, as a missing string is (GetProperty would throw KeyNotFoundException).
+    private static ulong RequiredNumber(JsonElement root, string name) =>
+        root.TryGetProperty(name, out var p) ? p.GetUInt64() : throw new JsonException($"the journal has no {name}");
 
     private static string Required(JsonElement root, string name) =>
         root.TryGetProperty(name, out var p) && p.GetString() is { } value ? value : throw new JsonException($"the journal has no {name}");

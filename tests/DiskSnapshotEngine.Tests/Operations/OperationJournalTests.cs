@@ -70,6 +70,10 @@ public sealed class OperationJournalTests
     [InlineData("""{"Operation":"commit","Image":"/i","Phase":"copy","TargetId":"nope"}""")]
     [InlineData("""{"Operation":"commit","Image":"/i","Phase":"copy","Merged":"a"}""")]
     [InlineData("""{"Operation":"commit","Image":"/i","Phase":"copy","LiftSeal":"yes"}""")]
+    [InlineData("""{"Operation":"commit","Image":"/i","Phase":"copy","Files":[{"Name":"/i","File":"/i","Inode":1}]}""")]
+    [InlineData("""{"Operation":"commit","Image":"/i","Phase":"copy","Files":[{"Name":"/i","File":"/i","Device":-1,"Inode":1}]}""")]
+    [InlineData("""{"Operation":"commit","Image":"/i","Phase":"copy","Files":[3]}""")]
+    [InlineData("""{"Operation":"commit","Image":"/i","Phase":"copy","Links":[{"Link":"/l"}]}""")]
     public void A_journal_that_cannot_be_read_is_a_corrupt_image_error_naming_it(string text)
     {
         using var dir = new TempDirectory("journal");
